@@ -1,0 +1,31 @@
+"""Records passed between face-analysis stages and to the video pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Face:
+    """One face found in one image, in that image's pixel coordinates (x right, y down).
+
+    ``landmarks`` are 68 points in the iBUG/dlib order for every backend (backends with another
+    layout convert, keeping their native points in ``extra``); ``landmarks_3d`` (68×3, z toward the
+    camera, same pixel units) is set by backends that predict depth. ``embedding`` is filled by an
+    identity encoder when asked. ``pose`` is (yaw, pitch, roll) in degrees when estimated.
+    """
+
+    box: np.ndarray  # (4,) float32 x0, y0, x1, y1
+    score: float
+    landmarks: np.ndarray  # (68, 2) float32
+    landmarks_3d: np.ndarray | None = None  # (68, 3) float32
+    embedding: np.ndarray | None = None  # (D,) float32, L2-normalised
+    pose: tuple[float, float, float] | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def area(self) -> float:
+        x0, y0, x1, y1 = self.box
+        return float(max(0.0, x1 - x0) * max(0.0, y1 - y0))

@@ -1,0 +1,3 @@
+from mmvideo.cli import run
+
+run()

@@ -1,0 +1,72 @@
+"""The ``mmvideo`` command line: one click group, sub-commands loaded lazily.
+
+Sub-commands live beside the stage they drive and are imported only when invoked, so
+``mmvideo probe`` does not pay for importing torch. This is the only place that maps
+errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from mmvideo import __version__
+from mmvideo.errors import MMVideoError
+
+log = logging.getLogger("mmvideo")
+
+# name -> "module:attribute" of a click command
+COMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="mmvideo")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Swap a source actor's face into video with MagicMask, offline."""
+    level = logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the group and turn our errors into one-line messages."""
+    try:
+        cli.main(args=argv, prog_name="mmvideo", standalone_mode=False)
+    except MMVideoError as exc:
+        click.echo(f"mmvideo: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("mmvideo: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("mmvideo: interrupted", err=True)
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Training, preprocessing and evaluation of MagicMask checkpoints."""
