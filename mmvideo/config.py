@@ -30,10 +30,13 @@ DEFAULT_PRESET = "balanced"
 
 @dataclass
 class DetectConfig:
-    detect_interval: int = 5  # run the detector every N frames; landmarks only in between
-    detect_max_side: int = 360  # the frame is downscaled to this longest side for detection
+    # run the detector every N frames; landmarks only in between
+    detect_interval: int = 5
+    # the frame is downscaled to this longest side for detection
+    detect_max_side: int = 360
     detect_upsample: int = 0  # dlib HOG upsampling steps (finds smaller faces, slower)
-    min_face_size: int = 24  # faces smaller than this (box side, source pixels) are ignored
+    # faces smaller than this (box side, source pixels) are ignored
+    min_face_size: int = 24
 
 
 @dataclass
@@ -163,7 +166,9 @@ def preset_path(preset: str) -> Path:
     )
 
 
-def load_config(preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None) -> SwapConfig:
+def load_config(
+    preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None
+) -> SwapConfig:
     """Defaults ← preset TOML ← ``overrides`` (flat key → value; ``None`` values are ignored)."""
     path = preset_path(preset)
     try:
@@ -174,7 +179,9 @@ def load_config(preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None =
     keys = {k.name: k for k in config_keys()}
     for section, values in data.items():
         if section not in _SLICE_TYPES or not isinstance(values, dict):
-            raise InvalidInput(f"{path}: unknown section [{section}] (known: {', '.join(_SLICE_TYPES)})")
+            raise InvalidInput(
+                f"{path}: unknown section [{section}] (known: {', '.join(_SLICE_TYPES)})"
+            )
         for name, value in values.items():
             key = keys.get(name)
             if key is None or key.section != section:
@@ -191,11 +198,15 @@ def load_config(preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None =
 
 def _set(cfg: SwapConfig, key: ConfigKey, value: Any, origin: str) -> None:
     if key.choices is not None and value not in key.choices:
-        raise InvalidInput(f"{origin}: {key.name} must be one of {', '.join(key.choices)}, not {value!r}")
+        raise InvalidInput(
+            f"{origin}: {key.name} must be one of {', '.join(key.choices)}, not {value!r}"
+        )
     if key.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, key.type) or (key.type is int and isinstance(value, bool)):
-        raise InvalidInput(f"{origin}: {key.name} must be {key.type.__name__}, not {value!r}")
+        raise InvalidInput(
+            f"{origin}: {key.name} must be {key.type.__name__}, not {value!r}"
+        )
     setattr(getattr(cfg, key.section), key.name, value)
 
 

@@ -34,23 +34,37 @@ def test_every_preset_sets_every_key(name):
 
 def test_presets_differ_where_they_should():
     fast, balanced, quality = (load_config(n) for n in PRESET_NAMES)
-    assert fast.detect.detect_interval > balanced.detect.detect_interval > quality.detect.detect_interval
+    assert (
+        fast.detect.detect_interval
+        > balanced.detect.detect_interval
+        > quality.detect.detect_interval
+    )
     assert quality.smooth.smoothing == "rts" and balanced.smooth.smoothing == "kalman"
     assert fast.encode.encoder_preset == "veryfast"
 
 
 def test_flag_overrides_preset_and_none_means_unset():
-    cfg = load_config("quality", {"batch_size": 3, "smoothing": "none", "crf": None, "process_noise": 1})
+    cfg = load_config(
+        "quality",
+        {"batch_size": 3, "smoothing": "none", "crf": None, "process_noise": 1},
+    )
     assert cfg.generate.batch_size == 3
     assert cfg.smooth.smoothing == "none"
     assert cfg.encode.crf == load_config("quality").encode.crf
-    assert cfg.smooth.process_noise == 1.0 and isinstance(cfg.smooth.process_noise, float)
+    assert cfg.smooth.process_noise == 1.0 and isinstance(
+        cfg.smooth.process_noise, float
+    )
     assert cfg.detect.detect_interval == 2  # untouched keys keep the preset's value
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"batch_size": "8"}, {"smoothing": "median"}, {"no_such_key": 1}, {"detect_interval": True}],
+    [
+        {"batch_size": "8"},
+        {"smoothing": "median"},
+        {"no_such_key": 1},
+        {"detect_interval": True},
+    ],
 )
 def test_bad_overrides_are_refused(overrides):
     with pytest.raises(InvalidInput):
@@ -85,7 +99,14 @@ def test_env_folder_is_searched_first(tmp_path, monkeypatch):
 
 
 def test_swap_job_round_trips_through_json():
-    job = SwapJob(source="a.jpg", input="in.mp4", output="out.mp4", start=100, stop=200, checkpoint="m.pt")
+    job = SwapJob(
+        source="a.jpg",
+        input="in.mp4",
+        output="out.mp4",
+        start=100,
+        stop=200,
+        checkpoint="m.pt",
+    )
     assert SwapJob.from_json(job.to_json()) == job
     with pytest.raises(InvalidInput):
         SwapJob.from_json('{"source": "a", "input": "b", "output": "c", "colour": 1}')

@@ -1,0 +1,257 @@
+"""Detections → tracks: Hungarian assignment on box IoU plus identity similarity.
+
+A track is born from an unmatched detection, survives ``track_patience`` detection rounds
+without a match, is then *lost* and can be re-identified by its identity embedding for
+``reid_max_gap`` frames, after which it ends. A shot cut ends every track at once (a face in
+the next shot is a new track with fresh filters). Between detector runs the pipeline updates
+each live track from landmarks alone; ``propagate_box`` carries the detector box along.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from magicmask.face.types import Face
+from mmvideo.config import TrackConfig
+from mmvideo.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+TrackState = Literal["active", "lost", "ended"]
+
+
+@dataclass
+class Track:
+    """One face followed through time: raw per-frame geometry, keyed by frame index."""
+
+    id: int
+    shot: int
+    faces: dict[int, Face] = field(default_factory=dict)
+    # frames whose face came from the detector (the others are landmark-only updates)
+    detected: set[int] = field(default_factory=set)
+    embedding: np.ndarray | None = None  # running mean identity, L2-normalised
+    state: TrackState = "active"
+    misses: int = 0
+    last_seen: int = -1
+
+    @property
+    def first(self) -> int:
+        return min(self.faces)
+
+    @property
+    def last(self) -> int:
+        return max(self.faces)
+
+    def add(self, frame: int, face: Face, detected: bool) -> None:
+        self.faces[frame] = face
+        self.last_seen = frame
+        if detected:
+            self.detected.add(frame)
+            self.misses = 0
+        if face.embedding is not None:
+            e = face.embedding.astype(np.float32)
+            mean = e if self.embedding is None else self.embedding + e
+            self.embedding = mean / max(float(np.linalg.norm(mean)), 1e-8)
+
+    def median_area(self) -> float:
+        return float(np.median([f.area for f in self.faces.values()]))
+
+    def best_frame(self) -> int:
+        """The frame with the largest detected face (the contact-sheet thumbnail)."""
+        frames = self.detected or set(self.faces)
+        return max(sorted(frames), key=lambda i: self.faces[i].area)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N×4 x0,y0,x1,y1) with every box in ``b`` (M×4) → N×M."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)[:, None]
+    b = np.asarray(b, np.float64).reshape(-1, 4)[None]
+    w = np.clip(
+        np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None
+    )
+    h = np.clip(
+        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
+    )
+    inter = w * h
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def association_cost(
+    track_boxes: np.ndarray,
+    track_embeddings: list[np.ndarray | None],
+    det_boxes: np.ndarray,
+    det_embeddings: list[np.ndarray | None],
+    cfg: TrackConfig,
+) -> np.ndarray:
+    """Cost in [0, 1] of linking each track to each detection.
+
+    ``iou_weight·(1−IoU) + identity_weight·(1−cos)/2``; where either side has no embedding the
+    IoU term alone is used, so a missing identity never makes a pair cheaper.
+    """
+    cost = 1.0 - iou_matrix(track_boxes, det_boxes)
+    total = cfg.iou_weight + cfg.identity_weight
+    if total <= 0 or cfg.identity_weight <= 0:
+        return cost
+    for i, te in enumerate(track_embeddings):
+        for j, de in enumerate(det_embeddings):
+            if te is not None and de is not None:
+                id_cost = (1.0 - float(np.dot(te, de))) / 2.0
+                cost[i, j] = (
+                    cfg.iou_weight * cost[i, j] + cfg.identity_weight * id_cost
+                ) / total
+    return cost
+
+
+def assign(cost: np.ndarray, max_cost: float) -> list[tuple[int, int]]:
+    """Minimum-cost one-to-one matching (Hungarian), dropping pairs above ``max_cost``."""
+    if cost.size == 0:
+        return []
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= max_cost]
+
+
+def propagate_box(
+    box: np.ndarray, old_landmarks: np.ndarray, new_landmarks: np.ndarray
+) -> np.ndarray:
+    """Move a detector box with its face: the scale and shift that maps the old landmarks'
+    bounding box onto the new one, applied to ``box``.
+
+    dlib's shape predictor expects a box like its detector's, so between detector runs we keep
+    that box attached to the face instead of using the landmarks' own (tighter) bounds.
+    """
+    o0, o1 = old_landmarks.min(0), old_landmarks.max(0)
+    n0, n1 = new_landmarks.min(0), new_landmarks.max(0)
+    scale = float(
+        np.sqrt(np.prod(np.maximum(n1 - n0, 1e-3)) / np.prod(np.maximum(o1 - o0, 1e-3)))
+    )
+    oc, nc = (o0 + o1) / 2, (n0 + n1) / 2
+    b = np.asarray(box, np.float64).reshape(2, 2)
+    return ((b - oc) * scale + nc).reshape(4).astype(np.float32)
+
+
+def frame_signature(image: np.ndarray) -> np.ndarray:
+    """A small hue/saturation histogram of the frame, compared across frames to find cuts."""
+    small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
+    if small.dtype != np.uint8:
+        small = (small >> 8).astype(np.uint8)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+    return cv2.normalize(hist, hist).flatten()
+
+
+def is_shot_cut(
+    previous: np.ndarray | None, current: np.ndarray, threshold: float
+) -> bool:
+    """True when the histogram correlation between consecutive frames drops below ``threshold``."""
+    if previous is None:
+        return False
+    return float(cv2.compareHist(previous, current, cv2.HISTCMP_CORREL)) < threshold
+
+
+class Tracker:
+    """Online multi-face tracker; feed it frames in order, read ``tracks`` at the end."""
+
+    def __init__(self, cfg: TrackConfig):
+        self.cfg = cfg
+        self.tracks: list[Track] = []
+        self.shot = 0
+
+    def live(self) -> list[Track]:
+        return [t for t in self.tracks if t.state == "active"]
+
+    def cut(self, frame: int) -> None:
+        """A shot cut before ``frame``: every track ends and nothing is re-identified across it."""
+        log.debug("shot cut at frame %d", frame)
+        for t in self.tracks:
+            t.state = "ended"
+        self.shot += 1
+
+    def update_detections(self, frame: int, faces: list[Face]) -> list[Track]:
+        """Link one detector round to the tracks; returns the track of each face, in order."""
+        live = self.live()
+        cost = association_cost(
+            np.array([t.faces[t.last_seen].box for t in live]).reshape(-1, 4),
+            [t.embedding for t in live],
+            np.array([f.box for f in faces]).reshape(-1, 4),
+            [f.embedding for f in faces],
+            self.cfg,
+        )
+        owner: list[Track | None] = [None] * len(faces)
+        for r, c in assign(cost, self.cfg.max_match_cost):
+            owner[c] = live[r]
+        for t in live:
+            if t not in owner:
+                t.misses += 1
+                if t.misses > self.cfg.track_patience:
+                    t.state = "lost"
+        self._expire(frame)
+        for j, face in enumerate(faces):
+            if owner[j] is None:
+                owner[j] = self._reidentify(face) or self._new_track()
+            owner[j].state = "active"
+            owner[j].add(frame, face, detected=True)
+        return owner  # type: ignore[return-value]
+
+    def update_landmarks(self, frame: int, track: Track, face: Face) -> None:
+        """A landmark-only update between detector runs (no association needed)."""
+        track.add(frame, face, detected=False)
+
+    def _expire(self, frame: int) -> None:
+        for t in self.tracks:
+            if t.state == "lost" and frame - t.last_seen > self.cfg.reid_max_gap:
+                t.state = "ended"
+
+    def _reidentify(self, face: Face) -> Track | None:
+        if face.embedding is None:
+            return None
+        best, best_sim = None, self.cfg.reid_min_similarity
+        for t in self.tracks:
+            if t.state == "lost" and t.shot == self.shot and t.embedding is not None:
+                sim = float(np.dot(t.embedding, face.embedding))
+                if sim >= best_sim:
+                    best, best_sim = t, sim
+        if best is not None:
+            log.debug("re-identified track %d (cos %.2f)", best.id, best_sim)
+        return best
+
+    def _new_track(self) -> Track:
+        track = Track(id=len(self.tracks) + 1, shot=self.shot)
+        self.tracks.append(track)
+        return track
+
+
+def select_tracks(
+    tracks: list[Track], cfg: TrackConfig, reference: np.ndarray | None = None
+) -> set[int]:
+    """Ids of the tracks to swap: one ``track_id``, the most similar to a reference face, the
+    largest (median box area over the clip), or all."""
+    if not tracks:
+        return set()
+    if cfg.track_id is not None:
+        if cfg.track_id not in {t.id for t in tracks}:
+            raise InvalidInput(
+                f"track {cfg.track_id}: no such track (tracks: {', '.join(str(t.id) for t in tracks)})"
+            )
+        return {cfg.track_id}
+    if reference is not None:
+        scored = [
+            (float(np.dot(t.embedding, reference)), t.id)
+            for t in tracks
+            if t.embedding is not None
+        ]
+        if not scored:
+            raise InvalidInput(
+                "target face: no track has an identity embedding to compare with"
+            )
+        return {max(scored)[1]}
+    if cfg.target == "largest":
+        return {max(tracks, key=lambda t: (t.median_area(), -t.id)).id}
+    return {t.id for t in tracks}

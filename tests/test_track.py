@@ -1,0 +1,153 @@
+"""Tracking: association, patience, re-identification, shot cuts, target choice."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from magicmask.face.types import Face
+from mmvideo.config import TrackConfig
+from mmvideo.errors import InvalidInput
+from mmvideo.track import (
+    Tracker,
+    assign,
+    association_cost,
+    frame_signature,
+    iou_matrix,
+    is_shot_cut,
+    propagate_box,
+    select_tracks,
+)
+
+
+def face(x: float, y: float, size: float = 40.0, emb: np.ndarray | None = None) -> Face:
+    lm = np.stack(np.meshgrid(np.linspace(0, 1, 17), np.linspace(0, 1, 4)), -1).reshape(
+        -1, 2
+    )[:68]
+    lm = (lm * size * 0.8 + (x + size * 0.1, y + size * 0.2)).astype(np.float32)
+    return Face(
+        np.array([x, y, x + size, y + size], np.float32), 1.0, lm, embedding=emb
+    )
+
+
+def unit(seed: int, dim: int = 16) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_iou_matrix_values():
+    a = np.array([[0, 0, 10, 10], [100, 100, 110, 110]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10]])
+    np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 50 / 150], [0.0, 0.0]])
+
+
+def test_assign_drops_expensive_pairs():
+    cost = np.array([[0.1, 0.9], [0.95, 0.99]])
+    assert assign(cost, 0.6) == [(0, 0)]
+    assert assign(np.zeros((0, 3)), 0.6) == []
+
+
+def test_identity_breaks_an_iou_tie():
+    cfg = TrackConfig(iou_weight=0.5, identity_weight=0.5)
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10]])
+    e1, e2 = unit(1), unit(2)
+    cost = association_cost(boxes, [e1, e2], boxes, [e2, e1], cfg)
+    assert assign(cost, 1.0) == [(0, 1), (1, 0)]
+    # without embeddings the IoU term alone is used
+    assert association_cost(boxes[:1], [None], boxes[:1], [e1], cfg)[
+        0, 0
+    ] == pytest.approx(0.0)
+
+
+def test_two_faces_keep_their_ids_when_listed_in_any_order():
+    tr = Tracker(TrackConfig())
+    id_of_a = None
+    for i in range(20):
+        a, b = face(10 + 2 * i, 10), face(200 - 2 * i, 100)
+        owners = tr.update_detections(i, [a, b] if i % 2 else [b, a])
+        ids = [t.id for t in owners]
+        assert sorted(ids) == [1, 2]
+        id_of_a = id_of_a or ids[i % 2 == 0]
+        assert ids[i % 2 == 0] == id_of_a
+    assert len(tr.tracks) == 2 and all(len(t.faces) == 20 for t in tr.tracks)
+
+
+def test_patience_then_reidentification_after_occlusion():
+    cfg = TrackConfig(track_patience=1, reid_max_gap=30)
+    tr = Tracker(cfg)
+    e = unit(3)
+    for i in range(5):
+        tr.update_detections(i, [face(50, 50, emb=e)])
+    for i in range(5, 10):  # occluded: no detections
+        tr.update_detections(i, [])
+    assert tr.tracks[0].state == "lost"
+    # comes back elsewhere (IoU 0) but with the same identity
+    (t,) = tr.update_detections(12, [face(150, 60, emb=e)])
+    assert t.id == 1 and len(tr.tracks) == 1
+    # a stranger at the same place is a new track
+    for i in range(13, 16):
+        tr.update_detections(i, [])
+    (s,) = tr.update_detections(16, [face(150, 60, emb=unit(4))])
+    assert s.id == 2
+
+
+def test_reid_gap_expires():
+    tr = Tracker(TrackConfig(track_patience=0, reid_max_gap=5))
+    e = unit(5)
+    tr.update_detections(0, [face(0, 0, emb=e)])
+    tr.update_detections(1, [])
+    tr.update_detections(20, [])
+    (t,) = tr.update_detections(21, [face(0, 0, emb=e)])
+    assert t.id == 2 and tr.tracks[0].state == "ended"
+
+
+def test_shot_cut_starts_new_tracks():
+    tr = Tracker(TrackConfig())
+    e = unit(6)
+    tr.update_detections(0, [face(0, 0, emb=e)])
+    tr.cut(1)
+    (t,) = tr.update_detections(1, [face(0, 0, emb=e)])
+    assert t.id == 2 and t.shot == 1
+
+
+def _frames(path, n):
+    with av.open(str(path)) as c:
+        out = []
+        for f in c.decode(video=0):
+            out.append(f.to_ndarray(format="rgb24"))
+            if len(out) == n:
+                return out
+    return out
+
+
+def test_shot_cut_detection_on_real_clips(data_dir):
+    a = _frames(data_dir / "talking_head_obama_address_01.mp4", 30)
+    b = _frames(data_dir / "talking_head_outdoor_01.mp4", 5)
+    b = [np.ascontiguousarray(f[: a[0].shape[0], : a[0].shape[1]]) for f in b]
+    sigs = [frame_signature(f) for f in a + b]
+    cuts = [i for i in range(1, len(sigs)) if is_shot_cut(sigs[i - 1], sigs[i], 0.5)]
+    assert cuts == [30]
+    assert not is_shot_cut(None, sigs[0], 0.5)
+
+
+def test_propagate_box_follows_shift_and_scale():
+    old = face(10, 10, 40)
+    new_lm = (old.landmarks - 30) * 2 + 30 + (5, 7)
+    box = propagate_box(old.box, old.landmarks, new_lm)
+    expected = (old.box.reshape(2, 2) - 30) * 2 + 30 + (5, 7)
+    np.testing.assert_allclose(box, expected.reshape(4), atol=1e-3)
+
+
+def test_select_tracks():
+    tr = Tracker(TrackConfig())
+    e1, e2 = unit(7), unit(8)
+    for i in range(5):
+        tr.update_detections(i, [face(0, 0, 30, e1), face(100, 0, 80, e2)])
+    assert select_tracks(tr.tracks, TrackConfig()) == {1, 2}
+    assert select_tracks(tr.tracks, TrackConfig(target="largest")) == {2}
+    assert select_tracks(tr.tracks, TrackConfig(track_id=1)) == {1}
+    assert select_tracks(tr.tracks, TrackConfig(), reference=e1) == {1}
+    with pytest.raises(InvalidInput, match="no such track"):
+        select_tracks(tr.tracks, TrackConfig(track_id=9))
+    assert select_tracks([], TrackConfig()) == set()
