@@ -29,3 +29,12 @@ class Face:
     def area(self) -> float:
         x0, y0, x1, y1 = self.box
         return float(max(0.0, x1 - x0) * max(0.0, y1 - y0))
+
+
+@dataclass
+class Landmarks:
+    """What a landmark backend returns for one box: 68 iBUG points, optional 3-D, native extras."""
+
+    points: np.ndarray  # (68, 2) float32 image pixels
+    points_3d: np.ndarray | None = None  # (68, 3) float32, z toward the camera
+    extra: dict[str, np.ndarray] = field(default_factory=dict)

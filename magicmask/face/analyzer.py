@@ -1,0 +1,233 @@
+"""One small interface over the face backends: detect faces, update landmarks, in single images or batches.
+
+A backend is a detector (boxes, scores, optional 5 points) plus a landmarker (68 iBUG points,
+optional 3-D). ``FaceAnalyzer`` composes the two that ``FaceConfig`` names, detects on a
+down-scaled copy of large frames, drops tiny faces and fills each face's head pose.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from magicmask.face.image import as_rgb8
+from magicmask.face.pose import estimate_pose
+from magicmask.face.types import Face, Landmarks
+from mmvideo.errors import InvalidInput, NoFaceFound
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("dlib", "insightface", "fan")
+DETECTORS = ("hog", "cnn", "mtcnn", "scrfd")
+_DEFAULT_DETECTOR = {"dlib": "hog", "fan": "hog", "insightface": "scrfd"}
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Which backend finds faces and landmarks, and how hard it looks.
+
+    ``backend`` picks the landmarker (dlib 68-point, insightface 68-point 3-D + 106 2-D, FAN 2-D or
+    3-D); ``detector`` the boxes (None = the backend's default: hog for dlib and fan, scrfd for
+    insightface). ``detect_max_side`` shrinks larger frames before detection (landmarks are still
+    found at full resolution); ``min_face`` drops boxes with a shorter side, in original pixels.
+    """
+
+    backend: str = "dlib"
+    detector: str | None = None
+    upsample: int = 1
+    min_face: int = 20
+    detect_max_side: int = 640
+    detect_threshold: float = 0.5
+    models_dir: Path | None = None
+    fan_landmarks: str = "2d"
+    device: str = "cpu"
+
+    def resolved_detector(self) -> str:
+        return self.detector or _DEFAULT_DETECTOR.get(self.backend, "hog")
+
+
+class Detector(Protocol):
+    def __call__(
+        self, image: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
+
+
+class Landmarker(Protocol):
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[Landmarks]: ...
+
+
+def build_detector(cfg: FaceConfig) -> Detector:
+    """The detector ``cfg`` names; each backend module is imported only when chosen."""
+    name = cfg.resolved_detector()
+    if name == "hog":
+        from magicmask.face.dlib_backend import HogDetector
+
+        return HogDetector(cfg.upsample)
+    if name == "cnn":
+        from magicmask.face.dlib_backend import MmodDetector
+
+        return MmodDetector(cfg.upsample)
+    if name == "mtcnn":
+        from magicmask.face.mtcnn_backend import MtcnnDetector
+
+        return MtcnnDetector(cfg.min_face, cfg.detect_threshold)
+    if name == "scrfd":
+        from magicmask.face.insightface_backend import ScrfdDetector
+
+        return ScrfdDetector(cfg.models_dir, cfg.detect_threshold, cfg.device)
+    raise InvalidInput(
+        f"face detector {name!r}: unknown (choose from {', '.join(DETECTORS)})"
+    )
+
+
+def build_landmarker(cfg: FaceConfig) -> Landmarker:
+    """The landmarker of ``cfg.backend``."""
+    if cfg.backend == "dlib":
+        from magicmask.face.dlib_backend import DlibLandmarker
+
+        return DlibLandmarker()
+    if cfg.backend == "insightface":
+        from magicmask.face.insightface_backend import InsightfaceLandmarker
+
+        return InsightfaceLandmarker(cfg.models_dir, cfg.device)
+    if cfg.backend == "fan":
+        from magicmask.face.fan_backend import FanLandmarker
+
+        return FanLandmarker(cfg.fan_landmarks, cfg.models_dir, cfg.device)
+    raise InvalidInput(
+        f"face backend {cfg.backend!r}: unknown (choose from {', '.join(BACKENDS)})"
+    )
+
+
+class FaceAnalyzer:
+    """Detects faces and their landmarks with the backend ``FaceConfig`` names."""
+
+    def __init__(
+        self,
+        cfg: FaceConfig = FaceConfig(),
+        detector: Detector | None = None,
+        landmarker: Landmarker | None = None,
+    ):
+        self.cfg = cfg
+        self._detector = detector or build_detector(cfg)
+        self._landmarker = landmarker or build_landmarker(cfg)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in an RGB image (uint8/uint16), largest first; an empty list if none."""
+        rgb = as_rgb8(image)
+        scale = (
+            min(1.0, self.cfg.detect_max_side / max(rgb.shape[:2]))
+            if self.cfg.detect_max_side
+            else 1.0
+        )
+        small = rgb
+        if scale < 1.0:
+            size = (
+                max(1, round(rgb.shape[1] * scale)),
+                max(1, round(rgb.shape[0] * scale)),
+            )
+            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        boxes, scores, points5 = self._detector(small)
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / scale
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep = sides >= self.cfg.min_face
+        if (~keep).any():
+            log.debug(
+                "dropped %d faces smaller than %d px",
+                int((~keep).sum()),
+                self.cfg.min_face,
+            )
+        boxes, scores = boxes[keep], np.asarray(scores, dtype=np.float32)[keep]
+        faces = self._faces(rgb, boxes, scores)
+        if points5 is not None:
+            for face, p in zip(
+                faces, np.asarray(points5, dtype=np.float32)[keep] / scale
+            ):
+                face.extra["points5"] = p
+        return sorted(faces, key=lambda f: f.area, reverse=True)
+
+    def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> list[Face]:
+        """Landmarks (and pose) for known boxes, e.g. tracked ones between detections; score 1.0."""
+        rgb = as_rgb8(image)
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        return self._faces(rgb, boxes, np.ones(len(boxes), dtype=np.float32))
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """``detect`` for each image of a batch."""
+        return [self.detect(image) for image in images]
+
+    def landmarks_batch(
+        self, images: list[np.ndarray], boxes: list[np.ndarray]
+    ) -> list[list[Face]]:
+        """``landmarks`` for each (image, boxes) of a batch."""
+        return [self.landmarks(image, b) for image, b in zip(images, boxes)]
+
+    def _faces(
+        self, rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray
+    ) -> list[Face]:
+        if not len(boxes):
+            return []
+        faces = []
+        for box, score, lm in zip(boxes, scores, self._landmarker(rgb, boxes)):
+            try:
+                pose = estimate_pose(lm.points, rgb.shape[:2], lm.points_3d)
+            except ValueError:
+                pose = (
+                    None  # degenerate landmarks: keep the face, leave its pose unknown
+                )
+            faces.append(
+                Face(
+                    box=box.astype(np.float32),
+                    score=float(score),
+                    landmarks=lm.points,
+                    landmarks_3d=lm.points_3d,
+                    pose=pose,
+                    extra=dict(lm.extra),
+                )
+            )
+        return faces
+
+
+def source_face(
+    image: np.ndarray,
+    analyzer: FaceAnalyzer,
+    index: int | None = None,
+    name: str = "source image",
+    min_side: int = 64,
+) -> Face:
+    """The face to take the identity from: the largest one, or ``index`` (0 = largest).
+
+    No face is an error naming ``name``; several faces are logged with how to choose another.
+    """
+    faces = analyzer.detect(image)
+    if not faces:
+        raise NoFaceFound(
+            f"{name}: no face found (use a clearer, larger, more frontal photo)"
+        )
+    if index is None:
+        if len(faces) > 1:
+            log.warning(
+                "%s: %d faces found, using the largest; pass --source-face-index N "
+                "(0 = largest) to choose another",
+                name,
+                len(faces),
+            )
+        index = 0
+    if not 0 <= index < len(faces):
+        raise InvalidInput(
+            f"{name}: --source-face-index {index} out of range ({len(faces)} faces found)"
+        )
+    face = faces[index]
+    side = min(face.box[2] - face.box[0], face.box[3] - face.box[1])
+    if side < min_side:
+        log.warning(
+            "%s: the face is only %d px; the identity will be blurry (use a larger photo)",
+            name,
+            int(side),
+        )
+    return face

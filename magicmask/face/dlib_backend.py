@@ -1,0 +1,71 @@
+"""dlib detectors (HOG, MMOD CNN) and the 68-point shape predictor, with the packaged weights."""
+
+from __future__ import annotations
+
+import dlib
+import numpy as np
+
+from magicmask.face.models import dlib_model
+from magicmask.face.types import Landmarks
+
+
+class HogDetector:
+    """dlib's HOG + linear SVM frontal detector; fast on CPU, misses strong profiles."""
+
+    def __init__(self, upsample: int = 1, threshold: float = 0.0):
+        self._detector = dlib.get_frontal_face_detector()
+        self._upsample = upsample
+        self._threshold = threshold
+
+    def __call__(
+        self, image: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        rects, scores, _ = self._detector.run(image, self._upsample, self._threshold)
+        return _boxes(rects), np.asarray(scores, dtype=np.float32), None
+
+
+class MmodDetector:
+    """dlib's MMOD CNN detector (``mmod_human_face_detector.dat``); slower, finds turned faces."""
+
+    def __init__(self, upsample: int = 1):
+        self._detector = dlib.cnn_face_detection_model_v1(
+            str(dlib_model("mmod_human_face_detector.dat"))
+        )
+        self._upsample = upsample
+
+    def __call__(
+        self, image: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        dets = self._detector(image, self._upsample)
+        scores = np.array([d.confidence for d in dets], dtype=np.float32)
+        return _boxes([d.rect for d in dets]), scores, None
+
+
+class DlibLandmarker:
+    """dlib's 68-point shape predictor (iBUG 300-W layout); 2-D only."""
+
+    has_3d = False
+
+    def __init__(self) -> None:
+        self._predictor = dlib.shape_predictor(
+            str(dlib_model("shape_predictor_68_face_landmarks.dat"))
+        )
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[Landmarks]:
+        out = []
+        for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64):
+            rect = dlib.rectangle(round(x0), round(y0), round(x1), round(y1))
+            shape = self._predictor(image, rect)
+            pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+            out.append(Landmarks(pts))
+        return out
+
+
+def _boxes(rects) -> np.ndarray:
+    """dlib rectangles (inclusive corners) → (N, 4) float32 x0, y0, x1, y1."""
+    if not len(rects):
+        return np.zeros((0, 4), dtype=np.float32)
+    return np.array(
+        [(r.left(), r.top(), r.right() + 1, r.bottom() + 1) for r in rects],
+        dtype=np.float32,
+    )

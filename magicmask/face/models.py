@@ -1,0 +1,53 @@
+"""Where model files come from: files that installed packages ship, or files the user names.
+
+Nothing here downloads. Package files are located with ``importlib.util.find_spec`` (no
+``pkg_resources``); a missing file is a ``ModelError`` that says which file to put where.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from mmvideo.errors import ModelError
+
+
+def package_dir(package: str, install_hint: str) -> Path:
+    """The folder of an installed package, without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"{package}: package not installed (pip install {install_hint})"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def package_file(package: str, relative: str, install_hint: str) -> Path:
+    """A model file shipped inside an installed package."""
+    path = package_dir(package, install_hint) / relative
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: model file missing from package {package} (reinstall {install_hint})"
+        )
+    return path
+
+
+def dlib_model(name: str) -> Path:
+    """A dlib model from ``face-recognition-models`` (e.g. ``shape_predictor_68_face_landmarks.dat``)."""
+    return package_file(
+        "face_recognition_models", f"models/{name}", "face-recognition-models"
+    )
+
+
+def user_file(folder: Path | None, name: str, what: str, option: str) -> Path:
+    """A model file the user provides in ``folder`` (named by ``option`` on the command line)."""
+    if folder is None:
+        raise ModelError(
+            f"{name}: {what} needs a model folder; pass {option} DIR containing {name}"
+        )
+    path = Path(folder) / name
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: {what} model file not found; put {name} in {folder} ({option})"
+        )
+    return path

@@ -1,0 +1,75 @@
+"""Everything the generator and the losses need about one target face, from one frame.
+
+Used by the swap pipeline (per frame, with smoothed landmarks) and by training preprocessing, so
+both see identical crops, depth, heat-maps and masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from magicmask.face.align import affine_scale, align_target, transform_points
+from magicmask.face.depth import render_depth
+from magicmask.face.landmarks import landmark_heatmaps
+from magicmask.face.mask import component_boxes, face_mask
+from magicmask.face.pose import fit_shape
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How target inputs are rendered; the defaults are what the model is trained with."""
+
+    size: int = 224
+    heatmap_sigma: float = 2.0
+    mask_erode: float = 0.0
+    mask_feather: float = 4.0
+    mask_forehead: float = 0.3
+    box_margin: float = 6.0
+
+
+@dataclass
+class TargetInputs:
+    """Model inputs for one target face (docs/design.md, "Per-face model inputs")."""
+
+    crop: np.ndarray  # (size, size, 3) uint8 RGB
+    matrix: np.ndarray  # (2, 3) float64 frame → crop
+    landmarks: np.ndarray  # (68, 2) float32 crop pixels
+    depth: np.ndarray  # (size, size) float32 [0, 1], 0 = background, larger = nearer
+    heatmaps: np.ndarray  # (8, size, size) float32 [0, 1], LANDMARK_GROUPS order
+    mask: np.ndarray  # (size, size) float32 [0, 1]
+    boxes: (
+        np.ndarray
+    )  # (4, 4) float32 eyes, nose, mouth, jaw (x0, y0, x1, y1) crop pixels
+    pose: tuple[float, float, float]  # yaw, pitch, roll in degrees
+
+
+def prepare_target(
+    image: np.ndarray,
+    landmarks68: np.ndarray,
+    landmarks3d: np.ndarray | None = None,
+    cfg: PrepareConfig = PrepareConfig(),
+) -> TargetInputs:
+    """Align one face of ``image`` (H×W×3 uint8/uint16 RGB) and render its model inputs.
+
+    ``landmarks68`` are frame pixels; ``landmarks3d`` (68×3, z toward the camera, frame pixels)
+    when the backend predicts them. One mean-face fit gives both the pose and, without 3-D
+    landmarks, the depth.
+    """
+    size = cfg.size
+    crop, m = align_target(image, landmarks68, size)
+    pts = transform_points(landmarks68, m)
+    fit = fit_shape(landmarks68, image.shape[:2], landmarks3d)
+    # Heights are in frame pixels; a similarity scales them like the x/y coordinates.
+    heights = fit.depth * affine_scale(m)
+    return TargetInputs(
+        crop=crop,
+        matrix=m,
+        landmarks=pts,
+        depth=render_depth(pts, heights, size),
+        heatmaps=landmark_heatmaps(pts, size, cfg.heatmap_sigma),
+        mask=face_mask(pts, size, cfg.mask_erode, cfg.mask_feather, cfg.mask_forehead),
+        boxes=component_boxes(pts, cfg.box_margin, size=size),
+        pose=fit.pose,
+    )
