@@ -1,0 +1,631 @@
+"""Image sequences (``plate.%04d.exr``, ``plate.####.dpx``, PNG, TIFF) in and out, through OpenImageIO.
+
+Frame numbers are the numbers in the file names: a sequence may start anywhere (``1001``), and a
+gap is an error listing the missing numbers unless ``fill_missing`` repeats the previous frame.
+Every header is read before the first frame is decoded, so mixed resolutions, missing RGB
+channels and unreadable files are reported up front, not half-way through a render.
+
+Pixels at the boundary are what the rest of mmvideo expects (``Frame.image`` RGB uint8/uint16):
+8-bit files give uint8; 10/12/16-bit DPX, PNG and TIFF give uint16 at full 16-bit scale (OIIO
+bit-replicates 10-bit codes, and writing them back at 10 bits returns the same codes); half and
+32-bit float EXR are scene-linear and go to display space through :func:`linear_to_display`
+(IEC 61966-2-1 sRGB encoding of the linear values clipped to [0, 1], quantised to 16 bits).
+
+Untouched pixels come back bit-identical: when an EXR output replaces an EXR input, the writer
+re-reads the source frame and keeps its original float values (and every non-RGB channel) wherever
+the processed display image equals the display image the reader produced; only changed pixels go
+back through :func:`display_to_linear`. That also keeps values above 1.0 and negatives that the
+display conversion clips.
+
+A written sequence is all-or-nothing: frames go to a hidden folder beside the output and are
+renamed into place by ``close()``; on error that folder is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from mmvideo.errors import InvalidInput, MissingInput, OutputError
+from mmvideo.io.frame import Frame
+from mmvideo.io.timecode import FrameRange, Timecode, from_smpte_words
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_KINDS = {
+    ".exr": "exr",
+    ".dpx": "dpx",
+    ".png": "png",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+}
+PROVENANCE_ATTRIBUTE = "mmvideo:provenance"
+# DPX and TIFF drop attributes they have no field for; their free-text field carries the tag.
+_TEXT_FIELD = {
+    "exr": PROVENANCE_ATTRIBUTE,
+    "png": PROVENANCE_ATTRIBUTE,
+    "dpx": "dpx:UserData",
+    "tiff": "ImageDescription",
+}
+_DEFAULT_FPS = Fraction(24)
+_PRINTF = re.compile(r"%0?(\d*)d")
+_HASHES = re.compile(r"#+|@+")
+
+
+class SequenceError(InvalidInput):
+    """An image sequence cannot be read as one clip (gaps, mixed sizes, bad channels)."""
+
+
+# --------------------------------------------------------------------------- naming
+
+
+@dataclass(frozen=True)
+class SequencePattern:
+    """``prefix`` + frame number zero-padded to ``padding`` + ``suffix`` (``padding`` 0: unpadded)."""
+
+    prefix: str
+    padding: int
+    suffix: str
+
+    @property
+    def kind(self) -> str:
+        return SEQUENCE_KINDS["." + self.suffix.rsplit(".", 1)[-1].lower()]
+
+    def path(self, frame: int) -> Path:
+        return Path(f"{self.prefix}{frame:0{self.padding}d}{self.suffix}")
+
+    def __str__(self) -> str:
+        return (
+            f"{self.prefix}%0{self.padding}d{self.suffix}"
+            if self.padding
+            else f"{self.prefix}%d{self.suffix}"
+        )
+
+    def scan(self) -> list[int]:
+        """Frame numbers present on disk, sorted."""
+        folder = Path(self.prefix).parent
+        stem = Path(self.prefix).name
+        if not folder.is_dir():
+            return []
+        digits = rf"(\d{{{self.padding},}})" if self.padding else r"(\d+)"
+        name_re = re.compile(re.escape(stem) + digits + re.escape(self.suffix) + "$")
+        frames = []
+        for entry in os.listdir(folder):
+            match = name_re.match(entry)
+            # %04d matches 0012 and 12345 but not 12: the same frame must have one name.
+            if match and (
+                not self.padding
+                or len(match.group(1)) == self.padding
+                or not match.group(1).startswith("0")
+            ):
+                frames.append(int(match.group(1)))
+        return sorted(frames)
+
+
+def parse_pattern(text: str | os.PathLike) -> SequencePattern | None:
+    """The pattern in ``plate.%04d.exr`` / ``plate.####.dpx`` / ``plate.@@@@.png``, else None.
+
+    Only names whose extension is an image-sequence kind count, so ``clip%03d.mp4`` stays a video.
+    """
+    text = str(text)
+    name = Path(text).name
+    if Path(name).suffix.lower() not in SEQUENCE_KINDS:
+        return None
+    for regex, width in (
+        (_PRINTF, lambda m: int(m.group(1) or 0)),
+        (_HASHES, lambda m: len(m.group(0))),
+    ):
+        matches = list(regex.finditer(name))
+        if matches:
+            last = matches[-1]
+            start = len(text) - len(name) + last.start()
+            end = len(text) - len(name) + last.end()
+            padding = width(last)
+            # A single '#' means "any padding" in some tools; we read it as 4, Nuke's default.
+            if regex is _HASHES and padding == 1:
+                padding = 4
+            return SequencePattern(text[:start], padding, text[end:])
+    return None
+
+
+def is_sequence(path: str | os.PathLike) -> bool:
+    return parse_pattern(path) is not None
+
+
+def format_frames(frames: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+def linear_to_display(linear: np.ndarray) -> np.ndarray:
+    """Scene-linear RGB (float) -> display-space sRGB uint16 (clipped to [0, 1])."""
+    x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
+    encoded = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.round(encoded * 65535.0).astype(np.uint16)
+
+
+def display_to_linear(display: np.ndarray) -> np.ndarray:
+    """Display-space sRGB uint16 -> scene-linear float32 (the inverse of linear_to_display)."""
+    v = np.asarray(display, dtype=np.float64) / 65535.0
+    linear = np.where(v <= 0.04045, v / 12.92, np.power((v + 0.055) / 1.055, 2.4))
+    return linear.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class SequenceInfo:
+    """What a sequence is, from its headers: numbering, size, channels, rate, timecode, tags."""
+
+    pattern: SequencePattern
+    frames: tuple[int, ...]  # frame numbers on disk
+    missing: tuple[int, ...]  # gaps between the first and last
+    width: int
+    height: int
+    channels: tuple[str, ...]
+    rgb: tuple[int, int, int]  # indices of R, G, B in ``channels``
+    pixel_type: str  # OIIO type name of the file: uint8, uint16, half, float
+    bits: int  # bits per sample as stored (10 for 10-bit DPX)
+    rate: Fraction
+    timecode: Timecode | None  # of the first frame
+    provenance: str | None  # the provenance tag text of the first frame, if any
+
+    @property
+    def kind(self) -> str:
+        return self.pattern.kind
+
+    @property
+    def first(self) -> int:
+        return self.frames[0]
+
+    @property
+    def last(self) -> int:
+        return self.frames[-1]
+
+    @property
+    def scene_linear(self) -> bool:
+        return self.pixel_type in ("half", "float")
+
+    def timecode_at(self, frame: int) -> Timecode | None:
+        return None if self.timecode is None else self.timecode + (frame - self.first)
+
+
+def _oiio():
+    try:
+        import OpenImageIO as oiio  # deferred: the wheel is in the ``post`` extra
+    except ImportError:
+        raise InvalidInput(
+            "image sequences need OpenImageIO: pip install 'mmvideo[post]'"
+        ) from None
+    return oiio
+
+
+def _first_line(message: str, default: str = "unreadable") -> str:
+    """OIIO errors can span lines; our messages are one line."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    return lines[0] if lines else default
+
+
+def _open_spec(path: Path):
+    oiio = _oiio()
+    inp = oiio.ImageInput.open(str(path))
+    if inp is None:
+        raise SequenceError(
+            f"{path}: cannot read image header: {_first_line(oiio.geterror())}"
+        )
+    spec = inp.spec()
+    inp.close()
+    return spec
+
+
+def _rgb_indices(path: Path, kind: str, names: tuple[str, ...]) -> tuple[int, int, int]:
+    if kind == "exr":
+        upper = [n.upper() for n in names]
+        try:
+            return upper.index("R"), upper.index("G"), upper.index("B")
+        except ValueError:
+            raise SequenceError(
+                f"{path}: EXR has channels {','.join(names)}, no R, G and B to read"
+            ) from None
+    if len(names) < 3:
+        raise SequenceError(f"{path}: has {len(names)} channel(s), need RGB")
+    return 0, 1, 2
+
+
+def _header_fps(spec) -> Fraction | None:
+    fps = spec.getattribute("FramesPerSecond")
+    if isinstance(fps, tuple) and len(fps) == 2 and fps[1]:
+        return Fraction(int(fps[0]), int(fps[1]))
+    dpx = spec.getattribute("dpx:FrameRate")
+    if isinstance(dpx, float) and dpx > 0:
+        # DPX stores a float: map 23.976 etc. back to the NTSC rational it stands for.
+        for cand in (
+            Fraction(24000, 1001),
+            Fraction(30000, 1001),
+            Fraction(60000, 1001),
+        ):
+            if abs(float(cand) - dpx) < 1e-3:
+                return cand
+        return Fraction(dpx).limit_denominator(1001)
+    return None
+
+
+def _header_provenance(spec, kind: str) -> str | None:
+    value = spec.getattribute(_TEXT_FIELD[kind])
+    if isinstance(value, np.ndarray):  # DPX user data comes back as bytes
+        value = value.tobytes().decode("utf-8", "replace")
+    return value or None
+
+
+def probe_sequence(
+    pattern: str | SequencePattern,
+    *,
+    fps: Fraction | float | None = None,
+    fill_missing: bool = False,
+) -> SequenceInfo:
+    """Read every header of a sequence and check that they form one clip.
+
+    ``fps`` overrides the rate in the headers (which defaults to 24 when no header has one).
+    """
+    pat = parse_pattern(pattern) if isinstance(pattern, str) else pattern
+    if pat is None:
+        raise InvalidInput(
+            f"{pattern}: not an image-sequence pattern (use name.%04d.exr or "
+            "name.####.exr)"
+        )
+    frames = pat.scan()
+    if not frames:
+        raise MissingInput(f"{pat}: no frames match this pattern")
+    missing = sorted(set(range(frames[0], frames[-1] + 1)) - set(frames))
+    if missing and not fill_missing:
+        raise SequenceError(
+            f"{pat}: missing frames {format_frames(missing)} "
+            "(use --fill-missing to repeat the previous frame)"
+        )
+    first_path = pat.path(frames[0])
+    spec = _open_spec(first_path)
+    names = tuple(spec.channelnames)
+    rgb = _rgb_indices(first_path, pat.kind, names)
+    for frame in frames[1:]:
+        other = _open_spec(pat.path(frame))
+        if (other.width, other.height) != (spec.width, spec.height):
+            raise SequenceError(
+                f"{pat.path(frame)}: {other.width}x{other.height} differs from "
+                f"{first_path.name}'s {spec.width}x{spec.height} (mixed resolutions)"
+            )
+        if tuple(other.channelnames) != names:
+            raise SequenceError(
+                f"{pat.path(frame)}: channels {','.join(other.channelnames)} "
+                f"differ from {first_path.name}'s {','.join(names)}"
+            )
+    rate = Fraction(fps) if fps else (_header_fps(spec) or _DEFAULT_FPS)
+    words = spec.getattribute("smpte:TimeCode")
+    timecode = from_smpte_words(words, rate, source=str(first_path)) if words else None
+    bits = spec.get_int_attribute("oiio:BitsPerSample", 0) or spec.format.size() * 8
+    return SequenceInfo(
+        pat,
+        tuple(frames),
+        tuple(missing),
+        spec.width,
+        spec.height,
+        names,
+        rgb,
+        str(spec.format),
+        bits,
+        rate,
+        timecode,
+        _header_provenance(spec, pat.kind),
+    )
+
+
+def _read_pixels(path: Path, info: SequenceInfo) -> np.ndarray:
+    """All channels of one file: float32 for EXR (exact for half), else the stored int type."""
+    oiio = _oiio()
+    inp = oiio.ImageInput.open(str(path))
+    if inp is None:
+        raise SequenceError(f"{path}: cannot read: {_first_line(oiio.geterror())}")
+    fmt = (
+        "float"
+        if info.scene_linear
+        else ("uint8" if info.pixel_type == "uint8" else "uint16")
+    )
+    pixels = inp.read_image(0, 0, 0, len(info.channels), fmt)
+    error = inp.geterror()
+    inp.close()
+    if pixels is None or error:
+        raise SequenceError(f"{path}: cannot decode pixels: {_first_line(error)}")
+    return pixels.reshape(info.height, info.width, len(info.channels))
+
+
+def to_display(pixels: np.ndarray, info: SequenceInfo) -> np.ndarray:
+    """The RGB image a Frame carries, from all channels of a file."""
+    rgb = pixels[..., list(info.rgb)]
+    return linear_to_display(rgb) if info.scene_linear else np.ascontiguousarray(rgb)
+
+
+class SequenceReader:
+    """Iterates a sequence as ``Frame`` records, ``index`` and ``pts`` being the frame number.
+
+    ``time_base`` is 1/rate, so ``pts * time_base`` is the frame's time from frame 0. With
+    ``frames`` only that range is decoded. ``filled`` lists the frame numbers that repeated the
+    previous frame because ``fill_missing`` was set.
+    """
+
+    def __init__(
+        self,
+        pattern: str | SequencePattern,
+        *,
+        fps: Fraction | float | None = None,
+        fill_missing: bool = False,
+        frames: FrameRange | None = None,
+    ):
+        self.info = probe_sequence(pattern, fps=fps, fill_missing=fill_missing)
+        self.range = frames
+        self.filled: list[int] = []
+        if frames is not None and (
+            frames.first > self.info.last or frames.last < self.info.first
+        ):
+            raise InvalidInput(
+                f"{self.info.pattern}: frames {frames.first}-{frames.last} are "
+                f"outside the sequence ({self.info.first}-{self.info.last})"
+            )
+
+    def __len__(self) -> int:
+        first, last = self._bounds()
+        return last - first + 1
+
+    def _bounds(self) -> tuple[int, int]:
+        if self.range is None:
+            return self.info.first, self.info.last
+        return max(self.range.first, self.info.first), min(
+            self.range.last, self.info.last
+        )
+
+    def __iter__(self) -> Iterator[Frame]:
+        info = self.info
+        present = set(info.frames)
+        time_base = Fraction(1) / info.rate
+        first, last = self._bounds()
+        image: np.ndarray | None = None
+        if (
+            first not in present
+        ):  # a range that starts in a gap fills from the frame before it
+            before = max(f for f in info.frames if f < first)
+            image = to_display(_read_pixels(info.pattern.path(before), info), info)
+        for number in range(first, last + 1):
+            if number in present:
+                image = to_display(_read_pixels(info.pattern.path(number), info), info)
+            else:
+                self.filled.append(number)
+            yield Frame(
+                index=number,
+                pts=number,
+                time_base=time_base,
+                image=image.copy(),
+                key_frame=True,
+            )
+        if self.filled:
+            log.warning(
+                "%s: filled missing frames %s with the previous frame",
+                info.pattern,
+                format_frames(self.filled),
+            )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass
+class SequenceWriterOptions:
+    """How to write: pixel type (None: from the source or the frames), timecode and tags."""
+
+    pixel_type: str | None = (
+        None  # exr: half|float; dpx: 10|12|16 bits as "uint10" etc.
+    )
+    fps: Fraction | None = None
+    timecode: Timecode | None = None  # timecode of frame number ``timecode_frame``
+    timecode_frame: int = 0
+    provenance: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _dpx_bits(pixel_type: str | None, source: SequenceInfo | None) -> int:
+    if (
+        pixel_type
+        and pixel_type.startswith("uint")
+        and pixel_type[4:] in ("10", "12", "16")
+    ):
+        return int(pixel_type[4:])
+    return source.bits if source is not None and source.kind == "dpx" else 10
+
+
+class SequenceWriter:
+    """Writes ``Frame``s to ``pattern`` (file number = ``frame.index``), atomically as a whole.
+
+    ``source`` is the sequence the frames came from; when it is an EXR and so is the output,
+    untouched pixels and extra channels are copied from it bit for bit (see the module notes).
+    """
+
+    def __init__(
+        self,
+        pattern: str | SequencePattern,
+        *,
+        source: SequenceInfo | None = None,
+        options: SequenceWriterOptions | None = None,
+    ):
+        pat = parse_pattern(pattern) if isinstance(pattern, str) else pattern
+        if pat is None:
+            raise OutputError(f"{pattern}: not an image-sequence pattern")
+        if source is not None and str(source.pattern) == str(pat):
+            raise OutputError(f"{pat}: output pattern is the input sequence")
+        self.pattern = pat
+        self.source = source
+        self.options = options or SequenceWriterOptions()
+        folder = Path(pat.prefix).parent
+        if not folder.is_dir():
+            raise OutputError(f"{folder}: output folder does not exist")
+        try:
+            self._tmp = Path(
+                tempfile.mkdtemp(prefix=f".{Path(pat.prefix).name}mmvideo-", dir=folder)
+            )
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot write here: {exc.strerror}") from None
+        self._written: list[int] = []
+        self._restore = source is not None and source.scene_linear and pat.kind == "exr"
+
+    # The restore path re-reads the source file rather than caching it, so memory stays one
+    # frame no matter how far the pipeline's look-ahead runs.
+    def _restored(self, frame: Frame) -> tuple[np.ndarray, object]:
+        src = self.source
+        assert src is not None
+        number = (
+            frame.index
+            if frame.index in src.frames
+            else max(f for f in src.frames if f <= frame.index)
+        )
+        path = src.pattern.path(number)
+        pixels = _read_pixels(path, src)
+        if frame.image.dtype != np.uint16:
+            raise OutputError(
+                f"{self.pattern}: frame {frame.index} is {frame.image.dtype}, "
+                "expected uint16 for a scene-linear source"
+            )
+        changed = np.any(frame.image != to_display(pixels, src), axis=-1)
+        out = pixels.copy()
+        linear = display_to_linear(frame.image[changed])
+        for i, c in enumerate(src.rgb):
+            out[changed, c] = linear[:, i]
+        return out, _open_spec(path)
+
+    def _spec(self, frame: Frame, template=None):
+        oiio = _oiio()
+        h, w = frame.image.shape[:2]
+        kind, opts = self.pattern.kind, self.options
+        if template is not None:
+            spec = oiio.ImageSpec(template)
+        elif kind == "exr":
+            src_type = (
+                self.source.pixel_type
+                if self.source and self.source.scene_linear
+                else None
+            )
+            spec = oiio.ImageSpec(w, h, 3, opts.pixel_type or src_type or "half")
+            spec.attribute("compression", "zip")
+        elif kind == "dpx":
+            spec = oiio.ImageSpec(w, h, 3, "uint16")
+            spec.attribute(
+                "oiio:BitsPerSample", _dpx_bits(opts.pixel_type, self.source)
+            )
+        else:
+            spec = oiio.ImageSpec(
+                w, h, 3, "uint16" if frame.image.dtype == np.uint16 else "uint8"
+            )
+        rate = opts.fps or (self.source.rate if self.source else None)
+        if rate:
+            spec.attribute(
+                "FramesPerSecond",
+                oiio.TypeDesc("rational"),
+                [rate.numerator, rate.denominator],
+            )
+            if kind == "dpx":
+                spec.attribute("dpx:FrameRate", float(rate))
+        if opts.timecode is not None:
+            tc = opts.timecode + (frame.index - opts.timecode_frame)
+            if kind in ("exr", "dpx"):
+                spec.attribute(
+                    "smpte:TimeCode",
+                    oiio.TypeDesc("timecode"),
+                    list(tc.to_smpte_words()),
+                )
+            else:
+                spec.attribute("mmvideo:timecode", str(tc))
+        if opts.provenance:
+            if kind == "dpx":
+                data = np.frombuffer(opts.provenance.encode(), np.uint8)
+                spec.attribute(
+                    "dpx:UserData", oiio.TypeDesc(f"uint8[{len(data)}]"), data
+                )
+            else:
+                spec.attribute(_TEXT_FIELD[kind], opts.provenance)
+        for key, value in opts.attributes.items():
+            spec.attribute(key, value)
+        return spec
+
+    def write(self, frame: Frame) -> None:
+        oiio = _oiio()
+        template = None
+        if self._restore:
+            pixels, template = self._restored(frame)
+        elif self.pattern.kind == "exr" and frame.image.dtype != np.float32:
+            scale = 65535 if frame.image.dtype == np.uint16 else 255
+            pixels = display_to_linear(frame.image.astype(np.float64) * (65535 / scale))
+        elif self.pattern.kind == "dpx" and frame.image.dtype == np.uint8:
+            pixels = frame.image.astype(np.uint16) * 257
+        else:
+            pixels = frame.image
+        spec = self._spec(frame, template)
+        target = self._tmp / self.pattern.path(frame.index).name
+        out = oiio.ImageOutput.create(str(target))
+        if out is None or not out.open(str(target), spec):
+            raise OutputError(
+                f"{self.pattern.path(frame.index)}: cannot write: {_first_line(oiio.geterror())}"
+            )
+        ok = out.write_image(np.ascontiguousarray(pixels))
+        error = out.geterror()
+        out.close()
+        if not ok:
+            raise OutputError(
+                f"{self.pattern.path(frame.index)}: cannot write: {_first_line(error)}"
+            )
+        self._written.append(frame.index)
+
+    def close(self) -> list[Path]:
+        """Move every written frame into place; returns their final paths."""
+        finals = []
+        for number in self._written:
+            final = self.pattern.path(number)
+            os.replace(self._tmp / final.name, final)
+            finals.append(final)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        return finals
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._written.clear()
+
+    def __enter__(self) -> SequenceWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def writer_options_like(source: SequenceInfo, **overrides) -> SequenceWriterOptions:
+    """Options that carry a source sequence's rate and timecode to its output."""
+    opts = SequenceWriterOptions(
+        fps=source.rate, timecode=source.timecode, timecode_frame=source.first
+    )
+    return replace(opts, **overrides)
