@@ -1,0 +1,191 @@
+"""One unit of farm work: run chunk K of a plan, atomically, with a status file beside it.
+
+A chunk counts as finished only when its status says ``done`` for the plan's current fingerprint
+(input, source, checkpoint, config, frame range) *and* the output file still has the SHA-256
+recorded there. Anything else (no status, a ``running`` status left by a killed node, a file
+that was truncated or replaced) is redone from scratch, so a job killed at any instant and
+restarted produces the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mmvideo.errors import InvalidInput, MMVideoError, OutputError
+from mmvideo.farm.plan import (
+    JobPlan,
+    load_plan,
+    parts_dir,
+    sha256_file,
+    write_json_atomic,
+)
+from mmvideo.farm.scan import scan_video
+from mmvideo.farm.swap import SwapSettings, check_checkpoint, run_job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChunkStatus:
+    """The status file of one chunk (``<job>.parts/chunk_KKKK.status.json``)."""
+
+    index: int
+    state: str  # "running", "done" or "failed"
+    fingerprint: str
+    checkpoint_sha256: str
+    config_sha256: str
+    host: str
+    pid: int
+    started: float
+    finished: float | None = None
+    frames: int | None = None
+    sha256: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    index: int
+    skipped: bool  # already finished, nothing was run
+    frames: int
+    seconds: float
+
+
+def status_path(job_path: str | Path, index: int) -> Path:
+    return parts_dir(job_path) / f"chunk_{index:04d}.status.json"
+
+
+def read_status(job_path: str | Path, index: int) -> ChunkStatus | None:
+    """The chunk's status, or None when it has none (or an unreadable one, which means redo)."""
+    path = status_path(job_path, index)
+    try:
+        return ChunkStatus(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning(
+            "%s: ignoring unreadable status (%s); the chunk will be redone", path, exc
+        )
+        return None
+
+
+def chunk_is_done(plan: JobPlan, job_path: str | Path, index: int) -> bool:
+    """True when chunk ``index`` finished for this exact plan and its file is intact."""
+    status = read_status(job_path, index)
+    output = Path(plan.chunks[index].output)
+    return (
+        status is not None
+        and status.state == "done"
+        and status.fingerprint == plan.chunk_fingerprint(index)
+        and output.is_file()
+        and sha256_file(output) == status.sha256
+    )
+
+
+def run_chunk(job_path: str | Path, index: int, *, force: bool = False) -> ChunkResult:
+    """Run chunk ``index`` of the plan at ``job_path`` unless it is already finished."""
+    job_path = Path(job_path).resolve()
+    plan = load_plan(job_path)
+    if not 0 <= index < len(plan.chunks):
+        raise InvalidInput(
+            f"{job_path}: no chunk {index} (the plan has {len(plan.chunks)})"
+        )
+    span = plan.chunks[index]
+    if not force and chunk_is_done(plan, job_path, index):
+        log.info("%s: chunk %d already done, skipped", job_path, index)
+        return ChunkResult(index, skipped=True, frames=span.frames, seconds=0.0)
+    _check_input(plan)
+    check_checkpoint(plan.settings)
+    _remove_leftovers(Path(span.output))
+    status = _new_status(plan, index)
+    write_json_atomic(status_path(job_path, index), asdict(status))
+    try:
+        run_job(plan.jobs[index], plan.settings.config)
+        frames = _check_output(plan, index)
+    except BaseException as exc:
+        # Also on KeyboardInterrupt: the status must not claim "running" for a dead process.
+        status.state, status.error, status.finished = (
+            "failed",
+            _one_line(exc),
+            time.time(),
+        )
+        write_json_atomic(status_path(job_path, index), asdict(status))
+        raise
+    status.state, status.frames, status.finished = "done", frames, time.time()
+    status.sha256 = sha256_file(span.output)
+    write_json_atomic(status_path(job_path, index), asdict(status))
+    seconds = status.finished - status.started
+    log.info("%s: chunk %d done, %d frames in %.1f s", job_path, index, frames, seconds)
+    return ChunkResult(index, skipped=False, frames=frames, seconds=seconds)
+
+
+def _new_status(plan: JobPlan, index: int) -> ChunkStatus:
+    settings: SwapSettings = plan.settings
+    return ChunkStatus(
+        index=index,
+        state="running",
+        fingerprint=plan.chunk_fingerprint(index),
+        checkpoint_sha256=settings.checkpoint_sha256,
+        config_sha256=settings.config_sha256,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        started=time.time(),
+    )
+
+
+def _check_input(plan: JobPlan) -> None:
+    # The size is a cheap guard against a node seeing another file at the same path; the full
+    # hash is taken once, at plan time.
+    path = Path(plan.input)
+    if not path.is_file():
+        raise InvalidInput(f"{path}: input clip not found on this node")
+    if path.stat().st_size != plan.input_size:
+        raise InvalidInput(
+            f"{path}: input clip changed since the plan was made (size differs)"
+        )
+
+
+def _remove_leftovers(output: Path) -> None:
+    """Delete this chunk's output and any temp file a killed writer left beside it."""
+    if not output.parent.is_dir():
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"{output.parent}: cannot create: {exc.strerror}"
+            ) from exc
+        return
+    for path in output.parent.iterdir():
+        if (
+            path.name.startswith((output.stem, "." + output.stem))
+            and ".status." not in path.name
+        ):
+            path.unlink(missing_ok=True)
+
+
+def _check_output(plan: JobPlan, index: int) -> int:
+    span = plan.chunks[index]
+    if not Path(span.output).is_file():
+        raise OutputError(
+            f"{span.output}: the pipeline finished but wrote no chunk file"
+        )
+    frames = scan_video(span.output).frames
+    if frames != span.frames:
+        raise OutputError(
+            f"{span.output}: chunk has {frames} frames, the plan asked for {span.frames}"
+        )
+    return frames
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else ""
+    return (
+        message if isinstance(exc, MMVideoError) else f"{type(exc).__name__}: {message}"
+    )

@@ -1,0 +1,192 @@
+"""Where units of farm work run: a local process pool, or Ray tasks on a cluster.
+
+Both executors take a list of ``Task``s (a module-level function and its arguments, so it can be
+pickled to another process or machine) and return one ``Outcome`` per task in the same order. A
+failing task never stops the others; its error comes back as one line. Progress is one tqdm bar
+on the driver, advanced by each task's weight (its frame count) as tasks finish.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from mmvideo.errors import InvalidInput, MMVideoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    label: str
+    weight: int = 1  # units of progress (frames) this task accounts for
+
+
+@dataclass
+class Outcome:
+    label: str
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, tasks: Sequence[Task], desc: str = "chunks") -> list[Outcome]: ...
+
+
+def call_task(fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> Outcome:
+    """Run one task and turn any exception into an ``Outcome`` (exceptions may not unpickle)."""
+    started = time.perf_counter()
+    try:
+        value = fn(*args)
+    except MMVideoError as exc:
+        return Outcome(
+            label, False, error=str(exc), seconds=time.perf_counter() - started
+        )
+    except Exception as exc:  # noqa: BLE001 - one broken task must not stop the others
+        log.debug("task %s failed:\n%s", label, traceback.format_exc())
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return Outcome(label, False, error=error, seconds=time.perf_counter() - started)
+    return Outcome(label, True, value=value, seconds=time.perf_counter() - started)
+
+
+def _limit_threads(threads: int) -> None:
+    # Each worker gets its share of the cores; torch would otherwise start one thread per core
+    # in every worker and oversubscribe the machine.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class LocalExecutor:
+    """A process pool on this machine (``spawn``: torch and forked threads do not mix)."""
+
+    name = "local"
+
+    def __init__(
+        self, workers: int | None = None, threads_per_worker: int | None = None
+    ):
+        cores = os.cpu_count() or 1
+        self.workers = max(1, workers or cores)
+        self.threads = max(1, threads_per_worker or cores // self.workers)
+
+    def run(self, tasks: Sequence[Task], desc: str = "chunks") -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(tasks)
+        if not tasks:
+            return []
+        context = multiprocessing.get_context("spawn")
+        with (
+            cf.ProcessPoolExecutor(
+                max_workers=min(self.workers, len(tasks)),
+                mp_context=context,
+                initializer=_limit_threads,
+                initargs=(self.threads,),
+            ) as pool,
+            tqdm(
+                total=sum(t.weight for t in tasks), desc=desc, unit="frame", leave=False
+            ) as bar,
+        ):
+            futures = {
+                pool.submit(call_task, t.fn, t.args, t.label): i
+                for i, t in enumerate(tasks)
+            }
+            for future in cf.as_completed(futures):
+                i = futures[future]
+                outcomes[i] = _result(future, tasks[i].label)
+                bar.update(tasks[i].weight)
+        return [o for o in outcomes if o is not None]
+
+
+def _result(future: cf.Future, label: str) -> Outcome:
+    try:
+        return future.result()
+    except cf.process.BrokenProcessPool as exc:
+        return Outcome(label, False, error=f"worker process died: {exc}")
+
+
+class RayExecutor:
+    """Ray tasks: one per unit, with retries on node loss and GPUs requested when present.
+
+    Connects to ``address`` (``"auto"``, ``"ray://head:10001"``, ...) or starts a local Ray when
+    it is None; a Ray already initialised in this process (tests, notebooks) is reused as is.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        cpus_per_task: float = 1.0,
+        gpus_per_task: float | None = None,
+        retries: int = 2,
+    ):
+        try:
+            import ray
+        except ImportError as exc:
+            raise InvalidInput(
+                "--executor ray needs Ray: pip install 'mmvideo[farm]'"
+            ) from exc
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        if gpus_per_task is None:
+            # Ask for a whole GPU per chunk only where the cluster has GPUs to give.
+            gpus_per_task = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        self.options = {
+            "num_cpus": cpus_per_task,
+            "num_gpus": gpus_per_task,
+            "max_retries": retries,  # re-runs a task whose worker or node died
+        }
+
+    def run(self, tasks: Sequence[Task], desc: str = "chunks") -> list[Outcome]:
+        ray = self._ray
+        remote = ray.remote(call_task).options(**self.options)
+        refs = {remote.remote(t.fn, t.args, t.label): i for i, t in enumerate(tasks)}
+        outcomes: list[Outcome | None] = [None] * len(tasks)
+        pending = list(refs)
+        with tqdm(
+            total=sum(t.weight for t in tasks), desc=desc, unit="frame", leave=False
+        ) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    i = refs[ref]
+                    try:
+                        outcomes[i] = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        message = str(exc).strip().splitlines()[0]
+                        outcomes[i] = Outcome(
+                            tasks[i].label, False, error=f"ray: {message}"
+                        )
+                    bar.update(tasks[i].weight)
+        return [o for o in outcomes if o is not None]
+
+
+def make_executor(
+    kind: str,
+    *,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    gpus_per_task: float | None = None,
+) -> Executor:
+    if kind == "local":
+        return LocalExecutor(workers)
+    if kind == "ray":
+        return RayExecutor(ray_address, gpus_per_task=gpus_per_task)
+    raise InvalidInput(f"unknown executor {kind!r} (choose local or ray)")

@@ -1,0 +1,193 @@
+"""Merge a finished job: stream-copy the chunk videos, mux the source's audio once, verify.
+
+Nothing is re-encoded, so merging takes seconds and a lossless chunk stays bit-exact. Before
+anything is written every chunk is checked against the plan (present, finished, same checkpoint,
+same config, file intact); after, the merged file's frame count and timestamps are checked
+against the source. The output is written to a temp file in its folder and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import ffmpeg
+
+from mmvideo.errors import InvalidInput, MissingInput, ModelError, OutputError
+from mmvideo.farm.chunk import read_status
+from mmvideo.farm.plan import (
+    JobPlan,
+    load_plan,
+    parts_dir,
+    sha256_file,
+    write_json_atomic,
+)
+from mmvideo.farm.scan import StreamScan, scan_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MergeRecord:
+    """``<job>.parts/merged.json``: which output a finished job produced, to skip it on rerun."""
+
+    output: str
+    sha256: str
+    chunk_sha256: tuple[str, ...]
+    frames: int
+    seconds: float
+
+
+def check_chunks(plan: JobPlan, job_path: str | Path) -> tuple[str, ...]:
+    """Refuse unless every chunk finished for this plan; return the chunks' SHA-256 in order."""
+    digests = []
+    for span in plan.chunks:
+        i = span.index
+        status = read_status(job_path, i)
+        if status is None or status.state != "done":
+            state = "never run" if status is None else status.state
+            raise MissingInput(
+                f"{job_path}: chunk {i} is not finished ({state}); run `mmvideo run-chunk {job_path} --index {i}`"
+            )
+        if status.checkpoint_sha256 != plan.settings.checkpoint_sha256:
+            raise ModelError(
+                f"{span.output}: chunk {i} was made with checkpoint {status.checkpoint_sha256[:12]}…, "
+                f"the plan uses {plan.settings.checkpoint_sha256[:12]}…; rerun that chunk"
+            )
+        if status.config_sha256 != plan.settings.config_sha256:
+            raise InvalidInput(
+                f"{span.output}: chunk {i} was made with another preset/config than the plan's "
+                f"{plan.settings.preset!r}; rerun that chunk"
+            )
+        if status.fingerprint != plan.chunk_fingerprint(i):
+            raise InvalidInput(
+                f"{span.output}: chunk {i} was made for another input or frame range; rerun it"
+            )
+        if not Path(span.output).is_file():
+            raise MissingInput(f"{span.output}: chunk {i} file is missing; rerun it")
+        digest = sha256_file(span.output)
+        if digest != status.sha256:
+            raise InvalidInput(
+                f"{span.output}: chunk {i} file changed since it was made (SHA-256 differs); rerun it"
+            )
+        digests.append(digest)
+    return tuple(digests)
+
+
+def merged_is_current(plan: JobPlan, job_path: str | Path, out: str | Path) -> bool:
+    """True when ``out`` is the intact result of merging the plan's current chunks."""
+    record = _read_record(job_path)
+    out = Path(out).resolve()
+    if record is None or record.output != str(out) or not out.is_file():
+        return False
+    try:
+        current = check_chunks(plan, job_path)
+    except (MissingInput, ModelError, InvalidInput):
+        return False
+    return current == record.chunk_sha256 and sha256_file(out) == record.sha256
+
+
+def merge(job_path: str | Path, out: str | Path) -> MergeRecord:
+    """Concatenate the chunks of ``job_path`` into ``out`` with the source's audio/subtitles."""
+    started = time.perf_counter()
+    job_path, out = Path(job_path).resolve(), Path(out).resolve()
+    plan = load_plan(job_path)
+    if out == Path(plan.input):
+        raise OutputError(f"{out}: the output would overwrite the input clip")
+    digests = check_chunks(plan, job_path)
+    source = scan_video(plan.input)
+    if source.frames != plan.frames:
+        raise InvalidInput(
+            f"{plan.input}: now has {source.frames} frames, the plan was made for {plan.frames}"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent
+        )
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write: {exc.strerror}") from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _concat(plan, job_path, source, tmp)
+        _verify(scan_video(tmp), source, out)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    record = MergeRecord(
+        output=str(out),
+        sha256=sha256_file(out),
+        chunk_sha256=digests,
+        frames=plan.frames,
+        seconds=time.perf_counter() - started,
+    )
+    write_json_atomic(parts_dir(job_path) / "merged.json", asdict(record))
+    log.info(
+        "%s: merged %d chunks, %d frames in %.1f s",
+        out,
+        len(plan.chunks),
+        plan.frames,
+        record.seconds,
+    )
+    return record
+
+
+def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> None:
+    # Each chunk keeps its source timestamps, so a chunk file's container duration runs from 0 to
+    # its last frame; the concat demuxer would add that whole span as the next chunk's offset.
+    # An explicit duration (the chunk's own span in the source) makes the offsets exact.
+    listing = parts_dir(job_path) / "concat.txt"
+    lines = ["ffconcat version 1.0"]
+    for span in plan.chunks:
+        lines.append("file '" + span.output.replace("'", "'\\''") + "'")
+        if span.end < source.frames:
+            seconds = (source.pts[span.end] - source.pts[span.start]) * source.time_base
+            lines.append(f"duration {float(seconds):.6f}")
+    listing.write_text("\n".join(lines) + "\n")
+    video = ffmpeg.input(str(listing), f="concat", safe=0)
+    original = ffmpeg.input(plan.input)
+    streams = [video["v:0"]]
+    if source.has_audio:
+        streams.append(original["a"])
+    if source.has_subtitles:
+        streams.append(original["s"])
+    cmd = ffmpeg.output(
+        *streams, str(tmp), c="copy", map_metadata=1, map_chapters=1
+    ).overwrite_output()
+    try:
+        cmd.run(capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as exc:
+        lines = exc.stderr.decode(errors="replace").strip().splitlines()
+        raise OutputError(
+            f"{tmp}: ffmpeg concat failed: {lines[-1] if lines else exc}"
+        ) from exc
+
+
+def _verify(merged: StreamScan, source: StreamScan, out: Path) -> None:
+    if merged.frames != source.frames:
+        raise OutputError(
+            f"{out}: merged video has {merged.frames} frames, the source {source.frames}; not written"
+        )
+    # One tick of the coarser time base is the rounding a container may legitimately apply.
+    tolerance = float(max(merged.time_base, source.time_base)) + 1e-9
+    for i, (a, b) in enumerate(zip(merged.seconds(), source.seconds(), strict=True)):
+        if abs(a - b) > tolerance:
+            raise OutputError(
+                f"{out}: frame {i} is at {a:.6f} s, in the source at {b:.6f} s; timestamps drift, not written"
+            )
+
+
+def _read_record(job_path: str | Path) -> MergeRecord | None:
+    path = parts_dir(job_path) / "merged.json"
+    try:
+        data = json.loads(path.read_text())
+        data["chunk_sha256"] = tuple(data["chunk_sha256"])
+        return MergeRecord(**data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None

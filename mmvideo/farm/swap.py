@@ -1,0 +1,140 @@
+"""The farm's only link to the swap pipeline, its config and the checkpoint API.
+
+Everything the farm knows about how a frame is made goes through here: resolving a preset into
+a config the plan can carry, building the ``SwapJob`` of one chunk, and running it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmvideo.config import SwapConfig, SwapJob, config_to_dict, file_sha256, load_config
+from mmvideo.errors import InvalidInput, MissingInput, ModelError
+
+
+@dataclass(frozen=True)
+class SwapSettings:
+    """What the pipeline needs besides the frames: resolved config, model, output codec."""
+
+    preset: str
+    config: dict[str, Any]
+    checkpoint: str | None
+    checkpoint_sha256: str
+    device: str = "cpu"
+
+    @property
+    def codec(self) -> str:
+        return self.config["encode"]["codec"]
+
+    @property
+    def config_sha256(self) -> str:
+        return sha256_json(self.config)
+
+    @property
+    def cadence(self) -> int:
+        """Frames the pipeline's periodic work (full detection) repeats on."""
+        return max(1, int(self.config["detect"]["detect_interval"]))
+
+
+def sha256_json(value: Any) -> str:
+    """SHA-256 of a value's canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def resolve_settings(
+    preset: str,
+    checkpoint: str | Path | None,
+    overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
+) -> SwapSettings:
+    """Merge a preset with overrides and pin the checkpoint by its SHA-256."""
+    cfg = load_config(preset, overrides)
+    path = Path(checkpoint) if checkpoint is not None else _default_checkpoint()
+    if not path.is_file():
+        raise MissingInput(f"{path}: checkpoint not found")
+    return SwapSettings(
+        preset=preset,
+        config=config_to_dict(cfg),
+        checkpoint=str(path.resolve()),
+        checkpoint_sha256=file_sha256(path),
+        device=device,
+    )
+
+
+def _default_checkpoint() -> Path:
+    # Imported late: the checkpoint module pulls torch, which planning never needs otherwise.
+    from magicmask.checkpoint import default_checkpoint_path
+
+    return Path(default_checkpoint_path())
+
+
+def config_from_dict(data: dict[str, Any]) -> SwapConfig:
+    """Rebuild the typed config a plan carries as plain JSON."""
+    defaults = SwapConfig()
+    try:
+        return SwapConfig(
+            **{
+                f.name: type(getattr(defaults, f.name))(**data[f.name])
+                for f in dataclasses.fields(SwapConfig)
+            }
+        )
+    except (KeyError, TypeError) as exc:
+        raise InvalidInput(
+            f"job plan: config does not match this mmvideo version: {exc}"
+        ) from exc
+
+
+def chunk_job(
+    settings: SwapSettings,
+    *,
+    input: str,
+    source: str,
+    output: str,
+    start: int,
+    stop: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """The ``SwapJob`` JSON of one chunk: write ``[start, stop)``, analyse ``warmup`` frames before."""
+    job = SwapJob(
+        source=source,
+        input=input,
+        output=output,
+        preset=settings.preset,
+        checkpoint=settings.checkpoint,
+        checkpoint_sha256=settings.checkpoint_sha256,
+        start=start,
+        stop=stop,
+        warmup=warmup,
+        device=settings.device,
+        batch_size=settings.config["generate"]["batch_size"],
+    )
+    return json.loads(job.to_json())
+
+
+def check_checkpoint(settings: SwapSettings) -> None:
+    """Refuse to run a chunk with a checkpoint file that is not the one the plan pinned."""
+    if settings.checkpoint is None:
+        return
+    path = Path(settings.checkpoint)
+    if not path.is_file():
+        raise MissingInput(f"{path}: checkpoint not found on this node")
+    actual = file_sha256(path)
+    if actual != settings.checkpoint_sha256:
+        raise ModelError(
+            f"{path}: checkpoint SHA-256 {actual[:12]}… differs from the plan's "
+            f"{settings.checkpoint_sha256[:12]}… (re-plan, or restore the planned file)"
+        )
+
+
+def run_job(job: dict[str, Any], config: dict[str, Any]) -> None:
+    """Run one chunk's swap; the pipeline writes ``job['output']`` atomically."""
+    # Imported late so planning and merging never import torch and the models.
+    from mmvideo.pipeline import run_swap
+
+    run_swap(SwapJob(**job), config_from_dict(config))
