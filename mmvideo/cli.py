@@ -20,6 +20,10 @@ log = logging.getLogger("mmvideo")
 
 # name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
+    "plan": "mmvideo.farm.commands:plan_command",
+    "run-chunk": "mmvideo.farm.commands:run_chunk_command",
+    "merge": "mmvideo.farm.commands:merge_command",
+    "batch": "mmvideo.farm.commands:batch_command",
 }
 
 

@@ -1,0 +1,259 @@
+"""Click commands of render-farm mode: plan, run-chunk, merge, batch."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mmvideo.errors import InvalidInput, MMVideoError
+from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
+from mmvideo.farm.chunk import chunk_is_done, run_chunk
+from mmvideo.farm.executors import Task, make_executor
+from mmvideo.farm.merge import merge
+from mmvideo.farm.plan import load_plan, make_plan, save_plan
+from mmvideo.farm.swap import resolve_settings
+
+
+class ChunksFailed(MMVideoError):
+    """Some chunks of a job failed (the others were finished)."""
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--set key=value`` pairs; the value is read as a TOML literal, else kept as a string."""
+    overrides: dict[str, Any] = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--set {item!r}: expected key=value")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        overrides[key.strip().replace("-", "_")] = value
+    return overrides
+
+
+def executor_options(fn):
+    fn = click.option(
+        "--gpus-per-task",
+        type=float,
+        default=None,
+        help="GPUs per Ray task (default: 1 where the cluster has GPUs, else 0).",
+    )(fn)
+    fn = click.option(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join (e.g. auto, ray://head:10001); default: start a local Ray.",
+    )(fn)
+    fn = click.option(
+        "--workers",
+        type=int,
+        default=None,
+        help="Local executor: parallel processes (default: one per core).",
+    )(fn)
+    fn = click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where chunks run.",
+    )(fn)
+    return fn
+
+
+@click.command("plan")
+@click.option(
+    "--in",
+    "input_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Clip to swap.",
+)
+@click.option(
+    "--source",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Image of the actor to insert.",
+)
+@click.option(
+    "--out",
+    "job_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Job plan to write (job.json).",
+)
+@click.option(
+    "--chunks",
+    type=int,
+    default=None,
+    help="Split into N chunks of about equal length.",
+)
+@click.option(
+    "--chunk-seconds", type=float, default=None, help="Split into chunks of S seconds."
+)
+@click.option(
+    "--preset", default="balanced", show_default=True, help="Preset name or .toml file."
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model checkpoint (default: the bundled one).",
+)
+@click.option(
+    "--warmup",
+    "warmup_seconds",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds analysed before each chunk so filters are settled.",
+)
+@click.option(
+    "--align",
+    type=int,
+    default=None,
+    help="Cut only on multiples of N frames (default: the output codec's fixed GOP, else 1).",
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Device the nodes run on (cpu, cuda, cuda:1).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key (e.g. --set codec=ffv1); repeatable.",
+)
+def plan_command(
+    input_path,
+    source,
+    job_path,
+    chunks,
+    chunk_seconds,
+    preset,
+    checkpoint,
+    warmup_seconds,
+    align,
+    device,
+    sets,
+):
+    """Split a clip into chunks and write the job plan every farm node reads."""
+    if chunks is not None and chunk_seconds is not None:
+        raise InvalidInput("give --chunks or --chunk-seconds, not both")
+    if chunks is None and chunk_seconds is None:
+        chunks = 1
+    settings = resolve_settings(preset, checkpoint, parse_sets(sets), device)
+    plan = make_plan(
+        job_path,
+        input_path,
+        source,
+        settings,
+        chunks=chunks,
+        chunk_seconds=chunk_seconds,
+        warmup_seconds=warmup_seconds,
+        align=align,
+    )
+    save_plan(plan, job_path)
+    click.echo(
+        f"{job_path}: {plan.frames} frames in {len(plan.chunks)} chunks (warm-up {plan.warmup} frames)"
+    )
+    for span in plan.chunks:
+        click.echo(
+            f"  chunk {span.index}: frames {span.start}-{span.end - 1} (analysed from {span.decode_start})"
+        )
+
+
+@click.command("run-chunk")
+@click.argument("job_path", type=click.Path(path_type=Path))
+@click.option(
+    "--index",
+    "indices",
+    type=int,
+    multiple=True,
+    help="Chunk to run (repeatable); default: every unfinished chunk.",
+)
+@click.option(
+    "--force", is_flag=True, help="Rerun even if the chunk is already finished."
+)
+@executor_options
+def run_chunk_command(
+    job_path, indices, force, executor, workers, ray_address, gpus_per_task
+):
+    """Run chunks of a job plan; finished chunks are skipped, partial ones redone."""
+    if len(indices) == 1 and executor == "local":
+        # The farm-manager case: one chunk per call, run in this process.
+        result = run_chunk(job_path, indices[0], force=force)
+        click.echo(
+            f"chunk {result.index}: {'already done' if result.skipped else f'{result.frames} frames in {result.seconds:.1f} s'}"
+        )
+        return
+    plan = load_plan(job_path)
+    chosen = indices or [
+        s.index
+        for s in plan.chunks
+        if force or not chunk_is_done(plan, job_path, s.index)
+    ]
+    tasks = [
+        Task(
+            run_chunk,
+            (str(Path(job_path).resolve()), i, force),
+            f"chunk {i}",
+            plan.chunks[i].frames,
+        )
+        for i in chosen
+        if 0 <= i < len(plan.chunks)
+    ]
+    if len(tasks) != len(chosen):
+        raise InvalidInput(f"{job_path}: the plan has chunks 0-{len(plan.chunks) - 1}")
+    runner = make_executor(
+        executor, workers=workers, ray_address=ray_address, gpus_per_task=gpus_per_task
+    )
+    outcomes = runner.run(tasks)
+    for outcome in outcomes:
+        click.echo(
+            f"{outcome.label}: {'ok' if outcome.ok else 'FAILED: ' + str(outcome.error)}"
+        )
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise ChunksFailed(
+            f"{job_path}: {len(failed)} of {len(outcomes)} chunks failed"
+        )
+
+
+@click.command("merge")
+@click.argument("job_path", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Merged video to write.",
+)
+def merge_command(job_path, out):
+    """Concatenate a job's chunks without re-encoding and add the source's audio."""
+    record = merge(job_path, out)
+    click.echo(
+        f"{record.output}: {record.frames} frames, merged in {record.seconds:.1f} s"
+    )
+
+
+@click.command("batch")
+@click.argument("batch_file", type=click.Path(path_type=Path))
+@executor_options
+def batch_command(batch_file, executor, workers, ray_address, gpus_per_task):
+    """Swap many clips listed in a TOML file, then print a summary table."""
+    runner = make_executor(
+        executor, workers=workers, ray_address=ray_address, gpus_per_task=gpus_per_task
+    )
+    outcomes = run_batch(batch_file, runner)
+    click.echo(format_summary(outcomes))
+    failed = [o.name for o in outcomes if o.state == "failed"]
+    if failed:
+        raise BatchFailed(
+            f"{batch_file}: {len(failed)} of {len(outcomes)} clips failed: {', '.join(failed)}"
+        )
