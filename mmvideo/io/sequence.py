@@ -276,6 +276,12 @@ def _header_provenance(spec, kind: str) -> str | None:
     return value or None
 
 
+def read_image_provenance(path: str | os.PathLike) -> str | None:
+    """The provenance tag text in one image file's header, if any."""
+    p = Path(path)
+    return _header_provenance(_open_spec(p), SEQUENCE_KINDS[p.suffix.lower()])
+
+
 def probe_sequence(
     pattern: str | SequencePattern,
     *,

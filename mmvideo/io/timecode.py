@@ -199,7 +199,8 @@ def read_video_timecode(path: str | Path) -> str | None:
             dict(s.metadata) for s in container.streams if s.type in ("video", "data")
         ]
     for tag in tags:
-        value = tag.get("timecode")
+        # Matroska upper-cases tag names (TIMECODE); mov/mp4 keep them as written.
+        value = next((v for k, v in tag.items() if k.lower() == "timecode" and v), None)
         if value:
             return value
     return None

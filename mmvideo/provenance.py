@@ -1,0 +1,303 @@
+"""Provenance: every output says it contains synthetic faces, and may carry signed C2PA credentials.
+
+Two layers, both written after the pixels are final:
+
+* **The provenance tag** — a small JSON document (:class:`ProvenanceTag`) in every output: video
+  container metadata (``comment``, which mp4/mov/mkv all keep, plus ``mmvideo_provenance``, kept
+  where the muxer allows custom keys), and image headers (EXR and PNG attribute
+  ``mmvideo:provenance``, DPX user data, TIFF ImageDescription; see ``mmvideo.io.sequence``).
+  It names the tool, its version, the SHA-256 of the checkpoint that made the faces and the time.
+* **C2PA content credentials** (``--sign CERT KEY``) through c2pa-python, on the formats the C2PA
+  SDK embeds into (mp4, mov, png, tiff, jpeg, ...): an ``c2pa.edited`` action whose digital source
+  type is *composite with trained algorithmic media*, described as a face replaced by mmvideo,
+  plus the provenance tag as an ``org.mmvideo.provenance`` assertion. Signing writes a temporary
+  file beside the output and renames it, so a failed signature leaves the unsigned output intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mmvideo import __version__
+from mmvideo.errors import InvalidInput, MissingInput, OutputError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "mmvideo.provenance/1"
+METADATA_KEY = "mmvideo_provenance"
+C2PA_LABEL = "org.mmvideo.provenance"
+# IPTC digital source type for real footage with generated parts composited in.
+DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+C2PA_SUFFIXES = {
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+}
+
+
+@dataclass(frozen=True)
+class ProvenanceTag:
+    """The machine-readable statement every output carries."""
+
+    created: str  # ISO 8601, UTC
+    checkpoint_sha256: str | None
+    tool: str = "mmvideo"
+    version: str = __version__
+    synthetic_faces: bool = True
+    action: str = "face replaced"
+    schema: str = SCHEMA
+
+    def to_text(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+
+def make_tag(
+    checkpoint_sha256: str | None, *, now: datetime | None = None
+) -> ProvenanceTag:
+    """A tag for an output made now (or at ``now``) with the given checkpoint."""
+    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return ProvenanceTag(
+        created=when.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        checkpoint_sha256=checkpoint_sha256,
+    )
+
+
+def parse_tag(text: str | bytes | None) -> ProvenanceTag | None:
+    """The tag in ``text``, or None when ``text`` is not one of ours."""
+    if not text:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        return None
+    known = {k: data[k] for k in ProvenanceTag.__dataclass_fields__ if k in data}
+    try:
+        return ProvenanceTag(**known)
+    except TypeError:
+        return None
+
+
+def provenance_metadata(
+    tag: ProvenanceTag, timecode: str | None = None
+) -> dict[str, str]:
+    """Container metadata for a video output (what ``VideoWriter`` adds to its container tags).
+
+    ``timecode`` (a label such as ``01:00:00:00``) makes the mov/mp4 muxer write a tmcd track.
+    """
+    text = tag.to_text()
+    meta = {"comment": text, METADATA_KEY: text}
+    if timecode:
+        meta["timecode"] = str(timecode)
+    return meta
+
+
+def _video_tag(path: Path) -> ProvenanceTag | None:
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="replace") as container:
+            dicts = [dict(container.metadata)] + [
+                dict(s.metadata) for s in container.streams
+            ]
+    except av.error.FFmpegError as exc:
+        raise InvalidInput(
+            f"{path}: cannot read metadata ({exc.strerror or exc})"
+        ) from None
+    for meta in dicts:
+        for key, value in meta.items():
+            if key.lower() in ("comment", METADATA_KEY):
+                tag = parse_tag(value)
+                if tag is not None:
+                    return tag
+    return None
+
+
+def read_provenance(path: str | os.PathLike) -> ProvenanceTag | None:
+    """The provenance tag of a video, an image, or the first frame of an image sequence."""
+    from mmvideo.io import sequence
+
+    pattern = sequence.parse_pattern(path)
+    if pattern is not None:
+        return parse_tag(sequence.probe_sequence(pattern, fill_missing=True).provenance)
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInput(f"{p}: no such file")
+    if p.suffix.lower() in sequence.SEQUENCE_KINDS:
+        return parse_tag(sequence.read_image_provenance(p))
+    return _video_tag(p)
+
+
+# --------------------------------------------------------------------------- C2PA
+
+
+@dataclass(frozen=True)
+class C2paReport:
+    """What a C2PA reader found in a file."""
+
+    present: bool
+    state: str | None = (
+        None  # "Trusted", "Valid" or "Invalid" (the SDK's validation state)
+    )
+    actions: tuple[str, ...] = ()
+    descriptions: tuple[str, ...] = ()
+    tag: ProvenanceTag | None = None
+    failures: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _manifest_definition(tag: ProvenanceTag, title: str) -> dict:
+    return {
+        "claim_generator_info": [{"name": tag.tool, "version": tag.version}],
+        "title": title,
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.edited",
+                            "digitalSourceType": DIGITAL_SOURCE_TYPE,
+                            "description": f"face replaced by {tag.tool} {tag.version}",
+                            "softwareAgent": {"name": tag.tool, "version": tag.version},
+                        }
+                    ]
+                },
+            },
+            {"label": C2PA_LABEL, "data": json.loads(tag.to_text())},
+        ],
+    }
+
+
+def _read_pem(path: str | os.PathLike, what: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInput(f"{p}: {what} not found")
+    data = p.read_bytes()
+    if b"-----BEGIN" not in data:
+        raise InvalidInput(f"{p}: {what} is not PEM")
+    return data
+
+
+def _signing_alg(key_pem: bytes, key_path: str | os.PathLike) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"{key_path}: cannot load private key ({exc})") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return {256: "es256", 384: "es384", 521: "es512"}[key.curve.key_size]
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "ps256"
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "ed25519"
+    raise InvalidInput(f"{key_path}: unsupported key type for C2PA signing")
+
+
+def can_sign(path: str | os.PathLike) -> bool:
+    """Whether the C2PA SDK embeds manifests in this kind of file."""
+    return Path(path).suffix.lower() in C2PA_SUFFIXES
+
+
+def sign_c2pa(
+    path: str | os.PathLike,
+    cert: str | os.PathLike,
+    key: str | os.PathLike,
+    tag: ProvenanceTag,
+) -> None:
+    """Embed a signed C2PA manifest into ``path`` in place (atomically).
+
+    ``cert`` is a PEM chain, signing certificate first; ``key`` its PEM private key.
+    """
+    import c2pa
+
+    target = Path(path)
+    if not can_sign(target):
+        raise OutputError(f"{target}: C2PA cannot be embedded in {target.suffix} files")
+    cert_pem = _read_pem(cert, "certificate")
+    key_pem = _read_pem(key, "private key")
+    alg = _signing_alg(key_pem, key)
+    tmp = target.with_name(f".{target.stem}.c2pa-tmp{target.suffix}")
+    try:
+        signer = c2pa.Signer.from_info(
+            c2pa.C2paSignerInfo(alg, cert_pem, key_pem, None)
+        )
+        with c2pa.Builder(
+            json.dumps(_manifest_definition(tag, target.name))
+        ) as builder:
+            builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
+            builder.sign_file(str(target), str(tmp), signer)
+        os.replace(tmp, target)
+    except c2pa.C2paError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(
+            f"{target}: C2PA signing failed with {cert}: {reason}"
+        ) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("%s: signed C2PA manifest (%s)", target, alg)
+
+
+def read_c2pa(
+    path: str | os.PathLike, trust_anchors: bytes | None = None
+) -> C2paReport:
+    """Read and validate the C2PA manifest of ``path``; ``trust_anchors`` (PEM) marks trust."""
+    import c2pa
+
+    p = Path(path)
+    if not can_sign(p):
+        return C2paReport(present=False)
+    context = None
+    if trust_anchors:
+        settings = {
+            "verify": {"verify_trust": True},
+            "trust": {"user_anchors": trust_anchors.decode()},
+        }
+        context = c2pa.Context.from_dict(settings)
+    try:
+        reader = (
+            c2pa.Reader(str(p), context=context) if context else c2pa.Reader(str(p))
+        )
+    except c2pa.C2paError as exc:
+        if "ManifestNotFound" in type(exc).__name__ or "not found" in str(exc).lower():
+            return C2paReport(present=False)
+        raise InvalidInput(
+            f"{p}: unreadable C2PA manifest ({str(exc).splitlines()[0]})"
+        ) from None
+    with reader:
+        manifest = reader.get_active_manifest() or {}
+        state = reader.get_validation_state()
+        results = reader.get_validation_results() or {}
+    actions, descriptions, tag = [], [], None
+    for assertion in manifest.get("assertions", []):
+        label = assertion.get("label", "")
+        if label.startswith("c2pa.actions"):
+            for action in assertion.get("data", {}).get("actions", []):
+                actions.append(action.get("action", ""))
+                if action.get("description"):
+                    descriptions.append(action["description"])
+        elif label == C2PA_LABEL:
+            tag = parse_tag(json.dumps(assertion.get("data")))
+    failures = tuple(
+        f["code"]
+        for f in results.get("activeManifest", {}).get("failure", [])
+        if "code" in f
+    )
+    return C2paReport(True, state, tuple(actions), tuple(descriptions), tag, failures)
