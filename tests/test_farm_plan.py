@@ -1,0 +1,277 @@
+"""Render-farm planning, manifests and batch files: the parts that need no model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from mmvideo.errors import InvalidInput, MissingInput
+from mmvideo.farm.batch import ClipOutcome, format_summary, load_batch
+from mmvideo.farm.commands import parse_sets
+from mmvideo.farm.plan import (
+    chunk_container,
+    chunk_spans,
+    codec_alignment,
+    load_plan,
+    make_plan,
+    parts_dir,
+    save_plan,
+    split_frames,
+)
+from mmvideo.farm.swap import SwapSettings, resolve_settings
+
+CLIP = "talking_head_turn_01.mp4"  # 224×224, 128 frames at 25 fps
+SOURCE = "id_obama_01.jpg"
+
+
+@pytest.mark.parametrize(
+    "total, kwargs, expected",
+    [
+        (10, {"chunks": 1}, [(0, 10)]),
+        (10, {"chunks": 2}, [(0, 5), (5, 10)]),
+        (10, {"chunks": 3}, [(0, 3), (3, 7), (7, 10)]),
+        (10, {"chunk_frames": 4}, [(0, 4), (4, 8), (8, 10)]),
+        (10, {"chunk_frames": 10}, [(0, 10)]),
+        (100, {"chunks": 3, "align": 12}, [(0, 36), (36, 72), (72, 100)]),
+        (100, {"chunk_frames": 30, "align": 12}, [(0, 36), (36, 72), (72, 100)]),
+        (20, {"chunks": 4, "align": 12}, [(0, 12), (12, 20)]),  # alignment merges parts
+        (3, {"chunks": 8}, [(0, 1), (1, 2), (2, 3)]),  # never an empty chunk
+    ],
+)
+def test_split_frames(total, kwargs, expected):
+    ranges = split_frames(total, **kwargs)
+    assert ranges == expected
+    assert ranges[0][0] == 0 and ranges[-1][1] == total
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+
+
+@pytest.mark.parametrize("kwargs", [{"chunks": 0}, {"chunk_frames": 0}])
+def test_split_frames_refuses_nonsense(kwargs):
+    with pytest.raises(InvalidInput):
+        split_frames(10, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "codec, gop, align",
+    [
+        ("ffv1", 12, 1),
+        ("prores_ks", None, 1),
+        ("libx264", None, 1),
+        ("libx264", 48, 48),
+        ("hevc_nvenc", 0, 1),
+    ],
+)
+def test_codec_alignment(codec, gop, align):
+    assert codec_alignment(codec, gop) == align
+
+
+@pytest.mark.parametrize(
+    "codec, ext",
+    [("libx264", "mp4"), ("ffv1", "mp4"), ("prores_ks", "mov"), ("utvideo", "nut")],
+)
+def test_chunk_container_keeps_codec_and_time_base(codec, ext):
+    assert chunk_container(codec) == ext
+
+
+def test_warmup_starts_on_the_detector_cadence(tmp_path):
+    spans = chunk_spans(
+        [(0, 43), (43, 85), (85, 128)], warmup=25, cadence=10, parts=tmp_path, ext="mp4"
+    )
+    assert [(s.decode_start, s.start, s.end) for s in spans] == [
+        (0, 0, 43),
+        (10, 43, 85),
+        (60, 85, 128),
+    ]
+    assert all(s.start - s.decode_start >= min(25, s.start) for s in spans)
+    assert spans[1].output == str(tmp_path / "chunk_0001.mp4")
+
+
+def test_parse_sets_reads_toml_literals():
+    assert parse_sets(
+        ("codec=ffv1", "batch-size=4", "process_noise=0.5", "color_match='none'")
+    ) == {
+        "codec": "ffv1",
+        "batch_size": 4,
+        "process_noise": 0.5,
+        "color_match": "none",
+    }
+    with pytest.raises(InvalidInput):
+        parse_sets(("codec",))
+
+
+@pytest.fixture
+def settings(tmp_path) -> SwapSettings:
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not a real model: planning only hashes it")
+    return resolve_settings("fast", checkpoint, {"codec": "ffv1"})
+
+
+def test_plan_carries_everything_a_node_needs(data_dir, tmp_path, settings):
+    job = tmp_path / "job.json"
+    plan = make_plan(
+        job, data_dir / CLIP, data_dir / SOURCE, settings, chunks=3, warmup_seconds=1.0
+    )
+    save_plan(plan, job)
+    data = json.loads(job.read_text())
+    assert data["frames"] == 128 and data["warmup"] == 25 and len(data["chunks"]) == 3
+    assert data["settings"]["checkpoint_sha256"] == settings.checkpoint_sha256
+    assert data["settings"]["config"]["encode"]["codec"] == "ffv1"
+    chunk = data["chunks"][1]
+    assert chunk["job"]["input"] == str(data_dir / CLIP) and chunk["job"][
+        "source"
+    ] == str(data_dir / SOURCE)
+    assert (chunk["job"]["start"], chunk["job"]["stop"]) == (
+        chunk["start"],
+        chunk["end"],
+    )
+    assert chunk["job"]["warmup"] == chunk["start"] - chunk["decode_start"] >= 25
+    assert chunk["job"]["checkpoint_sha256"] == settings.checkpoint_sha256
+    assert chunk["job"]["output"] == chunk["output"] and chunk["output"].startswith(
+        str(parts_dir(job))
+    )
+    assert load_plan(job) == plan
+    assert plan.chunk_fingerprint(0) != plan.chunk_fingerprint(1)
+
+
+def test_plan_by_seconds(data_dir, tmp_path, settings):
+    plan = make_plan(
+        tmp_path / "j.json",
+        data_dir / CLIP,
+        data_dir / SOURCE,
+        settings,
+        chunk_seconds=2.0,
+    )
+    assert [(c.start, c.end) for c in plan.chunks] == [(0, 50), (50, 100), (100, 128)]
+
+
+def test_plan_refuses_missing_files(data_dir, tmp_path, settings):
+    with pytest.raises(MissingInput, match="nope.mp4"):
+        make_plan(
+            tmp_path / "j.json",
+            data_dir / "nope.mp4",
+            data_dir / SOURCE,
+            settings,
+            chunks=2,
+        )
+    with pytest.raises(MissingInput, match="source image"):
+        make_plan(
+            tmp_path / "j.json",
+            data_dir / CLIP,
+            tmp_path / "actor.jpg",
+            settings,
+            chunks=2,
+        )
+    with pytest.raises(MissingInput, match="checkpoint"):
+        resolve_settings("fast", tmp_path / "missing.pt")
+
+
+def test_load_plan_errors(tmp_path):
+    with pytest.raises(MissingInput, match="mmvideo plan"):
+        load_plan(tmp_path / "job.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InvalidInput, match="bad.json"):
+        load_plan(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"version": 99}')
+    with pytest.raises(InvalidInput, match="version"):
+        load_plan(tmp_path / "other.json")
+
+
+def test_batch_file_paths_defaults_and_names(tmp_path):
+    batch = tmp_path / "jobs.toml"
+    batch.write_text(
+        """
+[defaults]
+preset = "fast"
+chunks = 2
+overrides = { codec = "ffv1" }
+
+[[clip]]
+input = "plates/a.mp4"
+source = "actors/jane.jpg"
+output = "out/a.mkv"
+
+[[clip]]
+name = "second"
+input = "/abs/b.mp4"
+source = "actors/jane.jpg"
+output = "out/b.mkv"
+preset = "quality"
+chunk_seconds = 5.0
+chunks = 1
+overrides = { crf = 20 }
+"""
+    )
+    specs, workdir = load_batch(batch)
+    assert workdir == tmp_path / "jobs.farm"
+    a, b = specs
+    assert (a.name, a.input, a.output, a.preset, a.chunks) == (
+        "a",
+        str(tmp_path / "plates/a.mp4"),
+        str(tmp_path / "out/a.mkv"),
+        "fast",
+        2,
+    )
+    assert a.overrides == {"codec": "ffv1"} and b.overrides == {
+        "codec": "ffv1",
+        "crf": 20,
+    }
+    assert (b.name, b.input, b.preset, b.chunk_seconds) == (
+        "second",
+        "/abs/b.mp4",
+        "quality",
+        5.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no \\[\\[clip\\]\\]"),
+        ('[[clip]]\ninput = "a.mp4"\nsource = "s.jpg"', "missing output"),
+        (
+            '[[clip]]\ninput = "a.mp4"\nsource = "s.jpg"\noutput = "o.mp4"\ncolour = 1',
+            "unknown keys colour",
+        ),
+        (
+            '[[clip]]\ninput = "a.mp4"\nsource = "s.jpg"\noutput = "o.mp4"\n' * 2,
+            "unique, repeated: a",
+        ),
+        ("[[clip]\n", "not a readable TOML"),
+    ],
+)
+def test_batch_file_errors_name_the_file(tmp_path, text, message):
+    batch = tmp_path / "jobs.toml"
+    batch.write_text(text)
+    with pytest.raises(InvalidInput, match=message):
+        load_batch(batch)
+
+
+def test_summary_table_lists_every_clip_and_the_failure():
+    table = format_summary(
+        [
+            ClipOutcome(
+                "shot010", "done", "out/a.mkv", frames=128, chunks=2, seconds=3.25
+            ),
+            ClipOutcome("broken", "failed", "out/b.mkv", error="b.mp4: no such file"),
+        ]
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == [
+        "clip",
+        "state",
+        "frames",
+        "chunks",
+        "seconds",
+        "output",
+        "/",
+        "error",
+    ]
+    assert lines[1].split() == ["shot010", "done", "128", "2", "3.2", "out/a.mkv"]
+    assert (
+        "broken" in lines[2]
+        and "failed" in lines[2]
+        and "b.mp4: no such file" in lines[2]
+    )
+    assert lines[-1] == "2 clips: 1 ok, 1 failed"
