@@ -1,0 +1,262 @@
+"""MagicMask losses, eq. 7–12 of the paper (spec §4), one function each.
+
+A training step draws two faces ``a`` and ``b``; the generator is trained on both directions
+(``a`` with ``b``'s identity and the reverse swap) plus both self-swaps, which eq. 8 and 9 need.
+All four passes run as one concatenated batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from magicmask.config import MagicMaskConfig
+from mmvideo.errors import ModelError
+
+
+@dataclass
+class FaceBatch:
+    """One side of a training pair, every tensor batched and on the model's device."""
+
+    image: Tensor  # [B,3,224,224] aligned crop in [0,1]
+    identity: Tensor  # [B,D] L2-normalised identity code of this face
+    depth: Tensor  # [B,1,224,224]
+    heatmaps: Tensor  # [B,G,224,224]
+    mask: Tensor  # [B,1,224,224] face mask in [0,1] (1 = face)
+    boxes: Tensor  # [B,4,4] eyes, nose, mouth, jaw (x0,y0,x1,y1) in crop pixels
+
+
+@dataclass
+class SwapOutputs:
+    """The four generator outputs of a step."""
+
+    swap_ab: Tensor  # x_{a→b}: a's frame with b's identity
+    swap_ba: Tensor  # the reverse swap x_{b→a}
+    self_a: Tensor  # x_{a→a}
+    self_b: Tensor  # x_{b→b}
+
+
+@dataclass
+class GeneratorLosses:
+    """Eq. 12 and its weighted-in terms (each averaged over both swap directions)."""
+
+    total: Tensor
+    identity: Tensor
+    reconstruction: Tensor
+    cycle: Tensor
+    adversarial: Tensor
+    weight_l1: Tensor
+
+
+def to_identity_frame(x224: Tensor, out_size: int = 112) -> Tensor:
+    """Map the 224 target crop to the 112 ArcFace frame, differentiably (docs/design.md).
+
+    The fixed similarity is ``p112 = (p224 + 16) * 112/256``; ``affine_grid`` wants, for every
+    output pixel, where to sample in the input, in normalised coordinates with pixel centres at
+    ``(2p + 1)/size - 1`` (align_corners=False). Pixels outside the 224 crop read as zero.
+    """
+    size_in = x224.shape[-1]
+    s = 256 / 112  # p224 = p112 * s - 16
+    # normalised out u → p112 = ((u + 1) * out - 1) / 2 → p224 → normalised in
+    a = s * out_size / size_in
+    b = (2 * (s * (out_size - 1) / 2 - 16) + 1) / size_in - 1
+    theta = x224.new_tensor([[a, 0.0, b], [0.0, a, b]]).expand(x224.shape[0], 2, 3)
+    grid = F.affine_grid(
+        theta, [x224.shape[0], 3, out_size, out_size], align_corners=False
+    )
+    return F.grid_sample(
+        x224, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+
+
+def identity_loss(encoder: nn.Module, swapped: Tensor, e_source: Tensor) -> Tensor:
+    """Eq. 7: ``L_IS = 1 − cos(ε_ID(x_s), ε_ID(x_{t→s}))`` with the frozen encoder ε_ID.
+
+    ``e_source`` is ε_ID(x_s), precomputed. The encoder must be frozen: a trainable one would
+    silently learn to agree with the generator.
+    """
+    if any(p.requires_grad for p in encoder.parameters()):
+        raise ModelError(
+            f"identity loss: encoder {type(encoder).__name__} has trainable parameters (freeze it)"
+        )
+    e_swap = encoder(to_identity_frame(swapped))  # [B, D]
+    return (1 - F.cosine_similarity(e_swap, e_source, dim=1)).mean()
+
+
+def reconstruction_loss(
+    swapped: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    features_swap: list[Tensor],
+    features_self: list[Tensor],
+    stop_gradient: bool = True,
+) -> Tensor:
+    """Eq. 8: ``‖(x_{t→s} − x_t) ⊙ (1 − m_t)‖₁ + Σ_i ‖(z^i_{t→s} − z^i_t) ⊙ (1 − m̄^i_t)‖²₂``.
+
+    ``features_self`` are the decoder features of the self-swap x_{t→t}; [ours] stop-gradient
+    on them. The mask is resized (area average) to each layer. Norms are means per element.
+    """
+    background = 1 - mask
+    loss = ((swapped - target).abs() * background).mean()
+    for z_swap, z_self in zip(features_swap, features_self):
+        z_self = z_self.detach() if stop_gradient else z_self
+        m = F.interpolate(background, size=z_swap.shape[-2:], mode="area")
+        loss = loss + ((z_swap - z_self) ** 2 * m).mean()
+    return loss
+
+
+def cycle_loss(self_swap: Tensor, target: Tensor) -> Tensor:
+    """Eq. 9: ``L_Cycle = ‖x_{t→t} − x_t‖²₂`` (mean squared error of the self-swap)."""
+    return F.mse_loss(self_swap, target)
+
+
+def _d_side(real_logits: list[Tensor], fake_logits: list[Tensor]) -> Tensor:
+    """−[log D(real) + log(1 − D(fake))], averaged over patches and over the list."""
+    terms = [
+        F.softplus(-r).mean() + F.softplus(f).mean()
+        for r, f in zip(real_logits, fake_logits)
+    ]
+    return torch.stack(terms).mean()
+
+
+def _g_side(fake_logits: list[Tensor], mode: str) -> Tensor:
+    """[ours] non-saturating −log D(fake) by default; "minimax" is eq. 10's log(1 − D(fake))."""
+    if mode == "minimax":
+        terms = [-F.softplus(f).mean() for f in fake_logits]
+    else:
+        terms = [F.softplus(-f).mean() for f in fake_logits]
+    return torch.stack(terms).mean()
+
+
+def global_adversarial_loss(
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    side: str,
+    mode: str = "non-saturating",
+) -> Tensor:
+    """Eq. 10: ``E[log(1 − D(x_{t→s}))] + E[log D(x_t)]`` on the whole crop.
+
+    ``side="d"``: the discriminator's loss (the fake is detached); ``side="g"``: the generator's.
+    """
+    if side == "d":
+        return _d_side(discriminator(real), discriminator(fake.detach()))
+    return _g_side(discriminator(fake), mode)
+
+
+def afsa_loss(
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    boxes: Tensor,
+    side: str,
+    mode: str = "non-saturating",
+) -> Tensor:
+    """Eq. 11: eq. 10's objective on the eyes, nose, mouth and jaw crops, averaged over N = 4.
+
+    ``boxes`` [B,4,4] come from the target's landmarks and crop real and fake alike.
+    """
+    if side == "d":
+        return _d_side(discriminator(real, boxes), discriminator(fake.detach(), boxes))
+    return _g_side(discriminator(fake, boxes), mode)
+
+
+def adversarial_loss(
+    cfg: MagicMaskConfig,
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    boxes: Tensor,
+    side: str,
+) -> Tensor:
+    """The config's adversarial term: AFSA (eq. 11) or the global baseline (eq. 10), Table 1."""
+    if cfg.adversarial == "afsa":
+        return afsa_loss(discriminator, real, fake, boxes, side, cfg.gan_generator_loss)
+    return global_adversarial_loss(
+        discriminator, real, fake, side, cfg.gan_generator_loss
+    )
+
+
+def weight_l1_penalty(module: nn.Module) -> Tensor:
+    """The optional L1 penalty on weights of eq. 12: Σ|w| over trainable parameters."""
+    return torch.stack(
+        [p.abs().sum() for p in module.parameters() if p.requires_grad]
+    ).sum()
+
+
+def run_generator(
+    generator: nn.Module, a: FaceBatch, b: FaceBatch
+) -> tuple[SwapOutputs, list[list[Tensor]]]:
+    """The four passes of a step (a←b, b←a, a←a, b←b) as one batch; features split per pass."""
+    x = torch.cat([a.image, b.image, a.image, b.image])
+    e = torch.cat([b.identity, a.identity, a.identity, b.identity])
+    depth = torch.cat([a.depth, b.depth, a.depth, b.depth])
+    heat = torch.cat([a.heatmaps, b.heatmaps, a.heatmaps, b.heatmaps])
+    out, features = generator.forward_with_features(x, e, depth, heat)
+    n = a.image.shape[0]
+    outs = out.split([n, b.image.shape[0], n, b.image.shape[0]])
+    per_pass = [
+        list(parts)
+        for parts in zip(
+            *(f.split([n, b.image.shape[0], n, b.image.shape[0]]) for f in features)
+        )
+    ]
+    return SwapOutputs(*outs), per_pass
+
+
+def generator_losses(
+    cfg: MagicMaskConfig,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    identity_encoder: nn.Module,
+    a: FaceBatch,
+    b: FaceBatch,
+) -> tuple[GeneratorLosses, SwapOutputs]:
+    """Eq. 12: ``λ_IS·L_IS + λ_Recon·(L_Recon + L_Cycle) + λ_AFSA·L_AFSA (+ λ_L1·Σ|w|)``.
+
+    Every term is the mean of the forward (a with b's identity) and the reverse swap.
+    """
+    out, feats = run_generator(generator, a, b)
+    f_ab, f_ba, f_aa, f_bb = feats
+    l_id = (
+        identity_loss(identity_encoder, out.swap_ab, b.identity)
+        + identity_loss(identity_encoder, out.swap_ba, a.identity)
+    ) / 2
+    l_rec = (
+        reconstruction_loss(
+            out.swap_ab, a.image, a.mask, f_ab, f_aa, cfg.recon_stop_gradient
+        )
+        + reconstruction_loss(
+            out.swap_ba, b.image, b.mask, f_ba, f_bb, cfg.recon_stop_gradient
+        )
+    ) / 2
+    l_cyc = (cycle_loss(out.self_a, a.image) + cycle_loss(out.self_b, b.image)) / 2
+    l_adv = (
+        adversarial_loss(cfg, discriminator, a.image, out.swap_ab, a.boxes, "g")
+        + adversarial_loss(cfg, discriminator, b.image, out.swap_ba, b.boxes, "g")
+    ) / 2
+    l_l1 = weight_l1_penalty(generator) if cfg.lambda_weight_l1 else l_id.new_zeros(())
+    total = (
+        cfg.lambda_id * l_id
+        + cfg.lambda_recon * (l_rec + l_cyc)
+        + cfg.lambda_afsa * l_adv
+        + cfg.lambda_weight_l1 * l_l1
+    )
+    return GeneratorLosses(total, l_id, l_rec, l_cyc, l_adv, l_l1), out
+
+
+def discriminator_loss(
+    cfg: MagicMaskConfig,
+    discriminator: nn.Module,
+    a: FaceBatch,
+    b: FaceBatch,
+    out: SwapOutputs,
+) -> Tensor:
+    """The discriminator side of eq. 10/11 for both swap directions (fakes detached)."""
+    return (
+        adversarial_loss(cfg, discriminator, a.image, out.swap_ab, a.boxes, "d")
+        + adversarial_loss(cfg, discriminator, b.image, out.swap_ba, b.boxes, "d")
+    ) / 2
