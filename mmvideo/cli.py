@@ -20,6 +20,8 @@ log = logging.getLogger("mmvideo")
 
 # name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
+    "probe": "mmvideo.io.cli:probe_command",
+    "transcode": "mmvideo.io.cli:transcode_command",
     "plan": "mmvideo.farm.commands:plan_command",
     "run-chunk": "mmvideo.farm.commands:run_chunk_command",
     "merge": "mmvideo.farm.commands:merge_command",

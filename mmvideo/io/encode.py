@@ -1,0 +1,302 @@
+"""Encoding with PyAV: upright RGB frames in, a finished file out, all or nothing.
+
+Each frame keeps the pts it was decoded with (the encoder and muxer run in the source's time
+base), so frame count and timing, VFR included, survive. The source's audio, subtitle and data
+streams are copied packet for packet beside the video (or audio re-encoded when asked). The
+output is written to a hidden temp file in the output folder and renamed on ``close()``; any
+exception removes it. No rotation tag is written: rotation was baked into the pixels on decode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from fractions import Fraction
+from pathlib import Path
+from typing import Self
+
+import av
+import numpy as np
+
+from mmvideo.errors import InvalidInput, OutputError
+from mmvideo.io.codecs import (
+    RGB_PIX_FMTS,
+    EncodeOptions,
+    EncoderSettings,
+    encoder_settings,
+)
+from mmvideo.io.frame import Frame
+from mmvideo.io.probe import MediaInfo, _reason
+
+log = logging.getLogger(__name__)
+
+COPY_TYPES = ("audio", "subtitle", "data")
+
+
+def check_output_path(out_path: str | Path, in_path: str | Path) -> Path:
+    """Fail early (before any decoding) if ``out_path`` cannot be written or is the input."""
+    out = Path(out_path)
+    if out.resolve() == Path(in_path).resolve():
+        raise OutputError(f"{out}: output is the input file; choose another name")
+    if out.is_dir():
+        raise OutputError(f"{out}: is a directory; give a file name")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: folder {folder} is not writable")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise OutputError(f"{out}: exists and is not writable")
+    return out
+
+
+def temp_path_beside(out: Path) -> Path:
+    """A unique hidden file in the output's folder, so the final rename is atomic."""
+    # not mkstemp: its 0600 mode would survive the rename; the encoder creates the file instead
+    return out.parent / f".{out.name}.{secrets.token_hex(4)}.partial"
+
+
+def encoder_available(codec: str) -> bool:
+    """Whether ``codec`` opens here (NVENC needs an NVIDIA GPU and driver, not just the build)."""
+    try:
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base = Fraction(1, 25)
+        ctx.open()
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    return True
+
+
+class _CopiedStreams:
+    """The source's non-video streams, fed to the muxer in step with the video."""
+
+    def __init__(self, output, source: MediaInfo, audio_codec: str, out_path: Path):
+        self.input = av.open(source.path, metadata_errors="replace")
+        self.pairs = {}  # input stream index -> output stream
+        self.encoders = {}  # input stream index -> audio output stream being re-encoded
+        chosen = [s for s in self.input.streams if s.type in COPY_TYPES]
+        for stream in chosen:
+            name = stream.codec_context.name if stream.codec_context else "none"
+            if stream.type == "audio" and audio_codec != "copy":
+                out_stream = output.add_stream(
+                    audio_codec, rate=stream.codec_context.sample_rate
+                )
+                out_stream.layout = stream.codec_context.layout
+                self.encoders[stream.index] = out_stream
+            elif name in output.supported_codecs:
+                out_stream = output.add_stream_from_template(stream)
+            else:
+                hint = (
+                    "use --audio-codec aac"
+                    if stream.type == "audio"
+                    else f"use a container that holds {name}"
+                )
+                self.input.close()
+                raise OutputError(
+                    f"{out_path}: container cannot hold {stream.type} stream "
+                    f"#{stream.index} ({name}); {hint}"
+                )
+            out_stream.metadata.update(stream.metadata)
+            out_stream.disposition = stream.disposition
+            self.pairs[stream.index] = out_stream
+        self.demux = self.input.demux(chosen) if chosen else iter(())
+        self.pending: av.Packet | None = None
+
+    def pump(self, output, until: float | None) -> None:
+        """Mux source packets whose time is before ``until`` seconds (all when None)."""
+        while True:
+            if self.pending is None:
+                self.pending = next(self.demux, None)
+                if self.pending is None:
+                    return
+            packet = self.pending
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if (
+                until is not None
+                and ts is not None
+                and float(ts * packet.time_base) > until
+            ):
+                return
+            self.pending = None
+            self._mux(output, packet)
+
+    def _mux(self, output, packet: av.Packet) -> None:
+        index = packet.stream.index
+        if index in self.encoders:
+            out_stream = self.encoders[index]
+            for frame in packet.decode():
+                for out in out_stream.encode(frame):
+                    output.mux(out)
+            return
+        if packet.size == 0:
+            return  # demuxer's end-of-stream marker
+        packet.stream = self.pairs[index]
+        output.mux(packet)
+
+    def flush(self, output) -> None:
+        self.pump(output, None)
+        for out_stream in self.encoders.values():
+            for out in out_stream.encode(None):
+                output.mux(out)
+        self.input.close()
+
+
+class VideoWriter:
+    """Encode :class:`Frame` records to ``out_path`` with ``options``; atomic on close.
+
+    ``copy_streams=False`` writes the video alone (chunk files that are merged later).
+    """
+
+    def __init__(
+        self,
+        out_path: str | Path,
+        source: MediaInfo,
+        options: EncodeOptions,
+        copy_streams: bool = True,
+    ):
+        self.out = check_output_path(out_path, source.path)
+        self.source = source
+        self.settings: EncoderSettings = encoder_settings(
+            options,
+            source.video.bit_depth,
+            self.out,
+            (source.video.width, source.video.height),
+        )
+        self.frames_written = 0
+        self._tmp = temp_path_beside(self.out)
+        self._output = None
+        self._copied: _CopiedStreams | None = None
+        try:
+            self._open(options, copy_streams)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self, options: EncodeOptions, copy_streams: bool) -> None:
+        s, video = self.settings, self.source.video
+        self._output = av.open(
+            str(self._tmp), "w", format=s.muxer, options=s.container_options
+        )
+        self._output.metadata.update(self.source.metadata)
+        stream = self._output.add_stream(s.codec, rate=video.fps if video.fps else None)
+        stream.width, stream.height, stream.pix_fmt = (
+            video.width,
+            video.height,
+            s.pix_fmt,
+        )
+        stream.codec_context.time_base = video.time_base
+        stream.time_base = video.time_base
+        stream.options = dict(s.options)
+        if s.bit_rate:
+            stream.bit_rate = s.bit_rate
+        stream.codec_context.thread_count = options.threads
+        stream.thread_type = "AUTO"
+        self._rgb = s.pix_fmt in RGB_PIX_FMTS
+        cc, colour = stream.codec_context, video.colour
+        cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
+        cc.colorspace = 0 if self._rgb else colour.matrix
+        cc.color_range = 2 if self._rgb else colour.range
+        self._stream = stream
+        if copy_streams:
+            self._copied = _CopiedStreams(
+                self._output, self.source, options.audio_codec, self.out
+            )
+        try:
+            self._output.start_encoding()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(
+                f"{self.out}: cannot start {s.codec} in {s.muxer} ({_reason(exc)})"
+            ) from exc
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _to_av(self, frame: Frame) -> av.VideoFrame:
+        image = frame.image
+        video = self.source.video
+        if image.shape[:2] != (video.height, video.width):
+            raise InvalidInput(
+                f"frame {frame.index}: size {image.shape[1]}x{image.shape[0]} "
+                f"differs from the stream's {video.width}x{video.height}"
+            )
+        fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
+        if self._rgb:
+            vf = vf.reformat(format=self.settings.pix_fmt)
+        else:
+            colour = video.colour
+            # the source's matrix and range, so RGB->YUV inverts the decoder's YUV->RGB
+            vf = vf.reformat(
+                format=self.settings.pix_fmt,
+                dst_colorspace=colour.matrix if colour.matrix != 2 else None,
+                dst_color_range=colour.range or 1,
+            )
+        pts = frame.pts
+        if pts is None:
+            pts = (
+                round(frame.index / video.fps / video.time_base)
+                if video.fps
+                else frame.index
+            )
+        vf.pts = pts
+        vf.time_base = video.time_base
+        return vf
+
+    def write(self, frame: Frame) -> None:
+        vf = self._to_av(frame)
+        try:
+            packets = self._stream.encode(vf)
+        except av.error.FFmpegError as exc:
+            raise OutputError(
+                f"{self.out}: encoder {self.settings.codec} failed at frame "
+                f"{frame.index} ({_reason(exc)})"
+            ) from exc
+        self._mux(packets)
+        self.frames_written += 1
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            if self._copied is not None and packet.dts is not None:
+                self._copied.pump(self._output, float(packet.dts * packet.time_base))
+            self._output.mux(packet)
+
+    def close(self) -> Path:
+        """Flush, finish the file and move it into place. Returns the final path."""
+        if self._output is None:
+            return self.out
+        try:
+            if self.frames_written == 0:
+                raise InvalidInput(
+                    f"{self.source.path}: no frames to write to {self.out}"
+                )
+            self._mux(self._stream.encode(None))
+            if self._copied is not None:
+                self._copied.flush(self._output)
+            self._output.close()
+            self._output = None
+            os.replace(self._tmp, self.out)
+        except BaseException:
+            self.abort()
+            raise
+        log.info("%s: %d frames written", self.out, self.frames_written)
+        return self.out
+
+    def abort(self) -> None:
+        """Drop the partial output (called on any error)."""
+        if self._copied is not None:
+            self._copied.input.close()
+        if self._output is not None:
+            try:
+                self._output.close()
+            except (av.error.FFmpegError, ValueError, OSError):
+                pass  # the file is deleted next; a failed trailer write does not matter
+            self._output = None
+        self._tmp.unlink(missing_ok=True)

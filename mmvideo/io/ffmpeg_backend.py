@@ -1,0 +1,257 @@
+"""The system-ffmpeg side of I/O, driven through ffmpeg-python.
+
+:class:`FfmpegPipeWriter` is the second encoder backend, for users who pass their own ffmpeg
+output arguments: frames go to ffmpeg's stdin as raw RGB video in a NUT stream (raw pixels, but
+each with its pts, so VFR survives the pipe), and ffmpeg copies the source's audio/subtitles.
+:func:`concat_lossless` joins chunk files without re-encoding (the farm mode's merge).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+import av
+import ffmpeg
+import numpy as np
+
+from mmvideo.errors import InvalidInput, OutputError
+from mmvideo.io.codecs import RGB_PIX_FMTS, EncodeOptions, encoder_settings, muxer_for
+from mmvideo.io.encode import check_output_path, temp_path_beside
+from mmvideo.io.frame import Frame
+from mmvideo.io.probe import MediaInfo, check_input_path, probe
+
+log = logging.getLogger(__name__)
+
+FFMPEG = "ffmpeg"
+
+
+def _ffmpeg_error(log_file: Path, out: Path, what: str) -> OutputError:
+    lines = [
+        ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()
+    ]
+    reason = lines[-1] if lines else "no message"
+    return OutputError(f"{out}: ffmpeg {what} failed ({reason})")
+
+
+def ffmpeg_command(
+    source: MediaInfo,
+    options: EncodeOptions,
+    tmp: Path,
+    muxer_path: Path,
+    copy_streams: bool,
+) -> list[str]:
+    """The ffmpeg command line that encodes NUT-piped frames (pure; tested as a table)."""
+    video = source.video
+    s = encoder_settings(
+        options, video.bit_depth, muxer_path, (video.width, video.height)
+    )
+    video_in = ffmpeg.input("pipe:", format="nut")
+    streams = [video_in["v"]]
+    kwargs: dict[str, object] = {
+        "vcodec": s.codec,
+        "pix_fmt": s.pix_fmt,
+        "format": s.muxer,
+        "fps_mode": "passthrough",
+        "enc_time_base": "-1",
+        **s.options,
+    }
+    if s.bit_rate:
+        kwargs["b:v"] = s.bit_rate
+    if copy_streams:
+        src = ffmpeg.input(source.path)
+        streams += [src["a?"], src["s?"]]
+        kwargs["acodec"] = options.audio_codec
+        kwargs["scodec"] = "copy"
+    kwargs.update(s.container_options)
+    colour = source.video.colour
+    kwargs.update(
+        {"color_primaries": str(colour.primaries), "color_trc": str(colour.transfer)}
+    )
+    if s.pix_fmt not in RGB_PIX_FMTS:
+        kwargs.update(
+            {"colorspace": str(colour.matrix), "color_range": str(colour.range)}
+        )
+    cmd = (
+        ffmpeg.output(*streams, str(tmp), **kwargs)
+        .global_args("-nostdin", "-loglevel", "error")
+        .overwrite_output()
+        .compile(cmd=FFMPEG)
+    )
+    # the user's own output options go last, just before the output file, so they win
+    at = cmd.index(str(tmp))
+    return cmd[:at] + list(options.ffmpeg_args) + cmd[at:]
+
+
+class FfmpegPipeWriter:
+    """Same contract as :class:`~mmvideo.io.encode.VideoWriter`, encoded by the system ffmpeg."""
+
+    def __init__(
+        self,
+        out_path: str | Path,
+        source: MediaInfo,
+        options: EncodeOptions,
+        copy_streams: bool = True,
+    ):
+        self.out = check_output_path(out_path, source.path)
+        self.source = source
+        self.frames_written = 0
+        self._tmp = temp_path_beside(self.out)
+        self._log = temp_path_beside(self.out)
+        cmd = ffmpeg_command(source, options, self._tmp, self.out, copy_streams)
+        log.debug("ffmpeg: %s", shlex.join(cmd))
+        with open(self._log, "wb") as err:
+            try:
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+            except OSError as exc:
+                self._cleanup()
+                raise OutputError(
+                    f"{self.out}: cannot run {FFMPEG} ({exc.strerror})"
+                ) from exc
+        video = source.video
+        depth_fmt = "rgb24" if video.bit_depth <= 8 else "rgb48le"
+        self._pipe = av.open(self._proc.stdin, "w", format="nut")
+        self._stream = self._pipe.add_stream("rawvideo", rate=video.fps or None)
+        self._stream.width, self._stream.height, self._stream.pix_fmt = (
+            video.width,
+            video.height,
+            depth_fmt,
+        )
+        self._stream.codec_context.time_base = video.time_base
+        self._stream.time_base = video.time_base
+        self._fmt = depth_fmt
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write(self, frame: Frame) -> None:
+        video = self.source.video
+        image = frame.image
+        if image.shape[:2] != (video.height, video.width):
+            raise InvalidInput(
+                f"frame {frame.index}: size {image.shape[1]}x{image.shape[0]} "
+                f"differs from the stream's {video.width}x{video.height}"
+            )
+        dtype = np.uint8 if self._fmt == "rgb24" else np.uint16
+        vf = av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(image, dtype=dtype), format=self._fmt
+        )
+        vf.pts = frame.pts if frame.pts is not None else frame.index
+        vf.time_base = video.time_base
+        try:
+            for packet in self._stream.encode(vf):
+                self._pipe.mux(packet)
+        except (OSError, av.error.FFmpegError) as exc:
+            self.abort()
+            raise _ffmpeg_error(self._log, self.out, "encode") from exc
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        try:
+            for packet in self._stream.encode(None):
+                self._pipe.mux(packet)
+            self._pipe.close()
+            self._proc.stdin.close()
+            code = self._proc.wait()
+            if code != 0:
+                raise _ffmpeg_error(self._log, self.out, "encode")
+            if self.frames_written == 0:
+                raise InvalidInput(
+                    f"{self.source.path}: no frames to write to {self.out}"
+                )
+            os.replace(self._tmp, self.out)
+        except BaseException:
+            self.abort()
+            raise
+        self._log.unlink(missing_ok=True)
+        return self.out
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self._tmp.unlink(missing_ok=True)
+        self._log.unlink(missing_ok=True)
+
+
+def _concat_listing(paths: Sequence[Path]) -> str:
+    """An ffconcat listing. Chunks that keep their source timestamps get an explicit duration
+    (the gap to the next chunk's first frame): without it the demuxer offsets each chunk by its
+    container duration, which counts from 0 rather than from the chunk's first frame."""
+    starts = []
+    for p in paths:
+        video = probe(p).video
+        starts.append(video.frame_pts[0] * video.time_base)
+    increasing = all(a < b for a, b in itertools.pairwise(starts))
+    lines = ["ffconcat version 1.0"]
+    for i, p in enumerate(paths):
+        lines.append("file '{}'".format(str(p).replace("'", "'\\''")))
+        if increasing and i + 1 < len(paths):
+            lines.append(f"duration {float(starts[i + 1] - starts[i]):.6f}")
+    return "\n".join(lines) + "\n"
+
+
+def concat_lossless(
+    parts: Sequence[str | Path], out: str | Path, audio_source: str | Path | None = None
+) -> Path:
+    """Join chunk files (same codec and settings) into ``out`` without re-encoding.
+
+    With ``audio_source`` its audio and subtitle streams are copied in beside the joined video
+    (chunks are written video-only, so the sound is cut exactly once).
+    """
+    if not parts:
+        raise InvalidInput("concat: no parts given")
+    paths = [check_input_path(p).resolve() for p in parts]
+    out_path = check_output_path(out, paths[0])
+    if out_path.resolve() in paths:
+        raise OutputError(
+            f"{out_path}: output is one of the parts; choose another name"
+        )
+    muxer = muxer_for(out_path)
+    tmp = temp_path_beside(out_path)
+    err = temp_path_beside(out_path)
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".txt", dir=out_path.parent, delete=False
+    ) as lst:
+        lst.write(_concat_listing(paths))
+    try:
+        joined = ffmpeg.input(lst.name, format="concat", safe=0)
+        streams = [joined["v"]]
+        if audio_source is not None:
+            src = ffmpeg.input(str(check_input_path(audio_source)))
+            streams += [src["a?"], src["s?"]]
+        kwargs = {"c": "copy", "format": muxer}
+        if muxer in ("mp4", "mov"):
+            kwargs["movflags"] = "+faststart"
+        cmd = (
+            ffmpeg.output(*streams, str(tmp), **kwargs)
+            .global_args("-nostdin", "-loglevel", "error")
+            .overwrite_output()
+            .compile(cmd=FFMPEG)
+        )
+        with open(err, "wb") as err_file:
+            code = subprocess.run(cmd, stderr=err_file, check=False).returncode
+        if code != 0:
+            raise _ffmpeg_error(err, out_path, "concat")
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        err.unlink(missing_ok=True)
+        Path(lst.name).unlink(missing_ok=True)
+    return out_path

@@ -1,0 +1,57 @@
+"""Decode and re-encode with no face work: the swap's I/O path on its own, to check and time it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mmvideo.io.codecs import EncodeOptions
+from mmvideo.io.decode import VideoReader
+from mmvideo.io.encode import VideoWriter, check_output_path
+from mmvideo.io.ffmpeg_backend import FfmpegPipeWriter
+from mmvideo.io.probe import probe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TranscodeReport:
+    output: Path
+    frames: int
+    skipped: int
+
+
+def open_writer(
+    out_path: str | Path, info, options: EncodeOptions, copy_streams: bool = True
+):
+    """The PyAV writer, or the ffmpeg-python one when the user gave ffmpeg arguments."""
+    backend = FfmpegPipeWriter if options.ffmpeg_args else VideoWriter
+    return backend(out_path, info, options, copy_streams=copy_streams)
+
+
+def transcode(
+    in_path: str | Path,
+    out_path: str | Path,
+    options: EncodeOptions,
+    skip_bad_frames: bool = False,
+    progress: bool = False,
+) -> TranscodeReport:
+    """Decode every frame of ``in_path`` and encode it to ``out_path`` (atomic)."""
+    check_output_path(out_path, in_path)
+    info = probe(in_path)
+    reader = VideoReader(
+        in_path, threads=options.threads, skip_bad_frames=skip_bad_frames, info=info
+    )
+    with reader, open_writer(out_path, info, options) as writer:
+        for frame in tqdm(
+            reader,
+            total=len(reader),
+            unit="frame",
+            disable=not progress,
+            desc=Path(in_path).name,
+        ):
+            writer.write(frame)
+    return TranscodeReport(Path(out_path), writer.frames_written, reader.skipped)
