@@ -1,0 +1,564 @@
+"""The one place that wires the swap stages together.
+
+Two passes over the clip:
+
+1. **analyse** (decode → detect/landmarks → track): the detector runs every
+   ``detect_interval`` frames (and on every shot cut), live tracks get landmark-only updates in
+   between. Only geometry is kept (about 1 KB per face per frame), never images.
+2. Between the passes each track is smoothed (Kalman forward, or forward + RTS) and the tracks to
+   swap are chosen with the whole clip known (``largest``, ``--target-face``, ``--track-id``).
+3. **render** (decode → prepare → generate → compose → encode): five stages in threads joined by
+   bounded queues, so memory stays flat whatever the clip length; faces from several frames are
+   batched for the generator. The encoder runs on the calling thread inside the ``VideoWriter``
+   context, so any error or Ctrl-C removes the partial output.
+
+The same smoothed landmarks drive both the crop alignment and the generator's depth and
+landmark maps (``prepare_target``), so the swapped face cannot jitter against its own crop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from magicmask.face.align import align_identity
+from magicmask.face.analyzer import FaceAnalyzer, FaceConfig, source_face
+from magicmask.face.image import load_image
+from magicmask.face.prepare import TargetInputs, prepare_target
+from magicmask.face.types import Face
+from mmvideo.compose import paste
+from mmvideo.config import DetectConfig, EncodeConfig, SwapConfig, SwapJob
+from mmvideo.errors import InvalidInput
+from mmvideo.generate import SwapModels, embed_crops, generate_faces
+from mmvideo.io.codecs import EncodeOptions
+from mmvideo.io.decode import VideoReader
+from mmvideo.io.encode import VideoWriter, check_output_path
+from mmvideo.io.frame import Frame
+from mmvideo.io.probe import MediaInfo, probe
+from mmvideo.progress import Progress
+from mmvideo.smooth import jitter, smooth_track
+from mmvideo.track import (
+    Track,
+    Tracker,
+    frame_signature,
+    is_shot_cut,
+    propagate_box,
+    select_tracks,
+)
+
+log = logging.getLogger(__name__)
+
+_END = object()
+QUEUE_SIZE = 8  # frames (or frame groups) waiting between two stages
+THUMB = 128  # contact-sheet thumbnail side
+
+
+@dataclass
+class Analysis:
+    """What pass 1 learned: the tracks (raw geometry), the cut frames and a thumbnail per track."""
+
+    tracks: list[Track]
+    cuts: list[int]
+    frames: int
+    thumbnails: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class SwapSummary:
+    """What ``run_swap`` reports at the end."""
+
+    frames: int
+    faces_per_track: dict[int, int]
+    frames_without_face: int
+    tracks: int
+    selected: list[int]
+    cuts: list[int]
+    stage_seconds: dict[str, float]
+    jitter: dict[str, float]  # RMS landmark acceleration (px/frame²): raw, kalman, rts
+
+    def lines(self) -> list[str]:
+        swapped = ", ".join(
+            f"track {t}: {n}" for t, n in sorted(self.faces_per_track.items())
+        )
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
+        jit = ", ".join(f"{k} {v:.3f}" for k, v in self.jitter.items())
+        return [
+            f"frames: {self.frames} written, {self.frames_without_face} without a swapped face",
+            f"tracks: {self.tracks} found, swapped {self.selected or 'none'} ({swapped or 'no faces'})",
+            f"shot cuts at frames: {self.cuts or 'none'}",
+            f"time per stage: {stages}",
+            f"jitter (RMS landmark acceleration, px/frame^2): {jit or 'n/a'}",
+        ]
+
+
+def face_config(cfg: DetectConfig, device: str = "cpu") -> FaceConfig:
+    """The face analyser settings of the detect slice (dlib HOG + 68-point predictor)."""
+    return FaceConfig(
+        backend="dlib",
+        upsample=cfg.detect_upsample,
+        min_face=cfg.min_face_size,
+        detect_max_side=cfg.detect_max_side,
+        device=device,
+    )
+
+
+def encode_options(cfg: EncodeConfig) -> EncodeOptions:
+    return EncodeOptions(codec=cfg.codec, crf=cfg.crf, preset=cfg.encoder_preset)
+
+
+def _frame_range(job: SwapJob, info: MediaInfo) -> tuple[int, int, int]:
+    """(first analysed frame, first written frame, stop) for the job's range."""
+    n = info.video.frames
+    stop = n if job.stop is None else min(job.stop, n)
+    if not 0 <= job.start < stop:
+        raise InvalidInput(
+            f"{job.input}: bad frame range {job.start}..{job.stop} (clip has {n} frames)"
+        )
+    return max(0, job.start - max(job.warmup, 0)), job.start, stop
+
+
+@dataclass
+class _Run:
+    stop: threading.Event = field(default_factory=threading.Event)
+    errors: list[BaseException] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+def _threaded(
+    items: Iterable, stop: threading.Event, size: int = QUEUE_SIZE
+) -> Iterator:
+    """Iterate ``items`` produced on a background thread (decode overlaps the consumer)."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    run = _Run(stop=stop)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not _put(q, item, stop):
+                    return
+        finally:
+            # closed here, on the thread that decodes, never under its feet from another one
+            getattr(items, "close", lambda: None)()
+
+    _spawn("decode", produce, run, q).start()
+    yield from _drain(q, run)
+
+
+def _spawn(
+    name: str, body: Callable[[], None], run: _Run, outq: queue.Queue
+) -> threading.Thread:
+    """A stage thread: runs ``body``, keeps its error for the caller, always ends ``outq``."""
+
+    def target() -> None:
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread by _drain
+            run.errors.append(exc)
+            run.stop.set()
+        _put(outq, _END, run.stop)
+
+    return threading.Thread(target=target, name=name, daemon=True)
+
+
+def _map_stage(
+    name: str, fn: Callable, inq: queue.Queue, outq: queue.Queue, run: _Run
+) -> threading.Thread:
+    """A stage applying ``fn`` to every item of ``inq``, timed under ``name``."""
+
+    def body() -> None:
+        for item in _drain(inq, run):
+            t = time.perf_counter()
+            out = fn(item)
+            run.add_time(name, time.perf_counter() - t)
+            if not _put(outq, out, run.stop):
+                return
+
+    return _spawn(name, body, run, outq)
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the run is being torn down (so no thread blocks forever on a full queue)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+# -- pass 1 ------------------------------------------------------------------------------------
+
+
+def analyse(
+    path: str,
+    info: MediaInfo,
+    cfg: SwapConfig,
+    analyzer: FaceAnalyzer,
+    models: SwapModels | None,
+    start: int = 0,
+    stop: int | None = None,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Pass 1: find and track every face in frames ``[start, stop)``; keeps geometry only.
+
+    ``models`` provides the identity encoder for association and re-identification; ``None``
+    tracks by IoU alone.
+    """
+    tracker = Tracker(cfg.track)
+    thumbs: dict[int, tuple[float, np.ndarray]] = {}
+    cuts: list[int] = []
+    use_identity = models is not None and (
+        cfg.track.identity_weight > 0 or cfg.track.target_face
+    )
+    prev_sig = None
+    last_detect = None
+    count = 0
+    halt = threading.Event()
+    try:
+        for frame in _threaded(
+            VideoReader(path, start=start, stop=stop, info=info), halt
+        ):
+            image = frame.image
+            sig = frame_signature(image)
+            cut = is_shot_cut(prev_sig, sig, cfg.track.shot_cut_threshold)
+            prev_sig = sig
+            if cut:
+                tracker.cut(frame.index)
+                cuts.append(frame.index)
+            if (
+                cut
+                or last_detect is None
+                or frame.index - last_detect >= cfg.detect.detect_interval
+            ):
+                faces = analyzer.detect(image)
+                if use_identity and faces:
+                    _embed(image, faces, models)
+                for track, face in zip(
+                    tracker.update_detections(frame.index, faces), faces
+                ):
+                    _keep_thumbnail(thumbs, track.id, image, face)
+                last_detect = frame.index
+            else:
+                _landmark_update(tracker, analyzer, frame)
+            count += 1
+            if progress:
+                progress.advance("analyse")
+    finally:
+        halt.set()
+    tracks = [t for t in tracker.tracks if t.faces]
+    return Analysis(tracks, cuts, count, {k: v[1] for k, v in thumbs.items()})
+
+
+def _landmark_update(tracker: Tracker, analyzer: FaceAnalyzer, frame: Frame) -> None:
+    """Landmarks at the tracked boxes of the tracks the last detector round confirmed."""
+    live = [t for t in tracker.live() if t.misses == 0]
+    if not live:
+        return
+    boxes = np.stack([t.faces[t.last_seen].box for t in live])
+    for track, face in zip(live, analyzer.landmarks(frame.image, boxes)):
+        prev = track.faces[track.last_seen]
+        face.box = propagate_box(prev.box, prev.landmarks, face.landmarks)
+        face.embedding = None
+        tracker.update_landmarks(frame.index, track, face)
+
+
+def _embed(image: np.ndarray, faces: list[Face], models: SwapModels) -> None:
+    crops = np.stack([align_identity(image, f.landmarks)[0] for f in faces])
+    for face, e in zip(faces, embed_crops(models, crops)):
+        face.embedding = e
+
+
+def _keep_thumbnail(thumbs: dict, track_id: int, image: np.ndarray, face: Face) -> None:
+    import cv2
+
+    if track_id in thumbs and thumbs[track_id][0] >= face.area:
+        return
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = face.box
+    pad = 0.2 * max(x1 - x0, y1 - y0)
+    x0, y0 = int(max(0, x0 - pad)), int(max(0, y0 - pad))
+    x1, y1 = int(min(w, x1 + pad)), int(min(h, y1 + pad))
+    if x1 <= x0 or y1 <= y0:
+        return
+    crop = image[y0:y1, x0:x1]
+    if crop.dtype != np.uint8:
+        crop = (crop >> 8).astype(np.uint8)
+    thumbs[track_id] = (
+        face.area,
+        cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA),
+    )
+
+
+# -- between the passes --------------------------------------------------------------------------
+
+
+def plan_faces(
+    analysis: Analysis,
+    cfg: SwapConfig,
+    reference: np.ndarray | None,
+    start: int,
+    stop: int,
+) -> tuple[dict[int, list[tuple[int, Face]]], list[int], dict[str, float]]:
+    """Smooth the selected tracks; returns frame → [(track id, smoothed face)] for frames in
+    ``[start, stop)``, the selected ids and the jitter of raw / Kalman / RTS geometry."""
+    selected = sorted(select_tracks(analysis.tracks, cfg.track, reference))
+    plan: dict[int, list[tuple[int, Face]]] = {}
+    chosen = [t for t in analysis.tracks if t.id in selected]
+    for track in chosen:
+        for index, face in smooth_track(track, cfg.smooth).items():
+            if start <= index < stop:
+                plan.setdefault(index, []).append((track.id, face))
+    return plan, selected, track_jitter(chosen, cfg)
+
+
+def track_jitter(tracks: list[Track], cfg: SwapConfig) -> dict[str, float]:
+    """Mean over runs of consecutive frames of the RMS landmark acceleration, per method."""
+    from dataclasses import replace
+
+    out = {}
+    for method in ("none", "kalman", "rts"):
+        values = []
+        smooth_cfg = replace(cfg.smooth, smoothing=method)
+        for track in tracks:
+            faces = smooth_track(track, smooth_cfg)
+            for run in _consecutive(sorted(faces)):
+                if len(run) >= 3:
+                    values.append(jitter(np.stack([faces[i].landmarks for i in run])))
+        if values:
+            out["raw" if method == "none" else method] = float(np.mean(values))
+    return out
+
+
+def _consecutive(frames: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][-1] + 1:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return runs
+
+
+# -- pass 2 --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Consecutive frames travelling together through generate/compose (one generator batch)."""
+
+    frames: list[Frame]
+    faces: list[list[tuple[int, TargetInputs]]]  # per frame: (track id, model inputs)
+    outputs: np.ndarray | None = None  # [n faces, 224, 224, 3] float32
+
+
+def render(
+    job: SwapJob,
+    info: MediaInfo,
+    cfg: SwapConfig,
+    plan: dict[int, list[tuple[int, Face]]],
+    models: SwapModels,
+    e_s: torch.Tensor,
+    start: int,
+    stop: int,
+    progress: Progress | None = None,
+) -> tuple[dict[int, int], int, dict[str, float]]:
+    """Pass 2: write frames ``[start, stop)`` of the input with the planned faces swapped.
+
+    Returns faces swapped per track, frames written and seconds per stage.
+    """
+    run = _Run()
+    batch = max(1, cfg.generate.batch_size)
+    q_frames, q_groups, q_generated, q_done = (
+        queue.Queue(maxsize=QUEUE_SIZE) for _ in range(4)
+    )
+    swapped: dict[int, int] = {}
+
+    def decode() -> None:
+        with VideoReader(job.input, start=start, stop=stop, info=info) as reader:
+            for frame in reader:
+                if not _put(q_frames, frame, run.stop):
+                    return
+                if progress:
+                    progress.advance("decode")
+
+    def prepare() -> None:
+        group, n_faces = _Group([], []), 0
+        for frame in _drain(q_frames, run):
+            t = time.perf_counter()
+            items = [
+                (tid, prepare_target(frame.image, face.landmarks, face.landmarks_3d))
+                for tid, face in plan.get(frame.index, [])
+            ]
+            group.frames.append(frame)
+            group.faces.append(items)
+            n_faces += len(items)
+            run.add_time("prepare", time.perf_counter() - t)
+            if progress:
+                progress.advance("prepare")
+            # a group closes at one generator batch, or after 2×batch frames without faces
+            if n_faces >= batch or len(group.frames) >= 2 * batch:
+                if not _put(q_groups, group, run.stop):
+                    return
+                group, n_faces = _Group([], []), 0
+        if group.frames:
+            _put(q_groups, group, run.stop)
+
+    def generate(group: _Group) -> _Group:
+        inputs = [ti for items in group.faces for _, ti in items]
+        if inputs:
+            group.outputs = generate_faces(models, e_s, inputs, cfg.generate)
+        if progress:
+            progress.advance("generate", len(group.frames))
+        return group
+
+    def compose(group: _Group) -> _Group:
+        k = 0
+        for frame, items in zip(group.frames, group.faces):
+            if items:
+                frame.image = frame.image.copy()  # the decoder's buffer may be shared
+            for tid, ti in items:
+                paste(
+                    frame.image,
+                    group.outputs[k],
+                    ti.crop,
+                    ti.matrix,
+                    ti.mask,
+                    cfg.compose,
+                )
+                swapped[tid] = swapped.get(tid, 0) + 1
+                k += 1
+        if progress:
+            progress.advance("compose", len(group.frames))
+        return group
+
+    threads = [
+        _spawn("decode", decode, run, q_frames),
+        _spawn("prepare", prepare, run, q_groups),
+        _map_stage("generate", generate, q_groups, q_generated, run),
+        _map_stage("compose", compose, q_generated, q_done, run),
+    ]
+    written = 0
+    copy_streams = start == 0 and stop >= info.video.frames
+    try:
+        with VideoWriter(
+            job.output, info, encode_options(cfg.encode), copy_streams=copy_streams
+        ) as writer:
+            for th in threads:
+                th.start()
+            for group in _drain(q_done, run):
+                t = time.perf_counter()
+                for frame in group.frames:
+                    writer.write(frame)
+                    written += 1
+                run.seconds["encode"] = (
+                    run.seconds.get("encode", 0.0) + time.perf_counter() - t
+                )
+                if progress:
+                    progress.advance("encode", len(group.frames))
+            if run.errors:
+                raise run.errors[0]
+            if written != stop - start:
+                raise InvalidInput(
+                    f"{job.input}: decoded {written} frames, expected {stop - start}"
+                )
+    finally:
+        run.stop.set()
+    return swapped, written, run.seconds
+
+
+def _drain(q: queue.Queue, run: _Run) -> Iterator:
+    """Items of ``q`` until its end marker; raises a stage's error as soon as one is kept."""
+    while True:
+        try:
+            item = q.get(timeout=0.1)
+        except queue.Empty:
+            if run.errors:
+                raise run.errors[0]
+            if run.stop.is_set():
+                return  # torn down by the caller (error or Ctrl-C elsewhere)
+            continue
+        if item is _END:
+            if run.errors:
+                raise run.errors[0]
+            return
+        yield item
+
+
+# -- the whole job -------------------------------------------------------------------------------
+
+
+def source_identity(
+    path: str, analyzer: FaceAnalyzer, models: SwapModels
+) -> torch.Tensor:
+    """The source actor's identity code ``e_s`` [1, D], computed once per job.
+
+    No face in the source is a ``NoFaceFound`` error, raised before any video is decoded.
+    """
+    image = load_image(path)
+    face = source_face(image, analyzer, name=path)
+    crop, _ = align_identity(image, face.landmarks)
+    return torch.from_numpy(embed_crops(models, crop[None]))
+
+
+def run_swap(
+    job: SwapJob,
+    cfg: SwapConfig,
+    models: SwapModels,
+    analyzer: FaceAnalyzer | None = None,
+    progress: Progress | None = None,
+) -> SwapSummary:
+    """Swap ``job.source``'s face into ``job.input`` frames ``[start, stop)`` → ``job.output``."""
+    torch.manual_seed(job.seed)
+    if job.device == "cpu":
+        torch.set_num_threads(max(1, cfg.generate.threads))
+    info = probe(job.input)
+    check_output_path(job.output, job.input)
+    first, start, stop = _frame_range(job, info)
+    analyzer = analyzer or FaceAnalyzer(face_config(cfg.detect, job.device))
+    t0 = time.perf_counter()
+    e_s = source_identity(job.source, analyzer, models)
+    reference = None
+    if cfg.track.target_face:
+        reference = source_identity(cfg.track.target_face, analyzer, models)[0].numpy()
+    seconds = {"source": time.perf_counter() - t0}
+    if progress:
+        progress.begin("analyse", ["analyse"], stop - first)
+    t0 = time.perf_counter()
+    analysis = analyse(job.input, info, cfg, analyzer, models, first, stop, progress)
+    seconds["analyse"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plan, selected, jit = plan_faces(analysis, cfg, reference, start, stop)
+    seconds["smooth"] = time.perf_counter() - t0
+    if progress:
+        progress.begin(
+            "render",
+            ["decode", "prepare", "generate", "compose", "encode"],
+            stop - start,
+        )
+    swapped, written, stage_seconds = render(
+        job, info, cfg, plan, models, e_s, start, stop, progress
+    )
+    if progress:
+        progress.end()
+    seconds.update(stage_seconds)
+    return SwapSummary(
+        frames=written,
+        faces_per_track=swapped,
+        frames_without_face=written - len(plan),
+        tracks=len(analysis.tracks),
+        selected=selected,
+        cuts=analysis.cuts,
+        stage_seconds=seconds,
+        jitter=jit,
+    )

@@ -1,0 +1,219 @@
+"""``mmvideo swap`` and ``mmvideo tracks``: the command-line edge of the swap pipeline.
+
+Every config key (``mmvideo/config.py``) is also a flag of the same name; a flag given on the
+command line wins over the preset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+import numpy as np
+
+from mmvideo.config import (
+    DEFAULT_PRESET,
+    SwapConfig,
+    SwapJob,
+    config_keys,
+    config_to_toml,
+    load_config,
+)
+from mmvideo.errors import MissingInput, OutputError
+
+log = logging.getLogger(__name__)
+
+
+def config_options(fn):
+    """Add one ``--key`` option per config key (all default to None = "the preset's value")."""
+    for key in reversed(config_keys()):
+        kind = click.Choice(key.choices) if key.choices else key.type
+        fn = click.option(
+            key.flag,
+            key.name,
+            type=kind,
+            default=None,
+            help=f"[{key.section}] overrides the preset's {key.name}.",
+        )(fn)
+    return fn
+
+
+def _merged(preset: str, params: dict) -> SwapConfig:
+    overrides = {k.name: params.pop(k.name) for k in config_keys()}
+    return load_config(preset, overrides)
+
+
+def _require(path: str | None, flag: str) -> str:
+    if not path:
+        raise click.UsageError(f"{flag} is required")
+    if not Path(path).is_file():
+        raise MissingInput(f"{path}: file not found ({flag})")
+    return path
+
+
+@click.command("swap")
+@click.option("--source", "source", help="Image of the actor whose face is inserted.")
+@click.option("--in", "input_path", help="Input video.")
+@click.option("--out", "output", help="Output video (written atomically).")
+@click.option(
+    "--preset",
+    default=DEFAULT_PRESET,
+    show_default=True,
+    help="fast | balanced | quality, or a .toml file.",
+)
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="MagicMask checkpoint (default: the embedded one).",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--start", default=0, show_default=True, help="First output frame.")
+@click.option(
+    "--stop", type=int, default=None, help="Stop before this frame (default: the end)."
+)
+@click.option(
+    "--warmup",
+    default=25,
+    show_default=True,
+    help="Frames before --start analysed to settle the tracker and filters.",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--print-config", is_flag=True, help="Print the merged configuration and exit."
+)
+@click.option(
+    "--json-progress",
+    is_flag=True,
+    help="One JSON progress line per second on stdout (no bars).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@config_options
+def swap(preset: str, print_config: bool, **params) -> None:
+    """Swap the --source face into every selected face of a video."""
+    cfg = _merged(preset, params)
+    if print_config:
+        click.echo(config_to_toml(cfg), nl=False)
+        return
+    source = _require(params["source"], "--source")
+    input_path = _require(params["input_path"], "--in")
+    if not params["output"]:
+        raise click.UsageError("--out is required")
+    if cfg.track.target_face:
+        _require(cfg.track.target_face, "--target-face")
+
+    from mmvideo.generate import load_models
+    from mmvideo.pipeline import run_swap
+    from mmvideo.progress import Progress
+
+    models = load_models(params["checkpoint"], params["device"])
+    job = SwapJob(
+        source=source,
+        input=input_path,
+        output=params["output"],
+        preset=preset,
+        checkpoint=params["checkpoint"],
+        checkpoint_sha256=models.sha256,
+        start=params["start"],
+        stop=params["stop"],
+        warmup=params["warmup"],
+        device=params["device"],
+        batch_size=cfg.generate.batch_size,
+        seed=params["seed"],
+    )
+    log.info("job: %s", job.to_json())
+    json_progress = params["json_progress"]
+    progress = Progress(
+        bars=not (json_progress or params["no_progress"]),
+        json_sink=click.echo if json_progress else None,
+    )
+    summary = run_swap(job, cfg, models, progress=progress)
+    if json_progress:
+        click.echo(json.dumps({"summary": asdict(summary)}))
+    else:
+        for line in summary.lines():
+            click.echo(line)
+
+
+@click.command("tracks")
+@click.argument("clip", type=click.Path())
+@click.option(
+    "--sheet",
+    default=None,
+    help="Contact sheet PNG of each track's best face (default: CLIP.tracks.png).",
+)
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True)
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="Identity encoder source; use the one you will swap with, so ids match.",
+)
+@click.option("--device", default="cpu", show_default=True)
+@config_options
+def tracks(
+    clip: str,
+    sheet: str | None,
+    preset: str,
+    checkpoint: str | None,
+    device: str,
+    **params,
+) -> None:
+    """List the face tracks of CLIP (ids for `swap --track-id`) and write a contact sheet."""
+    cfg = _merged(preset, params)
+    _require(clip, "CLIP")
+    from magicmask.face.analyzer import FaceAnalyzer
+    from mmvideo.generate import load_models
+    from mmvideo.io.probe import probe
+    from mmvideo.pipeline import analyse, face_config
+
+    models = load_models(checkpoint, device)
+    info = probe(clip)
+    analysis = analyse(
+        clip, info, cfg, FaceAnalyzer(face_config(cfg.detect, device)), models
+    )
+    for t in analysis.tracks:
+        side = int(np.sqrt(t.median_area()))
+        click.echo(
+            f"track {t.id}: frames {t.first}-{t.last}, {len(t.faces)} faces "
+            f"({len(t.detected)} detected), ~{side} px, shot {t.shot}"
+        )
+    if not analysis.tracks:
+        click.echo("no faces found")
+        return
+    out = Path(sheet) if sheet else Path(clip).with_suffix(".tracks.png")
+    write_contact_sheet(out, analysis.thumbnails)
+    click.echo(f"contact sheet: {out}")
+
+
+def write_contact_sheet(
+    path: Path, thumbnails: dict[int, np.ndarray], columns: int = 6
+) -> None:
+    """A grid of thumbnails labelled with their track ids, written atomically as PNG."""
+    import cv2
+
+    ids = sorted(thumbnails)
+    side = next(iter(thumbnails.values())).shape[0]
+    rows = (len(ids) + columns - 1) // columns
+    cols = min(columns, len(ids))
+    sheet = np.zeros((rows * side, cols * side, 3), np.uint8)
+    for k, tid in enumerate(ids):
+        r, c = divmod(k, columns)
+        tile = np.ascontiguousarray(thumbnails[tid][..., ::-1])  # RGB -> BGR for OpenCV
+        cv2.putText(
+            tile, str(tid), (4, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 255), 2
+        )
+        sheet[r * side : (r + 1) * side, c * side : (c + 1) * side] = tile
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        if not cv2.imwrite(tmp, sheet):
+            raise OutputError(f"{path}: cannot write the contact sheet")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
