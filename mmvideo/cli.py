@@ -20,6 +20,8 @@ log = logging.getLogger("mmvideo")
 
 # name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
+    "swap": "mmvideo.swap_cli:swap",
+    "tracks": "mmvideo.swap_cli:tracks",
     "probe": "mmvideo.io.cli:probe_command",
     "transcode": "mmvideo.io.cli:transcode_command",
     "plan": "mmvideo.farm.commands:plan_command",
