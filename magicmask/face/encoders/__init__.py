@@ -1,0 +1,1 @@
+"""Identity-encoder backends; the public entry point is ``magicmask.face.identity``."""

