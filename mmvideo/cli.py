@@ -22,12 +22,16 @@ log = logging.getLogger("mmvideo")
 COMMANDS: dict[str, str] = {
     "swap": "mmvideo.swap_cli:swap",
     "tracks": "mmvideo.swap_cli:tracks",
-    "probe": "mmvideo.io.cli:probe_command",
-    "transcode": "mmvideo.io.cli:transcode_command",
     "plan": "mmvideo.farm.commands:plan_command",
     "run-chunk": "mmvideo.farm.commands:run_chunk_command",
     "merge": "mmvideo.farm.commands:merge_command",
     "batch": "mmvideo.farm.commands:batch_command",
+    "probe": "mmvideo.io.cli:probe_command",
+    "transcode": "mmvideo.io.cli:transcode_command",
+    "models": "magicmask.cli_models:models",
+    "train-preprocess": "train.preprocess:main",
+    "train-fit": "train.fit:main",
+    "train-evaluate": "train.evaluate:main",
 }
 
 

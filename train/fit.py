@@ -1,0 +1,372 @@
+"""``python -m train.fit --config tiny --data DIR --out RUN`` (or under ``torchrun``): train MagicMask.
+
+The run folder holds ``train-config.json``, ``checkpoints/step-*.pt`` (full state, for
+``--resume``), ``tb/`` (TensorBoard: every loss term, data vs compute time, image grids of
+target | source | swap | self-swap) and, at the end, ``magicmask-<config>.pt``: the EMA
+generator as a ``magicmask.checkpoint`` file that ``mmvideo swap --checkpoint`` loads.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import torch
+import torch.distributed as dist
+
+from magicmask.checkpoint import save_checkpoint
+from magicmask.face.identity import build_identity_encoder
+from magicmask.face.landmarks import landmark_heatmaps
+from mmvideo.errors import InvalidInput, OutputError
+from train.config import TrainConfig, load_train_config
+from train.data import PairSampler, StepDataset, load_faces, step_loader
+from train.shards import list_shards
+from train.trainer import (
+    TERMS,
+    Models,
+    build_models,
+    checkpoint_path,
+    latest_checkpoint,
+    load_training_state,
+    prune_checkpoints,
+    save_training_state,
+    train_step,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitReport:
+    start_step: int
+    end_step: int
+    seconds: float
+    data_seconds: float
+    last_losses: dict[str, float]
+    exported: Path | None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a process runs (not part of what the run computes)."""
+
+    device: str = "cpu"
+    threads: int = 1
+    workers: int = 0
+    export_dtype: str = "float16"
+
+
+def data_fingerprint(data: Path, exclude: tuple[str, ...]) -> str:
+    """Shard names carry a digest of their inputs and settings, so their list identifies the data."""
+    names = [p.name for p in list_shards(data)]
+    return hashlib.sha1("\n".join(names + sorted(exclude)).encode()).hexdigest()[:16]
+
+
+def _dist_setup(rt: Runtime) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if rt.device.startswith("cuda") else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    device = torch.device(rt.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return rank, world, device
+
+
+def _prepare_run(run: Path, tcfg: TrainConfig, resume: bool) -> Path | None:
+    """Create or check the run folder; returns the checkpoint to resume from, if any."""
+    existing = latest_checkpoint(run)
+    cfg_file = run / "train-config.json"
+    if resume:
+        if existing is None:
+            raise InvalidInput(f"{run}: nothing to resume (no checkpoints/step-*.pt)")
+        saved = load_train_config(cfg_file)
+        if saved.resume_key() != tcfg.resume_key():
+            diff = sorted(
+                k
+                for k, v in tcfg.resume_key().items()
+                if saved.resume_key().get(k) != v
+            )
+            raise InvalidInput(
+                f"{run}: --resume with settings that differ from the run's ({', '.join(diff)})"
+            )
+        return existing
+    if existing is not None:
+        raise OutputError(
+            f"{run}: already holds checkpoints (pass --resume, or choose another --out)"
+        )
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{run}: cannot create run folder ({exc.strerror})") from exc
+    cfg_file.write_text(tcfg.to_json())
+    return None
+
+
+def _image_grid(batch, result, rows: int = 4) -> torch.Tensor:
+    """[3, H, W] grid: one row per pair, columns target | source | swap | self-swap."""
+    n = min(rows, batch.target.image.shape[0])
+    cols = [
+        batch.target.image[:n],
+        batch.source.image[:n],
+        result.swaps.swap_ab[:n],
+        result.swaps.self_a[:n],
+    ]
+    grid = torch.cat(
+        [torch.cat(list(c.float().cpu()), dim=1) for c in cols], dim=2
+    )  # [3, n*S, 4*S]
+    return grid.clamp(0, 1)
+
+
+def fit(
+    tcfg: TrainConfig,
+    data: Path,
+    run: Path,
+    resume: bool = False,
+    rt: Runtime = Runtime(),
+) -> FitReport:
+    """Train (or continue) a run; returns timing and the last losses of this process."""
+    run = Path(run)
+    torch.set_num_threads(rt.threads)
+    rank, world, device = _dist_setup(rt)
+    encoder = build_identity_encoder(tcfg.identity_encoder, device=str(device))
+    models = build_models(tcfg, encoder, device, distributed=world > 1)
+    faces = load_faces(data, models.cfg.image_size, 112, set(tcfg.exclude_identities))
+    fingerprint = data_fingerprint(data, tcfg.exclude_identities)
+    resume_from = (
+        _prepare_run(run, tcfg, resume)
+        if rank == 0
+        else (latest_checkpoint(run) if resume else None)
+    )
+    if world > 1:
+        dist.barrier()
+    start = (
+        load_training_state(resume_from, models, tcfg, fingerprint)
+        if resume_from
+        else 0
+    )
+    if resume_from:
+        log.info("resumed %s at step %d", resume_from, start)
+    sampler = PairSampler(faces, tcfg.batch_size, tcfg.seed, tcfg.same_identity_prob)
+    heat = functools.partial(landmark_heatmaps, size=models.cfg.image_size)
+    loader = step_loader(
+        StepDataset(sampler, heat, start, max(0, tcfg.steps - start), rank), rt.workers
+    )
+    writer = _writer(run) if rank == 0 else None
+
+    t0 = time.perf_counter()
+    data_s, losses, step = 0.0, {}, start
+    t_wait = time.perf_counter()
+    try:
+        for step, batch in enumerate(loader, start + 1):
+            batch = batch.to(device)
+            waited = time.perf_counter() - t_wait
+            data_s += waited
+            t_step = time.perf_counter()
+            result = train_step(models, tcfg, batch, step)
+            losses = result.losses
+            if writer is not None and (
+                step % tcfg.log_every == 0 or step == tcfg.steps
+            ):
+                for k in TERMS:
+                    writer.add_scalar(f"loss/{k}", losses[k], step)
+                writer.add_scalar("time/data_s", waited, step)
+                writer.add_scalar("time/step_s", time.perf_counter() - t_step, step)
+                log.info(
+                    "step %d %s", step, " ".join(f"{k}={losses[k]:.4f}" for k in TERMS)
+                )
+            if writer is not None and step % tcfg.image_every == 0:
+                writer.add_image(
+                    "target|source|swap|self-swap", _image_grid(batch, result), step
+                )
+            if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
+                _checkpoint(models, tcfg, run, step, fingerprint, rank, world)
+            t_wait = time.perf_counter()
+    finally:
+        if writer is not None:
+            writer.close()
+    exported = None
+    if rank == 0 and step > start:
+        exported = export_generator(
+            run / f"magicmask-{tcfg.model}.pt",
+            models,
+            tcfg,
+            step,
+            faces,
+            rt.export_dtype,
+        )
+    if world > 1:
+        dist.barrier()
+    return FitReport(start, step, time.perf_counter() - t0, data_s, losses, exported)
+
+
+def _checkpoint(
+    m: Models,
+    tcfg: TrainConfig,
+    run: Path,
+    step: int,
+    fingerprint: str,
+    rank: int,
+    world: int,
+) -> None:
+    if rank == 0:
+        save_training_state(checkpoint_path(run, step), m, tcfg, step, fingerprint)
+        prune_checkpoints(run, tcfg.keep_checkpoints)
+    if world > 1:
+        dist.barrier()
+
+
+def _writer(run: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run / "tb"))
+
+
+def export_generator(
+    path: Path, m: Models, tcfg: TrainConfig, step: int, faces, dtype: str
+) -> Path:
+    """The EMA generator as a shippable ``magicmask.checkpoint`` file."""
+    meta = {
+        "steps": step,
+        "batch_size": tcfg.batch_size,
+        "train_config": tcfg.to_json(),
+        "train_faces": len(faces),
+        "train_identities": len(faces.identities),
+        "weights": "ema",
+    }
+    save_checkpoint(
+        path,
+        m.ema,
+        m.cfg,
+        m.encoder.name,
+        meta,
+        dtype=getattr(torch, dtype) if dtype != "float32" else None,
+    )
+    return path
+
+
+@click.command("train-fit")
+@click.option(
+    "--config",
+    "model",
+    default="tiny",
+    show_default=True,
+    help="Model config: tiny | base | paper | paper-fv-global ...",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of shards from train.preprocess.",
+)
+@click.option(
+    "--out", "run", required=True, type=click.Path(path_type=Path), help="Run folder."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its latest checkpoint.",
+)
+@click.option("--steps", default=10_000, show_default=True)
+@click.option(
+    "--batch-size", default=4, show_default=True, help="Pairs per step per process."
+)
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--identity-encoder", default="dlib-resnet", show_default=True)
+@click.option(
+    "--geometric/--no-geometric",
+    default=None,
+    help="Table 1 ablation: with or without f_G (default: the config's).",
+)
+@click.option(
+    "--adversarial",
+    type=click.Choice(["afsa", "global"]),
+    default=None,
+    help="Table 1 ablation (default: the config's).",
+)
+@click.option("--lambda-id", type=float, default=None, help="Override λ_IS (paper: 5).")
+@click.option(
+    "--lambda-recon", type=float, default=None, help="Override λ_Recon (paper: 2)."
+)
+@click.option(
+    "--lambda-afsa", type=float, default=None, help="Override λ_AFSA (paper: 1)."
+)
+@click.option("--same-identity-prob", default=0.2, show_default=True)
+@click.option("--ema-decay", default=0.999, show_default=True)
+@click.option("--grad-clip", default=1.0, show_default=True)
+@click.option(
+    "--exclude", multiple=True, help="Identity held out of training; repeatable."
+)
+@click.option("--checkpoint-every", default=500, show_default=True)
+@click.option("--log-every", default=20, show_default=True)
+@click.option("--image-every", default=250, show_default=True)
+@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@click.option(
+    "--device",
+    default="cuda" if torch.cuda.is_available() else "cpu",
+    show_default=True,
+)
+@click.option(
+    "--threads", default=1, show_default=True, help="torch CPU threads per process."
+)
+@click.option(
+    "--workers", default=0, show_default=True, help="Data-loader worker processes."
+)
+@click.option(
+    "--export-dtype",
+    type=click.Choice(["float16", "float32"]),
+    default="float16",
+    show_default=True,
+)
+def main(model, data, run, resume, steps, batch_size, lr, seed, identity_encoder, geometric, adversarial,
+         lambda_id, lambda_recon, lambda_afsa, same_identity_prob, ema_decay, grad_clip, exclude,
+         checkpoint_every, log_every, image_every, no_amp, device, threads, workers, export_dtype) -> None:  # fmt: skip
+    """Train MagicMask (generator + discriminators, eq. 7-12) on preprocessed shards."""
+    overrides = {
+        "use_geometric": geometric,
+        "adversarial": adversarial,
+        "lambda_id": lambda_id,
+        "lambda_recon": lambda_recon,
+        "lambda_afsa": lambda_afsa,
+    }
+    tcfg = TrainConfig(
+        model=model,
+        model_overrides=tuple((k, v) for k, v in overrides.items() if v is not None),
+        identity_encoder=identity_encoder,
+        batch_size=batch_size,
+        steps=steps,
+        lr=lr,
+        grad_clip=grad_clip,
+        ema_decay=ema_decay,
+        same_identity_prob=same_identity_prob,
+        seed=seed,
+        amp=not no_amp,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
+        image_every=image_every,
+        exclude_identities=tuple(exclude),
+    )
+    report = fit(
+        tcfg, data, run, resume, Runtime(device, threads, workers, export_dtype)
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        per = report.seconds / max(1, report.end_step - report.start_step)
+        click.echo(
+            f"{run}: steps {report.start_step}->{report.end_step} in {report.seconds:.0f} s "
+            f"({per:.2f} s/step, data {report.data_seconds:.0f} s); exported {report.exported}"
+        )
+
+
+if __name__ == "__main__":
+    from mmvideo.cli import main as cli_main
+
+    raise SystemExit(cli_main(["-v", "train-fit", *sys.argv[1:]]))
