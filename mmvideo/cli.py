@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "train-preprocess": "train.preprocess:main",
     "train-fit": "train.fit:main",
     "train-evaluate": "train.evaluate:main",
+    "verify": "mmvideo.provenance:verify_command",
 }
 
 

@@ -23,8 +23,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import click
+
 from mmvideo import __version__
 from mmvideo.errors import InvalidInput, MissingInput, OutputError
+from mmvideo.watermark import Detection, WatermarkConfig, detect
 
 log = logging.getLogger(__name__)
 
@@ -301,3 +304,128 @@ def read_c2pa(
         if "code" in f
     )
     return C2paReport(True, state, tuple(actions), tuple(descriptions), tag, failures)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Everything ``mmvideo verify`` checks in one file."""
+
+    path: str
+    watermark: Detection
+    tag: ProvenanceTag | None
+    c2pa: C2paReport
+    timecode: str | None
+
+    def lines(self) -> list[str]:
+        w = self.watermark
+        found = "watermark detected" if w.marked else "no mmvideo watermark"
+        out = [
+            f"{self.path}: {found} ({w.matched}/{w.bits} payload bits over {w.frames} frame(s))"
+        ]
+        if self.tag is None:
+            out.append("  provenance tag: none")
+        else:
+            t = self.tag
+            out.append(
+                f"  provenance tag: synthetic faces={t.synthetic_faces}, {t.tool} {t.version}, "
+                f"checkpoint sha256 {t.checkpoint_sha256 or 'unknown'}, created {t.created}"
+            )
+        if self.c2pa.present:
+            c = self.c2pa
+            what = "; ".join(c.descriptions) or ", ".join(c.actions)
+            failed = f", failures: {', '.join(c.failures)}" if c.failures else ""
+            out.append(f"  content credentials: {c.state} ({what}){failed}")
+        else:
+            out.append("  content credentials: none")
+        out.append(f"  timecode: {self.timecode or 'none'}")
+        return out
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["watermark"]["score"] = self.watermark.score
+        return data
+
+
+def _verify_frames(path: str | os.PathLike, max_frames: int):
+    from mmvideo.io import sequence
+    from mmvideo.io.timecode import FrameRange
+
+    pattern = sequence.parse_pattern(path)
+    if pattern is not None:
+        reader = sequence.SequenceReader(pattern, fill_missing=True)
+        first = reader.info.first
+        reader.range = FrameRange(first, first + max_frames - 1)
+        return (f.image for f in reader), reader.info.timecode and str(
+            reader.info.timecode
+        )
+    p = Path(path)
+    if p.suffix.lower() in sequence.SEQUENCE_KINDS:
+        return iter([sequence.read_display_image(p)]), None
+    from mmvideo.io.decode import VideoReader
+    from mmvideo.io.probe import probe
+    from mmvideo.io.timecode import read_video_timecode
+
+    info = probe(p)
+    reader = VideoReader(p, stop=max_frames, info=info)
+    return (f.image for f in reader), read_video_timecode(p)
+
+
+def verify(
+    path: str | os.PathLike,
+    *,
+    max_frames: int = 60,
+    watermark: WatermarkConfig | None = None,
+    trust_anchors: bytes | None = None,
+) -> VerifyReport:
+    """Look for the watermark (pooled over up to ``max_frames`` frames), tag and C2PA manifest."""
+    from mmvideo.io.sequence import parse_pattern
+
+    if parse_pattern(path) is None and not Path(path).exists():
+        raise MissingInput(f"{path}: no such file")
+    frames, timecode = _verify_frames(path, max_frames)
+    detection = detect(frames, watermark)
+    c2pa_report = (
+        read_c2pa(path, trust_anchors) if Path(path).is_file() else C2paReport(False)
+    )
+    return VerifyReport(
+        str(path), detection, read_provenance(path), c2pa_report, timecode
+    )
+
+
+@click.command("verify")
+@click.argument("file", type=click.Path())
+@click.option(
+    "--frames",
+    "max_frames",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    help="Frames to pool for watermark detection.",
+)
+@click.option(
+    "--key", default=WatermarkConfig.key, show_default=True, help="Watermark key."
+)
+@click.option(
+    "--trust",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate(s) to trust as C2PA signing roots.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify_command(
+    file: str, max_frames: int, key: str, trust: str | None, as_json: bool
+) -> None:
+    """Check FILE (video, image or frame pattern) for the mmvideo watermark, tag and C2PA."""
+    anchors = Path(trust).read_bytes() if trust else None
+    report = verify(
+        file,
+        max_frames=max_frames,
+        watermark=WatermarkConfig(key=key),
+        trust_anchors=anchors,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo("\n".join(report.lines()))

@@ -282,6 +282,34 @@ def read_image_provenance(path: str | os.PathLike) -> str | None:
     return _header_provenance(_open_spec(p), SEQUENCE_KINDS[p.suffix.lower()])
 
 
+def read_display_image(path: str | os.PathLike) -> np.ndarray:
+    """One image file as the RGB array a Frame would carry (same conversions as the reader)."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInput(f"{p}: no such file")
+    kind = SEQUENCE_KINDS.get(p.suffix.lower())
+    if kind is None:
+        raise InvalidInput(f"{p}: not an image kind mmvideo reads (exr, dpx, png, tif)")
+    spec = _open_spec(p)
+    names = tuple(spec.channelnames)
+    pixel_type = str(spec.format)
+    info = SequenceInfo(
+        SequencePattern(str(p), 0, ""),
+        (0,),
+        (),
+        spec.width,
+        spec.height,
+        names,
+        _rgb_indices(p, kind, names),
+        pixel_type,
+        0,
+        _DEFAULT_FPS,
+        None,
+        None,
+    )
+    return to_display(_read_pixels(p, info), info)
+
+
 def probe_sequence(
     pattern: str | SequencePattern,
     *,
