@@ -351,16 +351,11 @@ class VerifyReport:
 
 def _verify_frames(path: str | os.PathLike, max_frames: int):
     from mmvideo.io import sequence
-    from mmvideo.io.timecode import FrameRange
 
     pattern = sequence.parse_pattern(path)
     if pattern is not None:
-        reader = sequence.SequenceReader(pattern, fill_missing=True)
-        first = reader.info.first
-        reader.range = FrameRange(first, first + max_frames - 1)
-        return (f.image for f in reader), reader.info.timecode and str(
-            reader.info.timecode
-        )
+        reader = sequence.SequenceReader(pattern, fill_missing=True, stop=max_frames)
+        return (f.image for f in reader), reader.info.timecode and str(reader.info.timecode)
     p = Path(path)
     if p.suffix.lower() in sequence.SEQUENCE_KINDS:
         return iter([sequence.read_display_image(p)]), None

@@ -247,3 +247,30 @@ def test_signing_refuses_what_it_cannot_sign(tmp_path, credentials):
     with pytest.raises(InvalidInput, match="C2PA signing failed"):
         sign_c2pa(png, credentials["cert"], other, tag)
     assert png.read_bytes() == before
+
+
+def test_open_writer_signs_each_output_it_can(tmp_path, credentials, data_dir, caplog):
+    from mmvideo.io.codecs import EncodeOptions
+    from mmvideo.io.media import PostOptions, open_reader, open_writer, probe_media
+
+    clip = data_dir / "talking_head_turn_01.mp4"
+    info = probe_media(clip)
+    tag = make_tag(SHA, now=NOW)
+    post = PostOptions(
+        provenance=tag.to_text(), sign=(credentials["cert"], credentials["key"])
+    )
+    for out in (tmp_path / "s.mp4", tmp_path / "s.%03d.png", tmp_path / "s.%03d.exr"):
+        with open_writer(
+            out, info, EncodeOptions(), start=0, post=post, copy_streams=False
+        ) as w:
+            for frame in open_reader(clip, info, stop=3):
+                w.write(frame)
+    video = read_c2pa(tmp_path / "s.mp4", trust_anchors=credentials["anchor"])
+    assert video.state == "Trusted" and video.tag == tag
+    for n in range(3):
+        frame = read_c2pa(
+            tmp_path / f"s.{n:03d}.png", trust_anchors=credentials["anchor"]
+        )
+        assert frame.state == "Trusted" and "c2pa.edited" in frame.actions
+    assert read_provenance(tmp_path / "s.%03d.exr") == tag
+    assert "C2PA cannot be embedded in this format; not signed" in caplog.text

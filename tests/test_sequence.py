@@ -146,7 +146,7 @@ def test_exr_numbers_timecode_and_untouched_pixels_survive(tmp_path, fmt):
             assert frame.image.dtype == np.uint16 and frame.image.shape == (H, W, 3)
             seen.append((frame.index, frame.pts))
             writer.write(paint_box(frame))
-    assert seen == [(1001, 1001), (1002, 1002), (1003, 1003), (1004, 1004)]
+    assert seen == [(0, 0), (1, 1), (2, 2), (3, 3)]  # positions; numbers come back on write
     assert reader.filled == [1003]
 
     out = probe_sequence(str(out_pattern))
@@ -246,13 +246,23 @@ def test_16bit_png_and_tiff_round_trip_exactly(tmp_path, ext):
 
 
 def test_range_reads_only_its_frames(tmp_path):
-    pattern, _ = make_dpx_sequence(tmp_path, [2001, 2002, 2003, 2004])
-    frames = [
-        f.index for f in SequenceReader(str(pattern), frames=FrameRange(2002, 2003))
-    ]
-    assert frames == [2002, 2003]
+    pattern, codes = make_dpx_sequence(tmp_path, [2001, 2002, 2003, 2004])
+    info = probe_sequence(str(pattern))
+    start, stop = info.positions(FrameRange(2002, 2003))
+    assert (start, stop) == (1, 3)
+    reader = SequenceReader(str(pattern), start=start, stop=stop)
+    frames = list(reader)
+    assert [f.index for f in frames] == [1, 2] and len(reader) == 2
+    assert np.array_equal(frames[0].image >> 6, codes[2002])
+    # Written back, positions 1 and 2 become frame numbers 2002 and 2003 again.
+    with SequenceWriter(str(tmp_path / "r.%04d.dpx"), source=info) as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert probe_sequence(str(tmp_path / "r.%04d.dpx")).frames == (2002, 2003)
     with pytest.raises(InvalidInput, match="outside the sequence"):
-        SequenceReader(str(pattern), frames=FrameRange(1, 5))
+        info.positions(FrameRange(1, 5))
+    with pytest.raises(InvalidInput, match="bad frame range"):
+        SequenceReader(str(pattern), start=3, stop=1)
 
 
 def test_mixed_resolutions_are_refused(tmp_path):

@@ -205,8 +205,21 @@ class SequenceInfo:
     def scene_linear(self) -> bool:
         return self.pixel_type in ("half", "float")
 
+    def __len__(self) -> int:
+        return self.last - self.first + 1
+
     def timecode_at(self, frame: int) -> Timecode | None:
+        """Timecode of frame number ``frame``."""
         return None if self.timecode is None else self.timecode + (frame - self.first)
+
+    def positions(self, frames: FrameRange) -> tuple[int, int]:
+        """``(start, stop)`` positions of a range of frame numbers (``--frames 1001-1050``)."""
+        if frames.first < self.first or frames.last > self.last:
+            raise InvalidInput(
+                f"{self.pattern}: frames {frames.first}-{frames.last} are outside the "
+                f"sequence ({self.first}-{self.last})"
+            )
+        return frames.first - self.first, frames.last - self.first + 1
 
 
 def _oiio():
@@ -397,11 +410,14 @@ def to_display(pixels: np.ndarray, info: SequenceInfo) -> np.ndarray:
 
 
 class SequenceReader:
-    """Iterates a sequence as ``Frame`` records, ``index`` and ``pts`` being the frame number.
+    """Iterates a sequence as ``Frame`` records, like ``VideoReader``.
 
-    ``time_base`` is 1/rate, so ``pts * time_base`` is the frame's time from frame 0. With
-    ``frames`` only that range is decoded. ``filled`` lists the frame numbers that repeated the
-    previous frame because ``fill_missing`` was set.
+    ``Frame.index`` and ``pts`` are positions from the sequence's first frame (0, 1, 2 ...), as
+    for a video, so the pipeline's frame ranges, plans and chunks work unchanged; the file's frame
+    number is ``info.first + index``, and the writer turns positions back into numbers.
+    ``time_base`` is 1/rate. ``start``/``stop`` are positions (``info.positions`` converts a
+    range of frame numbers). ``filled`` lists the frame numbers that repeated the previous frame
+    because ``fill_missing`` was set.
     """
 
     def __init__(
@@ -410,59 +426,55 @@ class SequenceReader:
         *,
         fps: Fraction | float | None = None,
         fill_missing: bool = False,
-        frames: FrameRange | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+        info: SequenceInfo | None = None,
     ):
-        self.info = probe_sequence(pattern, fps=fps, fill_missing=fill_missing)
-        self.range = frames
-        self.filled: list[int] = []
-        if frames is not None and (
-            frames.first > self.info.last or frames.last < self.info.first
-        ):
+        self.info = info or probe_sequence(pattern, fps=fps, fill_missing=fill_missing)
+        n = len(self.info)
+        self.start = 0 if start is None else start
+        self.stop = n if stop is None else min(stop, n)
+        if not 0 <= self.start <= self.stop:
             raise InvalidInput(
-                f"{self.info.pattern}: frames {frames.first}-{frames.last} are "
-                f"outside the sequence ({self.info.first}-{self.info.last})"
+                f"{self.info.pattern}: bad frame range {start}..{stop} "
+                f"(sequence has {n} frames)"
             )
+        self.filled: list[int] = []
 
     def __len__(self) -> int:
-        first, last = self._bounds()
-        return last - first + 1
-
-    def _bounds(self) -> tuple[int, int]:
-        if self.range is None:
-            return self.info.first, self.info.last
-        return max(self.range.first, self.info.first), min(
-            self.range.last, self.info.last
-        )
+        return self.stop - self.start
 
     def __iter__(self) -> Iterator[Frame]:
         info = self.info
         present = set(info.frames)
         time_base = Fraction(1) / info.rate
-        first, last = self._bounds()
         image: np.ndarray | None = None
-        if (
-            first not in present
-        ):  # a range that starts in a gap fills from the frame before it
+        first = info.first + self.start
+        if first not in present:  # a range that starts in a gap fills from the frame before
             before = max(f for f in info.frames if f < first)
             image = to_display(_read_pixels(info.pattern.path(before), info), info)
-        for number in range(first, last + 1):
+        for position in range(self.start, self.stop):
+            number = info.first + position
             if number in present:
                 image = to_display(_read_pixels(info.pattern.path(number), info), info)
             else:
                 self.filled.append(number)
-            yield Frame(
-                index=number,
-                pts=number,
-                time_base=time_base,
-                image=image.copy(),
-                key_frame=True,
-            )
+            yield Frame(position, position, time_base, image.copy(), key_frame=True)
         if self.filled:
             log.warning(
                 "%s: filled missing frames %s with the previous frame",
                 info.pattern,
                 format_frames(self.filled),
             )
+
+    def close(self) -> None:
+        """Nothing is held open between frames; here for parity with ``VideoReader``."""
+
+    def __enter__(self) -> SequenceReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- writing
@@ -476,8 +488,8 @@ class SequenceWriterOptions:
         None  # exr: half|float; dpx: 10|12|16 bits as "uint10" etc.
     )
     fps: Fraction | None = None
-    timecode: Timecode | None = None  # timecode of frame number ``timecode_frame``
-    timecode_frame: int = 0
+    timecode: Timecode | None = None  # timecode of position 0 (frame ``start_number``)
+    start_number: int | None = None  # file number of position 0 (default: source's first, or 0)
     provenance: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
 
@@ -493,7 +505,11 @@ def _dpx_bits(pixel_type: str | None, source: SequenceInfo | None) -> int:
 
 
 class SequenceWriter:
-    """Writes ``Frame``s to ``pattern`` (file number = ``frame.index``), atomically as a whole.
+    """Writes ``Frame``s to ``pattern``, atomically as a whole.
+
+    The file number of a frame is ``start_number + frame.index`` (``frame.index`` being its
+    position, as ``SequenceReader`` and ``VideoReader`` number frames), so a sequence keeps its
+    numbering, and a video written as frames starts at ``start_number`` (0 by default).
 
     ``source`` is the sequence the frames came from; when it is an EXR and so is the output,
     untouched pixels and extra channels are copied from it bit for bit (see the module notes).
@@ -525,17 +541,18 @@ class SequenceWriter:
             raise OutputError(f"{folder}: cannot write here: {exc.strerror}") from None
         self._written: list[int] = []
         self._restore = source is not None and source.scene_linear and pat.kind == "exr"
+        if self.options.start_number is not None:
+            self._start = self.options.start_number
+        else:
+            self._start = source.first if source is not None else 0
 
     # The restore path re-reads the source file rather than caching it, so memory stays one
     # frame no matter how far the pipeline's look-ahead runs.
     def _restored(self, frame: Frame) -> tuple[np.ndarray, object]:
         src = self.source
         assert src is not None
-        number = (
-            frame.index
-            if frame.index in src.frames
-            else max(f for f in src.frames if f <= frame.index)
-        )
+        wanted = src.first + frame.index
+        number = wanted if wanted in src.frames else max(f for f in src.frames if f <= wanted)
         path = src.pattern.path(number)
         pixels = _read_pixels(path, src)
         if frame.image.dtype != np.uint16:
@@ -583,7 +600,7 @@ class SequenceWriter:
             if kind == "dpx":
                 spec.attribute("dpx:FrameRate", float(rate))
         if opts.timecode is not None:
-            tc = opts.timecode + (frame.index - opts.timecode_frame)
+            tc = opts.timecode + frame.index
             if kind in ("exr", "dpx"):
                 spec.attribute(
                     "smpte:TimeCode",
@@ -617,20 +634,21 @@ class SequenceWriter:
         else:
             pixels = frame.image
         spec = self._spec(frame, template)
-        target = self._tmp / self.pattern.path(frame.index).name
+        number = self._start + frame.index
+        target = self._tmp / self.pattern.path(number).name
         out = oiio.ImageOutput.create(str(target))
         if out is None or not out.open(str(target), spec):
             raise OutputError(
-                f"{self.pattern.path(frame.index)}: cannot write: {_first_line(oiio.geterror())}"
+                f"{self.pattern.path(number)}: cannot write: {_first_line(oiio.geterror())}"
             )
         ok = out.write_image(np.ascontiguousarray(pixels))
         error = out.geterror()
         out.close()
         if not ok:
             raise OutputError(
-                f"{self.pattern.path(frame.index)}: cannot write: {_first_line(error)}"
+                f"{self.pattern.path(number)}: cannot write: {_first_line(error)}"
             )
-        self._written.append(frame.index)
+        self._written.append(number)
 
     def close(self) -> list[Path]:
         """Move every written frame into place; returns their final paths."""
@@ -660,6 +678,6 @@ class SequenceWriter:
 def writer_options_like(source: SequenceInfo, **overrides) -> SequenceWriterOptions:
     """Options that carry a source sequence's rate and timecode to its output."""
     opts = SequenceWriterOptions(
-        fps=source.rate, timecode=source.timecode, timecode_frame=source.first
+        fps=source.rate, timecode=source.timecode, start_number=source.first
     )
     return replace(opts, **overrides)

@@ -1,0 +1,261 @@
+"""One way to open any input or output: a video file or an image sequence, plus post hand-offs.
+
+The swap pipeline reads ``MediaInfo`` and iterates ``Frame``s; these functions let an image
+sequence stand where a video does (``probe_media`` describes it as a ``MediaInfo`` whose
+``sequence`` field holds the :class:`SequenceInfo`), and put the post-production hand-offs on
+every output in one place (:func:`open_writer`): the provenance tag, the timecode of the first
+written frame, the optional watermark, and C2PA signing once the output is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+
+from mmvideo.errors import InvalidInput
+from mmvideo.io.codecs import EncodeOptions
+from mmvideo.io.probe import Colour, MediaInfo, VideoInfo, probe
+from mmvideo.io.sequence import (
+    SequenceInfo,
+    SequenceReader,
+    SequenceWriter,
+    SequenceWriterOptions,
+    parse_pattern,
+    probe_sequence,
+)
+from mmvideo.io.timecode import (
+    Timecode,
+    parse_frame_range,
+    parse_timecode,
+    read_video_timecode,
+)
+
+log = logging.getLogger(__name__)
+
+# AVColor* values: BT.709 primaries/matrix, sRGB (IEC 61966-2-1) transfer, limited range.
+_SRGB = Colour(primaries=1, transfer=13, matrix=1, range=1)
+_UNSPECIFIED = Colour(primaries=2, transfer=2, matrix=2, range=1)
+
+
+@dataclass(frozen=True)
+class SequenceMediaInfo(MediaInfo):
+    """A ``MediaInfo`` for an image sequence; ``sequence`` has the numbering and headers."""
+
+    sequence: SequenceInfo | None = None
+
+
+def is_sequence_info(info: MediaInfo) -> bool:
+    return isinstance(info, SequenceMediaInfo) and info.sequence is not None
+
+
+def _media_info(seq: SequenceInfo) -> SequenceMediaInfo:
+    n = len(seq)
+    depth = 8 if seq.pixel_type == "uint8" else (seq.bits if seq.kind == "dpx" else 16)
+    video = VideoInfo(
+        index=0,
+        codec=seq.kind,
+        profile=None,
+        width=seq.width,
+        height=seq.height,
+        stored_width=seq.width,
+        stored_height=seq.height,
+        pix_fmt="rgb24" if depth == 8 else "rgb48le",
+        bit_depth=depth,
+        fps=seq.rate,
+        vfr=False,
+        frames=n,
+        header_frames=n,
+        duration=float(n / seq.rate),
+        time_base=Fraction(1) / seq.rate,
+        rotation=0.0,
+        transform="none",
+        # EXR is converted to display space with the sRGB curve; other kinds are as stored.
+        colour=_SRGB if seq.scene_linear else _UNSPECIFIED,
+        interlaced=False,
+        bit_rate=0,
+        frame_pts=tuple(range(n)),
+    )
+    return SequenceMediaInfo(
+        path=str(seq.pattern),
+        container=f"image sequence ({seq.kind})",
+        duration=video.duration,
+        bit_rate=0,
+        metadata={},
+        video=video,
+        streams=(),
+        sequence=seq,
+    )
+
+
+def probe_media(
+    path: str | os.PathLike, *, fill_missing: bool = False, fps: Fraction | None = None
+) -> MediaInfo:
+    """``probe`` for a video file, or the sequence description for a frame pattern."""
+    if parse_pattern(path) is not None:
+        return _media_info(
+            probe_sequence(str(path), fps=fps, fill_missing=fill_missing)
+        )
+    return probe(path)
+
+
+def open_reader(
+    path: str | os.PathLike,
+    info: MediaInfo,
+    *,
+    start: int | None = None,
+    stop: int | None = None,
+    threads: int = 0,
+    skip_bad_frames: bool = False,
+):
+    """A frame reader for ``path``: ``VideoReader`` or ``SequenceReader`` (same iteration)."""
+    if is_sequence_info(info):
+        return SequenceReader(
+            info.sequence.pattern, start=start, stop=stop, info=info.sequence
+        )
+    from mmvideo.io.decode import VideoReader
+
+    return VideoReader(
+        path,
+        threads=threads,
+        skip_bad_frames=skip_bad_frames,
+        start=start,
+        stop=stop,
+        info=info,
+    )
+
+
+def frame_range(text: str, info: MediaInfo) -> tuple[int, int]:
+    """``--frames A-B`` (inclusive) as ``(start, stop)`` positions.
+
+    A and B are frame numbers for a sequence (``1001-1050``) and frame indices for a video.
+    """
+    frames = parse_frame_range(text)
+    if is_sequence_info(info):
+        return info.sequence.positions(frames)
+    n = info.video.frames
+    if frames.last >= n:
+        raise InvalidInput(
+            f"{info.path}: --frames {text} goes past the last frame ({n - 1})"
+        )
+    return frames.first, frames.last + 1
+
+
+def source_timecode(info: MediaInfo, *, override: str | None = None) -> Timecode | None:
+    """Timecode of the input's first frame: ``override`` (``--timecode``), else the headers."""
+    rate = info.video.fps or Fraction(25)
+    if override:
+        return parse_timecode(override, rate, source="--timecode")
+    if is_sequence_info(info):
+        return info.sequence.timecode
+    label = read_video_timecode(info.path)
+    return parse_timecode(label, rate, source=info.path) if label else None
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """The hand-offs every output gets (see ``mmvideo.provenance`` and ``mmvideo.watermark``)."""
+
+    provenance: str | None = None  # ProvenanceTag.to_text()
+    timecode: Timecode | None = None  # of the input's first frame (position 0)
+    watermark: bool = False
+    sign: tuple[str, str] | None = None  # (certificate chain PEM, private key PEM)
+    sequence_options: dict = field(
+        default_factory=dict
+    )  # extra SequenceWriterOptions fields
+
+
+class _PostWriter:
+    """Finishes an output: closes the inner writer, then signs what it wrote (if asked)."""
+
+    def __init__(self, inner, post: PostOptions):
+        self.inner = inner
+        self.post = post
+
+    def write(self, frame) -> None:
+        self.inner.write(frame)
+
+    def close(self):
+        result = self.inner.close()
+        if self.post.sign:
+            from mmvideo.provenance import can_sign, parse_tag, sign_c2pa
+
+            tag = parse_tag(self.post.provenance)
+            if tag is None:
+                raise InvalidInput("--sign needs the provenance tag of the output")
+            paths = result if isinstance(result, list) else [result]
+            signable = [p for p in paths if can_sign(p)]
+            if not signable:
+                log.warning(
+                    "%s: C2PA cannot be embedded in this format; not signed", paths[0]
+                )
+            for path in signable:
+                sign_c2pa(path, *self.post.sign, tag)
+        return result
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def __enter__(self) -> _PostWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def open_writer(
+    out_path: str | os.PathLike,
+    info: MediaInfo,
+    options: EncodeOptions,
+    *,
+    copy_streams: bool = True,
+    start: int = 0,
+    post: PostOptions | None = None,
+):
+    """A writer for ``out_path`` (video file or frame pattern) with the post hand-offs applied.
+
+    ``start`` is the position of the first frame to be written: the output's timecode is the
+    input's plus ``start``, so a range or a farm chunk carries the timecode of its own first
+    frame. Frames keep their positions, so a sequence written from frames ``start..`` gets the
+    input's frame numbers back.
+    """
+    post = post or PostOptions()
+    if parse_pattern(out_path) is not None:
+        seq = info.sequence if is_sequence_info(info) else None
+        opts = SequenceWriterOptions(
+            fps=info.video.fps or None,
+            timecode=post.timecode,
+            provenance=post.provenance,
+            **post.sequence_options,
+        )
+        writer = SequenceWriter(str(out_path), source=seq, options=opts)
+    else:
+        from mmvideo.io.transcode import open_writer as open_video_writer
+
+        metadata = dict(info.metadata)
+        if post.provenance:
+            from mmvideo.provenance import parse_tag, provenance_metadata
+
+            tag = parse_tag(post.provenance)
+            metadata.update(provenance_metadata(tag) if tag else {})
+        if post.timecode is not None:
+            metadata["timecode"] = str(post.timecode + start)
+        source = replace(info, metadata=metadata)
+        if is_sequence_info(info):
+            copy_streams = False  # a sequence has no audio or subtitles to carry over
+        writer = open_video_writer(
+            Path(out_path), source, options, copy_streams=copy_streams
+        )
+    if post.watermark:
+        from mmvideo.watermark import WatermarkWriter
+
+        writer = WatermarkWriter(writer)
+    return _PostWriter(writer, post)
