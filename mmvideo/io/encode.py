@@ -69,35 +69,58 @@ def encoder_available(codec: str) -> bool:
     return True
 
 
+# channel count -> ffmpeg's default layout, for sources whose layout is only a count (PCM in mkv)
+DEFAULT_LAYOUTS = {
+    1: "mono",
+    2: "stereo",
+    3: "2.1",
+    4: "quad",
+    5: "5.0",
+    6: "5.1",
+    7: "6.1",
+    8: "7.1",
+}
+
+
+def _native_layout(layout: av.AudioLayout) -> str:
+    if layout.name.endswith("channels"):
+        return DEFAULT_LAYOUTS.get(len(layout.channels), "stereo")
+    return layout.name
+
+
 class _CopiedStreams:
     """The source's non-video streams, fed to the muxer in step with the video."""
 
     def __init__(self, output, source: MediaInfo, audio_codec: str, out_path: Path):
+        for info in source.streams:
+            reencoded = info.type == "audio" and audio_codec != "copy"
+            if (
+                info.type in COPY_TYPES
+                and not reencoded
+                and info.codec not in output.supported_codecs
+            ):
+                hint = (
+                    "use --audio-codec aac"
+                    if info.type == "audio"
+                    else "use another container"
+                )
+                raise OutputError(
+                    f"{out_path}: container cannot hold {info.type} stream "
+                    f"#{info.index} ({info.codec}); {hint}"
+                )
         self.input = av.open(source.path, metadata_errors="replace")
         self.pairs = {}  # input stream index -> output stream
         self.encoders = {}  # input stream index -> audio output stream being re-encoded
         chosen = [s for s in self.input.streams if s.type in COPY_TYPES]
         for stream in chosen:
-            name = stream.codec_context.name if stream.codec_context else "none"
             if stream.type == "audio" and audio_codec != "copy":
                 out_stream = output.add_stream(
                     audio_codec, rate=stream.codec_context.sample_rate
                 )
-                out_stream.layout = stream.codec_context.layout
+                out_stream.layout = _native_layout(stream.codec_context.layout)
                 self.encoders[stream.index] = out_stream
-            elif name in output.supported_codecs:
-                out_stream = output.add_stream_from_template(stream)
             else:
-                hint = (
-                    "use --audio-codec aac"
-                    if stream.type == "audio"
-                    else f"use a container that holds {name}"
-                )
-                self.input.close()
-                raise OutputError(
-                    f"{out_path}: container cannot hold {stream.type} stream "
-                    f"#{stream.index} ({name}); {hint}"
-                )
+                out_stream = output.add_stream_from_template(stream)
             out_stream.metadata.update(stream.metadata)
             out_stream.disposition = stream.disposition
             self.pairs[stream.index] = out_stream
@@ -177,7 +200,7 @@ class VideoWriter:
     def _open(self, options: EncodeOptions, copy_streams: bool) -> None:
         s, video = self.settings, self.source.video
         self._output = av.open(
-            str(self._tmp), "w", format=s.muxer, options=s.container_options
+            str(self._tmp), "w", format=s.muxer, container_options=s.container_options
         )
         self._output.metadata.update(self.source.metadata)
         stream = self._output.add_stream(s.codec, rate=video.fps if video.fps else None)

@@ -1,0 +1,277 @@
+"""decode -> encode round trips: frame count, per-frame pts, audio/subtitle packets, colour,
+depth, rotation, metadata and lossless pixels survive; both encoder backends; chunk concat."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from test_io_media import make_clip
+
+from mmvideo.errors import OutputError
+from mmvideo.io.codecs import EncodeOptions
+from mmvideo.io.decode import VideoReader
+from mmvideo.io.encode import VideoWriter
+from mmvideo.io.ffmpeg_backend import concat_lossless
+from mmvideo.io.probe import probe
+from mmvideo.io.transcode import transcode
+
+FAST = EncodeOptions(preset="ultrafast")
+
+
+def frames(path, **kwargs):
+    with VideoReader(path, **kwargs) as reader:
+        return list(reader)
+
+
+def seconds(fs):
+    return [f.pts * f.time_base for f in fs]
+
+
+def packets(path, kind):
+    """(payload, pts in seconds) of every packet of every stream of ``kind``."""
+    with av.open(str(path)) as c:
+        streams = [s for s in c.streams if s.type == kind]
+        return [
+            (bytes(p), p.pts * p.time_base if p.pts is not None else None)
+            for p in c.demux(streams)
+            if p.size
+        ]
+
+
+def assert_same_timing(src, out, absolute=True):
+    """Same frame count and per-frame times. Matroska cannot store the negative start of copied
+    AAC priming, so its muxer shifts every stream alike: there only relative times are equal."""
+    a, b = frames(src), frames(out)
+    assert len(a) == len(b)
+    ta, tb = seconds(a), seconds(b)
+    if not absolute:
+        ta, tb = [t - ta[0] for t in ta], [t - tb[0] for t in tb]
+    assert ta == tb
+    return a, b
+
+
+@pytest.mark.parametrize(
+    "name", ["talking_head_turn_01.mp4", "talking_head_obama_news_01.mp4"]
+)
+def test_real_clip_keeps_frames_pts_and_audio_bytes(data_dir, tmp_path, name):
+    src, out = data_dir / name, tmp_path / "out.mp4"
+    report = transcode(src, out, FAST)
+    a, b = assert_same_timing(src, out)
+    assert report.frames == len(a) == probe(src).video.frames
+    assert [f.pts for f in a] == [f.pts for f in b]  # same time base too
+    audio_in, audio_out = packets(src, "audio"), packets(out, "audio")
+    assert len(audio_in) > 50 and audio_in == audio_out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.mp4"
+    ]  # no temp files left
+
+
+def test_ffv1_round_trip_is_pixel_identical(data_dir, tmp_path):
+    src, out = data_dir / "talking_head_vox_01.mp4", tmp_path / "out.mkv"
+    transcode(src, out, EncodeOptions(codec="ffv1"))
+    a, b = assert_same_timing(src, out, absolute=False)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+
+
+def test_ffv1_round_trip_of_10bit_is_pixel_identical(tmp_path):
+    src, out = tmp_path / "deep.mkv", tmp_path / "out.mkv"
+    make_clip(src, frames=4, pix_fmt="yuv420p10le")
+    transcode(src, out, EncodeOptions(codec="ffv1"))
+    a, b = assert_same_timing(src, out)
+    assert b[0].image.dtype == np.uint16
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+
+
+def test_vfr_stays_variable(tmp_path):
+    src, out = tmp_path / "vfr.mp4", tmp_path / "out.mp4"
+    make_clip(
+        src,
+        frames=6,
+        pts=[0, 1000, 3000, 3500, 7000, 7400],
+        time_base=Fraction(1, 10000),
+    )
+    transcode(src, out, FAST)
+    assert_same_timing(src, out)
+    assert probe(out).video.vfr
+
+
+@pytest.mark.parametrize(
+    ("codec", "suffix"), [("libx264", ".mp4"), ("libx265", ".mkv")]
+)
+def test_colour_tags_and_10bit_depth_preserved(tmp_path, codec, suffix):
+    src, out = tmp_path / "hdr.mkv", tmp_path / f"out{suffix}"
+    make_clip(src, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1))
+    transcode(src, out, EncodeOptions(codec=codec, preset="ultrafast"))
+    v_in, v_out = probe(src).video, probe(out).video
+    assert v_out.colour == v_in.colour
+    assert (v_out.bit_depth, v_out.pix_fmt) == (10, "yuv420p10le")
+    a, b = assert_same_timing(src, out)
+    assert b[0].image.dtype == np.uint16
+    assert np.abs(a[1].image.astype(int) - b[1].image).mean() < 0.02 * 65535
+
+
+def test_8bit_colour_tags_preserved(tmp_path):
+    src, out = tmp_path / "bt709.mp4", tmp_path / "out.mov"
+    make_clip(src, frames=3, colour=(1, 1, 1, 1))
+    transcode(src, out, FAST)
+    assert probe(out).video.colour == probe(src).video.colour
+    assert probe(out).video.colour.names()["matrix"] == "bt709"
+
+
+def test_rotation_is_baked_and_no_tag_written(tmp_path):
+    src, out = tmp_path / "rot.mp4", tmp_path / "out.mp4"
+    make_clip(src, frames=3, size=(64, 48), rotation=270)
+    transcode(
+        src,
+        out,
+        EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p"),
+    )
+    v = probe(out).video
+    assert (v.rotation, v.transform, v.width, v.height) == (0.0, "none", 48, 64)
+    a, b = assert_same_timing(src, out)
+    assert np.abs(a[0].image.astype(int) - b[0].image).mean() < 2
+
+
+def test_one_frame_and_odd_size(tmp_path):
+    src, out = tmp_path / "odd.mp4", tmp_path / "out.mp4"
+    make_clip(src, frames=1, size=(641, 359), pix_fmt="yuv444p")
+    transcode(src, out, FAST)
+    (_, (b,)) = assert_same_timing(src, out)
+    assert b.image.shape == (359, 641, 3)
+
+
+def test_container_metadata_and_faststart(data_dir, tmp_path):
+    src, out = tmp_path / "tagged.mp4", tmp_path / "out.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(data_dir / "talking_head_turn_03.mp4"),
+            "-c",
+            "copy",
+            "-metadata",
+            "title=Take 7",
+            "-metadata",
+            "comment=slate",
+            str(src),
+        ],
+        check=True,
+    )
+    transcode(src, out, FAST)
+    meta = probe(out).metadata
+    assert meta["title"] == "Take 7" and meta["comment"] == "slate"
+    head = out.read_bytes()[:4096]
+    assert (
+        0 <= head.find(b"moov") < max(head.find(b"mdat"), 4096)
+    )  # index first: +faststart
+
+
+def test_subtitles_copied_packet_for_packet(data_dir, tmp_path):
+    srt, src, out = tmp_path / "s.srt", tmp_path / "sub.mp4", tmp_path / "out.mp4"
+    srt.write_text(
+        "1\n00:00:00,500 --> 00:00:01,500\nhello\n\n2\n00:00:02,000 --> 00:00:03,000\nworld\n"
+    )
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(data_dir / "talking_head_turn_02.mp4"),
+            "-i",
+            str(srt),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            "-c:s",
+            "mov_text",
+            str(src),
+        ],
+        check=True,
+    )
+    transcode(src, out, FAST)
+    subs = packets(src, "subtitle")
+    assert len(subs) >= 2 and packets(out, "subtitle") == subs
+    assert packets(out, "audio") == packets(src, "audio")
+
+
+def test_audio_the_container_cannot_hold(data_dir, tmp_path):
+    src, out = tmp_path / "mulaw.mkv", tmp_path / "out.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(data_dir / "talking_head_turn_01.mp4"),
+            "-c:v",
+            "copy",
+            "-c:a",
+            "pcm_mulaw",
+            str(src),
+        ],
+        check=True,
+    )
+    with pytest.raises(
+        OutputError,
+        match=r"cannot hold audio stream #1 \(pcm_mulaw\); use --audio-codec aac",
+    ):
+        transcode(src, out, FAST)
+    assert list(tmp_path.iterdir()) == [src]
+    transcode(src, out, EncodeOptions(preset="ultrafast", audio_codec="aac"))
+    (audio,) = probe(out).audio
+    assert audio.codec == "aac" and audio.sample_rate == 16000
+    assert abs(probe(out).duration - probe(src).duration) < 0.1
+
+
+def test_ffmpeg_backend_keeps_frames_pts_and_audio(data_dir, tmp_path):
+    src, out = data_dir / "talking_head_turn_01.mp4", tmp_path / "out.mp4"
+    transcode(
+        src, out, EncodeOptions(ffmpeg_args=("-preset", "ultrafast", "-tune", "film"))
+    )
+    assert_same_timing(src, out)
+    assert packets(out, "audio") == packets(src, "audio")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_ffmpeg_backend_vfr_and_lossless(tmp_path):
+    src, out = tmp_path / "vfr.mp4", tmp_path / "out.mkv"
+    make_clip(
+        src, frames=5, pts=[0, 1000, 3000, 3500, 7000], time_base=Fraction(1, 10000)
+    )
+    transcode(src, out, EncodeOptions(codec="ffv1", ffmpeg_args=("-slices", "4")))
+    a, b = assert_same_timing(src, out)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+
+
+def test_chunks_concat_losslessly_with_source_audio(data_dir, tmp_path):
+    src = data_dir / "talking_head_turn_02.mp4"  # 112 frames, audio
+    info = probe(src)
+    parts = []
+    for i, (start, stop) in enumerate([(0, 40), (40, 90), (90, 112)]):
+        part = tmp_path / f"part{i}.mp4"
+        with VideoWriter(part, info, FAST, copy_streams=False) as writer:
+            for frame in frames(src, start=start, stop=stop, info=info):
+                writer.write(frame)
+        assert probe(part).audio == ()
+        parts.append(part)
+    out = concat_lossless(parts, tmp_path / "joined.mp4", audio_source=src)
+    a, b = frames(src), frames(out)
+    assert len(b) == 112
+    assert [float(t) for t in seconds(b)] == pytest.approx(
+        [float(t) for t in seconds(a)], abs=1e-4
+    )
+    assert packets(out, "audio") == packets(src, "audio")
+    # the join is the chunks' pictures, untouched (ffmpeg re-inserts parameter sets in-band at
+    # each chunk's first packet, so compare decoded pixels rather than packet bytes)
+    chunked = [f for part in parts for f in frames(part)]
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(b, chunked))
