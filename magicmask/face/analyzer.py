@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 BACKENDS = ("dlib", "insightface", "fan")
 DETECTORS = ("hog", "cnn", "mtcnn", "scrfd")
 _DEFAULT_DETECTOR = {"dlib": "hog", "fan": "hog", "insightface": "scrfd"}
+# Score thresholds where each detector's false positives stop on the test photos: HOG's SVM
+# margin, MTCNN's and SCRFD's probabilities.
+_DEFAULT_THRESHOLD = {"hog": 0.0, "cnn": 0.0, "mtcnn": 0.9, "scrfd": 0.5}
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,18 @@ class FaceConfig:
     upsample: int = 1
     min_face: int = 20
     detect_max_side: int = 640
-    detect_threshold: float = 0.5
+    detect_threshold: float | None = None
     models_dir: Path | None = None
     fan_landmarks: str = "2d"
     device: str = "cpu"
 
     def resolved_detector(self) -> str:
         return self.detector or _DEFAULT_DETECTOR.get(self.backend, "hog")
+
+    def resolved_threshold(self) -> float:
+        if self.detect_threshold is not None:
+            return self.detect_threshold
+        return _DEFAULT_THRESHOLD.get(self.resolved_detector(), 0.5)
 
 
 class Detector(Protocol):
@@ -67,19 +75,19 @@ def build_detector(cfg: FaceConfig) -> Detector:
     if name == "hog":
         from magicmask.face.dlib_backend import HogDetector
 
-        return HogDetector(cfg.upsample)
+        return HogDetector(cfg.upsample, cfg.resolved_threshold())
     if name == "cnn":
         from magicmask.face.dlib_backend import MmodDetector
 
-        return MmodDetector(cfg.upsample)
+        return MmodDetector(cfg.upsample, cfg.resolved_threshold())
     if name == "mtcnn":
         from magicmask.face.mtcnn_backend import MtcnnDetector
 
-        return MtcnnDetector(cfg.min_face, cfg.detect_threshold)
+        return MtcnnDetector(cfg.min_face, cfg.resolved_threshold())
     if name == "scrfd":
         from magicmask.face.insightface_backend import ScrfdDetector
 
-        return ScrfdDetector(cfg.models_dir, cfg.detect_threshold, cfg.device)
+        return ScrfdDetector(cfg.models_dir, cfg.resolved_threshold(), cfg.device)
     raise InvalidInput(
         f"face detector {name!r}: unknown (choose from {', '.join(DETECTORS)})"
     )

@@ -27,16 +27,21 @@ class HogDetector:
 class MmodDetector:
     """dlib's MMOD CNN detector (``mmod_human_face_detector.dat``); slower, finds turned faces."""
 
-    def __init__(self, upsample: int = 1):
+    def __init__(self, upsample: int = 1, threshold: float = 0.0):
         self._detector = dlib.cnn_face_detection_model_v1(
             str(dlib_model("mmod_human_face_detector.dat"))
         )
         self._upsample = upsample
+        self._threshold = threshold
 
     def __call__(
         self, image: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        dets = self._detector(image, self._upsample)
+        dets = [
+            d
+            for d in self._detector(image, self._upsample)
+            if d.confidence >= self._threshold
+        ]
         scores = np.array([d.confidence for d in dets], dtype=np.float32)
         return _boxes([d.rect for d in dets]), scores, None
 

@@ -33,11 +33,12 @@ def load_image(path: str | Path, max_side: int | None = 4096) -> np.ndarray:
                     f"{path}: image too large ({img.width}x{img.height}); use a smaller copy"
                 )
             if max_side and max(img.size) > max_side and img.format == "JPEG":
-                img.draft(
-                    "RGB", (max_side, max_side)
-                )  # decode at 1/2, 1/4 or 1/8 scale: much faster
+                # Decode at 1/2, 1/4 or 1/8 scale straight away: much faster and smaller.
+                img.draft("RGB", (max_side, max_side))
             img = ImageOps.exif_transpose(img)
             rgb = _to_rgb8(img)
+    except Image.DecompressionBombError as exc:
+        raise InvalidInput(f"{path}: image too large; use a smaller copy") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, InvalidInput):
             raise
