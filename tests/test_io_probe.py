@@ -173,3 +173,14 @@ def test_probe_cli_text(data_dir, capsys):
     assert (
         "1280x720" in out and "55 frames (header says 158)" in out and "audio #1" in out
     )
+
+
+def test_interlaced_flag_reported(tmp_path):
+    clip = tmp_path / "tff.mp4"
+    make_clip(clip, frames=3, options={"x264-params": "interlaced=1:tff=1"})
+    assert probe(clip).video.interlaced
+    with VideoReader(clip) as reader:
+        assert all(f.interlaced for f in reader)
+    progressive = tmp_path / "p.mp4"
+    make_clip(progressive, frames=2)
+    assert not probe(progressive).video.interlaced
