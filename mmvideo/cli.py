@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "train-fit": "train.fit:main",
     "train-evaluate": "train.evaluate:main",
     "verify": "mmvideo.provenance:verify_command",
+    "preview": "mmvideo.preview:preview_command",
 }
 
 

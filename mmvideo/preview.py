@@ -1,0 +1,286 @@
+"""``mmvideo preview``: a contact sheet to check a shot before spending a render on it.
+
+For a spread of frames in ``--frames A-B`` the sheet shows the original next to the swap, the
+track ids on each face (selected tracks, the ones that get swapped, in green and starred) and
+whether any face was found in that frame. It runs the same analysis, smoothing and generation as
+``mmvideo swap`` (with the same warm-up before ``A``), but renders only the frames it shows.
+
+The sheet itself contains synthetic faces, so it carries the provenance tag like any output, and
+is written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+from mmvideo.errors import OutputError
+from mmvideo.io.timecode import FrameRange
+
+log = logging.getLogger(__name__)
+
+GREEN = (40, 200, 60)
+GREY = (170, 170, 170)
+RED = (220, 60, 50)
+TEXT_WIDTH = 230
+
+
+@dataclass(frozen=True)
+class PreviewFace:
+    """One face in one shown frame: its track, its box (frame pixels), and whether it is swapped."""
+
+    track: int
+    box: tuple[float, float, float, float]
+    selected: bool
+
+
+@dataclass
+class PreviewRow:
+    """One line of the sheet."""
+
+    label: int  # the frame number the user knows (sequence number or video index)
+    timecode: str | None
+    original: np.ndarray  # RGB uint8/uint16
+    swapped: np.ndarray
+    faces: list[PreviewFace] = field(default_factory=list)
+
+    @property
+    def face_found(self) -> bool:
+        return bool(self.faces)
+
+
+def _to8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _thumb(image: np.ndarray, height: int) -> tuple[np.ndarray, float]:
+    scale = height / image.shape[0]
+    width = max(1, round(image.shape[1] * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(_to8(image), (width, height), interpolation=interp), scale
+
+
+def _text(
+    canvas: np.ndarray, text: str, org: tuple[int, int], colour=(235, 235, 235)
+) -> None:
+    cv2.putText(
+        canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA
+    )
+
+
+def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.ndarray:
+    """Lay out the rows (pure: images in, RGB uint8 sheet out)."""
+    thumbs = []
+    for row in rows:
+        original, scale = _thumb(row.original, height)
+        swapped, _ = _thumb(row.swapped, height)
+        original = np.ascontiguousarray(original)
+        for face in row.faces:
+            x0, y0, x1, y1 = (round(v * scale) for v in face.box)
+            colour = GREEN if face.selected else GREY
+            cv2.rectangle(original, (x0, y0), (x1, y1), colour, 2)
+            tag = f"#{face.track}{'*' if face.selected else ''}"
+            _text(original, tag, (x0 + 2, max(12, y0 - 4)), colour)
+        thumbs.append((original, swapped))
+    panel = max(o.shape[1] for o, _ in thumbs)
+    width = TEXT_WIDTH + 2 * panel + 30
+    header = 50
+    sheet = np.full((header + len(rows) * (height + 10), width, 3), 24, np.uint8)
+    _text(sheet, title, (10, 20))
+    _text(sheet, "#id = track, * = swapped", (10, 42), GREY)
+    _text(sheet, "original", (TEXT_WIDTH + 10, 42))
+    _text(sheet, "swap", (TEXT_WIDTH + panel + 20, 42))
+    for i, (row, (original, swapped)) in enumerate(zip(rows, thumbs)):
+        y = header + i * (height + 10)
+        sheet[y : y + height, TEXT_WIDTH + 10 : TEXT_WIDTH + 10 + original.shape[1]] = (
+            original
+        )
+        x = TEXT_WIDTH + panel + 20
+        sheet[y : y + height, x : x + swapped.shape[1]] = swapped
+        _text(sheet, f"frame {row.label}", (10, y + 20))
+        if row.timecode:
+            _text(sheet, f"tc {row.timecode}", (10, y + 42))
+        found = "face found" if row.face_found else "NO FACE"
+        _text(sheet, found, (10, y + 64), GREEN if row.face_found else RED)
+        ids = ", ".join(f"{f.track}{'*' if f.selected else ''}" for f in row.faces)
+        _text(sheet, f"tracks: {ids or '-'}", (10, y + 86))
+    return sheet
+
+
+def write_sheet(
+    path: str | os.PathLike, sheet: np.ndarray, provenance: str | None
+) -> Path:
+    """Write the sheet as PNG (with the provenance tag) via a temporary file and a rename."""
+    import OpenImageIO as oiio
+
+    from mmvideo.io.sequence import PROVENANCE_ATTRIBUTE
+
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise OutputError(f"{out}: the contact sheet is a .png file")
+    if not out.parent.is_dir():
+        raise OutputError(f"{out}: folder {out.parent} does not exist")
+    tmp = out.with_name(f".{out.name}.partial.png")
+    spec = oiio.ImageSpec(sheet.shape[1], sheet.shape[0], 3, "uint8")
+    if provenance:
+        spec.attribute(PROVENANCE_ATTRIBUTE, provenance)
+    writer = oiio.ImageOutput.create(str(tmp))
+    ok = (
+        writer is not None and writer.open(str(tmp), spec) and writer.write_image(sheet)
+    )
+    if writer is not None:
+        writer.close()
+    if not ok:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{out}: cannot write ({oiio.geterror() or 'unknown error'})")
+    os.replace(tmp, out)
+    return out
+
+
+def render_rows(
+    source: str,
+    input_path: str,
+    frames: str,
+    cfg,
+    models,
+    *,
+    count: int = 6,
+    warmup: int = 25,
+    fill_missing: bool = False,
+    analyzer=None,
+) -> list[PreviewRow]:
+    """Analyse ``[A - warmup, B]``, then swap and keep ``count`` frames spread over A-B."""
+    from magicmask.face.analyzer import FaceAnalyzer
+    from magicmask.face.prepare import prepare_target
+    from mmvideo import pipeline
+    from mmvideo.compose import paste
+    from mmvideo.generate import generate_faces
+    from mmvideo.io.media import (
+        frame_range,
+        is_sequence_info,
+        open_reader,
+        probe_media,
+        source_timecode,
+    )
+
+    info = probe_media(input_path, fill_missing=fill_missing)
+    start, stop = frame_range(frames, info)
+    first = max(0, start - warmup)
+    analyzer = analyzer or FaceAnalyzer(pipeline.face_config(cfg.detect, models.device))
+    e_s = pipeline.source_identity(source, analyzer, models)
+    analysis = pipeline.analyse(input_path, info, cfg, analyzer, models, first, stop)
+    plan, selected, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
+    shown = set(FrameRange(start, stop - 1).spread(count))
+    offset = info.sequence.first if is_sequence_info(info) else 0
+    timecode = source_timecode(info)
+    rows = []
+    with open_reader(input_path, info, start=min(shown), stop=max(shown) + 1) as reader:
+        for frame in reader:
+            if frame.index not in shown:
+                continue
+            items = [
+                (tid, prepare_target(frame.image, f.landmarks, f.landmarks_3d))
+                for tid, f in plan.get(frame.index, [])
+            ]
+            swapped = frame.image.copy()
+            if items:
+                outputs = generate_faces(
+                    models, e_s, [ti for _, ti in items], cfg.generate
+                )
+                for out, (_, ti) in zip(outputs, items):
+                    paste(swapped, out, ti.crop, ti.matrix, ti.mask, cfg.compose)
+            faces = [
+                PreviewFace(
+                    t.id,
+                    tuple(float(v) for v in t.faces[frame.index].box),
+                    t.id in selected,
+                )
+                for t in analysis.tracks
+                if frame.index in t.faces
+            ]
+            tc = str(timecode + frame.index) if timecode is not None else None
+            rows.append(
+                PreviewRow(offset + frame.index, tc, frame.image, swapped, faces)
+            )
+    return rows
+
+
+@click.command("preview")
+@click.option(
+    "--source", required=True, type=click.Path(), help="Image of the actor to insert."
+)
+@click.option("--in", "input_path", required=True, help="Input video or frame pattern.")
+@click.option(
+    "--frames",
+    required=True,
+    help="Range A-B (sequence frame numbers or video indices).",
+)
+@click.option("--out", "output", required=True, help="Contact sheet (.png).")
+@click.option("--count", default=6, show_default=True, type=click.IntRange(1, 24))
+@click.option("--preset", default="balanced", show_default=True)
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="MagicMask checkpoint (default: the embedded one).",
+)
+@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--warmup", default=25, show_default=True, help="Frames analysed before A."
+)
+@click.option(
+    "--fill-missing", is_flag=True, help="Repeat the previous frame over sequence gaps."
+)
+@click.option(
+    "--height", default=200, show_default=True, help="Thumbnail height in pixels."
+)
+def preview_command(
+    source: str,
+    input_path: str,
+    frames: str,
+    output: str,
+    count: int,
+    preset: str,
+    checkpoint: str | None,
+    device: str,
+    warmup: int,
+    fill_missing: bool,
+    height: int,
+) -> None:
+    """Contact sheet of original | swap for a spread of frames in --frames A-B."""
+    from mmvideo.config import load_config
+    from mmvideo.errors import MissingInput
+    from mmvideo.generate import load_models
+    from mmvideo.provenance import make_tag
+
+    if not Path(source).is_file():
+        raise MissingInput(f"{source}: file not found (--source)")
+    out = Path(output)
+    if out.suffix.lower() != ".png" or not out.parent.is_dir():
+        raise OutputError(f"{out}: give a .png in an existing folder")
+    cfg = load_config(preset, {})
+    models = load_models(checkpoint, device)
+    rows = render_rows(
+        source,
+        input_path,
+        frames,
+        cfg,
+        models,
+        count=count,
+        warmup=warmup,
+        fill_missing=fill_missing,
+    )
+    title = f"{Path(source).name} -> {Path(input_path).name}, frames {frames}"
+    sheet = contact_sheet(rows, title, height)
+    write_sheet(out, sheet, make_tag(models.sha256).to_text())
+    no_face = [r.label for r in rows if not r.face_found]
+    click.echo(
+        f"{out}: {len(rows)} frames" + (f", no face in {no_face}" if no_face else "")
+    )
