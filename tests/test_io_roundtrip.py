@@ -275,3 +275,17 @@ def test_chunks_concat_losslessly_with_source_audio(data_dir, tmp_path):
     # each chunk's first packet, so compare decoded pixels rather than packet bytes)
     chunked = [f for part in parts for f in frames(part)]
     assert all(np.array_equal(x.image, y.image) for x, y in zip(b, chunked))
+
+
+def test_prefetch_stops_its_thread_when_left_early(data_dir):
+    import threading
+
+    from mmvideo.io.transcode import prefetch
+
+    before = threading.active_count()
+    with VideoReader(data_dir / "talking_head_turn_03.mp4") as reader:
+        frames_iter = prefetch(reader, depth=2)
+        first = [next(frames_iter) for _ in range(3)]
+        frames_iter.close()
+    assert [f.index for f in first] == [0, 1, 2]
+    assert threading.active_count() == before
