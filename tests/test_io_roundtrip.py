@@ -289,3 +289,22 @@ def test_prefetch_stops_its_thread_when_left_early(data_dir):
         frames_iter.close()
     assert [f.index for f in first] == [0, 1, 2]
     assert threading.active_count() == before
+
+
+def test_writer_fills_missing_pts_and_rescales_other_time_bases(tmp_path):
+    from dataclasses import replace
+
+    src = tmp_path / "cfr.mp4"
+    make_clip(src, frames=5, rate=25, time_base=Fraction(1, 12800))
+    info, decoded = probe(src), frames(src)
+    variants = {
+        "none.mp4": [replace(f, pts=None) for f in decoded],
+        "tb25.mp4": [
+            replace(f, pts=f.index, time_base=Fraction(1, 25)) for f in decoded
+        ],
+    }
+    for name, fs in variants.items():
+        with VideoWriter(tmp_path / name, info, FAST) as writer:
+            for f in fs:
+                writer.write(f)
+        assert [f.pts for f in frames(tmp_path / name)] == [f.pts for f in decoded]

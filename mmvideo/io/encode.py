@@ -27,7 +27,7 @@ from mmvideo.io.codecs import (
     encoder_settings,
 )
 from mmvideo.io.frame import Frame
-from mmvideo.io.probe import MediaInfo, _reason
+from mmvideo.io.probe import MediaInfo, VideoInfo, _reason
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,19 @@ def _native_layout(layout: av.AudioLayout) -> str:
     if layout.name.endswith("channels"):
         return DEFAULT_LAYOUTS.get(len(layout.channels), "stereo")
     return layout.name
+
+
+def output_pts(frame: Frame, video: VideoInfo) -> int:
+    """The frame's pts in the stream time base (a frame without one gets its nominal time)."""
+    if frame.pts is None:
+        return (
+            round(frame.index / video.fps / video.time_base)
+            if video.fps
+            else frame.index
+        )
+    if frame.time_base != video.time_base:
+        return round(frame.pts * frame.time_base / video.time_base)
+    return frame.pts
 
 
 class _CopiedStreams:
@@ -262,14 +275,7 @@ class VideoWriter:
                 dst_colorspace=colour.matrix if colour.matrix != 2 else None,
                 dst_color_range=colour.range or 1,
             )
-        pts = frame.pts
-        if pts is None:
-            pts = (
-                round(frame.index / video.fps / video.time_base)
-                if video.fps
-                else frame.index
-            )
-        vf.pts = pts
+        vf.pts = output_pts(frame, video)
         vf.time_base = video.time_base
         return vf
 

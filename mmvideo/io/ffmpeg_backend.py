@@ -24,7 +24,7 @@ import numpy as np
 
 from mmvideo.errors import InvalidInput, OutputError
 from mmvideo.io.codecs import RGB_PIX_FMTS, EncodeOptions, encoder_settings, muxer_for
-from mmvideo.io.encode import check_output_path, temp_path_beside
+from mmvideo.io.encode import check_output_path, output_pts, temp_path_beside
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import MediaInfo, check_input_path, probe
 
@@ -67,9 +67,10 @@ def ffmpeg_command(
         kwargs["b:v"] = s.bit_rate
     if copy_streams:
         src = ffmpeg.input(source.path)
-        streams += [src["a?"], src["s?"]]
+        streams += [src["a?"], src["s?"], src["d?"]]
         kwargs["acodec"] = options.audio_codec
         kwargs["scodec"] = "copy"
+        kwargs["dcodec"] = "copy"
     kwargs.update(s.container_options)
     colour = source.video.colour
     kwargs.update(
@@ -149,7 +150,7 @@ class FfmpegPipeWriter:
         vf = av.VideoFrame.from_ndarray(
             np.ascontiguousarray(image, dtype=dtype), format=self._fmt
         )
-        vf.pts = frame.pts if frame.pts is not None else frame.index
+        vf.pts = output_pts(frame, video)
         vf.time_base = video.time_base
         try:
             for packet in self._stream.encode(vf):
