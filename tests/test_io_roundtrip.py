@@ -159,6 +159,8 @@ def test_container_metadata_and_faststart(data_dir, tmp_path):
             "title=Take 7",
             "-metadata",
             "comment=slate",
+            "-metadata:s:v:0",
+            "language=fra",
             str(src),
         ],
         check=True,
@@ -166,6 +168,7 @@ def test_container_metadata_and_faststart(data_dir, tmp_path):
     transcode(src, out, FAST)
     meta = probe(out).metadata
     assert meta["title"] == "Take 7" and meta["comment"] == "slate"
+    assert probe(out).streams[0].language == "fra"  # video stream tags too
     head = out.read_bytes()[:4096]
     assert (
         0 <= head.find(b"moov") < max(head.find(b"mdat"), 4096)

@@ -217,6 +217,9 @@ class VideoWriter:
         )
         self._output.metadata.update(self.source.metadata)
         stream = self._output.add_stream(s.codec, rate=video.fps if video.fps else None)
+        stream.metadata.update(
+            next(i.metadata for i in self.source.streams if i.index == video.index)
+        )
         stream.width, stream.height, stream.pix_fmt = (
             video.width,
             video.height,
@@ -242,8 +245,11 @@ class VideoWriter:
         try:
             self._output.start_encoding()
         except (av.error.FFmpegError, ValueError) as exc:
+            hint = (
+                "; NVENC needs an NVIDIA GPU and driver" if "nvenc" in s.codec else ""
+            )
             raise OutputError(
-                f"{self.out}: cannot start {s.codec} in {s.muxer} ({_reason(exc)})"
+                f"{self.out}: cannot start {s.codec} in {s.muxer} ({_reason(exc)}){hint}"
             ) from exc
 
     def __enter__(self) -> Self:
