@@ -311,3 +311,38 @@ def test_writer_fills_missing_pts_and_rescales_other_time_bases(tmp_path):
             for f in fs:
                 writer.write(f)
         assert [f.pts for f in frames(tmp_path / name)] == [f.pts for f in decoded]
+
+
+def test_quicktime_timecode_survives(data_dir, tmp_path):
+    src = tmp_path / "tc.mov"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(data_dir / "talking_head_turn_01.mp4"),
+            "-c",
+            "copy",
+            "-timecode",
+            "01:00:00:00",
+            str(src),
+        ],
+        check=True,
+    )
+    assert any(s.type == "data" for s in probe(src).streams)  # the tmcd track
+    for out in (tmp_path / "out.mov", tmp_path / "out.mp4"):
+        transcode(src, out, FAST)
+        info = probe(out)
+        assert info.streams[0].metadata.get("timecode") == "01:00:00:00"
+        assert packets(out, "audio") == packets(src, "audio")
+
+
+def test_unknown_audio_encoder(data_dir, tmp_path):
+    with pytest.raises(OutputError, match="unknown or unusable audio encoder 'foo'"):
+        transcode(
+            data_dir / "talking_head_turn_01.mp4",
+            tmp_path / "o.mp4",
+            EncodeOptions(audio_codec="foo"),
+        )
+    assert list(tmp_path.iterdir()) == []

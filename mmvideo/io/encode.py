@@ -105,13 +105,24 @@ class _CopiedStreams:
     """The source's non-video streams, fed to the muxer in step with the video."""
 
     def __init__(self, output, source: MediaInfo, audio_codec: str, out_path: Path):
+        wanted = []
         for info in source.streams:
             reencoded = info.type == "audio" and audio_codec != "copy"
             if (
-                info.type in COPY_TYPES
-                and not reencoded
-                and info.codec not in output.supported_codecs
+                info.type not in COPY_TYPES
+                or reencoded
+                or info.codec in output.supported_codecs
             ):
+                wanted.append(info.index)
+            elif info.type == "data":
+                # e.g. a QuickTime timecode track: the timecode itself travels as a stream tag
+                log.warning(
+                    "%s: data stream #%d (%s) not copied (a timecode travels as the video stream tag)",
+                    out_path,
+                    info.index,
+                    info.codec,
+                )
+            else:
                 hint = (
                     "use --audio-codec aac"
                     if info.type == "audio"
@@ -124,21 +135,31 @@ class _CopiedStreams:
         self.input = av.open(source.path, metadata_errors="replace")
         self.pairs = {}  # input stream index -> output stream
         self.encoders = {}  # input stream index -> audio output stream being re-encoded
-        chosen = [s for s in self.input.streams if s.type in COPY_TYPES]
-        for stream in chosen:
-            if stream.type == "audio" and audio_codec != "copy":
-                out_stream = output.add_stream(
-                    audio_codec, rate=stream.codec_context.sample_rate
-                )
-                out_stream.layout = _native_layout(stream.codec_context.layout)
-                self.encoders[stream.index] = out_stream
-            else:
-                out_stream = output.add_stream_from_template(stream)
-            out_stream.metadata.update(stream.metadata)
-            out_stream.disposition = stream.disposition
-            self.pairs[stream.index] = out_stream
+        chosen = [
+            s for s in self.input.streams if s.type in COPY_TYPES and s.index in wanted
+        ]
+        try:
+            for stream in chosen:
+                self.pairs[stream.index] = self._add(output, stream, audio_codec)
+        except (ValueError, av.error.FFmpegError) as exc:
+            self.input.close()
+            raise OutputError(
+                f"{out_path}: unknown or unusable audio encoder {audio_codec!r}"
+            ) from exc
         self.demux = self.input.demux(chosen) if chosen else iter(())
         self.pending: av.Packet | None = None
+
+    def _add(self, output, stream, audio_codec: str):
+        if stream.type == "audio" and audio_codec != "copy":
+            cc = stream.codec_context
+            out_stream = output.add_stream(audio_codec, rate=cc.sample_rate)
+            out_stream.layout = _native_layout(cc.layout)
+            self.encoders[stream.index] = out_stream
+        else:
+            out_stream = output.add_stream_from_template(stream)
+        out_stream.metadata.update(stream.metadata)
+        out_stream.disposition = stream.disposition
+        return out_stream
 
     def pump(self, output, until: float | None) -> None:
         """Mux source packets whose time is before ``until`` seconds (all when None)."""
