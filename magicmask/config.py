@@ -69,7 +69,9 @@ class MagicMaskConfig:
     # -- discriminators --
     adversarial: str = "afsa"  # Table 1 ablation: "afsa" (eq. 11) or "global" (eq. 10)
     disc_channels: tuple[int, ...] = (64, 128, 256)
-    afsa_margin: float = 0.15  # [ours] fraction of the box size added on each side
+    # [ours] fraction of the box size added on each side; 0 because prepare_target's boxes
+    # already carry a margin (6 px) around the landmarks
+    afsa_margin: float = 0.0
     afsa_crop_sizes: tuple[tuple[int, int], ...] = (
         (48, 96),
         (64, 48),

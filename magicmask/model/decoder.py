@@ -41,13 +41,10 @@ class Decoder(nn.Module):
             output_layer(cfg.output_activation)(),
         )
 
-    def forward_with_features(self, z: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, z: Tensor) -> tuple[Tensor, list[Tensor]]:
         """The image and the stage outputs ``z^i`` (i = 1..N_D, coarse to fine) used by eq. 8."""
         features = []
         for stage in self.stages:
             z = stage(z)  # [B, C_i, 2h, 2w]
             features.append(z)
         return self.head(z), features
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.forward_with_features(z)[0]

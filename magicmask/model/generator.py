@@ -37,7 +37,7 @@ class MagicMaskGenerator(nn.Module):
     ) -> tuple[Tensor, list[Tensor]]:
         """The swapped image and the decoder features ``z^i`` of eq. 8."""
         z = self.visual(x_t, e_s) + self.geometric(depth, heatmaps, e_s)  # [B, C, h, w]
-        return self.decoder.forward_with_features(z)
+        return self.decoder(z)
 
     def forward(
         self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor

@@ -1,0 +1,85 @@
+"""ONNX export of the generator, checked against onnxruntime."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from magicmask.model.generator import MagicMaskGenerator, example_inputs
+from mmvideo.errors import ModelError, OutputError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = ("x_t", "e_s", "depth", "heatmaps")
+OUTPUT_NAME = "swap"
+
+
+def export_onnx(
+    generator: MagicMaskGenerator, path: str | os.PathLike, opset: int = 17
+) -> Path:
+    """Write the generator as ONNX with a dynamic batch axis (atomically) and return the path.
+
+    Uses the TorchScript exporter: the torch.export-based one needs ``onnxscript``, which this
+    project does not depend on.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {path.parent} does not exist")
+    generator = generator.eval()
+    inputs = example_inputs(generator.cfg, batch=2)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            # the tracer's notes on constant shapes and the exporter's deprecation notice are expected
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*instance_norm.*")
+            torch.onnx.export(
+                generator,
+                inputs,
+                tmp,
+                dynamo=False,
+                input_names=list(INPUT_NAMES),
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={
+                    name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)
+                },
+                opset_version=opset,
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("exported %s to %s", generator.cfg.name, path)
+    return path
+
+
+def check_onnx(
+    generator: MagicMaskGenerator,
+    path: str | os.PathLike,
+    batch: int = 3,
+    seed: int = 1,
+) -> float:
+    """Max absolute difference between torch and onnxruntime outputs on random inputs."""
+    import onnxruntime as ort
+
+    inputs = example_inputs(generator.cfg, batch=batch, seed=seed)
+    with torch.inference_mode():
+        expected = generator.eval()(*inputs).numpy()
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(
+            f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})"
+        ) from exc
+    (got,) = session.run(
+        [OUTPUT_NAME], {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs)}
+    )
+    return float(np.abs(got - expected).max())

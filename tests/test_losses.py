@@ -1,0 +1,301 @@
+"""MagicMask losses (eq. 7–12): each term's defining property, the total's weights and reverse swap,
+and a few optimisation steps on two real aligned faces that lower the total loss."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from magicmask.config import create_config
+from magicmask.losses import (
+    FaceBatch,
+    afsa_loss,
+    cycle_loss,
+    discriminator_loss,
+    generator_losses,
+    global_adversarial_loss,
+    identity_loss,
+    reconstruction_loss,
+    run_generator,
+    to_identity_frame,
+    weight_l1_penalty,
+)
+from magicmask.model import create_discriminator, create_generator
+from magicmask.model.discriminators import boxes_from_landmarks
+from magicmask.model.generator import example_inputs
+from mmvideo.errors import ModelError
+
+torch.set_num_threads(2)
+
+
+class StandInEncoder(nn.Module):
+    """Frozen stand-in for the real identity encoders: [B,3,112,112] in [0,1] → [B,dim] unit vectors."""
+
+    def __init__(self, dim: int = 32, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 16, 8, 8),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+        )
+        self.fc = nn.Linear(128, dim)
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.fc(self.net(x)), dim=1)
+
+
+def test_identity_frame_is_the_fixed_similarity():
+    # p112 = (p224 + 16) * 112/256: the 224 point (48, 80) lands on the 112 point (28, 42)
+    yy, xx = torch.meshgrid(torch.arange(224.0), torch.arange(224.0), indexing="ij")
+    blob = torch.exp(-((xx - 48) ** 2 + (yy - 80) ** 2) / (2 * 3.0**2))
+    x = blob.expand(1, 3, 224, 224).clone().requires_grad_(True)
+    y = to_identity_frame(x)
+    assert y.shape == (1, 3, 112, 112)
+    idx = int(y[0, 0].argmax())
+    assert (idx % 112, idx // 112) == (28, 42)
+    # the 112 frame reaches 16 px beyond each side of the 224 crop: its border reads as zero
+    assert to_identity_frame(torch.ones(1, 3, 224, 224))[0, 0, 0, 0] == 0
+    assert to_identity_frame(torch.ones(1, 3, 224, 224))[0, 0, 56, 56] == pytest.approx(
+        1
+    )
+    y.sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_identity_loss_is_one_minus_cosine_and_keeps_the_encoder_frozen():
+    enc = StandInEncoder()
+    swapped = torch.rand(2, 3, 224, 224, requires_grad=True)
+    e_same = enc(to_identity_frame(swapped)).detach()
+    assert identity_loss(enc, swapped, e_same).item() == pytest.approx(0, abs=1e-6)
+    assert identity_loss(enc, swapped, -e_same).item() == pytest.approx(2, abs=1e-6)
+    e_other = nn.functional.normalize(torch.randn(2, 32), dim=1)
+    loss = identity_loss(enc, swapped, e_other)
+    expected = 1 - (e_same * e_other).sum(dim=1)
+    assert loss.item() == pytest.approx(expected.mean().item(), abs=1e-5)
+    loss.backward()
+    assert swapped.grad.abs().sum() > 0
+    assert all(p.grad is None for p in enc.parameters())
+    enc.fc.weight.requires_grad_(True)
+    with pytest.raises(ModelError, match="trainable parameters"):
+        identity_loss(enc, swapped, e_other)
+
+
+def test_reconstruction_loss_only_sees_the_background():
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(1, 3, 224, 224, generator=g)
+    mask = torch.zeros(1, 1, 224, 224)
+    mask[..., 56:168, 56:168] = 1
+    feats = [torch.rand(1, 4, s, s, generator=g) for s in (28, 56, 112)]
+    assert reconstruction_loss(target, target, mask, feats, feats).item() == 0
+    # changes inside the face mask (image and every feature layer, mask resized per layer) cost nothing
+    swapped = target.clone()
+    swapped[..., 56:168, 56:168] = 0
+    feats_swap = [f.clone() for f in feats]
+    for f in feats_swap:
+        s = f.shape[-1]
+        f[..., s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] += 1
+    assert reconstruction_loss(
+        swapped, target, mask, feats_swap, feats
+    ).item() == pytest.approx(0, abs=1e-7)
+    # a background change costs its L1 mean; a feature change its squared mean
+    swapped[..., :8, :] += 0.5
+    img_term = 0.5 * 8 * 224 * 3 / (3 * 224 * 224)
+    assert reconstruction_loss(
+        swapped, target, mask, feats, feats
+    ).item() == pytest.approx(img_term, rel=1e-5)
+    feats_off = [f + 0.1 for f in feats]
+    background = 1 - (112 * 112) / (224 * 224)
+    expected = img_term + 3 * 0.01 * background
+    assert reconstruction_loss(
+        swapped, target, mask, feats_off, feats
+    ).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_reconstruction_stop_gradient_on_self_swap_features():
+    target, mask = torch.rand(1, 3, 224, 224), torch.zeros(1, 1, 224, 224)
+    z_swap, z_self = (
+        torch.rand(1, 2, 28, 28, requires_grad=True),
+        torch.rand(1, 2, 28, 28, requires_grad=True),
+    )
+    reconstruction_loss(target, target, mask, [z_swap], [z_self]).backward()
+    assert z_swap.grad is not None and z_self.grad is None
+    reconstruction_loss(
+        target, target, mask, [z_swap], [z_self], stop_gradient=False
+    ).backward()
+    assert z_self.grad is not None
+
+
+def test_cycle_loss_is_mean_squared_error():
+    a, b = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    assert cycle_loss(a, b).item() == pytest.approx(0.25)
+
+
+class ConstantD(nn.Module):
+    """Logit ``value`` everywhere, plus a parameter so gradient routing can be checked."""
+
+    def __init__(self, value: float, parts: int = 1):
+        super().__init__()
+        self.value = value
+        self.parts = parts
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, image, boxes=None):
+        logit = image.mean(dim=(1, 2, 3), keepdim=True) * 0 + self.value * self.scale
+        return [logit] * self.parts
+
+
+def test_adversarial_losses_eq_10_and_11():
+    real = torch.rand(2, 3, 224, 224)
+    fake = torch.rand(2, 3, 224, 224, requires_grad=True)
+    boxes = torch.tensor(
+        [
+            [
+                [60, 60, 160, 90],
+                [90, 90, 130, 140],
+                [80, 150, 150, 180],
+                [30, 30, 190, 210],
+            ]
+        ]
+    ).float()
+    ln2 = math.log(2)
+    d = ConstantD(0.0)
+    assert global_adversarial_loss(d, real, fake, "d").item() == pytest.approx(2 * ln2)
+    assert global_adversarial_loss(d, real, fake, "g").item() == pytest.approx(ln2)
+    assert global_adversarial_loss(
+        d, real, fake, "g", mode="minimax"
+    ).item() == pytest.approx(-ln2)
+    # a confident, correct discriminator has a small loss and leaves the generator a large one
+    d_good = ConstantD(5.0)
+    assert afsa_loss(
+        ConstantD(0.0, parts=4), real, fake, boxes.expand(2, 4, 4), "d"
+    ).item() == pytest.approx(2 * ln2)
+    g_loss = global_adversarial_loss(d_good, real, fake, "g")
+    assert g_loss.item() == pytest.approx(math.log1p(math.exp(-5)), rel=1e-4)
+    # the discriminator side never sends gradient into the fake image
+    loss = global_adversarial_loss(d, real, fake, "d")
+    loss.backward()
+    assert fake.grad is None and d.scale.grad is not None
+
+
+def _batch(cfg, seed: int, enc: nn.Module) -> FaceBatch:
+    x, _, depth, heat = example_inputs(cfg, 1, seed)
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(1, 1, 224, 224)
+    mask[..., 50:180, 60:170] = 1
+    landmarks = torch.rand(1, 68, 2, generator=g) * 110 + 55
+    with torch.no_grad():
+        e = enc(to_identity_frame(x))
+    return FaceBatch(x, e, depth, heat, mask, boxes_from_landmarks(landmarks))
+
+
+def test_total_loss_weights_and_reverse_swap():
+    torch.manual_seed(0)
+    cfg = create_config("tiny", identity_dim=32, lambda_weight_l1=1e-6)
+    gen, disc, enc = (
+        create_generator(cfg).eval(),
+        create_discriminator(cfg),
+        StandInEncoder(),
+    )
+    a, b = _batch(cfg, 0, enc), _batch(cfg, 1, enc)
+    losses, out = generator_losses(cfg, gen, disc, enc, a, b)
+    assert (cfg.lambda_id, cfg.lambda_recon, cfg.lambda_afsa) == (5.0, 2.0, 1.0)
+    expected = (
+        5 * losses.identity
+        + 2 * (losses.reconstruction + losses.cycle)
+        + losses.adversarial
+        + 1e-6 * losses.weight_l1
+    )
+    assert losses.total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert losses.weight_l1.item() == pytest.approx(
+        weight_l1_penalty(gen).item(), rel=1e-6
+    )
+    with torch.no_grad():
+        # the reverse swap is b's frame with a's identity; the self-swaps use the frame's own identity
+        direct_ba = gen(b.image, a.identity, b.depth, b.heatmaps)
+        direct_aa = gen(a.image, a.identity, a.depth, a.heatmaps)
+    assert torch.allclose(out.swap_ba, direct_ba, atol=1e-5)
+    assert torch.allclose(out.self_a, direct_aa, atol=1e-5)
+    e_ba = enc(to_identity_frame(out.swap_ba))
+    e_ab = enc(to_identity_frame(out.swap_ab))
+    id_both = ((1 - (e_ba * a.identity).sum()) + (1 - (e_ab * b.identity).sum())) / 2
+    assert losses.identity.item() == pytest.approx(id_both.item(), rel=1e-5)
+    assert discriminator_loss(cfg, disc, a, b, out).item() > 0
+
+
+def test_global_adversarial_variant_in_total():
+    cfg = create_config("tiny", identity_dim=32, adversarial="global")
+    enc = StandInEncoder()
+    a, b = _batch(cfg, 0, enc), _batch(cfg, 1, enc)
+    losses, _out = generator_losses(
+        cfg, create_generator(cfg), create_discriminator(cfg), enc, a, b
+    )
+    assert torch.isfinite(losses.total)
+    assert run_generator(create_generator(cfg), a, b)[0].swap_ab.shape == (
+        1,
+        3,
+        224,
+        224,
+    )
+
+
+def _real_faces(data_dir) -> tuple[list[np.ndarray], list]:
+    from magicmask.face.analyzer import FaceAnalyzer
+    from magicmask.face.image import load_image
+    from magicmask.face.prepare import prepare_target
+
+    analyzer = FaceAnalyzer()
+    targets, crops112 = [], []
+    from magicmask.face.align import align_identity
+
+    for name in ("id_obama_01.jpg", "id_biden_01.jpg"):
+        image = load_image(data_dir / name)
+        face = analyzer.detect(image)[0]
+        targets.append(prepare_target(image, face.landmarks))
+        crops112.append(align_identity(image, face.landmarks)[0])
+    return targets, crops112
+
+
+@pytest.mark.slow
+def test_a_few_steps_on_two_real_faces_lower_the_total_loss(data_dir):
+    targets, crops112 = _real_faces(data_dir)
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(create_config("tiny"), identity_dim=32)
+    gen, disc, enc = create_generator(cfg), create_discriminator(cfg), StandInEncoder()
+
+    def side(t, c112) -> FaceBatch:
+        img = torch.from_numpy(t.crop).permute(2, 0, 1)[None].float() / 255
+        x112 = torch.from_numpy(c112).permute(2, 0, 1)[None].float() / 255
+        return FaceBatch(
+            img,
+            enc(x112),
+            torch.from_numpy(t.depth)[None, None],
+            torch.from_numpy(t.heatmaps)[None],
+            torch.from_numpy(t.mask)[None, None],
+            torch.from_numpy(t.boxes)[None],
+        )
+
+    a, b = side(targets[0], crops112[0]), side(targets[1], crops112[1])
+    assert float((a.identity * b.identity).sum()) < 0.999  # two different faces
+    opt = torch.optim.Adam(gen.parameters(), lr=1e-3)
+    totals = []
+    for _ in range(5):
+        losses, _ = generator_losses(cfg, gen, disc, enc, a, b)
+        opt.zero_grad()
+        losses.total.backward()
+        opt.step()
+        totals.append(losses.total.item())
+    final = generator_losses(cfg, gen, disc, enc, a, b)[0].total.item()
+    assert all(math.isfinite(t) for t in totals)
+    assert final < totals[0]
