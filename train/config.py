@@ -13,12 +13,8 @@ class TrainConfig:
     """Everything that decides what a run computes (saved in the run folder, checked on resume)."""
 
     model: str = "tiny"  # registered MagicMask config (tiny | base | paper | paper-fv-global ...)
-    model_overrides: tuple[
-        tuple[str, object], ...
-    ] = ()  # (field, value) replacing config fields
-    identity_encoder: str = (
-        "dlib-resnet"  # frozen ε_ID used by L_IS (the judge must differ)
-    )
+    model_overrides: tuple[tuple[str, object], ...] = ()  # (field, value) replacing config fields
+    identity_encoder: str = "dlib-resnet"  # frozen ε_ID used by L_IS (the judge must differ)
     batch_size: int = 4  # pairs per step per process
     steps: int = 10_000
     lr: float = 1e-4  # AdamW, both networks (sibling code of the paper)
@@ -36,9 +32,7 @@ class TrainConfig:
     exclude_identities: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(
-            dataclasses.asdict(self), indent=2, sort_keys=True, default=list
-        )
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=list)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -26,9 +27,7 @@ from train.shards import (
 
 log = logging.getLogger(__name__)
 
-HeatmapFn = Callable[
-    [np.ndarray], np.ndarray
-]  # (68, 2) crop pixels -> (G, S, S) float32 in [0, 1]
+HeatmapFn = Callable[[np.ndarray], np.ndarray]  # (68, 2) crop pixels -> (G, S, S) float32 in [0, 1]
 
 
 @dataclass
@@ -70,12 +69,7 @@ class FaceBatch:
     label: torch.Tensor  # [B] int64
 
     def to(self, device: torch.device | str) -> FaceBatch:
-        return FaceBatch(
-            **{
-                k: getattr(self, k).to(device, non_blocking=True)
-                for k in self.__dataclass_fields__
-            }
-        )
+        return FaceBatch(**{k: getattr(self, k).to(device, non_blocking=True) for k in self.__dataclass_fields__})
 
 
 @dataclass
@@ -85,14 +79,10 @@ class PairBatch:
     same: torch.Tensor  # [B] bool, True where source and target are the same identity
 
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch(
-            self.target.to(device), self.source.to(device), self.same.to(device)
-        )
+        return PairBatch(self.target.to(device), self.source.to(device), self.same.to(device))
 
 
-def load_faces(
-    folder: Path, image_size: int, id_size: int, exclude: set[str] = frozenset()
-) -> FaceSet:
+def load_faces(folder: Path, image_size: int, id_size: int, exclude: set[str] = frozenset()) -> FaceSet:
     """Read every shard of ``folder``; identities named in ``exclude`` are dropped (held out)."""
     paths = list_shards(folder)
     for p in paths:
@@ -115,9 +105,7 @@ def load_faces(
         )
     }
     for s in shards:
-        remap = np.array(
-            [index.get(n, -1) for n in s.header.identities] + [-1], np.int64
-        )
+        remap = np.array([index.get(n, -1) for n in s.header.identities] + [-1], np.int64)
         label = remap[s.label] if len(s) else s.label
         keep = label >= 0
         for k, acc in parts.items():
@@ -128,9 +116,7 @@ def load_faces(
         skipped=sum(len(s.header.skipped) for s in shards),
     )
     if len(faces) == 0:
-        raise InvalidInput(
-            f"{folder}: the shards hold no usable faces ({faces.skipped} skipped at preprocessing)"
-        )
+        raise InvalidInput(f"{folder}: the shards hold no usable faces ({faces.skipped} skipped at preprocessing)")
     log.info(
         "%s: %d faces of %d identities (%d skipped at preprocessing)",
         folder,
@@ -158,13 +144,9 @@ class PairSampler:
     def __post_init__(self) -> None:
         self._groups = self.faces.by_identity()
         if len(self._groups) < 2:
-            raise InvalidInput(
-                f"training needs faces of at least 2 identities, got {len(self._groups)}"
-            )
+            raise InvalidInput(f"training needs faces of at least 2 identities, got {len(self._groups)}")
 
-    def pairs(
-        self, step: int, rank: int = 0
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pairs(self, step: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, step, rank])
         n = len(self.faces)
         t = rng.integers(0, n, self.batch_size)
@@ -214,26 +196,29 @@ class StepDataset(torch.utils.data.Dataset):
         )
 
 
+def reproducible_opencv(_worker: int = 0) -> None:
+    """Turn off OpenCV's IPP kernels in this process: with them ``cv2.exp`` (used by the landmark
+    heat-maps) gives results that differ in the last bit with the memory alignment of its input,
+    which would make a resumed run drift from an uninterrupted one."""
+    cv2.ipp.setUseIPP(False)
+
+
 def step_loader(dataset: StepDataset, workers: int = 0) -> torch.utils.data.DataLoader:
     """Batches come pre-made, so the loader only moves them to worker processes and back."""
+    reproducible_opencv()
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
         num_workers=workers,
+        worker_init_fn=reproducible_opencv,
         persistent_workers=workers > 0,
         prefetch_factor=2 if workers > 0 else None,
     )
 
 
-def make_face_batch(
-    faces: FaceSet, idx: np.ndarray, heatmap_fn: HeatmapFn
-) -> FaceBatch:
+def make_face_batch(faces: FaceSet, idx: np.ndarray, heatmap_fn: HeatmapFn) -> FaceBatch:
     def img(a: np.ndarray) -> torch.Tensor:
-        return (
-            torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
-            .float()
-            .div_(255.0)
-        )
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).float().div_(255.0)
 
     def plane(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a[:, None]).float().div_(255.0)

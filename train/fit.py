@@ -90,19 +90,11 @@ def _prepare_run(run: Path, tcfg: TrainConfig, resume: bool) -> Path | None:
             raise InvalidInput(f"{run}: nothing to resume (no checkpoints/step-*.pt)")
         saved = load_train_config(cfg_file)
         if saved.resume_key() != tcfg.resume_key():
-            diff = sorted(
-                k
-                for k, v in tcfg.resume_key().items()
-                if saved.resume_key().get(k) != v
-            )
-            raise InvalidInput(
-                f"{run}: --resume with settings that differ from the run's ({', '.join(diff)})"
-            )
+            diff = sorted(k for k, v in tcfg.resume_key().items() if saved.resume_key().get(k) != v)
+            raise InvalidInput(f"{run}: --resume with settings that differ from the run's ({', '.join(diff)})")
         return existing
     if existing is not None:
-        raise OutputError(
-            f"{run}: already holds checkpoints (pass --resume, or choose another --out)"
-        )
+        raise OutputError(f"{run}: already holds checkpoints (pass --resume, or choose another --out)")
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -120,9 +112,7 @@ def _image_grid(batch, result, rows: int = 4) -> torch.Tensor:
         result.swaps.swap_ab[:n],
         result.swaps.self_a[:n],
     ]
-    grid = torch.cat(
-        [torch.cat(list(c.float().cpu()), dim=1) for c in cols], dim=2
-    )  # [3, n*S, 4*S]
+    grid = torch.cat([torch.cat(list(c.float().cpu()), dim=1) for c in cols], dim=2)  # [3, n*S, 4*S]
     return grid.clamp(0, 1)
 
 
@@ -141,25 +131,15 @@ def fit(
     models = build_models(tcfg, encoder, device, distributed=world > 1)
     faces = load_faces(data, models.cfg.image_size, 112, set(tcfg.exclude_identities))
     fingerprint = data_fingerprint(data, tcfg.exclude_identities)
-    resume_from = (
-        _prepare_run(run, tcfg, resume)
-        if rank == 0
-        else (latest_checkpoint(run) if resume else None)
-    )
+    resume_from = _prepare_run(run, tcfg, resume) if rank == 0 else (latest_checkpoint(run) if resume else None)
     if world > 1:
         dist.barrier()
-    start = (
-        load_training_state(resume_from, models, tcfg, fingerprint)
-        if resume_from
-        else 0
-    )
+    start = load_training_state(resume_from, models, tcfg, fingerprint) if resume_from else 0
     if resume_from:
         log.info("resumed %s at step %d", resume_from, start)
     sampler = PairSampler(faces, tcfg.batch_size, tcfg.seed, tcfg.same_identity_prob)
     heat = functools.partial(landmark_heatmaps, size=models.cfg.image_size)
-    loader = step_loader(
-        StepDataset(sampler, heat, start, max(0, tcfg.steps - start), rank), rt.workers
-    )
+    loader = step_loader(StepDataset(sampler, heat, start, max(0, tcfg.steps - start), rank), rt.workers)
     writer = _writer(run) if rank == 0 else None
 
     t0 = time.perf_counter()
@@ -173,20 +153,14 @@ def fit(
             t_step = time.perf_counter()
             result = train_step(models, tcfg, batch, step)
             losses = result.losses
-            if writer is not None and (
-                step % tcfg.log_every == 0 or step == tcfg.steps
-            ):
+            if writer is not None and (step % tcfg.log_every == 0 or step == tcfg.steps):
                 for k in TERMS:
                     writer.add_scalar(f"loss/{k}", losses[k], step)
                 writer.add_scalar("time/data_s", waited, step)
                 writer.add_scalar("time/step_s", time.perf_counter() - t_step, step)
-                log.info(
-                    "step %d %s", step, " ".join(f"{k}={losses[k]:.4f}" for k in TERMS)
-                )
+                log.info("step %d %s", step, " ".join(f"{k}={losses[k]:.4f}" for k in TERMS))
             if writer is not None and step % tcfg.image_every == 0:
-                writer.add_image(
-                    "target|source|swap|self-swap", _image_grid(batch, result), step
-                )
+                writer.add_image("target|source|swap|self-swap", _image_grid(batch, result), step)
             if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
                 _checkpoint(models, tcfg, run, step, fingerprint, rank, world)
             t_wait = time.perf_counter()
@@ -230,9 +204,7 @@ def _writer(run: Path):
     return SummaryWriter(str(run / "tb"))
 
 
-def export_generator(
-    path: Path, m: Models, tcfg: TrainConfig, step: int, faces, dtype: str
-) -> Path:
+def export_generator(path: Path, m: Models, tcfg: TrainConfig, step: int, faces, dtype: str) -> Path:
     """The EMA generator as a shippable ``magicmask.checkpoint`` file."""
     meta = {
         "steps": step,
@@ -267,18 +239,14 @@ def export_generator(
     type=click.Path(path_type=Path),
     help="Folder of shards from train.preprocess.",
 )
-@click.option(
-    "--out", "run", required=True, type=click.Path(path_type=Path), help="Run folder."
-)
+@click.option("--out", "run", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option(
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its latest checkpoint.",
 )
 @click.option("--steps", default=10_000, show_default=True)
-@click.option(
-    "--batch-size", default=4, show_default=True, help="Pairs per step per process."
-)
+@click.option("--batch-size", default=4, show_default=True, help="Pairs per step per process.")
 @click.option("--lr", default=1e-4, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--identity-encoder", default="dlib-resnet", show_default=True)
@@ -294,18 +262,12 @@ def export_generator(
     help="Table 1 ablation (default: the config's).",
 )
 @click.option("--lambda-id", type=float, default=None, help="Override λ_IS (paper: 5).")
-@click.option(
-    "--lambda-recon", type=float, default=None, help="Override λ_Recon (paper: 2)."
-)
-@click.option(
-    "--lambda-afsa", type=float, default=None, help="Override λ_AFSA (paper: 1)."
-)
+@click.option("--lambda-recon", type=float, default=None, help="Override λ_Recon (paper: 2).")
+@click.option("--lambda-afsa", type=float, default=None, help="Override λ_AFSA (paper: 1).")
 @click.option("--same-identity-prob", default=0.2, show_default=True)
 @click.option("--ema-decay", default=0.999, show_default=True)
 @click.option("--grad-clip", default=1.0, show_default=True)
-@click.option(
-    "--exclude", multiple=True, help="Identity held out of training; repeatable."
-)
+@click.option("--exclude", multiple=True, help="Identity held out of training; repeatable.")
 @click.option("--checkpoint-every", default=500, show_default=True)
 @click.option("--log-every", default=20, show_default=True)
 @click.option("--image-every", default=250, show_default=True)
@@ -315,12 +277,8 @@ def export_generator(
     default="cuda" if torch.cuda.is_available() else "cpu",
     show_default=True,
 )
-@click.option(
-    "--threads", default=1, show_default=True, help="torch CPU threads per process."
-)
-@click.option(
-    "--workers", default=0, show_default=True, help="Data-loader worker processes."
-)
+@click.option("--threads", default=1, show_default=True, help="torch CPU threads per process.")
+@click.option("--workers", default=0, show_default=True, help="Data-loader worker processes.")
 @click.option(
     "--export-dtype",
     type=click.Choice(["float16", "float32"]),
@@ -355,9 +313,7 @@ def main(model, data, run, resume, steps, batch_size, lr, seed, identity_encoder
         image_every=image_every,
         exclude_identities=tuple(exclude),
     )
-    report = fit(
-        tcfg, data, run, resume, Runtime(device, threads, workers, export_dtype)
-    )
+    report = fit(tcfg, data, run, resume, Runtime(device, threads, workers, export_dtype))
     if int(os.environ.get("RANK", "0")) == 0:
         per = report.seconds / max(1, report.end_step - report.start_step)
         click.echo(

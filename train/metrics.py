@@ -36,9 +36,7 @@ def retrieval_top1(
 
 def pose_error(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
     """L2 distance of (yaw, pitch, roll) in degrees, per row (the paper's pose error)."""
-    return np.linalg.norm(
-        np.asarray(pose_a, np.float64) - np.asarray(pose_b, np.float64), axis=1
-    )
+    return np.linalg.norm(np.asarray(pose_a, np.float64) - np.asarray(pose_b, np.float64), axis=1)
 
 
 def procrustes_align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -61,14 +59,10 @@ def expression_error(landmarks_a: np.ndarray, landmarks_b: np.ndarray) -> np.nda
     out-of-plane pose residue, which is why this is a proxy, not the paper's 3DMM metric).
     """
     out = []
-    for a, b in zip(
-        np.asarray(landmarks_a, np.float64), np.asarray(landmarks_b, np.float64)
-    ):
+    for a, b in zip(np.asarray(landmarks_a, np.float64), np.asarray(landmarks_b, np.float64)):
         a_fit = procrustes_align(a, b)
         iod = np.linalg.norm(b[LEFT_EYE].mean(0) - b[RIGHT_EYE].mean(0))
-        err = np.linalg.norm(
-            a_fit[EXPRESSION_POINTS] - b[EXPRESSION_POINTS], axis=1
-        ).mean()
+        err = np.linalg.norm(a_fit[EXPRESSION_POINTS] - b[EXPRESSION_POINTS], axis=1).mean()
         out.append(100.0 * err / max(iod, 1e-6))
     return np.asarray(out)
 

@@ -42,9 +42,7 @@ class PreprocessConfig:
     """Settings that change what a shard contains (they are part of each shard's digest)."""
 
     image_size: int = 224
-    detector: str = (
-        "hog"  # dlib "hog" (fast, frontal) or "cnn" (MMOD, finds turned faces)
-    )
+    detector: str = "hog"  # dlib "hog" (fast, frontal) or "cnn" (MMOD, finds turned faces)
     upsample: int = 1
     stride: int = 5  # keep every stride-th video frame
     max_frames: int = 0  # per video, 0 = all
@@ -83,9 +81,7 @@ def scan_sources(sources: list[Path]) -> list[Item]:
             raise MissingInput(f"{src}: source does not exist")
         if src.is_file():
             if src.suffix.lower() not in VIDEO_EXTS:
-                raise InvalidInput(
-                    f"{src}: a file source must be a video ({', '.join(sorted(VIDEO_EXTS))})"
-                )
+                raise InvalidInput(f"{src}: a file source must be a video ({', '.join(sorted(VIDEO_EXTS))})")
             items.append(Item(str(src.parent), src.name, src.stem, True))
             continue
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
@@ -116,21 +112,14 @@ def select_items(
         if not i.video and i.identity not in exclude:
             by_id.setdefault(i.identity, []).append(i)
     images = [
-        i
-        for group in by_id.values()
-        if len(group) >= min_per_identity
-        for i in group[: max_per_identity or None]
+        i for group in by_id.values() if len(group) >= min_per_identity for i in group[: max_per_identity or None]
     ]
     if limit:
-        images = sorted(images, key=lambda i: hashlib.sha1(i.rel.encode()).hexdigest())[
-            :limit
-        ]
+        images = sorted(images, key=lambda i: hashlib.sha1(i.rel.encode()).hexdigest())[:limit]
     return videos + images
 
 
-def plan_chunks(
-    items: list[Item], cfg: PreprocessConfig, chunk_size: int
-) -> list[Chunk]:
+def plan_chunks(items: list[Item], cfg: PreprocessConfig, chunk_size: int) -> list[Chunk]:
     """Videos one chunk each; images in chunks of ``chunk_size`` (stable, so resume finds them)."""
     groups = [[i] for i in items if i.video]
     images = [i for i in items if not i.video]
@@ -138,11 +127,7 @@ def plan_chunks(
     settings = json.dumps(asdict(cfg), sort_keys=True)
     chunks = []
     for g in groups:
-        key = (
-            settings
-            + "\n"
-            + "\n".join(f"{i.root}|{i.rel}|{i.identity}|{i.video}" for i in g)
-        )
+        key = settings + "\n" + "\n".join(f"{i.root}|{i.rel}|{i.identity}|{i.video}" for i in g)
         chunks.append(Chunk(tuple(g), hashlib.sha1(key.encode()).hexdigest()[:16]))
     return chunks
 
@@ -155,11 +140,7 @@ def _analyzer(detector: str, upsample: int, min_face: int):
     """The face analyzer, built once per worker process (dlib models are not picklable)."""
     from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 
-    return FaceAnalyzer(
-        FaceConfig(
-            backend="dlib", detector=detector, upsample=upsample, min_face=min_face
-        )
-    )
+    return FaceAnalyzer(FaceConfig(backend="dlib", detector=detector, upsample=upsample, min_face=min_face))
 
 
 def pick_face(boxes: np.ndarray, shape: tuple[int, int], min_face: int) -> int | None:
@@ -197,9 +178,7 @@ def analyse(image: np.ndarray, cfg: PreprocessConfig) -> tuple[dict | None, str]
     }, ""
 
 
-def _frames(
-    path: Path, stride: int, max_frames: int
-) -> Iterator[tuple[int, np.ndarray]]:
+def _frames(path: Path, stride: int, max_frames: int) -> Iterator[tuple[int, np.ndarray]]:
     import av
 
     with av.open(str(path)) as container:
@@ -246,9 +225,7 @@ def process_chunk(chunk: Chunk, cfg: PreprocessConfig) -> ShardData:
                 }
             )
     if not rows:
-        return empty_shard(
-            cfg.image_size, ID_SIZE, skipped, f"dlib-{cfg.detector}+dlib68"
-        )
+        return empty_shard(cfg.image_size, ID_SIZE, skipped, f"dlib-{cfg.detector}+dlib68")
     stack = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "origin"}
     return ShardData(
         header=ShardHeader(
@@ -295,22 +272,14 @@ def preprocess(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(
-            f"{out}: cannot create output folder ({exc.strerror})"
-        ) from exc
-    items = (
-        select_items(scan_sources(sources), **select)
-        if select
-        else scan_sources(sources)
-    )
+        raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from exc
+    items = select_items(scan_sources(sources), **select) if select else scan_sources(sources)
     chunks = plan_chunks(items, cfg, chunk_size)
     todo = [c for c in chunks if not (out / c.name).exists()]
     log.info("%d chunks, %d already done", len(chunks), len(chunks) - len(todo))
     faces = skipped = 0
     jobs = [(c, cfg, str(out)) for c in todo]
-    with tqdm(
-        total=len(jobs), desc="preprocess", unit="chunk", disable=not jobs
-    ) as bar:
+    with tqdm(total=len(jobs), desc="preprocess", unit="chunk", disable=not jobs) as bar:
         if workers <= 1:
             results = map(_run_chunk, jobs)
             pool = None
@@ -338,18 +307,14 @@ def preprocess(
     help="Folder for the shards.",
 )
 @click.option("--image-size", default=224, show_default=True, help="Target crop side.")
-@click.option(
-    "--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True
-)
+@click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True)
 @click.option(
     "--upsample",
     default=1,
     show_default=True,
     help="Detector upsampling (finds smaller faces).",
 )
-@click.option(
-    "--stride", default=5, show_default=True, help="Keep every N-th video frame."
-)
+@click.option("--stride", default=5, show_default=True, help="Keep every N-th video frame.")
 @click.option(
     "--max-frames",
     default=0,
@@ -363,9 +328,7 @@ def preprocess(
     help="Smallest usable face side in pixels.",
 )
 @click.option("--chunk-size", default=200, show_default=True, help="Images per shard.")
-@click.option(
-    "--workers", default=max(1, min(4, (os.cpu_count() or 2) - 1)), show_default=True
-)
+@click.option("--workers", default=max(1, min(4, (os.cpu_count() or 2) - 1)), show_default=True)
 @click.option(
     "--min-per-identity",
     default=1,

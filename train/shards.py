@@ -90,9 +90,7 @@ class ShardData:
         return int(self.target.shape[0])
 
 
-def empty_shard(
-    image_size: int, id_size: int, skipped: list[tuple[str, str]], backend: str
-) -> ShardData:
+def empty_shard(image_size: int, id_size: int, skipped: list[tuple[str, str]], backend: str) -> ShardData:
     """A shard with no faces: it still records that its chunk was done and what was skipped."""
     s, i = image_size, id_size
     return ShardData(
@@ -125,13 +123,9 @@ def write_shard(path: Path, shard: ShardData) -> None:
     arrays = {k: getattr(shard, k) for k in ARRAY_KEYS}
     arrays["header"] = np.array(json.dumps(asdict(shard.header)))
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent
-        )
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent)
     except OSError as exc:
-        raise OutputError(
-            f"{path.parent}: cannot write shards there: {exc.strerror}"
-        ) from exc
+        raise OutputError(f"{path.parent}: cannot write shards there: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(fh, **arrays)
@@ -153,17 +147,13 @@ def read_shard(path: Path) -> ShardData:
         header = _parse_header(path, npz)
         missing = [k for k in ARRAY_KEYS if k not in npz.files]
         if missing:
-            raise InvalidInput(
-                f"{path}: not a complete shard, missing arrays {missing}"
-            )
+            raise InvalidInput(f"{path}: not a complete shard, missing arrays {missing}")
         shard = ShardData(header=header, **{k: npz[k] for k in ARRAY_KEYS})
     _check_shapes(path, shard)
     return shard
 
 
-def check_compatible(
-    path: Path, header: ShardHeader, image_size: int, id_size: int
-) -> None:
+def check_compatible(path: Path, header: ShardHeader, image_size: int, id_size: int) -> None:
     """Refuse a shard made for other crop sizes than the model config expects."""
     if (header.image_size, header.id_size) != (image_size, id_size):
         raise InvalidInput(
@@ -179,9 +169,7 @@ def list_shards(folder: Path) -> list[Path]:
         raise MissingInput(f"{folder}: data folder does not exist")
     paths = sorted(folder.glob("shard-*.npz"))
     if not paths:
-        raise InvalidInput(
-            f"{folder}: no shard-*.npz files (run python -m train.preprocess first)"
-        )
+        raise InvalidInput(f"{folder}: no shard-*.npz files (run python -m train.preprocess first)")
     return paths
 
 
@@ -228,12 +216,6 @@ def _check_shapes(path: Path, shard: ShardData) -> None:
     for key, shape in expected.items():
         got = tuple(getattr(shard, key).shape)
         if got != shape:
-            raise InvalidInput(
-                f"{path}: shard array {key} has shape {got}, expected {shape}"
-            )
-    if n and (
-        shard.label.min() < 0 or shard.label.max() >= len(shard.header.identities)
-    ):
-        raise InvalidInput(
-            f"{path}: shard labels out of range of its {len(shard.header.identities)} identities"
-        )
+            raise InvalidInput(f"{path}: shard array {key} has shape {got}, expected {shape}")
+    if n and (shard.label.min() < 0 or shard.label.max() >= len(shard.header.identities)):
+        raise InvalidInput(f"{path}: shard labels out of range of its {len(shard.header.identities)} identities")

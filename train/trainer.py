@@ -55,9 +55,7 @@ class _FeatureForward(nn.Module):
         super().__init__()
         self.generator = generator
 
-    def forward(
-        self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor
-    ) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor) -> tuple[Tensor, list[Tensor]]:
         return self.generator.forward_with_features(x_t, e_s, depth, heatmaps)
 
 
@@ -93,9 +91,7 @@ class Models:
 
 def model_config(tcfg: TrainConfig, identity_dim: int) -> MagicMaskConfig:
     """The run's model config: the named variant, its overrides, and the encoder's width."""
-    return create_config(
-        tcfg.model, **dict(tcfg.model_overrides), identity_dim=identity_dim
-    )
+    return create_config(tcfg.model, **dict(tcfg.model_overrides), identity_dim=identity_dim)
 
 
 def build_models(
@@ -150,9 +146,7 @@ def _amp(tcfg: TrainConfig, device: torch.device) -> bool:
 def _loss_batch(m: Models, side) -> L.FaceBatch:
     with torch.no_grad():
         identity = m.encoder(side.id_image)  # [B, D], frozen ε_ID
-    return L.FaceBatch(
-        side.image, identity, side.depth, side.heatmaps, side.mask, side.boxes
-    )
+    return L.FaceBatch(side.image, identity, side.depth, side.heatmaps, side.mask, side.boxes)
 
 
 @dataclass
@@ -161,67 +155,74 @@ class StepResult:
     swaps: L.SwapOutputs
 
 
-def train_step(m: Models, tcfg: TrainConfig, batch: PairBatch, step: int) -> StepResult:
-    """One generator and one discriminator update; raises ``TrainingDiverged`` before any
-    weight is touched if a loss term is not finite."""
-    device = batch.target.image.device
-    torch.manual_seed(
-        tcfg.seed * 1_000_003 + step
-    )  # any stochastic layer replays on resume
-    a, b = _loss_batch(m, batch.target), _loss_batch(m, batch.source)
-    amp = _amp(tcfg, device)
+def generator_backward(
+    m: Models, tcfg: TrainConfig, a: L.FaceBatch, b: L.FaceBatch, step: int
+) -> tuple[dict[str, Tensor], L.SwapOutputs]:
+    """Eq. 12 for both swap directions, then its backward into the generator's ``.grad``
+    (averaged over ranks under DDP). Raises ``TrainingDiverged`` before any backward."""
+    device = a.image.device
     m.generator.train()
-    m.discriminator.train()
-
-    # Generator: D's weights are frozen so no gradient (and no DDP hook) reaches them.
+    # D's weights are frozen here so no gradient (and no DDP hook) reaches them.
     m.discriminator.requires_grad_(False)
-    with torch.autocast(device.type, enabled=amp):
-        g_losses, swaps = L.generator_losses(
-            m.cfg,
-            _GeneratorHandle(m.g_forward, m.generator),
-            m.discriminator,
-            m.encoder,
-            a,
-            b,
-        )
-    m.discriminator.requires_grad_(True)
-    _check_finite(step, {t: getattr(g_losses, t) for t in TERMS[:-1]})
+    try:
+        with torch.autocast(device.type, enabled=_amp(tcfg, device)):
+            losses, swaps = L.generator_losses(
+                m.cfg, _GeneratorHandle(m.g_forward, m.generator), m.discriminator, m.encoder, a, b
+            )
+    finally:
+        m.discriminator.requires_grad_(True)
+    terms = {t: getattr(losses, t) for t in TERMS[:-1]}
+    _check_finite(step, terms)
     m.opt_g.zero_grad(set_to_none=True)
-    m.scaler.scale(g_losses.total).backward()
-    m.scaler.unscale_(m.opt_g)
-    torch.nn.utils.clip_grad_norm_(m.generator.parameters(), tcfg.grad_clip)
-    m.scaler.step(m.opt_g)
+    m.scaler.scale(losses.total).backward()
+    return terms, swaps
 
-    # Discriminator on the (detached) swaps of this step.
-    fakes = L.SwapOutputs(
-        *(
-            t.detach()
-            for t in (swaps.swap_ab, swaps.swap_ba, swaps.self_a, swaps.self_b)
-        )
-    )
-    with torch.autocast(device.type, enabled=amp):
+
+def discriminator_backward(
+    m: Models, tcfg: TrainConfig, a: L.FaceBatch, b: L.FaceBatch, swaps: L.SwapOutputs, step: int
+) -> Tensor:
+    """The discriminator side of eq. 10/11 on this step's (detached) swaps, and its backward."""
+    device = a.image.device
+    m.discriminator.train()
+    fakes = L.SwapOutputs(*(t.detach() for t in (swaps.swap_ab, swaps.swap_ba, swaps.self_a, swaps.self_b)))
+    with torch.autocast(device.type, enabled=_amp(tcfg, device)):
         d_loss = L.discriminator_loss(m.cfg, m.d_forward, a, b, fakes)
     _check_finite(step, {"discriminator": d_loss})
     m.opt_d.zero_grad(set_to_none=True)
     m.scaler.scale(d_loss).backward()
+    return d_loss
+
+
+def loss_batches(m: Models, batch: PairBatch) -> tuple[L.FaceBatch, L.FaceBatch]:
+    """The pair as ``magicmask.losses`` wants it, identity codes from the frozen encoder."""
+    return _loss_batch(m, batch.target), _loss_batch(m, batch.source)
+
+
+def train_step(m: Models, tcfg: TrainConfig, batch: PairBatch, step: int) -> StepResult:
+    """One generator and one discriminator update; raises ``TrainingDiverged`` before any
+    weight is touched if a loss term is not finite."""
+    torch.manual_seed(tcfg.seed * 1_000_003 + step)  # any stochastic layer replays on resume
+    a, b = loss_batches(m, batch)
+    terms, swaps = generator_backward(m, tcfg, a, b, step)
+    m.scaler.unscale_(m.opt_g)
+    torch.nn.utils.clip_grad_norm_(m.generator.parameters(), tcfg.grad_clip)
+    m.scaler.step(m.opt_g)
+    d_loss = discriminator_backward(m, tcfg, a, b, swaps, step)
     m.scaler.unscale_(m.opt_d)
     torch.nn.utils.clip_grad_norm_(m.discriminator.parameters(), tcfg.grad_clip)
     m.scaler.step(m.opt_d)
     m.scaler.update()
     update_ema(m.ema, m.generator, tcfg.ema_decay)
-
-    values = {t: float(getattr(g_losses, t).detach()) for t in TERMS[:-1]}
+    values = {t: float(v.detach()) for t, v in terms.items()}
     values["discriminator"] = float(d_loss.detach())
-    return StepResult(values, fakes)
+    return StepResult(values, swaps)
 
 
 def _check_finite(step: int, terms: dict[str, Tensor]) -> None:
     values = {k: float(v.detach()) for k, v in terms.items()}
     if not all(math.isfinite(v) for v in values.values()):
         listed = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-        raise TrainingDiverged(
-            f"step {step}: non-finite loss ({listed}); the last good checkpoint is kept"
-        )
+        raise TrainingDiverged(f"step {step}: non-finite loss ({listed}); the last good checkpoint is kept")
 
 
 @torch.no_grad()
@@ -243,17 +244,11 @@ def checkpoint_path(run: Path, step: int) -> Path:
 
 
 def latest_checkpoint(run: Path) -> Path | None:
-    paths = sorted(
-        p
-        for p in (Path(run) / "checkpoints").glob("step-*.pt")
-        if _STEP_RE.search(p.name)
-    )
+    paths = sorted(p for p in (Path(run) / "checkpoints").glob("step-*.pt") if _STEP_RE.search(p.name))
     return paths[-1] if paths else None
 
 
-def save_training_state(
-    path: Path, m: Models, tcfg: TrainConfig, step: int, data_fingerprint: str
-) -> None:
+def save_training_state(path: Path, m: Models, tcfg: TrainConfig, step: int, data_fingerprint: str) -> None:
     """Everything needed to continue bit-exactly, written to a temp file and renamed."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -278,27 +273,17 @@ def prune_checkpoints(run: Path, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
-def load_training_state(
-    path: Path, m: Models, tcfg: TrainConfig, data_fingerprint: str
-) -> int:
+def load_training_state(path: Path, m: Models, tcfg: TrainConfig, data_fingerprint: str) -> int:
     """Restore a run's state into ``m``; refuses a checkpoint of a different run. Returns its step."""
     state = ckpt.load_training_state(path)
     saved = TrainConfig.from_json(state["train_config"])
     if saved.resume_key() != tcfg.resume_key():
-        diff = sorted(
-            k for k, v in tcfg.resume_key().items() if saved.resume_key().get(k) != v
-        )
-        raise InvalidInput(
-            f"{path}: checkpoint is from a different run (differs in {', '.join(diff)})"
-        )
+        diff = sorted(k for k, v in tcfg.resume_key().items() if saved.resume_key().get(k) != v)
+        raise InvalidInput(f"{path}: checkpoint is from a different run (differs in {', '.join(diff)})")
     if state["identity_encoder"] != m.encoder.name:
-        raise InvalidInput(
-            f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}"
-        )
+        raise InvalidInput(f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}")
     if state["data_fingerprint"] != data_fingerprint:
-        raise InvalidInput(
-            f"{path}: checkpoint was trained on other data (shard set differs from --data)"
-        )
+        raise InvalidInput(f"{path}: checkpoint was trained on other data (shard set differs from --data)")
     m.generator.load_state_dict(state["generator"])
     m.discriminator.load_state_dict(state["discriminator"])
     m.ema.load_state_dict(state["ema"])

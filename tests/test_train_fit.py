@@ -1,0 +1,150 @@
+"""train.fit on a few real faces with the tiny config: steps, checkpoints, bit-exact resume, errors.
+
+The model is untrained, so these tests assert plumbing and determinism, never quality.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from magicmask import losses
+from magicmask.checkpoint import load_checkpoint
+from magicmask.model.discriminators import GlobalDiscriminator
+from magicmask.model.generator import NoGeometry
+from mmvideo.errors import InvalidInput, OutputError
+from train.config import TrainConfig
+from train.data import PairSampler, load_faces
+from train.fit import Runtime, fit
+from train.preprocess import PreprocessConfig, preprocess
+from train.shards import empty_shard, write_shard
+from train.trainer import TrainingDiverged, build_models, checkpoint_path, latest_checkpoint
+
+STILLS = {
+    "obama": ["id_obama_01.jpg", "id_obama_02.jpg"],
+    "biden": ["id_biden_01.jpg", "id_biden_02.jpg"],
+    "kit_harington": ["id_kit_harington_01.jpeg", "id_kit_harington_02.jpeg"],
+}
+
+
+@pytest.fixture(scope="module")
+def data(data_dir: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    for identity, files in STILLS.items():
+        (root / identity).mkdir()
+        for f in files:
+            (root / identity / f).symlink_to(data_dir / f)
+    out = tmp_path_factory.mktemp("shards")
+    preprocess([root], out, PreprocessConfig(), workers=1)
+    return out
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(model="tiny", batch_size=2, steps=2, checkpoint_every=1, log_every=1, image_every=1, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["state"]
+
+
+def _assert_equal(a, b, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_equal(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_two_steps_write_a_checkpoint_that_resumes_bit_exactly(data, tmp_path):
+    straight = fit(_cfg(), data, tmp_path / "a")
+    assert straight.end_step == 2 and all(np.isfinite(v) for v in straight.last_losses.values())
+    assert set(straight.last_losses) >= {"identity", "reconstruction", "cycle", "adversarial", "discriminator"}
+
+    fit(_cfg(steps=1), data, tmp_path / "b")
+    resumed = fit(_cfg(), data, tmp_path / "b", resume=True)
+    assert (resumed.start_step, resumed.end_step) == (1, 2)
+    a, b = _state(checkpoint_path(tmp_path / "a", 2)), _state(checkpoint_path(tmp_path / "b", 2))
+    for key in ("generator", "discriminator", "ema", "opt_g", "opt_d"):
+        _assert_equal(a[key], b[key], key)
+
+    # The exported EMA generator is a regular, loadable magicmask checkpoint.
+    loaded = load_checkpoint(straight.exported)
+    assert loaded.identity_encoder == "dlib-resnet" and loaded.config.identity_dim == 128
+    assert loaded.meta["steps"] == 2
+    x = torch.rand(1, 3, 224, 224)
+    out = loaded.generator(x, torch.nn.functional.normalize(torch.randn(1, 128)), x[:, :1], torch.rand(1, 8, 224, 224))
+    assert out.shape == (1, 3, 224, 224) and 0 <= out.min() and out.max() <= 1
+    assert (tmp_path / "a" / "tb").is_dir() and any((tmp_path / "a" / "tb").iterdir())
+
+
+def test_resume_refuses_another_run_and_reuse_needs_resume(data, tmp_path):
+    fit(_cfg(steps=1), data, tmp_path / "r")
+    with pytest.raises(InvalidInput, match="differ.*lr"):
+        fit(_cfg(lr=3e-4), data, tmp_path / "r", resume=True)
+    with pytest.raises(OutputError, match="already holds checkpoints"):
+        fit(_cfg(), data, tmp_path / "r")
+    with pytest.raises(InvalidInput, match="nothing to resume"):
+        fit(_cfg(), data, tmp_path / "fresh", resume=True)
+
+
+def test_nan_loss_stops_with_step_and_terms_and_keeps_last_checkpoint(data, tmp_path, monkeypatch):
+    fit(_cfg(steps=1), data, tmp_path / "n")
+    good = checkpoint_path(tmp_path / "n", 1)
+    before = good.read_bytes()
+    monkeypatch.setattr(losses, "cycle_loss", lambda x, t: (x - t).sum() * float("nan"))
+    with pytest.raises(TrainingDiverged, match=r"step 2: non-finite loss .*cycle=nan"):
+        fit(_cfg(steps=3), data, tmp_path / "n", resume=True)
+    assert latest_checkpoint(tmp_path / "n") == good and good.read_bytes() == before
+
+
+def test_empty_data_folder_and_shard_of_another_config_are_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInput, match="no shard"):
+        fit(_cfg(), tmp_path / "empty", tmp_path / "run")
+    other = tmp_path / "other"
+    other.mkdir()
+    write_shard(other / "shard-x.npz", empty_shard(128, 112, [], "test"))
+    with pytest.raises(InvalidInput, match="shard made for 128px targets"):
+        load_faces(other, 224, 112)
+    with pytest.raises(InvalidInput, match="no usable faces"):
+        load_faces(other, 128, 112)
+
+
+def test_pairs_are_deterministic_and_mix_same_and_cross_identity(data):
+    faces = load_faces(data, 224, 112)
+    sampler = PairSampler(faces, batch_size=64, seed=1, same_identity_prob=0.3)
+    t, s, same = sampler.pairs(7, rank=0)
+    t2, s2, _ = sampler.pairs(7, rank=0)
+    t3, _, _ = sampler.pairs(7, rank=1)
+    assert np.array_equal(t, t2) and np.array_equal(s, s2) and not np.array_equal(t, t3)
+    assert 0 < same.sum() < len(same)
+    assert (faces.label[t][same] == faces.label[s][same]).all()
+    assert (faces.label[t][~same] != faces.label[s][~same]).all()
+    assert (t[same] != s[same]).all()  # every identity here has 2 images: use the other one
+
+
+def test_ablation_switches_build_the_table_1_variants():
+    from magicmask.face.identity import build_identity_encoder
+
+    enc = build_identity_encoder("dlib-resnet")
+    overrides = (("use_geometric", False), ("adversarial", "global"))
+    m = build_models(_cfg(model_overrides=overrides), enc, torch.device("cpu"))
+    assert isinstance(m.generator.geometric, NoGeometry) and isinstance(m.discriminator, GlobalDiscriminator)
+    full = build_models(_cfg(), enc, torch.device("cpu"))
+    assert not isinstance(full.generator.geometric, NoGeometry)
+    assert sum(p.numel() for p in full.generator.parameters()) > sum(p.numel() for p in m.generator.parameters())
+
+
+def test_runtime_defaults_are_cpu_single_thread():
+    assert Runtime().device == "cpu" and Runtime().threads == 1
