@@ -38,6 +38,7 @@ class FaceConfig:
     3-D); ``detector`` the boxes (None = the backend's default: hog for dlib and fan, scrfd for
     insightface). ``detect_max_side`` shrinks larger frames before detection (landmarks are still
     found at full resolution); ``min_face`` drops boxes with a shorter side, in original pixels.
+    ``landmark_flip`` averages FAN over the mirrored crop too (face-alignment's default; 2× cost).
     """
 
     backend: str = "dlib"
@@ -48,6 +49,7 @@ class FaceConfig:
     detect_threshold: float | None = None
     models_dir: Path | None = None
     fan_landmarks: str = "2d"
+    landmark_flip: bool = True
     device: str = "cpu"
 
     def resolved_detector(self) -> str:
@@ -106,7 +108,13 @@ def build_landmarker(cfg: FaceConfig) -> Landmarker:
     if cfg.backend == "fan":
         from magicmask.face.fan_backend import FanLandmarker
 
-        return FanLandmarker(cfg.fan_landmarks, cfg.models_dir, cfg.device)
+        return FanLandmarker(
+            cfg.fan_landmarks,
+            cfg.models_dir,
+            cfg.device,
+            flip=cfg.landmark_flip,
+            tight_boxes=cfg.resolved_detector() == "scrfd",
+        )
     raise InvalidInput(
         f"face backend {cfg.backend!r}: unknown (choose from {', '.join(BACKENDS)})"
     )
