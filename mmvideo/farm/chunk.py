@@ -88,7 +88,7 @@ def chunk_is_done(plan: JobPlan, job_path: str | Path, index: int) -> bool:
     )
 
 
-def run_chunk(job_path: str | Path, index: int, *, force: bool = False) -> ChunkResult:
+def run_chunk(job_path: str | Path, index: int, force: bool = False) -> ChunkResult:
     """Run chunk ``index`` of the plan at ``job_path`` unless it is already finished."""
     job_path = Path(job_path).resolve()
     plan = load_plan(job_path)

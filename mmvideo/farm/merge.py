@@ -139,18 +139,28 @@ def merge(job_path: str | Path, out: str | Path) -> MergeRecord:
 
 
 def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> None:
-    # Each chunk keeps its source timestamps, so a chunk file's container duration runs from 0 to
-    # its last frame; the concat demuxer would add that whole span as the next chunk's offset.
-    # An explicit duration (the chunk's own span in the source) makes the offsets exact.
+    # Each chunk keeps its source timestamps. The concat demuxer places file k at the sum of the
+    # earlier files' durations, minus file k's start time, both taken over *all* its streams: a
+    # chunk's container duration runs from 0 to its last frame, and a chunk the pipeline wrote
+    # with audio starts at the audio's (negative, encoder-delay) time. So each file gets an
+    # explicit inpoint (its first frame) and duration (its span in the source); the whole video
+    # is then shifted to where the source's first frame is.
     listing = parts_dir(job_path) / "concat.txt"
     lines = ["ffconcat version 1.0"]
     for span in plan.chunks:
         lines.append("file '" + span.output.replace("'", "'\\''") + "'")
+        lines.append(f"inpoint {float(source.pts[span.start] * source.time_base):.6f}")
         if span.end < source.frames:
             seconds = (source.pts[span.end] - source.pts[span.start]) * source.time_base
             lines.append(f"duration {float(seconds):.6f}")
     listing.write_text("\n".join(lines) + "\n")
-    video = ffmpeg.input(str(listing), f="concat", safe=0)
+    first = float(source.pts[0] * source.time_base)
+    video = ffmpeg.input(
+        str(listing),
+        f="concat",
+        safe=0,
+        **({"itsoffset": f"{first:.6f}"} if first else {}),
+    )
     original = ffmpeg.input(plan.input)
     streams = [video["v:0"]]
     if source.has_audio:
@@ -176,10 +186,11 @@ def _verify(merged: StreamScan, source: StreamScan, out: Path) -> None:
         )
     # One tick of the coarser time base is the rounding a container may legitimately apply.
     tolerance = float(max(merged.time_base, source.time_base)) + 1e-9
-    for i, (a, b) in enumerate(zip(merged.seconds(), source.seconds(), strict=True)):
-        if abs(a - b) > tolerance:
+    for i, (a, b) in enumerate(zip(merged.pts, source.pts, strict=True)):
+        at, bt = float(a * merged.time_base), float(b * source.time_base)
+        if abs(at - bt) > tolerance:
             raise OutputError(
-                f"{out}: frame {i} is at {a:.6f} s, in the source at {b:.6f} s; timestamps drift, not written"
+                f"{out}: frame {i} is at {at:.6f} s, in the source at {bt:.6f} s; timestamps differ, not written"
             )
 
 

@@ -28,11 +28,6 @@ class StreamScan:
     def frames(self) -> int:
         return len(self.pts)
 
-    def seconds(self) -> list[float]:
-        """Timestamps in seconds relative to the first frame."""
-        first = self.pts[0] if self.pts else 0
-        return [float((p - first) * self.time_base) for p in self.pts]
-
 
 def scan_video(path: str | Path) -> StreamScan:
     info = probe(path)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from mmvideo.config import SwapConfig, SwapJob, config_to_dict, file_sha256, load_config
 from mmvideo.errors import InvalidInput, MissingInput, ModelError
 
@@ -135,6 +137,16 @@ def check_checkpoint(settings: SwapSettings) -> None:
 def run_job(job: dict[str, Any], config: dict[str, Any]) -> None:
     """Run one chunk's swap; the pipeline writes ``job['output']`` atomically."""
     # Imported late so planning and merging never import torch and the models.
+    from mmvideo.generate import load_models
     from mmvideo.pipeline import run_swap
 
-    run_swap(SwapJob(**job), config_from_dict(config))
+    swap_job = SwapJob(**job)
+    # BLAS sums the face fits in an order that depends on its thread count, and the generator
+    # turns last-bit differences into pixel changes: one BLAS thread makes a chunk's bytes the
+    # same whichever node (local pool, Ray worker, farm blade) runs it.
+    with threadpool_limits(limits=1, user_api="blas"):
+        run_swap(
+            swap_job,
+            config_from_dict(config),
+            load_models(swap_job.checkpoint, swap_job.device),
+        )

@@ -1,0 +1,310 @@
+"""Render-farm mode end to end with the real swap pipeline and a random tiny generator.
+
+The clip is the first 12 frames (with audio) of a real 224×224 talking-head clip, the model a
+randomly initialised ``tiny`` generator saved with the checkpoint API, so these tests check
+plumbing and identity of results, never swap quality. ``threads=1`` keeps torch's results
+independent of how frames are batched across chunks; x264 at CRF 0 is lossless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from magicmask.checkpoint import save_checkpoint
+from magicmask.config import create_config
+from magicmask.model.generator import MagicMaskGenerator
+from mmvideo.cli import main
+from mmvideo.errors import InvalidInput, MissingInput, ModelError
+from mmvideo.farm.chunk import read_status, run_chunk, status_path
+from mmvideo.farm.executors import LocalExecutor, RayExecutor, Task
+from mmvideo.farm.merge import merge
+from mmvideo.farm.plan import load_plan, make_plan, save_plan
+from mmvideo.farm.swap import resolve_settings, run_job
+
+SETS = {"threads": 1, "crf": 0, "batch_size": 4}
+CLI_SETS = [arg for k, v in SETS.items() for arg in ("--set", f"{k}={v}")]
+
+
+def _checkpoint(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    cfg = create_config("tiny", identity_dim=128)  # dlib-resnet gives 128-d identities
+    save_checkpoint(
+        path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random, for tests"}
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("farm")
+    clip = root / "clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(data_dir / "talking_head_turn_01.mp4"), "-frames:v", "12",
+         "-t", "0.48", "-c:v", "libx264", "-g", "5", "-c:a", "aac", str(clip)],
+        check=True,
+    )  # fmt: skip
+    return {
+        "root": root,
+        "clip": clip,
+        "source": data_dir / "id_obama_01.jpg",
+        "model": _checkpoint(root / "model.pt", 0),
+        "other_model": _checkpoint(root / "other.pt", 1),
+    }
+
+
+def _plan(media, job: Path, chunks: int = 2, model: str = "model"):
+    settings = resolve_settings("fast", media[model], SETS)
+    plan = make_plan(job, media["clip"], media["source"], settings, chunks=chunks)
+    save_plan(plan, job)
+    return plan
+
+
+def _frames(path: Path) -> list[tuple[int, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def _audio(path: Path) -> list[tuple[int, bytes]]:
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        return [
+            (float(p.pts * p.time_base), bytes(p)) for p in c.demux(stream) if p.size
+        ]
+
+
+def _assert_same_video(a: Path, b: Path) -> None:
+    fa, fb = _frames(a), _frames(b)
+    assert len(fa) == len(fb) == 12
+    assert [p for p, _ in fa] == [p for p, _ in fb]
+    for i, ((_, x), (_, y)) in enumerate(zip(fa, fb, strict=True)):
+        assert np.array_equal(x, y), (
+            f"frame {i} differs by up to {np.abs(x.astype(int) - y).max()}"
+        )
+
+
+@pytest.fixture(scope="module")
+def finished(media):
+    """A 2-chunk job run chunk by chunk and merged, plus a single run of the whole clip."""
+    job = media["root"] / "job" / "job.json"
+    plan = _plan(media, job)
+    results = [run_chunk(job, i) for i in range(2)]
+    merged = merge(job, media["root"] / "merged.mp4")
+    single = media["root"] / "single.mp4"
+    run_job(
+        dict(plan.jobs[0], start=0, stop=None, warmup=0, output=str(single)),
+        plan.settings.config,
+    )
+    return {
+        "job": job,
+        "plan": plan,
+        "results": results,
+        "merged": Path(merged.output),
+        "single": single,
+    }
+
+
+def test_chunked_and_merged_equals_single_run(media, finished):
+    plan = finished["plan"]
+    assert [(c.start, c.end) for c in plan.chunks] == [(0, 6), (6, 12)]
+    assert plan.chunks[1].decode_start == 0  # the warm-up covers the whole first chunk
+    assert [r.frames for r in finished["results"]] == [6, 6]
+    _assert_same_video(finished["merged"], finished["single"])
+    # the audio is the source's, muxed once, packet for packet
+    assert _audio(finished["merged"]) == _audio(media["clip"])
+    # a rerun skips finished chunks without touching them
+    before = status_path(finished["job"], 0).stat().st_mtime_ns
+    assert run_chunk(finished["job"], 0).skipped
+    assert status_path(finished["job"], 0).stat().st_mtime_ns == before
+
+
+def test_merge_refuses_missing_chunk_or_other_model_or_preset(
+    media, finished, tmp_path
+):
+    job, out = finished["job"], tmp_path / "out.mp4"
+    status1 = status_path(job, 1)
+    saved = status1.read_text()
+    try:
+        status1.unlink()
+        with pytest.raises(MissingInput, match="chunk 1 is not finished"):
+            merge(job, out)
+        data = json.loads(saved)
+        status1.write_text(json.dumps(dict(data, checkpoint_sha256="0" * 64)))
+        with pytest.raises(
+            ModelError, match="chunk 1 was made with checkpoint 000000000000"
+        ):
+            merge(job, out)
+        status1.write_text(json.dumps(dict(data, config_sha256="1" * 64)))
+        with pytest.raises(InvalidInput, match="chunk 1 was made with another preset"):
+            merge(job, out)
+    finally:
+        status1.write_text(saved)
+    chunk = Path(finished["plan"].chunks[0].output)
+    original = chunk.read_bytes()
+    try:
+        chunk.write_bytes(original[: len(original) // 2])
+        with pytest.raises(InvalidInput, match="chunk 0 file changed"):
+            merge(job, out)
+    finally:
+        chunk.write_bytes(original)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_run_chunk_refuses_a_checkpoint_that_changed_since_planning(media, tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(media["model"].read_bytes())
+    settings = resolve_settings("fast", model, SETS)
+    job = tmp_path / "job.json"
+    save_plan(make_plan(job, media["clip"], media["source"], settings, chunks=2), job)
+    model.write_bytes(media["other_model"].read_bytes())
+    with pytest.raises(ModelError, match="differs from the plan's"):
+        run_chunk(job, 0)
+    assert (
+        read_status(job, 0) is None
+        and not Path(load_plan(job).chunks[0].output).exists()
+    )
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmvideo", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so the kill takes its workers too
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_job_killed_mid_run_resumes_to_identical_output(media, finished, tmp_path):
+    job = tmp_path / "job.json"
+    plan = _plan(media, job)
+    proc = _cli("run-chunk", str(job), "--executor", "local", "--workers", "1")
+    deadline = time.monotonic() + 120
+    while (status := read_status(job, 0)) is None or status.state != "done":
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "chunk 0 never finished"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the node dies while chunk 1 runs
+    proc.wait()
+    status1 = read_status(job, 1)
+    assert status1 is None or status1.state == "running"
+    finished_chunk = Path(plan.chunks[0].output).read_bytes()
+
+    resumed = _cli("run-chunk", str(job), "--executor", "local", "--workers", "1")
+    output = resumed.communicate(timeout=180)[0]
+    assert resumed.returncode == 0, output
+    assert (
+        "chunk 0" not in output and "chunk 1: ok" in output
+    )  # only the unfinished chunk ran
+    assert Path(plan.chunks[0].output).read_bytes() == finished_chunk
+    assert not [
+        p for p in job.with_name("job.parts").iterdir() if p.name.startswith(".")
+    ]
+    merge(job, tmp_path / "resumed.mp4")
+    _assert_same_video(tmp_path / "resumed.mp4", finished["merged"])
+
+
+def test_batch_finishes_good_clips_and_fails_for_the_broken_one(
+    media, finished, tmp_path, capsys
+):
+    (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
+    batch = tmp_path / "jobs.toml"
+    batch.write_text(
+        f"""
+[defaults]
+preset = "fast"
+checkpoint = "{media["model"]}"
+source = "{media["source"]}"
+overrides = {{ threads = 1, crf = 0, batch_size = 4 }}
+
+[[clip]]
+name = "good"
+input = "{media["clip"]}"
+output = "out/good.mp4"
+
+[[clip]]
+name = "broken"
+input = "broken.mp4"
+output = "out/broken.mp4"
+"""
+    )
+    assert main(["batch", str(batch), "--workers", "1"]) != 0
+    out = capsys.readouterr()
+    assert "broken" in out.err and "1 of 2 clips failed" in out.err
+    rows = {line.split()[0]: line.split() for line in out.out.splitlines()}
+    assert rows["good"][1:4] == ["done", "12", "1"] and rows["broken"][1] == "failed"
+    assert not (tmp_path / "out" / "broken.mp4").exists()
+    _assert_same_video(tmp_path / "out" / "good.mp4", finished["single"])
+    # rerun: the merged clip is recognised as finished and skipped
+    assert main(["batch", str(batch), "--workers", "1"]) != 0
+    rows = {
+        line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+    }
+    assert rows["good"][1] == "skipped" and rows["broken"][1] == "failed"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        # Workers import this module's helpers by name, so they need the tests folder on their path.
+        env = {
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+            )
+        }
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": env},
+        )
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_ray_executor_gives_the_local_result(media, finished, local_ray, tmp_path):
+    job = tmp_path / "job.json"
+    plan = _plan(media, job)
+    tasks = [
+        Task(run_chunk, (str(job), s.index), f"chunk {s.index}", s.frames)
+        for s in plan.chunks
+    ]
+    outcomes = RayExecutor(retries=1).run(tasks)
+    assert [o.ok for o in outcomes] == [True, True], [o.error for o in outcomes]
+    merge(job, tmp_path / "ray.mp4")
+    _assert_same_video(tmp_path / "ray.mp4", finished["merged"])
+    for a, b in zip(plan.chunks, finished["plan"].chunks, strict=True):
+        assert Path(a.output).read_bytes() == Path(b.output).read_bytes()
+
+
+def _fails(x: int) -> int:
+    if x == 1:
+        raise InvalidInput("clip 1: broken on purpose")
+    return x * 10
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: LocalExecutor(workers=2, threads_per_worker=1), lambda: RayExecutor()],
+)
+def test_executors_keep_order_and_survive_a_failing_task(make, local_ray):
+    tasks = [Task(_fails, (i,), f"t{i}") for i in range(4)]
+    outcomes = make().run(tasks)
+    assert [o.label for o in outcomes] == ["t0", "t1", "t2", "t3"]
+    assert [o.value for o in outcomes if o.ok] == [0, 20, 30]
+    assert outcomes[1].error == "clip 1: broken on purpose"
