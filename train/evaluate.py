@@ -182,7 +182,7 @@ def evaluate_pairs(
                 float(np.mean(exprs)),
                 None,
                 len(pairs),
-            )  # fmt: skip
+            )
         )
     return rows
 
