@@ -1,0 +1,266 @@
+"""Optional face parsing (BiSeNet, 19 CelebAMask-HQ classes) for hair- and occlusion-aware masks.
+
+The network is written here in plain torch (no torchvision) with the module names of the common
+face-parsing checkpoint (zllrunning/face-parsing.PyTorch, ``79999_iter.pth``: a ResNet-18 context
+path, no spatial path), so that file loads as is. The user names the file; nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmvideo.errors import MissingInput, ModelError
+
+log = logging.getLogger(__name__)
+
+CLASSES = (
+    "background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
+    "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat",
+)  # fmt: skip
+# The face region a swap replaces: skin, brows, eyes, nose, mouth, lips. Glasses, hair, hats,
+# ears and anything else in front of the face stay the target's.
+FACE_CLASSES = (1, 2, 3, 4, 5, 10, 11, 12, 13)
+_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as the checkpoint was trained
+_STD = (0.229, 0.224, 0.225)
+
+
+class ConvBNReLU(nn.Module):
+    def __init__(
+        self, cin: int, cout: int, ks: int = 3, stride: int = 1, padding: int = 1
+    ):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, ks, stride, padding, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = (
+            nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+            if cin != cout or stride != 1
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(self.downsample(x) + residual)
+
+
+def _stage(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 trunk returning the 1/8, 1/16 and 1/32 feature maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = _stage(64, 64, 1)
+        self.layer2 = _stage(64, 128, 2)
+        self.layer3 = _stage(128, 256, 2)
+        self.layer4 = _stage(256, 512, 2)
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.layer1(self.maxpool(F.relu(self.bn1(self.conv1(x)))))  # 1/4
+        feat8 = self.layer2(x)  # 128 × 1/8
+        feat16 = self.layer3(feat8)  # 256 × 1/16
+        feat32 = self.layer4(feat16)  # 512 × 1/32
+        return feat8, feat16, feat32
+
+
+class AttentionRefinement(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = ConvBNReLU(cin, cout)
+        self.conv_atten = nn.Conv2d(cout, cout, 1, bias=False)
+        self.bn_atten = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.conv(x)
+        attention = torch.sigmoid(
+            self.bn_atten(self.conv_atten(feat.mean((2, 3), keepdim=True)))
+        )
+        return feat * attention
+
+
+class ContextPath(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.resnet = ResNet18()
+        self.arm16 = AttentionRefinement(256, 128)
+        self.arm32 = AttentionRefinement(512, 128)
+        self.conv_head32 = ConvBNReLU(128, 128)
+        self.conv_head16 = ConvBNReLU(128, 128)
+        self.conv_avg = ConvBNReLU(512, 128, ks=1, padding=0)
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feat8, feat16, feat32 = self.resnet(x)
+        context = self.conv_avg(
+            feat32.mean((2, 3), keepdim=True)
+        )  # 128 × 1 × 1, global context
+        up32 = self.arm32(feat32) + context
+        up32 = self.conv_head32(
+            F.interpolate(up32, feat16.shape[2:], mode="nearest")
+        )  # 1/16
+        up16 = self.arm16(feat16) + up32
+        up16 = self.conv_head16(
+            F.interpolate(up16, feat8.shape[2:], mode="nearest")
+        )  # 1/8
+        return feat8, up16, up32
+
+
+class FeatureFusion(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.convblk = ConvBNReLU(cin, cout, ks=1, padding=0)
+        self.conv1 = nn.Conv2d(cout, cout // 4, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout // 4, cout, 1, bias=False)
+
+    def forward(self, spatial: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        feat = self.convblk(torch.cat([spatial, context], 1))
+        attention = torch.sigmoid(
+            self.conv2(F.relu(self.conv1(feat.mean((2, 3), keepdim=True))))
+        )
+        return feat + feat * attention
+
+
+class Head(nn.Module):
+    def __init__(self, cin: int, mid: int, n_classes: int):
+        super().__init__()
+        self.conv = ConvBNReLU(cin, mid)
+        self.conv_out = nn.Conv2d(mid, n_classes, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(self.conv(x))
+
+
+class BiSeNet(nn.Module):
+    """BiSeNet for face parsing; the 1/8 ResNet features stand in for the spatial path.
+
+    ``forward`` returns class logits at the input size; the auxiliary heads (``conv_out16``,
+    ``conv_out32``) exist so the training checkpoint loads, and are not run.
+    """
+
+    def __init__(self, n_classes: int = len(CLASSES)):
+        super().__init__()
+        self.cp = ContextPath()
+        self.ffm = FeatureFusion(256, 256)
+        self.conv_out = Head(256, 256, n_classes)
+        self.conv_out16 = Head(128, 64, n_classes)
+        self.conv_out32 = Head(128, 64, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat8, context8, _ = self.cp(x)
+        logits = self.conv_out(self.ffm(feat8, context8))  # n_classes × 1/8
+        return F.interpolate(logits, x.shape[2:], mode="bilinear", align_corners=True)
+
+
+class FaceParser:
+    """Per-pixel classes and face masks of aligned face crops, from a user's BiSeNet checkpoint."""
+
+    def __init__(
+        self, checkpoint: str | Path, device: str = "cpu", input_size: int = 512
+    ):
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise MissingInput(
+                f"{path}: face-parsing checkpoint not found (--parsing-model FILE, a BiSeNet 79999_iter.pth)"
+            )
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+        except (
+            Exception
+        ) as exc:  # torch raises several types for a truncated or foreign file
+            raise ModelError(
+                f"{path}: cannot read face-parsing checkpoint ({type(exc).__name__}: {exc})"
+            ) from exc
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ModelError(f"{path}: not a state_dict")
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        self.net = BiSeNet()
+        try:
+            missing, unexpected = self.net.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shapes are checked even when not strict
+            raise ModelError(
+                f"{path}: weights do not fit BiSeNet ({str(exc).splitlines()[-1].strip()})"
+            ) from exc
+        if missing:
+            raise ModelError(
+                f"{path}: not a BiSeNet face-parsing checkpoint ({len(missing)} weights missing, e.g. {missing[0]})"
+            )
+        if unexpected:
+            log.info(
+                "%s: ignoring %d weights BiSeNet does not use (e.g. %s)",
+                path,
+                len(unexpected),
+                unexpected[0],
+            )
+        self.net.to(device).eval()
+        self.device = device
+        self.input_size = input_size
+
+    @torch.no_grad()
+    def labels(self, crops: np.ndarray) -> np.ndarray:
+        """(B, H, W) uint8 class indices (``CLASSES``) of (B, H, W, 3) uint8 RGB crops."""
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            return self.labels(crops[None])[0]
+        h, w = crops.shape[1:3]
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
+        size = (self.input_size, self.input_size)
+        x = F.interpolate(x, size, mode="bilinear", align_corners=False)
+        mean = torch.tensor(_MEAN, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(_STD, device=self.device).view(1, 3, 1, 1)
+        x = (x - mean) / std
+        logits = self.net(x)
+        logits = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)
+        return logits.argmax(1).to(torch.uint8).cpu().numpy()
+
+    def face_mask(
+        self,
+        crops: np.ndarray,
+        classes: tuple[int, ...] = FACE_CLASSES,
+        feather: float = 2.0,
+    ) -> np.ndarray:
+        """Soft (B, H, W) float32 masks of the ``classes`` pixels (default: the face, no hair)."""
+        return parsed_mask(self.labels(crops), classes, feather)
+
+
+def parsed_mask(
+    labels: np.ndarray, classes: tuple[int, ...] = FACE_CLASSES, feather: float = 2.0
+) -> np.ndarray:
+    """Soft float32 mask of the pixels whose class is in ``classes``; same leading shape as ``labels``."""
+    hard = np.isin(labels, classes).astype(np.float32)
+    if feather <= 0:
+        return hard
+    flat = hard.reshape(-1, *hard.shape[-2:])
+    return np.stack([cv2.GaussianBlur(m, (0, 0), feather) for m in flat]).reshape(
+        hard.shape
+    )
