@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mmvideo.errors import ModelError
 
@@ -26,72 +26,71 @@ class MagicMaskConfig:
     name: str = "custom"
     # -- interface (docs/design.md) --
     image_size: int = 224
-    identity_dim: int = 512  # 512 for ArcFace / FaceNet, 128 for dlib's descriptor
-    landmark_channels: int = 8  # rendered component-group heat-maps [ours]
+    # 512 for ArcFace / FaceNet, 128 for dlib's descriptor
+    identity_dim: int = 512
+    # [ours] landmark features are rendered component-group heat-maps
+    landmark_channels: int = 8
+
     # -- visual module f_V --
-    encoder_channels: tuple[int, ...] = (
-        64,
-        128,
-        256,
-        512,
-    )  # one stride-2 stage each after the stem
-    stem_stride: int = (
-        1  # extra early downsampling of the stem (tiny uses 4 to be fast)
-    )
-    latent_channels: int = 1024  # the paper's latent width
+    # the stem downsamples by stem_stride, then one stride-2 stage per further width
+    encoder_channels: tuple[int, ...] = (64, 128, 256, 512)
+    stem_stride: int = 2
+    # the paper's latent width is 1024
+    latent_channels: int = 1024
     arie_blocks: int = 4
-    arie_convs: int = 1  # "further conv layers" after the fusion of eq. 4
-    attention_scale: str = "uniform-one"  # [ours] softmax scaled so uniform attention is 1 ("none": plain softmax)
+    # "further conv layers" after the fusion of eq. 4
+    arie_convs: int = 1
+    # [ours] "uniform-one": softmax scaled so a uniform attention is 1; "none": plain softmax
+    attention_scale: str = "uniform-one"
+
     # -- geometric module f_G --
-    use_geometric: bool = (
-        True  # Table 1 ablation: False builds f_V only (no geometric parameters)
-    )
+    # Table 1 ablation: False builds f_V only (no geometric parameters at all)
+    use_geometric: bool = True
     geo_channels: tuple[int, ...] = (32, 64, 128, 256)
-    geo_dim: int = 256  # token width d_g
+    # token width d_g
+    geo_dim: int = 256
     geo_layers: int = 2
     geo_heads: int = 4
     geo_mlp_ratio: float = 2.0
-    geo_identity_tokens: str = (
-        "broadcast+pos"  # [ours] E_s = W e_s broadcast to N tokens + learned position
-    )
+    # [ours] E_s: "broadcast+pos" = W e_s broadcast to the N tokens plus a learned position;
+    # "broadcast" = no position (the identity term then averages V_g)
+    geo_identity_tokens: str = "broadcast+pos"
+
     # -- decoder f_D --
-    decoder_channels: tuple[int, ...] = (
-        512,
-        256,
-        128,
-        64,
-    )  # one 2x upsample stage each; the head does the rest
+    # one 2x upsample stage per width; the head upsamples the rest of the way
+    decoder_channels: tuple[int, ...] = (512, 256, 128, 64)
     upsample_mode: str = "nearest"
     pad_mode: str = "reflect"
-    output_activation: str = "sigmoid"  # [ours] maps to the [0, 1] image range
-    norm_layer: str = "instance"  # decoder / encoder norm
+    # [ours] maps the output to the [0, 1] image range
+    output_activation: str = "sigmoid"
+    norm_layer: str = "instance"
     act_layer: str = "leaky_relu"
+
     # -- discriminators --
-    adversarial: str = "afsa"  # Table 1 ablation: "afsa" (eq. 11) or "global" (eq. 10)
+    # Table 1 ablation: "afsa" (eq. 11) or "global" (eq. 10)
+    adversarial: str = "afsa"
     disc_channels: tuple[int, ...] = (64, 128, 256)
     # [ours] fraction of the box size added on each side; 0 because prepare_target's boxes
     # already carry a margin (6 px) around the landmarks
     afsa_margin: float = 0.0
+    # (h, w) of the eyes, nose, mouth and jaw crops
     afsa_crop_sizes: tuple[tuple[int, int], ...] = (
         (48, 96),
         (64, 48),
         (48, 80),
         (96, 160),
-    )  # (h, w) eyes, nose, mouth, jaw
+    )
+
     # -- losses (eq. 12) --
     lambda_id: float = 5.0
     lambda_recon: float = 2.0
     lambda_afsa: float = 1.0
-    lambda_weight_l1: float = 0.0  # optional L1 penalty on generator weights
-    recon_stop_gradient: bool = (
-        True  # [ours] stop-gradient on the self-swap features z_t^i of eq. 8
-    )
-    gan_generator_loss: str = (
-        "non-saturating"  # [ours] -log D(fake) for G; "minimax" is log(1 - D(fake))
-    )
-    extra: dict = field(
-        default_factory=dict, compare=False
-    )  # free-form notes, kept in checkpoints
+    # optional L1 penalty on the generator's weights
+    lambda_weight_l1: float = 0.0
+    # [ours] stop-gradient on the self-swap features z_t^i of eq. 8
+    recon_stop_gradient: bool = True
+    # [ours] "non-saturating": -log D(fake) for G; "minimax": eq. 10's log(1 - D(fake))
+    gan_generator_loss: str = "non-saturating"
 
     @property
     def latent_size(self) -> int:
@@ -131,6 +130,15 @@ class MagicMaskConfig:
         return validate(cls(**values))
 
 
+_CHOICES = {
+    "attention_scale": ("uniform-one", "none"),
+    "geo_identity_tokens": ("broadcast+pos", "broadcast"),
+    "gan_generator_loss": ("non-saturating", "minimax"),
+    "pad_mode": ("reflect", "zeros"),
+    "upsample_mode": ("nearest", "bilinear"),
+}
+
+
 def validate(cfg: MagicMaskConfig) -> MagicMaskConfig:
     """Refuse combinations that cannot build a model, with one-line reasons."""
     down = cfg.total_stride
@@ -156,6 +164,11 @@ def validate(cfg: MagicMaskConfig) -> MagicMaskConfig:
         raise ModelError(
             f"config {cfg.name}: adversarial must be one of {ADVERSARIAL_KINDS}, not {cfg.adversarial!r}"
         )
+    for field_name, allowed in _CHOICES.items():
+        if getattr(cfg, field_name) not in allowed:
+            raise ModelError(
+                f"config {cfg.name}: {field_name} must be one of {allowed}, not {getattr(cfg, field_name)!r}"
+            )
     if len(cfg.afsa_crop_sizes) != len(COMPONENTS):
         raise ModelError(
             f"config {cfg.name}: afsa_crop_sizes needs one (h, w) per component {COMPONENTS}"
@@ -202,18 +215,17 @@ def tiny() -> MagicMaskConfig:
         name="tiny",
         encoder_channels=(24, 48, 96),
         stem_stride=4,
-        latent_channels=128,
+        latent_channels=96,
         arie_blocks=2,
         geo_channels=(16, 32, 64),
         geo_dim=64,
         geo_layers=1,
         geo_heads=2,
-        decoder_channels=(
-            48,
-            24,
-            12,
-        ),  # the head upsamples 112 → 224: one 3-channel conv at full size
-        pad_mode="zeros",  # folds into the convs; reflect padding is a separate memory-bound pass
+        # three stages reach 112; the head upsamples to 224, so the only full-size layer is the
+        # 3-channel output conv (the budget is ~10 ms per face on 2 CPU cores)
+        decoder_channels=(48, 24, 12),
+        # zero padding folds into the convs; reflect padding is a separate memory-bound pass
+        pad_mode="zeros",
         disc_channels=(32, 64, 128),
         afsa_crop_sizes=((32, 64), (48, 32), (32, 64), (64, 96)),
     )

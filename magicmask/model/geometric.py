@@ -102,9 +102,14 @@ class GeometricModule(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, n_tokens, cfg.geo_dim))
         # [ours] E_s: a projection of e_s broadcast to the N token positions plus its own learned position
         self.identity_tokens = nn.Linear(cfg.identity_dim, cfg.geo_dim)
-        self.identity_pos = nn.Parameter(torch.zeros(1, n_tokens, cfg.geo_dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
-        nn.init.trunc_normal_(self.identity_pos, std=0.02)
+        if cfg.geo_identity_tokens == "broadcast+pos":
+            self.identity_pos = nn.Parameter(torch.zeros(1, n_tokens, cfg.geo_dim))
+            nn.init.trunc_normal_(self.identity_pos, std=0.02)
+        else:
+            self.register_buffer(
+                "identity_pos", torch.zeros(1, n_tokens, cfg.geo_dim), persistent=False
+            )
         self.layers = nn.ModuleList(
             GeometricEncoderLayer(cfg.geo_dim, cfg.geo_heads, cfg.geo_mlp_ratio)
             for _ in range(cfg.geo_layers)
