@@ -39,28 +39,22 @@ def feather_mask(mask: np.ndarray, cfg: ComposeConfig) -> np.ndarray:
     return alpha
 
 
-def match_colour_lab(
-    generated: np.ndarray, target: np.ndarray, weight: np.ndarray
-) -> np.ndarray:
+def match_colour_lab(generated: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Shift and scale each LAB channel of ``generated`` to the target's mean/std inside the mask.
 
-    Both images are float32 RGB in [0, 1]; the statistics are weighted by ``weight`` (the blend
-    mask) so hair and background inside the crop do not pull the skin tone.
+    Both images are float32 RGB in [0, 1]; the statistics are taken where the blend weight is
+    above one half, so hair and background inside the crop do not pull the skin tone.
     """
-    w = weight.astype(np.float64)
-    total = w.sum()
-    if total < 1.0:
+    inside = (weight > 0.5).astype(np.uint8)
+    if not inside.any():
         return generated
-    g = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB).astype(np.float64)
-    t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float64)
-    out = np.empty_like(g)
-    for c in range(3):
-        gm = (g[..., c] * w).sum() / total
-        tm = (t[..., c] * w).sum() / total
-        gs = np.sqrt((((g[..., c] - gm) ** 2) * w).sum() / total)
-        ts = np.sqrt((((t[..., c] - tm) ** 2) * w).sum() / total)
-        out[..., c] = (g[..., c] - gm) * (ts / max(gs, 1e-6)) + tm
-    rgb = cv2.cvtColor(out.astype(np.float32), cv2.COLOR_LAB2RGB)
+    g = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB)
+    t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)
+    g_mean, g_std = cv2.meanStdDev(g, mask=inside)
+    t_mean, t_std = cv2.meanStdDev(t, mask=inside)
+    gain = (t_std / np.maximum(g_std, 1e-6)).reshape(3).astype(np.float32)
+    shift = (t_mean.reshape(3) - g_mean.reshape(3) * gain).astype(np.float32)
+    rgb = cv2.cvtColor(g * gain + shift, cv2.COLOR_LAB2RGB)
     return np.clip(rgb, 0.0, 1.0)
 
 

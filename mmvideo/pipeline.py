@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -109,8 +110,23 @@ def face_config(cfg: DetectConfig, device: str = "cpu") -> FaceConfig:
     )
 
 
+def source_face_config(device: str = "cpu") -> FaceConfig:
+    """Stills (the source actor, a --target-face reference) are searched harder than frames:
+    one photo, so a larger detection size and upsampling cost little."""
+    return FaceConfig(
+        backend="dlib", upsample=1, min_face=32, detect_max_side=1024, device=device
+    )
+
+
 def encode_options(cfg: EncodeConfig) -> EncodeOptions:
-    return EncodeOptions(codec=cfg.codec, crf=cfg.crf, preset=cfg.encoder_preset)
+    """The encode slice as the I/O layer's options; CRF and preset only where the codec has them
+    (ProRes and FFV1 are intra-only, NVENC has its own presets)."""
+    x26x = cfg.codec in ("libx264", "libx265")
+    return EncodeOptions(
+        codec=cfg.codec,
+        crf=cfg.crf if x26x else None,
+        preset=cfg.encoder_preset if x26x else None,
+    )
 
 
 def _frame_range(job: SwapJob, info: MediaInfo) -> tuple[int, int, int]:
@@ -280,8 +296,6 @@ def _embed(image: np.ndarray, faces: list[Face], models: SwapModels) -> None:
 
 
 def _keep_thumbnail(thumbs: dict, track_id: int, image: np.ndarray, face: Face) -> None:
-    import cv2
-
     if track_id in thumbs and thumbs[track_id][0] >= face.area:
         return
     h, w = image.shape[:2]
@@ -393,6 +407,9 @@ def render(
                     progress.advance("decode")
 
     def prepare() -> None:
+        # OpenCV's IPP distance transform (behind the landmark heat-maps) differs in the last
+        # bits from call to call; without it the same input gives the same output. Per thread.
+        cv2.ipp.setUseIPP(False)
         group, n_faces = _Group([], []), 0
         for frame in _drain(q_frames, run):
             t = time.perf_counter()
@@ -517,8 +534,13 @@ def run_swap(
     models: SwapModels,
     analyzer: FaceAnalyzer | None = None,
     progress: Progress | None = None,
+    source_analyzer: FaceAnalyzer | None = None,
 ) -> SwapSummary:
-    """Swap ``job.source``'s face into ``job.input`` frames ``[start, stop)`` → ``job.output``."""
+    """Swap ``job.source``'s face into ``job.input`` frames ``[start, stop)`` → ``job.output``.
+
+    ``analyzer`` (frames) and ``source_analyzer`` (stills) default to the dlib backend set up
+    from ``cfg.detect``; tests pass them in to load the models once.
+    """
     torch.manual_seed(job.seed)
     if job.device == "cpu":
         torch.set_num_threads(max(1, cfg.generate.threads))
@@ -526,11 +548,14 @@ def run_swap(
     check_output_path(job.output, job.input)
     first, start, stop = _frame_range(job, info)
     analyzer = analyzer or FaceAnalyzer(face_config(cfg.detect, job.device))
+    source_analyzer = source_analyzer or FaceAnalyzer(source_face_config(job.device))
     t0 = time.perf_counter()
-    e_s = source_identity(job.source, analyzer, models)
+    e_s = source_identity(job.source, source_analyzer, models)
     reference = None
     if cfg.track.target_face:
-        reference = source_identity(cfg.track.target_face, analyzer, models)[0].numpy()
+        reference = source_identity(cfg.track.target_face, source_analyzer, models)[
+            0
+        ].numpy()
     seconds = {"source": time.perf_counter() - t0}
     if progress:
         progress.begin("analyse", ["analyse"], stop - first)

@@ -1,0 +1,327 @@
+"""`mmvideo swap` end to end on real clips with a randomly initialised tiny generator.
+
+These check plumbing, never quality: frame count, timestamps and audio survive; only masked
+pixels change; tracks are stable; smoothing lowers jitter; same input and seed → same output;
+bad input fails early and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import replace
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from magicmask.checkpoint import save_checkpoint
+from magicmask.face.analyzer import FaceAnalyzer
+from magicmask.face.prepare import prepare_target
+from magicmask.model import create_generator
+from mmvideo import pipeline
+from mmvideo.cli import main
+from mmvideo.config import SwapJob, load_config
+from mmvideo.errors import NoFaceFound
+from mmvideo.generate import load_models
+from mmvideo.io.codecs import EncodeOptions
+from mmvideo.io.decode import VideoReader
+from mmvideo.io.encode import VideoWriter
+from mmvideo.io.frame import Frame
+from mmvideo.io.probe import probe
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    gen = create_generator("tiny", identity_dim=128)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, gen, gen.cfg, "dlib-resnet")
+    return path
+
+
+@pytest.fixture(scope="session")
+def models(tiny_checkpoint):
+    return load_models(str(tiny_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    return FaceAnalyzer(pipeline.face_config(load_config("balanced").detect))
+
+
+@pytest.fixture(scope="session")
+def stills():
+    return FaceAnalyzer(pipeline.source_face_config())
+
+
+def frames_of(path, stop=None):
+    with VideoReader(path, stop=stop) as reader:
+        return [f.image for f in reader]
+
+
+def audio_packets(path):
+    with av.open(str(path)) as c:
+        return [
+            (p.pts, hashlib.sha1(bytes(p)).hexdigest())
+            for p in c.demux(audio=0)
+            if p.size
+        ]
+
+
+@pytest.fixture(scope="session")
+def cli_run(tiny_checkpoint, data_dir, tmp_path_factory):
+    """One full `mmvideo swap` of a real clip with audio, through the command line."""
+    out = tmp_path_factory.mktemp("cli") / "swapped.mp4"
+    clip = data_dir / "talking_head_turn_03.mp4"
+    rc = main(
+        [
+            "swap",
+            "--source", str(data_dir / "id_obama_01.jpg"),
+            "--in", str(clip),
+            "--out", str(out),
+            "--checkpoint", str(tiny_checkpoint),
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    return rc, clip, out
+
+
+def test_cli_swap_keeps_frames_timestamps_and_audio(cli_run):
+    rc, clip, out = cli_run
+    assert rc == 0
+    src, dst = probe(clip), probe(out)
+    assert dst.video.frames == src.video.frames == 108
+    assert dst.video.frame_pts == src.video.frame_pts
+    assert dst.video.time_base == src.video.time_base
+    assert audio_packets(out) == audio_packets(clip) != []
+    assert not list(out.parent.glob(".*partial"))
+
+
+def test_cli_swap_changes_the_face(cli_run):
+    _, clip, out = cli_run
+    a, b = frames_of(clip, 5), frames_of(out, 5)
+    diff = np.abs(a[2].astype(int) - b[2].astype(int)).max(-1)
+    # the random generator repaints the face: big changes inside, none in the corners
+    assert (diff > 40).mean() > 0.05
+    assert diff[:20, :20].max() < 12 and diff[-20:, -20:].max() < 12
+
+
+def test_only_masked_pixels_change_and_faceless_frames_pass_through(
+    models, analyzer, stills, data_dir, tmp_path
+):
+    """Lossless RGB (FFV1) on both sides, so any pixel difference comes from the swap."""
+    faces = frames_of(data_dir / "talking_head_outdoor_01.mp4", 12)
+    grey = [np.full_like(faces[0], 128) for _ in range(6)]
+    clip = tmp_path / "clip.mkv"
+    _write_lossless(
+        clip, faces + grey + faces[:6], data_dir / "talking_head_outdoor_01.mp4"
+    )
+    cfg = load_config("balanced", {"codec": "ffv1", "batch_size": 4})
+    out = tmp_path / "out.mkv"
+    job = SwapJob(
+        source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out)
+    )
+    summary = pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
+    assert summary.frames == 24
+    assert summary.frames_without_face == 6
+    assert summary.cuts == [12, 18]
+    # a cut ends the first face's track; the same face after it is a new track
+    assert summary.tracks == 2
+    before, after = frames_of(clip), frames_of(out)
+    plan = _plan(clip, cfg, models, analyzer)
+    for i, (a, b) in enumerate(zip(before, after)):
+        changed = np.any(a != b, axis=-1)
+        if i not in plan:
+            assert not changed.any(), f"frame {i} has no face but changed"
+            continue
+        allowed = np.zeros(changed.shape, bool)
+        for _, face in plan[i]:
+            ti = prepare_target(a, face.landmarks, face.landmarks_3d)
+            reach = max(0, cfg.compose.mask_feather - cfg.compose.mask_erosion) + 2
+            allowed |= _warped_region(ti, a.shape, reach)
+        assert changed.any()
+        assert not (changed & ~allowed).any(), (
+            f"frame {i}: pixels changed outside the mask"
+        )
+
+
+def _write_lossless(path, images, like):
+    info = probe(like)
+    with VideoWriter(path, info, EncodeOptions(codec="ffv1"), copy_streams=False) as w:
+        for i, img in enumerate(images):
+            w.write(Frame(i, info.video.frame_pts[i], info.video.time_base, img))
+
+
+def _plan(clip, cfg, models, analyzer):
+    info = probe(clip)
+    analysis = pipeline.analyse(str(clip), info, cfg, analyzer, models)
+    return pipeline.plan_faces(analysis, cfg, None, 0, info.video.frames)[0]
+
+
+def _warped_region(ti, shape, reach):
+    inv = cv2.invertAffineTransform(ti.matrix)
+    warped = cv2.warpAffine((ti.mask > 0.5).astype(np.uint8), inv, (shape[1], shape[0]))
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1,) * 2)
+    return cv2.dilate(warped, k) > 0
+
+
+def test_same_input_and_seed_give_identical_output(
+    models, analyzer, stills, data_dir, tmp_path
+):
+    cfg = load_config("balanced", {"codec": "ffv1"})  # lossless: any difference shows
+    outs = []
+    for name in ("a.mkv", "b.mkv"):
+        job = SwapJob(
+            source=str(data_dir / "id_obama_01.jpg"),
+            input=str(data_dir / "talking_head_turn_01.mp4"),
+            output=str(tmp_path / name),
+            stop=16,
+            seed=3,
+        )
+        pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
+        outs.append(frames_of(tmp_path / name))
+    assert len(outs[0]) == 16
+    assert all(np.array_equal(a, b) for a, b in zip(*outs))
+
+
+def test_track_is_stable_through_a_real_clip(models, analyzer, data_dir):
+    clip = data_dir / "talking_head_glasses_02.mp4"
+    info = probe(clip)
+    analysis = pipeline.analyse(
+        str(clip), info, load_config("balanced"), analyzer, models, 0, 120
+    )
+    assert analysis.frames == 120
+    assert len(analysis.tracks) == 1
+    (track,) = analysis.tracks
+    assert len(track.faces) >= 115
+    assert analysis.cuts == []
+
+
+def test_kalman_and_rts_lower_jitter_on_a_real_clip(models, analyzer, data_dir):
+    clip = data_dir / "talking_head_outdoor_01.mp4"
+    cfg = load_config(
+        "balanced", {"detect_interval": 1}
+    )  # raw = the detector's own noise
+    analysis = pipeline.analyse(str(clip), probe(clip), cfg, analyzer, models, 0, 60)
+    jit = pipeline.track_jitter(analysis.tracks, cfg)
+    assert jit["kalman"] < jit["raw"]
+    assert jit["rts"] < jit["raw"]
+
+
+def test_source_without_a_face_fails_before_decoding(
+    models, analyzer, stills, data_dir, tmp_path, monkeypatch
+):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 90, np.uint8))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the video was opened for decoding")
+
+    monkeypatch.setattr(pipeline, "VideoReader", no_decoding)
+    out = tmp_path / "out.mp4"
+    job = SwapJob(
+        source=str(blank),
+        input=str(data_dir / "talking_head_turn_01.mp4"),
+        output=str(out),
+    )
+    with pytest.raises(NoFaceFound, match="blank.png"):
+        pipeline.run_swap(
+            job, load_config("balanced"), models, analyzer, source_analyzer=stills
+        )
+    assert not out.exists()
+
+
+def test_interrupt_leaves_no_partial_output(
+    models, analyzer, stills, data_dir, tmp_path, monkeypatch
+):
+    calls = []
+    real = pipeline.generate_faces
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "generate_faces", interrupted)
+    out = tmp_path / "out.mp4"
+    job = SwapJob(
+        source=str(data_dir / "id_obama_01.jpg"),
+        input=str(data_dir / "talking_head_turn_01.mp4"),
+        output=str(out),
+        stop=40,
+    )
+    cfg = replace(
+        load_config("balanced"),
+        generate=replace(load_config("balanced").generate, batch_size=4),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_print_config_merges_preset_and_flags(capsys):
+    assert (
+        main(
+            [
+                "swap",
+                "--preset",
+                "fast",
+                "--batch-size",
+                "3",
+                "--smoothing",
+                "rts",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
+    cfg = tomllib.loads(capsys.readouterr().out)
+    assert cfg["generate"]["batch_size"] == 3
+    assert cfg["smooth"]["smoothing"] == "rts"
+    assert cfg["detect"]["detect_interval"] == 10  # from the fast preset
+    assert (
+        main(["swap", "--preset", "fast", "--smoothing", "median", "--print-config"])
+        != 0
+    )
+
+
+def test_missing_inputs_are_one_line_errors(
+    tiny_checkpoint, data_dir, tmp_path, capsys
+):
+    rc = main(
+        [
+            "swap",
+            "--source", str(tmp_path / "nobody.jpg"),
+            "--in", str(data_dir / "talking_head_turn_01.mp4"),
+            "--out", str(tmp_path / "o.mp4"),
+            "--checkpoint", str(tiny_checkpoint),
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "nobody.jpg" in err
+
+
+def test_tracks_command_lists_tracks_and_writes_a_sheet(
+    tiny_checkpoint, data_dir, tmp_path, capsys
+):
+    sheet = tmp_path / "sheet.png"
+    clip = data_dir / "talking_head_turn_02.mp4"
+    rc = main(
+        [
+            "tracks",
+            str(clip),
+            "--sheet",
+            str(sheet),
+            "--checkpoint",
+            str(tiny_checkpoint),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "track 1: frames 0-" in out
+    image = cv2.imread(str(sheet))
+    assert image is not None and image.shape[0] == pipeline.THUMB
