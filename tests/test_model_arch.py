@@ -288,3 +288,21 @@ def test_config_dict_round_trip():
         assert MagicMaskConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ModelError, match="unknown fields"):
         MagicMaskConfig.from_dict({**create_config("tiny").to_dict(), "bogus": 1})
+
+
+def test_identity_token_option_and_choice_validation():
+    with_pos = create_generator("tiny", **SHRINK)
+    without = create_generator("tiny", geo_identity_tokens="broadcast", **SHRINK)
+    assert "geometric.identity_pos" in dict(with_pos.named_parameters())
+    assert "geometric.identity_pos" not in dict(without.named_parameters())
+    assert "geometric.identity_pos" not in without.state_dict()
+    with pytest.raises(ModelError, match="attention_scale must be one of"):
+        create_config("tiny", attention_scale="sometimes")
+    # unscaled attention is a different model, same shapes
+    x = example_inputs(create_config("tiny", **SHRINK), 1)
+    torch.manual_seed(0)
+    a = create_generator("tiny", **SHRINK).eval()
+    torch.manual_seed(0)
+    b = create_generator("tiny", attention_scale="none", **SHRINK).eval()
+    with torch.inference_mode():
+        assert not torch.allclose(a(*x), b(*x))
