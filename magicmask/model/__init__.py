@@ -1,14 +1,16 @@
 """MagicMask (Yu et al., ACML 2025): a pose-robust, single-pass face-swap model.
 
-Where each equation lives (numbering as in ``docs/magicmask-spec.md`` §3–4):
+Where each equation lives. The spec numbers eq. 2–4, 6 and 7–12; eq. 1 and 5 are the unnumbered
+steps between them (ARIE step 1 and the Q/K/V projections of §3.2), and the composition
+``x_{t→s} = f_D(f_V + f_G)`` is ``MagicMaskGenerator``:
 
 | eq. | what | where |
 |---|---|---|
-| 1 | ``u = IN(conv(BN(z_t)))`` and ``x_{t→s} = f_D(f_V + f_G)`` | ``ARIEBlock.pre``, ``MagicMaskGenerator`` |
+| 1 | ``u = IN(conv(BN(z_t)))`` | ``arie.ARIEFeatures`` |
 | 2 | spatial attention | ``arie.spatial_attention`` |
 | 3 | channel attention | ``arie.channel_attention`` |
 | 4 | identity fusion | ``arie.identity_fusion`` |
-| 5 | shared Q/K/V projections | ``geometric.IdentitySharedAttention`` |
+| 5 | Q/K/V projections, W_Q and W_K shared with E_s | ``geometric.IdentitySharedAttention`` |
 | 6 | identity-shared attention | ``geometric.identity_shared_attention`` |
 | 7–12 | losses | ``magicmask.losses`` |
 """

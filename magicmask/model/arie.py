@@ -15,6 +15,17 @@ from torch import Tensor, nn
 from magicmask.model.layers import LayerFactory
 
 
+class ARIEFeatures(nn.Sequential):
+    """Eq. 1: ``u = IN(conv(BN(z_t)))`` — batch norm, a 3x3 conv, then instance norm."""
+
+    def __init__(self, channels: int, pre_norm: LayerFactory, post_norm: LayerFactory):
+        super().__init__(
+            pre_norm(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            post_norm(channels),
+        )
+
+
 def spatial_attention(u: Tensor, phi_s: Tensor, scale: bool = True) -> Tensor:
     """Eq. 2: ``α_s = softmax(s · φ_s(e_s))`` with ``s`` the channel mean of ``u``.
 
@@ -65,11 +76,7 @@ class ARIEBlock(nn.Module):
     ):
         super().__init__()
         post_norm = post_norm or (lambda ch: nn.InstanceNorm2d(ch, affine=False))
-        self.pre = nn.Sequential(
-            pre_norm(channels),
-            nn.Conv2d(channels, channels, 3, padding=1),
-            post_norm(channels),
-        )
+        self.pre = ARIEFeatures(channels, pre_norm, post_norm)
         # per-block projections of the identity code (φ_s, φ_c, φ of eq. 2–4)
         self.phi_s = nn.Linear(identity_dim, channels)
         self.phi_c = nn.Linear(identity_dim, channels)

@@ -19,7 +19,7 @@ class NoGeometry(nn.Module):
 
 
 class MagicMaskGenerator(nn.Module):
-    """Eq. 1 of the architecture: the decoder applied to the sum of the visual and geometric latents.
+    """The architecture of spec §3: the decoder applied to the sum of the visual and geometric latents.
 
     Inputs (docs/design.md): x_t [B,3,224,224] in [0,1], e_s [B,D] L2-normalised, depth
     [B,1,224,224], heatmaps [B,G,224,224]; output [B,3,224,224] in [0,1].
