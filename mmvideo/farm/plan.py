@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import uuid
@@ -23,6 +24,8 @@ from typing import Any
 from mmvideo.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.farm.scan import scan_video
 from mmvideo.farm.swap import SwapSettings, chunk_job, sha256_json
+
+log = logging.getLogger(__name__)
 
 PLAN_VERSION = 1
 
@@ -278,6 +281,14 @@ def make_plan(
         parts=parts_dir(job_path),
         ext=chunk_container(settings.codec),
     )
+    if len(spans) > 1 and settings.config["smooth"]["smoothing"] == "rts":
+        # SwapJob has a warm-up but no look-ahead, and the RTS pass runs backward from the end
+        # of what was analysed: geometry near each cut then differs from a single run.
+        log.warning(
+            "%s: RTS smoothing sees no frames past a chunk's end; frames near the cuts will differ "
+            "slightly from a single run (use smoothing=kalman, or one chunk, for identical output)",
+            input,
+        )
     jobs = tuple(
         chunk_job(
             settings,
