@@ -23,13 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from magicmask.face.encoders.base import IDENTITY_SIZE, IdentityEncoder, sampling_theta
+from magicmask.face.encoders.dlib_resnet import DLIB_CHIP_SIZE, load_dlib_resnet
+from magicmask.face.encoders.facenet import FACENET_SIZE, FaceNetBackbone, FaceNetOpenCV
 from mmvideo.errors import ModelError
 
 __all__ = [
     "IDENTITY_SIZE",
+    "FaceNetOpenCV",
     "IdentityEncoder",
     "available_identity_encoders",
     "build_identity_encoder",
+    "facenet_opencv",
     "sampling_theta",
 ]
 
@@ -38,6 +42,12 @@ __all__ = [
 # stills mapped into both frames, dlib's own chip transform on one side and align.align_identity's
 # on the other (tests/test_face_identity_geometry.py re-derives it; residual 1.8 px RMS).
 DLIB_FROM_112 = np.array([[1.48810, -0.00164, -9.600], [0.00164, 1.48810, -32.569]])
+# ARCFACE_112 crop pixels → FaceNet's 160×160 input. This FaceNet was trained on MTCNN boxes
+# aligned at 182 px with a 44-px margin, then cropped to 160: the box fills the central 138 px.
+# Least-squares similarity between the 5 MTCNN keypoints in that crop and in the ARCFACE_112
+# alignment of the same keypoints, over the 51 identity stills MTCNN finds (the tests re-derive
+# it; residual 9.7 px: MTCNN boxes do not follow the keypoints rigidly).
+FACENET_FROM_112 = np.array([[1.59433, 0.00807, -10.631], [-0.00807, 1.59433, -29.424]])
 
 
 def _package_file(package: str, *parts: str) -> Path:
@@ -64,8 +74,6 @@ def default_dlib_path() -> Path:
 
 
 def _build_dlib(dlib_path: str | Path | None = None) -> IdentityEncoder:
-    from magicmask.face.encoders.dlib_resnet import DLIB_CHIP_SIZE, load_dlib_resnet
-
     path = _require(
         dlib_path or default_dlib_path(),
         "dlib ResNet weights (dlib_face_recognition_resnet_model_v1.dat)",
@@ -75,8 +83,29 @@ def _build_dlib(dlib_path: str | Path | None = None) -> IdentityEncoder:
     )
 
 
+def default_facenet_path() -> Path:
+    """FaceNet's frozen graph as shipped by the facenet-opencv package."""
+    return _package_file("facenet_cv2", "graph_final.pb")
+
+
+def _build_facenet(graph_path: str | Path | None = None) -> IdentityEncoder:
+    path = _require(
+        graph_path or default_facenet_path(),
+        "FaceNet graph (facenet-opencv's graph_final.pb)",
+    )
+    return IdentityEncoder(
+        "facenet-vggface2", 512, FACENET_SIZE, FACENET_FROM_112, FaceNetBackbone(path)
+    )
+
+
+def facenet_opencv(graph_path: str | Path | None = None) -> FaceNetOpenCV:
+    """The OpenCV-DNN FaceNet reference (evaluation; not differentiable)."""
+    return FaceNetOpenCV(graph_path or default_facenet_path())
+
+
 _REGISTRY: dict[str, Callable[..., IdentityEncoder]] = {
     "dlib-resnet": _build_dlib,
+    "facenet-vggface2": _build_facenet,
 }
 
 

@@ -56,10 +56,11 @@ class IdentityEncoder(nn.Module):
         native_size: int,
         native_from_112: np.ndarray,
         network: nn.Module,
+        outside: str = "zeros",
     ):
         super().__init__()
         self.name, self.dim, self.native_size = name, dim, native_size
-        self.network = network
+        self.network, self.outside = network, outside
         self.register_buffer(
             "theta",
             sampling_theta(native_from_112, IDENTITY_SIZE, native_size),
@@ -74,8 +75,9 @@ class IdentityEncoder(nn.Module):
     def to_native(self, x112: torch.Tensor) -> torch.Tensor:
         """Warp ARCFACE_112 crops ``[B,3,112,112]`` to native chips ``[B,3,S,S]``, differentiably.
 
-        Pixels outside the 112 crop repeat its border (as ``align.warp`` does) rather than going
-        black, so the chip's margin holds no artificial edge.
+        Where the native chip reaches beyond the 112 crop the pixels are ``self.outside``:
+        "zeros" (black, like a face at a frame edge in the network's own training crops) or
+        "border" (repeat the crop's edge).
         """
         theta = self.theta.to(x112.dtype).expand(x112.shape[0], 2, 3)
         grid = F.affine_grid(
@@ -84,7 +86,7 @@ class IdentityEncoder(nn.Module):
             align_corners=False,
         )
         return F.grid_sample(
-            x112, grid, mode="bilinear", padding_mode="border", align_corners=False
+            x112, grid, mode="bilinear", padding_mode=self.outside, align_corners=False
         )
 
     def embed_native(self, chips: torch.Tensor) -> torch.Tensor:
