@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "train-evaluate": "train.evaluate:main",
     "verify": "mmvideo.provenance:verify_command",
     "preview": "mmvideo.preview:preview_command",
+    "faces": "magicmask.face.cli:faces",
 }
 
 

@@ -220,7 +220,16 @@ def source_face(
 
     No face is an error naming ``name``; several faces are logged with how to choose another.
     """
-    faces = analyzer.detect(image)
+    return pick_face(analyzer.detect(image), index, name, min_side)
+
+
+def pick_face(
+    faces: list[Face],
+    index: int | None = None,
+    name: str = "source image",
+    min_side: int = 64,
+) -> Face:
+    """``source_face`` on faces already detected (largest first)."""
     if not faces:
         raise NoFaceFound(
             f"{name}: no face found (use a clearer, larger, more frontal photo)"
