@@ -29,13 +29,12 @@ import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pywt
-from scipy.fft import dctn, idctn
 
 from mmvideo.io.frame import Frame
 
-BLOCK = 4
+PIXELS = 8  # a 4x4 DCT block of the half-resolution LL band covers 8x8 pixels
 PAYLOAD_BITS = 64
+LUMA = np.array([0.299, 0.587, 0.114])  # BT.601 weights, as the dwtDct method uses on Y
 
 
 @dataclass(frozen=True)
@@ -91,58 +90,61 @@ def _layout(
     return index.reshape(shape), dither.reshape(shape)
 
 
-def _luma(image: np.ndarray) -> tuple[np.ndarray, float]:
+def block_dc(image: np.ndarray) -> np.ndarray:
+    """The carrier plane: DC of each 4×4 DCT block of the Haar LL band of the luma (8-bit scale).
+
+    For the Haar wavelet and the orthonormal DCT that DC is exactly 8 × the mean luma of the
+    8×8 pixel block it covers (``tests/test_watermark.py`` checks this against PyWavelets and
+    SciPy), so it is computed directly from block sums: a 1080p frame in milliseconds, not the
+    two full transforms and their inverses.
+    """
     scale = 257.0 if image.dtype == np.uint16 else 1.0
-    rgb = image.astype(np.float64) / scale
-    return rgb @ np.array([0.299, 0.587, 0.114]), scale
+    by, bx = image.shape[0] // PIXELS, image.shape[1] // PIXELS
+    blocks = image[: by * PIXELS, : bx * PIXELS].reshape(by, PIXELS, bx, PIXELS, 3)
+    means = blocks.sum(axis=(1, 3), dtype=np.float64) / (PIXELS * PIXELS * scale)
+    return 8.0 * (means @ LUMA)
 
 
-def _dc_blocks(luma: np.ndarray) -> tuple[np.ndarray, tuple, tuple[int, int]]:
-    ll, details = pywt.dwt2(luma, "haar")
-    by, bx = ll.shape[0] // BLOCK, ll.shape[1] // BLOCK
-    blocks = ll[: by * BLOCK, : bx * BLOCK].reshape(by, BLOCK, bx, BLOCK)
-    coeffs = dctn(blocks, axes=(1, 3), norm="ortho")
-    return coeffs, (ll, details), (by, bx)
+def _pairs(dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    width = 2 * (dc.shape[1] // 2)
+    return dc[:, 0:width:2], dc[:, 1:width:2]
 
 
 def embed(image: np.ndarray, cfg: WatermarkConfig | None = None) -> np.ndarray:
     """Return ``image`` (RGB uint8/uint16) with the watermark embedded; same shape and dtype."""
     cfg = cfg or WatermarkConfig()
-    luma, scale = _luma(image)
-    coeffs, (ll, details), shape = _dc_blocks(luma)
-    if shape[0] * (shape[1] // 2) < PAYLOAD_BITS:
+    dc = block_dc(image)
+    left, right = _pairs(dc)
+    if left.size < PAYLOAD_BITS:
         return image.copy()  # too small to carry the payload: leave it alone
-    dc = coeffs[:, 0, :, 0]
-    left, right = dc[:, 0 : 2 * (shape[1] // 2) : 2], dc[:, 1 : 2 * (shape[1] // 2) : 2]
     index, dither = _layout(cfg, left.shape)
     # Dithered QIM on the difference of two neighbouring blocks: bit b puts it on the lattice
     # step*Z + b*step/2 + dither; each block takes half of the move.
     offset = dither + payload_bits(cfg)[index] * (cfg.step / 2)
     diff = left - right
     move = np.round((diff - offset) / cfg.step) * cfg.step + offset - diff
-    coeffs[:, 0, 0 : 2 * (shape[1] // 2) : 2, 0] += move / 2
-    coeffs[:, 0, 1 : 2 * (shape[1] // 2) : 2, 0] -= move / 2
-    by, bx = shape
-    marked_ll = ll.copy()
-    marked_ll[: by * BLOCK, : bx * BLOCK] = idctn(
-        coeffs, axes=(1, 3), norm="ortho"
-    ).reshape(by * BLOCK, bx * BLOCK)
-    marked = pywt.idwt2((marked_ll, details), "haar")[: luma.shape[0], : luma.shape[1]]
-    delta = (marked - luma) * scale
+    change = np.zeros_like(dc)
+    change[:, 0 : 2 * left.shape[1] : 2] = move / 2
+    change[:, 1 : 2 * left.shape[1] : 2] = -move / 2
+    # A DC change of c moves every pixel of the 8x8 block by c/8 (the inverse of block_dc),
+    # equally in R, G and B so that luma moves by the same amount and hue not at all.
+    scale = 257.0 if image.dtype == np.uint16 else 1.0
+    levels = np.rint(change * (scale / 8.0)).astype(np.int32)
+    by, bx = dc.shape
+    delta = np.repeat(np.repeat(levels, PIXELS, axis=0), PIXELS, axis=1)
     limit = 65535 if image.dtype == np.uint16 else 255
-    out = np.clip(np.round(image.astype(np.float64) + delta[..., None]), 0, limit)
-    return out.astype(image.dtype)
+    out = image.copy()
+    region = out[: by * PIXELS, : bx * PIXELS]
+    region[:] = np.clip(region.astype(np.int32) + delta[..., None], 0, limit)
+    return out
 
 
 def soft_bits(image: np.ndarray, cfg: WatermarkConfig | None = None) -> np.ndarray:
-    """Per-payload-bit evidence summed over the blocks of one image (> 0 reads as 0)."""
+    """Per-payload-bit evidence summed over the carriers of one image (> 0 reads as 0)."""
     cfg = cfg or WatermarkConfig()
-    luma, _ = _luma(image)
-    coeffs, _, shape = _dc_blocks(luma)
-    if shape[0] * (shape[1] // 2) < PAYLOAD_BITS:
+    left, right = _pairs(block_dc(image))
+    if left.size < PAYLOAD_BITS:
         return np.zeros(PAYLOAD_BITS)
-    dc = coeffs[:, 0, :, 0]
-    left, right = dc[:, 0 : 2 * (shape[1] // 2) : 2], dc[:, 1 : 2 * (shape[1] // 2) : 2]
     index, dither = _layout(cfg, left.shape)
     phase = 2 * np.pi * ((left - right) - dither) / cfg.step
     return np.bincount(

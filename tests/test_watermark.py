@@ -17,9 +17,11 @@ from mmvideo.io.frame import Frame
 from mmvideo.io.sequence import SequenceWriter, SequenceWriterOptions
 from mmvideo.provenance import make_tag, provenance_metadata, verify
 from mmvideo.watermark import (
+    LUMA,
     PAYLOAD_BITS,
     WatermarkConfig,
     WatermarkWriter,
+    block_dc,
     detect,
     embed,
     payload_bits,
@@ -60,6 +62,22 @@ def encode_h264(
         for packet in stream.encode(None):
             out.mux(packet)
     return path
+
+
+def test_carrier_is_the_dwt_dct_dc():
+    """block_dc is the DC of each 4x4 DCT block of the Haar LL band, computed the long way."""
+    import pywt
+    from scipy.fft import dctn
+
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (67, 93, 3)).astype(np.uint8)
+    luma = image.astype(np.float64) @ LUMA
+    ll, _ = pywt.dwt2(luma, "haar")
+    by, bx = 67 // 8, 93 // 8
+    blocks = ll[: by * 4, : bx * 4].reshape(by, 4, bx, 4)
+    expected = dctn(blocks, axes=(1, 3), norm="ortho")[:, 0, :, 0]
+    assert np.allclose(block_dc(image), expected)
+    assert np.allclose(block_dc(image.astype(np.uint16) * 257), expected)
 
 
 def test_payload_is_balanced_and_keyed():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mmvideo.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
-from mmvideo.io.probe import Colour, MediaInfo, VideoInfo, probe
+from mmvideo.io.probe import Colour, MediaInfo, StreamInfo, VideoInfo, probe
 from mmvideo.io.sequence import (
     SequenceInfo,
     SequenceReader,
@@ -85,7 +85,7 @@ def _media_info(seq: SequenceInfo) -> SequenceMediaInfo:
         bit_rate=0,
         metadata={},
         video=video,
-        streams=(),
+        streams=(StreamInfo(0, "video", seq.kind, video.time_base, None),),
         sequence=seq,
     )
 
