@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "models": "magicmask.cli_models:models",
     "train-preprocess": "train.preprocess:main",
     "train-fit": "train.fit:main",
+    "train-export": "train.fit:export_main",
     "train-evaluate": "train.evaluate:main",
     "verify": "mmvideo.provenance:verify_command",
     "preview": "mmvideo.preview:preview_command",

@@ -20,7 +20,12 @@ import torch.multiprocessing as mp
 from train.config import TrainConfig
 from train.data import PairSampler, StepDataset, load_faces, reproducible_opencv
 from train.preprocess import PreprocessConfig, preprocess
-from train.trainer import build_models, discriminator_backward, generator_backward, loss_batches
+from train.trainer import (
+    build_models,
+    discriminator_backward,
+    generator_backward,
+    loss_batches,
+)
 
 STILLS = {"obama": ["id_obama_01.jpg", "id_obama_02.jpg"], "biden": ["id_biden_01.jpg", "id_biden_02.jpg"]}
 CFG = TrainConfig(model="tiny", batch_size=2, seed=11)

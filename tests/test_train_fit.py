@@ -21,7 +21,12 @@ from train.data import PairSampler, load_faces
 from train.fit import Runtime, fit
 from train.preprocess import PreprocessConfig, preprocess
 from train.shards import empty_shard, write_shard
-from train.trainer import TrainingDiverged, build_models, checkpoint_path, latest_checkpoint
+from train.trainer import (
+    TrainingDiverged,
+    build_models,
+    checkpoint_path,
+    latest_checkpoint,
+)
 
 STILLS = {
     "obama": ["id_obama_01.jpg", "id_obama_02.jpg"],
