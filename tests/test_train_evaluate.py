@@ -36,7 +36,7 @@ def evaluated(data_dir: Path, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     images = root / "images"
     images.mkdir()
-    for f, identity in STILLS.items():
+    for f in STILLS:
         (images / f).symlink_to(data_dir / f)
     (images / "identities.csv").write_text("file,identity\n" + "".join(f"{f},{i}\n" for f, i in STILLS.items()))
     (root / "pairs.csv").write_text("source,target\n" + "".join(f"{s},{t}\n" for s, t in PAIRS))

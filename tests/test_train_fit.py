@@ -48,7 +48,8 @@ def data(data_dir: Path, tmp_path_factory) -> Path:
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(model="tiny", batch_size=2, steps=2, checkpoint_every=1, log_every=1, image_every=1, seed=3)
+    base = {"model": "tiny", "batch_size": 2, "steps": 2, "checkpoint_every": 1, "log_every": 1, "image_every": 1}
+    base["seed"] = 3
     return TrainConfig(**{**base, **kw})
 
 
