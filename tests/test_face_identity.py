@@ -311,7 +311,11 @@ def test_gradients_reach_input_not_weights(still_faces, name):
 
 
 def test_registry_names_and_dimensions():
-    assert set(available_identity_encoders()) >= {"dlib-resnet", "facenet-vggface2"}
+    assert set(available_identity_encoders()) == {
+        "arcface-onnx",
+        "dlib-resnet",
+        "facenet-vggface2",
+    }
     assert build_identity_encoder("dlib-resnet").dim == 128
     assert build_identity_encoder("facenet-vggface2").dim == 512
 

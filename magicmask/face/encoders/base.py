@@ -61,6 +61,10 @@ class IdentityEncoder(nn.Module):
         super().__init__()
         self.name, self.dim, self.native_size = name, dim, native_size
         self.network, self.outside = network, outside
+        # An encoder whose native crop is the 112 crop itself skips the resampling.
+        self.warps = native_size != IDENTITY_SIZE or not np.allclose(
+            native_from_112, np.eye(2, 3)
+        )
         self.register_buffer(
             "theta",
             sampling_theta(native_from_112, IDENTITY_SIZE, native_size),
@@ -79,6 +83,8 @@ class IdentityEncoder(nn.Module):
         "zeros" (black, like a face at a frame edge in the network's own training crops) or
         "border" (repeat the crop's edge).
         """
+        if not self.warps:
+            return x112
         theta = self.theta.to(x112.dtype).expand(x112.shape[0], 2, 3)
         grid = F.affine_grid(
             theta,
