@@ -147,7 +147,7 @@ class FfmpegPipeWriter:
                 f"differs from the stream's {video.width}x{video.height}"
             )
         dtype = np.uint8 if self._fmt == "rgb24" else np.uint16
-        vf = av.VideoFrame.from_ndarray(
+        vf = av.VideoFrame.from_numpy_buffer(
             np.ascontiguousarray(image, dtype=dtype), format=self._fmt
         )
         vf.pts = output_pts(frame, video)
