@@ -139,12 +139,46 @@ def merge(job_path: str | Path, out: str | Path) -> MergeRecord:
 
 
 def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> None:
-    # Each chunk keeps its source timestamps. The concat demuxer places file k at the sum of the
-    # earlier files' durations, minus file k's start time, both taken over *all* its streams: a
-    # chunk's container duration runs from 0 to its last frame, and a chunk the pipeline wrote
-    # with audio starts at the audio's (negative, encoder-delay) time. So each file gets an
-    # explicit inpoint (its first frame) and duration (its span in the source); the whole video
-    # is then shifted to where the source's first frame is.
+    if len(plan.chunks) == 1:
+        # A chunk covering the whole clip is the one the pipeline writes with the audio too, whose
+        # encoder delay the concat demuxer would add to the video; a plain remux keeps its times.
+        video = ffmpeg.input(plan.chunks[0].output)
+    else:
+        # The demuxer starts at 0; a source whose first frame is later is matched by an offset.
+        first = float(source.pts[0] * source.time_base)
+        offset = {"itsoffset": f"{first:.6f}"} if first else {}
+        video = ffmpeg.input(
+            str(_concat_list(plan, job_path, source)), f="concat", safe=0, **offset
+        )
+    original = ffmpeg.input(plan.input)
+    streams = [video["v:0"]]
+    if source.has_audio:
+        streams.append(original["a"])
+    if source.has_subtitles:
+        streams.append(original["s"])
+    # -copyts: ffmpeg would otherwise move each input to start at 0, and a source whose audio
+    # starts before or after its video would lose A/V sync.
+    cmd = (
+        ffmpeg.output(*streams, str(tmp), c="copy", map_metadata=1, map_chapters=1)
+        .global_args("-copyts")
+        .overwrite_output()
+    )
+    try:
+        cmd.run(capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as exc:
+        lines = exc.stderr.decode(errors="replace").strip().splitlines()
+        raise OutputError(
+            f"{tmp}: ffmpeg concat failed: {lines[-1] if lines else exc}"
+        ) from exc
+
+
+def _concat_list(plan: JobPlan, job_path: Path, source: StreamScan) -> Path:
+    """The concat demuxer's list: each chunk with an explicit inpoint and duration.
+
+    Chunks keep their source timestamps. The demuxer places file k at the sum of the earlier
+    files' durations minus file k's start time; a chunk's container duration runs from 0 to its
+    last frame, so both are given explicitly: the chunk's first frame and its span in the source.
+    """
     listing = parts_dir(job_path) / "concat.txt"
     lines = ["ffconcat version 1.0"]
     for span in plan.chunks:
@@ -154,29 +188,7 @@ def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> Non
             seconds = (source.pts[span.end] - source.pts[span.start]) * source.time_base
             lines.append(f"duration {float(seconds):.6f}")
     listing.write_text("\n".join(lines) + "\n")
-    first = float(source.pts[0] * source.time_base)
-    video = ffmpeg.input(
-        str(listing),
-        f="concat",
-        safe=0,
-        **({"itsoffset": f"{first:.6f}"} if first else {}),
-    )
-    original = ffmpeg.input(plan.input)
-    streams = [video["v:0"]]
-    if source.has_audio:
-        streams.append(original["a"])
-    if source.has_subtitles:
-        streams.append(original["s"])
-    cmd = ffmpeg.output(
-        *streams, str(tmp), c="copy", map_metadata=1, map_chapters=1
-    ).overwrite_output()
-    try:
-        cmd.run(capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as exc:
-        lines = exc.stderr.decode(errors="replace").strip().splitlines()
-        raise OutputError(
-            f"{tmp}: ffmpeg concat failed: {lines[-1] if lines else exc}"
-        ) from exc
+    return listing
 
 
 def _verify(merged: StreamScan, source: StreamScan, out: Path) -> None:
