@@ -15,6 +15,9 @@ baseline measured in the same run with the ratio baseline/ours:
 - heat-maps: ours windowed distance transforms; baseline one Gaussian per landmark over the crop.
 - prepare_target: everything the generator needs for one face (align, fit, depth, maps, mask, boxes).
 
+It ends with the pose error against the AFLW2000-3D ground truth of the four sample stills, from
+dlib's landmarks (where HOG, or else MTCNN, finds the face) and from the ground-truth landmarks.
+
 FAN runs with randomly initialised weights (same architecture, so the same cost) and is slow on
 CPU: add --fan to include it. insightface is not timed: its packs are not in this environment.
 """
@@ -198,6 +201,39 @@ def main() -> None:
                 "prepare_target (all model inputs)",
                 median_ms(lambda p: prepare_target(p[0], p[1].landmarks), pairs, 5),
             )
+        )
+    pose_accuracy(args.clip.parent)
+
+
+def pose_accuracy(data_dir: Path) -> None:
+    import scipy.io as sio
+
+    hog, mtcnn = FaceAnalyzer(FaceConfig()), FaceAnalyzer(FaceConfig(detector="mtcnn"))
+    print("\n### Pose error against AFLW2000-3D (degrees, ours - ground truth)\n")
+    print(
+        "| image | truth yaw/pitch/roll | dlib landmarks | fit to true 2-D landmarks | fit to true 3-D |"
+    )
+    print("|---|---|---|---|---|")
+    for mat_path in sorted(data_dir.glob("pose_aflw2000_*.mat")):
+        mat = sio.loadmat(mat_path)
+        pitch, yaw, roll = np.degrees(mat["Pose_Para"][0, :3])
+        truth = np.array([yaw, pitch, roll])
+        pts3d = mat["pt3d_68"].T.astype(np.float64)
+        image = cv2.cvtColor(
+            cv2.imread(str(mat_path.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB
+        )
+        found, how = hog.detect(image), "HOG"
+        if not found:
+            found, how = mtcnn.detect(image), "MTCNN"
+        dlib = (
+            f"{np.round(np.array(found[0].pose) - truth, 1)} ({how})"
+            if found
+            else "not found"
+        )
+        fit2d = np.array(fit_shape(pts3d[:, :2], image.shape[:2]).pose) - truth
+        fit3d = np.array(fit_shape(pts3d[:, :2], image.shape[:2], pts3d).pose) - truth
+        print(
+            f"| {mat_path.stem} | {np.round(truth, 1)} | {dlib} | {np.round(fit2d, 1)} | {np.round(fit3d, 1)} |"
         )
 
 

@@ -38,7 +38,9 @@ class FaceConfig:
     3-D); ``detector`` the boxes (None = the backend's default: hog for dlib and fan, scrfd for
     insightface). ``detect_max_side`` shrinks larger frames before detection (landmarks are still
     found at full resolution); ``min_face`` drops boxes with a shorter side, in original pixels.
-    ``landmark_flip`` averages FAN over the mirrored crop too (face-alignment's default; 2× cost).
+    The detectors' own minimum sizes apply to the shrunk copy (~40 px for HOG with one upsampling,
+    ~80 px without; 20 px for MTCNN), so a 1080p frame shrunk 3× loses faces under ~120 px unless
+    ``detect_max_side`` is raised. ``landmark_flip`` averages FAN over the mirrored crop too (face-alignment's default; 2× cost).
     """
 
     backend: str = "dlib"

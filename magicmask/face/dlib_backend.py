@@ -49,8 +49,6 @@ class MmodDetector:
 class DlibLandmarker:
     """dlib's 68-point shape predictor (iBUG 300-W layout); 2-D only."""
 
-    has_3d = False
-
     def __init__(self) -> None:
         self._predictor = dlib.shape_predictor(
             str(dlib_model("shape_predictor_68_face_landmarks.dat"))

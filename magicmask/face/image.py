@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -44,8 +45,6 @@ def load_image(path: str | Path, max_side: int | None = 4096) -> np.ndarray:
             raise
         raise InvalidInput(f"{path}: cannot read image ({exc})") from exc
     if max_side and max(rgb.shape[:2]) > max_side:
-        import cv2
-
         scale = max_side / max(rgb.shape[:2])
         size = (
             max(1, round(rgb.shape[1] * scale)),

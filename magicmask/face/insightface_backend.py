@@ -103,8 +103,6 @@ class ScrfdDetector:
 class InsightfaceLandmarker:
     """68 iBUG points with depth from ``1k3d68``; ``2d106det``'s 106 points in ``extra`` when present."""
 
-    has_3d = True
-
     def __init__(self, models_dir: Path | None, device: str = "cpu"):
         from insightface.model_zoo.landmark import Landmark
 
