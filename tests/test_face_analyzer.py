@@ -143,3 +143,20 @@ def test_unknown_names_and_missing_models_are_clear_errors(tmp_path):
         FaceAnalyzer(FaceConfig(backend="insightface"))
     with pytest.raises(ModelError, match=str(tmp_path)):
         FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))
+
+
+def test_dlib_descriptor_fills_unit_embeddings(data_dir, hog):
+    names = ("id_obama_01.jpg", "id_obama_03.jpg", "id_biden_02.jpg")
+    emb = []
+    for name in names:
+        image = load_image(data_dir / name)
+        faces = hog.describe(image, hog.detect(image)[:1])
+        assert (
+            faces[0].embedding.shape == (128,)
+            and faces[0].embedding.dtype == np.float32
+        )
+        assert abs(float(np.linalg.norm(faces[0].embedding)) - 1) < 1e-5
+        emb.append(faces[0].embedding)
+    # Plumbing check (landmarks reach dlib in the right order): one person is nearer to himself.
+    assert np.linalg.norm(emb[0] - emb[1]) < np.linalg.norm(emb[0] - emb[2])
+    assert hog.describe(np.zeros((50, 50, 3), np.uint8), []) == []

@@ -134,6 +134,9 @@ class FaceAnalyzer:
         self.cfg = cfg
         self._detector = detector or build_detector(cfg)
         self._landmarker = landmarker or build_landmarker(cfg)
+        self._descriptor = (
+            None  # dlib's recognition network, loaded by the first describe()
+        )
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in an RGB image (uint8/uint16), largest first; an empty list if none."""
@@ -174,6 +177,24 @@ class FaceAnalyzer:
         rgb = as_rgb8(image)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         return self._faces(rgb, boxes, np.ones(len(boxes), dtype=np.float32))
+
+    def describe(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Fill each face's ``embedding`` with dlib's 128-d descriptor (any backend's 68 points).
+
+        Loads dlib's recognition network on first use; the identity encoders of
+        ``magicmask.face.identity`` are the model's own, differentiable alternative.
+        """
+        if self._descriptor is None:
+            from magicmask.face.dlib_backend import DlibDescriptor
+
+            self._descriptor = DlibDescriptor()
+        rgb = as_rgb8(image)
+        boxes = np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4)
+        for face, emb in zip(
+            faces, self._descriptor(rgb, boxes, [f.landmarks for f in faces])
+        ):
+            face.embedding = emb
+        return faces
 
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
         """``detect`` for each image of a batch."""

@@ -72,3 +72,36 @@ def _boxes(rects) -> np.ndarray:
         [(r.left(), r.top(), r.right() + 1, r.bottom() + 1) for r in rects],
         dtype=np.float32,
     )
+
+
+class DlibDescriptor:
+    """dlib's own 128-d face descriptor (``dlib_face_recognition_resnet_model_v1.dat``).
+
+    This is dlib's native network, not the differentiable port the identity encoders provide;
+    it fills ``Face.embedding`` for tools that only need to compare faces (and serves as the
+    reference the port is checked against).
+    """
+
+    def __init__(self) -> None:
+        self._model = dlib.face_recognition_model_v1(
+            str(dlib_model("dlib_face_recognition_resnet_model_v1.dat"))
+        )
+
+    def __call__(
+        self, image: np.ndarray, boxes: np.ndarray, landmarks: list[np.ndarray]
+    ) -> np.ndarray:
+        """(N, 128) float32 L2-normalised descriptors of the faces with these boxes and 68 points."""
+        if not len(landmarks):
+            return np.zeros((0, 128), dtype=np.float32)
+        shapes = dlib.full_object_detections()
+        for box, pts in zip(np.asarray(boxes, dtype=np.float64), landmarks):
+            rect = dlib.rectangle(*(round(v) for v in box))
+            shapes.append(
+                dlib.full_object_detection(
+                    rect, [dlib.point(round(x), round(y)) for x, y in pts]
+                )
+            )
+        desc = np.array(
+            self._model.compute_face_descriptor(image, shapes), dtype=np.float32
+        )
+        return desc / np.linalg.norm(desc, axis=1, keepdims=True)
