@@ -18,7 +18,7 @@ import numpy as np
 from mmvideo.errors import DecodeError, InvalidInput
 from mmvideo.io.frame import Frame
 from mmvideo.io.orientation import apply_transform
-from mmvideo.io.probe import MediaInfo, _reason, open_input, probe, video_stream
+from mmvideo.io.probe import MediaInfo, error_reason, open_input, probe, video_stream
 
 log = logging.getLogger(__name__)
 
@@ -150,5 +150,5 @@ class VideoReader:
 
     def _bad(self, index: int, exc: Exception) -> None:
         if not self.skip_bad_frames:
-            raise DecodeError(self.path, index, _reason(exc)) from exc
-        log.info("%s: frame %d: %s", self.path, index, _reason(exc))
+            raise DecodeError(self.path, index, error_reason(exc)) from exc
+        log.info("%s: frame %d: %s", self.path, index, error_reason(exc))

@@ -27,7 +27,7 @@ from mmvideo.io.codecs import (
     encoder_settings,
 )
 from mmvideo.io.frame import Frame
-from mmvideo.io.probe import MediaInfo, VideoInfo, _reason
+from mmvideo.io.probe import MediaInfo, VideoInfo, error_reason
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class VideoWriter:
                 "; NVENC needs an NVIDIA GPU and driver" if "nvenc" in s.codec else ""
             )
             raise OutputError(
-                f"{self.out}: cannot start {s.codec} in {s.muxer} ({_reason(exc)}){hint}"
+                f"{self.out}: cannot start {s.codec} in {s.muxer} ({error_reason(exc)}){hint}"
             ) from exc
 
     def __enter__(self) -> Self:
@@ -314,7 +314,7 @@ class VideoWriter:
         except av.error.FFmpegError as exc:
             raise OutputError(
                 f"{self.out}: encoder {self.settings.codec} failed at frame "
-                f"{frame.index} ({_reason(exc)})"
+                f"{frame.index} ({error_reason(exc)})"
             ) from exc
         self._mux(packets)
         self.frames_written += 1

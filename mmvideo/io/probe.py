@@ -181,7 +181,9 @@ def open_input(path: str | Path) -> av.container.InputContainer:
     try:
         return av.open(str(p), metadata_errors="replace")
     except av.error.FFmpegError as exc:
-        raise InvalidInput(f"{p}: not a readable media file ({_reason(exc)})") from exc
+        raise InvalidInput(
+            f"{p}: not a readable media file ({error_reason(exc)})"
+        ) from exc
 
 
 def video_stream(
@@ -195,7 +197,8 @@ def video_stream(
     raise InvalidInput(f"{path}: no video stream ({kinds})")
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
+    """The library's reason for an error, as one short line (no path, no errno prefix)."""
     text = getattr(exc, "strerror", None) or str(exc)
     return str(text).split(";")[0].strip()
 
@@ -206,7 +209,7 @@ def _first_frame(container, stream, path) -> av.VideoFrame:
             return frame
     except av.error.FFmpegError as exc:
         raise InvalidInput(
-            f"{path}: cannot decode {stream.codec_context.name} video ({_reason(exc)})"
+            f"{path}: cannot decode {stream.codec_context.name} video ({error_reason(exc)})"
         ) from exc
     raise InvalidInput(f"{path}: video stream has no decodable frame")
 
@@ -224,7 +227,7 @@ def _packet_index(container, stream, path) -> tuple[list[int], int]:
                 pts.append(packet.pts)
     except av.error.FFmpegError as exc:
         raise InvalidInput(
-            f"{path}: unreadable after {packets} video packets ({_reason(exc)})"
+            f"{path}: unreadable after {packets} video packets ({error_reason(exc)})"
         ) from exc
     return sorted(pts), packets
 
