@@ -196,14 +196,10 @@ def run_generator(
     depth = torch.cat([a.depth, b.depth, a.depth, b.depth])
     heat = torch.cat([a.heatmaps, b.heatmaps, a.heatmaps, b.heatmaps])
     out, features = generator.forward_with_features(x, e, depth, heat)
-    n = a.image.shape[0]
-    outs = out.split([n, b.image.shape[0], n, b.image.shape[0]])
-    per_pass = [
-        list(parts)
-        for parts in zip(
-            *(f.split([n, b.image.shape[0], n, b.image.shape[0]]) for f in features)
-        )
-    ]
+    sizes = [len(a.image), len(b.image)] * 2
+    # per_pass[k][i]: decoder feature i of pass k
+    per_pass = [list(parts) for parts in zip(*(f.split(sizes) for f in features))]
+    outs = out.split(sizes)
     return SwapOutputs(*outs), per_pass
 
 
