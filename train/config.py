@@ -15,6 +15,7 @@ class TrainConfig:
     model: str = "tiny"  # registered MagicMask config (tiny | base | paper | paper-fv-global ...)
     model_overrides: tuple[tuple[str, object], ...] = ()  # (field, value) replacing config fields
     identity_encoder: str = "dlib-resnet"  # frozen ε_ID used by L_IS (the judge must differ)
+    identity_weights: str = ""  # weights file of the encoder ("" = the one its package ships)
     batch_size: int = 4  # pairs per step per process
     steps: int = 10_000
     lr: float = 1e-4  # AdamW, both networks (sibling code of the paper)
@@ -47,6 +48,15 @@ class TrainConfig:
         keep = ("model", "model_overrides", "identity_encoder", "batch_size", "lr", "betas", "weight_decay",
                 "grad_clip", "ema_decay", "same_identity_prob", "seed", "exclude_identities")  # fmt: skip
         return {k: v for k, v in json.loads(self.to_json()).items() if k in keep}
+
+
+# The keyword of ``build_identity_encoder`` that names each encoder's weights file.
+ENCODER_WEIGHTS_ARG = {"dlib-resnet": "dlib_path", "facenet-vggface2": "graph_path", "arcface-onnx": "onnx_path"}
+
+
+def encoder_paths(name: str, weights: str | Path | None) -> dict[str, str]:
+    """``build_identity_encoder`` keyword arguments for a weights file (none if not given)."""
+    return {ENCODER_WEIGHTS_ARG.get(name, "path"): str(weights)} if weights else {}
 
 
 def load_train_config(path: Path) -> TrainConfig:

@@ -41,6 +41,7 @@ from magicmask.face.prepare import TargetInputs, prepare_target
 from magicmask.losses import to_identity_frame
 from mmvideo.errors import InvalidInput, MissingInput, NoFaceFound, OutputError
 from train import metrics
+from train.config import encoder_paths
 
 log = logging.getLogger(__name__)
 
@@ -227,13 +228,14 @@ def markdown_table(rows: list[EvalRow], train_name: str, judge_name: str) -> str
 
 def run_evaluation(
     checkpoint: Path, pairs_csv: Path, images: Path, out: Path, judge: str, max_pairs: int,
-    clips: list[Path], clip_frames: int,
+    clips: list[Path], clip_frames: int, train_weights: str = "", judge_weights: str = "",
 ) -> list[EvalRow]:  # fmt: skip
     """Everything ``main`` does; returns the rows it wrote."""
     loaded = load_checkpoint(checkpoint)
     if judge == loaded.identity_encoder:
         log.warning("judge encoder %s is the training encoder: CSIM is not independent", judge)
-    train_enc, judge_enc = build_identity_encoder(loaded.identity_encoder), build_identity_encoder(judge)
+    train_enc = build_identity_encoder(loaded.identity_encoder, **encoder_paths(loaded.identity_encoder, train_weights))
+    judge_enc = build_identity_encoder(judge, **encoder_paths(judge, judge_weights))
     pairs = read_pairs(pairs_csv)
     if max_pairs and len(pairs) > max_pairs:
         pick = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
@@ -289,15 +291,21 @@ def _write(path: Path, text: str) -> None:
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for eval.json and eval.md.")
 @click.option("--judge", default="facenet-vggface2", show_default=True, help="Independent identity encoder.")
+@click.option("--judge-weights", default="", help="Weights file of the judge encoder (arcface-onnx needs one).")
+@click.option("--train-weights", default="", help="Weights file of the checkpoint's own encoder, if not packaged.")
 @click.option("--max-pairs", default=100, show_default=True, help="Evaluate a fixed random subset (0 = all).")
 @click.option(
     "--clip", "clips", multiple=True, type=click.Path(path_type=Path), help="Clip for temporal jitter; repeatable."
 )
 @click.option("--clip-frames", default=24, show_default=True)
-def main(checkpoint, pairs_csv, images, out, judge, max_pairs, clips, clip_frames) -> None:
+def main(
+    checkpoint, pairs_csv, images, out, judge, judge_weights, train_weights, max_pairs, clips, clip_frames
+) -> None:
     """Evaluate a MagicMask checkpoint on held-out pairs (and clips)."""
     torch.set_num_threads(1)
-    rows = run_evaluation(checkpoint, pairs_csv, images, out, judge, max_pairs, list(clips), clip_frames)
+    rows = run_evaluation(
+        checkpoint, pairs_csv, images, out, judge, max_pairs, list(clips), clip_frames, train_weights, judge_weights
+    )
     loaded_train = json.loads((out / "eval.json").read_text())["train_encoder"]
     click.echo(markdown_table(rows, loaded_train, judge))
 

@@ -25,7 +25,7 @@ from magicmask.checkpoint import save_checkpoint
 from magicmask.face.identity import build_identity_encoder
 from magicmask.face.landmarks import landmark_heatmaps
 from mmvideo.errors import InvalidInput, OutputError
-from train.config import TrainConfig, load_train_config
+from train.config import TrainConfig, encoder_paths, load_train_config
 from train.data import PairSampler, StepDataset, load_faces, step_loader
 from train.shards import list_shards
 from train.trainer import (
@@ -127,7 +127,9 @@ def fit(
     run = Path(run)
     torch.set_num_threads(rt.threads)
     rank, world, device = _dist_setup(rt)
-    encoder = build_identity_encoder(tcfg.identity_encoder, device=str(device))
+    encoder = build_identity_encoder(
+        tcfg.identity_encoder, device=str(device), **encoder_paths(tcfg.identity_encoder, tcfg.identity_weights)
+    )
     models = build_models(tcfg, encoder, device, distributed=world > 1)
     faces = load_faces(data, models.cfg.image_size, 112, set(tcfg.exclude_identities))
     fingerprint = data_fingerprint(data, tcfg.exclude_identities)
@@ -283,7 +285,15 @@ def export_main(state: Path, out: Path, export_dtype: str) -> None:
 @click.option("--batch-size", default=4, show_default=True, help="Pairs per step per process.")
 @click.option("--lr", default=1e-4, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--identity-encoder", default="dlib-resnet", show_default=True)
+@click.option(
+    "--identity-encoder",
+    default="dlib-resnet",
+    show_default=True,
+    help="dlib-resnet | facenet-vggface2 | arcface-onnx (with --identity-weights FILE.onnx).",
+)
+@click.option(
+    "--identity-weights", default="", help="Weights file of the identity encoder (default: the packaged one)."
+)
 @click.option(
     "--geometric/--no-geometric",
     default=None,
@@ -319,7 +329,7 @@ def export_main(state: Path, out: Path, export_dtype: str) -> None:
     default="float16",
     show_default=True,
 )
-def main(model, data, run, resume, steps, batch_size, lr, seed, identity_encoder, geometric, adversarial,
+def main(model, data, run, resume, steps, batch_size, lr, seed, identity_encoder, identity_weights, geometric, adversarial,
          lambda_id, lambda_recon, lambda_afsa, same_identity_prob, ema_decay, grad_clip, exclude,
          checkpoint_every, log_every, image_every, no_amp, device, threads, workers, export_dtype) -> None:  # fmt: skip
     """Train MagicMask (generator + discriminators, eq. 7-12) on preprocessed shards."""
@@ -334,6 +344,7 @@ def main(model, data, run, resume, steps, batch_size, lr, seed, identity_encoder
         model=model,
         model_overrides=tuple((k, v) for k, v in overrides.items() if v is not None),
         identity_encoder=identity_encoder,
+        identity_weights=identity_weights,
         batch_size=batch_size,
         steps=steps,
         lr=lr,
