@@ -21,7 +21,8 @@ import av
 import numpy as np
 
 from mmvideo.io.frame import Frame
-from mmvideo.io.sequence import SequenceReader, SequenceWriter, SequenceWriterOptions
+from mmvideo.io.sequence import SequenceReader
+from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
 from mmvideo.watermark import detect, embed
 
 DEFAULT_CLIP = (

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from mmvideo.io.frame import Frame
@@ -100,9 +101,12 @@ def block_dc(image: np.ndarray) -> np.ndarray:
     """
     scale = 257.0 if image.dtype == np.uint16 else 1.0
     by, bx = image.shape[0] // PIXELS, image.shape[1] // PIXELS
-    blocks = image[: by * PIXELS, : bx * PIXELS].reshape(by, PIXELS, bx, PIXELS, 3)
-    means = blocks.sum(axis=(1, 3), dtype=np.float64) / (PIXELS * PIXELS * scale)
-    return 8.0 * (means @ LUMA)
+    region = image[: by * PIXELS, : bx * PIXELS].astype(np.float32)
+    # INTER_AREA at an integer factor is the exact block mean (in float32), and fast.
+    means = cv2.resize(region, (bx, by), interpolation=cv2.INTER_AREA).reshape(
+        by, bx, 3
+    )
+    return (8.0 / scale) * (means.astype(np.float64) @ LUMA)
 
 
 def _pairs(dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,13 +133,20 @@ def embed(image: np.ndarray, cfg: WatermarkConfig | None = None) -> np.ndarray:
     # A DC change of c moves every pixel of the 8x8 block by c/8 (the inverse of block_dc),
     # equally in R, G and B so that luma moves by the same amount and hue not at all.
     scale = 257.0 if image.dtype == np.uint16 else 1.0
-    levels = np.rint(change * (scale / 8.0)).astype(np.int32)
+    levels = np.rint(change * (scale / 8.0))
     by, bx = dc.shape
-    delta = np.repeat(np.repeat(levels, PIXELS, axis=0), PIXELS, axis=1)
-    limit = 65535 if image.dtype == np.uint16 else 255
     out = image.copy()
     region = out[: by * PIXELS, : bx * PIXELS]
-    region[:] = np.clip(region.astype(np.int32) + delta[..., None], 0, limit)
+    # Saturating adds (OpenCV) of the positive and negative parts, block-expanded to pixels.
+    for sign, part in ((1, np.maximum(levels, 0)), (-1, np.maximum(-levels, 0))):
+        block = cv2.resize(
+            part.astype(image.dtype),
+            (bx * PIXELS, by * PIXELS),
+            interpolation=cv2.INTER_NEAREST,
+        )
+        block = cv2.merge([block, block, block])
+        op = cv2.add if sign > 0 else cv2.subtract
+        region[:] = op(region, block)
     return out
 
 

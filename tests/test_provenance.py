@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from mmvideo import __version__
 from mmvideo.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.io.frame import Frame
-from mmvideo.io.sequence import SequenceWriter, SequenceWriterOptions
+from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
 from mmvideo.io.timecode import read_video_timecode
 from mmvideo.provenance import (
     SCHEMA,

@@ -20,13 +20,15 @@ from mmvideo.io.sequence import (
     SequenceError,
     SequencePattern,
     SequenceReader,
-    SequenceWriter,
-    SequenceWriterOptions,
     display_to_linear,
     format_frames,
     linear_to_display,
     parse_pattern,
     probe_sequence,
+)
+from mmvideo.io.sequence_write import (
+    SequenceWriter,
+    SequenceWriterOptions,
     writer_options_like,
 )
 from mmvideo.io.timecode import FrameRange, parse_timecode
@@ -146,7 +148,12 @@ def test_exr_numbers_timecode_and_untouched_pixels_survive(tmp_path, fmt):
             assert frame.image.dtype == np.uint16 and frame.image.shape == (H, W, 3)
             seen.append((frame.index, frame.pts))
             writer.write(paint_box(frame))
-    assert seen == [(0, 0), (1, 1), (2, 2), (3, 3)]  # positions; numbers come back on write
+    assert seen == [
+        (0, 0),
+        (1, 1),
+        (2, 2),
+        (3, 3),
+    ]  # positions; numbers come back on write
     assert reader.filled == [1003]
 
     out = probe_sequence(str(out_pattern))

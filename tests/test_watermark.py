@@ -14,7 +14,7 @@ import pytest
 
 from mmvideo.cli import main
 from mmvideo.io.frame import Frame
-from mmvideo.io.sequence import SequenceWriter, SequenceWriterOptions
+from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
 from mmvideo.provenance import make_tag, provenance_metadata, verify
 from mmvideo.watermark import (
     LUMA,

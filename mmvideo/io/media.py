@@ -21,11 +21,10 @@ from mmvideo.io.probe import Colour, MediaInfo, StreamInfo, VideoInfo, probe
 from mmvideo.io.sequence import (
     SequenceInfo,
     SequenceReader,
-    SequenceWriter,
-    SequenceWriterOptions,
     parse_pattern,
     probe_sequence,
 )
+from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
 from mmvideo.io.timecode import (
     Timecode,
     parse_frame_range,

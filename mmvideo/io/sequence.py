@@ -17,8 +17,7 @@ the processed display image equals the display image the reader produced; only c
 back through :func:`display_to_linear`. That also keeps values above 1.0 and negatives that the
 display conversion clips.
 
-A written sequence is all-or-nothing: frames go to a hidden folder beside the output and are
-renamed into place by ``close()``; on error that folder is removed.
+Writing is in ``mmvideo.io.sequence_write``.
 """
 
 from __future__ import annotations
@@ -26,16 +25,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from mmvideo.errors import InvalidInput, MissingInput, OutputError
+from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.io.frame import Frame
 from mmvideo.io.timecode import FrameRange, Timecode, from_smpte_words
 
@@ -50,7 +47,7 @@ SEQUENCE_KINDS = {
 }
 PROVENANCE_ATTRIBUTE = "mmvideo:provenance"
 # DPX and TIFF drop attributes they have no field for; their free-text field carries the tag.
-_TEXT_FIELD = {
+TEXT_FIELD = {
     "exr": PROVENANCE_ATTRIBUTE,
     "png": PROVENANCE_ATTRIBUTE,
     "dpx": "dpx:UserData",
@@ -222,7 +219,7 @@ class SequenceInfo:
         return frames.first - self.first, frames.last - self.first + 1
 
 
-def _oiio():
+def oiio_module():
     try:
         import OpenImageIO as oiio  # deferred: the wheel is in the ``post`` extra
     except ImportError:
@@ -232,18 +229,18 @@ def _oiio():
     return oiio
 
 
-def _first_line(message: str, default: str = "unreadable") -> str:
+def first_line(message: str, default: str = "unreadable") -> str:
     """OIIO errors can span lines; our messages are one line."""
     lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
     return lines[0] if lines else default
 
 
-def _open_spec(path: Path):
-    oiio = _oiio()
+def open_spec(path: Path):
+    oiio = oiio_module()
     inp = oiio.ImageInput.open(str(path))
     if inp is None:
         raise SequenceError(
-            f"{path}: cannot read image header: {_first_line(oiio.geterror())}"
+            f"{path}: cannot read image header: {first_line(oiio.geterror())}"
         )
     spec = inp.spec()
     inp.close()
@@ -283,7 +280,7 @@ def _header_fps(spec) -> Fraction | None:
 
 
 def _header_provenance(spec, kind: str) -> str | None:
-    value = spec.getattribute(_TEXT_FIELD[kind])
+    value = spec.getattribute(TEXT_FIELD[kind])
     if isinstance(value, np.ndarray):  # DPX user data comes back as bytes
         value = value.tobytes().decode("utf-8", "replace")
     return value or None
@@ -292,7 +289,7 @@ def _header_provenance(spec, kind: str) -> str | None:
 def read_image_provenance(path: str | os.PathLike) -> str | None:
     """The provenance tag text in one image file's header, if any."""
     p = Path(path)
-    return _header_provenance(_open_spec(p), SEQUENCE_KINDS[p.suffix.lower()])
+    return _header_provenance(open_spec(p), SEQUENCE_KINDS[p.suffix.lower()])
 
 
 def read_display_image(path: str | os.PathLike) -> np.ndarray:
@@ -303,7 +300,7 @@ def read_display_image(path: str | os.PathLike) -> np.ndarray:
     kind = SEQUENCE_KINDS.get(p.suffix.lower())
     if kind is None:
         raise InvalidInput(f"{p}: not an image kind mmvideo reads (exr, dpx, png, tif)")
-    spec = _open_spec(p)
+    spec = open_spec(p)
     names = tuple(spec.channelnames)
     pixel_type = str(spec.format)
     info = SequenceInfo(
@@ -320,7 +317,7 @@ def read_display_image(path: str | os.PathLike) -> np.ndarray:
         None,
         None,
     )
-    return to_display(_read_pixels(p, info), info)
+    return to_display(read_pixels(p, info), info)
 
 
 def probe_sequence(
@@ -349,11 +346,11 @@ def probe_sequence(
             "(use --fill-missing to repeat the previous frame)"
         )
     first_path = pat.path(frames[0])
-    spec = _open_spec(first_path)
+    spec = open_spec(first_path)
     names = tuple(spec.channelnames)
     rgb = _rgb_indices(first_path, pat.kind, names)
     for frame in frames[1:]:
-        other = _open_spec(pat.path(frame))
+        other = open_spec(pat.path(frame))
         if (other.width, other.height) != (spec.width, spec.height):
             raise SequenceError(
                 f"{pat.path(frame)}: {other.width}x{other.height} differs from "
@@ -384,12 +381,12 @@ def probe_sequence(
     )
 
 
-def _read_pixels(path: Path, info: SequenceInfo) -> np.ndarray:
+def read_pixels(path: Path, info: SequenceInfo) -> np.ndarray:
     """All channels of one file: float32 for EXR (exact for half), else the stored int type."""
-    oiio = _oiio()
+    oiio = oiio_module()
     inp = oiio.ImageInput.open(str(path))
     if inp is None:
-        raise SequenceError(f"{path}: cannot read: {_first_line(oiio.geterror())}")
+        raise SequenceError(f"{path}: cannot read: {first_line(oiio.geterror())}")
     fmt = (
         "float"
         if info.scene_linear
@@ -399,7 +396,7 @@ def _read_pixels(path: Path, info: SequenceInfo) -> np.ndarray:
     error = inp.geterror()
     inp.close()
     if pixels is None or error:
-        raise SequenceError(f"{path}: cannot decode pixels: {_first_line(error)}")
+        raise SequenceError(f"{path}: cannot decode pixels: {first_line(error)}")
     return pixels.reshape(info.height, info.width, len(info.channels))
 
 
@@ -450,13 +447,15 @@ class SequenceReader:
         time_base = Fraction(1) / info.rate
         image: np.ndarray | None = None
         first = info.first + self.start
-        if first not in present:  # a range that starts in a gap fills from the frame before
+        if (
+            first not in present
+        ):  # a range that starts in a gap fills from the frame before
             before = max(f for f in info.frames if f < first)
-            image = to_display(_read_pixels(info.pattern.path(before), info), info)
+            image = to_display(read_pixels(info.pattern.path(before), info), info)
         for position in range(self.start, self.stop):
             number = info.first + position
             if number in present:
-                image = to_display(_read_pixels(info.pattern.path(number), info), info)
+                image = to_display(read_pixels(info.pattern.path(number), info), info)
             else:
                 self.filled.append(number)
             yield Frame(position, position, time_base, image.copy(), key_frame=True)
@@ -475,209 +474,3 @@ class SequenceReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- writing
-
-
-@dataclass
-class SequenceWriterOptions:
-    """How to write: pixel type (None: from the source or the frames), timecode and tags."""
-
-    pixel_type: str | None = (
-        None  # exr: half|float; dpx: 10|12|16 bits as "uint10" etc.
-    )
-    fps: Fraction | None = None
-    timecode: Timecode | None = None  # timecode of position 0 (frame ``start_number``)
-    start_number: int | None = None  # file number of position 0 (default: source's first, or 0)
-    provenance: str | None = None
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-def _dpx_bits(pixel_type: str | None, source: SequenceInfo | None) -> int:
-    if (
-        pixel_type
-        and pixel_type.startswith("uint")
-        and pixel_type[4:] in ("10", "12", "16")
-    ):
-        return int(pixel_type[4:])
-    return source.bits if source is not None and source.kind == "dpx" else 10
-
-
-class SequenceWriter:
-    """Writes ``Frame``s to ``pattern``, atomically as a whole.
-
-    The file number of a frame is ``start_number + frame.index`` (``frame.index`` being its
-    position, as ``SequenceReader`` and ``VideoReader`` number frames), so a sequence keeps its
-    numbering, and a video written as frames starts at ``start_number`` (0 by default).
-
-    ``source`` is the sequence the frames came from; when it is an EXR and so is the output,
-    untouched pixels and extra channels are copied from it bit for bit (see the module notes).
-    """
-
-    def __init__(
-        self,
-        pattern: str | SequencePattern,
-        *,
-        source: SequenceInfo | None = None,
-        options: SequenceWriterOptions | None = None,
-    ):
-        pat = parse_pattern(pattern) if isinstance(pattern, str) else pattern
-        if pat is None:
-            raise OutputError(f"{pattern}: not an image-sequence pattern")
-        if source is not None and str(source.pattern) == str(pat):
-            raise OutputError(f"{pat}: output pattern is the input sequence")
-        self.pattern = pat
-        self.source = source
-        self.options = options or SequenceWriterOptions()
-        folder = Path(pat.prefix).parent
-        if not folder.is_dir():
-            raise OutputError(f"{folder}: output folder does not exist")
-        try:
-            self._tmp = Path(
-                tempfile.mkdtemp(prefix=f".{Path(pat.prefix).name}mmvideo-", dir=folder)
-            )
-        except OSError as exc:
-            raise OutputError(f"{folder}: cannot write here: {exc.strerror}") from None
-        self._written: list[int] = []
-        self._restore = source is not None and source.scene_linear and pat.kind == "exr"
-        if self.options.start_number is not None:
-            self._start = self.options.start_number
-        else:
-            self._start = source.first if source is not None else 0
-
-    # The restore path re-reads the source file rather than caching it, so memory stays one
-    # frame no matter how far the pipeline's look-ahead runs.
-    def _restored(self, frame: Frame) -> tuple[np.ndarray, object]:
-        src = self.source
-        assert src is not None
-        wanted = src.first + frame.index
-        number = wanted if wanted in src.frames else max(f for f in src.frames if f <= wanted)
-        path = src.pattern.path(number)
-        pixels = _read_pixels(path, src)
-        if frame.image.dtype != np.uint16:
-            raise OutputError(
-                f"{self.pattern}: frame {frame.index} is {frame.image.dtype}, "
-                "expected uint16 for a scene-linear source"
-            )
-        changed = np.any(frame.image != to_display(pixels, src), axis=-1)
-        out = pixels.copy()
-        linear = display_to_linear(frame.image[changed])
-        for i, c in enumerate(src.rgb):
-            out[changed, c] = linear[:, i]
-        return out, _open_spec(path)
-
-    def _spec(self, frame: Frame, template=None):
-        oiio = _oiio()
-        h, w = frame.image.shape[:2]
-        kind, opts = self.pattern.kind, self.options
-        if template is not None:
-            spec = oiio.ImageSpec(template)
-        elif kind == "exr":
-            src_type = (
-                self.source.pixel_type
-                if self.source and self.source.scene_linear
-                else None
-            )
-            spec = oiio.ImageSpec(w, h, 3, opts.pixel_type or src_type or "half")
-            spec.attribute("compression", "zip")
-        elif kind == "dpx":
-            spec = oiio.ImageSpec(w, h, 3, "uint16")
-            spec.attribute(
-                "oiio:BitsPerSample", _dpx_bits(opts.pixel_type, self.source)
-            )
-        else:
-            spec = oiio.ImageSpec(
-                w, h, 3, "uint16" if frame.image.dtype == np.uint16 else "uint8"
-            )
-        rate = opts.fps or (self.source.rate if self.source else None)
-        if rate:
-            spec.attribute(
-                "FramesPerSecond",
-                oiio.TypeDesc("rational"),
-                [rate.numerator, rate.denominator],
-            )
-            if kind == "dpx":
-                spec.attribute("dpx:FrameRate", float(rate))
-        if opts.timecode is not None:
-            tc = opts.timecode + frame.index
-            if kind in ("exr", "dpx"):
-                spec.attribute(
-                    "smpte:TimeCode",
-                    oiio.TypeDesc("timecode"),
-                    list(tc.to_smpte_words()),
-                )
-            else:
-                spec.attribute("mmvideo:timecode", str(tc))
-        if opts.provenance:
-            if kind == "dpx":
-                data = np.frombuffer(opts.provenance.encode(), np.uint8)
-                spec.attribute(
-                    "dpx:UserData", oiio.TypeDesc(f"uint8[{len(data)}]"), data
-                )
-            else:
-                spec.attribute(_TEXT_FIELD[kind], opts.provenance)
-        for key, value in opts.attributes.items():
-            spec.attribute(key, value)
-        return spec
-
-    def write(self, frame: Frame) -> None:
-        oiio = _oiio()
-        template = None
-        if self._restore:
-            pixels, template = self._restored(frame)
-        elif self.pattern.kind == "exr" and frame.image.dtype != np.float32:
-            scale = 65535 if frame.image.dtype == np.uint16 else 255
-            pixels = display_to_linear(frame.image.astype(np.float64) * (65535 / scale))
-        elif self.pattern.kind == "dpx" and frame.image.dtype == np.uint8:
-            pixels = frame.image.astype(np.uint16) * 257
-        else:
-            pixels = frame.image
-        spec = self._spec(frame, template)
-        number = self._start + frame.index
-        target = self._tmp / self.pattern.path(number).name
-        out = oiio.ImageOutput.create(str(target))
-        if out is None or not out.open(str(target), spec):
-            raise OutputError(
-                f"{self.pattern.path(number)}: cannot write: {_first_line(oiio.geterror())}"
-            )
-        ok = out.write_image(np.ascontiguousarray(pixels))
-        error = out.geterror()
-        out.close()
-        if not ok:
-            raise OutputError(
-                f"{self.pattern.path(number)}: cannot write: {_first_line(error)}"
-            )
-        self._written.append(number)
-
-    def close(self) -> list[Path]:
-        """Move every written frame into place; returns their final paths."""
-        finals = []
-        for number in self._written:
-            final = self.pattern.path(number)
-            os.replace(self._tmp / final.name, final)
-            finals.append(final)
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        return finals
-
-    def abort(self) -> None:
-        """Drop everything written so far."""
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        self._written.clear()
-
-    def __enter__(self) -> SequenceWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def writer_options_like(source: SequenceInfo, **overrides) -> SequenceWriterOptions:
-    """Options that carry a source sequence's rate and timecode to its output."""
-    opts = SequenceWriterOptions(
-        fps=source.rate, timecode=source.timecode, start_number=source.first
-    )
-    return replace(opts, **overrides)

@@ -1,0 +1,242 @@
+"""Writing image sequences (the reading side and the conventions are in ``mmvideo.io.sequence``).
+
+A written sequence is all-or-nothing: frames go to a hidden folder beside the output and are
+renamed into place by ``close()``; on error that folder is removed. When an EXR output replaces an
+EXR input, untouched pixels and extra channels are copied from the source file bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from mmvideo.errors import OutputError
+from mmvideo.io.frame import Frame
+from mmvideo.io.sequence import (
+    TEXT_FIELD,
+    SequenceInfo,
+    SequencePattern,
+    display_to_linear,
+    first_line,
+    oiio_module,
+    open_spec,
+    parse_pattern,
+    read_pixels,
+    to_display,
+)
+from mmvideo.io.timecode import Timecode
+
+
+@dataclass
+class SequenceWriterOptions:
+    """How to write: pixel type (None: from the source or the frames), timecode and tags."""
+
+    pixel_type: str | None = (
+        None  # exr: half|float; dpx: 10|12|16 bits as "uint10" etc.
+    )
+    fps: Fraction | None = None
+    timecode: Timecode | None = None  # timecode of position 0 (frame ``start_number``)
+    start_number: int | None = (
+        None  # file number of position 0 (default: source's first, or 0)
+    )
+    provenance: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _dpx_bits(pixel_type: str | None, source: SequenceInfo | None) -> int:
+    if (
+        pixel_type
+        and pixel_type.startswith("uint")
+        and pixel_type[4:] in ("10", "12", "16")
+    ):
+        return int(pixel_type[4:])
+    return source.bits if source is not None and source.kind == "dpx" else 10
+
+
+class SequenceWriter:
+    """Writes ``Frame``s to ``pattern``, atomically as a whole.
+
+    The file number of a frame is ``start_number + frame.index`` (``frame.index`` being its
+    position, as ``SequenceReader`` and ``VideoReader`` number frames), so a sequence keeps its
+    numbering, and a video written as frames starts at ``start_number`` (0 by default).
+
+    ``source`` is the sequence the frames came from; when it is an EXR and so is the output,
+    untouched pixels and extra channels are copied from it bit for bit (see the module notes).
+    """
+
+    def __init__(
+        self,
+        pattern: str | SequencePattern,
+        *,
+        source: SequenceInfo | None = None,
+        options: SequenceWriterOptions | None = None,
+    ):
+        pat = parse_pattern(pattern) if isinstance(pattern, str) else pattern
+        if pat is None:
+            raise OutputError(f"{pattern}: not an image-sequence pattern")
+        if source is not None and str(source.pattern) == str(pat):
+            raise OutputError(f"{pat}: output pattern is the input sequence")
+        self.pattern = pat
+        self.source = source
+        self.options = options or SequenceWriterOptions()
+        folder = Path(pat.prefix).parent
+        if not folder.is_dir():
+            raise OutputError(f"{folder}: output folder does not exist")
+        try:
+            self._tmp = Path(
+                tempfile.mkdtemp(prefix=f".{Path(pat.prefix).name}mmvideo-", dir=folder)
+            )
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot write here: {exc.strerror}") from None
+        self._written: list[int] = []
+        self._restore = source is not None and source.scene_linear and pat.kind == "exr"
+        if self.options.start_number is not None:
+            self._start = self.options.start_number
+        else:
+            self._start = source.first if source is not None else 0
+
+    # The restore path re-reads the source file rather than caching it, so memory stays one
+    # frame no matter how far the pipeline's look-ahead runs.
+    def _restored(self, frame: Frame) -> tuple[np.ndarray, object]:
+        src = self.source
+        assert src is not None
+        wanted = src.first + frame.index
+        number = (
+            wanted
+            if wanted in src.frames
+            else max(f for f in src.frames if f <= wanted)
+        )
+        path = src.pattern.path(number)
+        pixels = read_pixels(path, src)
+        if frame.image.dtype != np.uint16:
+            raise OutputError(
+                f"{self.pattern}: frame {frame.index} is {frame.image.dtype}, "
+                "expected uint16 for a scene-linear source"
+            )
+        changed = np.any(frame.image != to_display(pixels, src), axis=-1)
+        out = pixels.copy()
+        linear = display_to_linear(frame.image[changed])
+        for i, c in enumerate(src.rgb):
+            out[changed, c] = linear[:, i]
+        return out, open_spec(path)
+
+    def _spec(self, frame: Frame, template=None):
+        oiio = oiio_module()
+        h, w = frame.image.shape[:2]
+        kind, opts = self.pattern.kind, self.options
+        if template is not None:
+            spec = oiio.ImageSpec(template)
+        elif kind == "exr":
+            src_type = (
+                self.source.pixel_type
+                if self.source and self.source.scene_linear
+                else None
+            )
+            spec = oiio.ImageSpec(w, h, 3, opts.pixel_type or src_type or "half")
+            spec.attribute("compression", "zip")
+        elif kind == "dpx":
+            spec = oiio.ImageSpec(w, h, 3, "uint16")
+            spec.attribute(
+                "oiio:BitsPerSample", _dpx_bits(opts.pixel_type, self.source)
+            )
+        else:
+            spec = oiio.ImageSpec(
+                w, h, 3, "uint16" if frame.image.dtype == np.uint16 else "uint8"
+            )
+        rate = opts.fps or (self.source.rate if self.source else None)
+        if rate:
+            spec.attribute(
+                "FramesPerSecond",
+                oiio.TypeDesc("rational"),
+                [rate.numerator, rate.denominator],
+            )
+            if kind == "dpx":
+                spec.attribute("dpx:FrameRate", float(rate))
+        if opts.timecode is not None:
+            tc = opts.timecode + frame.index
+            if kind in ("exr", "dpx"):
+                spec.attribute(
+                    "smpte:TimeCode",
+                    oiio.TypeDesc("timecode"),
+                    list(tc.to_smpte_words()),
+                )
+            else:
+                spec.attribute("mmvideo:timecode", str(tc))
+        if opts.provenance:
+            if kind == "dpx":
+                data = np.frombuffer(opts.provenance.encode(), np.uint8)
+                spec.attribute(
+                    "dpx:UserData", oiio.TypeDesc(f"uint8[{len(data)}]"), data
+                )
+            else:
+                spec.attribute(TEXT_FIELD[kind], opts.provenance)
+        for key, value in opts.attributes.items():
+            spec.attribute(key, value)
+        return spec
+
+    def write(self, frame: Frame) -> None:
+        oiio = oiio_module()
+        template = None
+        if self._restore:
+            pixels, template = self._restored(frame)
+        elif self.pattern.kind == "exr" and frame.image.dtype != np.float32:
+            scale = 65535 if frame.image.dtype == np.uint16 else 255
+            pixels = display_to_linear(frame.image.astype(np.float64) * (65535 / scale))
+        elif self.pattern.kind == "dpx" and frame.image.dtype == np.uint8:
+            pixels = frame.image.astype(np.uint16) * 257
+        else:
+            pixels = frame.image
+        spec = self._spec(frame, template)
+        number = self._start + frame.index
+        target = self._tmp / self.pattern.path(number).name
+        out = oiio.ImageOutput.create(str(target))
+        if out is None or not out.open(str(target), spec):
+            raise OutputError(
+                f"{self.pattern.path(number)}: cannot write: {first_line(oiio.geterror())}"
+            )
+        ok = out.write_image(np.ascontiguousarray(pixels))
+        error = out.geterror()
+        out.close()
+        if not ok:
+            raise OutputError(
+                f"{self.pattern.path(number)}: cannot write: {first_line(error)}"
+            )
+        self._written.append(number)
+
+    def close(self) -> list[Path]:
+        """Move every written frame into place; returns their final paths."""
+        finals = []
+        for number in self._written:
+            final = self.pattern.path(number)
+            os.replace(self._tmp / final.name, final)
+            finals.append(final)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        return finals
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._written.clear()
+
+    def __enter__(self) -> SequenceWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def writer_options_like(source: SequenceInfo, **overrides) -> SequenceWriterOptions:
+    """Options that carry a source sequence's rate and timecode to its output."""
+    opts = SequenceWriterOptions(
+        fps=source.rate, timecode=source.timecode, start_number=source.first
+    )
+    return replace(opts, **overrides)
