@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 
+from mmvideo.config import config_to_dict, load_config
 from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.farm.batch import ClipOutcome, format_summary, load_batch
 from mmvideo.farm.commands import parse_sets
@@ -20,7 +22,8 @@ from mmvideo.farm.plan import (
     save_plan,
     split_frames,
 )
-from mmvideo.farm.swap import SwapSettings, resolve_settings
+from mmvideo.farm.swap import SwapSettings, resolve_settings, settle_frames
+from mmvideo.smooth import smooth_series
 
 CLIP = "talking_head_turn_01.mp4"  # 224×224, 128 frames at 25 fps
 SOURCE = "id_obama_01.jpg"
@@ -275,3 +278,53 @@ def test_summary_table_lists_every_clip_and_the_failure():
         and "b.mp4: no such file" in lines[2]
     )
     assert lines[-1] == "2 clips: 1 ok, 1 failed"
+
+
+@pytest.mark.parametrize("preset", ["fast", "balanced"])
+def test_default_warmup_makes_chunk_geometry_bit_identical(preset):
+    """The smoothed landmarks/depth a chunk sees after its warm-up equal a single run's (float32)."""
+    config = config_to_dict(load_config(preset))
+    warmup = settle_frames(config)
+    assert 20 < warmup < 200
+    rng = np.random.default_rng(0)
+    frames, scale = (
+        4 * warmup,
+        150.0,
+    )  # scale: face size in pixels, as smooth_track uses it
+    truth = (
+        np.cumsum(rng.normal(0, 0.5, (frames, 136)), axis=0) + 300
+    )  # wandering landmarks
+    measured = truth + rng.normal(0, 1.5, truth.shape)
+    observed = rng.random(frames) > 0.1  # frames without a face are predicted only
+    start = 3 * warmup
+    observed[start - warmup] = True  # a chunk's track begins at a detection
+    smooth = config["smooth"]
+    for process, measurement in [
+        (smooth["process_noise"], smooth["measurement_noise"]),
+        (smooth["depth_process_noise"], smooth["depth_measurement_noise"]),
+    ]:
+
+        def run(first, process=process, measurement=measurement):
+            out = smooth_series(
+                measured[first:],
+                observed[first:],
+                process * scale,
+                measurement * scale,
+                "kalman",
+            )
+            return out[start - first :].astype(np.float32)
+
+        assert np.array_equal(run(0), run(start - warmup))
+        assert not np.array_equal(
+            run(0), run(start - warmup // 4)
+        )  # a short warm-up is not enough
+
+
+def test_plan_uses_the_filters_warmup_by_default(data_dir, tmp_path, settings):
+    plan = make_plan(
+        tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=2
+    )
+    assert plan.warmup == settle_frames(settings.config)
+    assert (
+        plan.chunks[1].decode_start == max(0, 64 - plan.warmup) // 10 * 10
+    )  # fast: detect every 10

@@ -40,7 +40,7 @@ class ClipSpec:
     checkpoint: str | None = None
     chunks: int | None = None
     chunk_seconds: float | None = None
-    warmup_seconds: float = 1.0
+    warmup_seconds: float | None = None  # None: what the smoothing filters need
     device: str = "cpu"
     overrides: dict[str, Any] = field(
         default_factory=dict

@@ -107,9 +107,9 @@ def executor_options(fn):
     "--warmup",
     "warmup_seconds",
     type=float,
-    default=1.0,
-    show_default=True,
-    help="Seconds analysed before each chunk so filters are settled.",
+    default=None,
+    help="Seconds analysed before each chunk (default: as many frames as the preset's "
+    "smoothing filters need to settle).",
 )
 @click.option(
     "--align",

@@ -23,7 +23,7 @@ from typing import Any
 
 from mmvideo.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.farm.scan import scan_video
-from mmvideo.farm.swap import SwapSettings, chunk_job, sha256_json
+from mmvideo.farm.swap import SwapSettings, chunk_job, settle_frames, sha256_json
 
 log = logging.getLogger(__name__)
 
@@ -253,14 +253,18 @@ def make_plan(
     *,
     chunks: int | None = None,
     chunk_seconds: float | None = None,
-    warmup_seconds: float = 1.0,
+    warmup_seconds: float | None = None,
     align: int | None = None,
 ) -> JobPlan:
-    """Scan ``input`` and cut it into chunks; nothing is written."""
+    """Scan ``input`` and cut it into chunks; nothing is written.
+
+    ``warmup_seconds=None`` analyses as many frames before each chunk as the config's smoothing
+    filters need to forget their start (see ``swap.settle_frames``).
+    """
     input, source = Path(input).resolve(), Path(source).resolve()
     if not source.is_file():
         raise MissingInput(f"{source}: source image not found")
-    if warmup_seconds < 0:
+    if warmup_seconds is not None and warmup_seconds < 0:
         raise InvalidInput(f"warm-up must be >= 0 seconds, got {warmup_seconds}")
     scan = scan_video(input)
     if align is None:
@@ -273,7 +277,10 @@ def make_plan(
     ranges = split_frames(
         scan.frames, chunks=chunks, chunk_frames=chunk_frames, align=align
     )
-    warmup = math.ceil(warmup_seconds * scan.fps)
+    if warmup_seconds is None:
+        warmup = settle_frames(settings.config)
+    else:
+        warmup = math.ceil(warmup_seconds * scan.fps)
     spans = chunk_spans(
         ranges,
         warmup=warmup,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mmvideo.config import SwapConfig, SwapJob, config_to_dict, file_sha256, load_config
@@ -117,6 +118,41 @@ def chunk_job(
         batch_size=settings.config["generate"]["batch_size"],
     )
     return json.loads(job.to_json())
+
+
+# A unit disturbance at a filter's first frame must have shrunk below this before the chunk's first
+# written frame; at 1e-9 the smoothed landmarks (float32) come out bit-identical to a run that
+# started long before (checked against the presets' noise settings in the tests).
+SETTLE_TOLERANCE = 1e-9
+SETTLE_LIMIT = 1000  # frames; filters with almost no process noise are cut off here
+
+
+def settle_frames(config: dict[str, Any]) -> int:
+    """Frames the temporal filters need before their output no longer depends on where they began.
+
+    Found numerically from the config's own noise settings: the response of the pipeline's
+    Kalman filter to a unit impulse at its first frame, for landmarks and for depth.
+    """
+    smooth = config["smooth"]
+    if smooth["smoothing"] == "none":
+        return 0
+    return max(
+        _settle(smooth["process_noise"], smooth["measurement_noise"]),
+        _settle(smooth["depth_process_noise"], smooth["depth_measurement_noise"]),
+    )
+
+
+def _settle(process: float, measurement: float) -> int:
+    # Imported late: the filters pull in the tracking stage, which planning needs only here.
+    from mmvideo.smooth import smooth_series
+
+    impulse = np.zeros((SETTLE_LIMIT, 1))
+    impulse[0] = 1.0
+    response = smooth_series(
+        impulse, np.ones(SETTLE_LIMIT, bool), process, measurement, "kalman"
+    )
+    above = np.nonzero(np.abs(response[:, 0]) >= SETTLE_TOLERANCE)[0]
+    return int(above[-1]) + 1 if len(above) else 0
 
 
 def check_checkpoint(settings: SwapSettings) -> None:
