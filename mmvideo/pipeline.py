@@ -258,7 +258,7 @@ def analyse(
                 or frame.index - last_detect >= cfg.detect.detect_interval
             ):
                 faces = analyzer.detect(image)
-                if use_identity and faces:
+                if use_identity and _identity_needed(tracker, faces):
                     _embed(image, faces, models)
                 for track, face in zip(
                     tracker.update_detections(frame.index, faces), faces
@@ -274,6 +274,19 @@ def analyse(
         halt.set()
     tracks = [t for t in tracker.tracks if t.faces]
     return Analysis(tracks, cuts, count, {k: v[1] for k, v in thumbs.items()})
+
+
+def _identity_needed(tracker: Tracker, faces: list[Face]) -> bool:
+    """Whether this detector round needs identity embeddings (they cost more than detection).
+
+    One face following one live, already-embedded track is linked by IoU alone; anything else
+    (several faces or tracks, a lost track to re-identify, a track not yet embedded) needs them.
+    """
+    if not faces:
+        return False
+    live = tracker.live()
+    lost = any(t.state == "lost" for t in tracker.tracks)
+    return len(faces) > 1 or len(live) != 1 or lost or live[0].embedding is None
 
 
 def _landmark_update(tracker: Tracker, analyzer: FaceAnalyzer, frame: Frame) -> None:

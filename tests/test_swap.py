@@ -191,21 +191,22 @@ def test_track_is_stable_through_a_real_clip(models, analyzer, data_dir):
     clip = data_dir / "talking_head_glasses_02.mp4"
     info = probe(clip)
     analysis = pipeline.analyse(
-        str(clip), info, load_config("balanced"), analyzer, models, 0, 120
+        str(clip), info, load_config("balanced"), analyzer, models, 0, 60
     )
-    assert analysis.frames == 120
+    assert analysis.frames == 60
     assert len(analysis.tracks) == 1
     (track,) = analysis.tracks
-    assert len(track.faces) >= 115
+    assert len(track.faces) >= 57
     assert analysis.cuts == []
 
 
-def test_kalman_and_rts_lower_jitter_on_a_real_clip(models, analyzer, data_dir):
+def test_kalman_and_rts_lower_jitter_on_a_real_clip(analyzer, data_dir):
     clip = data_dir / "talking_head_outdoor_01.mp4"
     cfg = load_config(
         "balanced", {"detect_interval": 1}
     )  # raw = the detector's own noise
-    analysis = pipeline.analyse(str(clip), probe(clip), cfg, analyzer, models, 0, 60)
+    # no identity encoder: tracking by IoU alone is enough for one face, and faster
+    analysis = pipeline.analyse(str(clip), probe(clip), cfg, analyzer, None, 0, 40)
     jit = pipeline.track_jitter(analysis.tracks, cfg)
     assert jit["kalman"] < jit["raw"]
     assert jit["rts"] < jit["raw"]
@@ -252,7 +253,7 @@ def test_interrupt_leaves_no_partial_output(
         source=str(data_dir / "id_obama_01.jpg"),
         input=str(data_dir / "talking_head_turn_01.mp4"),
         output=str(out),
-        stop=40,
+        stop=20,
     )
     cfg = replace(
         load_config("balanced"),
@@ -318,6 +319,8 @@ def test_tracks_command_lists_tracks_and_writes_a_sheet(
             str(sheet),
             "--checkpoint",
             str(tiny_checkpoint),
+            "--detect-interval",
+            "10",
         ]
     )
     out = capsys.readouterr().out
