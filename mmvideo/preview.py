@@ -175,7 +175,9 @@ def render_rows(
     start, stop = frame_range(frames, info)
     first = max(0, start - warmup)
     analyzer = analyzer or FaceAnalyzer(pipeline.face_config(cfg.detect, models.device))
-    e_s = pipeline.source_identity(source, analyzer, models)
+    # the source is a still: searched harder than frames, as ``run_swap`` does
+    stills = FaceAnalyzer(pipeline.source_face_config(models.device))
+    e_s = pipeline.source_identity(source, stills, models)
     analysis = pipeline.analyse(input_path, info, cfg, analyzer, models, first, stop)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
     shown = set(FrameRange(start, stop - 1).spread(count))
