@@ -48,6 +48,7 @@ def evaluated(data_dir: Path, tmp_path_factory):
     return rows, root / "out"
 
 
+@pytest.mark.slow
 def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
     rows, out = evaluated
     result = json.loads((out / "eval.json").read_text())
