@@ -355,7 +355,9 @@ def _verify_frames(path: str | os.PathLike, max_frames: int):
     pattern = sequence.parse_pattern(path)
     if pattern is not None:
         reader = sequence.SequenceReader(pattern, fill_missing=True, stop=max_frames)
-        return (f.image for f in reader), reader.info.timecode and str(reader.info.timecode)
+        return (f.image for f in reader), reader.info.timecode and str(
+            reader.info.timecode
+        )
     p = Path(path)
     if p.suffix.lower() in sequence.SEQUENCE_KINDS:
         return iter([sequence.read_display_image(p)]), None
@@ -424,3 +426,33 @@ def verify_command(
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         click.echo("\n".join(report.lines()))
+
+
+def post_summary(path: str | os.PathLike, info) -> dict:
+    """What ``mmvideo probe`` adds for post: the start timecode and the provenance tag.
+
+    ``info`` is the ``MediaInfo`` (``mmvideo.io.media.probe_media``) of ``path``.
+    """
+    from mmvideo.io.media import source_timecode
+
+    timecode = source_timecode(info)
+    tag = read_provenance(path)
+    return {
+        "timecode": str(timecode) if timecode else None,
+        "provenance": asdict(tag) if tag else None,
+    }
+
+
+def post_lines(path: str | os.PathLike, info) -> list[str]:
+    """``post_summary`` as the indented lines of ``mmvideo probe``."""
+    summary = post_summary(path, info)
+    lines = [f"  timecode: {summary['timecode'] or 'none'}"]
+    tag = summary["provenance"]
+    if tag is None:
+        lines.append("  provenance: no mmvideo tag")
+    else:
+        lines.append(
+            f"  provenance: synthetic faces, {tag['tool']} {tag['version']}, checkpoint sha256 "
+            f"{tag['checkpoint_sha256'] or 'unknown'}, created {tag['created']}"
+        )
+    return lines
