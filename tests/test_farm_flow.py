@@ -3,7 +3,7 @@
 The clip is the first 12 frames (with audio) of a real 224×224 talking-head clip, the model a
 randomly initialised ``tiny`` generator saved with the checkpoint API, so these tests check
 plumbing and identity of results, never swap quality. ``threads=1`` keeps torch's results
-independent of how frames are batched across chunks; x264 at CRF 0 is lossless.
+independent of how frames are batched across chunks; FFV1 is lossless.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from mmvideo.farm.chunk import read_status, run_chunk, status_path
 from mmvideo.farm.executors import LocalExecutor, RayExecutor, Task
 from mmvideo.farm.merge import merge
 from mmvideo.farm.plan import load_plan, make_plan, save_plan
+from mmvideo.farm.scan import scan_video
 from mmvideo.farm.swap import resolve_settings, run_job
 
-SETS = {"threads": 1, "crf": 0, "batch_size": 4}
+SETS = {"threads": 1, "codec": "ffv1", "batch_size": 4}
 CLI_SETS = [arg for k, v in SETS.items() for arg in ("--set", f"{k}={v}")]
 
 
@@ -75,11 +76,14 @@ def _frames(path: Path) -> list[tuple[int, np.ndarray]]:
         return [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
 
 
-def _audio(path: Path) -> list[tuple[int, bytes]]:
+def _audio(path: Path) -> tuple[list[float], list[bytes]]:
+    """Audio packet times from the file's origin (Matroska shifts negative priming) and payloads."""
+    origin = scan_video(path).origin
     with av.open(str(path)) as c:
         stream = c.streams.audio[0]
-        return [
-            (float(p.pts * p.time_base), bytes(p)) for p in c.demux(stream) if p.size
+        packets = [p for p in c.demux(stream) if p.size]
+        return [float(p.pts * p.time_base) - origin for p in packets], [
+            bytes(p) for p in packets
         ]
 
 
@@ -99,8 +103,8 @@ def finished(media):
     job = media["root"] / "job" / "job.json"
     plan = _plan(media, job)
     results = [run_chunk(job, i) for i in range(2)]
-    merged = merge(job, media["root"] / "merged.mp4")
-    single = media["root"] / "single.mp4"
+    merged = merge(job, media["root"] / "merged.mkv")
+    single = media["root"] / "single.mkv"
     run_job(
         dict(plan.jobs[0], start=0, stop=None, warmup=0, output=str(single)),
         plan.settings.config,
@@ -121,7 +125,14 @@ def test_chunked_and_merged_equals_single_run(media, finished):
     assert [r.frames for r in finished["results"]] == [6, 6]
     _assert_same_video(finished["merged"], finished["single"])
     # the audio is the source's, muxed once, packet for packet
-    assert _audio(finished["merged"]) == _audio(media["clip"])
+    (merged_times, merged_data), (source_times, source_data) = (
+        _audio(finished["merged"]),
+        _audio(media["clip"]),
+    )
+    assert merged_data == source_data
+    assert merged_times == pytest.approx(
+        source_times, abs=1e-3
+    )  # Matroska stores milliseconds
     # a rerun skips finished chunks without touching them
     before = status_path(finished["job"], 0).stat().st_mtime_ns
     assert run_chunk(finished["job"], 0).skipped
@@ -131,7 +142,7 @@ def test_chunked_and_merged_equals_single_run(media, finished):
 def test_merge_refuses_missing_chunk_or_other_model_or_preset(
     media, finished, tmp_path
 ):
-    job, out = finished["job"], tmp_path / "out.mp4"
+    job, out = finished["job"], tmp_path / "out.mkv"
     status1 = status_path(job, 1)
     saved = status1.read_text()
     try:
@@ -212,8 +223,8 @@ def test_job_killed_mid_run_resumes_to_identical_output(media, finished, tmp_pat
     assert not [
         p for p in job.with_name("job.parts").iterdir() if p.name.startswith(".")
     ]
-    merge(job, tmp_path / "resumed.mp4")
-    _assert_same_video(tmp_path / "resumed.mp4", finished["merged"])
+    merge(job, tmp_path / "resumed.mkv")
+    _assert_same_video(tmp_path / "resumed.mkv", finished["merged"])
 
 
 def test_batch_finishes_good_clips_and_fails_for_the_broken_one(
@@ -227,17 +238,17 @@ def test_batch_finishes_good_clips_and_fails_for_the_broken_one(
 preset = "fast"
 checkpoint = "{media["model"]}"
 source = "{media["source"]}"
-overrides = {{ threads = 1, crf = 0, batch_size = 4 }}
+overrides = {{ threads = 1, codec = "ffv1", batch_size = 4 }}
 
 [[clip]]
 name = "good"
 input = "{media["clip"]}"
-output = "out/good.mp4"
+output = "out/good.mkv"
 
 [[clip]]
 name = "broken"
 input = "broken.mp4"
-output = "out/broken.mp4"
+output = "out/broken.mkv"
 """
     )
     assert main(["batch", str(batch), "--workers", "1"]) != 0
@@ -245,8 +256,8 @@ output = "out/broken.mp4"
     assert "broken" in out.err and "1 of 2 clips failed" in out.err
     rows = {line.split()[0]: line.split() for line in out.out.splitlines()}
     assert rows["good"][1:4] == ["done", "12", "1"] and rows["broken"][1] == "failed"
-    assert not (tmp_path / "out" / "broken.mp4").exists()
-    _assert_same_video(tmp_path / "out" / "good.mp4", finished["single"])
+    assert not (tmp_path / "out" / "broken.mkv").exists()
+    _assert_same_video(tmp_path / "out" / "good.mkv", finished["single"])
     # rerun: the merged clip is recognised as finished and skipped
     assert main(["batch", str(batch), "--workers", "1"]) != 0
     rows = {
@@ -286,8 +297,8 @@ def test_ray_executor_gives_the_local_result(media, finished, local_ray, tmp_pat
     ]
     outcomes = RayExecutor(retries=1).run(tasks)
     assert [o.ok for o in outcomes] == [True, True], [o.error for o in outcomes]
-    merge(job, tmp_path / "ray.mp4")
-    _assert_same_video(tmp_path / "ray.mp4", finished["merged"])
+    merge(job, tmp_path / "ray.mkv")
+    _assert_same_video(tmp_path / "ray.mkv", finished["merged"])
     for a, b in zip(plan.chunks, finished["plan"].chunks, strict=True):
         assert Path(a.output).read_bytes() == Path(b.output).read_bytes()
 

@@ -197,12 +197,15 @@ def _verify(merged: StreamScan, source: StreamScan, out: Path) -> None:
             f"{out}: merged video has {merged.frames} frames, the source {source.frames}; not written"
         )
     # One tick of the coarser time base is the rounding a container may legitimately apply.
-    tolerance = float(max(merged.time_base, source.time_base)) + 1e-9
+    # Times are taken from each file's origin (see ``scan._origin``), which keeps A/V sync.
+    tolerance = float(max(merged.time_base, source.time_base)) + 1e-6
     for i, (a, b) in enumerate(zip(merged.pts, source.pts, strict=True)):
-        at, bt = float(a * merged.time_base), float(b * source.time_base)
+        at = float(a * merged.time_base) - merged.origin
+        bt = float(b * source.time_base) - source.origin
         if abs(at - bt) > tolerance:
             raise OutputError(
-                f"{out}: frame {i} is at {at:.6f} s, in the source at {bt:.6f} s; timestamps differ, not written"
+                f"{out}: frame {i} is at {at:.6f} s from the start, in the source at {bt:.6f} s; "
+                "timestamps differ, not written"
             )
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
+
 from mmvideo.io.probe import probe
 
 
@@ -23,6 +25,9 @@ class StreamScan:
     fps: float
     has_audio: bool
     has_subtitles: bool
+    origin: (
+        float  # seconds of the earliest packet of any stream (audio priming may be < 0)
+    )
 
     @property
     def frames(self) -> int:
@@ -38,4 +43,30 @@ def scan_video(path: str | Path) -> StreamScan:
         fps=float(info.video.fps),
         has_audio=bool(info.audio),
         has_subtitles=any(s.type == "subtitle" for s in info.streams),
+        origin=_origin(path),
     )
+
+
+def _origin(path: str | Path, packets: int = 32) -> float:
+    """The earliest timestamp in the file, over the first packets of every stream.
+
+    Timing is only meaningful against it: a muxer that cannot store the audio's negative
+    encoder-delay timestamps (Matroska) shifts every stream, so the video's offset from the
+    file's origin, not its absolute time, is what keeps picture and sound in sync.
+    """
+    earliest: dict[int, float] = {}
+    seen: dict[int, int] = {}
+    with av.open(str(path)) as container:
+        wanted = [
+            s for s in container.streams if s.type in ("video", "audio", "subtitle")
+        ]
+        for packet in container.demux(wanted):
+            if packet.pts is None or packet.size == 0:
+                continue
+            i = packet.stream.index
+            t = float(packet.pts * packet.time_base)
+            earliest[i] = min(t, earliest.get(i, t))
+            seen[i] = seen.get(i, 0) + 1
+            if len(seen) == len(wanted) and min(seen.values()) >= packets:
+                break
+    return min(earliest.values(), default=0.0)
