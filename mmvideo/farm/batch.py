@@ -16,7 +16,7 @@ from typing import Any
 
 from mmvideo.errors import InvalidInput, MissingInput, MMVideoError
 from mmvideo.farm.chunk import chunk_is_done, run_chunk
-from mmvideo.farm.executors import Executor, Outcome, Task
+from mmvideo.farm.executors import Executor, Outcome, Task, one_line
 from mmvideo.farm.merge import merge, merged_is_current
 from mmvideo.farm.plan import JobPlan, load_plan, make_plan, save_plan
 from mmvideo.farm.swap import resolve_settings
@@ -186,9 +186,9 @@ def _plan_clip(clip: _Clip) -> None:
         )
         if not _same_plan(clip.job, plan):
             save_plan(plan, clip.job)
-    except MMVideoError as exc:
-        outcome.error = str(exc)
-        log.error("%s: %s", spec.name, exc)
+    except Exception as exc:  # noqa: BLE001 - one clip's failure must not stop the batch
+        outcome.error = one_line(exc)
+        log.error("%s: %s", spec.name, outcome.error)
         return
     finally:
         outcome.seconds += time.perf_counter() - started
@@ -216,8 +216,8 @@ def _merge_clip(clip: _Clip, results: dict[str, Outcome]) -> None:
         return
     try:
         record = merge(clip.job, spec.output)
-    except MMVideoError as exc:
-        outcome.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one clip's failure must not stop the batch
+        outcome.error = one_line(exc)
         return
     outcome.seconds += record.seconds
     outcome.state = "done"

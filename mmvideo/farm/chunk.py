@@ -17,7 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mmvideo.errors import InvalidInput, MMVideoError, OutputError
+from mmvideo.errors import InvalidInput, OutputError
+from mmvideo.farm.executors import one_line
 from mmvideo.farm.plan import (
     JobPlan,
     load_plan,
@@ -112,7 +113,7 @@ def run_chunk(job_path: str | Path, index: int, force: bool = False) -> ChunkRes
         # Also on KeyboardInterrupt: the status must not claim "running" for a dead process.
         status.state, status.error, status.finished = (
             "failed",
-            _one_line(exc),
+            one_line(exc),
             time.time(),
         )
         write_json_atomic(status_path(job_path, index), asdict(status))
@@ -162,10 +163,7 @@ def _remove_leftovers(output: Path) -> None:
             ) from exc
         return
     for path in output.parent.iterdir():
-        if (
-            path.name.startswith((output.stem, "." + output.stem))
-            and ".status." not in path.name
-        ):
+        if path.name == output.name or path.name.startswith("." + output.name + "."):
             path.unlink(missing_ok=True)
 
 
@@ -181,11 +179,3 @@ def _check_output(plan: JobPlan, index: int) -> int:
             f"{span.output}: chunk has {frames} frames, the plan asked for {span.frames}"
         )
     return frames
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
-    return (
-        message if isinstance(exc, MMVideoError) else f"{type(exc).__name__}: {message}"
-    )

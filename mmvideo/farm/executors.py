@@ -48,19 +48,25 @@ class Executor(Protocol):
     def run(self, tasks: Sequence[Task], desc: str = "chunks") -> list[Outcome]: ...
 
 
+def one_line(exc: BaseException) -> str:
+    """An error as one line: our own messages as they are, others prefixed with their type."""
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else ""
+    return (
+        message if isinstance(exc, MMVideoError) else f"{type(exc).__name__}: {message}"
+    )
+
+
 def call_task(fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> Outcome:
     """Run one task and turn any exception into an ``Outcome`` (exceptions may not unpickle)."""
     started = time.perf_counter()
     try:
         value = fn(*args)
-    except MMVideoError as exc:
-        return Outcome(
-            label, False, error=str(exc), seconds=time.perf_counter() - started
-        )
     except Exception as exc:  # noqa: BLE001 - one broken task must not stop the others
         log.debug("task %s failed:\n%s", label, traceback.format_exc())
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return Outcome(label, False, error=error, seconds=time.perf_counter() - started)
+        return Outcome(
+            label, False, error=one_line(exc), seconds=time.perf_counter() - started
+        )
     return Outcome(label, True, value=value, seconds=time.perf_counter() - started)
 
 
