@@ -488,3 +488,11 @@ def test_pairs_are_separated_by_facenet(still_faces, data_dir, facenet_encoder):
         # measured 0.961 balanced, AUC 0.993 for both; chance is 0.5
         assert r["balanced"] >= 0.92
         assert r["auc"] >= 0.97
+
+
+def test_truncated_dlib_file_is_a_model_error(tmp_path):
+    data = (MODELS / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="cut.dat"):
+        build_identity_encoder("dlib-resnet", dlib_path=cut)

@@ -169,13 +169,15 @@ class _ResBlock(nn.Module):
         return F.relu(_add_padded(y, self.skip(x)))
 
 
-def _conv_from(con: DlibLayer, affine: DlibLayer, in_channels: int) -> nn.Conv2d:
+def _conv_from(
+    con: DlibLayer, affine: DlibLayer, in_channels: int, path: Path
+) -> nn.Conv2d:
     """A Conv2d equal to dlib's con_ followed by its affine_ (per-channel gamma, beta)."""
     filters, nr, nc, stride_y, stride_x, pad_y, pad_x = con.geometry
     n_weights = filters * in_channels * nr * nc
     if con.params is None or con.params.size != n_weights + filters:
         raise ModelError(
-            f"dlib conv with {filters} filters does not match {in_channels} input channels"
+            f"{path}: dlib conv with {filters} filters does not match {in_channels} input channels"
         )
     weight = con.params[:n_weights].reshape(filters, in_channels, nr, nc)
     bias = con.params[n_weights:]
@@ -216,14 +218,14 @@ class DlibResNetBackbone(nn.Module):
         )
         pool = next(layer for layer in layers if layer.kind == "max_pool_2").geometry
         self.stem = nn.Sequential(
-            _conv_from(convs[0], affines[0], 3),
+            _conv_from(convs[0], affines[0], 3, path),
             nn.ReLU(),
             nn.MaxPool2d(pool[:2], pool[2:4], pool[4:6]),
         )
         blocks, channels = [], convs[0].geometry[0]
         for i, (width, down) in enumerate(_BLOCKS):
-            conv1 = _conv_from(convs[1 + 2 * i], affines[1 + 2 * i], channels)
-            conv2 = _conv_from(convs[2 + 2 * i], affines[2 + 2 * i], width)
+            conv1 = _conv_from(convs[1 + 2 * i], affines[1 + 2 * i], channels, path)
+            conv2 = _conv_from(convs[2 + 2 * i], affines[2 + 2 * i], width, path)
             if conv1.out_channels != width or (conv1.stride[0] == 2) != down:
                 raise ModelError(
                     f"{path}: residual block {i} does not match the dlib ResNet v1 layout"
