@@ -121,6 +121,13 @@ class VideoReader:
             yield last
             index += 1
             self._position = index
+        if index < self.stop:
+            log.warning(
+                "%s: decoder gave %d of %d frames",
+                self.path,
+                index - self.start,
+                len(self),
+            )
         if self.skipped:
             log.warning(
                 "%s: %d bad frame(s) replaced by the last good frame",
