@@ -327,7 +327,7 @@ def test_unknown_encoder_is_a_model_error():
 
 def test_missing_weights_file_names_the_file(tmp_path):
     missing = tmp_path / "nowhere.dat"
-    with pytest.raises(ModelError, match="nowhere.dat"):
+    with pytest.raises(ModelError, match="nowhere.dat.*dlib_path="):
         build_identity_encoder("dlib-resnet", dlib_path=missing)
 
 

