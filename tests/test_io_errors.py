@@ -252,3 +252,22 @@ def test_skip_bad_frames_repeats_last_good_frame(tmp_path, out_dir, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "10 frames, 1 bad frame(s) replaced" in out
+
+
+def test_output_folder_not_writable(data_dir, out_dir, capsys, monkeypatch):
+    import os
+
+    # permissions cannot stop root (CI), so the permission check itself is made to say no
+    real_access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode: False if str(p) == str(out_dir) else real_access(p, mode),
+    )
+    code, err = run_cli(
+        capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out_dir / "o.mp4"
+    )
+    assert_one_line_error(
+        code, err, 4, out_dir / "o.mp4", f"folder {out_dir} is not writable"
+    )
+    assert list(out_dir.iterdir()) == []
