@@ -43,7 +43,7 @@ def test_errors_exit_non_zero_with_one_line(data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "blank.png: no face found" in err and err.count("\n") == 1
     assert (
-        main(["faces", str(data_dir / "id_obama_01.jpg"), "--source-face-index", "4"])
+        main(["faces", str(data_dir / "id_bbt_amy_01.png"), "--source-face-index", "4"])
         == 3
     )
     assert "out of range" in capsys.readouterr().err
@@ -52,7 +52,7 @@ def test_errors_exit_non_zero_with_one_line(data_dir, tmp_path, capsys):
         main(
             [
                 "faces",
-                str(data_dir / "id_obama_01.jpg"),
+                str(data_dir / "id_bbt_amy_01.png"),
                 "--draw",
                 str(tmp_path / "no" / "x.png"),
             ]
