@@ -270,6 +270,7 @@ def test_ffmpeg_command_puts_user_args_last(tmp_path):
     assert cmd[cmd.index("-fps_mode") + 1] == "passthrough"
     assert cmd[cmd.index("-movflags") + 1] == "+faststart"
     assert cmd[cmd.index("-colorspace") + 1] == "1"
+    assert cmd[cmd.index("-vf") + 1] == "scale=out_color_matrix=bt709:out_range=tv"
 
 
 def test_ffmpeg_command_without_stream_copy(tmp_path):
@@ -277,4 +278,8 @@ def test_ffmpeg_command_without_stream_copy(tmp_path):
         _info(), EncodeOptions(codec="ffv1"), tmp_path / "t", tmp_path / "o.mkv", False
     )
     assert "1:a?" not in cmd and "-acodec" not in cmd
-    assert cmd[cmd.index("-pix_fmt") + 1] == "bgr0" and "-colorspace" not in cmd
+    assert (
+        cmd[cmd.index("-pix_fmt") + 1] == "bgr0"
+        and "-colorspace" not in cmd
+        and "-vf" not in cmd
+    )

@@ -4,6 +4,7 @@ depth, rotation, metadata and lossless pixels survive; both encoder backends; ch
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from fractions import Fraction
 
 import av
@@ -295,8 +296,6 @@ def test_prefetch_stops_its_thread_when_left_early(data_dir):
 
 
 def test_writer_fills_missing_pts_and_rescales_other_time_bases(tmp_path):
-    from dataclasses import replace
-
     src = tmp_path / "cfr.mp4"
     make_clip(src, frames=5, rate=25, time_base=Fraction(1, 12800))
     info, decoded = probe(src), frames(src)
@@ -346,3 +345,25 @@ def test_unknown_audio_encoder(data_dir, tmp_path):
             EncodeOptions(audio_codec="foo"),
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "colour",
+    [(1, 1, 1, 1), (2, 2, 2, 0), (9, 16, 9, 2)],
+    ids=["bt709", "unknown", "bt2020-pc"],
+)
+def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, colour):
+    src = tmp_path / "src.mkv"
+    make_clip(src, frames=3, colour=colour, pix_fmt="yuv444p", codec="ffv1")
+    out_pipe, out_pyav = tmp_path / "pipe.mkv", tmp_path / "pyav.mkv"
+    lossless = EncodeOptions(
+        codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p"
+    )
+    transcode(src, out_pipe, replace(lossless, ffmpeg_args=("-qp", "0")))
+    transcode(src, out_pyav, lossless)
+    assert probe(out_pipe).video.colour == probe(src).video.colour
+    a, piped, direct = frames(src), frames(out_pipe), frames(out_pyav)
+    for x, y, z in zip(a, piped, direct):
+        # a wrong matrix or range shifts saturated colours by tens of levels
+        assert np.abs(x.image.astype(int) - y.image).mean() < 1.5
+        assert np.abs(x.image.astype(int) - z.image).mean() < 1.5

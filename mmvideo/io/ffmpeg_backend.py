@@ -31,6 +31,15 @@ from mmvideo.io.probe import MediaInfo, check_input_path, probe
 log = logging.getLogger(__name__)
 
 FFMPEG = "ffmpeg"
+# AVColorSpace -> the scale filter's out_color_matrix name (unknown decodes as BT.601)
+SCALE_MATRICES = {
+    1: "bt709",
+    4: "fcc",
+    5: "bt601",
+    6: "smpte170m",
+    7: "smpte240m",
+    9: "bt2020",
+}
 
 
 def _ffmpeg_error(log_file: Path, out: Path, what: str) -> OutputError:
@@ -80,6 +89,11 @@ def ffmpeg_command(
         kwargs.update(
             {"colorspace": str(colour.matrix), "color_range": str(colour.range)}
         )
+        # the tags alone do not steer ffmpeg's RGB->YUV conversion: name the matrix and range
+        # the decoder used, so pixels round-trip as in the PyAV writer
+        matrix = SCALE_MATRICES.get(colour.matrix, "bt601")
+        out_range = "pc" if colour.range == 2 else "tv"
+        kwargs["vf"] = f"scale=out_color_matrix={matrix}:out_range={out_range}"
     cmd = (
         ffmpeg.output(*streams, str(tmp), **kwargs)
         .global_args("-nostdin", "-loglevel", "error")
