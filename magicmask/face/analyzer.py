@@ -164,6 +164,12 @@ class FaceAnalyzer:
                 self.cfg.min_face,
             )
         boxes, scores = boxes[keep], np.asarray(scores, dtype=np.float32)[keep]
+        if self.cfg.backend == "dlib" and self.cfg.resolved_detector() == "mtcnn":
+            from magicmask.face.dlib_backend import mtcnn_to_dlib_boxes
+
+            # Faces carry the predictor's box convention, so tracked boxes fed back to
+            # landmarks() need no conversion.
+            boxes = mtcnn_to_dlib_boxes(boxes)
         faces = self._faces(rgb, boxes, scores)
         if points5 is not None:
             for face, p in zip(
