@@ -66,9 +66,24 @@ class ProvenanceTag:
 
 
 def make_tag(
-    checkpoint_sha256: str | None, *, now: datetime | None = None
+    checkpoint_sha256: str | None,
+    *,
+    now: datetime | None = None,
+    created: str | None = None,
 ) -> ProvenanceTag:
-    """A tag for an output made now (or at ``now``) with the given checkpoint."""
+    """A tag for an output made now (or at ``now``, or at the ISO 8601 time ``created``).
+
+    A render farm passes the plan's time as ``created`` so every chunk, and every rerun of one,
+    carries the same tag and stays byte-identical.
+    """
+    if created is not None:
+        try:
+            # Python 3.10 reads no "Z" suffix
+            now = datetime.fromisoformat(created.replace("Z", "+00:00"))  # noqa: FURB162
+        except ValueError:
+            raise InvalidInput(f"provenance time {created!r} is not ISO 8601") from None
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
     when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     return ProvenanceTag(
         created=when.replace(microsecond=0).isoformat().replace("+00:00", "Z"),

@@ -43,6 +43,10 @@ def test_tag_text_round_trips_and_names_everything():
         SHA,
     )
     assert parse_tag(tag.to_text()) == tag
+    assert make_tag(SHA, created="2026-11-26T01:02:03Z") == tag
+    assert make_tag(SHA, created="2026-11-26T02:02:03+01:00") == tag
+    with pytest.raises(InvalidInput, match="not ISO 8601"):
+        make_tag(SHA, created="yesterday")
     assert f'"schema":"{SCHEMA}"' in tag.to_text()
     for other in (None, "", "plain comment", '{"schema": "someone-else"}', "[1, 2]"):
         assert parse_tag(other) is None
