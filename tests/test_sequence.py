@@ -6,6 +6,7 @@ starting at a frame other than 0 and, where the point is numbering, with a gap.
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -249,7 +250,8 @@ def test_16bit_png_and_tiff_round_trip_exactly(tmp_path, ext):
         got = read_image(tmp_path / f"o.{n:03d}.{ext}", "uint16")
         assert np.array_equal(got, images[8 if n == 9 else n])
     out = probe_sequence(str(tmp_path / f"o.%03d.{ext}"))
-    assert out.provenance == '{"synthetic": true}'
+    assert json.loads(out.provenance)["synthetic"] is True
+    assert str(out.timecode) == "02:00:00:00" and out.first == 7
 
 
 def test_range_reads_only_its_frames(tmp_path):

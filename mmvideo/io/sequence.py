@@ -22,6 +22,7 @@ Writing is in ``mmvideo.io.sequence_write``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -34,7 +35,7 @@ import numpy as np
 
 from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.io.frame import Frame
-from mmvideo.io.timecode import FrameRange, Timecode, from_smpte_words
+from mmvideo.io.timecode import FrameRange, Timecode, from_smpte_words, parse_timecode
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ SEQUENCE_KINDS = {
     ".tiff": "tiff",
 }
 PROVENANCE_ATTRIBUTE = "mmvideo:provenance"
+# PNG keeps the timecode as a text chunk; TIFF (which drops unknown tags) as a "timecode" key of
+# the JSON in its ImageDescription; EXR and DPX in their SMPTE header field.
+TIMECODE_ATTRIBUTE = "mmvideo:timecode"
 # DPX and TIFF drop attributes they have no field for; their free-text field carries the tag.
 TEXT_FIELD = {
     "exr": PROVENANCE_ATTRIBUTE,
@@ -286,6 +290,21 @@ def _header_provenance(spec, kind: str) -> str | None:
     return value or None
 
 
+def _header_timecode(spec, kind: str, rate: Fraction, source: str) -> Timecode | None:
+    words = spec.getattribute("smpte:TimeCode")
+    if words:
+        return from_smpte_words(words, rate, source=source)
+    label = spec.getattribute(TIMECODE_ATTRIBUTE)
+    if not label and kind == "tiff":
+        try:
+            label = json.loads(spec.getattribute("ImageDescription") or "").get(
+                "timecode"
+            )
+        except (ValueError, AttributeError):
+            label = None
+    return parse_timecode(label, rate, source=source) if label else None
+
+
 def read_image_provenance(path: str | os.PathLike) -> str | None:
     """The provenance tag text in one image file's header, if any."""
     p = Path(path)
@@ -362,8 +381,7 @@ def probe_sequence(
                 f"differ from {first_path.name}'s {','.join(names)}"
             )
     rate = Fraction(fps) if fps else (_header_fps(spec) or _DEFAULT_FPS)
-    words = spec.getattribute("smpte:TimeCode")
-    timecode = from_smpte_words(words, rate, source=str(first_path)) if words else None
+    timecode = _header_timecode(spec, pat.kind, rate, str(first_path))
     bits = spec.get_int_attribute("oiio:BitsPerSample", 0) or spec.format.size() * 8
     return SequenceInfo(
         pat,

@@ -7,6 +7,8 @@ EXR input, untouched pixels and extra channels are copied from the source file b
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import tempfile
@@ -20,6 +22,7 @@ from mmvideo.errors import OutputError
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence import (
     TEXT_FIELD,
+    TIMECODE_ATTRIBUTE,
     SequenceInfo,
     SequencePattern,
     display_to_linear,
@@ -31,6 +34,8 @@ from mmvideo.io.sequence import (
     to_display,
 )
 from mmvideo.io.timecode import Timecode
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +52,23 @@ class SequenceWriterOptions:
     )
     provenance: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _tiff_description(provenance: str | None, tc: Timecode | None) -> str | None:
+    """TIFF's one free-text field carries the provenance JSON with the timecode added to it."""
+    if tc is None:
+        return provenance
+    try:
+        doc = json.loads(provenance) if provenance else {}
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        log.warning(
+            "TIFF output: provenance text is not JSON; timecode %s not written", tc
+        )
+        return provenance
+    doc["timecode"] = str(tc)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 def _dpx_bits(pixel_type: str | None, source: SequenceInfo | None) -> int:
@@ -158,17 +180,21 @@ class SequenceWriter:
             )
             if kind == "dpx":
                 spec.attribute("dpx:FrameRate", float(rate))
-        if opts.timecode is not None:
-            tc = opts.timecode + frame.index
+        tc = None if opts.timecode is None else opts.timecode + frame.index
+        if tc is not None:
             if kind in ("exr", "dpx"):
                 spec.attribute(
                     "smpte:TimeCode",
                     oiio.TypeDesc("timecode"),
                     list(tc.to_smpte_words()),
                 )
-            else:
-                spec.attribute("mmvideo:timecode", str(tc))
-        if opts.provenance:
+            elif kind == "png":
+                spec.attribute(TIMECODE_ATTRIBUTE, str(tc))
+        if kind == "tiff":
+            text = _tiff_description(opts.provenance, tc)
+            if text:
+                spec.attribute("ImageDescription", text)
+        elif opts.provenance:
             if kind == "dpx":
                 data = np.frombuffer(opts.provenance.encode(), np.uint8)
                 spec.attribute(
