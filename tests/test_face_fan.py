@@ -7,6 +7,8 @@ no fetch was attempted.
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 import torch
@@ -32,6 +34,7 @@ def no_downloads(monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(face_alignment.utils, "download_url_to_file", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 @pytest.fixture(scope="module")

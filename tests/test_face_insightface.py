@@ -28,6 +28,18 @@ pytest.importorskip("insightface")
 STRIDES = (8, 16, 32)
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Any network connection fails the test: the backend must never try to fetch a model."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
 def _save(graph: onnx.GraphProto, path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
