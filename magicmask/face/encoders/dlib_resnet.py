@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 DLIB_RGB_MEAN = (122.782, 117.001, 104.298)
 DLIB_INPUT_SCALE = 256.0
 DLIB_CHIP_SIZE = 150
+# ARCFACE_112 crop pixels → dlib's 150×150 chip (get_face_chip_details(shape, 150, 0.25)).
+# Least-squares similarity between the 68 landmarks of the 54 faces in shared/data's identity
+# stills mapped into both frames, dlib's own chip transform on one side and align.align_identity's
+# on the other (tests/test_face_identity.py re-derives it; mean residual 1.8 px).
+DLIB_FROM_112 = np.array([[1.48810, -0.00164, -9.600], [0.00164, 1.48810, -32.569]])
 
 # Output widths of the 14 residual blocks in forward order; "d" blocks halve the resolution
 # (dlib's ares_down: stride-2 conv on the main path, 2×2 average pool on the skip path).

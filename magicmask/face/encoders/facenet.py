@@ -26,6 +26,13 @@ from mmvideo.errors import ModelError
 log = logging.getLogger(__name__)
 
 FACENET_SIZE = 160
+# ARCFACE_112 crop pixels → FaceNet's 160×160 input. This FaceNet was trained on MTCNN boxes
+# aligned at 182 px with a 44-px margin, then cropped to 160: the box fills the central 138 px.
+# Least-squares similarity between the 5 MTCNN keypoints in that crop and in the ARCFACE_112
+# alignment of the same keypoints, over the 51 identity stills MTCNN finds (the tests re-derive
+# it; residual 9.7 px: MTCNN boxes do not follow the keypoints rigidly).
+FACENET_FROM_112 = np.array([[1.59433, 0.00807, -10.631], [-0.00807, 1.59433, -29.424]])
+
 _ROOT = "InceptionResnetV1"
 # slim's batch-norm epsilon in FaceNet's Inception-ResNet-v1 (the bottleneck BN is not folded).
 _BOTTLENECK_EPS = 1e-3
@@ -259,6 +266,20 @@ class FaceNetOpenCV:
         if not self.path.is_file():
             raise ModelError(f"{self.path}: FaceNet graph (graph_final.pb) not found")
         self.net = _read_net(self.path)
+
+    def embed_112(self, crops: np.ndarray) -> np.ndarray:
+        """L2-normalised ``[B,512]`` embeddings of ``[B,112,112,3]`` uint8 RGB crops aligned to
+        ``ARCFACE_112``, warped to FaceNet's crop as the torch encoder does (black outside)."""
+        chips = [
+            cv2.warpAffine(
+                c,
+                FACENET_FROM_112,
+                (FACENET_SIZE, FACENET_SIZE),
+                flags=cv2.INTER_LINEAR,
+            )
+            for c in np.asarray(crops)
+        ]
+        return self.embed_native(np.stack(chips))
 
     def embed_native(self, chips: np.ndarray) -> np.ndarray:
         """L2-normalised ``[B,512]`` embeddings of ``[B,160,160,3]`` uint8 RGB chips."""
