@@ -30,7 +30,12 @@ import numpy as np
 import torch
 
 from magicmask.face.align import align_identity
-from magicmask.face.analyzer import FaceAnalyzer, FaceConfig, source_face
+from magicmask.face.analyzer import (
+    FaceAnalyzer,
+    FaceConfig,
+    build_landmarker,
+    source_face,
+)
 from magicmask.face.image import load_image
 from magicmask.face.prepare import TargetInputs, prepare_target
 from magicmask.face.types import Face
@@ -57,7 +62,10 @@ from mmvideo.track import (
 log = logging.getLogger(__name__)
 
 _END = object()
-QUEUE_SIZE = 8  # frames (or frame groups) waiting between two stages
+QUEUE_SIZE = 8  # decoded frames waiting for the next stage
+GROUP_QUEUE_SIZE = (
+    2  # frame groups (a generator batch each, with their model inputs) in flight
+)
 THUMB = 128  # contact-sheet thumbnail side
 
 
@@ -406,8 +414,9 @@ def render(
     """
     run = _Run()
     batch = max(1, cfg.generate.batch_size)
-    q_frames, q_groups, q_generated, q_done = (
-        queue.Queue(maxsize=QUEUE_SIZE) for _ in range(4)
+    q_frames = queue.Queue(maxsize=QUEUE_SIZE)
+    q_groups, q_generated, q_done = (
+        queue.Queue(maxsize=GROUP_QUEUE_SIZE) for _ in range(3)
     )
     swapped: dict[int, int] = {}
 
@@ -560,8 +569,15 @@ def run_swap(
     info = probe(job.input)
     check_output_path(job.output, job.input)
     first, start, stop = _frame_range(job, info)
-    analyzer = analyzer or FaceAnalyzer(face_config(cfg.detect, job.device))
-    source_analyzer = source_analyzer or FaceAnalyzer(source_face_config(job.device))
+    if analyzer is None or source_analyzer is None:
+        # one landmark model (~100 MB for dlib's) shared by the frame and the still analysers
+        landmarker = build_landmarker(face_config(cfg.detect, job.device))
+        analyzer = analyzer or FaceAnalyzer(
+            face_config(cfg.detect, job.device), landmarker=landmarker
+        )
+        source_analyzer = source_analyzer or FaceAnalyzer(
+            source_face_config(job.device), landmarker=landmarker
+        )
     t0 = time.perf_counter()
     e_s = source_identity(job.source, source_analyzer, models)
     reference = None

@@ -328,3 +328,48 @@ def test_tracks_command_lists_tracks_and_writes_a_sheet(
     assert "track 1: frames 0-" in out
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[0] == pipeline.THUMB
+
+
+def test_faces_at_the_edge_and_tiny_faces(models, analyzer, stills, data_dir, tmp_path):
+    """A face sliding out over the right border is swapped while it is found (and only inside
+    its mask); a face below ``min_face_size`` is left alone."""
+    still = cv2.cvtColor(
+        cv2.imread(str(data_dir / "id_obama_01.jpg")), cv2.COLOR_BGR2RGB
+    )
+    cx, cy, side = 502.0, 282.0, 249.0  # the face box centre and size in this still
+    frames = []
+    for k in range(10):
+        # a 150 px face whose centre moves from x=300 to x=462 (the edge is at 480)
+        s = 150.0 / side
+        m = np.array([[s, 0, 300 + 18 * k - cx * s], [0, s, 240 - cy * s]])
+        frames.append(cv2.warpAffine(still, m, (480, 480)))
+    for _ in range(4):
+        s = 14.0 / side  # far below min_face_size
+        m = np.array([[s, 0, 240 - cx * s], [0, s, 240 - cy * s]])
+        frames.append(cv2.warpAffine(still, m, (480, 480)))
+    clip = tmp_path / "edge.mkv"
+    _write_lossless(clip, frames, data_dir / "talking_head_outdoor_01.mp4")
+    cfg = load_config(
+        "balanced", {"codec": "ffv1", "batch_size": 4, "detect_interval": 1}
+    )
+    out = tmp_path / "out.mkv"
+    job = SwapJob(
+        source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out)
+    )
+    summary = pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
+    assert summary.frames == 14
+    plan = _plan(clip, cfg, models, analyzer)
+    swapped = sorted(plan)
+    assert swapped[:6] == list(range(6))  # found at least until it touches the border
+    assert not any(i >= 10 for i in swapped)  # the tiny face is never swapped
+    before, after = frames_of(clip), frames_of(out)
+    reach = max(0, cfg.compose.mask_feather - cfg.compose.mask_erosion) + 2
+    for i, (a, b) in enumerate(zip(before, after)):
+        changed = np.any(a != b, axis=-1)
+        if i not in plan:
+            assert not changed.any()
+            continue
+        allowed = np.zeros(changed.shape, bool)
+        for _, face in plan[i]:
+            allowed |= _warped_region(prepare_target(a, face.landmarks), a.shape, reach)
+        assert changed.any() and not (changed & ~allowed).any()
