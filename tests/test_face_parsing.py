@@ -117,3 +117,31 @@ def test_parsed_mask_keeps_the_face_and_drops_hair_and_glasses():
     assert with_glasses[1, 20, 20] == 1
     soft = parsed_mask(labels, feather=2)
     assert soft.shape == labels.shape and 0 < soft[0, 10, 20] < 1
+
+
+def test_prepare_target_cuts_the_hull_with_the_parsed_face(data_dir, checkpoint):
+    from magicmask.face.analyzer import FaceAnalyzer
+    from magicmask.face.image import load_image
+    from magicmask.face.mask import face_mask
+    from magicmask.face.prepare import PrepareConfig, prepare_target
+
+    image = load_image(data_dir / "id_obama_01.jpg")
+    (face,) = FaceAnalyzer().detect(image)
+    plain = prepare_target(image, face.landmarks)
+
+    class EverythingIsFace:  # a parser that calls every pixel face: the hull's reach is left
+        def face_mask(self, crops, feather=0.0):
+            return np.ones(crops.shape[:3], np.float32)
+
+    cfg = PrepareConfig(parse_reach=10)
+    reach = face_mask(plain.landmarks, 224, -10, cfg.mask_feather, cfg.mask_forehead)
+    everything = prepare_target(
+        image, face.landmarks, cfg=cfg, parser=EverythingIsFace()
+    )
+    assert np.array_equal(everything.mask, reach)
+    parsed = prepare_target(
+        image, face.landmarks, cfg=cfg, parser=FaceParser(checkpoint, input_size=128)
+    )
+    assert parsed.mask.shape == (224, 224) and parsed.mask.dtype == np.float32
+    assert (parsed.mask <= reach).all() and parsed.mask.min() >= 0
+    assert np.array_equal(parsed.depth, plain.depth)  # only the mask changes

@@ -7,6 +7,7 @@ both see identical crops, depth, heat-maps and masks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from magicmask.face.depth import render_depth
 from magicmask.face.landmarks import landmark_heatmaps
 from magicmask.face.mask import component_boxes, face_mask
 from magicmask.face.pose import fit_shape
+
+if TYPE_CHECKING:
+    from magicmask.face.parsing import FaceParser
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class PrepareConfig:
     mask_feather: float = 4.0
     mask_forehead: float = 0.3
     box_margin: float = 6.0
+    # With a face parser: how far (px) parsed face pixels may reach beyond the landmark hull.
+    parse_reach: float = 12.0
 
 
 @dataclass
@@ -45,11 +51,24 @@ class TargetInputs:
     pose: tuple[float, float, float]  # yaw, pitch, roll in degrees
 
 
+def _mask(
+    crop: np.ndarray, pts: np.ndarray, cfg: PrepareConfig, parser: FaceParser | None
+) -> np.ndarray:
+    hull = face_mask(pts, cfg.size, cfg.mask_erode, cfg.mask_feather, cfg.mask_forehead)
+    if parser is None:
+        return hull
+    # The hull bounds the region (a hand or neck far off is not face); parsing cuts it inside.
+    reach = face_mask(pts, cfg.size, -cfg.parse_reach, cfg.mask_feather, cfg.mask_forehead)
+    parsed = parser.face_mask(crop[None], feather=cfg.mask_feather)[0]
+    return np.minimum(parsed, reach)
+
+
 def prepare_target(
     image: np.ndarray,
     landmarks68: np.ndarray,
     landmarks3d: np.ndarray | None = None,
     cfg: PrepareConfig = PrepareConfig(),
+    parser: FaceParser | None = None,
 ) -> TargetInputs:
     """Align one face of ``image`` (H×W×3 uint8/uint16 RGB) and render its model inputs.
 
@@ -69,7 +88,7 @@ def prepare_target(
         landmarks=pts,
         depth=render_depth(pts, heights, size),
         heatmaps=landmark_heatmaps(pts, size, cfg.heatmap_sigma),
-        mask=face_mask(pts, size, cfg.mask_erode, cfg.mask_feather, cfg.mask_forehead),
+        mask=_mask(crop, pts, cfg, parser),
         boxes=component_boxes(pts, cfg.box_margin, size=size),
         pose=fit.pose,
     )
