@@ -227,26 +227,26 @@ def export_generator(path: Path, m: Models, tcfg: TrainConfig, step: int, faces,
     return path
 
 
-def export_training_state(state_path: Path, out: Path, dtype: str = "float16") -> Path:
-    """The EMA generator of a run-folder checkpoint (e.g. of a run that is still going) as a
-    shippable ``magicmask.checkpoint`` file."""
+def export_training_state(state_path: Path, out: Path, dtype: str = "float16", weights: str = "ema") -> Path:
+    """The EMA (or the raw, ``weights="generator"``) generator of a run-folder checkpoint, e.g. of
+    a run that is still going, as a shippable ``magicmask.checkpoint`` file."""
     from magicmask.checkpoint import load_training_state as read_state
     from magicmask.config import MagicMaskConfig
     from magicmask.model.generator import MagicMaskGenerator
 
     state = read_state(state_path)
     cfg = MagicMaskConfig.from_dict(state["model_config"])
-    ema = MagicMaskGenerator(cfg)
-    ema.load_state_dict(state["ema"])
+    generator = MagicMaskGenerator(cfg)
+    generator.load_state_dict(state[weights])
     tcfg = TrainConfig.from_json(state["train_config"])
     meta = {
         "steps": state["step"],
         "batch_size": tcfg.batch_size,
         "train_config": state["train_config"],
-        "weights": "ema",
+        "weights": weights,
     }
     save_checkpoint(
-        out, ema, cfg, state["identity_encoder"], meta, dtype=getattr(torch, dtype) if dtype != "float32" else None
+        out, generator, cfg, state["identity_encoder"], meta, dtype=getattr(torch, dtype) if dtype != "float32" else None
     )
     return Path(out)
 
@@ -255,9 +255,16 @@ def export_training_state(state_path: Path, out: Path, dtype: str = "float16") -
 @click.argument("state", type=click.Path(path_type=Path))
 @click.option("--to", "out", required=True, type=click.Path(path_type=Path), help="Checkpoint file to write.")
 @click.option("--export-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
-def export_main(state: Path, out: Path, export_dtype: str) -> None:
-    """Write the EMA generator of a training checkpoint (checkpoints/step-*.pt) as a model file."""
-    export_training_state(state, out, export_dtype)
+@click.option(
+    "--weights",
+    type=click.Choice(["ema", "generator"]),
+    default="ema",
+    show_default=True,
+    help="The EMA of the generator's weights, or the raw weights of the last step.",
+)
+def export_main(state: Path, out: Path, export_dtype: str, weights: str) -> None:
+    """Write the generator of a training checkpoint (checkpoints/step-*.pt) as a model file."""
+    export_training_state(state, out, export_dtype, weights)
     click.echo(f"{out}: exported from {state}")
 
 

@@ -212,7 +212,7 @@ def train_step(m: Models, tcfg: TrainConfig, batch: PairBatch, step: int) -> Ste
     torch.nn.utils.clip_grad_norm_(m.discriminator.parameters(), tcfg.grad_clip)
     m.scaler.step(m.opt_d)
     m.scaler.update()
-    update_ema(m.ema, m.generator, tcfg.ema_decay)
+    update_ema(m.ema, m.generator, ema_decay_at(tcfg.ema_decay, step))
     values = {t: float(v.detach()) for t, v in terms.items()}
     values["discriminator"] = float(d_loss.detach())
     return StepResult(values, swaps)
@@ -223,6 +223,12 @@ def _check_finite(step: int, terms: dict[str, Tensor]) -> None:
     if not all(math.isfinite(v) for v in values.values()):
         listed = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         raise TrainingDiverged(f"step {step}: non-finite loss ({listed}); the last good checkpoint is kept")
+
+
+def ema_decay_at(decay: float, step: int) -> float:
+    """EMA decay with a warm-up, ``min(decay, (1 + step) / (10 + step))``: a plain 0.999 would keep
+    ~50 % of the random initialisation in the average after 700 steps, which is all a CPU run gets."""
+    return min(decay, (1.0 + step) / (10.0 + step))
 
 
 @torch.no_grad()
