@@ -12,7 +12,11 @@ import subprocess
 
 import av
 import pytest
+import torch
 
+from magicmask.checkpoint import save_checkpoint
+from magicmask.config import create_config
+from magicmask.model.generator import MagicMaskGenerator
 from mmvideo.errors import OutputError
 from mmvideo.farm import chunk as chunk_module
 from mmvideo.farm.chunk import read_status, run_chunk
@@ -59,8 +63,12 @@ def vfr_clip(tmp_path):
 
 
 def _job(tmp_path, clip, chunks):
-    model = tmp_path / "model.pt"
-    model.write_bytes(b"stand-in: the transcode never loads it")
+    model = tmp_path / "model.pt"  # the transcode never loads it; planning checks it
+    torch.manual_seed(0)
+    cfg = create_config("tiny", identity_dim=128)
+    save_checkpoint(
+        model, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random"}
+    )
     settings = resolve_settings("fast", model)
     job = tmp_path / f"job{chunks}.json"
     plan = make_plan(job, clip, clip, settings, chunks=chunks, warmup_seconds=0.2)

@@ -7,7 +7,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from magicmask.checkpoint import load_checkpoint, save_checkpoint
+from magicmask.config import create_config
+from magicmask.model.generator import MagicMaskGenerator
 from mmvideo.config import config_to_dict, load_config
 from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.farm.batch import ClipOutcome, format_summary, load_batch
@@ -20,6 +24,7 @@ from mmvideo.farm.plan import (
     make_plan,
     parts_dir,
     save_plan,
+    sha256_file,
     split_frames,
 )
 from mmvideo.farm.swap import SwapSettings, resolve_settings, settle_frames
@@ -104,10 +109,20 @@ def test_parse_sets_reads_toml_literals():
         parse_sets(("codec",))
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A randomly initialised tiny generator saved with the checkpoint API."""
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.manual_seed(0)
+    cfg = create_config("tiny", identity_dim=128)
+    save_checkpoint(
+        path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random"}
+    )
+    return path
+
+
 @pytest.fixture
-def settings(tmp_path) -> SwapSettings:
-    checkpoint = tmp_path / "model.pt"
-    checkpoint.write_bytes(b"not a real model: planning only hashes it")
+def settings(checkpoint) -> SwapSettings:
     return resolve_settings("fast", checkpoint, {"codec": "ffv1"})
 
 
@@ -119,7 +134,7 @@ def test_plan_carries_everything_a_node_needs(data_dir, tmp_path, settings):
     save_plan(plan, job)
     data = json.loads(job.read_text())
     assert data["frames"] == 128 and data["warmup"] == 25 and len(data["chunks"]) == 3
-    assert data["settings"]["checkpoint_sha256"] == settings.checkpoint_sha256
+    assert data["settings"]["checkpoint_sha256"] == sha256_file(settings.checkpoint)
     assert data["settings"]["config"]["encode"]["codec"] == "ffv1"
     chunk = data["chunks"][1]
     assert chunk["job"]["input"] == str(data_dir / CLIP) and chunk["job"][
@@ -130,7 +145,10 @@ def test_plan_carries_everything_a_node_needs(data_dir, tmp_path, settings):
         chunk["end"],
     )
     assert chunk["job"]["warmup"] == chunk["start"] - chunk["decode_start"] >= 25
-    assert chunk["job"]["checkpoint_sha256"] == settings.checkpoint_sha256
+    # the SwapJob carries the checkpoint API's digest, as `mmvideo swap` does
+    assert (
+        chunk["job"]["checkpoint_sha256"] == load_checkpoint(settings.checkpoint).sha256
+    )
     assert chunk["job"]["output"] == chunk["output"] and chunk["output"].startswith(
         str(parts_dir(job))
     )

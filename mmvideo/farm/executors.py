@@ -71,12 +71,9 @@ def call_task(fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> Outc
 
 
 def _limit_threads(threads: int) -> None:
-    # Each worker gets its share of the cores; torch would otherwise start one thread per core
-    # in every worker and oversubscribe the machine.
+    # Each worker gets its share of the cores: torch and OpenMP read this when first imported
+    # (in the task), and would otherwise start one thread per core in every worker.
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 class LocalExecutor:

@@ -27,7 +27,8 @@ class SwapSettings:
     preset: str
     config: dict[str, Any]
     checkpoint: str | None
-    checkpoint_sha256: str
+    checkpoint_sha256: str  # of the file: what a node checks before it runs a chunk
+    weights_sha256: str  # checkpoint API digest, as SwapJob and provenance carry it
     device: str = "cpu"
 
     @property
@@ -66,6 +67,7 @@ def resolve_settings(
         config=config_to_dict(cfg),
         checkpoint=str(path.resolve()),
         checkpoint_sha256=file_sha256(path),
+        weights_sha256=_weights_sha256(path),
         device=device,
     )
 
@@ -75,6 +77,13 @@ def _default_checkpoint() -> Path:
     from magicmask.checkpoint import default_checkpoint_path
 
     return Path(default_checkpoint_path())
+
+
+def _weights_sha256(path: Path) -> str:
+    # Loading also refuses a broken or tampered checkpoint at plan time, not on every node.
+    from magicmask.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, map_location="cpu").sha256
 
 
 def config_from_dict(data: dict[str, Any]) -> SwapConfig:
@@ -110,7 +119,7 @@ def chunk_job(
         output=output,
         preset=settings.preset,
         checkpoint=settings.checkpoint,
-        checkpoint_sha256=settings.checkpoint_sha256,
+        checkpoint_sha256=settings.weights_sha256,
         start=start,
         stop=stop,
         warmup=warmup,
