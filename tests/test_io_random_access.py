@@ -80,3 +80,15 @@ def test_range_outside_clip(data_dir):
     )
     with pytest.raises(InvalidInput, match="outside 0..108"):
         reader.read(100, 200)
+
+
+def test_decord_failure_mid_run_falls_back_to_pyav(data_dir, monkeypatch):
+    path = data_dir / "talking_head_turn_03.mp4"
+    reader = open_random_access(path)
+    assert reader.backend == "decord"
+
+    def broken(indices):
+        raise RuntimeError("decord could not seek")
+
+    monkeypatch.setattr(reader._reader, "get_batch", broken)
+    assert_exact(reader.read(10, 13), all_frames(path), 10, 13)

@@ -77,7 +77,13 @@ class DecordRandomAccess:
         if start == stop:
             return []
         video = self.info.video
-        batch = self._reader.get_batch(list(range(start, stop))).asnumpy()
+        try:
+            batch = self._reader.get_batch(list(range(start, stop))).asnumpy()
+        except Exception as exc:  # noqa: BLE001 - a bare DECORDError; PyAV can still read it
+            log.warning(
+                "%s: decord failed (%s); reading with PyAV", self.info.path, exc
+            )
+            return PyAVRandomAccess(self.info).read(start, stop)
         return [
             Frame(
                 index=i,
@@ -139,7 +145,7 @@ def open_random_access(
     """A reader whose ``read(start, stop)`` returns exactly frames start..stop-1."""
     info = probe(path)
     reader = _open_decord(info, threads) if prefer_decord else None
-    return reader or PyAVRandomAccess(info, threads)
+    return PyAVRandomAccess(info, threads) if reader is None else reader
 
 
 def read_frames(
