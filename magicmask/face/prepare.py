@@ -58,7 +58,9 @@ def _mask(
     if parser is None:
         return hull
     # The hull bounds the region (a hand or neck far off is not face); parsing cuts it inside.
-    reach = face_mask(pts, cfg.size, -cfg.parse_reach, cfg.mask_feather, cfg.mask_forehead)
+    reach = face_mask(
+        pts, cfg.size, -cfg.parse_reach, cfg.mask_feather, cfg.mask_forehead
+    )
     parsed = parser.face_mask(crop[None], feather=cfg.mask_feather)[0]
     return np.minimum(parsed, reach)
 
