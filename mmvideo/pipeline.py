@@ -9,7 +9,7 @@ Two passes over the clip:
    swap are chosen with the whole clip known (``largest``, ``--target-face``, ``--track-id``).
 3. **render** (decode → prepare → generate → compose → encode): five stages in threads joined by
    bounded queues, so memory stays flat whatever the clip length; faces from several frames are
-   batched for the generator. The encoder runs on the calling thread inside the ``VideoWriter``
+   batched for the generator. The encoder runs on the calling thread inside the writer's
    context, so any error or Ctrl-C removes the partial output.
 
 The same smoothed landmarks drive both the crop alignment and the generator's depth and
@@ -44,10 +44,11 @@ from mmvideo.config import DetectConfig, EncodeConfig, SwapConfig, SwapJob
 from mmvideo.errors import InvalidInput
 from mmvideo.generate import SwapModels, embed_crops, generate_faces
 from mmvideo.io.codecs import EncodeOptions
-from mmvideo.io.decode import VideoReader
-from mmvideo.io.encode import VideoWriter, check_output_path
+from mmvideo.io.encode import check_output_path
 from mmvideo.io.frame import Frame
-from mmvideo.io.probe import MediaInfo, probe
+from mmvideo.io.media import open_reader, open_writer, probe_media
+from mmvideo.io.probe import MediaInfo
+from mmvideo.io.sequence import parse_pattern
 from mmvideo.progress import Progress
 from mmvideo.smooth import jitter, smooth_track
 from mmvideo.track import (
@@ -250,9 +251,7 @@ def analyse(
     count = 0
     halt = threading.Event()
     try:
-        for frame in _threaded(
-            VideoReader(path, start=start, stop=stop, info=info), halt
-        ):
+        for frame in _threaded(open_reader(path, info, start=start, stop=stop), halt):
             image = frame.image
             sig = frame_signature(image)
             cut = is_shot_cut(prev_sig, sig, cfg.track.shot_cut_threshold)
@@ -421,7 +420,7 @@ def render(
     swapped: dict[int, int] = {}
 
     def decode() -> None:
-        with VideoReader(job.input, start=start, stop=stop, info=info) as reader:
+        with open_reader(job.input, info, start=start, stop=stop) as reader:
             for frame in reader:
                 if not _put(q_frames, frame, run.stop):
                     return
@@ -490,8 +489,12 @@ def render(
     written = 0
     copy_streams = start == 0 and stop >= info.video.frames
     try:
-        with VideoWriter(
-            job.output, info, encode_options(cfg.encode), copy_streams=copy_streams
+        with open_writer(
+            job.output,
+            info,
+            encode_options(cfg.encode),
+            copy_streams=copy_streams,
+            start=start,
         ) as writer:
             for th in threads:
                 th.start()
@@ -500,9 +503,7 @@ def render(
                 for frame in group.frames:
                     writer.write(frame)
                     written += 1
-                run.seconds["encode"] = (
-                    run.seconds.get("encode", 0.0) + time.perf_counter() - t
-                )
+                run.add_time("encode", time.perf_counter() - t)
                 if progress:
                     progress.advance("encode", len(group.frames))
             if run.errors:
@@ -566,8 +567,11 @@ def run_swap(
     torch.manual_seed(job.seed)
     if job.device == "cpu":
         torch.set_num_threads(max(1, cfg.generate.threads))
-    info = probe(job.input)
-    check_output_path(job.output, job.input)
+    info = probe_media(job.input)
+    if parse_pattern(job.output) is None:
+        check_output_path(
+            job.output, job.input
+        )  # before any work, not after the analysis
     first, start, stop = _frame_range(job, info)
     if analyzer is None or source_analyzer is None:
         # one landmark model (~100 MB for dlib's) shared by the frame and the still analysers

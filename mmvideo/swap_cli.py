@@ -167,11 +167,11 @@ def tracks(
     _require(clip, "CLIP")
     from magicmask.face.analyzer import FaceAnalyzer
     from mmvideo.generate import load_models
-    from mmvideo.io.probe import probe
+    from mmvideo.io.media import probe_media
     from mmvideo.pipeline import analyse, face_config
 
     models = load_models(checkpoint, device)
-    info = probe(clip)
+    info = probe_media(clip)
     analysis = analyse(
         clip, info, cfg, FaceAnalyzer(face_config(cfg.detect, device)), models
     )

@@ -221,7 +221,7 @@ def test_source_without_a_face_fails_before_decoding(
     def no_decoding(*args, **kwargs):
         raise AssertionError("the video was opened for decoding")
 
-    monkeypatch.setattr(pipeline, "VideoReader", no_decoding)
+    monkeypatch.setattr(pipeline, "open_reader", no_decoding)
     out = tmp_path / "out.mp4"
     job = SwapJob(
         source=str(blank),
