@@ -247,6 +247,8 @@ class SwapJob:
     device: str = "cpu"
     batch_size: int | None = None
     seed: int = 0
+    # ISO 8601 time for the output's provenance tag (None: now); a farm pins it per plan
+    created: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -46,10 +46,11 @@ from mmvideo.generate import SwapModels, embed_crops, generate_faces
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.encode import check_output_path
 from mmvideo.io.frame import Frame
-from mmvideo.io.media import open_reader, open_writer, probe_media
+from mmvideo.io.media import PostOptions, open_reader, open_writer, probe_media
 from mmvideo.io.probe import MediaInfo
 from mmvideo.io.sequence import parse_pattern
 from mmvideo.progress import Progress
+from mmvideo.provenance import make_tag
 from mmvideo.smooth import jitter, smooth_track
 from mmvideo.track import (
     Track,
@@ -495,6 +496,10 @@ def render(
             encode_options(cfg.encode),
             copy_streams=copy_streams,
             start=start,
+            # every output says it holds replaced faces (machine-readable, mmvideo.provenance)
+            post=PostOptions(
+                provenance=make_tag(models.sha256, created=job.created).to_text()
+            ),
         ) as writer:
             for th in threads:
                 th.start()

@@ -31,6 +31,7 @@ from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import probe
+from mmvideo.provenance import read_provenance
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +99,8 @@ def test_cli_swap_keeps_frames_timestamps_and_audio(cli_run):
     assert dst.video.time_base == src.video.time_base
     assert audio_packets(out) == audio_packets(clip) != []
     assert not list(out.parent.glob(".*partial"))
+    tag = read_provenance(out)
+    assert tag is not None and tag.synthetic_faces
 
 
 def test_cli_swap_changes_the_face(cli_run):
