@@ -103,7 +103,7 @@ def run_chunk(job_path: str | Path, index: int, force: bool = False) -> ChunkRes
         return ChunkResult(index, skipped=True, frames=span.frames, seconds=0.0)
     _check_input(plan)
     check_checkpoint(plan.settings)
-    _remove_leftovers(Path(span.output))
+    _remove_leftovers(Path(span.output), status_path(job_path, index))
     status = _new_status(plan, index)
     write_json_atomic(status_path(job_path, index), asdict(status))
     try:
@@ -152,8 +152,8 @@ def _check_input(plan: JobPlan) -> None:
         )
 
 
-def _remove_leftovers(output: Path) -> None:
-    """Delete this chunk's output and any temp file a killed writer left beside it."""
+def _remove_leftovers(output: Path, status: Path) -> None:
+    """Delete this chunk's output and the temp files a killed writer left beside it."""
     if not output.parent.is_dir():
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -162,8 +162,9 @@ def _remove_leftovers(output: Path) -> None:
                 f"{output.parent}: cannot create: {exc.strerror}"
             ) from exc
         return
+    temps = ("." + output.name + ".", "." + status.name + ".")
     for path in output.parent.iterdir():
-        if path.name == output.name or path.name.startswith("." + output.name + "."):
+        if path.name == output.name or path.name.startswith(temps):
             path.unlink(missing_ok=True)
 
 
