@@ -304,10 +304,24 @@ def _landmark_update(tracker: Tracker, analyzer: FaceAnalyzer, frame: Frame) -> 
         return
     boxes = np.stack([t.faces[t.last_seen].box for t in live])
     for track, face in zip(live, analyzer.landmarks(frame.image, boxes)):
-        prev = track.faces[track.last_seen]
-        face.box = propagate_box(prev.box, prev.landmarks, face.landmarks)
+        # Move the box from the last *detected* face, by the inner points (brows to mouth):
+        # chaining frame to frame, or following the jaw outline, which the predictor stretches
+        # to the box it is given, lets the box drift and grow between detector runs.
+        anchor = track.faces[max(track.detected)]
+        if not 0.75 < _spread(face.landmarks) / _spread(anchor.landmarks) < 1.33:
+            # landmarks that balloon or collapse have lost the face (or never had one): no
+            # more updates, and no swap, until the detector confirms it again
+            track.misses = max(track.misses, 1)
+            continue
+        face.box = propagate_box(anchor.box, anchor.landmarks[17:], face.landmarks[17:])
         face.embedding = None
         tracker.update_landmarks(frame.index, track, face)
+
+
+def _spread(landmarks: np.ndarray) -> float:
+    """Size of the inner face (brows to mouth) in pixels: the root of its bounding-box area."""
+    inner = landmarks[17:]
+    return float(np.sqrt(max(np.prod(np.ptp(inner, axis=0)), 1e-6)))
 
 
 def _embed(image: np.ndarray, faces: list[Face], models: SwapModels) -> None:
