@@ -155,6 +155,7 @@ def run_batch(path: str | Path, executor: Executor) -> list[ClipOutcome]:
                     (str(clip.job), s.index),
                     f"{clip.spec.name}#{s.index}",
                     s.frames,
+                    gpu=clip.plan.settings.device.startswith("cuda"),
                 )
                 for s in clip.plan.chunks
                 if not chunk_is_done(clip.plan, clip.job, s.index)

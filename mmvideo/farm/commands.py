@@ -41,7 +41,7 @@ def executor_options(fn):
         "--gpus-per-task",
         type=float,
         default=None,
-        help="GPUs per Ray task (default: 1 where the cluster has GPUs, else 0).",
+        help="GPUs per Ray task of a CUDA job (default: 1 where the cluster has GPUs, else 0).",
     )(fn)
     fn = click.option(
         "--ray-address",
@@ -205,6 +205,7 @@ def run_chunk_command(
             (str(Path(job_path).resolve()), i, force),
             f"chunk {i}",
             plan.chunks[i].frames,
+            gpu=plan.settings.device.startswith("cuda"),
         )
         for i in chosen
         if 0 <= i < len(plan.chunks)

@@ -31,6 +31,7 @@ class Task:
     args: tuple[Any, ...]
     label: str
     weight: int = 1  # units of progress (frames) this task accounts for
+    gpu: bool = False  # runs on CUDA: Ray reserves GPUs for it
 
 
 @dataclass
@@ -149,18 +150,24 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         if gpus_per_task is None:
-            # Ask for a whole GPU per chunk only where the cluster has GPUs to give.
+            # A whole GPU per CUDA chunk where the cluster has GPUs to give; on a cluster without
+            # any, the chunk runs anyway and reports that CUDA is missing.
             gpus_per_task = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        self.gpus_per_task = gpus_per_task
         self.options = {
             "num_cpus": cpus_per_task,
-            "num_gpus": gpus_per_task,
             "max_retries": retries,  # re-runs a task whose worker or node died
         }
 
     def run(self, tasks: Sequence[Task], desc: str = "chunks") -> list[Outcome]:
         ray = self._ray
-        remote = ray.remote(call_task).options(**self.options)
-        refs = {remote.remote(t.fn, t.args, t.label): i for i, t in enumerate(tasks)}
+        remote = ray.remote(call_task)
+        refs = {
+            remote.options(
+                **self.options, num_gpus=self.gpus_per_task if t.gpu else 0
+            ).remote(t.fn, t.args, t.label): i
+            for i, t in enumerate(tasks)
+        }
         outcomes: list[Outcome | None] = [None] * len(tasks)
         pending = list(refs)
         with tqdm(
