@@ -183,3 +183,33 @@ def test_probe_shows_timecode_and_provenance_of_outputs(
     assert data["post"]["provenance"]["synthetic_faces"] is True
     assert main(["probe", str(data_dir / CLIP)]) == 0
     assert "provenance: no mmvideo tag" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_farm_chunks_and_merge_keep_timecode_and_tag(checkpoint, data_dir, tmp_path):
+    import subprocess
+
+    from mmvideo.farm.chunk import run_chunk
+    from mmvideo.farm.merge import merge
+    from mmvideo.farm.plan import make_plan, save_plan
+    from mmvideo.farm.swap import resolve_settings
+
+    clip = tmp_path / "clip.mov"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(data_dir / CLIP), "-frames:v", "12", "-t", "0.48",
+         "-c:v", "libx264", "-g", "5", "-c:a", "aac", "-timecode", "01:00:00:00", str(clip)],
+        check=True,
+    )  # fmt: skip
+    settings = resolve_settings(
+        "fast", checkpoint, {"threads": 1, "crf": 0, "batch_size": 4}
+    )
+    job = tmp_path / "job" / "job.json"
+    plan = make_plan(job, clip, data_dir / SOURCE, settings, chunks=2)
+    save_plan(plan, job)
+    for i in range(2):
+        run_chunk(job, i)
+    labels = [read_video_timecode(c.output) for c in plan.chunks]
+    assert labels == ["01:00:00:00", "01:00:00:06"]  # each chunk: its own first frame
+    merged = merge(job, tmp_path / "merged.mov").output
+    assert read_video_timecode(merged) == "01:00:00:00"
+    assert read_provenance(merged) == read_provenance(plan.chunks[0].output) is not None
