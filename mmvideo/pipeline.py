@@ -459,8 +459,9 @@ def render(
             run.add_time("prepare", time.perf_counter() - t)
             if progress:
                 progress.advance("prepare")
-            # a group closes at one generator batch, or after 2×batch frames without faces
-            if n_faces >= batch or len(group.frames) >= 2 * batch:
+            # a group closes at one generator batch of faces or of frames, whichever comes first
+            # (frames are what cost memory: 6 MB each at 1080p)
+            if n_faces >= batch or len(group.frames) >= batch:
                 if not _put(q_groups, group, run.stop):
                     return
                 group, n_faces = _Group([], []), 0
