@@ -63,6 +63,7 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
         "pose err.",
         "expr. (landmark proxy)",
         "jitter",
+        "ms/face",
     ):
         assert head in table
     unchanged, pasted, model = rows
@@ -76,6 +77,7 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
         assert r.pose_err >= 0 and r.expr_err >= 0
     assert pasted.pose_err > 1.0  # a different head, a different pose
     assert model.jitter is not None and np.isfinite(model.jitter) and pasted.jitter is None
+    assert model.ms > 0 and unchanged.ms is None
 
 
 def test_pairs_file_formats(tmp_path):

@@ -23,6 +23,7 @@ import csv
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from train.config import encoder_paths
 log = logging.getLogger(__name__)
 
 METHODS = ("target unchanged", "source pasted", "model")
-COLUMNS = ("id_retrieval", "csim_judge", "csim_train", "pose_err", "expr_err", "jitter")
+COLUMNS = ("id_retrieval", "csim_judge", "csim_train", "pose_err", "expr_err", "jitter", "ms")
 HEADERS = {
     "id_retrieval": "ID retr. % ↑",
     "csim_judge": "CSIM {judge} ↑",
@@ -54,6 +55,7 @@ HEADERS = {
     "pose_err": "pose err. ° ↓",
     "expr_err": "expr. (landmark proxy) ↓",
     "jitter": "jitter ↓",
+    "ms": "ms/face ↓",
 }
 
 
@@ -76,6 +78,7 @@ class EvalRow:
     pose_err: float
     expr_err: float
     jitter: float | None
+    ms: float | None  # generator time per face in this process (batches of 8, no I/O)
     pairs: int
 
 
@@ -151,10 +154,13 @@ def evaluate_pairs(
         judge_emb = dict(zip(names, judge_enc(id112).numpy()))
     src = [stills[s] for s, _ in pairs]
     tgt = [stills[t] for _, t in pairs]
+    t0 = time.perf_counter()
+    swapped = swap(generator, np.stack([train_emb[s.name] for s in src]), [t.target for t in tgt])
+    model_ms = (time.perf_counter() - t0) * 1000 / len(pairs)
     outputs = {
         "target unchanged": [t.target.crop for t in tgt],
         "source pasted": [s.target.crop for s in src],
-        "model": swap(generator, np.stack([train_emb[s.name] for s in src]), [t.target for t in tgt]),
+        "model": swapped,
     }
     labels = np.array([stills[n].identity for n in names])
     rows = []
@@ -182,6 +188,7 @@ def evaluate_pairs(
                 float(np.mean(poses)),
                 float(np.mean(exprs)),
                 None,
+                model_ms if method == "model" else None,
                 len(pairs),
             )
         )
@@ -220,7 +227,7 @@ def markdown_table(rows: list[EvalRow], train_name: str, judge_name: str) -> str
         for c in COLUMNS:
             v = getattr(r, c)
             cells.append(
-                "—" if v is None else f"{v:.1f}" if c in ("id_retrieval", "pose_err", "expr_err") else f"{v:.3f}"
+                "—" if v is None else f"{v:.1f}" if c in ("id_retrieval", "pose_err", "expr_err", "ms") else f"{v:.3f}"
             )
         lines.append(f"| {r.method} | " + " | ".join(cells) + f" | {r.pairs} |")
     return "\n".join(lines) + "\n"
