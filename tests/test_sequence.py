@@ -123,6 +123,17 @@ def test_transfer_inverts_every_16bit_code():
     ]
 
 
+def test_half_lookup_matches_the_transfer_and_tames_nan():
+    from mmvideo.io.sequence import _half_table
+
+    every_half = np.arange(65536, dtype=np.uint16).view(np.float16)
+    assert np.array_equal(
+        _half_table(), linear_to_display(every_half.astype(np.float32))
+    )
+    special = np.array([np.nan, np.inf, -np.inf], np.float32)
+    assert linear_to_display(special).tolist() == [0, 65535, 0]
+
+
 def test_gap_is_an_error_listing_the_missing_frames(tmp_path):
     pattern = make_exr_sequence(tmp_path, [1001, 1002, 1005, 1007])
     with pytest.raises(SequenceError) as info:

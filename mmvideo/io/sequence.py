@@ -22,6 +22,7 @@ Writing is in ``mmvideo.io.sequence_write``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -158,7 +159,11 @@ def format_frames(frames: list[int]) -> str:
 
 def linear_to_display(linear: np.ndarray) -> np.ndarray:
     """Scene-linear RGB (float) -> display-space sRGB uint16 (clipped to [0, 1])."""
-    x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
+    # NaN and infinities (they occur in renders) map to black and white; untouched pixels keep
+    # their original values anyway.
+    with np.errstate(invalid="ignore"):  # signalling NaNs warn when widened
+        x = np.asarray(linear, dtype=np.float64)
+    x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     encoded = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
     return np.round(encoded * 65535.0).astype(np.uint16)
 
@@ -418,10 +423,24 @@ def read_pixels(path: Path, info: SequenceInfo) -> np.ndarray:
     return pixels.reshape(info.height, info.width, len(info.channels))
 
 
+@functools.cache
+def _half_table() -> np.ndarray:
+    """linear_to_display of every half-float bit pattern: a half EXR converts by lookup."""
+    return linear_to_display(np.arange(65536, dtype=np.uint16).view(np.float16))
+
+
 def to_display(pixels: np.ndarray, info: SequenceInfo) -> np.ndarray:
     """The RGB image a Frame carries, from all channels of a file."""
-    rgb = pixels[..., list(info.rgb)]
-    return linear_to_display(rgb) if info.scene_linear else np.ascontiguousarray(rgb)
+    rgb = (
+        pixels
+        if info.rgb == (0, 1, 2) and pixels.shape[-1] == 3
+        else pixels[..., list(info.rgb)]
+    )
+    if (
+        info.pixel_type == "half"
+    ):  # read as float32, exactly the half values: look them up
+        return _half_table()[rgb.astype(np.float16).view(np.uint16)]
+    return linear_to_display(rgb) if info.scene_linear else rgb
 
 
 class SequenceReader:
@@ -474,9 +493,13 @@ class SequenceReader:
             number = info.first + position
             if number in present:
                 image = to_display(read_pixels(info.pattern.path(number), info), info)
+                out = image
             else:
                 self.filled.append(number)
-            yield Frame(position, position, time_base, image.copy(), key_frame=True)
+                out = (
+                    image.copy()
+                )  # a repeated frame must not share the buffer it repeats
+            yield Frame(position, position, time_base, out, key_frame=True)
         if self.filled:
             log.warning(
                 "%s: filled missing frames %s with the previous frame",
