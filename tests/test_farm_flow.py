@@ -34,7 +34,7 @@ from mmvideo.farm.scan import scan_video
 from mmvideo.farm.swap import resolve_settings, run_job
 
 SETS = {"threads": 1, "codec": "ffv1", "batch_size": 4}
-CLI_SETS = [arg for k, v in SETS.items() for arg in ("--set", f"{k}={v}")]
+CREATED = "2026-11-26T00:00:00Z"
 
 
 def _checkpoint(path: Path, seed: int) -> Path:
@@ -66,7 +66,10 @@ def media(tmp_path_factory, data_dir):
 
 def _plan(media, job: Path, chunks: int = 2, model: str = "model"):
     settings = resolve_settings("fast", media[model], SETS)
-    plan = make_plan(job, media["clip"], media["source"], settings, chunks=chunks)
+    # One planning time for every job here, so chunk files of different jobs are comparable.
+    plan = make_plan(
+        job, media["clip"], media["source"], settings, chunks=chunks, created=CREATED
+    )
     save_plan(plan, job)
     return plan
 
@@ -85,6 +88,11 @@ def _audio(path: Path) -> tuple[list[float], list[bytes]]:
         return [float(p.pts * p.time_base) - origin for p in packets], [
             bytes(p) for p in packets
         ]
+
+
+def _tags(path: Path) -> dict[str, str]:
+    with av.open(str(path)) as c:
+        return {k.lower(): v for k, v in c.metadata.items()}
 
 
 def _assert_same_video(a: Path, b: Path) -> None:
@@ -130,6 +138,12 @@ def test_chunked_and_merged_equals_single_run(media, finished):
         _audio(media["clip"]),
     )
     assert merged_data == source_data
+    # the provenance tag the pipeline wrote into the chunks survives the merge
+    merged_tags, single_tags = _tags(finished["merged"]), _tags(finished["single"])
+    assert (
+        CREATED in merged_tags["comment"]
+        and merged_tags["comment"] == single_tags["comment"]
+    )
     assert merged_times == pytest.approx(
         source_times, abs=1e-3
     )  # Matroska stores milliseconds

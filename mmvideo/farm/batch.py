@@ -184,6 +184,7 @@ def _plan_clip(clip: _Clip) -> None:
             chunks=spec.chunks,
             chunk_seconds=spec.chunk_seconds,
             warmup_seconds=spec.warmup_seconds,
+            created=_planned_at(clip.job),
         )
         if not _same_plan(clip.job, plan):
             save_plan(plan, clip.job)
@@ -197,6 +198,14 @@ def _plan_clip(clip: _Clip) -> None:
     outcome.frames, outcome.chunks = plan.frames, len(plan.chunks)
     if merged_is_current(plan, clip.job, spec.output):
         outcome.state = "skipped"
+
+
+def _planned_at(job: Path) -> str | None:
+    # A rerun keeps the first plan's time, so an unchanged clip keeps an identical plan.
+    try:
+        return load_plan(job).created
+    except MMVideoError:
+        return None
 
 
 def _same_plan(job: Path, plan: JobPlan) -> bool:

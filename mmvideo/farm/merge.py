@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import av
 import ffmpeg
 
 from mmvideo.errors import InvalidInput, MissingInput, ModelError, OutputError
@@ -158,8 +159,16 @@ def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> Non
         streams.append(original["s"])
     # -copyts: ffmpeg would otherwise move each input to start at 0, and a source whose audio
     # starts before or after its video would lose A/V sync.
+    # The source's metadata, then what the pipeline wrote into the chunks (the provenance tag
+    # saying the faces are synthetic), which the concat demuxer would drop.
+    tags = {
+        f"metadata:g:{i}": f"{k}={v}"
+        for i, (k, v) in enumerate(_chunk_tags(plan).items())
+    }
     cmd = (
-        ffmpeg.output(*streams, str(tmp), c="copy", map_metadata=1, map_chapters=1)
+        ffmpeg.output(
+            *streams, str(tmp), c="copy", map_metadata=1, map_chapters=1, **tags
+        )
         .global_args("-copyts")
         .overwrite_output()
     )
@@ -170,6 +179,19 @@ def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> Non
         raise OutputError(
             f"{tmp}: ffmpeg concat failed: {lines[-1] if lines else exc}"
         ) from exc
+
+
+# Container bookkeeping the muxer rewrites itself; copying it would only mislabel the output.
+_MUXER_TAGS = frozenset(
+    {"major_brand", "minor_version", "compatible_brands", "encoder"}
+)
+
+
+def _chunk_tags(plan: JobPlan) -> dict[str, str]:
+    with av.open(plan.chunks[0].output) as container:
+        return {
+            k: v for k, v in container.metadata.items() if k.lower() not in _MUXER_TAGS
+        }
 
 
 def _concat_list(plan: JobPlan, job_path: Path, source: StreamScan) -> Path:

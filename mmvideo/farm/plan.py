@@ -18,6 +18,7 @@ import math
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,9 @@ class JobPlan:
     align: int
     settings: SwapSettings
     chunks: tuple[ChunkSpan, ...]
+    # When the job was planned (ISO 8601): every chunk's provenance tag carries it, so chunks and
+    # reruns of them are byte-identical.
+    created: str
     version: int = PLAN_VERSION
     # The SwapJob JSON of each chunk, as the pipeline serialises it; filled by ``swap``.
     jobs: tuple[dict[str, Any], ...] = field(default=())
@@ -255,6 +259,7 @@ def make_plan(
     chunk_seconds: float | None = None,
     warmup_seconds: float | None = None,
     align: int | None = None,
+    created: str | None = None,
 ) -> JobPlan:
     """Scan ``input`` and cut it into chunks; nothing is written.
 
@@ -277,6 +282,10 @@ def make_plan(
     ranges = split_frames(
         scan.frames, chunks=chunks, chunk_frames=chunk_frames, align=align
     )
+    if created is None:
+        created = (
+            datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        )
     if warmup_seconds is None:
         warmup = settle_frames(settings.config)
     else:
@@ -305,6 +314,7 @@ def make_plan(
             start=s.start,
             stop=s.end,
             warmup=s.start - s.decode_start,
+            created=created,
         )
         for s in spans
     )
@@ -320,5 +330,6 @@ def make_plan(
         align=align,
         settings=settings,
         chunks=spans,
+        created=created,
         jobs=jobs,
     )

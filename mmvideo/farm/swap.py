@@ -111,6 +111,7 @@ def chunk_job(
     start: int,
     stop: int,
     warmup: int,
+    created: str,
 ) -> dict[str, Any]:
     """The ``SwapJob`` JSON of one chunk: write ``[start, stop)``, analyse ``warmup`` frames before."""
     job = SwapJob(
@@ -125,6 +126,7 @@ def chunk_job(
         warmup=warmup,
         device=settings.device,
         batch_size=settings.config["generate"]["batch_size"],
+        created=created,
     )
     return json.loads(job.to_json())
 
