@@ -158,6 +158,23 @@ def test_swap_range_of_a_video_with_watermark_timecode_and_tag(
     assert verify(out).watermark.marked
 
 
+def test_bad_timecode_fails_before_decoding_and_writes_nothing(
+    checkpoint, data_dir, tmp_path, capsys
+):
+    out = tmp_path / "out.mp4"
+    assert (
+        run_swap(
+            checkpoint, data_dir, data_dir / CLIP, out, "--timecode", "25:00:00:00"
+        )
+        == 3
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "mmvideo: error: --timecode: timecode 25:00:00:00 is out of range at 25 fps"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_probe_shows_timecode_and_provenance_of_outputs(
     checkpoint, data_dir, tmp_path, capsys
 ):
