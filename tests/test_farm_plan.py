@@ -12,10 +12,10 @@ import torch
 from magicmask.checkpoint import load_checkpoint, save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
+from mmvideo.cli import main
 from mmvideo.config import config_to_dict, load_config
 from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.farm.batch import ClipOutcome, format_summary, load_batch
-from mmvideo.farm.commands import parse_sets
 from mmvideo.farm.plan import (
     chunk_container,
     chunk_spans,
@@ -94,19 +94,6 @@ def test_warmup_starts_on_the_detector_cadence(tmp_path):
     ]
     assert all(s.start - s.decode_start >= min(25, s.start) for s in spans)
     assert spans[1].output == str(tmp_path / "chunk_0001.mp4")
-
-
-def test_parse_sets_reads_toml_literals():
-    assert parse_sets(
-        ("codec=ffv1", "batch-size=4", "process_noise=0.5", "color_match='none'")
-    ) == {
-        "codec": "ffv1",
-        "batch_size": 4,
-        "process_noise": 0.5,
-        "color_match": "none",
-    }
-    with pytest.raises(InvalidInput):
-        parse_sets(("codec",))
 
 
 @pytest.fixture(scope="module")
@@ -346,3 +333,18 @@ def test_plan_uses_the_filters_warmup_by_default(data_dir, tmp_path, settings):
     assert (
         plan.chunks[1].decode_start == max(0, 64 - plan.warmup) // 10 * 10
     )  # fast: detect every 10
+
+
+def test_plan_command_takes_the_swap_config_flags(
+    data_dir, tmp_path, checkpoint, capsys
+):
+    job = tmp_path / "job.json"
+    args = ["plan", "--in", str(data_dir / CLIP), "--source", str(data_dir / SOURCE), "--out", str(job),
+            "--chunks", "2", "--preset", "fast", "--checkpoint", str(checkpoint), "--codec", "ffv1",
+            "--threads", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert "128 frames in 2 chunks" in capsys.readouterr().out
+    config = load_plan(job).settings.config
+    assert config["encode"]["codec"] == "ffv1" and config["generate"]["threads"] == 1
+    assert main([*args[:-4], "--chunk-seconds", "2"]) == 3  # not both
+    assert "not both" in capsys.readouterr().err

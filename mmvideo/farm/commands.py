@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import click
 
+from mmvideo.config import config_keys
 from mmvideo.errors import InvalidInput, MMVideoError
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
 from mmvideo.farm.chunk import chunk_is_done, run_chunk
@@ -15,25 +14,11 @@ from mmvideo.farm.executors import Task, make_executor
 from mmvideo.farm.merge import merge
 from mmvideo.farm.plan import load_plan, make_plan, save_plan
 from mmvideo.farm.swap import resolve_settings
+from mmvideo.swap_cli import config_options
 
 
 class ChunksFailed(MMVideoError):
     """Some chunks of a job failed (the others were finished)."""
-
-
-def parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
-    """``--set key=value`` pairs; the value is read as a TOML literal, else kept as a string."""
-    overrides: dict[str, Any] = {}
-    for item in values:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"--set {item!r}: expected key=value")
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text
-        overrides[key.strip().replace("-", "_")] = value
-    return overrides
 
 
 def executor_options(fn):
@@ -123,13 +108,7 @@ def executor_options(fn):
     show_default=True,
     help="Device the nodes run on (cpu, cuda, cuda:1).",
 )
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key (e.g. --set codec=ffv1); repeatable.",
-)
+@config_options
 def plan_command(
     input_path,
     source,
@@ -141,14 +120,16 @@ def plan_command(
     warmup_seconds,
     align,
     device,
-    sets,
+    **params,
 ):
     """Split a clip into chunks and write the job plan every farm node reads."""
     if chunks is not None and chunk_seconds is not None:
         raise InvalidInput("give --chunks or --chunk-seconds, not both")
     if chunks is None and chunk_seconds is None:
         chunks = 1
-    settings = resolve_settings(preset, checkpoint, parse_sets(sets), device)
+    # the same --key flags as `mmvideo swap`, each overriding the preset
+    overrides = {k.name: params.pop(k.name) for k in config_keys()}
+    settings = resolve_settings(preset, checkpoint, overrides, device)
     plan = make_plan(
         job_path,
         input_path,
