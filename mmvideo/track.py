@@ -59,6 +59,9 @@ class Track:
             mean = e if self.embedding is None else self.embedding + e
             self.embedding = mean / max(float(np.linalg.norm(mean)), 1e-8)
 
+    def total_area(self) -> float:
+        return float(sum(f.area for f in self.faces.values()))
+
     def median_area(self) -> float:
         return float(np.median([f.area for f in self.faces.values()]))
 
@@ -232,7 +235,7 @@ def select_tracks(
     tracks: list[Track], cfg: TrackConfig, reference: np.ndarray | None = None
 ) -> set[int]:
     """Ids of the tracks to swap: one ``track_id``, the most similar to a reference face, the
-    largest (median box area over the clip), or all."""
+    largest (box area summed over the clip: size × screen time), or all."""
     if not tracks:
         return set()
     if cfg.track_id is not None:
@@ -253,5 +256,6 @@ def select_tracks(
             )
         return {max(scored)[1]}
     if cfg.target == "largest":
-        return {max(tracks, key=lambda t: (t.median_area(), -t.id)).id}
+        # summed over frames, so a big face that stays wins over a brief (often false) one
+        return {max(tracks, key=lambda t: (t.total_area(), -t.id)).id}
     return {t.id for t in tracks}

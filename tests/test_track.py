@@ -146,6 +146,11 @@ def test_select_tracks():
         tr.update_detections(i, [face(0, 0, 30, e1), face(100, 0, 80, e2)])
     assert select_tracks(tr.tracks, TrackConfig()) == {1, 2}
     assert select_tracks(tr.tracks, TrackConfig(target="largest")) == {2}
+    # a bigger face seen once loses to one that stays
+    tr.update_detections(
+        5, [face(0, 0, 30, e1), face(100, 0, 80, e2), face(300, 0, 120, unit(9))]
+    )
+    assert select_tracks(tr.tracks, TrackConfig(target="largest")) == {2}
     assert select_tracks(tr.tracks, TrackConfig(track_id=1)) == {1}
     assert select_tracks(tr.tracks, TrackConfig(), reference=e1) == {1}
     with pytest.raises(InvalidInput, match="no such track"):
