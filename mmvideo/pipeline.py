@@ -22,8 +22,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -52,6 +51,7 @@ from mmvideo.io.sequence import parse_pattern
 from mmvideo.progress import Progress
 from mmvideo.provenance import make_tag
 from mmvideo.smooth import jitter, smooth_track
+from mmvideo.stages import StageRun, drain, map_stage, put, spawn, threaded
 from mmvideo.track import (
     Track,
     Tracker,
@@ -63,11 +63,9 @@ from mmvideo.track import (
 
 log = logging.getLogger(__name__)
 
-_END = object()
 QUEUE_SIZE = 8  # decoded frames waiting for the next stage
-GROUP_QUEUE_SIZE = (
-    2  # frame groups (a generator batch each, with their model inputs) in flight
-)
+# frame groups (a generator batch each, with their model inputs) waiting between stages
+GROUP_QUEUE_SIZE = 2
 THUMB = 128  # contact-sheet thumbnail side
 
 
@@ -150,79 +148,6 @@ def _frame_range(job: SwapJob, info: MediaInfo) -> tuple[int, int, int]:
     return max(0, job.start - max(job.warmup, 0)), job.start, stop
 
 
-@dataclass
-class _Run:
-    stop: threading.Event = field(default_factory=threading.Event)
-    errors: list[BaseException] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def add_time(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-
-def _threaded(
-    items: Iterable, stop: threading.Event, size: int = QUEUE_SIZE
-) -> Iterator:
-    """Iterate ``items`` produced on a background thread (decode overlaps the consumer)."""
-    q: queue.Queue = queue.Queue(maxsize=size)
-    run = _Run(stop=stop)
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not _put(q, item, stop):
-                    return
-        finally:
-            # closed here, on the thread that decodes, never under its feet from another one
-            getattr(items, "close", lambda: None)()
-
-    _spawn("decode", produce, run, q).start()
-    yield from _drain(q, run)
-
-
-def _spawn(
-    name: str, body: Callable[[], None], run: _Run, outq: queue.Queue
-) -> threading.Thread:
-    """A stage thread: runs ``body``, keeps its error for the caller, always ends ``outq``."""
-
-    def target() -> None:
-        try:
-            body()
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread by _drain
-            run.errors.append(exc)
-            run.stop.set()
-        _put(outq, _END, run.stop)
-
-    return threading.Thread(target=target, name=name, daemon=True)
-
-
-def _map_stage(
-    name: str, fn: Callable, inq: queue.Queue, outq: queue.Queue, run: _Run
-) -> threading.Thread:
-    """A stage applying ``fn`` to every item of ``inq``, timed under ``name``."""
-
-    def body() -> None:
-        for item in _drain(inq, run):
-            t = time.perf_counter()
-            out = fn(item)
-            run.add_time(name, time.perf_counter() - t)
-            if not _put(outq, out, run.stop):
-                return
-
-    return _spawn(name, body, run, outq)
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put unless the run is being torn down (so no thread blocks forever on a full queue)."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
 # -- pass 1 ------------------------------------------------------------------------------------
 
 
@@ -252,7 +177,7 @@ def analyse(
     count = 0
     halt = threading.Event()
     try:
-        for frame in _threaded(open_reader(path, info, start=start, stop=stop), halt):
+        for frame in threaded(open_reader(path, info, start=start, stop=stop), halt):
             image = frame.image
             sig = frame_signature(image)
             cut = is_shot_cut(prev_sig, sig, cfg.track.shot_cut_threshold)
@@ -373,8 +298,6 @@ def plan_faces(
 
 def track_jitter(tracks: list[Track], cfg: SwapConfig) -> dict[str, float]:
     """Mean over runs of consecutive frames of the RMS landmark acceleration, per method."""
-    from dataclasses import replace
-
     out = {}
     for method in ("none", "kalman", "rts"):
         values = []
@@ -426,7 +349,7 @@ def render(
 
     Returns faces swapped per track, frames written and seconds per stage.
     """
-    run = _Run()
+    run = StageRun()
     batch = max(1, cfg.generate.batch_size)
     q_frames = queue.Queue(maxsize=QUEUE_SIZE)
     q_groups, q_generated, q_done = (
@@ -437,7 +360,7 @@ def render(
     def decode() -> None:
         with open_reader(job.input, info, start=start, stop=stop) as reader:
             for frame in reader:
-                if not _put(q_frames, frame, run.stop):
+                if not put(q_frames, frame, run.stop):
                     return
                 if progress:
                     progress.advance("decode")
@@ -447,7 +370,7 @@ def render(
         # bits from call to call; without it the same input gives the same output. Per thread.
         cv2.ipp.setUseIPP(False)
         group, n_faces = _Group([], []), 0
-        for frame in _drain(q_frames, run):
+        for frame in drain(q_frames, run):
             t = time.perf_counter()
             items = [
                 (tid, prepare_target(frame.image, face.landmarks, face.landmarks_3d))
@@ -462,11 +385,11 @@ def render(
             # a group closes at one generator batch of faces or of frames, whichever comes first
             # (frames are what cost memory: 6 MB each at 1080p)
             if n_faces >= batch or len(group.frames) >= batch:
-                if not _put(q_groups, group, run.stop):
+                if not put(q_groups, group, run.stop):
                     return
                 group, n_faces = _Group([], []), 0
         if group.frames:
-            _put(q_groups, group, run.stop)
+            put(q_groups, group, run.stop)
 
     def generate(group: _Group) -> _Group:
         inputs = [ti for items in group.faces for _, ti in items]
@@ -497,10 +420,10 @@ def render(
         return group
 
     threads = [
-        _spawn("decode", decode, run, q_frames),
-        _spawn("prepare", prepare, run, q_groups),
-        _map_stage("generate", generate, q_groups, q_generated, run),
-        _map_stage("compose", compose, q_generated, q_done, run),
+        spawn("decode", decode, run, q_frames),
+        spawn("prepare", prepare, run, q_groups),
+        map_stage("generate", generate, q_groups, q_generated, run),
+        map_stage("compose", compose, q_generated, q_done, run),
     ]
     written = 0
     copy_streams = start == 0 and stop >= info.video.frames
@@ -518,7 +441,7 @@ def render(
         ) as writer:
             for th in threads:
                 th.start()
-            for group in _drain(q_done, run):
+            for group in drain(q_done, run):
                 t = time.perf_counter()
                 for frame in group.frames:
                     writer.write(frame)
@@ -535,24 +458,6 @@ def render(
     finally:
         run.stop.set()
     return swapped, written, run.seconds
-
-
-def _drain(q: queue.Queue, run: _Run) -> Iterator:
-    """Items of ``q`` until its end marker; raises a stage's error as soon as one is kept."""
-    while True:
-        try:
-            item = q.get(timeout=0.1)
-        except queue.Empty:
-            if run.errors:
-                raise run.errors[0]
-            if run.stop.is_set():
-                return  # torn down by the caller (error or Ctrl-C elsewhere)
-            continue
-        if item is _END:
-            if run.errors:
-                raise run.errors[0]
-            return
-        yield item
 
 
 # -- the whole job -------------------------------------------------------------------------------
@@ -584,6 +489,9 @@ def run_swap(
     ``analyzer`` (frames) and ``source_analyzer`` (stills) default to the dlib backend set up
     from ``cfg.detect``; tests pass them in to load the models once.
     """
+    if job.batch_size:
+        # the job's own batch size (a farm may tune it per node) wins over the preset's
+        cfg = replace(cfg, generate=replace(cfg.generate, batch_size=job.batch_size))
     torch.manual_seed(job.seed)
     if job.device == "cpu":
         torch.set_num_threads(max(1, cfg.generate.threads))

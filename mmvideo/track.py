@@ -65,11 +65,6 @@ class Track:
     def median_area(self) -> float:
         return float(np.median([f.area for f in self.faces.values()]))
 
-    def best_frame(self) -> int:
-        """The frame with the largest detected face (the contact-sheet thumbnail)."""
-        frames = self.detected or set(self.faces)
-        return max(sorted(frames), key=lambda i: self.faces[i].area)
-
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in ``a`` (N×4 x0,y0,x1,y1) with every box in ``b`` (M×4) → N×M."""
