@@ -33,7 +33,8 @@ class InferenceConfig:
 
     device: str = "cpu"
     precision: str = "fp16"  # used on CUDA only; CPU runs fp32
-    channels_last: bool = True
+    # None = on CUDA only: on CPU the layout conversions around the norms cost more than they save
+    channels_last: bool | None = None
     compile: bool = False
 
 
@@ -60,8 +61,13 @@ class Swapper:
         )
         self.checkpoint = loaded
         self.device = torch.device(cfg.device)
+        channels_last = (
+            self.device.type == "cuda"
+            if cfg.channels_last is None
+            else cfg.channels_last
+        )
         self.memory_format = (
-            torch.channels_last if cfg.channels_last else torch.contiguous_format
+            torch.channels_last if channels_last else torch.contiguous_format
         )
         model = loaded.generator.to(
             self.device, memory_format=self.memory_format

@@ -306,3 +306,15 @@ def test_identity_token_option_and_choice_validation():
     b = create_generator("tiny", attention_scale="none", **SHRINK).eval()
     with torch.inference_mode():
         assert not torch.allclose(a(*x), b(*x))
+
+
+def test_instance_norm_is_torch_instance_norm():
+    from magicmask.model.layers import instance_norm
+
+    x = torch.randn(3, 5, 7, 9)
+    norm = instance_norm(5)
+    nn.init.normal_(norm.weight)
+    nn.init.normal_(norm.bias)
+    ref = nn.functional.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=1e-5)
+    assert torch.allclose(norm(x), ref, atol=1e-5)
+    assert set(norm.state_dict()) == set(nn.InstanceNorm2d(5, affine=True).state_dict())

