@@ -302,6 +302,7 @@ def local_ray():
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_local_result(media, finished, local_ray, tmp_path):
     job = tmp_path / "job.json"
     plan = _plan(media, job)
