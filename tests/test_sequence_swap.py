@@ -158,6 +158,25 @@ def test_swap_range_of_a_video_with_watermark_timecode_and_tag(
     assert verify(out).watermark.marked
 
 
+def test_preview_of_a_sequence_labels_frame_numbers_and_timecode(
+    checkpoint, data_dir, tmp_path
+):
+    from mmvideo.config import load_config
+    from mmvideo.generate import load_models
+    from mmvideo.preview import render_rows
+
+    plate = write_plate(tmp_path, data_dir, "exr")
+    models = load_models(str(checkpoint))
+    rows = render_rows(
+        str(data_dir / SOURCE), str(plate), "1002-1004", load_config("fast"), models,
+        count=3, warmup=1, fill_missing=True,
+    )  # fmt: skip
+    assert [r.label for r in rows] == [1002, 1003, 1004]
+    assert [r.timecode for r in rows] == ["01:00:00:01", "01:00:00:02", "01:00:00:03"]
+    assert all(r.face_found for r in rows)
+    assert rows[0].original.dtype == np.uint16  # display-space 16-bit from the EXR
+
+
 def test_bad_timecode_fails_before_decoding_and_writes_nothing(
     checkpoint, data_dir, tmp_path, capsys
 ):
