@@ -23,9 +23,10 @@ from mmvideo.io.sequence import display_to_linear, probe_sequence
 from mmvideo.io.timecode import parse_timecode, read_video_timecode
 from mmvideo.provenance import read_provenance, verify
 
-# These run once the swap pipeline takes the post hooks (docs/post_hooks.patch: open_reader /
-# open_writer in pipeline.py, the --frames/--timecode/--fill-missing/--watermark/--sign flags).
-pytestmark = pytest.mark.skipif(
+# Tests marked ``needs_hooks`` run once the swap pipeline takes the rest of the post hooks
+# (docs/post_hooks.patch: the --frames/--timecode/--fill-missing/--watermark/--sign flags,
+# timecode on every output, probe's post lines).
+needs_hooks = pytest.mark.skipif(
     "watermark" not in {f.name for f in dataclasses.fields(SwapJob)},
     reason="swap pipeline without the post hooks (docs/post_hooks.patch)",
 )
@@ -107,6 +108,7 @@ def raw(path, fmt):
     return pixels
 
 
+@needs_hooks
 @pytest.mark.parametrize("kind", ["exr", "dpx"])
 def test_swap_on_a_sequence_keeps_numbers_timecode_and_untouched_pixels(
     checkpoint, data_dir, tmp_path, kind
@@ -145,6 +147,7 @@ def test_swap_on_a_sequence_keeps_numbers_timecode_and_untouched_pixels(
             assert corner.all()
 
 
+@needs_hooks
 def test_swap_range_of_a_video_with_watermark_timecode_and_tag(
     checkpoint, data_dir, tmp_path
 ):
@@ -177,6 +180,7 @@ def test_preview_of_a_sequence_labels_frame_numbers_and_timecode(
     assert rows[0].original.dtype == np.uint16  # display-space 16-bit from the EXR
 
 
+@needs_hooks
 def test_bad_timecode_fails_before_decoding_and_writes_nothing(
     checkpoint, data_dir, tmp_path, capsys
 ):
@@ -194,6 +198,7 @@ def test_bad_timecode_fails_before_decoding_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_hooks
 def test_probe_shows_timecode_and_provenance_of_outputs(
     checkpoint, data_dir, tmp_path, capsys
 ):
@@ -221,6 +226,7 @@ def test_probe_shows_timecode_and_provenance_of_outputs(
     assert "provenance: no mmvideo tag" in capsys.readouterr().out
 
 
+@needs_hooks
 @pytest.mark.slow
 def test_farm_chunks_and_merge_keep_timecode_and_tag(checkpoint, data_dir, tmp_path):
     import subprocess
