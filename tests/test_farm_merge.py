@@ -27,6 +27,7 @@ from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter
 from mmvideo.io.probe import probe
+from mmvideo.io.timecode import read_video_timecode
 
 
 def _transcode(job: dict, config: dict) -> None:
@@ -143,3 +144,19 @@ def test_merge_refuses_when_timestamps_do_not_match_the_source(
     assert not out.exists() and not [
         p for p in tmp_path.iterdir() if p.name.startswith(".merged")
     ]
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_merge_keeps_the_source_start_timecode(tmp_path, monkeypatch, chunks):
+    clip = tmp_path / "tc.mov"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-t", "0.48",
+         "-c:v", "libx264", "-g", "4", "-timecode", "01:00:00:00", str(clip)],
+        check=True,
+    )  # fmt: skip
+    monkeypatch.setattr(chunk_module, "run_job", _transcode)
+    job, plan = _job(tmp_path, clip, chunks)
+    for span in plan.chunks:
+        run_chunk(job, span.index)
+    merged = merge(job, tmp_path / "merged.mov").output
+    assert read_video_timecode(merged) == "01:00:00:00"

@@ -29,6 +29,7 @@ from mmvideo.farm.plan import (
     write_json_atomic,
 )
 from mmvideo.farm.scan import StreamScan, scan_video
+from mmvideo.io.timecode import read_video_timecode
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +153,9 @@ def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> Non
             str(_concat_list(plan, job_path, source)), f="concat", safe=0, **offset
         )
     original = ffmpeg.input(plan.input)
-    streams = [video["v:0"]]
-    if source.has_audio:
-        streams.append(original["a"])
-    if source.has_subtitles:
-        streams.append(original["s"])
+    # Optional maps ("?") keep the source an input even with no audio or subtitles, so its
+    # metadata and chapters can still be mapped.
+    streams = [video["v:0"], original["a?"], original["s?"]]
     # -copyts: ffmpeg would otherwise move each input to start at 0, and a source whose audio
     # starts before or after its video would lose A/V sync.
     # The source's metadata, then what the pipeline wrote into the chunks (the provenance tag
@@ -165,6 +164,13 @@ def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> Non
         f"metadata:g:{i}": f"{k}={v}"
         for i, (k, v) in enumerate(_chunk_tags(plan).items())
     }
+    # The merged video starts where chunk 0 does: its start timecode (the job's, which may
+    # override the source's) else the source's, on the video stream where mov/mxf keep it.
+    timecode = read_video_timecode(plan.chunks[0].output) or read_video_timecode(
+        plan.input
+    )
+    if timecode:
+        tags["metadata:s:v:0"] = f"timecode={timecode}"
     cmd = (
         ffmpeg.output(
             *streams, str(tmp), c="copy", map_metadata=1, map_chapters=1, **tags

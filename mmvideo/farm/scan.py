@@ -17,17 +17,13 @@ from mmvideo.io.probe import probe
 
 @dataclass(frozen=True)
 class StreamScan:
-    """The first video stream of a file (timestamps in display order) and what else it carries."""
+    """The first video stream of a file: timestamps in display order, and the file's origin."""
 
     path: str
     time_base: Fraction
     pts: tuple[int, ...]
     fps: float
-    has_audio: bool
-    has_subtitles: bool
-    origin: (
-        float  # seconds of the earliest packet of any stream (audio priming may be < 0)
-    )
+    origin: float  # seconds of the earliest packet of any stream (priming may be < 0)
 
     @property
     def frames(self) -> int:
@@ -41,8 +37,6 @@ def scan_video(path: str | Path) -> StreamScan:
         time_base=Fraction(info.video.time_base),
         pts=tuple(info.video.frame_pts),
         fps=float(info.video.fps),
-        has_audio=bool(info.audio),
-        has_subtitles=any(s.type == "subtitle" for s in info.streams),
         origin=_origin(path),
     )
 
