@@ -6,7 +6,7 @@ separately. Every configuration uses all the cores it is given: one chunk runs w
 threads, N chunks as min(N, cores) parallel workers splitting the threads. Every merge checks
 its frame count and timestamps against the source, as ``mmvideo merge`` always does.
 
-    .venv/bin/python bench/farm_scaling.py [--clip FILE] [--frames 40] [--cores 2] [--no-ray]
+    .venv/bin/python bench/farm_scaling.py [--clip FILE] [--frames 128] [--cores 2] [--no-ray]
 
 The model is a randomly initialised ``tiny`` generator (speed does not depend on its weights).
 """
@@ -14,6 +14,7 @@ The model is a randomly initialised ``tiny`` generator (speed does not depend on
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,14 +41,23 @@ def main() -> int:
     parser.add_argument("--clip", type=Path, default=DATA / "talking_head_turn_01.mp4")
     parser.add_argument("--source", type=Path, default=DATA / "id_obama_01.jpg")
     parser.add_argument(
-        "--frames", type=int, default=40, help="first N frames of the clip"
+        "--frames", type=int, default=128, help="first N frames of the clip"
     )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="farm-bench-"))
+    try:
+        return _run(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, work: Path) -> int:
     clip = work / "clip.mp4"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(args.clip), "-frames:v", str(args.frames), "-c:v", "libx264",
