@@ -66,7 +66,7 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
         "ms/face",
     ):
         assert head in table
-    unchanged, pasted, model = rows
+    unchanged, pasted, self_swap, model = rows
     # Reference rows: the unchanged target has zero pose/expression error by definition, and the
     # source's own crop is judged far closer to the source than another person is.
     assert unchanged.pose_err == 0 and unchanged.expr_err < 1e-9 and unchanged.jitter == 0
@@ -77,7 +77,7 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
         assert r.pose_err >= 0 and r.expr_err >= 0
     assert pasted.pose_err > 1.0  # a different head, a different pose
     assert model.jitter is not None and np.isfinite(model.jitter) and pasted.jitter is None
-    assert model.ms > 0 and unchanged.ms is None
+    assert model.ms > 0 and unchanged.ms is None and self_swap.jitter is None
 
 
 def test_pairs_file_formats(tmp_path):
