@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 # Component groups in iBUG/dlib index order; "closed" outlines are drawn as loops.
 LANDMARK_GROUPS: dict[str, tuple[int, ...]] = {
@@ -57,7 +58,9 @@ def landmark_heatmaps(
         cv2.polylines(canvas, curves, name in _CLOSED, 0, 1, cv2.LINE_8, _SUBPIXEL_BITS)
         if canvas.min() == 255:
             continue
-        dist = cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        # scipy's exact EDT, not cv2.distanceTransform: OpenCV's (IPP) path returns values that
+        # differ in the last bits between identical calls, which breaks bit-identical re-runs.
+        dist = ndimage.distance_transform_edt(canvas).astype(np.float32)
         heat = np.exp((dist * dist) * (-0.5 / (sigma * sigma)))
         heat[dist > reach] = 0.0
         out[i, y0:y1, x0:x1] = heat
