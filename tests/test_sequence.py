@@ -263,6 +263,9 @@ def test_16bit_png_and_tiff_round_trip_exactly(tmp_path, ext):
     out = probe_sequence(str(tmp_path / f"o.%03d.{ext}"))
     assert json.loads(out.provenance)["synthetic"] is True
     assert str(out.timecode) == "02:00:00:00" and out.first == 7
+    assert out.rate == Fraction(
+        25
+    )  # kept in a text chunk (PNG) / the description (TIFF)
 
 
 def test_range_reads_only_its_frames(tmp_path):

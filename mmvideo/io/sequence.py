@@ -51,6 +51,7 @@ PROVENANCE_ATTRIBUTE = "mmvideo:provenance"
 # PNG keeps the timecode as a text chunk; TIFF (which drops unknown tags) as a "timecode" key of
 # the JSON in its ImageDescription; EXR and DPX in their SMPTE header field.
 TIMECODE_ATTRIBUTE = "mmvideo:timecode"
+FPS_ATTRIBUTE = "mmvideo:fps"  # likewise for the frame rate ("25/1")
 # DPX and TIFF drop attributes they have no field for; their free-text field carries the tag.
 TEXT_FIELD = {
     "exr": PROVENANCE_ATTRIBUTE,
@@ -270,10 +271,26 @@ def _rgb_indices(path: Path, kind: str, names: tuple[str, ...]) -> tuple[int, in
     return 0, 1, 2
 
 
-def _header_fps(spec) -> Fraction | None:
+def _tiff_json(spec) -> dict:
+    try:
+        doc = json.loads(spec.getattribute("ImageDescription") or "")
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _header_fps(spec, kind: str) -> Fraction | None:
     fps = spec.getattribute("FramesPerSecond")
     if isinstance(fps, tuple) and len(fps) == 2 and fps[1]:
         return Fraction(int(fps[0]), int(fps[1]))
+    text = spec.getattribute(FPS_ATTRIBUTE)
+    if not text and kind == "tiff":
+        text = _tiff_json(spec).get("fps")
+    if text:
+        try:
+            return Fraction(text)
+        except (ValueError, ZeroDivisionError):
+            return None
     dpx = spec.getattribute("dpx:FrameRate")
     if isinstance(dpx, float) and dpx > 0:
         # DPX stores a float: map 23.976 etc. back to the NTSC rational it stands for.
@@ -301,12 +318,7 @@ def _header_timecode(spec, kind: str, rate: Fraction, source: str) -> Timecode |
         return from_smpte_words(words, rate, source=source)
     label = spec.getattribute(TIMECODE_ATTRIBUTE)
     if not label and kind == "tiff":
-        try:
-            label = json.loads(spec.getattribute("ImageDescription") or "").get(
-                "timecode"
-            )
-        except (ValueError, AttributeError):
-            label = None
+        label = _tiff_json(spec).get("timecode")
     return parse_timecode(label, rate, source=source) if label else None
 
 
@@ -385,7 +397,7 @@ def probe_sequence(
                 f"{pat.path(frame)}: channels {','.join(other.channelnames)} "
                 f"differ from {first_path.name}'s {','.join(names)}"
             )
-    rate = Fraction(fps) if fps else (_header_fps(spec) or _DEFAULT_FPS)
+    rate = Fraction(fps) if fps else (_header_fps(spec, pat.kind) or _DEFAULT_FPS)
     timecode = _header_timecode(spec, pat.kind, rate, str(first_path))
     bits = spec.get_int_attribute("oiio:BitsPerSample", 0) or spec.format.size() * 8
     return SequenceInfo(

@@ -21,6 +21,7 @@ import numpy as np
 from mmvideo.errors import OutputError
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence import (
+    FPS_ATTRIBUTE,
     TEXT_FIELD,
     TIMECODE_ATTRIBUTE,
     SequenceInfo,
@@ -54,9 +55,11 @@ class SequenceWriterOptions:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-def _tiff_description(provenance: str | None, tc: Timecode | None) -> str | None:
-    """TIFF's one free-text field carries the provenance JSON with the timecode added to it."""
-    if tc is None:
+def _tiff_description(
+    provenance: str | None, tc: Timecode | None, rate: Fraction | None
+) -> str | None:
+    """TIFF's one free-text field carries the provenance JSON, timecode and rate added to it."""
+    if tc is None and rate is None:
         return provenance
     try:
         doc = json.loads(provenance) if provenance else {}
@@ -64,10 +67,13 @@ def _tiff_description(provenance: str | None, tc: Timecode | None) -> str | None
         doc = None
     if not isinstance(doc, dict):
         log.warning(
-            "TIFF output: provenance text is not JSON; timecode %s not written", tc
+            "TIFF output: provenance text is not JSON; timecode and rate not written"
         )
         return provenance
-    doc["timecode"] = str(tc)
+    if tc is not None:
+        doc["timecode"] = str(tc)
+    if rate is not None:
+        doc["fps"] = f"{rate.numerator}/{rate.denominator}"
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
@@ -180,6 +186,10 @@ class SequenceWriter:
             )
             if kind == "dpx":
                 spec.attribute("dpx:FrameRate", float(rate))
+            elif (
+                kind == "png"
+            ):  # PNG has no rate field: a text chunk, as for the timecode
+                spec.attribute(FPS_ATTRIBUTE, f"{rate.numerator}/{rate.denominator}")
         tc = None if opts.timecode is None else opts.timecode + frame.index
         if tc is not None:
             if kind in ("exr", "dpx"):
@@ -191,7 +201,7 @@ class SequenceWriter:
             elif kind == "png":
                 spec.attribute(TIMECODE_ATTRIBUTE, str(tc))
         if kind == "tiff":
-            text = _tiff_description(opts.provenance, tc)
+            text = _tiff_description(opts.provenance, tc, rate)
             if text:
                 spec.attribute("ImageDescription", text)
         elif opts.provenance:
