@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 8  # decoded frames waiting for the next stage
 # frame groups (a generator batch each, with their model inputs) waiting between stages
-GROUP_QUEUE_SIZE = 2
+GROUP_QUEUE_SIZE = 1
 THUMB = 128  # contact-sheet thumbnail side
 
 
