@@ -39,7 +39,9 @@ def feather_mask(mask: np.ndarray, cfg: ComposeConfig) -> np.ndarray:
     return alpha
 
 
-def match_colour_lab(generated: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def match_colour_lab(
+    generated: np.ndarray, target: np.ndarray, weight: np.ndarray
+) -> np.ndarray:
     """Shift and scale each LAB channel of ``generated`` to the target's mean/std inside the mask.
 
     Both images are float32 RGB in [0, 1]; the statistics are taken where the blend weight is
