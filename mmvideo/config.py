@@ -249,6 +249,12 @@ class SwapJob:
     seed: int = 0
     # ISO 8601 time for the output's provenance tag (None: now); a farm pins it per plan
     created: str | None = None
+    # post hand-offs (mmvideo.io.media.PostOptions)
+    timecode: str | None = None  # overrides the input's start timecode (HH:MM:SS:FF)
+    fill_missing: bool = False  # repeat the previous frame over gaps in an input sequence
+    watermark: bool = False
+    sign_cert: str | None = None
+    sign_key: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -45,7 +45,13 @@ from mmvideo.generate import SwapModels, embed_crops, generate_faces
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.encode import check_output_path
 from mmvideo.io.frame import Frame
-from mmvideo.io.media import PostOptions, open_reader, open_writer, probe_media
+from mmvideo.io.media import (
+    PostOptions,
+    open_reader,
+    open_writer,
+    probe_media,
+    source_timecode,
+)
 from mmvideo.io.probe import MediaInfo
 from mmvideo.io.sequence import parse_pattern
 from mmvideo.progress import Progress
@@ -334,6 +340,17 @@ class _Group:
     outputs: np.ndarray | None = None  # [n faces, 224, 224, 3] float32
 
 
+def post_options(job: SwapJob, info: MediaInfo, models: SwapModels) -> PostOptions:
+    """The hand-offs every output gets: the provenance tag (it holds replaced faces), the
+    timecode of its first frame, and on request the watermark and C2PA credentials."""
+    return PostOptions(
+        provenance=make_tag(models.sha256, created=job.created).to_text(),
+        timecode=source_timecode(info, override=job.timecode),
+        watermark=job.watermark,
+        sign=(job.sign_cert, job.sign_key) if job.sign_cert else None,
+    )
+
+
 def render(
     job: SwapJob,
     info: MediaInfo,
@@ -344,6 +361,7 @@ def render(
     start: int,
     stop: int,
     progress: Progress | None = None,
+    post: PostOptions | None = None,
 ) -> tuple[dict[int, int], int, dict[str, float]]:
     """Pass 2: write frames ``[start, stop)`` of the input with the planned faces swapped.
 
@@ -366,8 +384,8 @@ def render(
                     progress.advance("decode")
 
     def prepare() -> None:
-        # OpenCV's IPP distance transform (behind the landmark heat-maps) differs in the last
-        # bits from call to call; without it the same input gives the same output. Per thread.
+        # Some OpenCV IPP kernels (seen in the distance transform and exp) differ in the last
+        # bits with memory alignment; without IPP the same input gives the same output. Per thread.
         cv2.ipp.setUseIPP(False)
         group, n_faces = _Group([], []), 0
         for frame in drain(q_frames, run):
@@ -434,10 +452,7 @@ def render(
             encode_options(cfg.encode),
             copy_streams=copy_streams,
             start=start,
-            # every output says it holds replaced faces (machine-readable, mmvideo.provenance)
-            post=PostOptions(
-                provenance=make_tag(models.sha256, created=job.created).to_text()
-            ),
+            post=post or post_options(job, info, models),
         ) as writer:
             for th in threads:
                 th.start()
@@ -495,12 +510,13 @@ def run_swap(
     torch.manual_seed(job.seed)
     if job.device == "cpu":
         torch.set_num_threads(max(1, cfg.generate.threads))
-    info = probe_media(job.input)
+    info = probe_media(job.input, fill_missing=job.fill_missing)
     if parse_pattern(job.output) is None:
         check_output_path(
             job.output, job.input
         )  # before any work, not after the analysis
     first, start, stop = _frame_range(job, info)
+    post = post_options(job, info, models)  # a bad --timecode fails here, before any decoding
     if analyzer is None or source_analyzer is None:
         # one landmark model (~100 MB for dlib's) shared by the frame and the still analysers
         landmarker = build_landmarker(face_config(cfg.detect, job.device))
@@ -533,7 +549,7 @@ def run_swap(
             stop - start,
         )
     swapped, written, stage_seconds = render(
-        job, info, cfg, plan, models, e_s, start, stop, progress
+        job, info, cfg, plan, models, e_s, start, stop, progress, post
     )
     if progress:
         progress.end()

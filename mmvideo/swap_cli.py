@@ -49,9 +49,11 @@ def _merged(preset: str, params: dict) -> SwapConfig:
 
 
 def _require(path: str | None, flag: str) -> str:
+    from mmvideo.io.sequence import parse_pattern
+
     if not path:
         raise click.UsageError(f"{flag} is required")
-    if not Path(path).is_file():
+    if parse_pattern(path) is None and not Path(path).is_file():
         raise MissingInput(f"{path}: file not found ({flag})")
     return path
 
@@ -82,6 +84,21 @@ def _require(path: str | None, flag: str) -> str:
     show_default=True,
     help="Frames before --start analysed to settle the tracker and filters.",
 )
+@click.option(
+    "--frames",
+    default=None,
+    help="Render only A-B (inclusive; frame numbers for a sequence); overrides --start/--stop.",
+)
+@click.option("--timecode", default=None, help="Start timecode of the input (HH:MM:SS:FF).")
+@click.option("--fill-missing", is_flag=True, help="Repeat the previous frame over sequence gaps.")
+@click.option("--watermark", is_flag=True, help="Embed the invisible mmvideo watermark.")
+@click.option(
+    "--sign",
+    nargs=2,
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="CERT KEY: embed signed C2PA content credentials (mp4/mov/png/tiff outputs).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option(
     "--print-config", is_flag=True, help="Print the merged configuration and exit."
@@ -111,6 +128,13 @@ def swap(preset: str, print_config: bool, **params) -> None:
     from mmvideo.progress import Progress
 
     models = load_models(params["checkpoint"], params["device"])
+    start, stop = params["start"], params["stop"]
+    if params["frames"]:
+        from mmvideo.io.media import frame_range, probe_media
+
+        info = probe_media(input_path, fill_missing=params["fill_missing"])
+        start, stop = frame_range(params["frames"], info)
+    sign = params["sign"] or (None, None)
     job = SwapJob(
         source=source,
         input=input_path,
@@ -118,12 +142,17 @@ def swap(preset: str, print_config: bool, **params) -> None:
         preset=preset,
         checkpoint=params["checkpoint"],
         checkpoint_sha256=models.sha256,
-        start=params["start"],
-        stop=params["stop"],
+        start=start,
+        stop=stop,
         warmup=params["warmup"],
         device=params["device"],
         batch_size=cfg.generate.batch_size,
         seed=params["seed"],
+        timecode=params["timecode"],
+        fill_missing=params["fill_missing"],
+        watermark=params["watermark"],
+        sign_cert=sign[0],
+        sign_key=sign[1],
     )
     log.info("job: %s", job.to_json())
     json_progress = params["json_progress"]

@@ -8,7 +8,7 @@ import shlex
 import click
 
 from mmvideo.io.codecs import VIDEO_CODECS, X264_PRESETS, EncodeOptions
-from mmvideo.io.probe import MediaInfo, probe
+from mmvideo.io.probe import MediaInfo
 
 
 def _describe(info: MediaInfo) -> list[str]:
@@ -49,11 +49,16 @@ def _describe(info: MediaInfo) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def probe_command(file: str, as_json: bool) -> None:
     """Describe FILE: container, streams, fps/VFR, frame count, rotation, colour, bit depth, audio."""
-    info = probe(file)
+    from mmvideo.io.media import probe_media
+    from mmvideo.provenance import post_lines, post_summary
+
+    info = probe_media(file)
     if as_json:
-        click.echo(json.dumps(info.to_dict(), indent=2, ensure_ascii=False))
+        data = info.to_dict()
+        data["post"] = post_summary(file, info)
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        click.echo("\n".join(_describe(info)))
+        click.echo("\n".join(_describe(info) + post_lines(file, info)))
 
 
 @click.command("transcode")
