@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -33,14 +34,14 @@ from magicmask.face.analyzer import (
     FaceAnalyzer,
     FaceConfig,
     build_landmarker,
-    source_face,
+    pick_face,
 )
 from magicmask.face.image import load_image
 from magicmask.face.prepare import TargetInputs, prepare_target
 from magicmask.face.types import Face
 from mmvideo.compose import paste
 from mmvideo.config import DetectConfig, EncodeConfig, SwapConfig, SwapJob
-from mmvideo.errors import InvalidInput
+from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.generate import SwapModels, embed_crops, generate_faces
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.encode import check_output_path
@@ -114,9 +115,11 @@ class SwapSummary:
 
 
 def face_config(cfg: DetectConfig, device: str = "cpu") -> FaceConfig:
-    """The face analyser settings of the detect slice (dlib HOG + 68-point predictor)."""
+    """The face analyser settings of the detect slice, for video frames."""
     return FaceConfig(
-        backend="dlib",
+        backend=cfg.face_backend,
+        detector=cfg.detector,
+        models_dir=_models_dir(cfg),
         upsample=cfg.detect_upsample,
         min_face=cfg.min_face_size,
         detect_max_side=cfg.detect_max_side,
@@ -124,12 +127,31 @@ def face_config(cfg: DetectConfig, device: str = "cpu") -> FaceConfig:
     )
 
 
-def source_face_config(device: str = "cpu") -> FaceConfig:
+def source_face_config(
+    device: str = "cpu", cfg: DetectConfig | None = None
+) -> FaceConfig:
     """Stills (the source actor, a --target-face reference) are searched harder than frames:
-    one photo, so a larger detection size and upsampling cost little."""
+    one photo, so a larger detection size and upsampling cost little. Same backend and detector
+    as the frames (``cfg``; None = the defaults)."""
+    cfg = cfg or DetectConfig()
     return FaceConfig(
-        backend="dlib", upsample=1, min_face=32, detect_max_side=1024, device=device
+        backend=cfg.face_backend,
+        detector=cfg.detector,
+        models_dir=_models_dir(cfg),
+        upsample=1,
+        min_face=32,
+        detect_max_side=1024,
+        device=device,
     )
+
+
+def _models_dir(cfg: DetectConfig) -> Path | None:
+    if cfg.face_models is None:
+        return None
+    path = Path(cfg.face_models)
+    if not path.is_dir():
+        raise MissingInput(f"{path}: face model folder not found (--face-models)")
+    return path
 
 
 def encode_options(cfg: EncodeConfig) -> EncodeOptions:
@@ -479,14 +501,29 @@ def render(
 
 
 def source_identity(
-    path: str, analyzer: FaceAnalyzer, models: SwapModels
+    path: str, analyzer: FaceAnalyzer, models: SwapModels, index: int | None = None
 ) -> torch.Tensor:
-    """The source actor's identity code ``e_s`` [1, D], computed once per job.
+    """The identity code ``e_s`` [1, D] of face ``index`` (largest first; None = the largest)
+    in the still at ``path``, computed once per job.
 
-    No face in the source is a ``NoFaceFound`` error, raised before any video is decoded.
+    No face in the source is a ``NoFaceFound`` error, an index past the faces found an
+    ``InvalidInput`` error, both raised before any video is decoded.
     """
     image = load_image(path)
-    face = source_face(image, analyzer, name=path)
+    faces = analyzer.detect(image)
+    face = pick_face(faces, index, name=path)
+    if len(faces) > 1:
+        x0, y0, x1, y1 = (int(v) for v in face.box)
+        log.info(
+            "%s: using face %d of %d (largest first), box %d,%d-%d,%d",
+            path,
+            index or 0,
+            len(faces),
+            x0,
+            y0,
+            x1,
+            y1,
+        )
     crop, _ = align_identity(image, face.landmarks)
     return torch.from_numpy(embed_crops(models, crop[None]))
 
@@ -501,8 +538,8 @@ def run_swap(
 ) -> SwapSummary:
     """Swap ``job.source``'s face into ``job.input`` frames ``[start, stop)`` → ``job.output``.
 
-    ``analyzer`` (frames) and ``source_analyzer`` (stills) default to the dlib backend set up
-    from ``cfg.detect``; tests pass them in to load the models once.
+    ``analyzer`` (frames) and ``source_analyzer`` (stills) default to the backend and detector
+    ``cfg.detect`` names; tests pass them in to load the models once.
     """
     if job.batch_size:
         # the job's own batch size (a farm may tune it per node) wins over the preset's
@@ -524,10 +561,12 @@ def run_swap(
             face_config(cfg.detect, job.device), landmarker=landmarker
         )
         source_analyzer = source_analyzer or FaceAnalyzer(
-            source_face_config(job.device), landmarker=landmarker
+            source_face_config(job.device, cfg.detect), landmarker=landmarker
         )
     t0 = time.perf_counter()
-    e_s = source_identity(job.source, source_analyzer, models)
+    e_s = source_identity(
+        job.source, source_analyzer, models, cfg.detect.source_face_index
+    )
     reference = None
     if cfg.track.target_face:
         reference = source_identity(cfg.track.target_face, source_analyzer, models)[

@@ -376,3 +376,96 @@ def test_faces_at_the_edge_and_tiny_faces(models, analyzer, stills, data_dir, tm
         for _, face in plan[i]:
             allowed |= _warped_region(prepare_target(a, face.landmarks), a.shape, reach)
         assert changed.any() and not (changed & ~allowed).any()
+
+
+# -- face-analysis options ---------------------------------------------------------------------
+
+MULTI = "multi_face_obama_biden_01.jpg"  # two faces of about the same size
+
+
+def test_print_config_shows_the_face_options(capsys):
+    args = ["swap", "--preset", "fast", "--face-backend", "fan", "--detector", "mtcnn"]
+    args += ["--face-models", "/models", "--source-face-index", "1", "--print-config"]
+    assert main(args) == 0
+    detect = tomllib.loads(capsys.readouterr().out)["detect"]
+    assert detect["face_backend"] == "fan" and detect["detector"] == "mtcnn"
+    assert detect["face_models"] == "/models" and detect["source_face_index"] == 1
+    assert main(["swap", "--detector", "retina", "--print-config"]) != 0
+    capsys.readouterr()
+    # unset: the backend's default detector, no folder, the largest source face
+    assert main(["swap", "--print-config"]) == 0
+    detect = tomllib.loads(capsys.readouterr().out)["detect"]
+    assert detect["face_backend"] == "dlib"
+    assert not {"detector", "face_models", "source_face_index"} & set(detect)
+
+
+def test_source_face_index_picks_another_face(models, stills, data_dir, caplog):
+    path = str(data_dir / MULTI)
+    caplog.set_level("INFO", logger="mmvideo.pipeline")
+    default = pipeline.source_identity(path, stills, models)
+    assert "2 faces found, using the largest" in caplog.text
+    assert "using face 0 of 2" in caplog.text
+    first = pipeline.source_identity(path, stills, models, index=0)
+    caplog.clear()
+    second = pipeline.source_identity(path, stills, models, index=1)
+    assert "using face 1 of 2" in caplog.text
+    assert torch.equal(default, first)
+    # another person: another identity code
+    assert torch.nn.functional.cosine_similarity(first, second).item() < 0.99
+
+
+def test_source_face_index_out_of_range_is_a_one_line_error(
+    tiny_checkpoint, data_dir, tmp_path, capsys
+):
+    out = tmp_path / "o.mp4"
+    rc = main(
+        [
+            "swap",
+            "--source", str(data_dir / MULTI),
+            "--in", str(data_dir / "talking_head_turn_01.mp4"),
+            "--out", str(out),
+            "--checkpoint", str(tiny_checkpoint),
+            "--source-face-index", "2",
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.count("\n") == 0
+    assert MULTI in err and "--source-face-index 2 out of range (2 faces found)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_swap_with_the_mtcnn_detector(tiny_checkpoint, data_dir, tmp_path, monkeypatch):
+    """``--detector mtcnn`` reaches the analysers: MTCNN finds the faces of the source and
+    of the frames, and the swap runs end to end."""
+    from magicmask.face import mtcnn_backend
+
+    calls = []
+    original = mtcnn_backend.MtcnnDetector.__call__
+
+    def counted(self, image):
+        calls.append(image.shape)
+        return original(self, image)
+
+    monkeypatch.setattr(mtcnn_backend.MtcnnDetector, "__call__", counted)
+    clip = data_dir / "talking_head_turn_01.mp4"
+    out = tmp_path / "swapped.mp4"
+    rc = main(
+        [
+            "swap",
+            "--source", str(data_dir / "id_obama_01.jpg"),
+            "--in", str(clip),
+            "--out", str(out),
+            "--checkpoint", str(tiny_checkpoint),
+            "--detector", "mtcnn",
+            "--detect-interval", "3",
+            "--stop", "6",
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    assert len(calls) == 1 + 2  # the source, then frames 0 and 3
+    a, b = frames_of(clip, 6), frames_of(out)
+    assert len(b) == 6
+    diff = np.abs(a[3].astype(int) - b[3].astype(int)).max(-1)
+    assert (diff > 40).mean() > 0.02  # the face found by MTCNN was repainted
