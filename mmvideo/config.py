@@ -240,7 +240,9 @@ class SwapJob:
     """Everything one render node needs to run one swap (or one chunk of it); JSON-serialisable.
 
     ``start``/``stop`` select output frames ``[start, stop)`` (``stop=None``: to the end);
-    ``warmup`` frames before ``start`` are analysed (tracker and filters settle) but not written.
+    ``warmup`` frames before ``start`` are analysed (tracker and filters settle) but not written,
+    and so are ``lookahead`` frames from ``stop`` on (what RTS smoothing's backward pass needs
+    to match a run that went on).
     """
 
     source: str
@@ -252,6 +254,7 @@ class SwapJob:
     start: int = 0
     stop: int | None = None
     warmup: int = 25
+    lookahead: int = 0
     device: str = "cpu"
     batch_size: int | None = None
     seed: int = 0

@@ -165,15 +165,16 @@ def encode_options(cfg: EncodeConfig) -> EncodeOptions:
     )
 
 
-def _frame_range(job: SwapJob, info: MediaInfo) -> tuple[int, int, int]:
-    """(first analysed frame, first written frame, stop) for the job's range."""
+def _frame_range(job: SwapJob, info: MediaInfo) -> tuple[int, int, int, int]:
+    """(first analysed frame, first written frame, stop, analysis stop) for the job's range."""
     n = info.video.frames
     stop = n if job.stop is None else min(job.stop, n)
     if not 0 <= job.start < stop:
         raise InvalidInput(
             f"{job.input}: bad frame range {job.start}..{job.stop} (clip has {n} frames)"
         )
-    return max(0, job.start - max(job.warmup, 0)), job.start, stop
+    first = max(0, job.start - max(job.warmup, 0))
+    return first, job.start, stop, min(n, stop + max(job.lookahead, 0))
 
 
 # -- pass 1 ------------------------------------------------------------------------------------
@@ -552,7 +553,7 @@ def run_swap(
         check_output_path(
             job.output, job.input
         )  # before any work, not after the analysis
-    first, start, stop = _frame_range(job, info)
+    first, start, stop, last = _frame_range(job, info)
     post = post_options(job, info, models)  # a bad --timecode fails here, before any decoding
     if analyzer is None or source_analyzer is None:
         # one landmark model (~100 MB for dlib's) shared by the frame and the still analysers
@@ -574,9 +575,9 @@ def run_swap(
         ].numpy()
     seconds = {"source": time.perf_counter() - t0}
     if progress:
-        progress.begin("analyse", ["analyse"], stop - first)
+        progress.begin("analyse", ["analyse"], last - first)
     t0 = time.perf_counter()
-    analysis = analyse(job.input, info, cfg, analyzer, models, first, stop, progress)
+    analysis = analyse(job.input, info, cfg, analyzer, models, first, last, progress)
     seconds["analyse"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     plan, selected, jit = plan_faces(analysis, cfg, reference, start, stop)

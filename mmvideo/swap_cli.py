@@ -85,6 +85,12 @@ def _require(path: str | None, flag: str) -> str:
     help="Frames before --start analysed to settle the tracker and filters.",
 )
 @click.option(
+    "--lookahead",
+    default=0,
+    show_default=True,
+    help="Frames from --stop on analysed (not written), as RTS smoothing of a longer run sees them.",
+)
+@click.option(
     "--frames",
     default=None,
     help="Render only A-B (inclusive; frame numbers for a sequence); overrides --start/--stop.",
@@ -145,6 +151,7 @@ def swap(preset: str, print_config: bool, **params) -> None:
         start=start,
         stop=stop,
         warmup=params["warmup"],
+        lookahead=params["lookahead"],
         device=params["device"],
         batch_size=cfg.generate.batch_size,
         seed=params["seed"],

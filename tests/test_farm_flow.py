@@ -31,7 +31,7 @@ from mmvideo.farm.executors import RayExecutor, Task
 from mmvideo.farm.merge import merge
 from mmvideo.farm.plan import load_plan, make_plan, save_plan
 from mmvideo.farm.scan import scan_video
-from mmvideo.farm.swap import resolve_settings, run_job
+from mmvideo.farm.swap import lookahead_frames, resolve_settings, run_job
 
 SETS = {"threads": 1, "codec": "ffv1", "batch_size": 4}
 CREATED = "2026-11-26T00:00:00Z"
@@ -151,6 +151,34 @@ def test_chunked_and_merged_equals_single_run(media, finished):
     before = status_path(finished["job"], 0).stat().st_mtime_ns
     assert run_chunk(finished["job"], 0).skipped
     assert status_path(finished["job"], 0).stat().st_mtime_ns == before
+
+
+def test_rts_chunks_look_ahead_and_merge_to_a_single_run(media):
+    """With RTS smoothing (the quality preset) each chunk analyses frames past its end, so the
+    backward pass near a cut sees what a single run sees: merged output equals a single run."""
+    root = media["root"] / "rts"
+    job = root / "job.json"
+    settings = resolve_settings("quality", media["model"], SETS)
+    plan = make_plan(
+        job, media["clip"], media["source"], settings, chunks=2, created=CREATED
+    )
+    save_plan(plan, job)
+    assert plan.lookahead == lookahead_frames(settings.config) > 0
+    assert [j["lookahead"] for j in plan.jobs] == [plan.lookahead] * 2
+    for i in range(2):
+        run_chunk(job, i)
+    merged = merge(job, root / "merged.mkv")
+    single = root / "single.mkv"
+    whole = dict(plan.jobs[0], start=0, stop=None, warmup=0, lookahead=0)
+    run_job(dict(whole, output=str(single)), plan.settings.config)
+    _assert_same_video(Path(merged.output), single)
+    # without the look-ahead the first chunk's last frames come out otherwise
+    blind = root / "blind.mkv"
+    run_job(dict(plan.jobs[0], lookahead=0, output=str(blind)), plan.settings.config)
+    assert any(
+        not np.array_equal(a, b)
+        for (_, a), (_, b) in zip(_frames(blind), _frames(single)[:6])
+    )
 
 
 def test_merge_refuses_missing_chunk_or_other_model_or_preset(

@@ -27,7 +27,12 @@ from mmvideo.farm.plan import (
     sha256_file,
     split_frames,
 )
-from mmvideo.farm.swap import SwapSettings, resolve_settings, settle_frames
+from mmvideo.farm.swap import (
+    SwapSettings,
+    lookahead_frames,
+    resolve_settings,
+    settle_frames,
+)
 from mmvideo.smooth import smooth_series
 
 CLIP = "talking_head_turn_01.mp4"  # 224×224, 128 frames at 25 fps
@@ -323,6 +328,56 @@ def test_default_warmup_makes_chunk_geometry_bit_identical(preset):
         assert not np.array_equal(
             run(0), run(start - warmup // 4)
         )  # a short warm-up is not enough
+
+
+def test_default_lookahead_makes_rts_geometry_bit_identical():
+    """RTS-smoothed landmarks/depth before a chunk's end equal a single run's (float32) when the
+    analysis goes on ``lookahead_frames`` past it; Kalman needs none."""
+    assert lookahead_frames(config_to_dict(load_config("balanced"))) == 0
+    config = config_to_dict(load_config("quality"))
+    lookahead = lookahead_frames(config)
+    assert 20 < lookahead < 200
+    rng = np.random.default_rng(1)
+    frames, scale = 4 * lookahead, 150.0
+    truth = np.cumsum(rng.normal(0, 0.5, (frames, 136)), axis=0) + 300
+    measured = truth + rng.normal(0, 1.5, truth.shape)
+    observed = rng.random(frames) > 0.1
+    stop = frames // 2
+    smooth = config["smooth"]
+    for process, measurement in [
+        (smooth["process_noise"], smooth["measurement_noise"]),
+        (smooth["depth_process_noise"], smooth["depth_measurement_noise"]),
+    ]:
+
+        def run(end, process=process, measurement=measurement):
+            out = smooth_series(
+                measured[:end],
+                observed[:end],
+                process * scale,
+                measurement * scale,
+                "rts",
+            )
+            return out[:stop].astype(np.float32)
+
+        assert np.array_equal(run(frames), run(stop + lookahead))
+        assert not np.array_equal(run(frames), run(stop + lookahead // 4))
+
+
+def test_plan_sets_the_lookahead_rts_needs(data_dir, tmp_path):
+    settings = SwapSettings(
+        "quality", config_to_dict(load_config("quality")), None, "0" * 64, "1" * 64
+    )
+    plan = make_plan(
+        tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=2
+    )
+    assert plan.lookahead == lookahead_frames(settings.config)
+    assert all(job["lookahead"] == plan.lookahead for job in plan.jobs)
+    one = make_plan(
+        tmp_path / "k.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=1
+    )
+    assert one.lookahead == 0 and one.jobs[0]["lookahead"] == 0
+    save_plan(plan, tmp_path / "j.json")
+    assert load_plan(tmp_path / "j.json").lookahead == plan.lookahead
 
 
 def test_plan_uses_the_filters_warmup_by_default(data_dir, tmp_path, settings):

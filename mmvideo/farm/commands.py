@@ -142,7 +142,8 @@ def plan_command(
     )
     save_plan(plan, job_path)
     click.echo(
-        f"{job_path}: {plan.frames} frames in {len(plan.chunks)} chunks (warm-up {plan.warmup} frames)"
+        f"{job_path}: {plan.frames} frames in {len(plan.chunks)} chunks "
+        f"(warm-up {plan.warmup} frames, look-ahead {plan.lookahead})"
     )
     for span in plan.chunks:
         click.echo(

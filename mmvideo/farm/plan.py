@@ -4,8 +4,10 @@ A plan is a JSON file (``job.json``) holding everything a farm node needs and no
 look up elsewhere: absolute input/source paths with their SHA-256, the resolved swap config (so a
 node's own ``presets/`` cannot change the result), the checkpoint with its SHA-256, and per chunk
 the frame range it writes, where its warm-up starts (frames analysed but not written, so the
-tracker and Kalman filters are settled at the chunk's first frame) and its output path. Chunk
-outputs and status files live in ``<job stem>.parts/`` beside the plan.
+tracker and Kalman filters are settled at the chunk's first frame) and its output path; with RTS
+smoothing each chunk also analyses ``lookahead`` frames past its end, as the backward pass of a
+single run sees them. Chunk outputs and status files live in ``<job stem>.parts/`` beside the
+plan.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import logging
 import math
 import os
 import uuid
@@ -24,9 +25,13 @@ from typing import Any
 
 from mmvideo.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.farm.scan import scan_video
-from mmvideo.farm.swap import SwapSettings, chunk_job, settle_frames, sha256_json
-
-log = logging.getLogger(__name__)
+from mmvideo.farm.swap import (
+    SwapSettings,
+    chunk_job,
+    lookahead_frames,
+    settle_frames,
+    sha256_json,
+)
 
 PLAN_VERSION = 1
 
@@ -120,6 +125,8 @@ class JobPlan:
     # reruns of them are byte-identical.
     created: str
     version: int = PLAN_VERSION
+    # Frames analysed after each chunk's end (RTS smoothing looks ahead; 0 for Kalman)
+    lookahead: int = 0
     # The SwapJob JSON of each chunk, as the pipeline serialises it; filled by ``swap``.
     jobs: tuple[dict[str, Any], ...] = field(default=())
 
@@ -133,6 +140,7 @@ class JobPlan:
                 "checkpoint": self.settings.checkpoint_sha256,
                 "config": self.settings.config_sha256,
                 "span": [span.start, span.end, span.decode_start],
+                "lookahead": self.lookahead,
             }
         )
 
@@ -297,14 +305,7 @@ def make_plan(
         parts=parts_dir(job_path),
         ext=chunk_container(settings.codec),
     )
-    if len(spans) > 1 and settings.config["smooth"]["smoothing"] == "rts":
-        # SwapJob has a warm-up but no look-ahead, and the RTS pass runs backward from the end
-        # of what was analysed: geometry near each cut then differs from a single run.
-        log.warning(
-            "%s: RTS smoothing sees no frames past a chunk's end; frames near the cuts will differ "
-            "slightly from a single run (use smoothing=kalman, or one chunk, for identical output)",
-            input,
-        )
+    lookahead = lookahead_frames(settings.config) if len(spans) > 1 else 0
     jobs = tuple(
         chunk_job(
             settings,
@@ -315,6 +316,7 @@ def make_plan(
             stop=s.end,
             warmup=s.start - s.decode_start,
             created=created,
+            lookahead=lookahead,
         )
         for s in spans
     )
@@ -327,6 +329,7 @@ def make_plan(
         frames=scan.frames,
         fps=scan.fps,
         warmup=warmup,
+        lookahead=lookahead,
         align=align,
         settings=settings,
         chunks=spans,

@@ -112,8 +112,10 @@ def chunk_job(
     stop: int,
     warmup: int,
     created: str,
+    lookahead: int = 0,
 ) -> dict[str, Any]:
-    """The ``SwapJob`` JSON of one chunk: write ``[start, stop)``, analyse ``warmup`` frames before."""
+    """The ``SwapJob`` JSON of one chunk: write ``[start, stop)``, analyse ``warmup`` frames
+    before and ``lookahead`` frames after."""
     job = SwapJob(
         source=source,
         input=input,
@@ -124,6 +126,7 @@ def chunk_job(
         start=start,
         stop=stop,
         warmup=warmup,
+        lookahead=lookahead,
         device=settings.device,
         batch_size=settings.config["generate"]["batch_size"],
         created=created,
@@ -151,6 +154,35 @@ def settle_frames(config: dict[str, Any]) -> int:
         _settle(smooth["process_noise"], smooth["measurement_noise"]),
         _settle(smooth["depth_process_noise"], smooth["depth_measurement_noise"]),
     )
+
+
+def lookahead_frames(config: dict[str, Any]) -> int:
+    """Frames after a chunk's end that RTS smoothing needs so its output up to the end no longer
+    depends on where the analysis stopped (0 for causal smoothing).
+
+    The backward pass carries the last analysed frame's correction back through the track; found
+    numerically like the warm-up: how far back a unit impulse at the last frame stays above
+    ``SETTLE_TOLERANCE``.
+    """
+    smooth = config["smooth"]
+    if smooth["smoothing"] != "rts":
+        return 0
+    return max(
+        _reach_back(smooth["process_noise"], smooth["measurement_noise"]),
+        _reach_back(smooth["depth_process_noise"], smooth["depth_measurement_noise"]),
+    )
+
+
+def _reach_back(process: float, measurement: float) -> int:
+    from mmvideo.smooth import smooth_series
+
+    impulse = np.zeros((SETTLE_LIMIT, 1))
+    impulse[-1] = 1.0
+    response = smooth_series(
+        impulse, np.ones(SETTLE_LIMIT, bool), process, measurement, "rts"
+    )
+    above = np.nonzero(np.abs(response[:, 0]) >= SETTLE_TOLERANCE)[0]
+    return SETTLE_LIMIT - int(above[0]) if len(above) else 0
 
 
 def _settle(process: float, measurement: float) -> int:
