@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from magicmask.face.align import align_identity
 from magicmask.face.analyzer import (
@@ -542,6 +543,22 @@ def run_swap(
     ``analyzer`` (frames) and ``source_analyzer`` (stills) default to the backend and detector
     ``cfg.detect`` names; tests pass them in to load the models once.
     """
+    # BLAS sums (the face fits, the filters) in an order that depends on its thread count, and
+    # the generator turns last-bit differences into pixel changes: one BLAS thread makes the
+    # output independent of the core count, and a farm chunk the same as a single run.
+    # Process-wide, so it covers the stage threads too.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_swap(job, cfg, models, analyzer, progress, source_analyzer)
+
+
+def _run_swap(
+    job: SwapJob,
+    cfg: SwapConfig,
+    models: SwapModels,
+    analyzer: FaceAnalyzer | None,
+    progress: Progress | None,
+    source_analyzer: FaceAnalyzer | None,
+) -> SwapSummary:
     if job.batch_size:
         # the job's own batch size (a farm may tune it per node) wins over the preset's
         cfg = replace(cfg, generate=replace(cfg.generate, batch_size=job.batch_size))

@@ -469,3 +469,31 @@ def test_swap_with_the_mtcnn_detector(tiny_checkpoint, data_dir, tmp_path, monke
     assert len(b) == 6
     diff = np.abs(a[3].astype(int) - b[3].astype(int)).max(-1)
     assert (diff > 40).mean() > 0.02  # the face found by MTCNN was repainted
+
+
+def test_swap_pins_blas_to_one_thread(
+    models, analyzer, stills, data_dir, tmp_path, monkeypatch
+):
+    """BLAS runs on one thread for the whole swap (as in every farm chunk) and is given back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(
+            [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        )
+        raise KeyboardInterrupt  # stop here: the rest of the run is not the point
+
+    monkeypatch.setattr(pipeline, "source_identity", spy)
+    job = SwapJob(
+        source=str(data_dir / "id_obama_01.jpg"),
+        input=str(data_dir / "talking_head_turn_01.mp4"),
+        output=str(tmp_path / "o.mp4"),
+    )
+    cfg = load_config("fast")
+    with threadpool_limits(limits=2, user_api="blas"):
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
+        after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert seen == [[1] * len(after)] and after and all(n == 2 for n in after)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from mmvideo.config import SwapConfig, SwapJob, config_to_dict, file_sha256, load_config
 from mmvideo.errors import InvalidInput, MissingInput, ModelError
@@ -220,12 +219,10 @@ def run_job(job: dict[str, Any], config: dict[str, Any]) -> None:
     from mmvideo.pipeline import run_swap
 
     swap_job = SwapJob(**job)
-    # BLAS sums the face fits in an order that depends on its thread count, and the generator
-    # turns last-bit differences into pixel changes: one BLAS thread makes a chunk's bytes the
-    # same whichever node (local pool, Ray worker, farm blade) runs it.
-    with threadpool_limits(limits=1, user_api="blas"):
-        run_swap(
-            swap_job,
-            config_from_dict(config),
-            load_models(swap_job.checkpoint, swap_job.device),
-        )
+    # run_swap pins BLAS to one thread, so a chunk's bytes are the same whichever node (local
+    # pool, Ray worker, farm blade) runs it, and the same as a single `mmvideo swap`.
+    run_swap(
+        swap_job,
+        config_from_dict(config),
+        load_models(swap_job.checkpoint, swap_job.device),
+    )
