@@ -20,7 +20,7 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -83,8 +83,8 @@ def make_tag(
         except ValueError:
             raise InvalidInput(f"provenance time {created!r} is not ISO 8601") from None
         if now.tzinfo is None:
-            now = now.replace(tzinfo=timezone.utc)
-    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+            now = now.replace(tzinfo=UTC)
+    when = (now or datetime.now(UTC)).astimezone(UTC)
     return ProvenanceTag(
         created=when.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         checkpoint_sha256=checkpoint_sha256,

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from mmvideo.io.frame import Frame
+from mmvideo.io.writer import AtomicWriter
 
 PIXELS = 8  # a 4x4 DCT block of the half-resolution LL band covers 8x8 pixels
 PAYLOAD_BITS = 64
@@ -188,7 +189,7 @@ def detect(images, cfg: WatermarkConfig | None = None) -> Detection:
     return decide(evidence, cfg, count)
 
 
-class WatermarkWriter:
+class WatermarkWriter(AtomicWriter):
     """Wraps any frame writer (video or sequence) and watermarks each frame on its way in."""
 
     def __init__(self, inner, cfg: WatermarkConfig | None = None):
@@ -206,12 +207,3 @@ class WatermarkWriter:
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
-
-    def __enter__(self) -> WatermarkWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

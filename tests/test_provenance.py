@@ -30,7 +30,7 @@ from mmvideo.provenance import (
 )
 
 SHA = "ab" * 32
-NOW = datetime.datetime(2026, 11, 26, 1, 2, 3, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 26, 1, 2, 3, tzinfo=datetime.UTC)
 
 
 def test_tag_text_round_trips_and_names_everything():
@@ -125,7 +125,7 @@ def _usage(**on) -> x509.KeyUsage:
 def credentials(tmp_path_factory) -> dict[str, Path | bytes]:
     """A throw-away CA and an end-entity signing certificate (C2PA refuses self-signed leaves)."""
     folder = tmp_path_factory.mktemp("cred")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (

@@ -14,7 +14,6 @@ import os
 import secrets
 from fractions import Fraction
 from pathlib import Path
-from typing import Self
 
 import av
 import numpy as np
@@ -28,6 +27,7 @@ from mmvideo.io.codecs import (
 )
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import MediaInfo, VideoInfo, error_reason
+from mmvideo.io.writer import AtomicWriter
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class _CopiedStreams:
         self.input.close()
 
 
-class VideoWriter:
+class VideoWriter(AtomicWriter):
     """Encode :class:`Frame` records to ``out_path`` with ``options``; atomic on close.
 
     ``copy_streams=False`` writes the video alone (chunk files that are merged later).
@@ -273,14 +273,6 @@ class VideoWriter:
                 f"{self.out}: cannot start {s.codec} in {s.muxer} ({error_reason(exc)}){hint}"
             ) from exc
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def _to_av(self, frame: Frame) -> av.VideoFrame:
         image = frame.image

@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Self
 
 import av
 import ffmpeg
@@ -27,6 +26,7 @@ from mmvideo.io.codecs import RGB_PIX_FMTS, EncodeOptions, encoder_settings, mux
 from mmvideo.io.encode import check_output_path, output_pts, temp_path_beside
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import MediaInfo, check_input_path, probe
+from mmvideo.io.writer import AtomicWriter
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def ffmpeg_command(
     return cmd[:at] + list(options.ffmpeg_args) + cmd[at:]
 
 
-class FfmpegPipeWriter:
+class FfmpegPipeWriter(AtomicWriter):
     """Same contract as :class:`~mmvideo.io.encode.VideoWriter`, encoded by the system ffmpeg."""
 
     def __init__(
@@ -143,14 +143,6 @@ class FfmpegPipeWriter:
         self._stream.time_base = video.time_base
         self._fmt = depth_fmt
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def write(self, frame: Frame) -> None:
         video = self.source.video

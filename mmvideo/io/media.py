@@ -31,6 +31,7 @@ from mmvideo.io.timecode import (
     parse_timecode,
     read_video_timecode,
 )
+from mmvideo.io.writer import AtomicWriter
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class PostOptions:
     )  # extra SequenceWriterOptions fields
 
 
-class _PostWriter:
+class _PostWriter(AtomicWriter):
     """Finishes an output: closes the inner writer, then signs what it wrote (if asked)."""
 
     def __init__(self, inner, post: PostOptions):
@@ -199,15 +200,6 @@ class _PostWriter:
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
-
-    def __enter__(self) -> _PostWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def open_writer(

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -522,7 +523,7 @@ class SequenceReader:
     def close(self) -> None:
         """Nothing is held open between frames; here for parity with ``VideoReader``."""
 
-    def __enter__(self) -> SequenceReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

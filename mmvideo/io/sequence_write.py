@@ -35,6 +35,7 @@ from mmvideo.io.sequence import (
     to_display,
 )
 from mmvideo.io.timecode import Timecode
+from mmvideo.io.writer import AtomicWriter
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _dpx_bits(pixel_type: str | None, source: SequenceInfo | None) -> int:
     return source.bits if source is not None and source.kind == "dpx" else 10
 
 
-class SequenceWriter:
+class SequenceWriter(AtomicWriter):
     """Writes ``Frame``s to ``pattern``, atomically as a whole.
 
     The file number of a frame is ``start_number + frame.index`` (``frame.index`` being its
@@ -259,15 +260,6 @@ class SequenceWriter:
         """Drop everything written so far."""
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._written.clear()
-
-    def __enter__(self) -> SequenceWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def writer_options_like(source: SequenceInfo, **overrides) -> SequenceWriterOptions:
