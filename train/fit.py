@@ -246,7 +246,12 @@ def export_training_state(state_path: Path, out: Path, dtype: str = "float16", w
         "weights": weights,
     }
     save_checkpoint(
-        out, generator, cfg, state["identity_encoder"], meta, dtype=getattr(torch, dtype) if dtype != "float32" else None
+        out,
+        generator,
+        cfg,
+        state["identity_encoder"],
+        meta,
+        dtype=getattr(torch, dtype) if dtype != "float32" else None,
     )
     return Path(out)
 
