@@ -367,3 +367,16 @@ def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, colour):
         # a wrong matrix or range shifts saturated colours by tens of levels
         assert np.abs(x.image.astype(int) - y.image).mean() < 1.5
         assert np.abs(x.image.astype(int) - z.image).mean() < 1.5
+
+
+def test_prores_keeps_hdr_colour_tags(tmp_path):
+    """prores_ks reads primaries/transfer from each frame, not the codec context."""
+    src, out = tmp_path / "hdr.mkv", tmp_path / "out.mov"
+    make_clip(src, frames=2, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1))
+    transcode(src, out, EncodeOptions(codec="prores_ks"))
+    names = probe(out).video.colour.names()
+    assert (names["primaries"], names["transfer"], names["matrix"]) == (
+        "bt2020",
+        "smpte2084",
+        "bt2020nc",
+    )

@@ -295,6 +295,8 @@ class VideoWriter(AtomicWriter):
                 dst_colorspace=colour.matrix if colour.matrix != 2 else None,
                 dst_color_range=colour.range or 1,
             )
+        # Encoders such as prores_ks take primaries/transfer from each frame, not the context.
+        vf.color_primaries, vf.color_trc = video.colour.primaries, video.colour.transfer
         vf.pts = output_pts(frame, video)
         vf.time_base = video.time_base
         return vf
