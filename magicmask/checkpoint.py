@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from magicmask.config import MagicMaskConfig
 from magicmask.model.generator import MagicMaskGenerator
+from mmvideo.atomic import atomic_output
 from mmvideo.errors import MissingInput, ModelError, OutputError
 
 FORMAT = "magicmask-checkpoint"
@@ -57,14 +57,8 @@ def _atomic_save(obj: dict, path: Path) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise OutputError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _check_plain(value, where: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from magicmask.model.generator import MagicMaskGenerator, example_inputs
+from mmvideo.atomic import atomic_output
 from mmvideo.errors import ModelError, OutputError
 
 log = logging.getLogger(__name__)
@@ -33,30 +33,23 @@ def export_onnx(
         raise OutputError(f"{path}: folder {path.parent} does not exist")
     generator = generator.eval()
     inputs = example_inputs(generator.cfg, batch=2)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # the tracer's notes on constant shapes and the exporter's deprecation notice are expected
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*instance_norm.*")
-            torch.onnx.export(
-                generator,
-                inputs,
-                tmp,
-                dynamo=False,
-                input_names=list(INPUT_NAMES),
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={
-                    name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)
-                },
-                opset_version=opset,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # the tracer's notes on constant shapes and the exporter's deprecation notice are expected
+    with atomic_output(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*instance_norm.*")
+        torch.onnx.export(
+            generator,
+            inputs,
+            str(tmp),
+            dynamo=False,
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={
+                name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)
+            },
+            opset_version=opset,
+        )
     log.info("exported %s to %s", generator.cfg.name, path)
     return path
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 import numpy as np
 
+from mmvideo.atomic import atomic_output
 from mmvideo.config import (
     DEFAULT_PRESET,
     SwapConfig,
@@ -243,13 +242,6 @@ def write_contact_sheet(
             tile, str(tid), (4, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 255), 2
         )
         sheet[r * side : (r + 1) * side, c * side : (c + 1) * side] = tile
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, sheet):
+    with atomic_output(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), sheet):
             raise OutputError(f"{path}: cannot write the contact sheet")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -6,8 +6,6 @@ Use it to check a source photo before a swap and to choose ``--source-face-index
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -23,6 +21,7 @@ from magicmask.face.analyzer import (
 )
 from magicmask.face.image import load_image
 from magicmask.face.types import Face
+from mmvideo.atomic import atomic_output
 from mmvideo.errors import OutputError
 
 
@@ -60,17 +59,9 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
         )
     if not out.parent.is_dir():
         raise OutputError(f"{out}: output folder does not exist")
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{out.stem}.", suffix=out.suffix or ".png", dir=out.parent
-    )
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, canvas):
+    with atomic_output(out, suffix=out.suffix or ".png") as tmp:
+        if not cv2.imwrite(str(tmp), canvas):
             raise OutputError(f"{out}: cannot write an image of this type")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @click.command("faces")
