@@ -104,6 +104,23 @@ def test_resume_refuses_another_run_and_reuse_needs_resume(data, tmp_path):
         fit(_cfg(), data, tmp_path / "fresh", resume=True)
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights(data, tmp_path):
+    fit(_cfg(), data, tmp_path / "parent")
+    parent = checkpoint_path(tmp_path / "parent", 2)
+    # lr 0 leaves the loaded weights as they are (batch-norm statistics still move), so step 1 of
+    # the child shows exactly what it loaded.
+    child = fit(_cfg(steps=1, lr=0.0, seed=9, init_from=str(parent)), data, tmp_path / "child")
+    assert (child.start_step, child.end_step) == (0, 1)
+    p, c = _state(parent), _state(checkpoint_path(tmp_path / "child", 1))
+    for key in ("generator", "discriminator"):
+        weights = [k for k in p[key] if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+        assert weights and all(torch.equal(p[key][k], c[key][k]) for k in weights), key
+    assert c["step"] == 1 and TrainConfig.from_json(c["train_config"]).init_from == str(parent)
+
+    with pytest.raises(InvalidInput, match="same model config"):
+        fit(_cfg(init_from=str(parent), model_overrides=(("use_geometric", False),)), data, tmp_path / "other")
+
+
 def test_nan_loss_stops_with_step_and_terms_and_keeps_last_checkpoint(data, tmp_path, monkeypatch):
     fit(_cfg(steps=1), data, tmp_path / "n")
     good = checkpoint_path(tmp_path / "n", 1)

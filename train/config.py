@@ -31,6 +31,7 @@ class TrainConfig:
     log_every: int = 20
     image_every: int = 250
     exclude_identities: tuple[str, ...] = ()
+    init_from: str = ""  # training-state checkpoint of another run whose weights start this one
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=list)

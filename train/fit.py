@@ -33,6 +33,7 @@ from train.trainer import (
     Models,
     build_models,
     checkpoint_path,
+    init_weights_from,
     latest_checkpoint,
     load_training_state,
     prune_checkpoints,
@@ -139,6 +140,9 @@ def fit(
     start = load_training_state(resume_from, models, tcfg, fingerprint) if resume_from else 0
     if resume_from:
         log.info("resumed %s at step %d", resume_from, start)
+    elif tcfg.init_from:
+        parent_steps = init_weights_from(Path(tcfg.init_from), models)
+        log.info("weights from %s (%d steps); optimisers and step count start afresh", tcfg.init_from, parent_steps)
     sampler = PairSampler(faces, tcfg.batch_size, tcfg.seed, tcfg.same_identity_prob)
     heat = functools.partial(landmark_heatmaps, size=models.cfg.image_size)
     loader = step_loader(StepDataset(sampler, heat, start, max(0, tcfg.steps - start), rank), rt.workers)
@@ -293,6 +297,12 @@ def export_main(state: Path, out: Path, export_dtype: str, weights: str) -> None
     is_flag=True,
     help="Continue the run in --out from its latest checkpoint.",
 )
+@click.option(
+    "--init-from",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Fine-tune: start from the weights of another run's checkpoints/step-*.pt (new data allowed).",
+)
 @click.option("--steps", default=10_000, show_default=True)
 @click.option("--batch-size", default=4, show_default=True, help="Pairs per step per process.")
 @click.option("--lr", default=1e-4, show_default=True)
@@ -341,7 +351,7 @@ def export_main(state: Path, out: Path, export_dtype: str, weights: str) -> None
     default="float16",
     show_default=True,
 )
-def main(model, data, run, resume, steps, batch_size, lr, seed, identity_encoder, identity_weights, geometric, adversarial,
+def main(model, data, run, resume, init_from, steps, batch_size, lr, seed, identity_encoder, identity_weights, geometric, adversarial,
          lambda_id, lambda_recon, lambda_afsa, same_identity_prob, ema_decay, grad_clip, exclude,
          checkpoint_every, log_every, image_every, no_amp, device, threads, workers, export_dtype) -> None:  # fmt: skip
     """Train MagicMask (generator + discriminators, eq. 7-12) on preprocessed shards."""
@@ -369,6 +379,7 @@ def main(model, data, run, resume, steps, batch_size, lr, seed, identity_encoder
         log_every=log_every,
         image_every=image_every,
         exclude_identities=tuple(exclude),
+        init_from=str(init_from.resolve()) if init_from else "",
     )
     report = fit(tcfg, data, run, resume, Runtime(device, threads, workers, export_dtype))
     if int(os.environ.get("RANK", "0")) == 0:

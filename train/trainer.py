@@ -279,6 +279,20 @@ def prune_checkpoints(run: Path, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
+def init_weights_from(path: Path, m: Models) -> int:
+    """Fine-tuning: the generator, discriminator and EMA weights of another run's checkpoint (its
+    optimisers, step and data are not carried over). Returns the steps that checkpoint had trained."""
+    state = ckpt.load_training_state(path)
+    if state["model_config"] != m.cfg.to_dict():
+        raise InvalidInput(f"{path}: --init-from needs a checkpoint of the same model config")
+    if state["identity_encoder"] != m.encoder.name:
+        raise InvalidInput(f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}")
+    m.generator.load_state_dict(state["generator"])
+    m.discriminator.load_state_dict(state["discriminator"])
+    m.ema.load_state_dict(state["ema"])
+    return int(state["step"])
+
+
 def load_training_state(path: Path, m: Models, tcfg: TrainConfig, data_fingerprint: str) -> int:
     """Restore a run's state into ``m``; refuses a checkpoint of a different run. Returns its step."""
     state = ckpt.load_training_state(path)
