@@ -3,8 +3,8 @@ codec settings, run alternately in one process so both see the same machine load
 
     .venv/bin/python bench/io_passthrough.py [CLIP ...] [--preset medium] [--crf 18] [--repeat 3]
 
-Prints frames per second of both and ours/ffmpeg (goal >= 0.9). Our path decodes to RGB and
-converts back to YUV (what the swap needs); ffmpeg hands YUV straight from decoder to encoder.
+Prints frames per second of both and ours/ffmpeg (goal >= 0.9). Our path is the swap's reader
+and writer; frames nobody changes reach the encoder as decoded (YUV), as in ffmpeg.
 Note: the ffmpeg CLI is the system build, ours is PyAV's bundled FFmpeg/x264; both are printed.
 """
 

@@ -380,3 +380,31 @@ def test_prores_keeps_hdr_colour_tags(tmp_path):
         "smpte2084",
         "bt2020nc",
     )
+
+
+def yuv_planes(path):
+    """Each decoded frame's Y, U and V planes stacked in one array, as stored."""
+    with av.open(str(path)) as c:
+        return [f.to_ndarray() for f in c.decode(video=0)]
+
+
+def test_untouched_frames_keep_the_decoded_yuv_exactly(data_dir, tmp_path):
+    """Lossless YUV out: a frame nobody changed is the decoder's own picture, with no RGB round trip
+    (which would round almost every pixel), so the planes come back bit for bit."""
+    src, out = data_dir / "talking_head_vox_01.mp4", tmp_path / "out.mkv"
+    assert probe(src).video.pix_fmt == "yuv420p"
+    transcode(src, out, EncodeOptions(codec="ffv1", pix_fmt="yuv420p"))
+    a, b = yuv_planes(src), yuv_planes(out)
+    assert len(a) == len(b) == probe(src).video.frames
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_frame_keeps_the_decoded_picture_until_its_pixels_are_replaced(data_dir):
+    with VideoReader(data_dir / "talking_head_vox_01.mp4", stop=2, convert=False) as reader:
+        first, second = list(reader)
+    assert first.decoded is not None and first.decoded.format.name == "yuv420p"
+    with pytest.raises(ValueError, match="read-only"):
+        first.image[0, 0] = 0  # an in-place edit would be lost: the writer encodes the picture
+    first.image = first.image.copy()
+    assert first.decoded is None
+    assert replace(second, image=second.image.copy()).decoded is None

@@ -151,6 +151,33 @@ def test_only_masked_pixels_change_and_faceless_frames_pass_through(
         )
 
 
+def test_faceless_frames_keep_the_source_yuv_bit_for_bit(models, analyzer, stills, data_dir, tmp_path):
+    """Lossless x264 (CRF 0) in and out: frames without a face are encoded from the decoder's own
+    picture, so their Y, U and V planes equal the source's; swapped frames do change."""
+    faces = frames_of(data_dir / "talking_head_outdoor_01.mp4", 6)
+    rng = np.random.default_rng(0)
+    noise = [cv2.GaussianBlur(rng.integers(0, 256, faces[0].shape, np.uint8), (5, 5), 0) for _ in range(4)]
+    clip = tmp_path / "clip.mp4"
+    info = probe(data_dir / "talking_head_outdoor_01.mp4")
+    with VideoWriter(clip, info, EncodeOptions(crf=0, preset="ultrafast"), copy_streams=False) as w:
+        for i, img in enumerate(faces + noise):
+            w.write(Frame(i, info.video.frame_pts[i], info.video.time_base, img))
+    cfg = load_config("balanced", {"crf": 0, "encoder_preset": "ultrafast"})
+    out = tmp_path / "out.mp4"
+    job = SwapJob(source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out))
+    summary = pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
+    assert summary.frames_without_face == 4
+
+    def planes(path):
+        with av.open(str(path)) as c:
+            return [f.to_ndarray() for f in c.decode(video=0)]
+
+    before, after = planes(clip), planes(out)
+    assert before[0].shape == after[0].shape  # yuv420p both sides
+    assert not any(np.array_equal(a, b) for a, b in zip(before[:6], after[:6]))
+    assert all(np.array_equal(a, b) for a, b in zip(before[6:], after[6:]))
+
+
 def _write_lossless(path, images, like):
     info = probe(like)
     with VideoWriter(path, info, EncodeOptions(codec="ffv1"), copy_streams=False) as w:

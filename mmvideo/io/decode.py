@@ -7,6 +7,7 @@ and decode forward, so a range read is frame-exact.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import av
 import numpy as np
 
 from mmvideo.errors import DecodeError, InvalidInput
-from mmvideo.io.frame import Frame
+from mmvideo.io.frame import Frame, Picture
 from mmvideo.io.orientation import apply_transform
 from mmvideo.io.probe import MediaInfo, error_reason, open_input, probe, video_stream
 
@@ -35,7 +36,9 @@ class VideoReader:
 
     ``threads`` is the decoder thread count (0: one per core). With ``skip_bad_frames`` a
     packet that fails to decode yields a copy of the last good frame (``skipped`` counts
-    them) instead of raising :class:`DecodeError`.
+    them) instead of raising :class:`DecodeError`. Each frame keeps the decoder's picture
+    (``Frame.decoded``); ``convert=False`` leaves the RGB conversion to the first reader of
+    ``Frame.image`` instead of doing it here (on the iterating thread).
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class VideoReader:
         start: int | None = None,
         stop: int | None = None,
         info: MediaInfo | None = None,
+        convert: bool = True,
     ):
         self.path = str(path)
         self.info = info or probe(path)
@@ -58,6 +62,7 @@ class VideoReader:
             )
         self.threads = threads
         self.skip_bad_frames = skip_bad_frames
+        self.convert = convert
         self.skipped = 0
         self._container: av.container.InputContainer | None = None
         self._position = self.start  # index of the next frame, for error messages
@@ -91,6 +96,7 @@ class VideoReader:
                 first_pts, stream=stream, backward=True, any_frame=False
             )
         index = self._position = self.start
+        to_image = functools.partial(frame_image, bit_depth=video.bit_depth, transform=video.transform)
         last: Frame | None = None
         for packet, decoded in self._decode(stream):
             if decoded is None:
@@ -114,7 +120,7 @@ class VideoReader:
                 index=index,
                 pts=decoded.pts,
                 time_base=decoded.time_base or stream.time_base,
-                image=frame_image(decoded, video.bit_depth, video.transform),
+                image=Picture(decoded, to_image, to_image(decoded) if self.convert else None),
                 key_frame=bool(decoded.key_frame),
                 interlaced=bool(decoded.interlaced_frame),
             )

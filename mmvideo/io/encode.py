@@ -274,7 +274,32 @@ class VideoWriter(AtomicWriter):
             ) from exc
 
 
+    def _passthrough(self, frame: Frame) -> av.VideoFrame | None:
+        """The decoder's frame itself, when nothing changed it and the encoder takes its format."""
+        decoded, video = frame.decoded, self.source.video
+        if (
+            decoded is None
+            or video.transform != "none"
+            or decoded.format.name != self.settings.pix_fmt
+            or (decoded.width, decoded.height) != (video.width, video.height)
+        ):
+            return None
+        # a decoded I-frame would force a key frame in libx264/x265; let the encoder choose, as ffmpeg does
+        decoded.pict_type = av.video.frame.PictureType.NONE
+        return decoded
+
     def _to_av(self, frame: Frame) -> av.VideoFrame:
+        video = self.source.video
+        vf = self._passthrough(frame)
+        if vf is None:
+            vf = self._convert(frame)
+        # Encoders such as prores_ks take primaries/transfer from each frame, not the context.
+        vf.color_primaries, vf.color_trc = video.colour.primaries, video.colour.transfer
+        vf.pts = output_pts(frame, video)
+        vf.time_base = video.time_base
+        return vf
+
+    def _convert(self, frame: Frame) -> av.VideoFrame:
         image = frame.image
         video = self.source.video
         if image.shape[:2] != (video.height, video.width):
@@ -295,10 +320,6 @@ class VideoWriter(AtomicWriter):
                 dst_colorspace=colour.matrix if colour.matrix != 2 else None,
                 dst_color_range=colour.range or 1,
             )
-        # Encoders such as prores_ks take primaries/transfer from each frame, not the context.
-        vf.color_primaries, vf.color_trc = video.colour.primaries, video.colour.transfer
-        vf.pts = output_pts(frame, video)
-        vf.time_base = video.time_base
         return vf
 
     def write(self, frame: Frame) -> None:

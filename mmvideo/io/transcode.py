@@ -86,8 +86,9 @@ def transcode(
     """Decode every frame of ``in_path`` and encode it to ``out_path`` (atomic)."""
     check_output_path(out_path, in_path)
     info = probe(in_path)
+    # no face work: frames stay in the decoder's YUV unless the writer needs RGB
     reader = VideoReader(
-        in_path, threads=options.threads, skip_bad_frames=skip_bad_frames, info=info
+        in_path, threads=options.threads, skip_bad_frames=skip_bad_frames, info=info, convert=False
     )
     frames = prefetch(reader)
     # exits in reverse: writer (abort on error), then the decode thread, then the reader
