@@ -408,3 +408,23 @@ def test_frame_keeps_the_decoded_picture_until_its_pixels_are_replaced(data_dir)
     first.image = first.image.copy()
     assert first.decoded is None
     assert replace(second, image=second.image.copy()).decoded is None
+
+
+def test_data_stream_copied_packet_for_packet_where_the_container_holds_it(tmp_path, caplog):
+    blob = tmp_path / "klv.bin"
+    blob.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes())
+    src = tmp_path / "in.ts"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=2",
+         "-f", "data", "-i", str(blob), "-map", "0", "-map", "1", "-c:v", "libx264", "-c:d", "copy",
+         "-f", "mpegts", str(src)],
+        check=True,
+    )  # fmt: skip
+    assert [s.codec for s in probe(src).streams] == ["h264", "bin_data"]
+    transcode(src, tmp_path / "out.ts", FAST)
+    data_in, data_out = packets(src, "data"), packets(tmp_path / "out.ts", "data")
+    assert data_in and data_out == data_in
+    # mp4 cannot hold it: the video is written and the warning names the stream
+    transcode(src, tmp_path / "out.mp4", FAST)
+    assert "data stream #1 (bin_data) not copied (the mp4 container cannot hold it)" in caplog.text
+    assert [s.type for s in probe(tmp_path / "out.mp4").streams] == ["video"]

@@ -9,6 +9,7 @@ exception removes it. No rotation tag is written: rotation was baked into the pi
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import secrets
@@ -101,6 +102,22 @@ def output_pts(frame: Frame, video: VideoInfo) -> int:
     return frame.pts
 
 
+def _muxer_holds(muxer: str, path: str, info) -> bool:
+    """Whether ``muxer`` takes a packet copy of the data stream ``info`` of ``path``. Data codecs
+    (KLV, bin_data) have no encoder, so ``supported_codecs`` never lists them: writing a header
+    to memory with that stream is the muxer's own answer. Codec-less streams are never copied."""
+    if info.codec == "none":
+        return False
+    with av.open(path, metadata_errors="replace") as src:
+        try:
+            with av.open(io.BytesIO(), "w", format=muxer) as probe_out:
+                probe_out.add_stream_from_template(src.streams[info.index])
+                probe_out.start_encoding()
+        except (av.error.FFmpegError, ValueError):
+            return False
+    return True
+
+
 class _CopiedStreams:
     """The source's non-video streams, fed to the muxer in step with the video."""
 
@@ -112,16 +129,15 @@ class _CopiedStreams:
                 info.type not in COPY_TYPES
                 or reencoded
                 or info.codec in output.supported_codecs
+                or (info.type == "data" and _muxer_holds(output.format.name, source.path, info))
             ):
                 wanted.append(info.index)
             elif info.type == "data":
-                # e.g. a QuickTime timecode track: the timecode itself travels as a stream tag
-                log.warning(
-                    "%s: data stream #%d (%s) not copied (a timecode travels as the video stream tag)",
-                    out_path,
-                    info.index,
-                    info.codec,
+                # a QuickTime timecode track has no codec: its timecode travels as the video stream tag
+                reason = "a timecode travels as the video stream tag" if info.codec == "none" else (
+                    f"the {output.format.name} container cannot hold it"
                 )
+                log.warning("%s: data stream #%d (%s) not copied (%s)", out_path, info.index, info.codec, reason)
             else:
                 hint = (
                     "use --audio-codec aac"

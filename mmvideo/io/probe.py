@@ -244,7 +244,7 @@ def _is_vfr(pts: list[int]) -> bool:
 
 def _stream_info(stream) -> StreamInfo:
     cc = stream.codec_context
-    name = cc.name if cc is not None else "none"
+    name = cc.name if cc is not None else (stream.name or "none")  # data streams: bin_data, klv...
     lang = stream.metadata.get("language")
     info = {
         "index": stream.index,
