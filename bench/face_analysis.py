@@ -9,14 +9,16 @@ baseline measured in the same run with the ratio baseline/ours:
 - detect (dlib HOG): ours detects on a copy shrunk to 640 px long side; baseline at full size.
   Also without HOG's 2x upsampling (finds faces from ~80 px of the shrunk copy instead of ~40).
 - detect (MTCNN): ours and the same shrink; no baseline.
-- landmarks (dlib 68, FAN 2-D with --fan): per face, given the box.
+- landmarks (dlib 68, Face Mesh 468 of the mediapipe backend, FAN 2-D with --fan): per face,
+  given the box.
 - pose fit (solvePnP of the mean face).
 - depth: ours rasterises triangle planes; baseline scipy LinearNDInterpolator on the triangulation.
 - heat-maps: ours windowed distance transforms; baseline one Gaussian per landmark over the crop.
 - prepare_target: everything the generator needs for one face (align, fit, depth, maps, mask, boxes).
 
 It ends with the pose error against the AFLW2000-3D ground truth of the four sample stills, from
-dlib's landmarks (where HOG, or else MTCNN, finds the face) and from the ground-truth landmarks.
+dlib's landmarks (where HOG, or else MTCNN, finds the face), from the mediapipe backend (MMOD
+boxes, Face Mesh points) and from the ground-truth landmarks.
 
 FAN runs with randomly initialised weights (same architecture, so the same cost) and is slow on
 CPU: add --fan to include it. insightface is not timed: its packs are not in this environment.
@@ -121,6 +123,7 @@ def main() -> None:
     hog_full = FaceAnalyzer(FaceConfig(detect_max_side=0))
     hog_fast = FaceAnalyzer(FaceConfig(upsample=0))
     mtcnn = FaceAnalyzer(FaceConfig(detector="mtcnn"))
+    mesh = FaceAnalyzer(FaceConfig(backend="mediapipe"))
     fan = None
     if args.fan:
         from face_alignment.models import FAN
@@ -175,6 +178,12 @@ def main() -> None:
                 median_ms(lambda p: hog.landmarks(p[0], p[1].box[None]), pairs, 3),
             )
         )
+        print(
+            row(
+                "landmarks only, Face Mesh 468 + 3-D fit (1 face)",
+                median_ms(lambda p: mesh.landmarks(p[0], p[1].box[None]), pairs, 3),
+            )
+        )
         if fan is not None:
             print(
                 row(
@@ -209,11 +218,12 @@ def pose_accuracy(data_dir: Path) -> None:
     import scipy.io as sio
 
     hog, mtcnn = FaceAnalyzer(FaceConfig()), FaceAnalyzer(FaceConfig(detector="mtcnn"))
+    mesh = FaceAnalyzer(FaceConfig(backend="mediapipe"))
     print("\n### Pose error against AFLW2000-3D (degrees, ours - ground truth)\n")
     print(
-        "| image | truth yaw/pitch/roll | dlib landmarks | fit to true 2-D landmarks | fit to true 3-D |"
+        "| image | truth yaw/pitch/roll | dlib landmarks | mediapipe (MMOD + Face Mesh) | fit to true 2-D landmarks | fit to true 3-D |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for mat_path in sorted(data_dir.glob("pose_aflw2000_*.mat")):
         mat = sio.loadmat(mat_path)
         pitch, yaw, roll = np.degrees(mat["Pose_Para"][0, :3])
@@ -230,10 +240,12 @@ def pose_accuracy(data_dir: Path) -> None:
             if found
             else "not found"
         )
+        meshed = mesh.detect(image)
+        mp = f"{np.round(np.array(meshed[0].pose) - truth, 1)}" if meshed else "not found"
         fit2d = np.array(fit_shape(pts3d[:, :2], image.shape[:2]).pose) - truth
         fit3d = np.array(fit_shape(pts3d[:, :2], image.shape[:2], pts3d).pose) - truth
         print(
-            f"| {mat_path.stem} | {np.round(truth, 1)} | {dlib} | {np.round(fit2d, 1)} | {np.round(fit3d, 1)} |"
+            f"| {mat_path.stem} | {np.round(truth, 1)} | {dlib} | {mp} | {np.round(fit2d, 1)} | {np.round(fit3d, 1)} |"
         )
 
 

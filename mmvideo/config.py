@@ -38,10 +38,10 @@ class DetectConfig:
     # faces smaller than this (box side, source pixels) are ignored
     min_face_size: int = 24
     # landmarker family (magicmask.face.analyzer): dlib 68-point, insightface 3-D, or FAN
-    face_backend: Literal["dlib", "insightface", "fan"] = "dlib"
+    face_backend: Literal["dlib", "insightface", "fan", "mediapipe"] = "dlib"
     # boxes; None = the backend's default (hog for dlib and fan, scrfd for insightface)
     detector: Literal["hog", "cnn", "mtcnn", "scrfd"] | None = None
-    face_models: str | None = None  # folder of the insightface / FAN model files
+    face_models: str | None = None  # folder of the insightface / FAN / Face Mesh model files
     # which face of a --source still with several, largest first (0 = largest); None = the
     # largest, with a warning that there were several
     source_face_index: int | None = None

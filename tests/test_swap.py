@@ -524,3 +524,27 @@ def test_swap_pins_blas_to_one_thread(
             pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
         after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     assert seen == [[1] * len(after)] and after and all(n == 2 for n in after)
+
+
+def test_swap_of_a_near_profile_clip_with_the_mediapipe_backend(tiny_checkpoint, data_dir, tmp_path):
+    """``--face-backend mediapipe`` (MMOD boxes, Face Mesh points) reaches the pipeline and
+    repaints the turned head of the near-profile clip on every frame."""
+    clip = data_dir / "talking_head_profile_occlusion_01.mp4"
+    out = tmp_path / "swapped.mp4"
+    rc = main(
+        [
+            "swap",
+            "--source", str(data_dir / "id_obama_01.jpg"),
+            "--in", str(clip),
+            "--out", str(out),
+            "--checkpoint", str(tiny_checkpoint),
+            "--face-backend", "mediapipe",
+            "--stop", "8",
+            "--json-progress",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    a, b = frames_of(clip, 8), frames_of(out)
+    assert len(b) == 8
+    for x, y in zip(a, b):
+        assert (np.abs(x.astype(int) - y.astype(int)).max(-1) > 40).mean() > 0.02

@@ -22,9 +22,10 @@ from mmvideo.errors import InvalidInput, NoFaceFound
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("dlib", "insightface", "fan")
+BACKENDS = ("dlib", "insightface", "fan", "mediapipe")
 DETECTORS = ("hog", "cnn", "mtcnn", "scrfd")
-_DEFAULT_DETECTOR = {"dlib": "hog", "fan": "hog", "insightface": "scrfd"}
+# mediapipe's Face Mesh reads turned heads, so it gets the detector that finds them (MMOD)
+_DEFAULT_DETECTOR = {"dlib": "hog", "fan": "hog", "insightface": "scrfd", "mediapipe": "cnn"}
 # Score thresholds where each detector's false positives stop on the test photos: HOG's SVM
 # margin, MTCNN's and SCRFD's probabilities.
 _DEFAULT_THRESHOLD = {"hog": 0.0, "cnn": 0.0, "mtcnn": 0.9, "scrfd": 0.5}
@@ -35,8 +36,8 @@ class FaceConfig:
     """Which backend finds faces and landmarks, and how hard it looks.
 
     ``backend`` picks the landmarker (dlib 68-point, insightface 68-point 3-D + 106 2-D, FAN 2-D or
-    3-D); ``detector`` the boxes (None = the backend's default: hog for dlib and fan, scrfd for
-    insightface). ``detect_max_side`` shrinks larger frames before detection (landmarks are still
+    3-D, MediaPipe Face Mesh 468-point 3-D); ``detector`` the boxes (None = the backend's default:
+    hog for dlib and fan, scrfd for insightface, cnn for mediapipe). ``detect_max_side`` shrinks larger frames before detection (landmarks are still
     found at full resolution); ``min_face`` drops boxes with a shorter side, in original pixels.
     The detectors' own minimum sizes apply to the shrunk copy (~40 px for HOG with one upsampling,
     ~80 px without; 20 px for MTCNN), so a 1080p frame shrunk 3× loses faces under ~120 px unless
@@ -117,6 +118,10 @@ def build_landmarker(cfg: FaceConfig) -> Landmarker:
             flip=cfg.landmark_flip,
             tight_boxes=cfg.resolved_detector() == "scrfd",
         )
+    if cfg.backend == "mediapipe":
+        from magicmask.face.mediapipe_backend import MeshLandmarker
+
+        return MeshLandmarker(cfg.models_dir)
     raise InvalidInput(
         f"face backend {cfg.backend!r}: unknown (choose from {', '.join(BACKENDS)})"
     )

@@ -76,7 +76,7 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
     help="Default: the backend's own.",
 )
 @click.option("--face-models", "models_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder of insightface / FAN model files.")  # fmt: skip
+              help="Folder of insightface / FAN / Face Mesh model files.")  # fmt: skip
 @click.option(
     "--fan-landmarks", type=click.Choice(("2d", "3d")), default="2d", show_default=True
 )
