@@ -62,6 +62,7 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
         "CSIM dlib-resnet",
         "pose err.",
         "expr. (landmark proxy)",
+        "FD facenet-vggface2 (not FID)",
         "jitter",
         "ms/face",
     ):
@@ -70,6 +71,7 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
     # Reference rows: the unchanged target has zero pose/expression error by definition, and the
     # source's own crop is judged far closer to the source than another person is.
     assert unchanged.pose_err == 0 and unchanged.expr_err < 1e-9 and unchanged.jitter == 0
+    assert abs(unchanged.fd_judge) < 1e-4 and pasted.fd_judge > 0.01 and model.fd_judge > 0
     assert pasted.csim_judge > unchanged.csim_judge + 0.3 and pasted.id_retrieval == 100.0
     assert unchanged.id_retrieval == 0.0
     for r in rows:
@@ -94,6 +96,15 @@ def test_cosine_and_retrieval():
     gallery, labels = np.array([[1.0, 0.1], [0.1, 1.0]]), np.array(["p", "q"])
     assert metrics.retrieval_top1(a, np.array(["p", "q"]), gallery, labels) == 100.0
     assert metrics.retrieval_top1(a, np.array(["q", "q"]), gallery, labels) == 50.0
+
+
+def test_frechet_distance_of_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert abs(metrics.frechet_distance(a, a)) < 1e-9
+    # shifted mean: |shift|^2; doubled spread per axis: (2 - 1)^2 = 1 per axis
+    assert abs(metrics.frechet_distance(a, a + [3.0, 0.0, 0.0]) - 9.0) < 1e-6
+    assert abs(metrics.frechet_distance(a, 2.0 * a) - 3.0) < 0.1
 
 
 def test_expression_error_ignores_pose_in_the_image_plane_but_not_expression():

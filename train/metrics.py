@@ -8,6 +8,7 @@ reported under that name.
 from __future__ import annotations
 
 import numpy as np
+from scipy import linalg
 
 # iBUG-68 points that move with expression: brows, eyes, mouth (jaw and nose mostly follow pose).
 EXPRESSION_POINTS = np.r_[17:27, 36:48, 48:68]
@@ -19,6 +20,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
     b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
     return np.sum(a * b, axis=1)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two [N, D] feature sets (FID's formula,
+    ``|μa − μb|² + Tr(Σa + Σb − 2(ΣaΣb)^½)``). FID proper uses Inception-v3 pool features, which
+    are not available offline; the caller says which features it used."""
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
+    root = np.real(root)  # rounding leaves tiny imaginary parts
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2.0 * root))
 
 
 def retrieval_top1(
