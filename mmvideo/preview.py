@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from mmvideo.errors import OutputError
+from mmvideo.swap_cli import config_options, merged_config
 from mmvideo.io.timecode import FrameRange
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def render_rows(
     first = max(0, start - warmup)
     analyzer = analyzer or FaceAnalyzer(pipeline.face_config(cfg.detect, models.device))
     # the source is a still: searched harder than frames, as ``run_swap`` does
-    stills = FaceAnalyzer(pipeline.source_face_config(models.device))
+    stills = FaceAnalyzer(pipeline.source_face_config(models.device, cfg.detect))
     e_s = pipeline.source_identity(source, stills, models)
     analysis = pipeline.analyse(input_path, info, cfg, analyzer, models, first, stop)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
@@ -243,6 +244,7 @@ def render_rows(
 @click.option(
     "--height", default=200, show_default=True, help="Thumbnail height in pixels."
 )
+@config_options
 def preview_command(
     source: str,
     input_path: str,
@@ -255,9 +257,12 @@ def preview_command(
     warmup: int,
     fill_missing: bool,
     height: int,
+    **params,
 ) -> None:
-    """Contact sheet of original | swap for a spread of frames in --frames A-B."""
-    from mmvideo.config import load_config
+    """Contact sheet of original | swap for a spread of frames in --frames A-B.
+
+    Takes the swap's config flags (``--face-backend``, ``--detector``, ``--mask-feather`` ...),
+    so the sheet shows what ``mmvideo swap`` with the same flags renders."""
     from mmvideo.errors import MissingInput
     from mmvideo.generate import load_models
     from mmvideo.provenance import make_tag
@@ -267,7 +272,7 @@ def preview_command(
     out = Path(output)
     if out.suffix.lower() != ".png" or not out.parent.is_dir():
         raise OutputError(f"{out}: give a .png in an existing folder")
-    cfg = load_config(preset, {})
+    cfg = merged_config(preset, params)
     models = load_models(checkpoint, device)
     rows = render_rows(
         source,

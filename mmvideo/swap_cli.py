@@ -42,7 +42,8 @@ def config_options(fn):
     return fn
 
 
-def _merged(preset: str, params: dict) -> SwapConfig:
+def merged_config(preset: str, params: dict) -> SwapConfig:
+    """The preset with the config flags given on the command line (popped from ``params``)."""
     overrides = {k.name: params.pop(k.name) for k in config_keys()}
     return load_config(preset, overrides)
 
@@ -117,7 +118,7 @@ def _require(path: str | None, flag: str) -> str:
 @config_options
 def swap(preset: str, print_config: bool, **params) -> None:
     """Swap the --source face into every selected face of a video."""
-    cfg = _merged(preset, params)
+    cfg = merged_config(preset, params)
     if print_config:
         click.echo(config_to_toml(cfg), nl=False)
         return
@@ -198,7 +199,7 @@ def tracks(
     **params,
 ) -> None:
     """List the face tracks of CLIP (ids for `swap --track-id`) and write a contact sheet."""
-    cfg = _merged(preset, params)
+    cfg = merged_config(preset, params)
     _require(clip, "CLIP")
     from magicmask.face.analyzer import FaceAnalyzer
     from mmvideo.generate import load_models

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from magicmask.checkpoint import save_checkpoint
+from magicmask.face.image import load_image
 from magicmask.model import create_generator
 from mmvideo.cli import main
 from mmvideo.config import load_config
@@ -95,3 +96,24 @@ def test_preview_command_writes_a_tagged_sheet(checkpoint, data_dir, tmp_path, c
     assert main(args) == 3
     assert "goes past the last frame" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_preview_takes_the_swap_config_flags(checkpoint, data_dir, tmp_path, monkeypatch):
+    """``--face-backend``/``--detector`` reach both the frames and the source still, as in swap."""
+    from magicmask.face import mediapipe_backend
+
+    calls = []
+    original = mediapipe_backend.MeshLandmarker.__call__
+
+    def counted(self, image, boxes):
+        calls.append(image.shape)
+        return original(self, image, boxes)
+
+    monkeypatch.setattr(mediapipe_backend.MeshLandmarker, "__call__", counted)
+    out = tmp_path / "sheet.png"
+    args = ["preview", "--source", str(data_dir / SOURCE), "--in", str(data_dir / CLIP)]
+    args += ["--frames", "10-12", "--out", str(out), "--count", "1", "--checkpoint", str(checkpoint)]
+    args += ["--warmup", "0", "--face-backend", "mediapipe", "--detector", "hog"]
+    assert main(args) == 0 and out.is_file()
+    source_shape = load_image(data_dir / SOURCE).shape
+    assert source_shape in calls and len(calls) >= 4  # the source, then the frames 10-12
