@@ -80,6 +80,11 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
     assert pasted.pose_err > 1.0  # a different head, a different pose
     assert model.jitter is not None and np.isfinite(model.jitter) and pasted.jitter is None
     assert model.ms > 0 and unchanged.ms is None and self_swap.jitter is None
+    # the paired identity gain is computed from the per-pair values of the two rows
+    gain = result["identity_gain"]["facenet-vggface2"]
+    per_pair = np.subtract(model.csim_judge_per_pair, unchanged.csim_judge_per_pair)
+    assert len(per_pair) == len(PAIRS) and np.isclose(gain["mean"], per_pair.mean())
+    assert gain["ci95_lo"] <= gain["mean"] <= gain["ci95_hi"] and "% of pairs improve" in table
 
 
 def test_pairs_file_formats(tmp_path):
@@ -96,6 +101,14 @@ def test_cosine_and_retrieval():
     gallery, labels = np.array([[1.0, 0.1], [0.1, 1.0]]), np.array(["p", "q"])
     assert metrics.retrieval_top1(a, np.array(["p", "q"]), gallery, labels) == 100.0
     assert metrics.retrieval_top1(a, np.array(["q", "q"]), gallery, labels) == 50.0
+
+
+def test_paired_gain():
+    before = np.zeros(200)
+    up = metrics.paired_gain(before + np.linspace(0.5, 1.5, 200), before)
+    assert np.isclose(up["mean"], 1.0) and 0.9 < up["ci95_lo"] < 1.0 < up["ci95_hi"] < 1.1 and up["improved"] == 1.0
+    noise = metrics.paired_gain(np.random.default_rng(1).normal(0, 1, 200), before)
+    assert noise["ci95_lo"] < 0 < noise["ci95_hi"] and 0.3 < noise["improved"] < 0.7
 
 
 def test_frechet_distance_of_gaussians():

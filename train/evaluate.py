@@ -30,7 +30,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
@@ -88,6 +88,8 @@ class EvalRow:
     jitter: float | None
     ms: float | None  # generator time per face in this process (batches of 8, no I/O)
     pairs: int
+    csim_judge_per_pair: list[float] = field(default_factory=list, repr=False)
+    csim_train_per_pair: list[float] = field(default_factory=list, repr=False)
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
@@ -203,6 +205,8 @@ def evaluate_pairs(
                 None,
                 model_ms if method == "model" else None,
                 len(pairs),
+                csim_j.tolist(),
+                csim_t.tolist(),
             )
         )
     return rows
@@ -230,6 +234,26 @@ def clip_jitter(generator, train_enc, analyzer: FaceAnalyzer, clip: Path, source
     return metrics.temporal_jitter(
         np.stack(swaps), np.stack([t.crop for t in targets]), np.stack([t.mask for t in targets])
     )
+
+
+def identity_gain(rows: list[EvalRow], train_name: str, judge_name: str) -> dict[str, dict[str, float]]:
+    """Per pair, CSIM(source, swap) − CSIM(source, unchanged target), for each encoder."""
+    by = {r.method: r for r in rows}
+    model, target = by["model"], by["target unchanged"]
+    return {
+        judge_name: metrics.paired_gain(model.csim_judge_per_pair, target.csim_judge_per_pair),
+        train_name: metrics.paired_gain(model.csim_train_per_pair, target.csim_train_per_pair),
+    }
+
+
+def gain_lines(gains: dict[str, dict[str, float]]) -> str:
+    lines = ["", "Per pair, CSIM(source, swap) − CSIM(source, target) (bootstrap 95 % interval of the mean):", ""]
+    for name, g in gains.items():
+        lines.append(
+            f"- {name}: {g['mean']:+.3f} [{g['ci95_lo']:+.3f}, {g['ci95_hi']:+.3f}], "
+            f"{g['improved'] * 100:.0f} % of pairs improve"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(rows: list[EvalRow], train_name: str, judge_name: str) -> str:
@@ -290,9 +314,11 @@ def run_evaluation(
         "pairs": len(usable),
         "clips": [str(c) for c in clips],
         "rows": [asdict(r) for r in rows],
+        "identity_gain": identity_gain(rows, loaded.identity_encoder, judge),
     }
     _write(out / "eval.json", json.dumps(result, indent=2))
-    _write(out / "eval.md", markdown_table(rows, loaded.identity_encoder, judge))
+    table = markdown_table(rows, loaded.identity_encoder, judge)
+    _write(out / "eval.md", table + gain_lines(result["identity_gain"]))
     return rows
 
 
