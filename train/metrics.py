@@ -30,7 +30,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = linalg.sqrtm(cov_a @ cov_b)
     root = np.real(root)  # rounding leaves tiny imaginary parts
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2.0 * root))
+    # never below 0 in exact arithmetic; rank-deficient covariances of small sets round to -1e-6
+    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2.0 * root)))
 
 
 def paired_gain(after: np.ndarray, before: np.ndarray, boots: int = 10_000, seed: int = 0) -> dict[str, float]:
