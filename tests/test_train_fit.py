@@ -17,7 +17,7 @@ from magicmask.model.discriminators import GlobalDiscriminator
 from magicmask.model.generator import NoGeometry
 from mmvideo.errors import InvalidInput, OutputError
 from train.config import TrainConfig
-from train.data import PairSampler, load_faces
+from train.data import PairSampler, load_faces, redraw_masks
 from train.fit import Runtime, fit
 from train.preprocess import PreprocessConfig, preprocess
 from train.shards import empty_shard, write_shard
@@ -119,6 +119,17 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(data, tmp_path):
 
     with pytest.raises(InvalidInput, match="same model config"):
         fit(_cfg(init_from=str(parent), model_overrides=(("use_geometric", False),)), data, tmp_path / "other")
+
+
+def test_mask_forehead_redraws_the_loss_mask_from_the_landmarks(data):
+    faces = load_faces(data, 224, 112)
+    stored = faces.mask.copy()
+    redraw_masks(faces, 0.3)  # what prepare_target drew into the shards
+    assert np.array_equal(faces.mask, stored)
+    redraw_masks(faces, 0.0)
+    inner, full = faces.mask > 127, stored > 127
+    assert not (inner & ~full).any() and inner.sum() < 0.9 * full.sum()
+    assert TrainConfig(mask_forehead=0.0).resume_key() != TrainConfig().resume_key()
 
 
 def test_nan_loss_stops_with_step_and_terms_and_keeps_last_checkpoint(data, tmp_path, monkeypatch):

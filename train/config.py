@@ -31,6 +31,10 @@ class TrainConfig:
     log_every: int = 20
     image_every: int = 250
     exclude_identities: tuple[str, ...] = ()
+    # m_t of eq. 8 redrawn from the landmarks with this forehead extension (None = the shard's
+    # mask, prepare_target's 0.3). 0 keeps the forehead under L_Recon: with it outside, the
+    # identity loss paints a coloured band there that no discriminator patch covers.
+    mask_forehead: float | None = None
     init_from: str = ""  # training-state checkpoint of another run whose weights start this one
 
     def to_json(self) -> str:
@@ -47,7 +51,7 @@ class TrainConfig:
     def resume_key(self) -> dict:
         """Fields that must match for a resume to be the same run (steps and logging may change)."""
         keep = ("model", "model_overrides", "identity_encoder", "batch_size", "lr", "betas", "weight_decay",
-                "grad_clip", "ema_decay", "same_identity_prob", "seed", "exclude_identities")  # fmt: skip
+                "grad_clip", "ema_decay", "same_identity_prob", "seed", "exclude_identities", "mask_forehead")  # fmt: skip
         return {k: v for k, v in json.loads(self.to_json()).items() if k in keep}
 
 

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import torch
 
+from magicmask.face.mask import face_mask
+from magicmask.face.prepare import PrepareConfig
 from mmvideo.errors import InvalidInput
 from train.shards import (
     ShardData,
@@ -54,6 +56,19 @@ class FaceSet:
         order = np.argsort(self.label, kind="stable")
         bounds = np.searchsorted(self.label[order], np.arange(len(self.identities) + 1))
         return [order[bounds[i] : bounds[i + 1]] for i in range(len(self.identities))]
+
+
+def redraw_masks(faces: FaceSet, forehead: float) -> None:
+    """Replace every face's loss mask m_t by the landmark hull with ``forehead`` extension, drawn
+    as ``prepare_target`` draws it (same erosion and feather), stored like the shards' (uint8)."""
+    cfg = PrepareConfig()
+    size = faces.mask.shape[-1]
+    faces.mask = np.stack(
+        [
+            np.round(face_mask(pts, size, cfg.mask_erode, cfg.mask_feather, forehead) * 255).astype(np.uint8)
+            for pts in faces.landmarks
+        ]
+    )
 
 
 @dataclass

@@ -26,7 +26,7 @@ from magicmask.face.identity import build_identity_encoder
 from magicmask.face.landmarks import landmark_heatmaps
 from mmvideo.errors import InvalidInput, OutputError
 from train.config import TrainConfig, encoder_paths, load_train_config
-from train.data import PairSampler, StepDataset, load_faces, step_loader
+from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
 from train.shards import list_shards
 from train.trainer import (
     TERMS,
@@ -133,6 +133,8 @@ def fit(
     )
     models = build_models(tcfg, encoder, device, distributed=world > 1)
     faces = load_faces(data, models.cfg.image_size, 112, set(tcfg.exclude_identities))
+    if tcfg.mask_forehead is not None:
+        redraw_masks(faces, tcfg.mask_forehead)
     fingerprint = data_fingerprint(data, tcfg.exclude_identities)
     resume_from = _prepare_run(run, tcfg, resume) if rank == 0 else (latest_checkpoint(run) if resume else None)
     if world > 1:
@@ -330,6 +332,13 @@ def export_main(state: Path, out: Path, export_dtype: str, weights: str) -> None
 @click.option("--lambda-id", type=float, default=None, help="Override λ_IS (paper: 5).")
 @click.option("--lambda-recon", type=float, default=None, help="Override λ_Recon (paper: 2).")
 @click.option("--lambda-afsa", type=float, default=None, help="Override λ_AFSA (paper: 1).")
+@click.option(
+    "--mask-forehead",
+    type=float,
+    default=None,
+    help="Redraw the eq. 8 face mask with this forehead extension (default: the shard's, 0.3); "
+    "0 keeps the forehead under the reconstruction loss.",
+)
 @click.option("--same-identity-prob", default=0.2, show_default=True)
 @click.option("--ema-decay", default=0.999, show_default=True)
 @click.option("--grad-clip", default=1.0, show_default=True)
@@ -352,7 +361,7 @@ def export_main(state: Path, out: Path, export_dtype: str, weights: str) -> None
     show_default=True,
 )
 def main(model, data, run, resume, init_from, steps, batch_size, lr, seed, identity_encoder, identity_weights, geometric, adversarial,
-         lambda_id, lambda_recon, lambda_afsa, same_identity_prob, ema_decay, grad_clip, exclude,
+         lambda_id, lambda_recon, lambda_afsa, mask_forehead, same_identity_prob, ema_decay, grad_clip, exclude,
          checkpoint_every, log_every, image_every, no_amp, device, threads, workers, export_dtype) -> None:  # fmt: skip
     """Train MagicMask (generator + discriminators, eq. 7-12) on preprocessed shards."""
     overrides = {
@@ -380,6 +389,7 @@ def main(model, data, run, resume, init_from, steps, batch_size, lr, seed, ident
         image_every=image_every,
         exclude_identities=tuple(exclude),
         init_from=str(init_from.resolve()) if init_from else "",
+        mask_forehead=mask_forehead,
     )
     report = fit(tcfg, data, run, resume, Runtime(device, threads, workers, export_dtype))
     if int(os.environ.get("RANK", "0")) == 0:
