@@ -38,7 +38,7 @@ from magicmask.face.analyzer import (
     pick_face,
 )
 from magicmask.face.image import load_image
-from magicmask.face.prepare import TargetInputs, prepare_target
+from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
 from mmvideo.compose import paste
 from mmvideo.config import DetectConfig, EncodeConfig, SwapConfig, SwapJob
@@ -411,11 +411,12 @@ def render(
         # Some OpenCV IPP kernels (seen in the distance transform and exp) differ in the last
         # bits with memory alignment; without IPP the same input gives the same output. Per thread.
         cv2.ipp.setUseIPP(False)
+        inputs = PrepareConfig(mask_forehead=cfg.compose.mask_forehead)
         group, n_faces = _Group([], []), 0
         for frame in drain(q_frames, run):
             t = time.perf_counter()
             items = [
-                (tid, prepare_target(frame.image, face.landmarks, face.landmarks_3d))
+                (tid, prepare_target(frame.image, face.landmarks, face.landmarks_3d, inputs))
                 for tid, face in plan.get(frame.index, [])
             ]
             group.frames.append(frame)

@@ -548,3 +548,19 @@ def test_swap_of_a_near_profile_clip_with_the_mediapipe_backend(tiny_checkpoint,
     assert len(b) == 8
     for x, y in zip(a, b):
         assert (np.abs(x.astype(int) - y.astype(int)).max(-1) > 40).mean() > 0.02
+
+
+def test_mask_forehead_moves_the_top_of_the_pasted_region(models, analyzer, stills, data_dir, tmp_path):
+    clip = tmp_path / "clip.mkv"
+    _write_lossless(clip, frames_of(data_dir / "talking_head_outdoor_01.mp4", 3), data_dir / "talking_head_outdoor_01.mp4")
+    before = frames_of(clip)
+    tops, counts = [], []
+    for forehead in (0.3, 0.0):
+        cfg = load_config("balanced", {"codec": "ffv1", "mask_forehead": forehead})
+        out = tmp_path / f"out{forehead}.mkv"
+        job = SwapJob(source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out))
+        pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
+        changed = np.any(before[1] != frames_of(out)[1], axis=-1)
+        tops.append(np.nonzero(changed.any(axis=1))[0].min())
+        counts.append(changed.sum())
+    assert tops[1] > tops[0] + 5 and counts[1] < counts[0]
