@@ -82,9 +82,10 @@ class GenerateConfig:
 class ComposeConfig:
     mask_erosion: int = 4  # pixels (224 crop) the face mask is shrunk before feathering
     mask_feather: int = 8  # Gaussian feather radius in crop pixels
-    # how far the pasted mask reaches above the brows, as a fraction of the brow-to-chin height
-    # (what the model is trained with: 0.3); lower keeps more of the plate's own forehead
-    mask_forehead: float = 0.3
+    # how far the pasted mask reaches above the brows, as a fraction of the brow-to-chin height.
+    # 0: brows and below. The forehead carries little identity and is where a generator's
+    # artifacts show first (the embedded model paints a band there); 0.3 is the trained mask.
+    mask_forehead: float = 0.0
     color_match: Literal["none", "lab"] = "lab"
 
 
