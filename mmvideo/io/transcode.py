@@ -86,10 +86,12 @@ def transcode(
     """Decode every frame of ``in_path`` and encode it to ``out_path`` (atomic)."""
     check_output_path(out_path, in_path)
     info = probe(in_path)
-    # no face work: frames stay in the decoder's YUV unless the writer needs RGB
+    # no face work: frames stay in the decoder's YUV, except for the ffmpeg pipe (raw RGB), whose
+    # conversion then runs on the decode thread
     reader = VideoReader(
-        in_path, threads=options.threads, skip_bad_frames=skip_bad_frames, info=info, convert=False
-    )
+        in_path, threads=options.threads, skip_bad_frames=skip_bad_frames, info=info,
+        convert=bool(options.ffmpeg_args),
+    )  # fmt: skip
     frames = prefetch(reader)
     # exits in reverse: writer (abort on error), then the decode thread, then the reader
     with reader, closing(frames), open_writer(out_path, info, options) as writer:
