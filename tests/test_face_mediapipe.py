@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import builtins
 
-import av
 import numpy as np
 import pytest
 import scipy.io as sio
+from test_face_pose import profile_clip_yaws
 
 from magicmask.face import mediapipe_backend
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
@@ -75,12 +75,7 @@ def test_frontal_stills_are_frontal(data_dir, name):
 
 
 def test_near_profile_video_reads_as_profile(data_dir, mesh):
-    yaws = []
-    with av.open(str(data_dir / "talking_head_profile_occlusion_01.mp4")) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i > 12:
-                break
-            yaws += [abs(f.pose[0]) for f in mesh.detect(frame.to_ndarray(format="rgb24"))]
+    yaws = profile_clip_yaws(data_dir, mesh)
     assert len(yaws) >= 12 and np.median(yaws) > 45
 
 

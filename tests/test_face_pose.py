@@ -96,18 +96,21 @@ def test_frontal_stills_are_frontal(data_dir, analyzer, name):
     assert abs(face.pose[0]) < 20
 
 
+def profile_clip_yaws(data_dir, analyzer, frames: int = 13) -> list[float]:
+    """|yaw| of every face found in the first frames of the near-profile clip."""
+    yaws = []
+    with av.open(str(data_dir / "talking_head_profile_occlusion_01.mp4")) as container:
+        for _, frame in zip(range(frames), container.decode(video=0)):
+            yaws += [abs(f.pose[0]) for f in analyzer.detect(frame.to_ndarray(format="rgb24"))]
+    return yaws
+
+
 def test_near_profile_video_reads_as_profile(data_dir, analyzer):
     # The clip opens in near-profile. dlib's 68-point predictor is trained mostly on frontal
     # faces and compresses a profile: the fit reads 40-48 deg on the frames HOG finds, so the
     # bound for the dlib backend is 40 deg; the mediapipe backend reads > 45 on every frame
     # (tests/test_face_mediapipe.py).
-    yaws = []
-    with av.open(str(data_dir / "talking_head_profile_occlusion_01.mp4")) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i > 12:
-                break
-            faces = analyzer.detect(frame.to_ndarray(format="rgb24"))
-            yaws += [abs(f.pose[0]) for f in faces]
+    yaws = profile_clip_yaws(data_dir, analyzer)
     assert len(yaws) >= 3
     assert np.median(yaws) > 40 and max(yaws) > 45
 

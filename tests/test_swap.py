@@ -462,6 +462,12 @@ def test_source_face_index_out_of_range_is_a_one_line_error(
     assert list(tmp_path.iterdir()) == []
 
 
+def _swap_cli(data_dir, clip, out, checkpoint, *extra):
+    """``mmvideo swap`` of Obama's still into ``clip`` with ``checkpoint``; its exit code."""
+    args = ["swap", "--source", str(data_dir / "id_obama_01.jpg"), "--in", str(clip), "--out", str(out)]
+    return main(args + ["--checkpoint", str(checkpoint), "--no-progress", *extra])
+
+
 def test_swap_with_the_mtcnn_detector(tiny_checkpoint, data_dir, tmp_path, monkeypatch):
     """``--detector mtcnn`` reaches the analysers: MTCNN finds the faces of the source and
     of the frames, and the swap runs end to end."""
@@ -477,19 +483,7 @@ def test_swap_with_the_mtcnn_detector(tiny_checkpoint, data_dir, tmp_path, monke
     monkeypatch.setattr(mtcnn_backend.MtcnnDetector, "__call__", counted)
     clip = data_dir / "talking_head_turn_01.mp4"
     out = tmp_path / "swapped.mp4"
-    rc = main(
-        [
-            "swap",
-            "--source", str(data_dir / "id_obama_01.jpg"),
-            "--in", str(clip),
-            "--out", str(out),
-            "--checkpoint", str(tiny_checkpoint),
-            "--detector", "mtcnn",
-            "--detect-interval", "3",
-            "--stop", "6",
-            "--no-progress",
-        ]
-    )  # fmt: skip
+    rc = _swap_cli(data_dir, clip, out, tiny_checkpoint, "--detector", "mtcnn", "--detect-interval", "3", "--stop", "6")
     assert rc == 0
     assert len(calls) == 1 + 2  # the source, then frames 0 and 3
     a, b = frames_of(clip, 6), frames_of(out)
@@ -531,19 +525,7 @@ def test_swap_of_a_near_profile_clip_with_the_mediapipe_backend(tiny_checkpoint,
     repaints the turned head of the near-profile clip on every frame."""
     clip = data_dir / "talking_head_profile_occlusion_01.mp4"
     out = tmp_path / "swapped.mp4"
-    rc = main(
-        [
-            "swap",
-            "--source", str(data_dir / "id_obama_01.jpg"),
-            "--in", str(clip),
-            "--out", str(out),
-            "--checkpoint", str(tiny_checkpoint),
-            "--face-backend", "mediapipe",
-            "--stop", "8",
-            "--json-progress",
-        ]
-    )  # fmt: skip
-    assert rc == 0
+    assert _swap_cli(data_dir, clip, out, tiny_checkpoint, "--face-backend", "mediapipe", "--stop", "8") == 0
     a, b = frames_of(clip, 8), frames_of(out)
     assert len(b) == 8
     for x, y in zip(a, b):
