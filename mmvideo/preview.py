@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from mmvideo.errors import OutputError
-from mmvideo.swap_cli import config_options, merged_config
 from mmvideo.io.timecode import FrameRange
+from mmvideo.swap_cli import config_options, merged_config
 
 log = logging.getLogger(__name__)
 
