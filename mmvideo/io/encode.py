@@ -102,19 +102,16 @@ def output_pts(frame: Frame, video: VideoInfo) -> int:
     return frame.pts
 
 
-def _muxer_holds(muxer: str, path: str, info) -> bool:
-    """Whether ``muxer`` takes a packet copy of the data stream ``info`` of ``path``. Data codecs
-    (KLV, bin_data) have no encoder, so ``supported_codecs`` never lists them: writing a header
-    to memory with that stream is the muxer's own answer. Codec-less streams are never copied."""
-    if info.codec == "none":
+def _muxer_holds(muxer: str, stream) -> bool:
+    """Whether ``muxer`` takes a packet copy of the data ``stream`` (of an open input). Data
+    codecs (KLV, bin_data) have no encoder, so ``supported_codecs`` never lists them: writing a
+    header to memory with that stream is the muxer's own answer."""
+    try:
+        with av.open(io.BytesIO(), "w", format=muxer) as probe_out:
+            probe_out.add_stream_from_template(stream)
+            probe_out.start_encoding()
+    except (av.error.FFmpegError, ValueError):
         return False
-    with av.open(path, metadata_errors="replace") as src:
-        try:
-            with av.open(io.BytesIO(), "w", format=muxer) as probe_out:
-                probe_out.add_stream_from_template(src.streams[info.index])
-                probe_out.start_encoding()
-        except (av.error.FFmpegError, ValueError):
-            return False
     return True
 
 
@@ -122,6 +119,7 @@ class _CopiedStreams:
     """The source's non-video streams, fed to the muxer in step with the video."""
 
     def __init__(self, output, source: MediaInfo, audio_codec: str, out_path: Path):
+        self.input = av.open(source.path, metadata_errors="replace")
         wanted = []
         for info in source.streams:
             reencoded = info.type == "audio" and audio_codec != "copy"
@@ -129,7 +127,11 @@ class _CopiedStreams:
                 info.type not in COPY_TYPES
                 or reencoded
                 or info.codec in output.supported_codecs
-                or (info.type == "data" and _muxer_holds(output.format.name, source.path, info))
+                or (
+                    info.type == "data"
+                    and info.codec != "none"
+                    and _muxer_holds(output.format.name, self.input.streams[info.index])
+                )
             ):
                 wanted.append(info.index)
             elif info.type == "data":
@@ -144,11 +146,11 @@ class _CopiedStreams:
                     if info.type == "audio"
                     else "use another container"
                 )
+                self.input.close()
                 raise OutputError(
                     f"{out_path}: container cannot hold {info.type} stream "
                     f"#{info.index} ({info.codec}); {hint}"
                 )
-        self.input = av.open(source.path, metadata_errors="replace")
         self.pairs = {}  # input stream index -> output stream
         self.encoders = {}  # input stream index -> audio output stream being re-encoded
         chosen = [
@@ -288,7 +290,6 @@ class VideoWriter(AtomicWriter):
             raise OutputError(
                 f"{self.out}: cannot start {s.codec} in {s.muxer} ({error_reason(exc)}){hint}"
             ) from exc
-
 
     def _passthrough(self, frame: Frame) -> av.VideoFrame | None:
         """The decoder's frame itself, when nothing changed it and the encoder takes its format."""
