@@ -32,7 +32,9 @@ class StageRun:
 def threaded(
     items: Iterable, stop: threading.Event, size: int = QUEUE_SIZE
 ) -> Iterator:
-    """Iterate ``items`` produced on a background thread (decode overlaps the consumer)."""
+    """Iterate ``items`` produced on a background thread (decode overlaps the consumer; PyAV
+    releases the GIL inside the codecs). The producer's error is raised here; leaving early
+    sets ``stop`` and waits for the thread to end."""
     q: queue.Queue = queue.Queue(maxsize=size)
     run = StageRun(stop=stop)
 
@@ -45,8 +47,13 @@ def threaded(
             # closed here, on the thread that decodes, never under its feet from another one
             getattr(items, "close", lambda: None)()
 
-    spawn("decode", produce, run, q).start()
-    yield from drain(q, run)
+    thread = spawn("decode", produce, run, q)
+    thread.start()
+    try:
+        yield from drain(q, run)
+    finally:
+        stop.set()
+        thread.join()
 
 
 def spawn(

@@ -281,14 +281,14 @@ def test_chunks_concat_losslessly_with_source_audio(data_dir, tmp_path):
     assert all(np.array_equal(x.image, y.image) for x, y in zip(b, chunked))
 
 
-def test_prefetch_stops_its_thread_when_left_early(data_dir):
+def test_decode_thread_stops_when_left_early(data_dir):
     import threading
 
-    from mmvideo.io.transcode import prefetch
+    from mmvideo.stages import threaded
 
     before = threading.active_count()
     with VideoReader(data_dir / "talking_head_turn_03.mp4") as reader:
-        frames_iter = prefetch(reader, depth=2)
+        frames_iter = threaded(reader, threading.Event(), size=2)
         first = [next(frames_iter) for _ in range(3)]
         frames_iter.close()
     assert [f.index for f in first] == [0, 1, 2]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,49 +14,10 @@ from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter, check_output_path
 from mmvideo.io.ffmpeg_backend import FfmpegPipeWriter
-from mmvideo.io.frame import Frame
 from mmvideo.io.probe import probe
+from mmvideo.stages import threaded
 
 log = logging.getLogger(__name__)
-
-
-_END = object()
-
-
-def prefetch(reader: VideoReader, depth: int = 8) -> Iterator[Frame]:
-    """Frames of ``reader`` decoded on a background thread, so decode overlaps encode (PyAV
-    releases the GIL inside the codecs). Errors are re-raised here; leaving early stops it."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for frame in reader:
-                if not put(frame):
-                    return
-            put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer and raised there
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="decode", daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 @dataclass(frozen=True)
@@ -92,7 +51,7 @@ def transcode(
         in_path, threads=options.threads, skip_bad_frames=skip_bad_frames, info=info,
         convert=bool(options.ffmpeg_args),
     )  # fmt: skip
-    frames = prefetch(reader)
+    frames = threaded(reader, threading.Event())
     # exits in reverse: writer (abort on error), then the decode thread, then the reader
     with reader, closing(frames), open_writer(out_path, info, options) as writer:
         for frame in tqdm(
