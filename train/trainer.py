@@ -279,17 +279,23 @@ def prune_checkpoints(run: Path, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
+def _load_networks(path: Path, state: dict, m: Models) -> None:
+    """The generator, discriminator and EMA weights of a training state, after checking that it
+    was trained against the same identity encoder."""
+    if state["identity_encoder"] != m.encoder.name:
+        raise InvalidInput(f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}")
+    m.generator.load_state_dict(state["generator"])
+    m.discriminator.load_state_dict(state["discriminator"])
+    m.ema.load_state_dict(state["ema"])
+
+
 def init_weights_from(path: Path, m: Models) -> int:
     """Fine-tuning: the generator, discriminator and EMA weights of another run's checkpoint (its
     optimisers, step and data are not carried over). Returns the steps that checkpoint had trained."""
     state = ckpt.load_training_state(path)
     if state["model_config"] != m.cfg.to_dict():
         raise InvalidInput(f"{path}: --init-from needs a checkpoint of the same model config")
-    if state["identity_encoder"] != m.encoder.name:
-        raise InvalidInput(f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}")
-    m.generator.load_state_dict(state["generator"])
-    m.discriminator.load_state_dict(state["discriminator"])
-    m.ema.load_state_dict(state["ema"])
+    _load_networks(path, state, m)
     return int(state["step"])
 
 
@@ -300,13 +306,9 @@ def load_training_state(path: Path, m: Models, tcfg: TrainConfig, data_fingerpri
     if saved.resume_key() != tcfg.resume_key():
         diff = sorted(k for k, v in tcfg.resume_key().items() if saved.resume_key().get(k) != v)
         raise InvalidInput(f"{path}: checkpoint is from a different run (differs in {', '.join(diff)})")
-    if state["identity_encoder"] != m.encoder.name:
-        raise InvalidInput(f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}")
     if state["data_fingerprint"] != data_fingerprint:
         raise InvalidInput(f"{path}: checkpoint was trained on other data (shard set differs from --data)")
-    m.generator.load_state_dict(state["generator"])
-    m.discriminator.load_state_dict(state["discriminator"])
-    m.ema.load_state_dict(state["ema"])
+    _load_networks(path, state, m)
     m.opt_g.load_state_dict(state["opt_g"])
     m.opt_d.load_state_dict(state["opt_d"])
     m.scaler.load_state_dict(state["scaler"])
