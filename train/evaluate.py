@@ -176,10 +176,11 @@ def evaluate_pairs(
         "model": swapped,
     }
     labels = np.array([stills[n].identity for n in names])
-    real = embed_crops224(judge_enc, [t.target.crop for t in tgt])
+    embedded = {m: (embed_crops224(train_enc, c), embed_crops224(judge_enc, c)) for m, c in outputs.items()}
+    real = embedded["target unchanged"][1]  # the real target crops, FD's reference
     rows = []
     for method, crops in outputs.items():
-        e_train, e_judge = embed_crops224(train_enc, crops), embed_crops224(judge_enc, crops)
+        e_train, e_judge = embedded[method]
         csim_t = metrics.cosine(np.stack([train_emb[s.name] for s in src]), e_train)
         csim_j = metrics.cosine(np.stack([judge_emb[s.name] for s in src]), e_judge)
         hits = []
