@@ -41,7 +41,13 @@ from magicmask.face.image import load_image
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
 from mmvideo.compose import paste
-from mmvideo.config import DetectConfig, EncodeConfig, SwapConfig, SwapJob
+from mmvideo.config import (
+    ComposeConfig,
+    DetectConfig,
+    EncodeConfig,
+    SwapConfig,
+    SwapJob,
+)
 from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.generate import SwapModels, embed_crops, generate_faces
 from mmvideo.io.codecs import EncodeOptions
@@ -126,6 +132,12 @@ def face_config(cfg: DetectConfig, device: str = "cpu") -> FaceConfig:
         detect_max_side=cfg.detect_max_side,
         device=device,
     )
+
+
+def target_inputs_config(cfg: ComposeConfig) -> PrepareConfig:
+    """How each target face's model inputs are rendered: the trained defaults, with the pasted
+    mask's forehead reach from the compose slice."""
+    return PrepareConfig(mask_forehead=cfg.mask_forehead)
 
 
 def source_face_config(
@@ -411,7 +423,7 @@ def render(
         # Some OpenCV IPP kernels (seen in the distance transform and exp) differ in the last
         # bits with memory alignment; without IPP the same input gives the same output. Per thread.
         cv2.ipp.setUseIPP(False)
-        inputs = PrepareConfig(mask_forehead=cfg.compose.mask_forehead)
+        inputs = target_inputs_config(cfg.compose)
         group, n_faces = _Group([], []), 0
         for frame in drain(q_frames, run):
             t = time.perf_counter()

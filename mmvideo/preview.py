@@ -160,7 +160,7 @@ def render_rows(
 ) -> list[PreviewRow]:
     """Analyse ``[A - warmup, B]``, then swap and keep ``count`` frames spread over A-B."""
     from magicmask.face.analyzer import FaceAnalyzer
-    from magicmask.face.prepare import PrepareConfig, prepare_target
+    from magicmask.face.prepare import prepare_target
     from mmvideo import pipeline
     from mmvideo.compose import paste
     from mmvideo.generate import generate_faces
@@ -182,7 +182,7 @@ def render_rows(
     analysis = pipeline.analyse(input_path, info, cfg, analyzer, models, first, stop)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
     shown = set(FrameRange(start, stop - 1).spread(count))
-    inputs = PrepareConfig(mask_forehead=cfg.compose.mask_forehead)
+    inputs = pipeline.target_inputs_config(cfg.compose)
     offset = info.sequence.first if is_sequence_info(info) else 0
     timecode = source_timecode(info)
     rows = []
