@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from magicmask.face.models import read_state_dict
 from magicmask.face.types import Landmarks
 from mmvideo.errors import InvalidInput, ModelError
 
@@ -52,27 +53,9 @@ def weight_path(key: str, models_dir: Path | None) -> Path:
     return path
 
 
-def _state_dict(path: Path, device: str) -> dict[str, torch.Tensor]:
-    try:
-        data = torch.load(path, map_location=device, weights_only=True)
-    except (
-        Exception
-    ) as exc:  # torch raises several types for a truncated or foreign file
-        raise ModelError(
-            f"{path}: cannot read FAN weights ({type(exc).__name__}: {exc})"
-        ) from exc
-    if (
-        isinstance(data, dict) and "state_dict" in data
-    ):  # the depth net's checkpoint layout
-        data = data["state_dict"]
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: not a state_dict")
-    return {k.removeprefix("module."): v for k, v in data.items()}
-
-
 def _load(net: torch.nn.Module, path: Path, device: str) -> torch.nn.Module:
     try:
-        net.load_state_dict(_state_dict(path, device))
+        net.load_state_dict(read_state_dict(path, "FAN weights", device))
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ModelError(f"{path}: weights do not fit the network ({first})") from exc

@@ -51,3 +51,20 @@ def user_file(folder: Path | None, name: str, what: str, option: str) -> Path:
             f"{path}: {what} model file not found; put {name} in {folder} ({option})"
         )
     return path
+
+
+def read_state_dict(path: Path, what: str, device: str = "cpu") -> dict:
+    """A torch ``state_dict`` a user gave us (``weights_only``: nothing in the file runs), as
+    research code saves them: possibly wrapped in ``{"state_dict": ...}`` and with DataParallel's
+    ``module.`` prefixes, both removed. An unreadable file is a ``ModelError`` naming ``what``."""
+    import torch
+
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises several types for a truncated or foreign file
+        raise ModelError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
+    if isinstance(data, dict) and "state_dict" in data:
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: not a state_dict")
+    return {k.removeprefix("module."): v for k, v in data.items()}

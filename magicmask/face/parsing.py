@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from magicmask.face.models import read_state_dict
 from mmvideo.errors import MissingInput, ModelError
 
 log = logging.getLogger(__name__)
@@ -190,19 +191,7 @@ class FaceParser:
             raise MissingInput(
                 f"{path}: face-parsing checkpoint not found (--parsing-model FILE, a BiSeNet 79999_iter.pth)"
             )
-        try:
-            state = torch.load(path, map_location=device, weights_only=True)
-        except (
-            Exception
-        ) as exc:  # torch raises several types for a truncated or foreign file
-            raise ModelError(
-                f"{path}: cannot read face-parsing checkpoint ({type(exc).__name__}: {exc})"
-            ) from exc
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise ModelError(f"{path}: not a state_dict")
-        state = {k.removeprefix("module."): v for k, v in state.items()}
+        state = read_state_dict(path, "face-parsing checkpoint", device)
         self.net = BiSeNet()
         try:
             missing, unexpected = self.net.load_state_dict(state, strict=False)
