@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from magicmask.face.models import package_file
+from magicmask.face.models import package_file, user_file
 from magicmask.face.types import Landmarks
 from mmvideo.errors import ModelError
 
@@ -54,10 +54,7 @@ MESH_TO_68 = np.array(
 def model_path(models_dir: Path | None) -> Path:
     """``face_landmark.tflite`` in the user's folder, else in the installed mediapipe wheel."""
     if models_dir is not None:
-        path = Path(models_dir) / MODEL_NAME
-        if not path.is_file():
-            raise ModelError(f"{path}: Face Mesh model not found; put {MODEL_NAME} in {models_dir} (--face-models)")
-        return path
+        return user_file(models_dir, MODEL_NAME, "Face Mesh", "--face-models")
     return package_file("mediapipe", f"modules/face_landmark/{MODEL_NAME}", INSTALL_HINT)
 
 
