@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from magicmask.face.align import affine_scale, invert_affine, transform_points
 from magicmask.face.models import package_file, user_file
 from magicmask.face.types import Landmarks
 from mmvideo.errors import ModelError
@@ -117,10 +118,8 @@ class MeshLandmarker:
         self._net.invoke()
         pts = self._net.get_tensor(self._points).reshape(468, 3).astype(np.float64)
         logit = float(self._net.get_tensor(self._flag).ravel()[0])
-        inv = cv2.invertAffineTransform(m)
-        scale = np.hypot(m[0, 0], m[0, 1])
-        xy = pts[:, :2] @ inv[:, :2].T + inv[:, 2]
-        return np.column_stack([xy, -pts[:, 2] / scale]), 1.0 / (1.0 + np.exp(-logit))
+        xy = transform_points(pts, invert_affine(m))
+        return np.column_stack([xy, -pts[:, 2] / affine_scale(m)]), 1.0 / (1.0 + np.exp(-logit))
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[Landmarks]:
         out = []
