@@ -1,0 +1,103 @@
+"""magicmask.quality on constructed cases: a real face against itself, blurred, noised and shifted."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from magicmask import quality
+from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
+from magicmask.face.image import load_image
+
+
+@pytest.fixture(scope="module")
+def face(data_dir):
+    image = load_image(data_dir / "id_obama_01.jpg", max_side=800)
+    found = FaceAnalyzer(FaceConfig(backend="dlib", detector="hog", upsample=1)).detect(image)
+    return image, found[0].landmarks
+
+
+def test_an_image_against_itself_scores_ssim_1_and_ratios_1(face):
+    image, landmarks = face
+    r = quality.realism(image, image.copy(), landmarks)
+    assert (r.chip_ssim, r.sharpness_ratio, r.band_ratio) == pytest.approx((1.0, 1.0, 1.0), abs=1e-12)
+
+
+def test_the_chip_is_150_px_and_follows_the_face(face):
+    image, landmarks = face
+    chip = quality.face_chip(image, landmarks)
+    assert chip.shape == (quality.CHIP_SIZE, quality.CHIP_SIZE, 3)
+    moved = np.zeros((image.shape[0] + 40, image.shape[1] + 60, 3), np.uint8)
+    moved[40:, 60:] = image
+    # the same face elsewhere in a bigger frame gives the same chip
+    again = quality.face_chip(moved, landmarks + np.float32([60, 40]))
+    assert quality.ssim(quality.grey(chip), quality.grey(again)) > 0.999
+
+
+def test_a_blurred_copy_loses_sharpness_and_band_energy(face):
+    image, landmarks = face
+    r = quality.realism(image, cv2.GaussianBlur(image, (0, 0), 2.0), landmarks)
+    assert r.sharpness_ratio < 0.5 and r.band_ratio < 1.0 and r.chip_ssim < 0.95
+
+
+def test_noise_raises_the_sharpness_ratio(face):
+    image, landmarks = face
+    noise = np.random.default_rng(0).normal(0, 12, image.shape)
+    noisy = np.clip(image + noise, 0, 255).astype(np.uint8)
+    r = quality.realism(image, noisy, landmarks)
+    assert r.sharpness_ratio > 1.5 and r.chip_ssim < 0.95
+
+
+def test_a_face_shifted_by_a_few_pixels_is_not_identical(face):
+    image, landmarks = face
+    shifted = np.roll(image, (3, 3), axis=(0, 1))
+    r = quality.realism(image, shifted, landmarks)
+    assert r.chip_ssim < 0.8
+    # the shift keeps the detail: sharpness says nothing of alignment, SSIM does
+    assert r.sharpness_ratio == pytest.approx(1.0, abs=0.1)
+
+
+def test_ssim_definition_on_flat_and_inverted_images():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 255, (64, 64))
+    assert quality.ssim(a, a) == pytest.approx(1.0)
+    assert quality.ssim(a, 255.0 - a) < 0.0  # anti-correlated structure
+    flat = np.full((64, 64), 128.0)
+    assert quality.ssim(flat, flat) == pytest.approx(1.0)
+    assert np.isnan(quality.ratio(1.0, 0.0))
+
+
+def test_pose_error_is_the_mean_absolute_angle_difference():
+    err = quality.pose_abs_error([[10, -4, 2], [0, 0, 0]], [[7, -1, 2], [0, 0, 0]])
+    assert err == pytest.approx([2.0, 0.0])
+
+
+def test_jitter_ratio_is_1_for_the_same_track_and_grows_with_added_shake():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 100, (68, 2))
+    t = np.arange(30)[:, None, None]
+    track = base + np.concatenate([t * 1.0, t * 0.5], axis=2) + rng.normal(0, 0.2, (30, 68, 2))
+    assert quality.jitter_ratio(track, track) == pytest.approx(1.0)
+    shaky = track + rng.normal(0, 1.0, track.shape)
+    assert quality.jitter_ratio(shaky, track) > 2.0
+    # frames without a face break the sequence: triples through them do not count
+    valid = np.ones(30, bool)
+    valid[10] = False
+    spiked = track.copy()
+    spiked[10] += 50.0
+    assert quality.jitter_ratio(spiked, track, valid) == pytest.approx(1.0, abs=0.2)
+
+
+def test_identity_summary_means_and_thresholds():
+    e = quality.Embedding
+    src = e(np.r_[1.0, np.zeros(127)], np.r_[1.0, np.zeros(511)])
+    near = e(np.r_[1.0, 0.5, np.zeros(126)], np.r_[1.0, 1.0, np.zeros(510)])
+    far = e(np.r_[0.0, 1.0, np.zeros(126)], np.r_[0.0, 1.0, np.zeros(510)])
+    s = quality.identity(src, [far, far], [near, far])
+    assert s.dlib_dist_original == pytest.approx(np.sqrt(2))
+    assert s.dlib_dist_swap == pytest.approx((0.5 + np.sqrt(2)) / 2)
+    assert (s.dlib_same_original, s.dlib_same_swap) == (0.0, 0.5)
+    assert s.facenet_original == pytest.approx(0.0)
+    assert s.facenet_gain == pytest.approx(np.sqrt(0.5) / 2)
+    assert s.dlib_distance_drop == pytest.approx(np.sqrt(2) - (0.5 + np.sqrt(2)) / 2)
