@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import sys
 import tomllib
@@ -23,20 +24,66 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmvideo.errors import InvalidInput, MissingInput
+from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS
 
 PRESET_NAMES = ("fast", "balanced", "quality")
 DEFAULT_PRESET = "balanced"
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key allows: ``low`` to ``high`` inclusive (None: unbounded);
+    ``open_low`` excludes ``low`` itself (a noise level must be above 0)."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if math.isnan(value):
+            return False  # TOML has nan; it compares false with every bound
+        if self.low is not None and (
+            value <= self.low if self.open_low else value < self.low
+        ):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"from {self.low} to {self.high}"
+        if self.low is not None:
+            return f"{'>' if self.open_low else '>='} {self.low}"
+        return f"<= {self.high}"
+
+
+# Field metadata: each key's allowed values, declared beside it and checked by ``load_config``.
+def between(low: float, high: float) -> dict[str, Range]:
+    return {"range": Range(low, high)}
+
+
+def at_least(low: float) -> dict[str, Range]:
+    return {"range": Range(low)}
+
+
+def above(low: float) -> dict[str, Range]:
+    return {"range": Range(low, open_low=True)}
+
+
+def one_of(choices: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Choices of a ``str`` key whose names live in a tuple elsewhere (a Literal lists its own)."""
+    return {"choices": choices}
+
+
 @dataclass
 class DetectConfig:
     # run the detector every N frames; landmarks only in between
-    detect_interval: int = 5
-    # the frame is downscaled to this longest side for detection
-    detect_max_side: int = 360
-    detect_upsample: int = 0  # dlib HOG upsampling steps (finds smaller faces, slower)
+    detect_interval: int = field(default=5, metadata=at_least(1))
+    # the frame is downscaled to this longest side for detection (0: never downscaled)
+    detect_max_side: int = field(default=360, metadata=at_least(0))
+    # dlib HOG upsampling steps (finds smaller faces, slower: each step doubles the side)
+    detect_upsample: int = field(default=0, metadata=between(0, 4))
     # faces smaller than this (box side, source pixels) are ignored
-    min_face_size: int = 24
+    min_face_size: int = field(default=24, metadata=at_least(0))
     # landmarker family (magicmask.face.analyzer): dlib 68-point, insightface 3-D, or FAN
     face_backend: Literal["dlib", "insightface", "fan", "mediapipe"] = "dlib"
     # boxes; None = the backend's default (hog for dlib and fan, scrfd for insightface)
@@ -44,56 +91,68 @@ class DetectConfig:
     face_models: str | None = None  # folder of the insightface / FAN / Face Mesh model files
     # which face of a --source still with several, largest first (0 = largest); None = the
     # largest, with a warning that there were several
-    source_face_index: int | None = None
+    source_face_index: int | None = field(default=None, metadata=at_least(0))
 
 
 @dataclass
 class TrackConfig:
-    iou_weight: float = 0.6  # cost = iou_weight*(1-IoU) + identity_weight*(1-cos)/2
-    identity_weight: float = 0.4
-    max_match_cost: float = 0.6  # pairs costlier than this are never linked
-    track_patience: int = 2  # detection rounds a track may miss before it is lost
-    reid_max_gap: int = 50  # frames a lost track may be re-identified after
-    reid_min_similarity: float = 0.6  # identity cosine needed to re-identify
-    shot_cut_threshold: float = 0.5  # histogram correlation below this is a cut
+    # cost = (iou_weight*(1-IoU) + identity_weight*(1-cos)/2) / (iou_weight + identity_weight)
+    iou_weight: float = field(default=0.6, metadata=between(0, 1))
+    identity_weight: float = field(default=0.4, metadata=between(0, 1))
+    # pairs costlier than this are never linked (the cost is in [0, 1])
+    max_match_cost: float = field(default=0.6, metadata=between(0, 1))
+    # detection rounds a track may miss before it is lost
+    track_patience: int = field(default=2, metadata=at_least(0))
+    # frames a lost track may be re-identified after
+    reid_max_gap: int = field(default=50, metadata=at_least(0))
+    # identity cosine needed to re-identify
+    reid_min_similarity: float = field(default=0.6, metadata=between(-1, 1))
+    # histogram correlation below this is a cut
+    shot_cut_threshold: float = field(default=0.5, metadata=between(-1, 1))
     target: Literal["all", "largest"] = "all"
     target_face: str | None = None  # reference image: swap the most similar track
-    track_id: int | None = None  # swap only this track (ids from `mmvideo tracks`)
+    # swap only this track (ids from `mmvideo tracks`, from 1)
+    track_id: int | None = field(default=None, metadata=at_least(1))
 
 
 @dataclass
 class SmoothConfig:
     smoothing: Literal["none", "kalman", "rts"] = "kalman"
-    # noise standard deviations as a fraction of the face size (box diagonal), per frame
-    process_noise: float = 0.004
-    measurement_noise: float = 0.01
-    depth_process_noise: float = 0.004
-    depth_measurement_noise: float = 0.02
+    # noise standard deviations as a fraction of the face size (box diagonal), per frame; a
+    # Kalman filter needs them above 0
+    process_noise: float = field(default=0.004, metadata=above(0))
+    measurement_noise: float = field(default=0.01, metadata=above(0))
+    depth_process_noise: float = field(default=0.004, metadata=above(0))
+    depth_measurement_noise: float = field(default=0.02, metadata=above(0))
 
 
 @dataclass
 class GenerateConfig:
-    batch_size: int = 8
+    batch_size: int = field(default=8, metadata=at_least(1))
     precision: Literal["fp32", "fp16"] = "fp32"
-    threads: int = 2  # torch intra-op threads on CPU
+    # torch intra-op threads on CPU
+    threads: int = field(default=2, metadata=at_least(1))
 
 
 @dataclass
 class ComposeConfig:
-    mask_erosion: int = 4  # pixels (224 crop) the face mask is shrunk before feathering
-    mask_feather: int = 8  # Gaussian feather radius in crop pixels
+    # pixels (224 crop) the face mask is shrunk before feathering; half the crop erases it
+    mask_erosion: int = field(default=4, metadata=between(0, 112))
+    # Gaussian feather radius in crop pixels
+    mask_feather: int = field(default=8, metadata=between(0, 112))
     # how far the pasted mask reaches above the brows, as a fraction of the brow-to-chin height.
     # 0: brows and below. The forehead carries little identity and is where a generator's
     # artifacts show first (the embedded model paints a band there); 0.3 is the trained mask.
-    mask_forehead: float = 0.0
+    mask_forehead: float = field(default=0.0, metadata=between(0, 1))
     color_match: Literal["none", "lab"] = "lab"
 
 
 @dataclass
 class EncodeConfig:
-    codec: str = "libx264"
-    crf: int = 18
-    encoder_preset: str = "medium"
+    codec: str = field(default="libx264", metadata=one_of(VIDEO_CODECS))
+    # x264/x265 CRF, NVENC cq (ProRes and FFV1 have none)
+    crf: int = field(default=18, metadata=between(*CRF_RANGE))
+    encoder_preset: str = field(default="medium", metadata=one_of(X264_PRESETS))
 
 
 @dataclass
@@ -118,17 +177,26 @@ _SLICE_TYPES = {
 
 @dataclass(frozen=True)
 class ConfigKey:
-    """One configurable key: its slice, name, Python type and allowed values (for Literals)."""
+    """One configurable key: its slice, name, Python type and allowed values (choices for
+    strings, a :class:`Range` for numbers)."""
 
     section: str
     name: str
     type: type
     choices: tuple[str, ...] | None
     optional: bool
+    range: Range | None = None
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """The values this key takes, in words (what a refusal and ``--help`` say)."""
+        if self.choices is not None:
+            return f"one of {', '.join(self.choices)}"
+        kind = {int: "an integer", float: "a number", str: "a string"}[self.type]
+        return f"{kind} {self.range}" if self.range else kind
 
 
 def config_keys() -> list[ConfigKey]:
@@ -137,18 +205,20 @@ def config_keys() -> list[ConfigKey]:
     for section, cls in _SLICE_TYPES.items():
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
-            keys.append(_describe(section, f.name, hints[f.name]))
+            keys.append(_describe(section, f, hints[f.name]))
     return keys
 
 
-def _describe(section: str, name: str, hint: Any) -> ConfigKey:
+def _describe(section: str, f: dataclasses.Field, hint: Any) -> ConfigKey:
     args = typing.get_args(hint)
     optional = type(None) in args
     if optional:
         hint = next(a for a in args if a is not type(None))
     if typing.get_origin(hint) is Literal:
-        return ConfigKey(section, name, str, tuple(typing.get_args(hint)), optional)
-    return ConfigKey(section, name, hint, None, optional)
+        return ConfigKey(section, f.name, str, tuple(typing.get_args(hint)), optional)
+    return ConfigKey(
+        section, f.name, hint, f.metadata.get("choices"), optional, f.metadata.get("range")
+    )
 
 
 def preset_dirs() -> list[Path]:
@@ -181,7 +251,11 @@ def preset_path(preset: str) -> Path:
 def load_config(
     preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None
 ) -> SwapConfig:
-    """Defaults ← preset TOML ← ``overrides`` (flat key → value; ``None`` values are ignored)."""
+    """Defaults ← preset TOML ← ``overrides`` (flat key → value; ``None`` values are ignored).
+
+    Every value is checked against its key's type and allowed values as it is read, so a bad
+    preset or flag is refused with the allowed range before anything else runs.
+    """
     path = preset_path(preset)
     try:
         data = tomllib.loads(path.read_text())
@@ -198,27 +272,29 @@ def load_config(
             key = keys.get(name)
             if key is None or key.section != section:
                 raise InvalidInput(f"{path}: unknown key {name!r} in [{section}]")
-            _set(cfg, key, value, str(path))
+            _set(cfg, key, value, f"{path}: [{section}] {name}")
     for name, value in (overrides or {}).items():
         if value is None:
             continue
         if name not in keys:
             raise InvalidInput(f"unknown config key {name!r}")
-        _set(cfg, keys[name], value, "command line")
+        _set(cfg, keys[name], value, keys[name].flag)
     return cfg
 
 
-def _set(cfg: SwapConfig, key: ConfigKey, value: Any, origin: str) -> None:
-    if key.choices is not None and value not in key.choices:
-        raise InvalidInput(
-            f"{origin}: {key.name} must be one of {', '.join(key.choices)}, not {value!r}"
-        )
+def _set(cfg: SwapConfig, key: ConfigKey, value: Any, label: str) -> None:
+    """Check ``value``'s type and range for ``key`` and set it; ``label`` names where it came
+    from in the one-line refusal (``presets/x.toml: [encode] crf`` or ``--crf``)."""
+    given = value
     if key.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, key.type) or (key.type is int and isinstance(value, bool)):
-        raise InvalidInput(
-            f"{origin}: {key.name} must be {key.type.__name__}, not {value!r}"
-        )
+    if (
+        not isinstance(value, key.type)
+        or (key.type is int and isinstance(value, bool))
+        or (key.choices is not None and value not in key.choices)
+        or (key.range is not None and value not in key.range)
+    ):
+        raise InvalidInput(f"{label} must be {key.allowed()}, not {given!r}")
     setattr(getattr(cfg, key.section), key.name, value)
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
 import tomllib
 
 import pytest
 
+from mmvideo.cli import main
 from mmvideo.config import (
     PRESET_NAMES,
+    Range,
+    SwapConfig,
     SwapJob,
     config_keys,
+    config_to_dict,
     config_to_toml,
     load_config,
     preset_dirs,
@@ -110,3 +116,74 @@ def test_swap_job_round_trips_through_json():
     assert SwapJob.from_json(job.to_json()) == job
     with pytest.raises(InvalidInput):
         SwapJob.from_json('{"source": "a", "input": "b", "output": "c", "colour": 1}')
+
+
+# The values an independent test run found accepted (issue 17), as preset entries and as flags.
+OUT_OF_RANGE = [
+    ("detect", "detect_interval", -1, "an integer >= 1"),
+    ("detect", "detect_interval", 0, "an integer >= 1"),
+    ("generate", "batch_size", -4, "an integer >= 1"),
+    ("generate", "threads", -2, "an integer >= 1"),
+    ("compose", "mask_feather", -8, "an integer from 0 to 112"),
+    ("compose", "mask_forehead", -0.5, "a number from 0 to 1"),
+    ("encode", "crf", 99, "an integer from 0 to 51"),
+    ("encode", "crf", -5, "an integer from 0 to 51"),
+    ("smooth", "process_noise", 0, "a number > 0"),
+    ("track", "reid_min_similarity", 1.5, "a number from -1 to 1"),
+]
+# the flags of these are click choices, which list the choices themselves
+NOT_A_CHOICE = [
+    ("encode", "encoder_preset", "turbo", "one of ultrafast, superfast"),
+    ("encode", "codec", "mpeg4", "one of libx264, libx265"),
+]
+
+
+@pytest.mark.parametrize(("section", "name", "value", "allowed"), OUT_OF_RANGE + NOT_A_CHOICE)
+def test_out_of_range_preset_values_are_refused_with_the_range(
+    tmp_path, section, name, value, allowed
+):
+    preset = tmp_path / "bad.toml"
+    preset.write_text(f"[{section}]\n{name} = {json.dumps(value)}\n")
+    with pytest.raises(InvalidInput) as err:
+        load_config(str(preset))
+    assert str(err.value).startswith(f"{preset}: [{section}] {name} must be {allowed}")
+    assert str(err.value).endswith(f", not {value!r}") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("section", "name", "value", "allowed"), OUT_OF_RANGE)
+def test_out_of_range_flags_are_refused_before_any_model_loads(
+    monkeypatch, capsys, section, name, value, allowed
+):
+    import mmvideo.generate
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models loaded before the config was checked")
+
+    monkeypatch.setattr(mmvideo.generate, "load_models", no_models)
+    flag = "--" + name.replace("_", "-")
+    rc = main(["swap", "--source", "a.jpg", "--in", "b.mp4", "--out", "c.mp4", flag, str(value)])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert err.startswith(f"mmvideo: error: {flag} must be {allowed}, not ")
+    assert err.count("\n") == 1
+
+
+def test_every_number_key_declares_its_range_and_defaults_and_presets_keep_to_it():
+    keys = config_keys()
+    assert all(k.range is not None for k in keys if k.type in (int, float))
+    assert all(k.choices is not None or k.optional for k in keys if k.type is str)
+    defaults = config_to_dict(SwapConfig())
+    for cfg in [defaults] + [config_to_dict(load_config(n)) for n in PRESET_NAMES]:
+        for k in keys:
+            value = cfg[k.section][k.name]
+            if value is None:
+                continue
+            assert k.range is None or value in k.range, (k.name, value)
+            assert k.choices is None or value in k.choices, (k.name, value)
+
+
+def test_range_edges():
+    assert 0 in Range(0, 1) and 1 in Range(0, 1) and 1.01 not in Range(0, 1)
+    assert 0 not in Range(0, open_low=True) and 1e-9 in Range(0, open_low=True)
+    assert not Range(0).__contains__(math.nan)
+    assert str(Range(0, 51)) == "from 0 to 51" and str(Range(0, open_low=True)) == "> 0"

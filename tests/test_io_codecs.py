@@ -203,6 +203,9 @@ def test_encoder_settings_table(options, depth, out, size, expected):
         (EncodeOptions(crf=18, bitrate="1M"), "o.mp4", "one or the other"),
         (EncodeOptions(codec="ffv1", crf=0), "o.mkv", "has no --crf"),
         (EncodeOptions(bitrate="fast"), "o.mp4", "--bitrate 'fast'"),
+        (EncodeOptions(bitrate="-5M"), "o.mp4", "--bitrate '-5M': expected a number above 0"),
+        (EncodeOptions(crf=-5), "o.mp4", "--crf -5: must be from 0 to 51"),
+        (EncodeOptions(crf=99), "o.mp4", "--crf 99: must be from 0 to 51"),
         (EncodeOptions(), "o.xyz", "unknown output container .xyz"),
     ],
 )
@@ -283,3 +286,14 @@ def test_ffmpeg_command_without_stream_copy(tmp_path):
         and "-colorspace" not in cmd
         and "-vf" not in cmd
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--crf", "99"], "99 is not in the range 0<=x<=51"), (["--threads", "-2"], "x>=0")],
+)
+def test_transcode_flags_are_range_checked_before_any_file_is_read(tmp_path, capsys, flags, message):
+    from mmvideo.cli import main
+
+    rc = main(["transcode", str(tmp_path / "missing.mp4"), str(tmp_path / "o.mp4"), *flags])
+    assert rc == 2 and message in capsys.readouterr().err

@@ -7,7 +7,7 @@ import shlex
 
 import click
 
-from mmvideo.io.codecs import VIDEO_CODECS, X264_PRESETS, EncodeOptions
+from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS, EncodeOptions
 from mmvideo.io.probe import MediaInfo
 
 
@@ -67,7 +67,11 @@ def probe_command(file: str, as_json: bool) -> None:
 @click.option(
     "--codec", type=click.Choice(VIDEO_CODECS), default="libx264", show_default=True
 )
-@click.option("--crf", type=int, help="Quality (x264/x265/NVENC cq); lower is better.")
+@click.option(
+    "--crf",
+    type=click.IntRange(*CRF_RANGE),
+    help="Quality (x264/x265/NVENC cq), 0 to 51; lower is better.",
+)
 @click.option(
     "--preset",
     type=click.Choice(X264_PRESETS),
@@ -91,7 +95,7 @@ def probe_command(file: str, as_json: bool) -> None:
 )
 @click.option(
     "--threads",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Codec threads (0: automatic).",

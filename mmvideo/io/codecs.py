@@ -35,6 +35,8 @@ NVENC_PRESETS = {
     "veryslow": "p7",
     "placebo": "p7",
 }
+# CRF (x264/x265) and NVENC cq, on the 8-bit scale every one of them accepts
+CRF_RANGE = (0, 51)
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "h264_nvenc": 19, "hevc_nvenc": 21}
 # (8-bit pix_fmt, deeper pix_fmt) each codec is fed
 PIX_FMTS = {
@@ -98,13 +100,14 @@ def parse_bitrate(text: str) -> int:
     units = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
     t = text.strip().lower()
     try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
+        rate = int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except (ValueError, OverflowError):
+        rate = 0
+    if rate <= 0:
         raise InvalidInput(
-            f"--bitrate {text!r}: expected a number with optional k/M/G"
-        ) from None
+            f"--bitrate {text!r}: expected a number above 0 with optional k/M/G"
+        )
+    return rate
 
 
 def muxer_for(path: str | Path) -> str:
@@ -148,6 +151,10 @@ def encoder_settings(
     if options.preset is not None and options.preset not in X264_PRESETS:
         raise InvalidInput(
             f"--preset {options.preset}: choose one of {', '.join(X264_PRESETS)}"
+        )
+    if options.crf is not None and not CRF_RANGE[0] <= options.crf <= CRF_RANGE[1]:
+        raise InvalidInput(
+            f"--crf {options.crf}: must be from {CRF_RANGE[0]} to {CRF_RANGE[1]}"
         )
     if options.crf is not None and options.bitrate is not None:
         raise InvalidInput("--crf and --bitrate: give one or the other")
