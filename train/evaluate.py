@@ -13,6 +13,9 @@ the model with its own identity, as blurry as the swap but with no identity chan
 - pose error (degrees, L2 of yaw/pitch/roll from the face-analysis pose fit, swap vs target),
 - landmark expression distance (our proxy for the paper's 3DMM expression error, see
   ``train.metrics.expression_error``),
+- realism (``magicmask.quality``, docs/quality.md) of each output against the target crop: chip
+  SSIM (on the self-swap row, the same-person fidelity test), sharpness ratio and band-energy
+  ratio (both want 1: blur < 1, noise and blotches > 1),
 - temporal jitter on clips (grey levels of flicker the swap adds, see ``train.metrics``),
 - FD: the Fréchet distance (FID's formula) between the judge encoder's embeddings of the
   method's outputs and of the real target crops. Not FID: Inception-v3 is not available
@@ -38,6 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from magicmask import quality
 from magicmask.checkpoint import load_checkpoint
 from magicmask.face.align import align_identity
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
@@ -53,7 +57,10 @@ from train.config import encoder_paths
 log = logging.getLogger(__name__)
 
 METHODS = ("target unchanged", "source pasted", "model self-swap", "model")
-COLUMNS = ("id_retrieval", "csim_judge", "csim_train", "pose_err", "expr_err", "fd_judge", "jitter", "ms")
+COLUMNS = (
+    "id_retrieval", "csim_judge", "csim_train", "pose_err", "expr_err", "fd_judge",
+    "chip_ssim", "sharpness", "band", "jitter", "ms",
+)  # fmt: skip
 HEADERS = {
     "id_retrieval": "ID retr. % ↑",
     "csim_judge": "CSIM {judge} ↑",
@@ -61,6 +68,9 @@ HEADERS = {
     "pose_err": "pose err. ° ↓",
     "expr_err": "expr. (landmark proxy) ↓",
     "fd_judge": "FD {judge} (not FID) ↓",
+    "chip_ssim": "chip SSIM vs target",
+    "sharpness": "sharpness ratio (→ 1)",
+    "band": "band ratio (→ 1)",
     "jitter": "jitter ↓",
     "ms": "ms/face ↓",
 }
@@ -85,6 +95,9 @@ class EvalRow:
     pose_err: float
     expr_err: float
     fd_judge: float  # Fréchet distance of judge embeddings, outputs vs the real target crops
+    chip_ssim: float  # magicmask.quality on the output vs the target crop: the fidelity test on
+    sharpness: float  # the self-swap row; sharpness and band ratios want 1 on every row
+    band: float
     jitter: float | None
     ms: float | None  # generator time per face in this process (batches of 8, no I/O)
     pairs: int
@@ -177,7 +190,7 @@ def evaluate_pairs(
     }
     labels = np.array([stills[n].identity for n in names])
     embedded = {m: (embed_crops224(train_enc, c), embed_crops224(judge_enc, c)) for m, c in outputs.items()}
-    real = embedded["target unchanged"][1]  # the real target crops, FD's reference
+    real_judge = embedded["target unchanged"][1]  # the real target crops, FD's reference
     rows = []
     for method, crops in outputs.items():
         e_train, e_judge = embedded[method]
@@ -188,8 +201,9 @@ def evaluate_pairs(
             keep = [i for i, n in enumerate(names) if n not in (s, t)]  # never the pair's own images
             gallery = np.stack([judge_emb[names[i]] for i in keep])
             hits.append(metrics.retrieval_top1(q[None], np.array([stills[s].identity]), gallery, labels[keep]))
-        poses, exprs = [], []
+        poses, exprs, chips = [], [], []
         for crop, t in zip(crops, tgt):
+            chips.append(quality.realism(t.target.crop, crop, t.target.landmarks))
             ref_pts, ref_pose = crop_geometry(analyzer, t.target.crop, t.target.landmarks)
             pts, pose = crop_geometry(analyzer, crop, t.target.landmarks)
             poses.append(metrics.pose_error(np.array([pose]), np.array([ref_pose]))[0])
@@ -202,7 +216,10 @@ def evaluate_pairs(
                 float(csim_t.mean()),
                 float(np.mean(poses)),
                 float(np.mean(exprs)),
-                metrics.frechet_distance(e_judge, real),
+                metrics.frechet_distance(e_judge, real_judge),
+                float(np.mean([r.chip_ssim for r in chips])),
+                float(np.nanmean([r.sharpness_ratio for r in chips])),
+                float(np.nanmean([r.band_ratio for r in chips])),
                 None,
                 model_ms if method == "model" else None,
                 len(pairs),
