@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 
 import click
@@ -61,23 +62,42 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (farm managers, ``docker stop``), raised on the main thread so that it unwinds
+    like Ctrl-C: writers drop their partial files and stage threads are joined."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the group and turn our errors into one-line messages."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         cli.main(args=argv, prog_name="mmvideo", standalone_mode=False)
     except MMVideoError as exc:
         click.echo(f"mmvideo: error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("mmvideo: interrupted", err=True)
-        return 130
+    except click.exceptions.Abort as exc:
+        return _interrupted(exc.__cause__)
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("mmvideo: interrupted", err=True)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupted(exc: BaseException | None) -> int:
+    """The shell's codes: 128 + the signal (130 Ctrl-C, 143 SIGTERM)."""
+    if isinstance(exc, Terminated):
+        click.echo("mmvideo: terminated", err=True)
+        return 128 + signal.SIGTERM
+    click.echo("mmvideo: interrupted", err=True)
+    return 128 + signal.SIGINT
 
 
 def run() -> None:

@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -65,7 +66,15 @@ from mmvideo.io.sequence import parse_pattern
 from mmvideo.progress import Progress
 from mmvideo.provenance import make_tag
 from mmvideo.smooth import jitter, smooth_track
-from mmvideo.stages import StageRun, drain, map_stage, put, spawn, threaded
+from mmvideo.stages import (
+    StageRun,
+    drain,
+    map_stage,
+    put,
+    spawn,
+    stop_and_join,
+    threaded,
+)
 from mmvideo.track import (
     Track,
     Tracker,
@@ -217,9 +226,10 @@ def analyse(
     prev_sig = None
     last_detect = None
     count = 0
-    halt = threading.Event()
-    try:
-        for frame in threaded(open_reader(path, info, start=start, stop=stop), halt):
+    # closed on every way out, so the decode thread is joined before an error leaves here
+    frames = threaded(open_reader(path, info, start=start, stop=stop), threading.Event())
+    with closing(frames):
+        for frame in frames:
             image = frame.image
             sig = frame_signature(image)
             cut = is_shot_cut(prev_sig, sig, cfg.track.shot_cut_threshold)
@@ -245,8 +255,6 @@ def analyse(
             count += 1
             if progress:
                 progress.advance("analyse")
-    finally:
-        halt.set()
     tracks = [t for t in tracker.tracks if t.faces]
     return Analysis(tracks, cuts, count, {k: v[1] for k, v in thumbs.items()})
 
@@ -508,7 +516,7 @@ def render(
                     f"{job.input}: decoded {written} frames, expected {stop - start}"
                 )
     finally:
-        run.stop.set()
+        stop_and_join(run, threads)
     return swapped, written, run.seconds
 
 

@@ -2,7 +2,10 @@
 
 Every stage thread keeps its error for the caller (``drain`` re-raises it on the consuming
 thread) and always ends its output queue, and no thread blocks forever on a full queue once the
-run is torn down, so an error or Ctrl-C anywhere stops the whole chain promptly.
+run is torn down, so an error or Ctrl-C anywhere stops the whole chain promptly. Whoever starts
+stage threads joins them (``stop_and_join``) on every way out: a thread still inside torch or
+FFmpeg when the interpreter exits aborts the process ("terminate called without an active
+exception", exit 134) instead of letting it exit with its own code.
 """
 
 from __future__ import annotations
@@ -52,8 +55,7 @@ def threaded(
     try:
         yield from drain(q, run)
     finally:
-        stop.set()
-        thread.join()
+        stop_and_join(run, [thread])
 
 
 def spawn(
@@ -70,6 +72,14 @@ def spawn(
         put(outq, END, run.stop)
 
     return threading.Thread(target=target, name=name, daemon=True)
+
+
+def stop_and_join(run: StageRun, threads: Iterable[threading.Thread]) -> None:
+    """Tear the run down and wait for its started threads (each ends within one item)."""
+    run.stop.set()
+    for thread in threads:
+        if thread.ident is not None:  # never started: the writer failed to open first
+            thread.join()
 
 
 def map_stage(
