@@ -52,7 +52,7 @@ from mmvideo.config import (
 from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.generate import SwapModels, embed_crops, generate_faces
 from mmvideo.io.codecs import EncodeOptions
-from mmvideo.io.encode import check_output_path
+from mmvideo.io.encode import check_output_path, remove_stale_partials
 from mmvideo.io.frame import Frame
 from mmvideo.io.media import (
     PostOptions,
@@ -591,6 +591,7 @@ def _run_swap(
         check_output_path(
             job.output, job.input
         )  # before any work, not after the analysis
+        remove_stale_partials(Path(job.output))
     first, start, stop, last = _frame_range(job, info)
     post = post_options(job, info, models)  # a bad --timecode fails here, before any decoding
     if analyzer is None or source_analyzer is None:

@@ -28,6 +28,7 @@ from mmvideo.farm.plan import (
 )
 from mmvideo.farm.scan import scan_video
 from mmvideo.farm.swap import SwapSettings, check_checkpoint, run_job
+from mmvideo.io.encode import remove_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +163,11 @@ def _remove_leftovers(output: Path, status: Path) -> None:
                 f"{output.parent}: cannot create: {exc.strerror}"
             ) from exc
         return
-    temps = ("." + output.name + ".", "." + status.name + ".")
+    output.unlink(missing_ok=True)
+    remove_stale_partials(output)
+    status_temps = "." + status.name + "."
     for path in output.parent.iterdir():
-        if path.name == output.name or path.name.startswith(temps):
+        if path.name.startswith(status_temps):
             path.unlink(missing_ok=True)
 
 

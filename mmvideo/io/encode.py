@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import secrets
 from fractions import Fraction
 from pathlib import Path
@@ -56,6 +57,20 @@ def temp_path_beside(out: Path) -> Path:
     """A unique hidden file in the output's folder, so the final rename is atomic."""
     # not mkstemp: its 0600 mode would survive the rename; the encoder creates the file instead
     return out.parent / f".{out.name}.{secrets.token_hex(4)}.partial"
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Delete the partial files of ``out`` that a killed run (SIGKILL, a lost node) left behind:
+    only names ``temp_path_beside`` gives this very output, never another file of the folder.
+    A run still writing the same output at the same time loses its partial too, so two live runs
+    must not share an output."""
+    own = re.compile(rf"\.{re.escape(out.name)}\.[0-9a-f]{{8}}\.partial")
+    if not out.parent.is_dir():
+        return
+    for path in out.parent.iterdir():
+        if own.fullmatch(path.name) and not path.is_dir():
+            path.unlink(missing_ok=True)
+            log.info("%s: removed %s, left by an interrupted run", out, path.name)
 
 
 def encoder_available(codec: str) -> bool:
