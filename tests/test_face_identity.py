@@ -8,8 +8,12 @@ these tests do not depend on the detection backends built elsewhere.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
+import json
 import logging
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +29,13 @@ from magicmask.face.align import (
     similarity_matrix,
     transform_points,
 )
+from magicmask.face.encoders.facenet import FACENET_SIZE
 from magicmask.face.identity import (
     DLIB_FROM_112,
     FACENET_FROM_112,
     available_identity_encoders,
     build_identity_encoder,
-    facenet_opencv,
+    default_facenet_path,
 )
 from mmvideo.errors import ModelError
 
@@ -412,13 +417,80 @@ def facenet_native(mtcnn_faces, facenet_encoder) -> np.ndarray:
         ).numpy()
 
 
-def test_facenet_port_matches_opencv_dnn(mtcnn_faces, facenet_native):
-    expected = facenet_opencv().embed_native(np.stack([f.chip160 for f in mtcnn_faces]))
-    cos = cosine_rows(facenet_native, expected)
+OPENCV_REFERENCE = Path(__file__).parent / "data" / "facenet_opencv_reference.json"
+
+
+def box_chip(image: np.ndarray, box: list[int]) -> np.ndarray:
+    """FaceNet's native 160 crop of an MTCNN box (the box spans the central 138 px), sampled at
+    the nearest pixel: integer indexing only, so the chip is bit-exact on any platform."""
+    x, y, w, h = box
+    centres = np.arange(FACENET_SIZE) + 0.5 - 11
+    xs = np.clip(np.floor(x + centres * w / 138), 0, image.shape[1] - 1).astype(int)
+    ys = np.clip(np.floor(y + centres * h / 138), 0, image.shape[0] - 1).astype(int)
+    return np.ascontiguousarray(image[ys[:, None], xs[None, :]])
+
+
+def test_facenet_port_matches_recorded_opencv_embeddings(data_dir, facenet_encoder):
+    """The port against OpenCV DNN's run of the same graph, recorded with opencv-python 5.0.0.93
+    (5.1 dropped the TensorFlow importer, 4.x cannot read this graph)."""
+    faces = json.loads(OPENCV_REFERENCE.read_text())["faces"]
+    chips = [
+        box_chip(dlib.load_rgb_image(str(data_dir / f["file"])), f["mtcnn_box"])
+        for f in faces
+    ]
+    for face, chip in zip(faces, chips):
+        assert hashlib.sha256(chip.tobytes()).hexdigest() == face["chip_sha256"], face[
+            "file"
+        ]
+    with torch.no_grad():
+        ours = facenet_encoder.embed_native(to_tensor(chips)).numpy()
+    cos = cosine_rows(ours, np.array([f["embedding"] for f in faces]))
     log.warning(
-        "facenet port vs OpenCV DNN on %d faces: min cosine %.7f", len(cos), cos.min()
+        "facenet port vs OpenCV DNN on %d faces: min cosine %.8f", len(cos), cos.min()
     )
-    assert cos.min() >= 0.999
+    # measured 0.99999999 min (max abs difference 3e-7)
+    assert cos.min() >= 0.99999
+
+
+def test_facenet_builds_without_opencv():
+    """The port reads the graph with protobuf alone: it must not need cv2 (any version)."""
+    code = (
+        "import sys; sys.modules['cv2'] = None\n"
+        "from magicmask.face.identity import build_identity_encoder\n"
+        "assert build_identity_encoder('facenet-vggface2').dim == 512\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_missing_facenet_graph_names_the_file(tmp_path):
+    with pytest.raises(ModelError, match="nowhere.pb.*graph_path="):
+        build_identity_encoder("facenet-vggface2", graph_path=tmp_path / "nowhere.pb")
+
+
+@pytest.mark.parametrize(
+    "cut, match",
+    [
+        (0.5, "cut.pb: not a readable FaceNet graph"),
+        (0.0, "cut.pb: not a FaceNet graph .no graph nodes"),
+    ],
+    ids=["truncated", "empty"],
+)
+def test_corrupt_facenet_graph_is_a_one_line_model_error(tmp_path, cut, match):
+    data = default_facenet_path().read_bytes()
+    bad = tmp_path / "cut.pb"
+    bad.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(ModelError, match=match) as caught:
+        build_identity_encoder("facenet-vggface2", graph_path=bad)
+    assert "\n" not in str(caught.value)
+
+
+def test_other_graph_is_a_model_error(tmp_path):
+    """A readable GraphDef that is not FaceNet's names the first node it lacks."""
+    other = tmp_path / "other.pb"
+    # GraphDef { node { name: "abc" } }: field 1 (node) of 5 bytes holding field 1 (name) "abc".
+    other.write_bytes(b"\x0a\x05\x0a\x03abc")
+    with pytest.raises(ModelError, match="other.pb: node InceptionResnetV1/.* missing"):
+        build_identity_encoder("facenet-vggface2", graph_path=other)
 
 
 def test_facenet_112_path_is_close_to_native_chip(
@@ -451,20 +523,27 @@ def test_facenet_from_112_matches_mtcnn_crop_geometry(mtcnn_faces):
 
 
 def test_pairs_are_separated_by_facenet(still_faces, data_dir, facenet_encoder):
-    reference = facenet_opencv()
+    import cv2
 
     def torch112(faces):
         with torch.no_grad():
             return facenet_encoder(to_tensor([f.crop112 for f in faces])).numpy()
 
-    def opencv(faces):
-        return reference.embed_112(np.stack([f.crop112 for f in faces]))
+    def cv2_warp(faces):
+        chips = [
+            cv2.warpAffine(f.crop112, FACENET_FROM_112, (FACENET_SIZE, FACENET_SIZE))
+            for f in faces
+        ]
+        with torch.no_grad():
+            return facenet_encoder.embed_native(to_tensor(chips)).numpy()
 
     ours = identity_embeddings(still_faces, torch112)
-    theirs = identity_embeddings(still_faces, opencv)
+    theirs = identity_embeddings(still_faces, cv2_warp)
     results = {
         "facenet-vggface2 (torch, 112)": separation(*pair_scores(data_dir, ours)),
-        "facenet (OpenCV DNN, embed_112)": separation(*pair_scores(data_dir, theirs)),
+        "facenet-vggface2 (cv2 112 → 160 chip)": separation(
+            *pair_scores(data_dir, theirs)
+        ),
     }
     # The same 112 → 160 warp in grid_sample and in cv2 (plus uint8 rounding in the latter).
     agreement = cosine_rows(

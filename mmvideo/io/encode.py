@@ -9,6 +9,7 @@ exception removes it. No rotation tag is written: rotation was baked into the pi
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -181,6 +182,7 @@ class _CopiedStreams:
             ) from exc
         self.demux = self.input.demux(chosen) if chosen else iter(())
         self.pending: av.Packet | None = None
+        self.bytes_muxed = 0  # packets copied (re-encoded audio is small and not counted)
 
     def _add(self, output, stream, audio_codec: str):
         if stream.type == "audio" and audio_codec != "copy":
@@ -224,6 +226,7 @@ class _CopiedStreams:
             return  # demuxer's end-of-stream marker
         packet.stream = self.pairs[index]
         output.mux(packet)
+        self.bytes_muxed += packet.size
 
     def flush(self, output) -> None:
         self.pump(output, None)
@@ -255,6 +258,9 @@ class VideoWriter(AtomicWriter):
             (source.video.width, source.video.height),
         )
         self.frames_written = 0
+        # video packets and bytes (copied streams' too) handed to the muxer, for the estimate of
+        # a full disk's error (the encoder holds frames back, the muxer reports failures late)
+        self._packets_muxed = self._bytes_muxed = 0
         self._tmp = temp_path_beside(self.out)
         self._output = None
         self._copied: _CopiedStreams | None = None
@@ -363,7 +369,10 @@ class VideoWriter(AtomicWriter):
                 f"{self.out}: encoder {self.settings.codec} failed at frame "
                 f"{frame.index} ({error_reason(exc)})"
             ) from exc
-        self._mux(packets)
+        try:
+            self._mux(packets)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
         self.frames_written += 1
 
     def _mux(self, packets) -> None:
@@ -371,6 +380,8 @@ class VideoWriter(AtomicWriter):
             if self._copied is not None and packet.dts is not None:
                 self._copied.pump(self._output, float(packet.dts * packet.time_base))
             self._output.mux(packet)
+            self._packets_muxed += 1
+            self._bytes_muxed += packet.size
 
     def close(self) -> Path:
         """Flush, finish the file and move it into place. Returns the final path."""
@@ -381,10 +392,13 @@ class VideoWriter(AtomicWriter):
                 raise InvalidInput(
                     f"{self.source.path}: no frames to write to {self.out}"
                 )
-            self._mux(self._stream.encode(None))
-            if self._copied is not None:
-                self._copied.flush(self._output)
-            self._output.close()
+            try:
+                self._mux(self._stream.encode(None))
+                if self._copied is not None:
+                    self._copied.flush(self._output)
+                self._output.close()
+            except OSError as exc:
+                raise self._write_error(exc) from exc
             self._output = None
             os.replace(self._tmp, self.out)
         except BaseException:
@@ -392,6 +406,21 @@ class VideoWriter(AtomicWriter):
             raise
         log.info("%s: %d frames written", self.out, self.frames_written)
         return self.out
+
+    def _write_error(self, exc: OSError) -> OutputError:
+        """One line for a failed write; for a full disk, the folder and the space it needs,
+        estimated from the bytes per frame written so far (the partial is deleted next, so the
+        whole output must fit)."""
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return OutputError(f"{self.out}: write failed ({error_reason(exc)})")
+        written = self._bytes_muxed + (self._copied.bytes_muxed if self._copied else 0)
+        total = max(self.source.video.frames, self._packets_muxed)
+        need = written / max(self._packets_muxed, 1) * total
+        return OutputError(
+            f"{os.path.abspath(self.out.parent)}: no space left on the device after "
+            f"{written / 1e6:.1f} MB of {self.out.name} ({self._packets_muxed} frames); at that "
+            f"rate the input's {total} frames need about {need / 1e6:.1f} MB free there"
+        )
 
     def abort(self) -> None:
         """Drop the partial output (called on any error)."""
