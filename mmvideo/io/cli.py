@@ -28,7 +28,7 @@ def _describe(info: MediaInfo) -> list[str]:
         ),
         (
             f"    rotation {v.rotation:g}° ({v.transform} on decode), "
-            f"{'interlaced' if v.interlaced else 'progressive'}, {colour}"
+            f"{f'interlaced ({v.field_order})' if v.interlaced else 'progressive'}, {colour}"
         ),
     ]
     for s in info.streams:

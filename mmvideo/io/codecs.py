@@ -49,6 +49,11 @@ PIX_FMTS = {
     "hevc_nvenc": ("yuv420p", "p010le"),
 }
 RGB_PIX_FMTS = ("bgr0", "gbrp", "gbrp16le", "rgb24", "rgb48le")
+# Codecs that keep an interlaced source's fields, with the codec flags that code each picture as
+# two fields (FFV1 needs none: it stores the frame's field order as given). libx265's own field
+# mode takes each input picture as one field, not a frame, and NVENC has none: both write
+# progressive (the writer warns).
+INTERLACED_FLAGS = {"libx264": "+ildct+ilme", "prores_ks": "+ildct", "ffv1": ""}
 # container (by file suffix) -> ffmpeg muxer name
 MUXERS = {
     ".mp4": "mp4",
@@ -93,6 +98,8 @@ class EncoderSettings:
     options: dict[str, str] = field(default_factory=dict)
     muxer: str = "mp4"
     container_options: dict[str, str] = field(default_factory=dict)
+    # what the frames and the stream are flagged: "progressive", "tff" or "bff"
+    field_order: str = "progressive"
 
 
 def parse_bitrate(text: str) -> int:
@@ -134,11 +141,13 @@ def encoder_settings(
     source_bit_depth: int,
     out_path: str | Path,
     size: tuple[int, int] = (2, 2),
+    field_order: str = "progressive",
 ) -> EncoderSettings:
     """Map the user's options to encoder settings. Pure: same inputs, same settings.
 
     An odd ``size`` (width, height) moves a 4:2:0/4:2:2 default to 4:4:4 rather than crop or pad,
-    so every pixel the pipeline wrote is kept.
+    so every pixel the pipeline wrote is kept. An interlaced source's ``field_order`` ("tff" or
+    "bff") is kept where the codec can code fields (:data:`INTERLACED_FLAGS`).
     """
     codec = options.codec
     if codec not in VIDEO_CODECS:
@@ -189,7 +198,14 @@ def encoder_settings(
     elif codec == "ffv1":
         opts.update({"level": "3", "g": "1", "slicecrc": "1"})
 
+    if field_order == "progressive" or codec not in INTERLACED_FLAGS:
+        field_order = "progressive"
+    elif INTERLACED_FLAGS[codec]:
+        opts["flags"] = INTERLACED_FLAGS[codec]
+
     container_options = {}
     if options.faststart and muxer in ("mp4", "mov"):
         container_options["movflags"] = "+faststart"
-    return EncoderSettings(codec, pix_fmt, bit_rate, opts, muxer, container_options)
+    return EncoderSettings(
+        codec, pix_fmt, bit_rate, opts, muxer, container_options, field_order
+    )

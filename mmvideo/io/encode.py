@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import logging
 import os
 import re
@@ -84,6 +85,18 @@ def encoder_available(codec: str) -> bool:
     except (av.error.FFmpegError, ValueError, OSError):
         return False
     return True
+
+
+def warn_if_fields_lost(out: Path, settings: EncoderSettings, video: VideoInfo) -> None:
+    """Say so when an interlaced input is written progressive (a codec with no field coding)."""
+    if video.field_order != "progressive" and settings.field_order == "progressive":
+        log.warning(
+            "%s: the input is interlaced (%s) but %s cannot code fields here, so the output "
+            "is progressive (libx264, prores_ks or ffv1 keep the fields)",
+            out,
+            video.field_order,
+            settings.codec,
+        )
 
 
 # channel count -> ffmpeg's default layout, for sources whose layout is only a count (PCM in mkv)
@@ -256,6 +269,7 @@ class VideoWriter(AtomicWriter):
             source.video.bit_depth,
             self.out,
             (source.video.width, source.video.height),
+            source.video.field_order,
         )
         self.frames_written = 0
         # video packets and bytes (copied streams' too) handed to the muxer, for the estimate of
@@ -297,6 +311,7 @@ class VideoWriter(AtomicWriter):
         cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
         cc.colorspace = 0 if self._rgb else colour.matrix
         cc.color_range = 2 if self._rgb else colour.range
+        self._flag_fields = self._field_flagger(cc)
         self._stream = stream
         if copy_streams:
             self._copied = _CopiedStreams(
@@ -311,6 +326,36 @@ class VideoWriter(AtomicWriter):
             raise OutputError(
                 f"{self.out}: cannot start {s.codec} in {s.muxer} ({error_reason(exc)}){hint}"
             ) from exc
+
+    def _field_flagger(self, cc):
+        """For an interlaced output, flag the stream and return the filter that marks each frame
+        with the field order (the encoders read it from the frame; PyAV cannot set it)."""
+        order = self.settings.field_order
+        if order == "progressive":
+            warn_if_fields_lost(self.out, self.settings, self.source.video)
+            return None
+        # AV_FIELD_TB / AV_FIELD_BT: what ffmpeg itself writes for frames coded as fields
+        cc.field_order = 4 if order == "tff" else 5
+        graph = av.filter.Graph()
+        chain = [
+            graph.add_buffer(
+                width=cc.width,
+                height=cc.height,
+                format=self.settings.pix_fmt,
+                time_base=self.source.video.time_base,
+            ),
+            graph.add("setfield", order),
+            graph.add("buffersink"),
+        ]
+        for a, b in itertools.pairwise(chain):
+            a.link_to(b)
+        graph.configure()
+
+        def flag(vf: av.VideoFrame) -> av.VideoFrame:
+            graph.push(vf)
+            return graph.pull()
+
+        return flag
 
     def _passthrough(self, frame: Frame) -> av.VideoFrame | None:
         """The decoder's frame itself, when nothing changed it and the encoder takes its format."""
@@ -335,7 +380,7 @@ class VideoWriter(AtomicWriter):
         vf.color_primaries, vf.color_trc = video.colour.primaries, video.colour.transfer
         vf.pts = output_pts(frame, video)
         vf.time_base = video.time_base
-        return vf
+        return self._flag_fields(vf) if self._flag_fields else vf
 
     def _convert(self, frame: Frame) -> av.VideoFrame:
         image = frame.image

@@ -60,7 +60,11 @@ def ffmpeg_command(
     """The ffmpeg command line that encodes NUT-piped frames (pure; tested as a table)."""
     video = source.video
     s = encoder_settings(
-        options, video.bit_depth, muxer_path, (video.width, video.height)
+        options,
+        video.bit_depth,
+        muxer_path,
+        (video.width, video.height),
+        video.field_order,
     )
     video_in = ffmpeg.input("pipe:", format="nut")
     streams = [video_in["v"]]
@@ -94,6 +98,10 @@ def ffmpeg_command(
         matrix = SCALE_MATRICES.get(colour.matrix, "bt601")
         out_range = "pc" if colour.range == 2 else "tv"
         kwargs["vf"] = f"scale=out_color_matrix={matrix}:out_range={out_range}"
+    if s.field_order != "progressive":
+        # the NUT pipe carries no field flags: mark the frames again for the encoder
+        vf = [kwargs["vf"]] if "vf" in kwargs else []
+        kwargs["vf"] = ",".join([*vf, f"setfield={s.field_order}"])
     cmd = (
         ffmpeg.output(*streams, str(tmp), **kwargs)
         .global_args("-nostdin", "-loglevel", "error")

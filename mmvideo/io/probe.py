@@ -111,6 +111,8 @@ class VideoInfo:
     interlaced: bool
     bit_rate: int
     frame_pts: tuple[int, ...] = field(repr=False)
+    # "progressive", or which field comes first in time: "tff" (top) or "bff" (bottom)
+    field_order: str = "progressive"
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,30 @@ def _stream_info(stream) -> StreamInfo:
     return StreamInfo(**info)
 
 
+def _field_order(stream, frame: av.VideoFrame) -> str:
+    """The first frame's field order, as its decoder flagged it. The stream's own field_order is
+    no answer: in MP4 the H.264 parser calls every interlaced stream top-first. PyAV exposes
+    the interlaced flag but not top-field-first, so a ``select`` filter on it answers."""
+    if not frame.interlaced_frame:
+        return "progressive"
+    graph = av.filter.Graph()
+    chain = [
+        graph.add_buffer(template=stream),
+        graph.add("select", r"eq(interlace_type\,TOPFIRST)"),
+        graph.add("buffersink"),
+    ]
+    for a, b in itertools.pairwise(chain):
+        a.link_to(b)
+    graph.configure()
+    graph.push(frame)
+    graph.push(None)
+    try:
+        graph.pull()
+    except (av.error.EOFError, BlockingIOError):
+        return "bff"
+    return "tff"
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Describe a media file. Demuxes the video stream once (no decode but one frame) to count frames."""
     container = open_input(path)
@@ -280,6 +306,7 @@ def probe(path: str | Path) -> MediaInfo:
             if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
                 matrix = parse_display_matrix(bytes(side))
         transform = upright_transform(matrix)
+        field_order = _field_order(stream, first)
         container.seek(0, stream=stream, backward=True, any_frame=False)
         pts, packets = _packet_index(container, stream, path)
         header_frames = stream.frames or 0
@@ -333,6 +360,7 @@ def probe(path: str | Path) -> MediaInfo:
             interlaced=bool(first.interlaced_frame),
             bit_rate=cc.bit_rate or 0,
             frame_pts=tuple(pts),
+            field_order=field_order,
         )
         return MediaInfo(
             path=str(path),
