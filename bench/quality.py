@@ -142,7 +142,7 @@ def swap(
     if checkpoint:
         args += ["--checkpoint", checkpoint]
     t = time.perf_counter()
-    proc = subprocess.run(args + extra, capture_output=True, text=True)
+    proc = subprocess.run(args + extra, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(
             f"swap failed ({proc.returncode}): {shlex.join(args + extra)}\n{proc.stderr[-2000:]}"
