@@ -569,7 +569,11 @@ def run_swap(
     # output independent of the core count, and a farm chunk the same as a single run.
     # Process-wide, so it covers the stage threads too.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run_swap(job, cfg, models, analyzer, progress, source_analyzer)
+        try:
+            return _run_swap(job, cfg, models, analyzer, progress, source_analyzer)
+        finally:
+            if progress:
+                progress.close()
 
 
 def _run_swap(

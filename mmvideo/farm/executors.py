@@ -2,8 +2,9 @@
 
 Both executors take a list of ``Task``s (a module-level function and its arguments, so it can be
 pickled to another process or machine) and return one ``Outcome`` per task in the same order. A
-failing task never stops the others; its error comes back as one line. Progress is one tqdm bar
-on the driver, advanced by each task's weight (its frame count) as tasks finish.
+failing task never stops the others; its error comes back as one line. Progress is one bar on
+the driver (plain lines when stderr is a log), advanced by each task's weight (its frame count)
+as tasks finish.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tqdm import tqdm
-
 from mmvideo.errors import InvalidInput, MMVideoError
+from mmvideo.progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ class LocalExecutor:
                 initializer=_limit_threads,
                 initargs=(self.threads,),
             ) as pool,
-            tqdm(
-                total=sum(t.weight for t in tasks), desc=desc, unit="frame", leave=False
-            ) as bar,
+            bar(sum(t.weight for t in tasks), desc) as done,
         ):
             futures = {
                 pool.submit(call_task, t.fn, t.args, t.label): i
@@ -112,7 +110,7 @@ class LocalExecutor:
             for future in cf.as_completed(futures):
                 i = futures[future]
                 outcomes[i] = _result(future, tasks[i].label)
-                bar.update(tasks[i].weight)
+                done.update(tasks[i].weight)
         return [o for o in outcomes if o is not None]
 
 
@@ -170,9 +168,7 @@ class RayExecutor:
         }
         outcomes: list[Outcome | None] = [None] * len(tasks)
         pending = list(refs)
-        with tqdm(
-            total=sum(t.weight for t in tasks), desc=desc, unit="frame", leave=False
-        ) as bar:
+        with bar(sum(t.weight for t in tasks), desc) as done:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
@@ -184,7 +180,7 @@ class RayExecutor:
                         outcomes[i] = Outcome(
                             tasks[i].label, False, error=f"ray: {message}"
                         )
-                    bar.update(tasks[i].weight)
+                    done.update(tasks[i].weight)
         return [o for o in outcomes if o is not None]
 
 

@@ -8,13 +8,12 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter, check_output_path
 from mmvideo.io.ffmpeg_backend import FfmpegPipeWriter
 from mmvideo.io.probe import probe
+from mmvideo.progress import bar
 from mmvideo.stages import threaded
 
 log = logging.getLogger(__name__)
@@ -53,13 +52,13 @@ def transcode(
     )  # fmt: skip
     frames = threaded(reader, threading.Event())
     # exits in reverse: writer (abort on error), then the decode thread, then the reader
-    with reader, closing(frames), open_writer(out_path, info, options) as writer:
-        for frame in tqdm(
-            frames,
-            total=len(reader),
-            unit="frame",
-            disable=not progress,
-            desc=Path(in_path).name,
-        ):
+    with (
+        reader,
+        closing(frames),
+        open_writer(out_path, info, options) as writer,
+        bar(len(reader), Path(in_path).name, show=progress) as shown,
+    ):
+        for frame in frames:
             writer.write(frame)
+            shown.update()
     return TranscodeReport(Path(out_path), writer.frames_written, reader.skipped)
