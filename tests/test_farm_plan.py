@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,15 +18,20 @@ from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
 from mmvideo.cli import main
 from mmvideo.config import config_to_dict, load_config
-from mmvideo.errors import InvalidInput, MissingInput
+from mmvideo.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.farm.batch import ClipOutcome, format_summary, load_batch
+from mmvideo.farm.chunk import read_status, run_chunk
 from mmvideo.farm.plan import (
+    SAMPLE_BYTES,
+    check_inputs,
     chunk_container,
     chunk_spans,
     codec_alignment,
+    default_alignment,
     load_plan,
     make_plan,
     parts_dir,
+    sample_sha256,
     save_plan,
     sha256_file,
     split_frames,
@@ -155,6 +164,7 @@ def test_plan_by_seconds(data_dir, tmp_path, settings):
         data_dir / SOURCE,
         settings,
         chunk_seconds=2.0,
+        align=10,
     )
     assert [(c.start, c.end) for c in plan.chunks] == [(0, 50), (50, 100), (100, 128)]
 
@@ -403,3 +413,209 @@ def test_plan_command_takes_the_swap_config_flags(
     assert config["encode"]["codec"] == "ffv1" and config["generate"]["threads"] == 1
     assert main([*args[:-4], "--chunk-seconds", "2"]) == 3  # not both
     assert "not both" in capsys.readouterr().err
+
+
+def test_default_cuts_fall_on_the_generator_batch_and_the_gop(
+    data_dir, tmp_path, checkpoint
+):
+    """A chunk that ends inside a generator batch would batch its last faces differently from a
+    single run (see test_farm_flow: the merge identity with a lone last batch)."""
+    settings = resolve_settings("fast", checkpoint, {"codec": "ffv1", "batch_size": 6})
+    plan = make_plan(
+        tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=3
+    )
+    assert plan.align == 6 and all(c.start % 6 == 0 for c in plan.chunks)
+    config = {"encode": {"codec": "libx264", "gop": 8}, "generate": {"batch_size": 6}}
+    assert default_alignment(config) == 24
+
+
+# -- the job file is untrusted input -----------------------------------------------------------
+
+
+@pytest.fixture
+def job(data_dir, tmp_path, settings):
+    """A saved 2-chunk plan of a copy of the clip, and what the chunks must never touch."""
+    clip, source = tmp_path / "clip.mp4", tmp_path / "actor.jpg"
+    clip.write_bytes((data_dir / CLIP).read_bytes())
+    source.write_bytes((data_dir / SOURCE).read_bytes())
+    path = tmp_path / "jobs" / "job.json"
+    save_plan(make_plan(path, clip, source, settings, chunks=2), path)
+    return path
+
+
+def _edit(job, change) -> None:
+    data = json.loads(job.read_text())
+    change(data)
+    job.write_text(json.dumps(data))
+
+
+def _set_output(index: int, output: str):
+    def change(data):
+        data["chunks"][index]["output"] = output
+        data["chunks"][index]["job"]["output"] = output  # a consistent edit, not a typo
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["chunks"][0].update(start="abc"), r"chunks\[0\]\.start: expected an integer, got 'abc'"),
+        (lambda d: d.pop("input_sha256"), r"input_sha256: missing"),
+        (lambda d: d.update(settings=[]), r"settings: expected an object, got a list"),
+        (lambda d: d.update(chunks={}), r"chunks: expected a list, got an object"),
+        (lambda d: d["chunks"][1].update(decode_start=-5), r"chunks\[1\]\.decode_start: must be 0 to start"),
+        (lambda d: d["chunks"][1].update(end=1000), r"chunks\[1\]\.end: must be after start"),
+        (lambda d: d["chunks"][1].update(start=True), r"chunks\[1\]\.start: expected an integer, got True"),
+        (lambda d: d.update(fps="25"), r"fps: expected a number, got '25'"),
+        (lambda d: d.update(input_sha256="x"), r"input_sha256: expected a SHA-256"),
+        (lambda d: d["settings"]["config"]["generate"].update(batch_size="8"),
+         r"settings\.config\.generate\.batch_size: expected an integer"),
+        (lambda d: d["settings"]["config"]["smooth"].update(smoothing="median"),
+         r"settings\.config\.smooth\.smoothing: expected one of none, kalman, rts"),
+        (lambda d: d["settings"]["config"].pop("encode"), r"settings\.config\.encode: missing"),
+        (lambda d: d["chunks"][0].update(surprise=1), r"chunks\[0\]\.surprise: unknown key"),
+        (lambda d: d["chunks"][1]["job"].update(warmup=0), r"chunks\[1\]\.job\.warmup: 0 does not match"),
+        (lambda d: d["chunks"][0].update(job=[]), r"chunks\[0\]\.job: expected an object"),
+    ],
+)  # fmt: skip
+def test_load_plan_names_the_bad_key(job, change, message):
+    _edit(job, change)
+    with pytest.raises(InvalidInput, match=message):
+        load_plan(job)
+
+
+def test_run_chunk_with_a_broken_job_file_says_one_line(job, capsys):
+    _edit(job, lambda d: d["chunks"][0].update(start="abc"))
+    assert main(["run-chunk", str(job), "--index", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "chunks[0].start: expected an integer" in err and str(job) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["dotdot", "absolute", "symlink", "input", "status"])
+def test_run_chunk_refuses_chunk_outputs_outside_the_parts_folder(job, where):
+    """A job file pointing a chunk at another file must not remove or write anything."""
+    other = job.parent.parent / "other"
+    other.mkdir()
+    precious = other / "precious.mp4"
+    precious.write_bytes(b"precious")
+    # what a restart clears beside a chunk's output
+    beside = other / ".precious.mp4.1234.partial"
+    beside.write_bytes(b"beside")
+    parts = parts_dir(job)
+    parts.mkdir()
+    plan = load_plan(job)
+    clip = plan.input
+    target, message = {
+        "dotdot": (f"{parts}/../../other/precious.mp4", "not a file in the job's parts folder"),
+        "absolute": (str(precious), "not a file in the job's parts folder"),
+        "symlink": (str(parts / "chunk_0000.mp4"), "not a file in the job's parts folder"),
+        "input": (str(parts / "clip.mp4"), "is the input clip"),
+        "status": (str(parts / "chunk_0001.status.json"), "reserved"),
+    }[where]  # fmt: skip
+    if where == "symlink":
+        (parts / "chunk_0000.mp4").symlink_to(precious)
+    if where == "input":
+        (parts / "clip.mp4").hardlink_to(clip)
+    _edit(job, _set_output(0, target))
+    before = {p: p.read_bytes() for p in (precious, beside, Path(clip))}
+    with pytest.raises(
+        InvalidInput, match=re.escape("chunks[0].output") + ".*" + message
+    ):
+        run_chunk(job, 0)
+    assert {p: p.read_bytes() for p in before} == before
+    assert read_status(job, 0) is None
+
+
+@pytest.mark.parametrize("what", ["input", "source", "checkpoint", "hardlink"])
+def test_plan_refuses_to_overwrite_a_file_it_reads(job, what, settings):
+    plan = load_plan(job)
+    clip, source = Path(plan.input), Path(plan.source)
+    out = {
+        "input": clip,
+        "source": source,
+        "checkpoint": Path(settings.checkpoint),
+        "hardlink": job.parent / "link.json",
+    }[what]
+    if what == "hardlink":
+        out.hardlink_to(clip)  # another name for the same file
+    before = out.read_bytes()
+    with pytest.raises(
+        OutputError, match="would overwrite the (input clip|source image|checkpoint)"
+    ):
+        make_plan(out, clip, source, settings, chunks=2)
+    assert out.read_bytes() == before
+
+
+def test_plan_command_refuses_out_as_its_input(job, checkpoint, capsys):
+    clip = load_plan(job).input
+    before = Path(clip).read_bytes()
+    args = ["plan", "--in", clip, "--source", load_plan(job).source, "--out", clip,
+            "--chunks", "2", "--preset", "fast", "--checkpoint", str(checkpoint)]  # fmt: skip
+    assert main(args) == 4
+    assert Path(clip).read_bytes() == before
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# -- the clip and the photo a plan was made from ------------------------------------------------
+
+
+def _same_size_edit(path: Path, offset: int) -> None:
+    """Change one byte, keep the size and the mtime: what a size check alone never sees."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_run_chunk_refuses_a_same_size_edit_of_the_clip(job):
+    clip = Path(load_plan(job).input)
+    _same_size_edit(clip, clip.stat().st_size // 2)
+    with pytest.raises(
+        InvalidInput, match=re.escape(str(clip)) + ".*sampled SHA-256 differs"
+    ):
+        run_chunk(job, 0)
+    assert read_status(job, 0) is None
+
+
+def test_run_chunk_refuses_an_edited_source_photo(job):
+    source = Path(load_plan(job).source)
+    _same_size_edit(source, 100)
+    with pytest.raises(
+        InvalidInput, match=re.escape(str(source)) + ".*source image changed"
+    ):
+        run_chunk(job, 0)
+
+
+def test_fast_check_hashes_a_large_clip_whole_when_its_mtime_moved(job, tmp_path):
+    """A clip larger than the samples: an edit between them is found by the full SHA-256 when
+    the mtime moved, and always at merge (``full``); a touched but unchanged clip passes."""
+    big = tmp_path / "big.mov"
+    big.write_bytes(bytes(range(256)) * (5 * SAMPLE_BYTES // 256))
+    stat = big.stat()
+    plan = dataclasses.replace(
+        load_plan(job),
+        input=str(big),
+        input_size=stat.st_size,
+        input_mtime_ns=stat.st_mtime_ns,
+        input_sample_sha256=sample_sha256(big),
+        input_sha256=sha256_file(big),
+    )
+    check_inputs(plan)
+    os.utime(big, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    check_inputs(plan)  # touched, same bytes
+    os.utime(big, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    _same_size_edit(big, SAMPLE_BYTES + 10)  # between the first and the middle sample
+    # the mtime kept and the samples missed: only the full hash sees it
+    check_inputs(plan)
+    with pytest.raises(
+        InvalidInput, match="big.mov: input clip changed.*SHA-256 differs"
+    ):
+        check_inputs(plan, full=True)
+    os.utime(big, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    with pytest.raises(
+        InvalidInput, match="big.mov: input clip changed.*SHA-256 differs"
+    ):
+        check_inputs(plan)

@@ -21,6 +21,7 @@ from mmvideo.errors import InvalidInput, OutputError
 from mmvideo.farm.executors import one_line
 from mmvideo.farm.plan import (
     JobPlan,
+    check_inputs,
     load_plan,
     parts_dir,
     sha256_file,
@@ -102,7 +103,7 @@ def run_chunk(job_path: str | Path, index: int, force: bool = False) -> ChunkRes
     if not force and chunk_is_done(plan, job_path, index):
         log.info("%s: chunk %d already done, skipped", job_path, index)
         return ChunkResult(index, skipped=True, frames=span.frames, seconds=0.0)
-    _check_input(plan)
+    check_inputs(plan)
     check_checkpoint(plan.settings)
     _remove_leftovers(Path(span.output), status_path(job_path, index))
     status = _new_status(plan, index)
@@ -139,18 +140,6 @@ def _new_status(plan: JobPlan, index: int) -> ChunkStatus:
         pid=os.getpid(),
         started=time.time(),
     )
-
-
-def _check_input(plan: JobPlan) -> None:
-    # The size is a cheap guard against a node seeing another file at the same path; the full
-    # hash is taken once, at plan time.
-    path = Path(plan.input)
-    if not path.is_file():
-        raise InvalidInput(f"{path}: input clip not found on this node")
-    if path.stat().st_size != plan.input_size:
-        raise InvalidInput(
-            f"{path}: input clip changed since the plan was made (size differs)"
-        )
 
 
 def _remove_leftovers(output: Path, status: Path) -> None:

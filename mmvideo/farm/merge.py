@@ -23,6 +23,7 @@ from mmvideo.errors import InvalidInput, MissingInput, ModelError, OutputError
 from mmvideo.farm.chunk import read_status
 from mmvideo.farm.plan import (
     JobPlan,
+    check_inputs,
     load_plan,
     parts_dir,
     sha256_file,
@@ -102,6 +103,7 @@ def merge(job_path: str | Path, out: str | Path) -> MergeRecord:
     if out == Path(plan.input):
         raise OutputError(f"{out}: the output would overwrite the input clip")
     digests = check_chunks(plan, job_path)
+    check_inputs(plan, full=True)  # no edited clip or photo in a merged file
     source = scan_video(plan.input)
     if source.frames != plan.frames:
         raise InvalidInput(

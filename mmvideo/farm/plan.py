@@ -8,10 +8,15 @@ tracker and Kalman filters are settled at the chunk's first frame) and its outpu
 smoothing each chunk also analyses ``lookahead`` frames past its end, as the backward pass of a
 single run sees them. Chunk outputs and status files live in ``<job stem>.parts/`` beside the
 plan.
+
+A job file is input like any other: ``load_plan`` checks every key's type and every range, and
+that every chunk output lies in the job's parts folder and is none of the files the job reads,
+before anything is removed or written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -28,12 +33,15 @@ from mmvideo.farm.scan import scan_video
 from mmvideo.farm.swap import (
     SwapSettings,
     chunk_job,
+    config_from_dict,
     lookahead_frames,
     settle_frames,
     sha256_json,
 )
+from mmvideo.farm.typed import load_dataclass
 
-PLAN_VERSION = 1
+# 2: the input's mtime and sampled SHA-256 (checked by every node), typed loading
+PLAN_VERSION = 2
 
 # Codecs whose every chunk may start on any frame without changing the keyframe cadence a single
 # run would produce; inter-frame codecs with a fixed GOP get their cuts aligned to the GOP.
@@ -61,6 +69,18 @@ def codec_alignment(codec: str, gop: int | None) -> int:
     if codec in INTRA_ONLY_CODECS or not gop or gop < 1:
         return 1
     return int(gop)
+
+
+def default_alignment(config: dict[str, Any]) -> int:
+    """Cut on multiples of the codec's GOP and of the generator batch.
+
+    The pipeline batches faces in blocks of ``batch_size`` frames counted from frame 0, so a chunk
+    that starts and ends on a block boundary feeds the generator exactly the batches a single run
+    does. Otherwise a chunk's last frames can form a smaller batch, and torch computes a batch of
+    one with other kernels (1e-6 apart, which rounds to one level on a few pixels).
+    """
+    gop = codec_alignment(config["encode"]["codec"], config["encode"].get("gop"))
+    return math.lcm(gop, max(1, int(config["generate"]["batch_size"])))
 
 
 def split_frames(
@@ -112,6 +132,9 @@ class ChunkSpan:
 class JobPlan:
     input: str
     input_size: int
+    # What every node checks quickly before it runs a chunk (see ``check_inputs``)
+    input_mtime_ns: int
+    input_sample_sha256: str
     input_sha256: str
     source: str
     source_sha256: str
@@ -154,17 +177,101 @@ class JobPlan:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobPlan:
-        settings = dict(data["settings"])
-        settings.pop("config_sha256", None)
-        chunks = [dict(c) for c in data["chunks"]]
-        jobs = tuple(c.pop("job") for c in chunks)
-        return cls(
-            **{k: v for k, v in data.items() if k not in ("settings", "chunks")},
-            settings=SwapSettings(**settings),
-            chunks=tuple(ChunkSpan(**c) for c in chunks),
-            jobs=jobs,
+    def from_json(cls, data: Any) -> JobPlan:
+        """The plan in ``data`` with every key's type and every range checked.
+
+        Raises ``InvalidInput`` naming the first bad key (``chunks[1].start: ...``). Each chunk's
+        ``job`` must be exactly the ``SwapJob`` its span gives: it is what the pipeline runs.
+        """
+        if not isinstance(data, dict):
+            raise InvalidInput("expected a JSON object")
+        # What to_json adds beside the fields: derived values, checked below
+        clean = dict(data)
+        if isinstance(data.get("settings"), dict):
+            clean["settings"] = dict(data["settings"])
+            clean["settings"].pop("config_sha256", None)
+        if isinstance(data.get("chunks"), list):
+            clean["chunks"] = [
+                {k: v for k, v in c.items() if k != "job"} if isinstance(c, dict) else c
+                for c in data["chunks"]
+            ]
+        plan = load_dataclass(cls, clean, "", ignore=("jobs",))
+        config_from_dict(plan.settings.config)  # every slice and key, typed
+        _check_ranges(plan)
+        jobs = _chunk_jobs(plan)
+        for i, (chunk, job) in enumerate(zip(data["chunks"], jobs)):
+            stored = chunk.get("job")
+            if not isinstance(stored, dict):
+                raise InvalidInput(f"chunks[{i}].job: expected an object")
+            for key in sorted(set(stored) | set(job)):
+                if stored.get(key) != job.get(key):
+                    raise InvalidInput(
+                        f"chunks[{i}].job.{key}: {stored.get(key)!r} does not match the "
+                        f"plan's chunk ({job.get(key)!r})"
+                    )
+        return dataclasses.replace(plan, jobs=jobs)
+
+
+def _check_ranges(plan: JobPlan) -> None:
+    """The numbers of a plan, beyond their types: a range the pipeline could run."""
+    for key in ("input_size", "input_mtime_ns", "warmup", "lookahead"):
+        if getattr(plan, key) < 0:
+            raise InvalidInput(f"{key}: must be >= 0, got {getattr(plan, key)}")
+    if plan.frames < 1 or plan.align < 1 or not plan.fps > 0:
+        key = "frames" if plan.frames < 1 else "align" if plan.align < 1 else "fps"
+        raise InvalidInput(f"{key}: must be > 0, got {getattr(plan, key)}")
+    for key in ("input_sha256", "input_sample_sha256", "source_sha256"):
+        _check_digest(getattr(plan, key), key)
+    _check_digest(plan.settings.checkpoint_sha256, "settings.checkpoint_sha256")
+    if not plan.chunks:
+        raise InvalidInput("chunks: the plan has no chunks")
+    end = 0
+    for i, c in enumerate(plan.chunks):
+        if c.index != i:
+            raise InvalidInput(f"chunks[{i}].index: must be {i}, got {c.index}")
+        if c.start != end:
+            raise InvalidInput(
+                f"chunks[{i}].start: must be {end} (where the chunk before ends), got {c.start}"
+            )
+        if not c.start < c.end <= plan.frames:
+            raise InvalidInput(
+                f"chunks[{i}].end: must be after start {c.start} and <= {plan.frames} frames, "
+                f"got {c.end}"
+            )
+        if not 0 <= c.decode_start <= c.start:
+            raise InvalidInput(
+                f"chunks[{i}].decode_start: must be 0 to start {c.start}, got {c.decode_start}"
+            )
+        end = c.end
+    if end != plan.frames:
+        raise InvalidInput(
+            f"chunks[{len(plan.chunks) - 1}].end: must be {plan.frames} (the clip's end), got {end}"
         )
+
+
+def _check_digest(value: str, key: str) -> None:
+    if len(value) != 64 or value.strip("0123456789abcdef"):
+        raise InvalidInput(
+            f"{key}: expected a SHA-256 (64 hex digits), got {value[:70]!r}"
+        )
+
+
+def _chunk_jobs(plan: JobPlan) -> tuple[dict[str, Any], ...]:
+    """The ``SwapJob`` JSON of every chunk, from the plan's own fields."""
+    return tuple(
+        chunk_job(
+            plan.settings,
+            input=plan.input,
+            source=plan.source,
+            output=s.output,
+            start=s.start,
+            stop=s.end,
+            warmup=s.start - s.decode_start,
+            created=plan.created,
+            lookahead=plan.lookahead,
+        )
+        for s in plan.chunks
+    )
 
 
 def parts_dir(job_path: str | Path) -> Path:
@@ -199,6 +306,130 @@ def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
         while chunk := fh.read(block):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+SAMPLE_BYTES = 1 << 20
+
+
+def sample_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's size and its first, middle and last MiB (the whole of a small file).
+
+    Reads 3 MiB of a clip of any length, so every node can afford it before every chunk.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        digest = hashlib.sha256(f"{size}\n".encode())
+        if size <= 3 * SAMPLE_BYTES:
+            digest.update(fh.read())
+        else:
+            for offset in (0, (size - SAMPLE_BYTES) // 2, size - SAMPLE_BYTES):
+                fh.seek(offset)
+                digest.update(fh.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def check_inputs(plan: JobPlan, *, full: bool = False) -> None:
+    """Refuse, naming the file, when the clip or the source image is not what was planned.
+
+    The source image is hashed whole every time (it is small). The clip, by default, gets the
+    fast check every node makes before a chunk: its size, its sampled SHA-256, and its full SHA-256
+    only when its mtime moved (so a copy that kept the bytes still passes, and an edit that kept
+    the size is caught unless it also kept the mtime and missed the samples). ``full`` (merge)
+    hashes the whole clip, so no edit gets into a merged file.
+    """
+    clip = Path(plan.input)
+    if not clip.is_file():
+        raise MissingInput(f"{clip}: input clip not found on this node")
+    stat = clip.stat()
+    changed = (
+        f"{clip}: input clip changed since the plan was made ({{}}); re-plan the job"
+    )
+    if stat.st_size != plan.input_size:
+        raise InvalidInput(changed.format("size differs"))
+    if not full and sample_sha256(clip) != plan.input_sample_sha256:
+        raise InvalidInput(changed.format("sampled SHA-256 differs"))
+    if (full or stat.st_mtime_ns != plan.input_mtime_ns) and sha256_file(
+        clip
+    ) != plan.input_sha256:
+        raise InvalidInput(changed.format("SHA-256 differs"))
+    source = Path(plan.source)
+    if not source.is_file():
+        raise MissingInput(f"{source}: source image not found on this node")
+    if sha256_file(source) != plan.source_sha256:
+        raise InvalidInput(
+            f"{source}: source image changed since the plan was made (SHA-256 differs); "
+            "re-plan the job"
+        )
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: the same path once links are resolved, or one file
+    under two names (a hard link)."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def read_files(
+    input: str | Path,
+    source: str | Path,
+    checkpoint: str | Path | None,
+    config: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The files a job reads, by what they are: nothing the farm writes may be one of them."""
+    files = {"the input clip": str(input), "the source image": str(source)}
+    if checkpoint is not None:
+        files["the checkpoint"] = str(checkpoint)
+    target = (config or {}).get("track", {}).get("target_face")
+    if target:
+        files["the target face image"] = str(target)
+    return files
+
+
+def refuse_overwrite(out: str | Path, files: dict[str, str], label: str) -> None:
+    """Refuse with one line when ``out`` is one of ``files`` (see ``read_files``)."""
+    for what, path in files.items():
+        if same_file(out, path):
+            raise OutputError(f"{out}: {label} would overwrite {what} ({path})")
+
+
+# Files of a parts folder that are not chunk videos (and the temp files of any of them)
+_RESERVED = ("merged.json", "concat.txt")
+
+
+def check_plan_paths(plan: JobPlan, job_path: str | Path) -> None:
+    """Refuse a plan whose chunk outputs could make a node remove or write a file it must not.
+
+    A chunk's output (with the temp files beside it that a restart removes) must lie directly in
+    the job's parts folder (links resolved: no ``..``, no symbolic link out of it), be no other
+    chunk's output, no status or merge file, and none of the files the job reads.
+    """
+    parts = Path(os.path.realpath(parts_dir(job_path)))
+    protected = read_files(
+        plan.input, plan.source, plan.settings.checkpoint, plan.settings.config
+    )
+    protected["the job file"] = str(job_path)
+    seen: set[Path] = set()
+    for span in plan.chunks:
+        key = f"{job_path}: chunks[{span.index}].output"
+        out = Path(span.output)
+        real = Path(os.path.realpath(out))
+        if not out.is_absolute() or ".." in out.parts or real.parent != parts:
+            raise InvalidInput(
+                f"{key}: {out} is not a file in the job's parts folder {parts}; nothing was run"
+            )
+        name = real.name
+        if name.startswith(".") or name in _RESERVED or name.endswith(".status.json"):
+            raise InvalidInput(f"{key}: {name} is reserved for the job's own files")
+        if real in seen:
+            raise InvalidInput(f"{key}: {out} is also another chunk's output")
+        seen.add(real)
+        for what, path in protected.items():
+            if same_file(out, path):
+                raise InvalidInput(f"{key}: {out} is {what}; nothing was run")
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -237,11 +468,14 @@ def load_plan(job_path: str | Path) -> JobPlan:
     if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
         raise InvalidInput(
             f"{job_path}: not an mmvideo job plan of version {PLAN_VERSION}"
+            " (re-plan it with this mmvideo)"
         )
     try:
-        return JobPlan.from_json(data)
-    except (KeyError, TypeError) as exc:
-        raise InvalidInput(f"{job_path}: malformed job plan: {exc}") from exc
+        plan = JobPlan.from_json(data)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{job_path}: {exc}") from exc
+    check_plan_paths(plan, job_path)
+    return plan
 
 
 # Chunk containers keep the stream's own time base (MKV would round it to milliseconds) so chunk
@@ -275,13 +509,18 @@ def make_plan(
     filters need to forget their start (see ``swap.settle_frames``).
     """
     input, source = Path(input).resolve(), Path(source).resolve()
+    refuse_overwrite(
+        job_path,
+        read_files(input, source, settings.checkpoint, settings.config),
+        "the job plan",
+    )
     if not source.is_file():
         raise MissingInput(f"{source}: source image not found")
     if warmup_seconds is not None and warmup_seconds < 0:
         raise InvalidInput(f"warm-up must be >= 0 seconds, got {warmup_seconds}")
     scan = scan_video(input)
     if align is None:
-        align = codec_alignment(settings.codec, settings.config["encode"].get("gop"))
+        align = default_alignment(settings.config)
     chunk_frames = None
     if chunk_seconds is not None:
         if chunk_seconds <= 0:
@@ -306,23 +545,12 @@ def make_plan(
         ext=chunk_container(settings.codec),
     )
     lookahead = lookahead_frames(settings.config) if len(spans) > 1 else 0
-    jobs = tuple(
-        chunk_job(
-            settings,
-            input=str(input),
-            source=str(source),
-            output=s.output,
-            start=s.start,
-            stop=s.end,
-            warmup=s.start - s.decode_start,
-            created=created,
-            lookahead=lookahead,
-        )
-        for s in spans
-    )
-    return JobPlan(
+    stat = input.stat()
+    plan = JobPlan(
         input=str(input),
-        input_size=input.stat().st_size,
+        input_size=stat.st_size,
+        input_mtime_ns=stat.st_mtime_ns,
+        input_sample_sha256=sample_sha256(input),
         input_sha256=sha256_file(input),
         source=str(source),
         source_sha256=sha256_file(source),
@@ -334,5 +562,7 @@ def make_plan(
         settings=settings,
         chunks=spans,
         created=created,
-        jobs=jobs,
     )
+    plan = dataclasses.replace(plan, jobs=_chunk_jobs(plan))
+    check_plan_paths(plan, job_path)
+    return plan

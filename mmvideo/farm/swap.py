@@ -6,7 +6,6 @@ a config the plan can carry, building the ``SwapJob`` of one chunk, and running 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from mmvideo.config import SwapConfig, SwapJob, config_to_dict, file_sha256, load_config
-from mmvideo.errors import InvalidInput, MissingInput, ModelError
+from mmvideo.errors import MissingInput, ModelError
+from mmvideo.farm.typed import load_dataclass
 
 
 @dataclass(frozen=True)
@@ -86,19 +86,8 @@ def _weights_sha256(path: Path) -> str:
 
 
 def config_from_dict(data: dict[str, Any]) -> SwapConfig:
-    """Rebuild the typed config a plan carries as plain JSON."""
-    defaults = SwapConfig()
-    try:
-        return SwapConfig(
-            **{
-                f.name: type(getattr(defaults, f.name))(**data[f.name])
-                for f in dataclasses.fields(SwapConfig)
-            }
-        )
-    except (KeyError, TypeError) as exc:
-        raise InvalidInput(
-            f"job plan: config does not match this mmvideo version: {exc}"
-        ) from exc
+    """Rebuild the typed config a plan carries as plain JSON; ``InvalidInput`` names a bad key."""
+    return load_dataclass(SwapConfig, data, "settings.config")
 
 
 def chunk_job(
