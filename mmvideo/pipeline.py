@@ -384,6 +384,17 @@ class _Group:
     outputs: np.ndarray | None = None  # [n faces, 224, 224, 3] float32
 
 
+def group_ends(index: int, faces: int, batch: int) -> bool:
+    """Whether the generator group closes after frame ``index``, holding ``faces`` faces.
+
+    At one batch of faces, or at the end of a block of ``batch`` frames (frames are what cost
+    memory: 6 MB each at 1080p). Blocks count from frame 0, not from where the run starts, so a
+    farm chunk that starts on a block boundary batches every face with the same neighbours as a
+    single run does: torch's CPU kernels, and so the last bits of a face, depend on batch size.
+    """
+    return faces >= batch or (index + 1) % batch == 0
+
+
 def post_options(job: SwapJob, info: MediaInfo, models: SwapModels) -> PostOptions:
     """The hand-offs every output gets: the provenance tag (it holds replaced faces), the
     timecode of its first frame, and on request the watermark and C2PA credentials."""
@@ -445,9 +456,7 @@ def render(
             run.add_time("prepare", time.perf_counter() - t)
             if progress:
                 progress.advance("prepare")
-            # a group closes at one generator batch of faces or of frames, whichever comes first
-            # (frames are what cost memory: 6 MB each at 1080p)
-            if n_faces >= batch or len(group.frames) >= batch:
+            if group_ends(frame.index, n_faces, batch):
                 if not put(q_groups, group, run.stop):
                     return
                 group, n_faces = _Group([], []), 0

@@ -42,6 +42,7 @@ from mmvideo.farm.swap import (
     resolve_settings,
     settle_frames,
 )
+from mmvideo.pipeline import group_ends
 from mmvideo.smooth import smooth_series
 
 CLIP = "talking_head_turn_01.mp4"  # 224×224, 128 frames at 25 fps
@@ -619,3 +620,25 @@ def test_fast_check_hashes_a_large_clip_whole_when_its_mtime_moved(job, tmp_path
         InvalidInput, match="big.mov: input clip changed.*SHA-256 differs"
     ):
         check_inputs(plan)
+
+
+def _groups(faces: list[int], start: int, stop: int, batch: int) -> list[list[int]]:
+    """The frames of each generator group of a run over ``[start, stop)`` (as ``render``)."""
+    groups, group, n = [], [], 0
+    for index in range(start, stop):
+        group.append(index)
+        n += faces[index]
+        if group_ends(index, n, batch):
+            groups.append(group)
+            group, n = [], 0
+    return groups + [group] if group else groups
+
+
+def test_a_chunk_on_a_batch_boundary_groups_faces_as_a_single_run():
+    """With several faces a frame, groups close on the face count and drift off the batch
+    boundaries; blocks counted from frame 0 bring every run back onto them."""
+    faces = [3, 3, 3, 0, 1, 2, 3, 3, 1] * 4
+    single = _groups(faces, 0, len(faces), 8)
+    for start, stop in [(8, 24), (16, 32), (24, len(faces))]:
+        inside = [g for g in single if start <= g[0] < stop]
+        assert _groups(faces, start, stop, 8) == inside
