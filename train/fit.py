@@ -21,7 +21,7 @@ import click
 import torch
 import torch.distributed as dist
 
-from magicmask.checkpoint import save_checkpoint
+from magicmask.checkpoint import default_checkpoint_path, save_checkpoint
 from magicmask.face.identity import build_identity_encoder
 from magicmask.face.landmarks import landmark_heatmaps
 from mmvideo.errors import InvalidInput, OutputError
@@ -273,9 +273,31 @@ def export_training_state(state_path: Path, out: Path, dtype: str = "float16", w
     show_default=True,
     help="The EMA of the generator's weights, or the raw weights of the last step.",
 )
-def export_main(state: Path, out: Path, export_dtype: str, weights: str) -> None:
+@click.option(
+    "--gate-data",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Held-out stills with pairs.csv: refuse a model worse than the embedded one on realism or "
+    "identity (train.gate). Required when --to is the embedded checkpoint.",
+)
+def export_main(state: Path, out: Path, export_dtype: str, weights: str, gate_data: Path | None) -> None:
     """Write the generator of a training checkpoint (checkpoints/step-*.pt) as a model file."""
-    export_training_state(state, out, export_dtype, weights)
+    embedded = default_checkpoint_path()
+    if gate_data is None and out.resolve() == embedded.resolve():
+        raise InvalidInput(f"{out}: replacing the embedded checkpoint needs --gate-data DIR (held-out pairs)")
+    target = out if gate_data is None else out.with_name(f".{out.name}.gate")
+    export_training_state(state, target, export_dtype, weights)
+    if gate_data is not None:
+        from train import gate
+
+        try:
+            measured = gate.check(target, embedded, gate_data)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        target.replace(out)
+        for name, (new, old) in measured.items():
+            click.echo(f"gate: {name} {new:.3f} (embedded {old:.3f})")
     click.echo(f"{out}: exported from {state}")
 
 
