@@ -56,7 +56,7 @@ class LineBar:
         rate = self.n / elapsed if elapsed > 0 else 0.0
         text = f"{self.desc}: {self.n}/{self.total} {self.unit}s"
         if self.total:
-            text += f" ({100 * self.n / self.total:.0f}%)"
+            text += f" ({100 * self.n // self.total}%)"  # 100 % only when all is done
         text += f", {rate:.1f} {self.unit}s/s"
         if rate > 0 and self.n < self.total:
             text += f", ETA {(self.total - self.n) / rate:.0f} s"
