@@ -59,8 +59,10 @@ class _Layers:
         weight = self.graph.const(node.input[1])  # [kh,kw,in,out] (TensorFlow's HWIO)
         bias = self.graph.const(self.graph.consumer(name, "BiasAdd").input[1])
         kh, kw, in_ch, out_ch = weight.shape
-        _, sh, sw, _ = node.attr["strides"].list.i  # NHWC
-        padding = node.attr["padding"].s
+        strides, padding = tuple(node.attr["strides"].list.i), node.attr["padding"].s
+        if len(strides) != 4:
+            raise ModelError(f"{self.graph.path}: {name} has no NHWC strides")
+        sh, sw = strides[1:3]
         if padding == b"VALID":
             pad = (0, 0)
         elif padding == b"SAME" and (sh, sw) == (1, 1) and kh % 2 and kw % 2:
