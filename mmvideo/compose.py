@@ -4,6 +4,10 @@ The crop is warped with the inverse of the alignment that made it, colour-matche
 target face (mean/std per LAB channel inside the face mask) and blended through the face mask,
 eroded then feathered. Blending is limited to the warped mask's bounding box and to pixels with
 a non-zero weight, so every pixel outside the (dilated) mask keeps the decoded frame's value.
+
+A face larger than the 224 crop is upsampled on the way back and lacks the frame's fine detail
+(skin texture, stubble, sharp lid and lip edges): ``detail_transfer`` adds that band of the
+target frame back inside the mask (``target_detail``).
 """
 
 from __future__ import annotations
@@ -11,9 +15,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from magicmask.face.align import affine_scale
 from mmvideo.config import ComposeConfig
 
 CROP = 224
+# The generator's finest detail is about 2 crop pixels (its decoder works at 112); structure
+# finer than this Gaussian sigma, in crop pixels, is what it cannot render.
+DETAIL_SIGMA_CROP = 1.0
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
@@ -58,6 +66,16 @@ def match_colour_lab(
     shift = (t_mean.reshape(3) - g_mean.reshape(3) * gain).astype(np.float32)
     rgb = cv2.cvtColor(g * gain + shift, cv2.COLOR_LAB2RGB)
     return np.clip(rgb, 0.0, 1.0)
+
+
+def target_detail(roi: np.ndarray, frame_per_crop: float) -> np.ndarray:
+    """The band of ``roi`` (float32 frame pixels) finer than ``DETAIL_SIGMA_CROP`` crop pixels:
+    ``roi − G(σ)`` with σ = DETAIL_SIGMA_CROP × frame pixels per crop pixel; zero where the crop
+    is as fine as the frame (σ under half a frame pixel)."""
+    sigma = DETAIL_SIGMA_CROP * frame_per_crop
+    if sigma < 0.5:
+        return np.zeros_like(roi)
+    return roi - cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
 def paste(
@@ -114,7 +132,11 @@ def paste(
     )
     roi = image[y0:y1, x0:x1]
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    blended = roi.astype(np.float32) * (1 - a[..., None]) + face * scale * a[..., None]
+    original = roi.astype(np.float32)
+    face = face * scale
+    if cfg.detail_transfer > 0:
+        face += cfg.detail_transfer * target_detail(original, affine_scale(inv))
+    blended = original * (1 - a[..., None]) + face * a[..., None]
     touched = a > 0
     roi[touched] = np.clip(np.rint(blended[touched]), 0, scale).astype(image.dtype)
     return image

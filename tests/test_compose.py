@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mmvideo.compose import feather_mask, invert_affine, match_colour_lab, paste
+from magicmask.quality import grey, sharpness
+from mmvideo.compose import (
+    feather_mask,
+    invert_affine,
+    match_colour_lab,
+    paste,
+    target_detail,
+)
 from mmvideo.config import ComposeConfig
 
 
@@ -113,3 +120,56 @@ def test_lab_colour_match_moves_statistics_to_the_target():
     np.testing.assert_allclose(lab(out).mean(0), lab(target).mean(0), atol=1.5)
     np.testing.assert_allclose(lab(out).std(0), lab(target).std(0), rtol=0.15, atol=0.5)
     assert match_colour_lab(gen, target, np.zeros_like(w)) is gen
+
+
+def _textured_frame(seed: int = 0) -> np.ndarray:
+    """A frame with fine texture (1-px noise) on a smooth gradient: detail a 224 crop of a large
+    face cannot carry."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(60, 190, 640, dtype=np.float32)[None, :, None]
+    frame = ramp + rng.normal(0, 20, (480, 640, 3)).astype(np.float32)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5, 1.0])
+def test_detail_transfer_puts_the_frames_fine_detail_back_on_a_large_face(strength):
+    frame = _textured_frame()
+    original = frame.copy()
+    matrix = similarity(0.5, 0, 100, 40)  # the face is twice the crop's size in the frame
+    crop = cv2.warpAffine(frame, matrix, (224, 224), flags=cv2.INTER_AREA)
+    smooth = cv2.GaussianBlur(crop, (0, 0), 3).astype(np.float32) / 255.0  # a detail-free render
+    cfg = ComposeConfig(mask_erosion=0, mask_feather=0, color_match="none", detail_transfer=strength)
+    paste(frame, smooth, crop, matrix, np.ones((224, 224), np.float32), cfg)
+    inner = (slice(180, 420), slice(200, 460))  # inside the pasted square, off its edges
+    ratio = sharpness(grey(frame[inner])) / sharpness(grey(original[inner]))
+    if strength == 0:
+        assert ratio < 0.05  # the upsampled render alone is smooth
+    else:
+        # the added band is the frame's own fine detail, not noise of its own
+        assert ratio > 0.3 * strength
+        fine = [target_detail(im[inner].astype(np.float32), 2.0).ravel() for im in (frame, original)]
+        corr = np.corrcoef(*fine)[0, 1]
+        assert corr > 0.5
+
+
+def test_detail_transfer_adds_nothing_where_the_crop_is_finer_than_the_frame():
+    frame = _textured_frame()
+    matrix = similarity(2.5, 0, 250, 180)  # a small face: the crop upsamples the frame
+    crop = cv2.warpAffine(frame, matrix, (224, 224))
+    gen = np.full((224, 224, 3), 0.5, np.float32)
+    mask = ellipse_mask()
+    outs = []
+    for strength in (0.0, 1.0):
+        cfg = ComposeConfig(color_match="none", detail_transfer=strength)
+        outs.append(paste(frame.copy(), gen, crop, matrix, mask, cfg))
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_target_detail_is_the_band_above_the_crop_resolution():
+    rng = np.random.default_rng(1)
+    roi = rng.normal(100, 20, (64, 64, 3)).astype(np.float32)
+    assert not target_detail(roi, 0.4).any()  # σ 0.4 px: nothing the crop misses
+    band = target_detail(roi, 3.0)
+    assert abs(float(band.mean())) < 1.0 and band.std() > 10.0  # zero-mean, most of the noise
+    flat = np.full((32, 32, 3), 80, np.float32)
+    assert np.allclose(target_detail(flat, 3.0), 0, atol=1e-3)
