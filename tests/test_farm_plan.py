@@ -478,6 +478,8 @@ def _set_output(index: int, output: str):
         (lambda d: d["chunks"][0].update(surprise=1), r"chunks\[0\]\.surprise: unknown key"),
         (lambda d: d["chunks"][1]["job"].update(warmup=0), r"chunks\[1\]\.job\.warmup: 0 does not match"),
         (lambda d: d["chunks"][0].update(job=[]), r"chunks\[0\]\.job: expected an object"),
+        (lambda d: [x.update(source="actor.jpg") for x in [d] + [c["job"] for c in d["chunks"]]],
+         r"source: 'actor.jpg' is not absolute"),
     ],
 )  # fmt: skip
 def test_load_plan_names_the_bad_key(job, change, message):

@@ -168,7 +168,7 @@ class RayExecutor:
         }
         outcomes: list[Outcome | None] = [None] * len(tasks)
         pending = list(refs)
-        with bar(sum(t.weight for t in tasks), desc) as done:
+        with bar(sum(t.weight for t in tasks), desc) as progress:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
@@ -180,7 +180,7 @@ class RayExecutor:
                         outcomes[i] = Outcome(
                             tasks[i].label, False, error=f"ray: {message}"
                         )
-                    done.update(tasks[i].weight)
+                    progress.update(tasks[i].weight)
         return [o for o in outcomes if o is not None]
 
 

@@ -185,7 +185,8 @@ class JobPlan:
         """
         if not isinstance(data, dict):
             raise InvalidInput("expected a JSON object")
-        # What to_json adds beside the fields: derived values, checked below
+        # What to_json adds beside the fields: config_sha256 (recomputed from the config when
+        # needed) and each chunk's job (compared with the one its span gives, below)
         clean = dict(data)
         if isinstance(data.get("settings"), dict):
             clean["settings"] = dict(data["settings"])
@@ -411,6 +412,16 @@ def check_plan_paths(plan: JobPlan, job_path: str | Path) -> None:
     protected = read_files(
         plan.input, plan.source, plan.settings.checkpoint, plan.settings.config
     )
+    # Every node must find the same files, whatever its working folder
+    for key in ("input", "source"):
+        if not Path(getattr(plan, key)).is_absolute():
+            raise InvalidInput(
+                f"{job_path}: {key}: {getattr(plan, key)!r} is not absolute"
+            )
+    if plan.settings.checkpoint and not Path(plan.settings.checkpoint).is_absolute():
+        raise InvalidInput(
+            f"{job_path}: settings.checkpoint: {plan.settings.checkpoint!r} is not absolute"
+        )
     protected["the job file"] = str(job_path)
     seen: set[Path] = set()
     for span in plan.chunks:
