@@ -100,7 +100,8 @@ def executor_options(fn):
     "--align",
     type=int,
     default=None,
-    help="Cut only on multiples of N frames (default: the output codec's fixed GOP, else 1).",
+    help="Cut only on multiples of N frames (default: the generator batch size, with the "
+    "codec's fixed GOP if any: what a merge identical to a single run needs).",
 )
 @click.option(
     "--device",
