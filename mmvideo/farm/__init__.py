@@ -4,5 +4,6 @@
 file) → ``merge`` (stream-copy concat + the source's audio, verified against the source);
 ``executors`` runs units on a local process pool or on Ray; ``batch`` drives many clips from one
 TOML file; ``commands`` are the CLI. ``swap`` is the only module that touches the swap pipeline,
-its config and the checkpoint API, and ``scan`` the only one that reads media facts.
+its config and the checkpoint API, and ``scan`` the only one that reads media facts; ``typed``
+loads the job file's JSON into its dataclasses, checking every key.
 """
