@@ -65,6 +65,10 @@ class MagicMaskConfig:
     output_activation: str = "sigmoid"
     norm_layer: str = "instance"
     act_layer: str = "leaky_relu"
+    # [ours] detail path: a shallow stride-2 encoder of x_t adds its features to every decoder
+    # stage below the image size through zero-initialised 1x1 convs (a fine-tune from a model
+    # without it starts identical). Not in the paper; off in every registered config.
+    detail_path: bool = False
 
     # -- discriminators --
     # Table 1 ablation: "afsa" (eq. 11) or "global" (eq. 10)

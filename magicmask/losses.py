@@ -3,6 +3,10 @@
 A training step draws two faces ``a`` and ``b``; the generator is trained on both directions
 (``a`` with ``b``'s identity and the reverse swap) plus both self-swaps, which eq. 8 and 9 need.
 All four passes run as one concatenated batch.
+
+Beyond eq. 12, two **[ours]** training terms against soft, blotchy output are available, both off
+by default (the paper's loss): feature matching on the discriminators' features and a perceptual
+loss on early layers of a frozen face network, each on the self-swap (``DetailTerms``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from magicmask.config import MagicMaskConfig
+from magicmask.face.encoders.dlib_resnet import DLIB_INPUT_SCALE
 from mmvideo.errors import ModelError
 
 
@@ -49,6 +54,18 @@ class GeneratorLosses:
     cycle: Tensor
     adversarial: Tensor
     weight_l1: Tensor
+    feature_match: Tensor  # [ours] DetailTerms, 0 when off
+    perceptual: Tensor  # [ours] DetailTerms, 0 when off
+
+
+@dataclass(frozen=True)
+class DetailTerms:
+    """[ours] Training terms beyond eq. 12, on the self-swaps (where the target is the right
+    answer, so they cannot pull a cross swap back toward the target's identity). Weight 0 = off."""
+
+    feature_match: float = 0.0  # λ of ``feature_matching_loss``
+    perceptual: float = 0.0  # λ of ``perceptual_loss``
+    perceptual_net: nn.Module | None = None  # frozen image → feature maps, e.g. ``DlibFeatures``
 
 
 def to_identity_frame(x224: Tensor, out_size: int = 112) -> Tensor:
@@ -180,6 +197,50 @@ def adversarial_loss(
     )
 
 
+def feature_matching_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, boxes: Tensor) -> Tensor:
+    """[ours, after SimSwap's weak feature matching] L1 between the discriminator's intermediate
+    features of the real target and of a generated image of it, mean over layers.
+
+    The discriminator has learned which local structure tells real faces from ours, so matching
+    its features asks for that structure (edges, skin texture) rather than the pixel average
+    an L1/L2 loss settles on. The real side carries no gradient."""
+    with torch.no_grad():
+        real_f = discriminator.features(real, boxes)
+    fake_f = discriminator.features(fake, boxes)
+    return torch.stack([(f - r).abs().mean() for f, r in zip(fake_f, real_f)]).mean()
+
+
+class DlibFeatures(nn.Module):
+    """[ours] The perceptual network: early layers of dlib's face ResNet (the frozen torch port of
+    the ``dlib-resnet`` identity encoder), on the encoder's face chip of a 224 crop. Offline, and
+    not FaceNet, which is the judge and never a loss. ``taps`` are residual block indices whose
+    outputs are returned after the stem's (block 2: 35 px, 32 channels; block 6: 17 px, 64)."""
+
+    def __init__(self, encoder: nn.Module, taps: tuple[int, ...] = (2, 6)):
+        super().__init__()
+        if getattr(encoder, "name", None) != "dlib-resnet":
+            raise ModelError(f"perceptual loss: needs the dlib-resnet encoder, not {getattr(encoder, 'name', encoder)!r}")
+        self.encoder, self.taps = encoder, taps
+
+    def forward(self, x224: Tensor) -> list[Tensor]:
+        net = self.encoder.network
+        chip = self.encoder.to_native(to_identity_frame(x224))  # [B,3,150,150]
+        h = net.stem((chip - net.mean) * (255.0 / DLIB_INPUT_SCALE))  # dlib's input scaling
+        out = [h]
+        for i, block in enumerate(net.blocks[: max(self.taps) + 1]):
+            h = block(h)
+            if i in self.taps:
+                out.append(h)
+        return out
+
+
+def perceptual_loss(net: nn.Module, fake: Tensor, real: Tensor) -> Tensor:
+    """[ours] L1 between a frozen network's feature maps of ``fake`` and ``real``, mean over layers."""
+    with torch.no_grad():
+        real_f = net(real)
+    return torch.stack([(f - r).abs().mean() for f, r in zip(net(fake), real_f)]).mean()
+
+
 def weight_l1_penalty(module: nn.Module) -> Tensor:
     """The optional L1 penalty on weights of eq. 12: Σ|w| over trainable parameters."""
     return torch.stack(
@@ -210,10 +271,13 @@ def generator_losses(
     identity_encoder: nn.Module,
     a: FaceBatch,
     b: FaceBatch,
+    extra: DetailTerms = DetailTerms(),
 ) -> tuple[GeneratorLosses, SwapOutputs]:
-    """Eq. 12: ``λ_IS·L_IS + λ_Recon·(L_Recon + L_Cycle) + λ_AFSA·L_AFSA (+ λ_L1·Σ|w|)``.
+    """Eq. 12: ``λ_IS·L_IS + λ_Recon·(L_Recon + L_Cycle) + λ_AFSA·L_AFSA (+ λ_L1·Σ|w|)``, plus the
+    ``extra`` terms (none by default).
 
-    Every term is the mean of the forward (a with b's identity) and the reverse swap.
+    Every term is the mean of the forward (a with b's identity) and the reverse swap (the extra
+    terms: of both self-swaps).
     """
     out, feats = run_generator(generator, a, b)
     f_ab, f_ba, f_aa, f_bb = feats
@@ -235,13 +299,28 @@ def generator_losses(
         + adversarial_loss(cfg, discriminator, b.image, out.swap_ba, b.boxes, "g")
     ) / 2
     l_l1 = weight_l1_penalty(generator) if cfg.lambda_weight_l1 else l_id.new_zeros(())
+    l_fm = l_id.new_zeros(())
+    if extra.feature_match:
+        l_fm = (
+            feature_matching_loss(discriminator, a.image, out.self_a, a.boxes)
+            + feature_matching_loss(discriminator, b.image, out.self_b, b.boxes)
+        ) / 2
+    l_per = l_id.new_zeros(())
+    if extra.perceptual:
+        if extra.perceptual_net is None:
+            raise ModelError("perceptual loss: weight set but no perceptual network given")
+        l_per = perceptual_loss(
+            extra.perceptual_net, torch.cat([out.self_a, out.self_b]), torch.cat([a.image, b.image])
+        )
     total = (
         cfg.lambda_id * l_id
         + cfg.lambda_recon * (l_rec + l_cyc)
         + cfg.lambda_afsa * l_adv
         + cfg.lambda_weight_l1 * l_l1
+        + extra.feature_match * l_fm
+        + extra.perceptual * l_per
     )
-    return GeneratorLosses(total, l_id, l_rec, l_cyc, l_adv, l_l1), out
+    return GeneratorLosses(total, l_id, l_rec, l_cyc, l_adv, l_l1, l_fm, l_per), out
 
 
 def discriminator_loss(

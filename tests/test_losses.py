@@ -13,13 +13,17 @@ from torch import nn
 
 from magicmask.config import create_config
 from magicmask.losses import (
+    DetailTerms,
+    DlibFeatures,
     FaceBatch,
     afsa_loss,
     cycle_loss,
     discriminator_loss,
+    feature_matching_loss,
     generator_losses,
     global_adversarial_loss,
     identity_loss,
+    perceptual_loss,
     reconstruction_loss,
     run_generator,
     to_identity_frame,
@@ -232,6 +236,70 @@ def test_total_loss_weights_and_reverse_swap():
     id_both = ((1 - (e_ba * a.identity).sum()) + (1 - (e_ab * b.identity).sum())) / 2
     assert losses.identity.item() == pytest.approx(id_both.item(), abs=1e-6)
     assert discriminator_loss(cfg, disc, a, b, out).item() > 0
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False)
+
+
+@pytest.mark.parametrize("adversarial", ["afsa", "global"])
+def test_feature_matching_compares_discriminator_features_of_real_and_fake(adversarial):
+    torch.manual_seed(0)
+    cfg = create_config("tiny", identity_dim=32, adversarial=adversarial)
+    disc = create_discriminator(cfg)
+    real, _, _, _ = example_inputs(cfg, 2, 0)
+    boxes = boxes_from_landmarks(torch.rand(2, 68, 2) * 110 + 55)
+    # AFSA: 4 components x 3 conv stages of tiny's (32, 64, 128) discriminator; global: 3
+    assert len(disc.features(real, boxes)) == (12 if adversarial == "afsa" else 3)
+    assert feature_matching_loss(disc, real, real.clone(), boxes).item() == 0
+    fake = _blur(real).requires_grad_(True)
+    loss = feature_matching_loss(disc, real, fake, boxes)
+    loss.backward()
+    assert loss.item() > 0 and fake.grad.abs().sum() > 0
+
+
+def test_perceptual_loss_on_early_dlib_features_sees_blur_and_refuses_other_encoders():
+    from magicmask.face.identity import build_identity_encoder
+
+    net = DlibFeatures(build_identity_encoder("dlib-resnet"))
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    feats = net(x)
+    # the stem (35 px, 32 ch) and blocks 2 (35 px, 32 ch) and 6 (17 px, 64 ch)
+    assert [tuple(f.shape[1:]) for f in feats] == [(32, 35, 35), (32, 35, 35), (64, 17, 17)]
+    assert perceptual_loss(net, x.clone(), x).item() == 0
+    fake = _blur(x).requires_grad_(True)
+    loss = perceptual_loss(net, fake, x)
+    loss.backward()
+    assert loss.item() > 0 and fake.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in net.parameters())  # frozen, never trained
+    with pytest.raises(ModelError, match="needs the dlib-resnet encoder"):
+        DlibFeatures(StandInEncoder())
+
+
+def test_detail_terms_are_off_by_default_and_weighted_into_the_total():
+    torch.manual_seed(0)
+    cfg = create_config("tiny", identity_dim=32)
+    gen, disc, enc = create_generator(cfg).eval(), create_discriminator(cfg), StandInEncoder()
+    a, b = _batch(cfg, 0, enc), _batch(cfg, 1, enc)
+    plain, _ = generator_losses(cfg, gen, disc, enc, a, b)
+    assert plain.feature_match.item() == 0 and plain.perceptual.item() == 0
+
+    def features(x):  # a stand-in perceptual network: frozen pixels at two scales
+        return [x, nn.functional.avg_pool2d(x, 4)]
+
+    extra = DetailTerms(feature_match=3.0, perceptual=2.0, perceptual_net=features)
+    more, out = generator_losses(cfg, gen, disc, enc, a, b, extra)
+    assert more.feature_match.item() > 0 and more.perceptual.item() > 0
+    expected = plain.total + 3 * more.feature_match + 2 * more.perceptual
+    assert more.total.item() == pytest.approx(expected.item(), rel=1e-5)
+    # both terms compare the self-swaps with their own targets, never the cross swaps
+    fm = (
+        feature_matching_loss(disc, a.image, out.self_a, a.boxes)
+        + feature_matching_loss(disc, b.image, out.self_b, b.boxes)
+    ) / 2
+    assert more.feature_match.item() == pytest.approx(fm.item(), rel=1e-5)
+    with pytest.raises(ModelError, match="no perceptual network"):
+        generator_losses(cfg, gen, disc, enc, a, b, DetailTerms(perceptual=1.0))
 
 
 def test_global_adversarial_variant_in_total():

@@ -121,6 +121,44 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(data, tmp_path):
         fit(_cfg(init_from=str(parent), model_overrides=(("use_geometric", False),)), data, tmp_path / "other")
 
 
+def test_init_from_an_exported_model_adds_a_detail_path_and_new_loss_terms(data, tmp_path):
+    """The shipped model has no training state: fine-tune from the exported generator (fresh
+    discriminators), with the [ours] detail path and loss terms that the parent did not have."""
+    exported = fit(_cfg(), data, tmp_path / "parent").exported
+    parent = load_checkpoint(exported)
+    cfg = _cfg(
+        steps=1,
+        lr=0.0,
+        init_from=str(exported),
+        model_overrides=(("detail_path", True), ("lambda_id", 8.0)),
+        lambda_feature_match=1.0,
+        lambda_perceptual=1.0,
+    )
+    child = fit(cfg, data, tmp_path / "child")
+    assert child.last_losses["feature_match"] > 0 and child.last_losses["perceptual"] > 0
+    state = _state(checkpoint_path(tmp_path / "child", 1))
+    for key in ("generator", "ema"):
+        weights = state[key]
+        assert {k for k in weights if not k.startswith("detail.")} == set(parent.generator.state_dict())
+        assert any(k.startswith("detail.out.") for k in weights)
+    # zero-initialised: the child's generator paints exactly what the exported one does (given the
+    # parent's batch-norm statistics, which the training step moved)
+    child_gen = load_checkpoint(child.exported).generator
+    assert child_gen.cfg.detail_path and not parent.config.detail_path
+    for name, buffer in parent.generator.named_buffers():
+        child_gen.get_buffer(name).copy_(buffer)
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    e = torch.nn.functional.normalize(torch.randn(2, 128), dim=1)
+    depth, heat = x[:, :1], torch.rand(2, 8, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(child_gen(x, e, depth, heat), parent.generator(x, e, depth, heat), atol=1e-6)
+
+    assert TrainConfig(lambda_feature_match=1.0).resume_key() != TrainConfig().resume_key()
+    assert TrainConfig(lambda_perceptual=1.0).resume_key() != TrainConfig().resume_key()
+    with pytest.raises(InvalidInput, match="same model config"):
+        fit(_cfg(init_from=str(exported), model_overrides=(("arie_blocks", 3),)), data, tmp_path / "other")
+
+
 def test_mask_forehead_redraws_the_loss_mask_from_the_landmarks(data):
     faces = load_faces(data, 224, 112)
     stored = faces.mask.copy()

@@ -35,7 +35,11 @@ class TrainConfig:
     # mask, prepare_target's 0.3). 0 keeps the forehead under L_Recon: with it outside, the
     # identity loss paints a coloured band there that no discriminator patch covers.
     mask_forehead: float | None = None
-    init_from: str = ""  # training-state checkpoint of another run whose weights start this one
+    init_from: str = ""  # checkpoint of another run (or an exported model) whose weights start this one
+    # [ours] training terms beyond eq. 12 on the self-swaps (magicmask.losses.DetailTerms);
+    # 0 = off, the paper's loss
+    lambda_feature_match: float = 0.0  # L1 on the discriminators' intermediate features
+    lambda_perceptual: float = 0.0  # L1 on early dlib-ResNet features (never FaceNet: the judge)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=list)
@@ -51,7 +55,8 @@ class TrainConfig:
     def resume_key(self) -> dict:
         """Fields that must match for a resume to be the same run (steps and logging may change)."""
         keep = ("model", "model_overrides", "identity_encoder", "batch_size", "lr", "betas", "weight_decay",
-                "grad_clip", "ema_decay", "same_identity_prob", "seed", "exclude_identities", "mask_forehead")  # fmt: skip
+                "grad_clip", "ema_decay", "same_identity_prob", "seed", "exclude_identities", "mask_forehead",
+                "lambda_feature_match", "lambda_perceptual")  # fmt: skip
         return {k: v for k, v in json.loads(self.to_json()).items() if k in keep}
 
 

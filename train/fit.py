@@ -24,6 +24,7 @@ import torch.distributed as dist
 from magicmask.checkpoint import default_checkpoint_path, save_checkpoint
 from magicmask.face.identity import build_identity_encoder
 from magicmask.face.landmarks import landmark_heatmaps
+from mmvideo.atomic import check_output, overwrite_options
 from mmvideo.errors import InvalidInput, OutputError
 from train.config import TrainConfig, encoder_paths, load_train_config
 from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
@@ -280,11 +281,15 @@ def export_training_state(state_path: Path, out: Path, dtype: str = "float16", w
     help="Held-out stills with pairs.csv: refuse a model worse than the embedded one on realism or "
     "identity (train.gate). Required when --to is the embedded checkpoint.",
 )
-def export_main(state: Path, out: Path, export_dtype: str, weights: str, gate_data: Path | None) -> None:
+@overwrite_options
+def export_main(
+    state: Path, out: Path, export_dtype: str, weights: str, gate_data: Path | None, overwrite: bool | None
+) -> None:
     """Write the generator of a training checkpoint (checkpoints/step-*.pt) as a model file."""
     embedded = default_checkpoint_path()
     if gate_data is None and out.resolve() == embedded.resolve():
         raise InvalidInput(f"{out}: replacing the embedded checkpoint needs --gate-data DIR (held-out pairs)")
+    check_output(out, state, overwrite=overwrite)  # before the training state loads
     target = out if gate_data is None else out.with_name(f".{out.name}.gate")
     export_training_state(state, target, export_dtype, weights)
     if gate_data is not None:
@@ -325,7 +330,8 @@ def export_main(state: Path, out: Path, export_dtype: str, weights: str, gate_da
     "--init-from",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     default=None,
-    help="Fine-tune: start from the weights of another run's checkpoints/step-*.pt (new data allowed).",
+    help="Fine-tune: start from the weights of another run's checkpoints/step-*.pt, or of an exported "
+    "model (fresh discriminators); new data, loss weights and --detail-path allowed.",
 )
 @click.option("--steps", default=10_000, show_default=True)
 @click.option("--batch-size", default=4, show_default=True, help="Pairs per step per process.")
@@ -361,6 +367,23 @@ def export_main(state: Path, out: Path, export_dtype: str, weights: str, gate_da
     help="Redraw the eq. 8 face mask with this forehead extension (default: the shard's, 0.3); "
     "0 keeps the forehead under the reconstruction loss.",
 )
+@click.option(
+    "--detail-path/--no-detail-path",
+    default=None,
+    help="[ours] Target detail path into the decoder (zero-initialised; default: the config's, off).",
+)
+@click.option(
+    "--lambda-fm",
+    default=0.0,
+    show_default=True,
+    help="[ours] Feature matching on the discriminators' features of the self-swap (0 = off, the paper).",
+)
+@click.option(
+    "--lambda-perceptual",
+    default=0.0,
+    show_default=True,
+    help="[ours] Perceptual L1 on early dlib-ResNet features of the self-swap (0 = off, the paper).",
+)
 @click.option("--same-identity-prob", default=0.2, show_default=True)
 @click.option("--ema-decay", default=0.999, show_default=True)
 @click.option("--grad-clip", default=1.0, show_default=True)
@@ -383,7 +406,7 @@ def export_main(state: Path, out: Path, export_dtype: str, weights: str, gate_da
     show_default=True,
 )
 def main(model, data, run, resume, init_from, steps, batch_size, lr, seed, identity_encoder, identity_weights, geometric, adversarial,
-         lambda_id, lambda_recon, lambda_afsa, mask_forehead, same_identity_prob, ema_decay, grad_clip, exclude,
+         lambda_id, lambda_recon, lambda_afsa, mask_forehead, detail_path, lambda_fm, lambda_perceptual, same_identity_prob, ema_decay, grad_clip, exclude,
          checkpoint_every, log_every, image_every, no_amp, device, threads, workers, export_dtype) -> None:  # fmt: skip
     """Train MagicMask (generator + discriminators, eq. 7-12) on preprocessed shards."""
     overrides = {
@@ -392,6 +415,7 @@ def main(model, data, run, resume, init_from, steps, batch_size, lr, seed, ident
         "lambda_id": lambda_id,
         "lambda_recon": lambda_recon,
         "lambda_afsa": lambda_afsa,
+        "detail_path": detail_path,
     }
     tcfg = TrainConfig(
         model=model,
@@ -412,6 +436,8 @@ def main(model, data, run, resume, init_from, steps, batch_size, lr, seed, ident
         exclude_identities=tuple(exclude),
         init_from=str(init_from.resolve()) if init_from else "",
         mask_forehead=mask_forehead,
+        lambda_feature_match=lambda_fm,
+        lambda_perceptual=lambda_perceptual,
     )
     report = fit(tcfg, data, run, resume, Runtime(device, threads, workers, export_dtype))
     if int(os.environ.get("RANK", "0")) == 0:

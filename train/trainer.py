@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from magicmask import checkpoint as ckpt
 from magicmask import losses as L
 from magicmask.config import MagicMaskConfig, create_config
+from magicmask.face.identity import build_identity_encoder
 from magicmask.model import create_discriminator
 from magicmask.model.generator import MagicMaskGenerator
 from mmvideo.errors import InvalidInput, MMVideoError
@@ -38,6 +39,8 @@ TERMS = (
     "cycle",
     "adversarial",
     "weight_l1",
+    "feature_match",
+    "perceptual",
     "discriminator",
 )
 
@@ -87,6 +90,7 @@ class Models:
     scaler: torch.amp.GradScaler
     g_forward: nn.Module  # _FeatureForward, DDP-wrapped when distributed
     d_forward: nn.Module  # the discriminator, DDP-wrapped when distributed
+    extra: L.DetailTerms = L.DetailTerms()  # [ours] terms beyond eq. 12 (off by default)
 
 
 def model_config(tcfg: TrainConfig, identity_dim: int) -> MagicMaskConfig:
@@ -136,7 +140,18 @@ def build_models(
         scaler,
         g_forward,
         d_forward,
+        detail_terms(tcfg, encoder, device),
     )
+
+
+def detail_terms(tcfg: TrainConfig, encoder: nn.Module, device: torch.device) -> L.DetailTerms:
+    """The run's [ours] extra loss terms; the perceptual network reuses the training encoder when
+    that is dlib's ResNet (frozen either way)."""
+    net = None
+    if tcfg.lambda_perceptual:
+        dlib = encoder if encoder.name == "dlib-resnet" else build_identity_encoder("dlib-resnet", device=str(device))
+        net = L.DlibFeatures(dlib.to(device))
+    return L.DetailTerms(tcfg.lambda_feature_match, tcfg.lambda_perceptual, net)
 
 
 def _amp(tcfg: TrainConfig, device: torch.device) -> bool:
@@ -167,7 +182,7 @@ def generator_backward(
     try:
         with torch.autocast(device.type, enabled=_amp(tcfg, device)):
             losses, swaps = L.generator_losses(
-                m.cfg, _GeneratorHandle(m.g_forward, m.generator), m.discriminator, m.encoder, a, b
+                m.cfg, _GeneratorHandle(m.g_forward, m.generator), m.discriminator, m.encoder, a, b, m.extra
             )
     finally:
         m.discriminator.requires_grad_(True)
@@ -279,23 +294,80 @@ def prune_checkpoints(run: Path, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
+def _check_encoder(path: Path, state: dict, m: Models) -> None:
+    if state["identity_encoder"] != m.encoder.name:
+        raise InvalidInput(f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}")
+
+
 def _load_networks(path: Path, state: dict, m: Models) -> None:
     """The generator, discriminator and EMA weights of a training state, after checking that it
     was trained against the same identity encoder."""
-    if state["identity_encoder"] != m.encoder.name:
-        raise InvalidInput(f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}")
+    _check_encoder(path, state, m)
     m.generator.load_state_dict(state["generator"])
     m.discriminator.load_state_dict(state["discriminator"])
     m.ema.load_state_dict(state["ema"])
 
 
+# Config fields a fine-tune may change: loss weights and switches act only in training, and the
+# detail path's modules start at zero (``_load_generator`` allows exactly those keys to be absent).
+TRAINING_ONLY_FIELDS = (
+    "lambda_id",
+    "lambda_recon",
+    "lambda_afsa",
+    "lambda_weight_l1",
+    "recon_stop_gradient",
+    "gan_generator_loss",
+    "detail_path",
+)
+
+
+def _architecture(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in TRAINING_ONLY_FIELDS}
+
+
+def _load_generator(path: Path, module: nn.Module, state: dict) -> None:
+    """Strict, except that a detail path the checkpoint lacks keeps its zero initialisation."""
+    result = module.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("detail.")]
+    if missing or result.unexpected_keys:
+        raise InvalidInput(f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+
+
+def _read_init_state(path: Path) -> dict:
+    """A run's training state, or an exported model (``magicmask.checkpoint``) as one without
+    discriminator: the shipped model has no training state behind it any more."""
+    try:
+        return ckpt.load_training_state(path)
+    except MMVideoError as exc:
+        try:
+            exported = ckpt.load_checkpoint(path)
+        except MMVideoError:
+            raise exc from None
+    weights = exported.generator.state_dict()
+    return {
+        "model_config": exported.config.to_dict(),
+        "identity_encoder": exported.identity_encoder,
+        "generator": weights,
+        "ema": weights,
+        "step": exported.meta.get("steps", 0),
+    }
+
+
 def init_weights_from(path: Path, m: Models) -> int:
     """Fine-tuning: the generator, discriminator and EMA weights of another run's checkpoint (its
-    optimisers, step and data are not carried over). Returns the steps that checkpoint had trained."""
-    state = ckpt.load_training_state(path)
-    if state["model_config"] != m.cfg.to_dict():
+    optimisers, step and data are not carried over), or the generator of an exported model for
+    both generator and EMA, with the discriminators freshly initialised. Loss weights and the
+    detail path may differ (``TRAINING_ONLY_FIELDS``). Returns the steps the source had trained."""
+    state = _read_init_state(path)
+    if _architecture(state["model_config"]) != _architecture(m.cfg.to_dict()):
         raise InvalidInput(f"{path}: --init-from needs a checkpoint of the same model config")
-    _load_networks(path, state, m)
+    _check_encoder(path, state, m)
+    _load_generator(path, m.generator, state["generator"])
+    _load_generator(path, m.ema, state["ema"])
+    if "discriminator" in state:
+        m.discriminator.load_state_dict(state["discriminator"])
+    else:
+        log.info("%s: an exported model, no discriminator: the discriminators start fresh", path)
     return int(state["step"])
 
 

@@ -37,6 +37,15 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x * 2 - 1)  # [B, 1, H / 2^n, W / 2^n] logits
 
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The activation after each conv stage (the logits layer excluded), for feature matching."""
+        out, h = [], x * 2 - 1
+        for layer in self.net[:-1]:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(h)
+        return out
+
 
 class GlobalDiscriminator(nn.Module):
     """The baseline's discriminator D of eq. 10 on the whole 224 crop."""
@@ -48,6 +57,10 @@ class GlobalDiscriminator(nn.Module):
     def forward(self, image: Tensor, boxes: Tensor | None = None) -> list[Tensor]:
         """One logits map; ``boxes`` is accepted (and unused) so both discriminators share a call."""
         return [self.net(image)]
+
+    def features(self, image: Tensor, boxes: Tensor | None = None) -> list[Tensor]:
+        """Intermediate activations of D on the whole crop (feature matching)."""
+        return self.net.features(image)
 
 
 def boxes_from_landmarks(landmarks: Tensor) -> Tensor:
@@ -114,6 +127,11 @@ class AFSADiscriminator(nn.Module):
         """Logits maps, one per component, for the crops of ``image`` at ``boxes`` [B,4,4]."""
         crops = crop_components(image, boxes, self.sizes, self.margin)
         return [net(crop) for net, crop in zip(self.nets, crops)]
+
+    def features(self, image: Tensor, boxes: Tensor) -> list[Tensor]:
+        """Intermediate activations of every component discriminator, concatenated in component order."""
+        crops = crop_components(image, boxes, self.sizes, self.margin)
+        return [f for net, crop in zip(self.nets, crops) for f in net.features(crop)]
 
 
 def create_discriminator(cfg: MagicMaskConfig) -> nn.Module:

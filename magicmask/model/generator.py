@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from magicmask.config import MagicMaskConfig, create_config
-from magicmask.model.decoder import Decoder
+from magicmask.model.decoder import Decoder, DetailPath
 from magicmask.model.geometric import GeometricModule
 from magicmask.model.visual import VisualModule
 
@@ -31,13 +31,15 @@ class MagicMaskGenerator(nn.Module):
         self.visual = VisualModule(cfg)
         self.geometric = GeometricModule(cfg) if cfg.use_geometric else NoGeometry()
         self.decoder = Decoder(cfg)
+        # [ours] config.detail_path; absent (no parameters) in the paper's architecture
+        self.detail = DetailPath(cfg) if cfg.detail_path else None
 
     def forward_with_features(
         self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor
     ) -> tuple[Tensor, list[Tensor]]:
         """The swapped image and the decoder features ``z^i`` of eq. 8."""
         z = self.visual(x_t, e_s) + self.geometric(depth, heatmaps, e_s)  # [B, C, h, w]
-        return self.decoder(z)
+        return self.decoder(z, self.detail(x_t) if self.detail is not None else None)
 
     def forward(
         self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor
