@@ -644,3 +644,16 @@ def test_a_chunk_on_a_batch_boundary_groups_faces_as_a_single_run():
     for start, stop in [(8, 24), (16, 32), (24, len(faces))]:
         inside = [g for g in single if start <= g[0] < stop]
         assert _groups(faces, start, stop, 8) == inside
+
+
+def test_a_status_file_of_wrong_types_means_redo_not_a_traceback(job):
+    """Status files are farm input too: ``merge`` formats their digests into its messages."""
+    status = parts_dir(job) / "chunk_0000.status.json"
+    status.parent.mkdir()
+    good = {"index": 0, "state": "done", "fingerprint": "f" * 64, "host": "h", "pid": 1,
+            "checkpoint_sha256": "0" * 64, "config_sha256": "1" * 64, "started": 1.0,
+            "finished": 2.0, "frames": 64, "sha256": "2" * 64, "error": None}  # fmt: skip
+    status.write_text(json.dumps(good))
+    assert read_status(job, 0).checkpoint_sha256 == "0" * 64
+    status.write_text(json.dumps(dict(good, checkpoint_sha256=5)))
+    assert read_status(job, 0) is None

@@ -29,6 +29,7 @@ from mmvideo.farm.plan import (
 )
 from mmvideo.farm.scan import scan_video
 from mmvideo.farm.swap import SwapSettings, check_checkpoint, run_job
+from mmvideo.farm.typed import load_dataclass
 from mmvideo.io.encode import remove_stale_partials
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,10 @@ def read_status(job_path: str | Path, index: int) -> ChunkStatus | None:
     """The chunk's status, or None when it has none (or an unreadable one, which means redo)."""
     path = status_path(job_path, index)
     try:
-        return ChunkStatus(**json.loads(path.read_text()))
+        return load_dataclass(ChunkStatus, json.loads(path.read_text()), path.name)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError) as exc:  # InvalidInput (a key's type) is a ValueError
         log.warning(
             "%s: ignoring unreadable status (%s); the chunk will be redone", path, exc
         )
