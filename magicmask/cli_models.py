@@ -9,6 +9,7 @@ import click
 from magicmask.checkpoint import load_checkpoint
 from magicmask.config import list_configs
 from magicmask.model.generator import MagicMaskGenerator, create_generator
+from mmvideo.atomic import check_output, overwrite_options
 from mmvideo.errors import ModelError
 
 
@@ -72,10 +73,14 @@ def list_cmd() -> None:
     show_default=True,
     help="Compare with onnxruntime.",
 )
-def export_onnx_cmd(spec: str, out: Path, opset: int, check: bool) -> None:
+@overwrite_options
+def export_onnx_cmd(
+    spec: str, out: Path, opset: int, check: bool, overwrite: bool | None
+) -> None:
     """Export the generator of SPEC (config name or checkpoint) to OUT as ONNX (dynamic batch)."""
     from magicmask.export import check_onnx, export_onnx
 
+    check_output(out, spec, overwrite=overwrite)  # before the checkpoint loads
     generator, what = _resolve(spec)
     export_onnx(generator, out, opset)
     click.echo(f"wrote {out} from {what}")

@@ -41,6 +41,7 @@ from magicmask.face.analyzer import (
 from magicmask.face.image import load_image
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
+from mmvideo.atomic import check_output
 from mmvideo.compose import paste
 from mmvideo.config import (
     ComposeConfig,
@@ -52,7 +53,7 @@ from mmvideo.config import (
 from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.generate import SwapModels, embed_crops, generate_faces
 from mmvideo.io.codecs import EncodeOptions
-from mmvideo.io.encode import check_output_path, remove_stale_partials
+from mmvideo.io.encode import remove_stale_partials
 from mmvideo.io.frame import Frame
 from mmvideo.io.media import (
     PostOptions,
@@ -601,9 +602,9 @@ def _run_swap(
         torch.set_num_threads(max(1, cfg.generate.threads))
     info = probe_media(job.input, fill_missing=job.fill_missing)
     if parse_pattern(job.output) is None:
-        check_output_path(
-            job.output, job.input
-        )  # before any work, not after the analysis
+        # before any work, not after the analysis; replacing an existing output is the
+        # command's decision (-y), taken before the models loaded
+        check_output(job.output, job.input, job.source)
         remove_stale_partials(Path(job.output))
     first, start, stop, last = _frame_range(job, info)
     post = post_options(job, info, models)  # a bad --timecode fails here, before any decoding

@@ -20,9 +20,11 @@ import click
 import cv2
 import numpy as np
 
+from mmvideo.atomic import overwrite_options
 from mmvideo.errors import OutputError
+from mmvideo.io.sequence import oiio_module
 from mmvideo.io.timecode import FrameRange
-from mmvideo.swap_cli import config_options, merged_config
+from mmvideo.swap_cli import _require, check_paths, config_options, merged_config
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ GREEN = (40, 200, 60)
 GREY = (170, 170, 170)
 RED = (220, 60, 50)
 TEXT_WIDTH = 230
+PREVIEW_USERS = "preview sheets (PNG with the provenance tag)"
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,9 @@ def write_sheet(
     path: str | os.PathLike, sheet: np.ndarray, provenance: str | None
 ) -> Path:
     """Write the sheet as PNG (with the provenance tag) via a temporary file and a rename."""
-    import OpenImageIO as oiio
-
     from mmvideo.io.sequence import PROVENANCE_ATTRIBUTE
+
+    oiio = oiio_module(PREVIEW_USERS)
 
     out = Path(path)
     if out.suffix.lower() != ".png":
@@ -245,6 +248,7 @@ def render_rows(
 @click.option(
     "--height", default=200, show_default=True, help="Thumbnail height in pixels."
 )
+@overwrite_options
 @config_options
 def preview_command(
     source: str,
@@ -258,22 +262,30 @@ def preview_command(
     warmup: int,
     fill_missing: bool,
     height: int,
+    overwrite: bool | None,
     **params,
 ) -> None:
     """Contact sheet of original | swap for a spread of frames in --frames A-B.
 
     Takes the swap's config flags (``--face-backend``, ``--detector``, ``--mask-feather`` ...),
     so the sheet shows what ``mmvideo swap`` with the same flags renders."""
-    from mmvideo.errors import MissingInput
     from mmvideo.generate import load_models
     from mmvideo.provenance import make_tag
 
-    if not Path(source).is_file():
-        raise MissingInput(f"{source}: file not found (--source)")
     out = Path(output)
-    if out.suffix.lower() != ".png" or not out.parent.is_dir():
-        raise OutputError(f"{out}: give a .png in an existing folder")
+    if out.suffix.lower() != ".png":
+        raise OutputError(f"{out}: the contact sheet is a .png file")
     cfg = merged_config(preset, params)
+    oiio_module(PREVIEW_USERS)
+    _require(input_path, "--in")
+    check_paths(
+        out,
+        overwrite,
+        input_path,
+        checkpoint,
+        source=source,
+        backend=cfg.detect.face_backend,
+    )
     models = load_models(checkpoint, device)
     rows = render_rows(
         source,

@@ -232,6 +232,18 @@ def can_sign(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in C2PA_SUFFIXES
 
 
+def c2pa_module():
+    """c2pa-python, or a one-line error naming the extra (``swap --sign`` calls this before
+    loading models, so a missing extra is not found at the end of a render)."""
+    try:
+        import c2pa  # deferred: the wheel is in the ``post`` extra
+    except ImportError:
+        raise InvalidInput(
+            "--sign needs c2pa-python: pip install 'mmvideo[post]'"
+        ) from None
+    return c2pa
+
+
 def sign_c2pa(
     path: str | os.PathLike,
     cert: str | os.PathLike,
@@ -242,7 +254,7 @@ def sign_c2pa(
 
     ``cert`` is a PEM chain, signing certificate first; ``key`` its PEM private key.
     """
-    import c2pa
+    c2pa = c2pa_module()
 
     target = Path(path)
     if not can_sign(target):

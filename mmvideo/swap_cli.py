@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mmvideo.atomic import atomic_output
+from mmvideo.atomic import atomic_output, check_output, overwrite_options
 from mmvideo.config import (
     DEFAULT_PRESET,
     SwapConfig,
@@ -46,6 +46,40 @@ def merged_config(preset: str, params: dict) -> SwapConfig:
     """The preset with the config flags given on the command line (popped from ``params``)."""
     overrides = {k.name: params.pop(k.name) for k in config_keys()}
     return load_config(preset, overrides)
+
+
+def check_paths(
+    output: str | Path,
+    overwrite: bool | None,
+    *inputs: str | Path | None,
+    source: str | Path | None = None,
+    backend: str = "dlib",
+) -> None:
+    """Everything a render command can check in a second, before it spends seconds loading
+    models: the source image decodes, the face backend's package and, for image sequences in
+    or out, OpenImageIO are installed, and the output (a file, or a sequence's frames) may be
+    written under the -y/-n choice."""
+    from magicmask.face.analyzer import check_backend_installed
+    from magicmask.face.image import load_image
+    from mmvideo.io.sequence import oiio_module, parse_pattern
+
+    if source is not None:
+        load_image(source)
+    check_backend_installed(backend)
+    if any(i is not None and parse_pattern(i) for i in inputs):
+        oiio_module()
+    pattern = parse_pattern(output)
+    if pattern is None:
+        check_output(output, *inputs, source, overwrite=overwrite)
+        return
+    oiio_module()
+    # a frame's path checks the folder; existing frames of the pattern count as the output
+    check_output(pattern.path(0), *inputs, source)
+    existing = pattern.scan()
+    if existing and overwrite is not True:
+        raise OutputError(
+            f"{output}: {len(existing)} frames already exist; pass -y/--overwrite to replace them"
+        )
 
 
 def _require(path: str | None, flag: str) -> str:
@@ -115,8 +149,9 @@ def _require(path: str | None, flag: str) -> str:
     help="One JSON progress line per second on stdout (no bars).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@overwrite_options
 @config_options
-def swap(preset: str, print_config: bool, **params) -> None:
+def swap(preset: str, print_config: bool, overwrite: bool | None, **params) -> None:
     """Swap the --source face into every selected face of a video."""
     cfg = merged_config(preset, params)
     if print_config:
@@ -128,6 +163,18 @@ def swap(preset: str, print_config: bool, **params) -> None:
         raise click.UsageError("--out is required")
     if cfg.track.target_face:
         _require(cfg.track.target_face, "--target-face")
+    check_paths(
+        params["output"],
+        overwrite,
+        input_path,
+        params["checkpoint"],
+        source=source,
+        backend=cfg.detect.face_backend,
+    )
+    if params["sign"]:
+        from mmvideo.provenance import c2pa_module
+
+        c2pa_module()
 
     from mmvideo.generate import load_models
     from mmvideo.pipeline import run_swap
@@ -189,6 +236,7 @@ def swap(preset: str, print_config: bool, **params) -> None:
     help="Identity encoder source; use the one you will swap with, so ids match.",
 )
 @click.option("--device", default="cpu", show_default=True)
+@overwrite_options
 @config_options
 def tracks(
     clip: str,
@@ -196,11 +244,14 @@ def tracks(
     preset: str,
     checkpoint: str | None,
     device: str,
+    overwrite: bool | None,
     **params,
 ) -> None:
     """List the face tracks of CLIP (ids for `swap --track-id`) and write a contact sheet."""
     cfg = merged_config(preset, params)
     _require(clip, "CLIP")
+    out = Path(sheet) if sheet else Path(clip).with_suffix(".tracks.png")
+    check_paths(out, overwrite, clip, checkpoint, backend=cfg.detect.face_backend)
     from magicmask.face.analyzer import FaceAnalyzer
     from mmvideo.generate import load_models
     from mmvideo.io.media import probe_media
@@ -220,7 +271,6 @@ def tracks(
     if not analysis.tracks:
         click.echo("no faces found")
         return
-    out = Path(sheet) if sheet else Path(clip).with_suffix(".tracks.png")
     write_contact_sheet(out, analysis.thumbnails)
     click.echo(f"contact sheet: {out}")
 

@@ -29,15 +29,14 @@ visible gain; landmark heat-maps are not stored at all, they are re-rendered fro
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mmvideo.errors import InvalidInput, MissingInput, OutputError
+from mmvideo.atomic import atomic_output
+from mmvideo.errors import InvalidInput, MissingInput
 
 FORMAT_NAME = "mmvideo-train-shard"
 FORMAT_VERSION = 1
@@ -122,17 +121,8 @@ def write_shard(path: Path, shard: ShardData) -> None:
     shard.header.count = len(shard)
     arrays = {k: getattr(shard, k) for k in ARRAY_KEYS}
     arrays["header"] = np.array(json.dumps(asdict(shard.header)))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"{path.parent}: cannot write shards there: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def read_header(path: Path) -> ShardHeader:

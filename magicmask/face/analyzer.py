@@ -23,6 +23,21 @@ from mmvideo.errors import InvalidInput, NoFaceFound
 log = logging.getLogger(__name__)
 
 BACKENDS = ("dlib", "insightface", "fan", "mediapipe")
+# backend -> (the optional package it imports, what installs it)
+BACKEND_PACKAGES = {
+    "insightface": ("insightface", "'mmvideo[insightface]'"),
+    "fan": ("face_alignment", "'mmvideo[fan]'"),
+    "mediapipe": ("ai_edge_litert", "'mmvideo[mediapipe]'"),
+}
+
+
+def check_backend_installed(backend: str) -> None:
+    """A one-line error when ``backend``'s optional package is missing, found without importing
+    it, so commands can say so before they load models."""
+    from magicmask.face.models import package_dir
+
+    if backend in BACKEND_PACKAGES:
+        package_dir(*BACKEND_PACKAGES[backend])
 DETECTORS = ("hog", "cnn", "mtcnn", "scrfd")
 # mediapipe's Face Mesh reads turned heads, so it gets the detector that finds them (MMOD)
 _DEFAULT_DETECTOR = {"dlib": "hog", "fan": "hog", "insightface": "scrfd", "mediapipe": "cnn"}

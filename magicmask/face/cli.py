@@ -17,11 +17,12 @@ from magicmask.face.analyzer import (
     DETECTORS,
     FaceAnalyzer,
     FaceConfig,
+    check_backend_installed,
     pick_face,
 )
 from magicmask.face.image import load_image
 from magicmask.face.types import Face
-from mmvideo.atomic import atomic_output
+from mmvideo.atomic import atomic_output, check_output, overwrite_options
 from mmvideo.errors import OutputError
 
 
@@ -57,8 +58,6 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
             colour,
             thick,
         )
-    if not out.parent.is_dir():
-        raise OutputError(f"{out}: output folder does not exist")
     with atomic_output(out, suffix=out.suffix or ".png") as tmp:
         if not cv2.imwrite(str(tmp), canvas):
             raise OutputError(f"{out}: cannot write an image of this type")
@@ -103,6 +102,7 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option("--device", default="cpu", show_default=True)
+@overwrite_options
 def faces(
     image: Path,
     backend: str,
@@ -115,6 +115,7 @@ def faces(
     draw: Path | None,
     as_json: bool,
     device: str,
+    overwrite: bool | None,
 ) -> None:
     """List the faces in IMAGE (largest first) with box, size and head pose.
 
@@ -124,6 +125,9 @@ def faces(
                      detect_max_side=1024, models_dir=models_dir, fan_landmarks=fan_landmarks,
                      device=device)  # fmt: skip
     rgb = load_image(image)
+    if draw is not None:
+        check_output(draw, image, overwrite=overwrite)  # before the models load
+    check_backend_installed(backend)
     analyzer = FaceAnalyzer(cfg)
     found = analyzer.detect(rgb)
     chosen = pick_face(

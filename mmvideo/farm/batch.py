@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mmvideo.atomic import check_output
 from mmvideo.errors import InvalidInput, MissingInput, MMVideoError
 from mmvideo.farm.chunk import chunk_is_done, run_chunk
 from mmvideo.farm.executors import Executor, Outcome, Task, one_line
@@ -137,15 +138,20 @@ class _Clip:
     plan: JobPlan | None = None
 
 
-def run_batch(path: str | Path, executor: Executor) -> list[ClipOutcome]:
-    """Plan, run and merge every clip of the batch file; failures are recorded, not raised."""
+def run_batch(
+    path: str | Path, executor: Executor, overwrite: bool | None = None
+) -> list[ClipOutcome]:
+    """Plan, run and merge every clip of the batch file; failures are recorded, not raised.
+
+    A clip whose output exists and is not its current merge fails before its chunks run,
+    unless ``overwrite`` is True (the command's -y)."""
     specs, workdir = load_batch(path)
     clips = [
         _Clip(s, workdir / f"{s.name}.json", ClipOutcome(s.name, "failed", s.output))
         for s in specs
     ]
     for clip in clips:
-        _plan_clip(clip)
+        _plan_clip(clip, overwrite)
     tasks: list[Task] = []
     for clip in clips:
         if clip.plan is not None and clip.outcome.state != "skipped":
@@ -169,7 +175,7 @@ def run_batch(path: str | Path, executor: Executor) -> list[ClipOutcome]:
     return [c.outcome for c in clips]
 
 
-def _plan_clip(clip: _Clip) -> None:
+def _plan_clip(clip: _Clip, overwrite: bool | None) -> None:
     spec, outcome = clip.spec, clip.outcome
     started = time.perf_counter()
     try:
@@ -186,6 +192,10 @@ def _plan_clip(clip: _Clip) -> None:
             warmup_seconds=spec.warmup_seconds,
             created=_planned_at(clip.job),
         )
+        current = merged_is_current(plan, clip.job, spec.output)
+        if not current:
+            Path(spec.output).parent.mkdir(parents=True, exist_ok=True)  # as merge does
+            check_output(spec.output, spec.input, spec.source, overwrite=overwrite)
         if not _same_plan(clip.job, plan):
             save_plan(plan, clip.job)
     except Exception as exc:  # noqa: BLE001 - one clip's failure must not stop the batch
@@ -196,7 +206,7 @@ def _plan_clip(clip: _Clip) -> None:
         outcome.seconds += time.perf_counter() - started
     clip.plan = plan
     outcome.frames, outcome.chunks = plan.frames, len(plan.chunks)
-    if merged_is_current(plan, clip.job, spec.output):
+    if current:
         outcome.state = "skipped"
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from mmvideo.atomic import check_output, overwrite_options
 from mmvideo.config import config_keys
 from mmvideo.errors import InvalidInput, MMVideoError
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
 from mmvideo.farm.chunk import chunk_is_done, run_chunk
 from mmvideo.farm.executors import Task, make_executor
-from mmvideo.farm.merge import merge
+from mmvideo.farm.merge import merge, merged_is_current
 from mmvideo.farm.plan import load_plan, make_plan, save_plan
 from mmvideo.farm.swap import resolve_settings
 from mmvideo.swap_cli import config_options
@@ -109,6 +110,7 @@ def executor_options(fn):
     show_default=True,
     help="Device the nodes run on (cpu, cuda, cuda:1).",
 )
+@overwrite_options
 @config_options
 def plan_command(
     input_path,
@@ -121,11 +123,13 @@ def plan_command(
     warmup_seconds,
     align,
     device,
+    overwrite,
     **params,
 ):
     """Split a clip into chunks and write the job plan every farm node reads."""
     if chunks is not None and chunk_seconds is not None:
         raise InvalidInput("give --chunks or --chunk-seconds, not both")
+    check_output(job_path, input_path, source, checkpoint, overwrite=overwrite)
     if chunks is None and chunk_seconds is None:
         chunks = 1
     # the same --key flags as `mmvideo swap`, each overriding the preset
@@ -162,13 +166,20 @@ def plan_command(
     help="Chunk to run (repeatable); default: every unfinished chunk.",
 )
 @click.option(
-    "--force", is_flag=True, help="Rerun even if the chunk is already finished."
+    "--force", is_flag=True, help="Rerun even if the chunk is already finished (as -y)."
 )
+@overwrite_options
 @executor_options
 def run_chunk_command(
-    job_path, indices, force, executor, workers, ray_address, gpus_per_task
+    job_path, indices, force, overwrite, executor, workers, ray_address, gpus_per_task
 ):
-    """Run chunks of a job plan; finished chunks are skipped, partial ones redone."""
+    """Run chunks of a job plan; finished chunks are skipped, partial ones redone.
+
+    Chunk files are the job's own, inside its parts folder: without -y a finished chunk is kept
+    (that is the resume), an unfinished one is redone; -y replaces finished chunks too."""
+    if force and overwrite is False:
+        raise click.UsageError("--force and -n/--no-overwrite contradict each other")
+    force = force or bool(overwrite)
     if len(indices) == 1 and executor == "local":
         # The farm-manager case: one chunk per call, run in this process.
         result = run_chunk(job_path, indices[0], force=force)
@@ -218,9 +229,20 @@ def run_chunk_command(
     type=click.Path(path_type=Path),
     help="Merged video to write.",
 )
-def merge_command(job_path, out):
-    """Concatenate a job's chunks without re-encoding and add the source's audio."""
-    record = merge(job_path, out)
+@overwrite_options
+def merge_command(job_path, out, overwrite):
+    """Concatenate a job's chunks without re-encoding and add the source's audio.
+
+    An output that is already the merge of the current chunks is kept (a requeued merge task
+    succeeds); any other existing output is replaced only with -y."""
+    if (
+        overwrite is not True
+        and Path(out).exists()
+        and merged_is_current(load_plan(job_path), job_path, out)
+    ):
+        click.echo(f"{Path(out).resolve()}: already merged from the current chunks")
+        return
+    record = merge(job_path, out, overwrite=overwrite)
     click.echo(
         f"{record.output}: {record.frames} frames, merged in {record.seconds:.1f} s"
     )
@@ -228,13 +250,17 @@ def merge_command(job_path, out):
 
 @click.command("batch")
 @click.argument("batch_file", type=click.Path(path_type=Path))
+@overwrite_options
 @executor_options
-def batch_command(batch_file, executor, workers, ray_address, gpus_per_task):
-    """Swap many clips listed in a TOML file, then print a summary table."""
+def batch_command(batch_file, overwrite, executor, workers, ray_address, gpus_per_task):
+    """Swap many clips listed in a TOML file, then print a summary table.
+
+    A clip whose output is already its current merge is skipped; any other existing output
+    fails that clip (before its chunks run) unless -y."""
     runner = make_executor(
         executor, workers=workers, ray_address=ray_address, gpus_per_task=gpus_per_task
     )
-    outcomes = run_batch(batch_file, runner)
+    outcomes = run_batch(batch_file, runner, overwrite=overwrite)
     click.echo(format_summary(outcomes))
     failed = [o.name for o in outcomes if o.state == "failed"]
     if failed:

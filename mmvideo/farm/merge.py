@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import av
 import ffmpeg
 
+from mmvideo.atomic import atomic_output, check_output
 from mmvideo.errors import InvalidInput, MissingInput, ModelError, OutputError
 from mmvideo.farm.chunk import read_status
 from mmvideo.farm.plan import (
@@ -95,13 +94,19 @@ def merged_is_current(plan: JobPlan, job_path: str | Path, out: str | Path) -> b
     return current == record.chunk_sha256 and sha256_file(out) == record.sha256
 
 
-def merge(job_path: str | Path, out: str | Path) -> MergeRecord:
-    """Concatenate the chunks of ``job_path`` into ``out`` with the source's audio/subtitles."""
+def merge(
+    job_path: str | Path, out: str | Path, overwrite: bool | None = True
+) -> MergeRecord:
+    """Concatenate the chunks of ``job_path`` into ``out`` with the source's audio/subtitles;
+    an existing ``out`` is replaced only when ``overwrite`` is True (the command's -y)."""
     started = time.perf_counter()
     job_path, out = Path(job_path).resolve(), Path(out).resolve()
     plan = load_plan(job_path)
-    if out == Path(plan.input):
-        raise OutputError(f"{out}: the output would overwrite the input clip")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write: {exc.strerror}") from exc
+    check_output(out, plan.input, plan.source, job_path, overwrite=overwrite)
     digests = check_chunks(plan, job_path)
     check_inputs(plan, full=True)  # no edited clip or photo in a merged file
     source = scan_video(plan.input)
@@ -109,21 +114,9 @@ def merge(job_path: str | Path, out: str | Path) -> MergeRecord:
         raise InvalidInput(
             f"{plan.input}: now has {source.frames} frames, the plan was made for {plan.frames}"
         )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent
-        )
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write: {exc.strerror}") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(out, suffix=out.suffix) as tmp:
         _concat(plan, job_path, source, tmp)
         _verify(scan_video(tmp), source, out)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     record = MergeRecord(
         output=str(out),
         sha256=sha256_file(out),

@@ -7,6 +7,7 @@ import shlex
 
 import click
 
+from mmvideo.atomic import check_output, overwrite_options
 from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS, EncodeOptions
 from mmvideo.io.probe import MediaInfo
 
@@ -110,6 +111,7 @@ def probe_command(file: str, as_json: bool) -> None:
     help="Repeat the last good frame over undecodable ones.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@overwrite_options
 def transcode_command(
     input: str,
     output: str,
@@ -125,9 +127,12 @@ def transcode_command(
     ffmpeg_args: str | None,
     skip_bad_frames: bool,
     progress: bool,
+    overwrite: bool | None,
 ) -> None:
     """Decode INPUT and re-encode it to OUTPUT with no face work (the swap's I/O path)."""
     from mmvideo.io.transcode import transcode
+
+    check_output(output, input, overwrite=overwrite)
 
     options = EncodeOptions(
         codec=codec,

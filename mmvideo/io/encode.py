@@ -22,6 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from mmvideo.atomic import check_output
 from mmvideo.errors import InvalidInput, OutputError
 from mmvideo.io.codecs import (
     RGB_PIX_FMTS,
@@ -36,23 +37,6 @@ from mmvideo.io.writer import AtomicWriter
 log = logging.getLogger(__name__)
 
 COPY_TYPES = ("audio", "subtitle", "data")
-
-
-def check_output_path(out_path: str | Path, in_path: str | Path) -> Path:
-    """Fail early (before any decoding) if ``out_path`` cannot be written or is the input."""
-    out = Path(out_path)
-    if out.resolve() == Path(in_path).resolve():
-        raise OutputError(f"{out}: output is the input file; choose another name")
-    if out.is_dir():
-        raise OutputError(f"{out}: is a directory; give a file name")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{out}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: folder {folder} is not writable")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise OutputError(f"{out}: exists and is not writable")
-    return out
 
 
 def temp_path_beside(out: Path) -> Path:
@@ -144,6 +128,18 @@ def _muxer_holds(muxer: str, stream) -> bool:
     return True
 
 
+def _unplaced_pcm(muxer: str, info) -> bool:
+    """PCM whose layout is only a channel count (as PCM in mkv has) going into mp4: the muxer
+    takes its header but fails on the trailer, after the whole render, because mp4 stores the
+    position of each PCM channel."""
+    return (
+        muxer == "mp4"
+        and info.type == "audio"
+        and info.codec.startswith("pcm_")
+        and (info.layout or "").endswith("channels")
+    )
+
+
 class _CopiedStreams:
     """The source's non-video streams, fed to the muxer in step with the video."""
 
@@ -155,7 +151,10 @@ class _CopiedStreams:
             if (
                 info.type not in COPY_TYPES
                 or reencoded
-                or info.codec in output.supported_codecs
+                or (
+                    info.codec in output.supported_codecs
+                    and not _unplaced_pcm(output.format.name, info)
+                )
                 or (
                     info.type == "data"
                     and info.codec != "none"
@@ -262,7 +261,7 @@ class VideoWriter(AtomicWriter):
         options: EncodeOptions,
         copy_streams: bool = True,
     ):
-        self.out = check_output_path(out_path, source.path)
+        self.out = check_output(out_path, source.path)
         self.source = source
         self.settings: EncoderSettings = encoder_settings(
             options,

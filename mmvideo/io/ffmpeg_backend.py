@@ -21,9 +21,10 @@ import av
 import ffmpeg
 import numpy as np
 
+from mmvideo.atomic import check_output
 from mmvideo.errors import InvalidInput, OutputError
 from mmvideo.io.codecs import RGB_PIX_FMTS, EncodeOptions, encoder_settings, muxer_for
-from mmvideo.io.encode import check_output_path, output_pts, temp_path_beside
+from mmvideo.io.encode import output_pts, temp_path_beside
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import MediaInfo, check_input_path, probe
 from mmvideo.io.writer import AtomicWriter
@@ -43,10 +44,14 @@ SCALE_MATRICES = {
 
 
 def _ffmpeg_error(log_file: Path, out: Path, what: str) -> OutputError:
-    lines = [
-        ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()
-    ]
-    reason = lines[-1] if lines else "no message"
+    """ffmpeg's own message, on one line. A bad option takes two lines (``Unrecognized option
+    'foo'.`` then ``Error splitting the argument list``), so the last few are joined."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        text = ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reason = "; ".join(lines[-3:]) if lines else "no message"
     return OutputError(f"{out}: ffmpeg {what} failed ({reason})")
 
 
@@ -123,7 +128,7 @@ class FfmpegPipeWriter(AtomicWriter):
         options: EncodeOptions,
         copy_streams: bool = True,
     ):
-        self.out = check_output_path(out_path, source.path)
+        self.out = check_output(out_path, source.path)
         self.source = source
         self.frames_written = 0
         self._tmp = temp_path_beside(self.out)
@@ -170,16 +175,35 @@ class FfmpegPipeWriter(AtomicWriter):
             for packet in self._stream.encode(vf):
                 self._pipe.mux(packet)
         except (OSError, av.error.FFmpegError) as exc:
-            self.abort()
-            raise _ffmpeg_error(self._log, self.out, "encode") from exc
+            raise self._failed() from exc
         self.frames_written += 1
+
+    def _failed(self) -> OutputError:
+        """The error ffmpeg reported, read from its log before ``abort`` deletes the log.
+
+        A pipe that broke means ffmpeg has exited (a bad ``--ffmpeg-args`` option fails at
+        start): closing stdin lets it finish writing its message."""
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass  # the pipe is broken: that is the failure being reported
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass  # abort() kills it
+        error = _ffmpeg_error(self._log, self.out, "encode")
+        self.abort()
+        return error
 
     def close(self) -> Path:
         try:
-            for packet in self._stream.encode(None):
-                self._pipe.mux(packet)
-            self._pipe.close()
-            self._proc.stdin.close()
+            try:
+                for packet in self._stream.encode(None):
+                    self._pipe.mux(packet)
+                self._pipe.close()
+                self._proc.stdin.close()
+            except (OSError, av.error.FFmpegError) as exc:
+                raise self._failed() from exc
             code = self._proc.wait()
             if code != 0:
                 raise _ffmpeg_error(self._log, self.out, "encode")
@@ -233,7 +257,7 @@ def concat_lossless(
     if not parts:
         raise InvalidInput("concat: no parts given")
     paths = [check_input_path(p).resolve() for p in parts]
-    out_path = check_output_path(out, paths[0])
+    out_path = check_output(out, paths[0])
     if out_path.resolve() in paths:
         raise OutputError(
             f"{out_path}: output is one of the parts; choose another name"

@@ -230,12 +230,14 @@ class SequenceInfo:
         return frames.first - self.first, frames.last - self.first + 1
 
 
-def oiio_module():
+def oiio_module(users: str = "image sequences"):
+    """OpenImageIO, or a one-line error saying that ``users`` need it (commands call this
+    before loading models, so a missing extra costs no work)."""
     try:
         import OpenImageIO as oiio  # deferred: the wheel is in the ``post`` extra
     except ImportError:
         raise InvalidInput(
-            "image sequences need OpenImageIO: pip install 'mmvideo[post]'"
+            f"{users} need OpenImageIO: pip install 'mmvideo[post]'"
         ) from None
     return oiio
 

@@ -8,9 +8,10 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmvideo.atomic import check_output
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
-from mmvideo.io.encode import VideoWriter, check_output_path
+from mmvideo.io.encode import VideoWriter
 from mmvideo.io.ffmpeg_backend import FfmpegPipeWriter
 from mmvideo.io.probe import probe
 from mmvideo.progress import bar
@@ -42,7 +43,7 @@ def transcode(
     progress: bool = False,
 ) -> TranscodeReport:
     """Decode every frame of ``in_path`` and encode it to ``out_path`` (atomic)."""
-    check_output_path(out_path, in_path)
+    check_output(out_path, in_path)
     info = probe(in_path)
     # no face work: frames stay in the decoder's YUV, except for the ffmpeg pipe (raw RGB), whose
     # conversion then runs on the decode thread
