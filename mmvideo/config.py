@@ -326,7 +326,8 @@ class SwapJob:
     ``start``/``stop`` select output frames ``[start, stop)`` (``stop=None``: to the end);
     ``warmup`` frames before ``start`` are analysed (tracker and filters settle) but not written,
     and so are ``lookahead`` frames from ``stop`` on (what RTS smoothing's backward pass needs
-    to match a run that went on).
+    to match a run that went on). The output carries the input's audio, subtitles and data of
+    ``[start, stop)`` unless ``copy_streams`` is off (a farm chunk: the merge adds them once).
     """
 
     source: str
@@ -339,6 +340,7 @@ class SwapJob:
     stop: int | None = None
     warmup: int = 25
     lookahead: int = 0
+    copy_streams: bool = True
     device: str = "cpu"
     batch_size: int | None = None
     seed: int = 0

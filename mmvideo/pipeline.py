@@ -499,14 +499,14 @@ def render(
         map_stage("compose", compose, q_generated, q_done, run),
     ]
     written = 0
-    copy_streams = start == 0 and stop >= info.video.frames
     try:
         with open_writer(
             job.output,
             info,
             encode_options(cfg.encode),
-            copy_streams=copy_streams,
+            copy_streams=job.copy_streams,
             start=start,
+            stop=stop,
             post=post or post_options(job, info, models),
         ) as writer:
             for th in threads:

@@ -114,7 +114,8 @@ def finished(media):
     merged = merge(job, media["root"] / "merged.mkv")
     single = media["root"] / "single.mkv"
     run_job(
-        dict(plan.jobs[0], start=0, stop=None, warmup=0, output=str(single)),
+        # a plain swap of the whole clip: with its audio, which chunks leave to the merge
+        dict(plan.jobs[0], start=0, stop=None, warmup=0, output=str(single), copy_streams=True),
         plan.settings.config,
     )
     return {
@@ -170,7 +171,7 @@ def test_rts_chunks_look_ahead_and_merge_to_a_single_run(media):
         run_chunk(job, i)
     merged = merge(job, root / "merged.mkv")
     single = root / "single.mkv"
-    whole = dict(plan.jobs[0], start=0, stop=None, warmup=0, lookahead=0)
+    whole = dict(plan.jobs[0], start=0, stop=None, warmup=0, lookahead=0, copy_streams=True)
     run_job(dict(whole, output=str(single)), plan.settings.config)
     _assert_same_video(Path(merged.output), single)
     # without the look-ahead the first chunk's last frames come out otherwise
@@ -198,7 +199,7 @@ def test_merge_equals_single_run_when_a_chunk_would_end_in_a_lone_batch(media):
         run_chunk(job, span.index)
     merged = merge(job, root / "merged.mkv")
     single = root / "single.mkv"
-    whole = dict(plan.jobs[0], start=0, stop=None, warmup=0, lookahead=0)
+    whole = dict(plan.jobs[0], start=0, stop=None, warmup=0, lookahead=0, copy_streams=True)
     run_job(dict(whole, output=str(single)), plan.settings.config)
     _assert_same_video(Path(merged.output), single)
     assert [(c.start, c.end) for c in plan.chunks] == [(0, 3), (3, 9), (9, 12)]

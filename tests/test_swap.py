@@ -546,3 +546,18 @@ def test_mask_forehead_moves_the_top_of_the_pasted_region(models, analyzer, stil
         tops.append(np.nonzero(changed.any(axis=1))[0].min())
         counts.append(changed.sum())
     assert tops[1] > tops[0] + 5 and counts[1] < counts[0]
+
+
+def test_a_swapped_range_carries_the_audio_of_that_range(models, analyzer, stills, data_dir, tmp_path):
+    """`--frames 30-69`: the output's audio is the input's 1.2 s to 2.8 s, to the sample (PCM)."""
+    from test_io_range_streams import RATE, decoded_audio, make_clip
+
+    clip, out = tmp_path / "clip.mkv", tmp_path / "range.mkv"
+    make_clip(clip, "pcm_s16le", tmp_path)
+    job = SwapJob(
+        source=str(data_dir / "id_obama_01.jpg"), input=str(clip), output=str(out), start=30, stop=70
+    )
+    pipeline.run_swap(job, load_config("fast"), models, analyzer, source_analyzer=stills)
+    t0, samples = decoded_audio(out)
+    _, source = decoded_audio(clip)
+    assert t0 == 1.2 and np.array_equal(samples, source[round(1.2 * RATE) : round(2.8 * RATE)])

@@ -115,6 +115,7 @@ def chunk_job(
         stop=stop,
         warmup=warmup,
         lookahead=lookahead,
+        copy_streams=False,  # the merge adds the source's audio and subtitles once
         device=settings.device,
         batch_size=settings.config["generate"]["batch_size"],
         created=created,

@@ -37,6 +37,11 @@ from mmvideo.io.writer import AtomicWriter
 log = logging.getLogger(__name__)
 
 COPY_TYPES = ("audio", "subtitle", "data")
+# Seconds demuxed before a range's first frame, so the audio decoder has settled (an AAC frame
+# needs the one before it) and a subtitle shown across the cut is found; and after its end,
+# for the packets the interleaving puts late.
+PRE_ROLL = 10.0
+POST_ROLL = 1.0
 
 
 def temp_path_beside(out: Path) -> Path:
@@ -102,6 +107,31 @@ def _native_layout(layout: av.AudioLayout) -> str:
     return layout.name
 
 
+def stream_window(
+    video: VideoInfo, start: int, stop: int
+) -> tuple[float | None, float | None]:
+    """The source times (seconds) of frames ``[start, stop)``: from the first frame's time to the
+    time of frame ``stop``. None at an end the range shares with the clip, so a range that
+    starts or ends with the clip keeps the audio before or after its first or last frame."""
+    begin = None if start <= 0 else float(video.frame_pts[start] * video.time_base)
+    end = None if stop >= video.frames else float(video.frame_pts[stop] * video.time_base)
+    return begin, end
+
+
+def _slice_audio(frame: av.AudioFrame, lo: int, hi: int) -> av.AudioFrame:
+    """Samples ``[lo, hi)`` of a frame (same format, layout and rate)."""
+    samples = frame.to_ndarray()
+    # planar: one row per channel; packed: one row of interleaved samples
+    per_sample = 1 if frame.format.is_planar else len(frame.layout.channels)
+    part = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples[:, lo * per_sample : hi * per_sample]),
+        format=frame.format.name,
+        layout=frame.layout.name,
+    )
+    part.sample_rate = frame.sample_rate
+    return part
+
+
 def output_pts(frame: Frame, video: VideoInfo) -> int:
     """The frame's pts in the stream time base (a frame without one gets its nominal time)."""
     if frame.pts is None:
@@ -141,9 +171,24 @@ def _unplaced_pcm(muxer: str, info) -> bool:
 
 
 class _CopiedStreams:
-    """The source's non-video streams, fed to the muxer in step with the video."""
+    """The source's non-video streams, fed to the muxer in step with the video.
 
-    def __init__(self, output, source: MediaInfo, audio_codec: str, out_path: Path):
+    ``window`` (source seconds, None: that end of the clip) cuts them to a frame range: audio
+    is decoded, cut at the range's first and last frame to the sample and re-encoded (with the
+    source's codec unless ``audio_codec`` names one; a packet copy could only cut at whole
+    audio frames), subtitle and data packets are kept where their time overlaps the range.
+    """
+
+    def __init__(
+        self,
+        output,
+        source: MediaInfo,
+        audio_codec: str,
+        out_path: Path,
+        window: tuple[float | None, float | None] = (None, None),
+    ):
+        self.window = window
+        self.cut = window != (None, None)
         self.input = av.open(source.path, metadata_errors="replace")
         wanted = []
         for info in source.streams:
@@ -184,14 +229,21 @@ class _CopiedStreams:
         chosen = [
             s for s in self.input.streams if s.type in COPY_TYPES and s.index in wanted
         ]
-        try:
-            for stream in chosen:
-                self.pairs[stream.index] = self._add(output, stream, audio_codec)
-        except (ValueError, av.error.FFmpegError) as exc:
-            self.input.close()
-            raise OutputError(
-                f"{out_path}: unknown or unusable audio encoder {audio_codec!r}"
-            ) from exc
+        self.next_sample: dict[int, int] = {}  # input index -> position of its next decoded sample
+        for stream in chosen:
+            codec = audio_codec
+            if codec == "copy" and self.cut and stream.type == "audio":
+                codec = stream.codec_context.name
+            try:
+                self.pairs[stream.index] = self._add(output, stream, codec)
+            except (ValueError, av.error.FFmpegError) as exc:
+                self.input.close()
+                why = "" if codec == audio_codec else " (to cut the audio to the frame range)"
+                raise OutputError(
+                    f"{out_path}: unknown or unusable audio encoder {codec!r}{why}"
+                ) from exc
+        if chosen and window[0] is not None:
+            self.input.seek(int(max(0.0, window[0] - PRE_ROLL) * av.time_base))
         self.demux = self.input.demux(chosen) if chosen else iter(())
         self.pending: av.Packet | None = None
         self.bytes_muxed = 0  # packets copied (re-encoded audio is small and not counted)
@@ -201,6 +253,13 @@ class _CopiedStreams:
             cc = stream.codec_context
             out_stream = output.add_stream(audio_codec, rate=cc.sample_rate)
             out_stream.layout = _native_layout(cc.layout)
+            if audio_codec == cc.name:
+                # re-encoded only to be cut: keep the source's rate and sample format
+                if cc.bit_rate:
+                    out_stream.bit_rate = cc.bit_rate
+                formats = out_stream.codec_context.codec.audio_formats or ()
+                if cc.format.name in {f.name for f in formats}:
+                    out_stream.format = cc.format.name
             self.encoders[stream.index] = out_stream
         else:
             out_stream = output.add_stream_from_template(stream)
@@ -217,11 +276,12 @@ class _CopiedStreams:
                     return
             packet = self.pending
             ts = packet.dts if packet.dts is not None else packet.pts
-            if (
-                until is not None
-                and ts is not None
-                and float(ts * packet.time_base) > until
-            ):
+            t = None if ts is None else float(ts * packet.time_base)
+            end = self.window[1]
+            if end is not None and t is not None and t > end + POST_ROLL:
+                self.demux, self.pending = iter(()), None  # past the range: read no further
+                return
+            if until is not None and t is not None and t > until:
                 return
             self.pending = None
             self._mux(output, packet)
@@ -231,14 +291,49 @@ class _CopiedStreams:
         if index in self.encoders:
             out_stream = self.encoders[index]
             for frame in packet.decode():
+                frame = self._cut(index, frame)
+                if frame is None:
+                    continue
                 for out in out_stream.encode(frame):
                     output.mux(out)
             return
         if packet.size == 0:
             return  # demuxer's end-of-stream marker
+        if self.cut and not self._overlaps(packet):
+            return
         packet.stream = self.pairs[index]
         output.mux(packet)
         self.bytes_muxed += packet.size
+
+    def _cut(self, index: int, frame: av.AudioFrame) -> av.AudioFrame | None:
+        """The frame's samples inside the window, timed by sample count from the first decoded
+        frame (container timestamps may be rounded to the millisecond), or None."""
+        rate = frame.sample_rate
+        first = self.next_sample.get(index)
+        if first is None:
+            first = round(frame.pts * frame.time_base * rate) if frame.pts is not None else 0
+        n = frame.samples
+        self.next_sample[index] = first + n
+        begin, end = self.window
+        lo = 0 if begin is None else min(n, max(0, round(begin * rate) - first))
+        hi = n if end is None else max(0, min(n, round(end * rate) - first))
+        if lo >= hi:
+            return None
+        if (lo, hi) != (0, n):
+            frame = _slice_audio(frame, lo, hi)
+        frame.pts, frame.time_base = first + lo, Fraction(1, rate)
+        return frame
+
+    def _overlaps(self, packet: av.Packet) -> bool:
+        """Whether a subtitle or data packet is shown within the window."""
+        if packet.pts is None:
+            return False
+        t = float(packet.pts * packet.time_base)
+        shown = float((packet.duration or 0) * packet.time_base)
+        begin, end = self.window
+        starts_after = begin is None or t >= begin
+        still_shown = begin is not None and t + shown > begin
+        return (starts_after or still_shown) and (end is None or t < end)
 
     def flush(self, output) -> None:
         self.pump(output, None)
@@ -252,6 +347,8 @@ class VideoWriter(AtomicWriter):
     """Encode :class:`Frame` records to ``out_path`` with ``options``; atomic on close.
 
     ``copy_streams=False`` writes the video alone (chunk files that are merged later).
+    ``copy_range=(start, stop)``: the frames written are the source's ``[start, stop)``, and
+    the copied streams are cut to that range (see :class:`_CopiedStreams`).
     """
 
     def __init__(
@@ -260,7 +357,11 @@ class VideoWriter(AtomicWriter):
         source: MediaInfo,
         options: EncodeOptions,
         copy_streams: bool = True,
+        copy_range: tuple[int, int] | None = None,
     ):
+        self._window = (
+            stream_window(source.video, *copy_range) if copy_range else (None, None)
+        )
         self.out = check_output(out_path, source.path)
         self.source = source
         self.settings: EncoderSettings = encoder_settings(
@@ -314,7 +415,7 @@ class VideoWriter(AtomicWriter):
         self._stream = stream
         if copy_streams:
             self._copied = _CopiedStreams(
-                self._output, self.source, options.audio_codec, self.out
+                self._output, self.source, options.audio_codec, self.out, self._window
             )
         try:
             self._output.start_encoding()

@@ -209,6 +209,7 @@ def open_writer(
     *,
     copy_streams: bool = True,
     start: int = 0,
+    stop: int | None = None,
     post: PostOptions | None = None,
 ):
     """A writer for ``out_path`` (video file or frame pattern) with the post hand-offs applied.
@@ -216,7 +217,8 @@ def open_writer(
     ``start`` is the position of the first frame to be written: the output's timecode is the
     input's plus ``start``, so a range or a farm chunk carries the timecode of its own first
     frame. Frames keep their positions, so a sequence written from frames ``start..`` gets the
-    input's frame numbers back.
+    input's frame numbers back. The audio, subtitles and data copied into a video file are
+    those of frames ``[start, stop)`` (``stop=None``: to the end).
     """
     post = post or PostOptions()
     if parse_pattern(out_path) is not None:
@@ -243,7 +245,11 @@ def open_writer(
         if is_sequence_info(info):
             copy_streams = False  # a sequence has no audio or subtitles to carry over
         writer = open_video_writer(
-            Path(out_path), source, options, copy_streams=copy_streams
+            Path(out_path),
+            source,
+            options,
+            copy_streams=copy_streams,
+            copy_range=(start, info.video.frames if stop is None else stop),
         )
     if post.watermark:
         from mmvideo.watermark import WatermarkWriter

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmvideo.atomic import check_output
+from mmvideo.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter
@@ -28,11 +29,31 @@ class TranscodeReport:
 
 
 def open_writer(
-    out_path: str | Path, info, options: EncodeOptions, copy_streams: bool = True
+    out_path: str | Path,
+    info,
+    options: EncodeOptions,
+    copy_streams: bool = True,
+    copy_range: tuple[int, int] | None = None,
 ):
-    """The PyAV writer, or the ffmpeg-python one when the user gave ffmpeg arguments."""
-    backend = FfmpegPipeWriter if options.ffmpeg_args else VideoWriter
-    return backend(out_path, info, options, copy_streams=copy_streams)
+    """The PyAV writer, or the ffmpeg-python one when the user gave ffmpeg arguments.
+
+    ``copy_range=(start, stop)``: the frames to be written, whose audio and subtitles are copied.
+    """
+    whole = copy_range is None or copy_range == (0, info.video.frames)
+    if options.ffmpeg_args:
+        if copy_streams and not whole:
+            raise InvalidInput(
+                "--ffmpeg-args writes whole clips only (the ffmpeg pipe cannot cut the audio "
+                "to a frame range)"
+            )
+        return FfmpegPipeWriter(out_path, info, options, copy_streams=copy_streams)
+    return VideoWriter(
+        out_path,
+        info,
+        options,
+        copy_streams=copy_streams,
+        copy_range=copy_range,
+    )
 
 
 def transcode(
