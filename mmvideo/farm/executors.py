@@ -107,10 +107,17 @@ class LocalExecutor:
                 pool.submit(call_task, t.fn, t.args, t.label): i
                 for i, t in enumerate(tasks)
             }
-            for future in cf.as_completed(futures):
-                i = futures[future]
-                outcomes[i] = _result(future, tasks[i].label)
-                done.update(tasks[i].weight)
+            try:
+                for future in cf.as_completed(futures):
+                    i = futures[future]
+                    outcomes[i] = _result(future, tasks[i].label)
+                    done.update(tasks[i].weight)
+            except BaseException:
+                # Ctrl-C or SIGTERM on the driver: tasks not yet handed to a worker never start
+                # (leaving the pool runs every queued task first); the running ones end on the
+                # same Ctrl-C (it reaches the whole process group) or with their work
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         return [o for o in outcomes if o is not None]
 
 
