@@ -198,7 +198,9 @@ def test_injected_enospc_is_one_line_naming_the_folder(data_dir, tmp_path):
 
     with VideoReader(clip, stop=30) as reader:
         frames = list(reader)
-    writer = VideoWriter(out, probe(clip), EncodeOptions(codec="libx264"))
+    writer = VideoWriter(
+        out, probe(clip), EncodeOptions(codec="libx264"), copy_range=(0, 30)
+    )
     writer._output = FullDisk(writer._output)
     with pytest.raises(OutputError) as caught, writer:
         for frame in frames:
@@ -206,7 +208,7 @@ def test_injected_enospc_is_one_line_naming_the_folder(data_dir, tmp_path):
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"{tmp_path}: no space left on the device")
-    assert "frames need about" in message and "MB free there" in message
+    assert "its 30 frames need about" in message and "MB free there" in message
     assert list(tmp_path.iterdir()) == []
 
 

@@ -246,7 +246,7 @@ class _CopiedStreams:
             self.input.seek(int(max(0.0, window[0] - PRE_ROLL) * av.time_base))
         self.demux = self.input.demux(chosen) if chosen else iter(())
         self.pending: av.Packet | None = None
-        self.bytes_muxed = 0  # packets copied (re-encoded audio is small and not counted)
+        self.bytes_muxed = 0  # of copied packets (re-encoded audio, small, not counted)
 
     def _add(self, output, stream, audio_codec: str):
         if stream.type == "audio" and audio_codec != "copy":
@@ -375,6 +375,9 @@ class VideoWriter(AtomicWriter):
         # video packets and bytes (copied streams' too) handed to the muxer, for the estimate of
         # a full disk's error (the encoder holds frames back, the muxer reports failures late)
         self._packets_muxed = self._bytes_muxed = 0
+        self._frames_expected = (
+            copy_range[1] - copy_range[0] if copy_range else source.video.frames
+        )
         self._tmp = temp_path_beside(self.out)
         self._output = None
         self._copied: _CopiedStreams | None = None
@@ -559,12 +562,12 @@ class VideoWriter(AtomicWriter):
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             return OutputError(f"{self.out}: write failed ({error_reason(exc)})")
         written = self._bytes_muxed + (self._copied.bytes_muxed if self._copied else 0)
-        total = max(self.source.video.frames, self._packets_muxed)
+        total = max(self._frames_expected, self._packets_muxed)
         need = written / max(self._packets_muxed, 1) * total
         return OutputError(
             f"{os.path.abspath(self.out.parent)}: no space left on the device after "
             f"{written / 1e6:.1f} MB of {self.out.name} ({self._packets_muxed} frames); at that "
-            f"rate the input's {total} frames need about {need / 1e6:.1f} MB free there"
+            f"rate its {total} frames need about {need / 1e6:.1f} MB free there"
         )
 
     def abort(self) -> None:
