@@ -188,3 +188,20 @@ def test_range_edges():
     assert 0 not in Range(0, open_low=True) and 1e-9 in Range(0, open_low=True)
     assert not Range(0).__contains__(math.nan)
     assert str(Range(0, 51)) == "from 0 to 51" and str(Range(0, open_low=True)) == "> 0"
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "value", "message"),
+    [
+        ("detect", "detect_interval", 0, "expected >= 1, got 0"),
+        ("encode", "crf", 99, "expected from 0 to 51, got 99"),
+        ("encode", "codec", "mpeg4", "expected one of libx264, libx265"),
+    ],
+)
+def test_a_farm_plans_config_is_range_checked_like_a_preset(section, name, value, message):
+    from mmvideo.farm.swap import config_from_dict
+
+    data = config_to_dict(load_config("balanced"))
+    data[section][name] = value
+    with pytest.raises(InvalidInput, match=f"settings.config.{section}.{name}: {message}"):
+        config_from_dict(data)

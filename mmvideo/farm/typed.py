@@ -38,7 +38,13 @@ def load_dataclass(cls: type, data: Any, key: str, ignore: tuple[str, ...] = ())
             continue
         if f.name not in data:
             raise InvalidInput(f"{_join(key, f.name)}: missing")
-        values[f.name] = typed(hints[f.name], data[f.name], _join(key, f.name))
+        value = typed(hints[f.name], data[f.name], _join(key, f.name))
+        # the allowed values a field declares (mmvideo.config: a Range, or choices)
+        allowed = f.metadata.get("range") or f.metadata.get("choices")
+        if value is not None and allowed is not None and value not in allowed:
+            what = f"one of {', '.join(allowed)}" if isinstance(allowed, tuple) else allowed
+            raise InvalidInput(f"{_join(key, f.name)}: expected {what}, got {_shown(value)}")
+        values[f.name] = value
     return cls(**values)
 
 
