@@ -73,12 +73,13 @@ def test_reencode_keeps_the_fields(tmp_path, order, codec, suffix, stream_order,
     assert probe(out).video.field_order == order
 
 
-def test_a_codec_without_field_coding_says_the_output_is_progressive(tmp_path, caplog):
+@pytest.mark.parametrize("ffmpeg_args", [(), ("-g", "5")], ids=["pyav", "ffmpeg"])
+def test_a_codec_without_field_coding_says_the_output_is_progressive(tmp_path, caplog, ffmpeg_args):
     clip = tmp_path / "tff.mp4"
     interlaced_clip(clip, "tff")
     out = tmp_path / "out.mkv"
     with caplog.at_level(logging.WARNING, logger="mmvideo.io.encode"):
-        transcode(clip, out, EncodeOptions(codec="libx265"))
+        transcode(clip, out, EncodeOptions(codec="libx265", ffmpeg_args=ffmpeg_args))
     assert "interlaced (tff) but libx265 cannot code fields" in caplog.text
     assert probe(out).video.field_order == "progressive"
 

@@ -25,6 +25,7 @@ import numpy as np
 from mmvideo.atomic import check_output
 from mmvideo.errors import InvalidInput, OutputError
 from mmvideo.io.codecs import (
+    INTERLACED_FLAGS,
     RGB_PIX_FMTS,
     EncodeOptions,
     EncoderSettings,
@@ -76,15 +77,15 @@ def encoder_available(codec: str) -> bool:
     return True
 
 
-def warn_if_fields_lost(out: Path, settings: EncoderSettings, video: VideoInfo) -> None:
+def warn_if_fields_lost(out: Path, codec: str, video: VideoInfo) -> None:
     """Say so when an interlaced input is written progressive (a codec with no field coding)."""
-    if video.field_order != "progressive" and settings.field_order == "progressive":
+    if video.field_order != "progressive" and codec not in INTERLACED_FLAGS:
         log.warning(
             "%s: the input is interlaced (%s) but %s cannot code fields here, so the output "
             "is progressive (libx264, prores_ks or ffv1 keep the fields)",
             out,
             video.field_order,
-            settings.codec,
+            codec,
         )
 
 
@@ -242,6 +243,13 @@ class _CopiedStreams:
                 raise OutputError(
                     f"{out_path}: unknown or unusable audio encoder {codec!r}{why}"
                 ) from exc
+            if codec != audio_codec:
+                log.info(
+                    "%s: audio #%d re-encoded (%s) to cut it at the range's first and last frame",
+                    out_path,
+                    stream.index,
+                    codec,
+                )
         if chosen and window[0] is not None:
             self.input.seek(int(max(0.0, window[0] - PRE_ROLL) * av.time_base))
         self.demux = self.input.demux(chosen) if chosen else iter(())
@@ -435,7 +443,7 @@ class VideoWriter(AtomicWriter):
         with the field order (the encoders read it from the frame; PyAV cannot set it)."""
         order = self.settings.field_order
         if order == "progressive":
-            warn_if_fields_lost(self.out, self.settings, self.source.video)
+            warn_if_fields_lost(self.out, self.settings.codec, self.source.video)
             return None
         # AV_FIELD_TB / AV_FIELD_BT: what ffmpeg itself writes for frames coded as fields
         cc.field_order = 4 if order == "tff" else 5

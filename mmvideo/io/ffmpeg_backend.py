@@ -24,7 +24,7 @@ import numpy as np
 from mmvideo.atomic import check_output
 from mmvideo.errors import InvalidInput, OutputError
 from mmvideo.io.codecs import RGB_PIX_FMTS, EncodeOptions, encoder_settings, muxer_for
-from mmvideo.io.encode import output_pts, temp_path_beside
+from mmvideo.io.encode import output_pts, temp_path_beside, warn_if_fields_lost
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import MediaInfo, check_input_path, probe
 from mmvideo.io.writer import AtomicWriter
@@ -134,6 +134,7 @@ class FfmpegPipeWriter(AtomicWriter):
         self._tmp = temp_path_beside(self.out)
         self._log = temp_path_beside(self.out)
         cmd = ffmpeg_command(source, options, self._tmp, self.out, copy_streams)
+        warn_if_fields_lost(self.out, options.codec, source.video)
         log.debug("ffmpeg: %s", shlex.join(cmd))
         with open(self._log, "wb") as err:
             try:
