@@ -138,3 +138,18 @@ def test_ffmpeg_pipe_refuses_a_range_it_cannot_cut(tmp_path):
     options = EncodeOptions(ffmpeg_args=("-g", "5"))
     with pytest.raises(InvalidInput, match="--ffmpeg-args writes whole clips only"):
         open_video_writer(tmp_path / "o.mkv", info, options, copy_range=(30, 70))
+
+
+def test_audio_whose_encoder_is_unusable_is_cut_into_the_containers_default(tmp_path, caplog):
+    """FFmpeg's Vorbis encoder is experimental: a range of a Vorbis clip gets the muxer's
+    default codec (AC-3 in Matroska) instead of an error after the render."""
+    clip, out = tmp_path / "clip.mkv", tmp_path / "range.mkv"
+    make_clip(clip, "libvorbis", tmp_path)
+    with caplog.at_level("INFO", logger="mmvideo.io.encode"):
+        write_range(clip, out)
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name == "ac3"
+    _, samples = decoded_audio(out)
+    _, seconds = video_span(out)
+    assert abs(len(samples) / RATE - seconds) <= 1536 / RATE  # one AC-3 frame
+    assert "re-encoded (ac3)" in caplog.text

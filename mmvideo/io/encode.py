@@ -119,6 +119,22 @@ def stream_window(
     return begin, end
 
 
+def _cut_codec(cc, fallback: str) -> str:
+    """The encoder for audio re-encoded only to be cut: the source's own where it opens here
+    (Vorbis's is experimental, DTS and TrueHD have none), else ``fallback`` (the container's
+    default); the source's name when neither opens, for the error to name it."""
+    for name in (cc.name, fallback):
+        try:
+            ctx = av.CodecContext.create(name, "w")
+            ctx.sample_rate, ctx.layout = cc.sample_rate, _native_layout(cc.layout)
+            ctx.format = ctx.codec.audio_formats[0].name
+            ctx.open()
+        except (av.error.FFmpegError, ValueError, TypeError, IndexError):
+            continue
+        return name
+    return cc.name
+
+
 def _slice_audio(frame: av.AudioFrame, lo: int, hi: int) -> av.AudioFrame:
     """Samples ``[lo, hi)`` of a frame (same format, layout and rate)."""
     samples = frame.to_ndarray()
@@ -234,7 +250,7 @@ class _CopiedStreams:
         for stream in chosen:
             codec = audio_codec
             if codec == "copy" and self.cut and stream.type == "audio":
-                codec = stream.codec_context.name
+                codec = _cut_codec(stream.codec_context, output.default_audio_codec)
             try:
                 self.pairs[stream.index] = self._add(output, stream, codec)
             except (ValueError, av.error.FFmpegError) as exc:
