@@ -13,7 +13,8 @@ keeps SSIM near 1); cross-person rows another actor. Writes a contact sheet per 
 
 The swap is encoded with ``--crf 0`` (lossless luma) so the encoder's loss is not counted as the
 model's. ``--baseline`` (default: the embedded checkpoint whenever ``--checkpoint`` or
-``--swap-args`` is given) runs the same cases with the same preset for a side-by-side table.
+``--swap-args`` is given) runs the same cases with the same preset for a side-by-side table;
+``--baseline-swap-args`` gives the baseline its own flags (a compose option before/after).
 """
 
 from __future__ import annotations
@@ -233,6 +234,11 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="Extra `mmvideo swap` flags for the measured model only.",
     )
+    p.add_argument(
+        "--baseline-swap-args",
+        default="",
+        help="Extra `mmvideo swap` flags for the baseline only (e.g. a compose option off).",
+    )
     p.add_argument("--cases", default="all", choices=["all", "same", "cross"])
     p.add_argument(
         "--sheets",
@@ -250,15 +256,19 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(2)
     baseline = args.baseline or (
-        "embedded" if args.checkpoint or args.swap_args else "none"
+        "embedded"
+        if args.checkpoint or args.swap_args or args.baseline_swap_args
+        else "none"
     )
     runs = [("ours", args.checkpoint, shlex.split(args.swap_args))]
     if baseline != "none":
+        label = "embedded" if baseline == "embedded" else Path(baseline).name
+        extra = shlex.split(args.baseline_swap_args)
         runs.append(
             (
-                "embedded" if baseline == "embedded" else Path(baseline).name,
+                f"{label} {shlex.join(extra)}" if extra else label,
                 None if baseline == "embedded" else baseline,
-                [],
+                extra,
             )
         )
     cases = [
@@ -300,8 +310,8 @@ def main(argv: list[str] | None = None) -> None:
                     ]
                 )
             )
-            for label, ckpt, extra in runs:
-                out = tmp / f"{n}-{label}.mp4"
+            for r, (label, ckpt, extra) in enumerate(runs):
+                out = tmp / f"{n}-{r}.mp4"
                 seconds = swap(
                     case, source, ckpt, args.preset, args.max_frames, extra, out
                 )

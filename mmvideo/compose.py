@@ -5,9 +5,10 @@ target face (mean/std per LAB channel inside the face mask) and blended through 
 eroded then feathered. Blending is limited to the warped mask's bounding box and to pixels with
 a non-zero weight, so every pixel outside the (dilated) mask keeps the decoded frame's value.
 
-A face larger than the 224 crop is upsampled on the way back and lacks the frame's fine detail
-(skin texture, stubble, sharp lid and lip edges): ``detail_transfer`` adds that band of the
-target frame back inside the mask (``target_detail``).
+The generator renders detail down to about 2 crop pixels; on a face that is large in the frame
+that is several frame pixels, and the frame's finer detail (skin texture, stubble, sharp lid and
+lip edges) is lost: ``detail_transfer`` adds that band of the target frame back inside the mask
+(``target_detail``).
 """
 
 from __future__ import annotations

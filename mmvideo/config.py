@@ -145,9 +145,9 @@ class ComposeConfig:
     # artifacts show first (the embedded model paints a band there); 0.3 is the trained mask.
     mask_forehead: float = field(default=0.0, metadata=between(0, 1))
     color_match: Literal["none", "lab"] = "lab"
-    # [ours] share (0-1) of the target frame's own detail finer than the generator's 224 crop can
-    # carry at this face's scale, added back inside the mask (mmvideo.compose.target_detail);
-    # nothing is added where the face is not larger than the crop
+    # [ours] share (0-1) of the target frame's own detail finer than the generator can render at
+    # this face's scale, added back inside the mask (mmvideo.compose.target_detail); nothing is
+    # added to faces under about half the crop's scale, where the crop is finer than the frame
     detail_transfer: float = field(default=0.0, metadata=between(0, 1))
 
 
