@@ -108,4 +108,4 @@ def test_missing_model_and_runtime_are_clear_errors(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_litert)
     with pytest.raises(ModelError, match=r"TFLite runtime missing \(pip install 'mmvideo\[mediapipe\]'\)"):
-        mediapipe_backend._interpreter(tmp_path / "face_landmark.tflite", 1)
+        mediapipe_backend.tflite_interpreter(tmp_path / "face_landmark.tflite", 1, 192, "Face Mesh")

@@ -52,37 +52,50 @@ MESH_TO_68 = np.array(
 )  # fmt: skip
 
 
+def wheel_model(models_dir: Path | None, module: str, name: str, what: str) -> Path:
+    """A model file of the mediapipe wheel: ``name`` in the user's folder, else in the installed
+    wheel's ``mediapipe/modules/<module>/``. Shared by Face Mesh and the hand models."""
+    if models_dir is not None:
+        return user_file(models_dir, name, what, "--face-models")
+    return package_file("mediapipe", f"modules/{module}/{name}", INSTALL_HINT)
+
+
 def model_path(models_dir: Path | None) -> Path:
     """``face_landmark.tflite`` in the user's folder, else in the installed mediapipe wheel."""
-    if models_dir is not None:
-        return user_file(models_dir, MODEL_NAME, "Face Mesh", "--face-models")
-    return package_file("mediapipe", f"modules/face_landmark/{MODEL_NAME}", INSTALL_HINT)
+    return wheel_model(models_dir, "face_landmark", MODEL_NAME, "Face Mesh")
 
 
-def _interpreter(path: Path, threads: int):
+def tflite_interpreter(path: Path, threads: int, size: int, what: str):
+    """A ready TFLite interpreter for a network with one (1, size, size, 3) float input."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
-        raise ModelError("mediapipe backend: TFLite runtime missing (pip install 'mmvideo[mediapipe]')") from exc
+        raise ModelError(f"{what}: TFLite runtime missing (pip install 'mmvideo[mediapipe]')") from exc
     try:
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{path}: not a readable TFLite model ({exc})") from exc
     (inp,) = interpreter.get_input_details()
-    if tuple(inp["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
-        raise ModelError(f"{path}: input {tuple(inp['shape'])} is not Face Mesh's (1, 192, 192, 3)")
+    if tuple(inp["shape"]) != (1, size, size, 3):
+        raise ModelError(f"{path}: input {tuple(inp['shape'])} is not {what}'s (1, {size}, {size}, 3)")
     return interpreter
 
 
-def roi_matrix(center: np.ndarray, side: float, angle: float) -> np.ndarray:
+def roi_matrix(center: np.ndarray, side: float, angle: float, size: int = INPUT_SIZE) -> np.ndarray:
     """2×3 similarity taking a square of ``side`` px at ``center``, turned by ``angle`` degrees
-    (counter-clockwise in the image), onto the 192×192 network input."""
-    a, s = np.radians(angle), INPUT_SIZE / side
+    (counter-clockwise in the image), onto the ``size``×``size`` network input."""
+    a, s = np.radians(angle), size / side
     c, sn = np.cos(a) * s, np.sin(a) * s
     m = np.array([[c, sn, 0.0], [-sn, c, 0.0]])
-    m[:, 2] = INPUT_SIZE / 2 - m[:, :2] @ center
+    m[:, 2] = size / 2 - m[:, :2] @ center
     return m
+
+
+def roi_input(image: np.ndarray, m: np.ndarray, size: int, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """The (1, size, size, 3) float input, RGB in [0, 1], of the region ``m`` maps onto the input."""
+    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+    return (crop.astype(np.float32) / 255.0)[None]
 
 
 def roi_from_points(points: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -105,16 +118,13 @@ class MeshLandmarker:
     """
 
     def __init__(self, models_dir: Path | None = None, passes: int = 2, threads: int = 1):
-        self._net = _interpreter(model_path(models_dir), threads)
+        self._net = tflite_interpreter(model_path(models_dir), threads, INPUT_SIZE, "Face Mesh")
         self._input = self._net.get_input_details()[0]["index"]
         self._points, self._flag = (d["index"] for d in self._net.get_output_details())
         self.passes = passes
 
     def _run(self, image: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, float]:
-        crop = cv2.warpAffine(
-            image, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        self._net.set_tensor(self._input, (crop.astype(np.float32) / 255.0)[None])
+        self._net.set_tensor(self._input, roi_input(image, m, INPUT_SIZE))
         self._net.invoke()
         pts = self._net.get_tensor(self._points).reshape(468, 3).astype(np.float64)
         logit = float(self._net.get_tensor(self._flag).ravel()[0])
