@@ -15,7 +15,7 @@ import sys
 import click
 
 from mmvideo import __version__
-from mmvideo.errors import MMVideoError
+from mmvideo.errors import MMVideoError, Terminated, raise_terminated
 
 log = logging.getLogger("mmvideo")
 
@@ -62,18 +62,9 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (farm managers, ``docker stop``), raised on the main thread so that it unwinds
-    like Ctrl-C: writers drop their partial files and stage threads are joined."""
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the group and turn our errors into one-line messages."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         cli.main(args=argv, prog_name="mmvideo", standalone_mode=False)
     except MMVideoError as exc:

@@ -52,3 +52,13 @@ class DecodeError(InvalidInput):
         )
         self.path = path
         self.frame_index = frame_index
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (farm managers, ``docker stop``), raised on the main thread so that it unwinds
+    like Ctrl-C: writers drop their partial files and stage threads are joined."""
+
+
+def raise_terminated(signum, frame) -> None:
+    """A SIGTERM handler that turns the signal into ``Terminated`` on the main thread."""
+    raise Terminated

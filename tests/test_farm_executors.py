@@ -5,6 +5,9 @@ Kept apart from the end-to-end tests so its spawned workers import only this sma
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +67,50 @@ def test_an_interrupted_driver_starts_no_more_tasks(tmp_path, monkeypatch):
     ran = sum(m.exists() for m in marks)
     # the first, and at most the few already in the pool's call queue
     assert 1 <= ran <= 4
+
+
+def _hold(folder: str, i: int) -> None:
+    """A long task that records when it starts and when it unwinds (like a writer's clean-up)."""
+    (Path(folder) / f"{i}.started").touch()
+    try:
+        time.sleep(120)
+    finally:
+        (Path(folder) / f"{i}.cleaned").touch()
+
+
+_DRIVER = """
+import signal, sys
+sys.path.insert(0, {tests!r})
+from mmvideo.errors import Terminated, raise_terminated
+from mmvideo.farm.executors import LocalExecutor, Task
+from test_farm_executors import _hold
+signal.signal(signal.SIGTERM, raise_terminated)  # as mmvideo.cli.main does
+try:
+    LocalExecutor(workers=2, threads_per_worker=1).run(
+        [Task(_hold, ({folder!r}, i), str(i)) for i in range(2)])
+except Terminated:
+    sys.exit(143)
+"""
+
+
+def test_sigterm_on_the_driver_reaches_the_running_workers(tmp_path):
+    """docker stop / a farm manager signals only the driver: the running chunks must unwind
+    (their partials removed) and the driver exit promptly, not wait for them to finish."""
+    script = _DRIVER.format(tests=str(Path(__file__).parent), folder=str(tmp_path))
+    driver = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"{i}.started").exists() for i in range(2)):
+        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read()
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGTERM)
+    try:
+        code = driver.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        pytest.fail("the driver waited for its running tasks after SIGTERM")
+    assert code == 143
+    assert all((tmp_path / f"{i}.cleaned").exists() for i in range(2))
+    assert "Traceback" not in driver.stderr.read()
 
 
 def test_one_line_keeps_our_messages_and_names_foreign_errors():

@@ -13,13 +13,14 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mmvideo.errors import InvalidInput, MMVideoError
+from mmvideo.errors import InvalidInput, MMVideoError, Terminated, raise_terminated
 from mmvideo.progress import bar
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,26 @@ def call_task(fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> Outc
     return Outcome(label, True, value=value, seconds=time.perf_counter() - started)
 
 
-def _limit_threads(threads: int) -> None:
+def _init_worker(threads: int) -> None:
     # Each worker gets its share of the cores: torch and OpenMP read this when first imported
     # (in the task), and would otherwise start one thread per core in every worker.
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    # An idle worker told to stop leaves quietly (SystemExit prints no traceback)
+    signal.signal(signal.SIGTERM, _leave)
+
+
+def _leave(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _call_in_worker(fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> Outcome:
+    """``call_task`` in a pool worker, where SIGTERM unwinds the task like Ctrl-C (partials
+    removed, threads joined) instead of killing the process mid-write."""
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        return call_task(fn, args, label)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class LocalExecutor:
@@ -98,13 +115,13 @@ class LocalExecutor:
             cf.ProcessPoolExecutor(
                 max_workers=min(self.workers, len(tasks)),
                 mp_context=context,
-                initializer=_limit_threads,
+                initializer=_init_worker,
                 initargs=(self.threads,),
             ) as pool,
             bar(sum(t.weight for t in tasks), desc) as done,
         ):
             futures = {
-                pool.submit(call_task, t.fn, t.args, t.label): i
+                pool.submit(_call_in_worker, t.fn, t.args, t.label): i
                 for i, t in enumerate(tasks)
             }
             try:
@@ -112,11 +129,16 @@ class LocalExecutor:
                     i = futures[future]
                     outcomes[i] = _result(future, tasks[i].label)
                     done.update(tasks[i].weight)
-            except BaseException:
+            except BaseException as exc:
                 # Ctrl-C or SIGTERM on the driver: tasks not yet handed to a worker never start
-                # (leaving the pool runs every queued task first); the running ones end on the
-                # same Ctrl-C (it reaches the whole process group) or with their work
+                # (leaving the pool runs every queued task first). A terminal's Ctrl-C reaches
+                # the whole process group; a SIGTERM (docker stop, a farm manager) reaches only
+                # the driver, so it is passed on to the workers, which unwind their tasks.
+                workers = list((pool._processes or {}).values())  # shutdown forgets them
                 pool.shutdown(wait=False, cancel_futures=True)
+                if isinstance(exc, Terminated):
+                    for process in workers:
+                        process.terminate()
                 raise
         return [o for o in outcomes if o is not None]
 
