@@ -1,0 +1,312 @@
+"""Hands in front of a face: MediaPipe's palm detector and hand landmarker, and the hand silhouette.
+
+Weights: ``palm_detection_full.tflite`` and ``hand_landmark_full.tflite`` (Apache 2.0, the licence
+of the ``mediapipe`` wheel, its ``LICENSE`` file and ``License: Apache 2.0`` metadata), from the
+same ``mediapipe`` 0.10.14 wheel as Face Mesh (``mediapipe/modules/palm_detection/`` and
+``hand_landmark/``), or from ``--face-models DIR``; run on the same TFLite runtime.
+
+Per face, as MediaPipe's hand graph does per frame, but only inside a square region
+``region``× the face box around its centre (a hand that occludes the face has its palm there; the
+rest of the frame is never looked at, which keeps the cost to one palm pass per face):
+
+1. palm detection on that region resized to 192×192: 2016 SSD anchors, each a box and 7 palm
+   keypoints, score sigmoid > ``min_palm``, weighted non-maximum suppression (IoU 0.3);
+2. each palm's hand region: turned so wrist → middle-finger knuckle points up, shifted half a
+   palm toward the fingers, 2.6× the palm's longer side;
+3. hand landmarks on that region at 224×224: 21 points (x, y, z) and a presence score, kept
+   above ``min_presence``.
+
+``hand_mask`` draws the silhouette (fingers as capsules along the bone chains, palm as a filled
+polygon, widths proportional to the palm length) and ``without_hands`` takes it out of a face mask.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from magicmask.face.align import affine_scale, invert_affine, transform_points
+from magicmask.face.mediapipe_backend import (
+    roi_input,
+    roi_matrix,
+    tflite_interpreter,
+    wheel_model,
+)
+from mmvideo.errors import InvalidInput
+
+PALM_MODEL = "palm_detection_full.tflite"
+HAND_MODEL = "hand_landmark_full.tflite"
+PALM_SIZE = 192
+HAND_SIZE = 224
+
+# palm_detection_cpu.pbtxt's SsdAnchorsCalculator: strides 8, 16, 16, 16 with fixed-size anchors,
+# i.e. 2 anchors per cell of the 24×24 grid, then 6 per cell of the 12×12 grid (the three
+# stride-16 layers share their grid).
+_ANCHOR_GRIDS = ((PALM_SIZE // 8, 2), (PALM_SIZE // 16, 6))
+NMS_IOU = 0.3
+# palm_detection_detection_to_roi.pbtxt: wrist centre (0) → middle-finger knuckle (2) is turned
+# to point up; the region is shifted half a box toward the fingers and scaled 2.6.
+_PALM_WRIST, _PALM_MIDDLE = 0, 2
+ROI_SHIFT, ROI_SCALE = -0.5, 2.6
+
+# The 21 hand landmarks: 0 wrist, then 4 per finger from knuckle to tip (thumb 1-4, index 5-8,
+# middle 9-12, ring 13-16, little 17-20).
+FINGERS = (
+    (0, 1, 2, 3, 4),
+    (5, 6, 7, 8),
+    (9, 10, 11, 12),
+    (13, 14, 15, 16),
+    (17, 18, 19, 20),
+)
+PALM = (0, 1, 2, 5, 9, 13, 17)
+# Half-widths as fractions of the palm length (wrist → middle knuckle, ~8.5 cm on an adult hand):
+# a finger is ~2 cm wide, the thumb ~2.3 cm, the wrist ~6 cm. The points are joint centres, so
+# the palm polygon is also stroked with the finger width to reach the hand's outer edge.
+FINGER_RADIUS, THUMB_RADIUS, WRIST_RADIUS = 0.13, 0.15, 0.33
+# The forearm continues past the wrist point: a stub of this length (× palm length) covers the
+# wrist of a hand raised in front of the chin.
+WRIST_STUB = 0.6
+
+
+@dataclass
+class Hand:
+    """One hand, in image pixels: 21 points (x, y, z toward the camera, same units), the
+    landmarker's presence score and the palm detector's score."""
+
+    points: np.ndarray  # (21, 3) float32
+    score: float
+    palm_score: float
+
+    def palm_length(self) -> float:
+        """Wrist → middle knuckle in 3-D, so a hand seen edge-on keeps its size."""
+        return float(np.linalg.norm(self.points[9] - self.points[0]))
+
+
+def ssd_anchors() -> np.ndarray:
+    """(2016, 2) anchor centres in [0, 1], in the order of the palm detector's outputs."""
+    out = []
+    for n, per_cell in _ANCHOR_GRIDS:
+        y, x = np.mgrid[0:n, 0:n]
+        centres = np.stack([(x + 0.5) / n, (y + 0.5) / n], axis=-1).reshape(-1, 1, 2)
+        out.append(np.repeat(centres, per_cell, axis=1).reshape(-1, 2))
+    return np.concatenate(out)
+
+
+def decode_palms(
+    raw: np.ndarray, logits: np.ndarray, anchors: np.ndarray, min_score: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (N, 4) x0 y0 x1 y1, keypoints (N, 7, 2) and scores (N,) in [0, 1] input units, of
+    the anchors scoring above ``min_score``: offsets are in input pixels from the anchor centre."""
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1), -100.0, 100.0)))
+    keep = scores > min_score
+    raw, anchors = raw.reshape(-1, 18)[keep] / PALM_SIZE, anchors[keep]
+    centre, half = raw[:, :2] + anchors, raw[:, 2:4] / 2
+    boxes = np.concatenate([centre - half, centre + half], axis=1)
+    keypoints = raw[:, 4:].reshape(-1, 7, 2) + anchors[:, None]
+    return boxes, keypoints, scores[keep]
+
+
+def weighted_nms(
+    boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """MediaPipe's weighted NMS: the best box absorbs every box overlapping it by more than
+    ``iou``; the merged box and keypoints are their score-weighted mean, with the best's score."""
+    out = []
+    order = np.argsort(-scores, kind="stable")
+    area = np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 0.0), axis=1)
+    while order.size:
+        top, rest = boxes[order[0]], boxes[order]
+        inter = np.prod(
+            np.maximum(
+                np.minimum(rest[:, 2:], top[2:]) - np.maximum(rest[:, :2], top[:2]), 0.0
+            ),
+            axis=1,
+        )
+        overlap = inter / np.maximum(area[order] + area[order[0]] - inter, 1e-12)
+        # the best box is in its own group even when degenerate (zero area)
+        overlap[0] = 1.0
+        group, order = order[overlap > iou], order[overlap <= iou]
+        w = scores[group] / scores[group].sum()
+        out.append(
+            (
+                w @ boxes[group],
+                np.tensordot(w, keypoints[group], axes=1),
+                float(scores[group[0]]),
+            )
+        )
+    return out
+
+
+def hand_roi(box: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Centre, side and angle (degrees, ``roi_matrix``'s convention) of the hand region of a
+    palm given in image pixels."""
+    d = keypoints[_PALM_MIDDLE] - keypoints[_PALM_WRIST]
+    rotation = np.pi / 2 - np.arctan2(-d[1], d[0])
+    size = box[2:] - box[:2]
+    c, s = np.cos(rotation), np.sin(rotation)
+    shift = ROI_SHIFT * size[1]
+    centre = (box[:2] + box[2:]) / 2 + np.array([-s * shift, c * shift])
+    return centre, ROI_SCALE * float(size.max()), float(np.degrees(rotation))
+
+
+class HandDetector:
+    """Hands near each face box: ``detector(image, boxes)`` → one list of ``Hand`` per box.
+
+    ``image`` is RGB uint8; ``region`` sizes the square searched around each face box (× its
+    longer side). Deterministic: the same frame gives the same hands.
+
+    ``min_presence`` is above MediaPipe's 0.5: the palm detector fires on noses and jaws (a
+    frontal nose in ``talking_head_jackie_chan_01.mp4`` reaches 0.43 from the landmarker), while
+    real hands, motion-blurred ones included, score above 0.9.
+    """
+
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        region: float = 2.5,
+        min_palm: float = 0.5,
+        min_presence: float = 0.7,
+        threads: int = 1,
+    ):
+        palm_path = wheel_model(
+            models_dir, "palm_detection", PALM_MODEL, "palm detector"
+        )
+        hand_path = wheel_model(
+            models_dir, "hand_landmark", HAND_MODEL, "hand landmarker"
+        )
+        self._palm = tflite_interpreter(palm_path, threads, PALM_SIZE, "palm detector")
+        self._hand = tflite_interpreter(
+            hand_path, threads, HAND_SIZE, "hand landmarker"
+        )
+        self._palm_in = self._palm.get_input_details()[0]["index"]
+        self._palm_out = [d["index"] for d in self._palm.get_output_details()]
+        self._hand_in = self._hand.get_input_details()[0]["index"]
+        # landmarks (1, 63), presence (1, 1), handedness, world landmarks: the first two are used
+        self._hand_out = [d["index"] for d in self._hand.get_output_details()[:2]]
+        self._anchors = ssd_anchors()
+        self.region, self.min_palm, self.min_presence = region, min_palm, min_presence
+
+    def palms(
+        self, image: np.ndarray, box: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """Palms in the region around one face box: (box (4,), keypoints (7, 2), score), image px."""
+        x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
+        side = self.region * max(x1 - x0, y1 - y0, 1.0)
+        m = roi_matrix(np.array([(x0 + x1) / 2, (y0 + y1) / 2]), side, 0.0, PALM_SIZE)
+        # outside the frame is black, as MediaPipe pads its detector input
+        self._palm.set_tensor(
+            self._palm_in, roi_input(image, m, PALM_SIZE, cv2.BORDER_CONSTANT)
+        )
+        self._palm.invoke()
+        raw, logits = (
+            self._palm.get_tensor(i)[0].astype(np.float64) for i in self._palm_out
+        )
+        back = invert_affine(m)
+        out = []
+        for b, k, score in weighted_nms(
+            *decode_palms(raw, logits, self._anchors, self.min_palm)
+        ):
+            corners = transform_points(b.reshape(2, 2) * PALM_SIZE, back)
+            out.append(
+                (corners.reshape(4), transform_points(k * PALM_SIZE, back), score)
+            )
+        return out
+
+    def landmarks(
+        self, image: np.ndarray, centre: np.ndarray, side: float, angle: float
+    ) -> tuple[np.ndarray, float]:
+        """21 points (x, y, z toward the camera) in image pixels and the presence score, of the
+        hand region ``centre``/``side``/``angle``."""
+        m = roi_matrix(centre, max(side, 1.0), angle, HAND_SIZE)
+        self._hand.set_tensor(self._hand_in, roi_input(image, m, HAND_SIZE))
+        self._hand.invoke()
+        pts = self._hand.get_tensor(self._hand_out[0]).reshape(21, 3).astype(np.float64)
+        presence = float(self._hand.get_tensor(self._hand_out[1]).ravel()[0])
+        xy = transform_points(pts[:, :2], invert_affine(m))
+        return np.column_stack([xy, -pts[:, 2] / affine_scale(m)]), presence
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[list[Hand]]:
+        out = []
+        for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+            hands = []
+            for palm_box, keypoints, palm_score in self.palms(image, box):
+                points, presence = self.landmarks(image, *hand_roi(palm_box, keypoints))
+                if presence > self.min_presence:
+                    hands.append(Hand(points.astype(np.float32), presence, palm_score))
+            out.append(hands)
+        return out
+
+
+def hand_silhouette(
+    hand: Hand, shape: tuple[int, int], matrix: np.ndarray | None = None
+) -> np.ndarray:
+    """(H, W) uint8 0/255: the hand drawn into an image of ``shape``, its points first mapped by
+    the 2×3 ``matrix`` when given (e.g. frame → aligned crop)."""
+    pts, length = hand.points[:, :2].astype(np.float64), hand.palm_length()
+    if matrix is not None:
+        pts, length = transform_points(pts, matrix), length * affine_scale(matrix)
+    out = np.zeros(shape, np.uint8)
+    # 4 bits of sub-pixel precision, as face_mask draws its hull
+    fixed = np.round(pts * 16.0).astype(np.int32)
+
+    def capsule(a: np.ndarray, b: np.ndarray, radius: float) -> None:
+        # OpenCV's thick lines have round caps: a capsule of this half-width
+        cv2.line(
+            out,
+            tuple(map(int, a)),
+            tuple(map(int, b)),
+            255,
+            max(1, round(2 * radius)),
+            cv2.LINE_8,
+            4,
+        )
+
+    wrist = pts[0] + WRIST_STUB * (pts[0] - pts[9])
+    capsule(fixed[0], np.round(wrist * 16.0).astype(np.int32), WRIST_RADIUS * length)
+    cv2.fillConvexPoly(out, cv2.convexHull(fixed[list(PALM)]), 255, cv2.LINE_8, 4)
+    hull = cv2.convexHull(fixed[list(PALM)]).reshape(-1, 2)
+    for a, b in zip(hull, np.roll(hull, -1, axis=0)):
+        capsule(a, b, FINGER_RADIUS * length)
+    for finger in FINGERS:
+        radius = (THUMB_RADIUS if finger[1] == 1 else FINGER_RADIUS) * length
+        for a, b in itertools.pairwise(finger):
+            capsule(fixed[a], fixed[b], radius)
+    return out
+
+
+def hand_mask(
+    hands: Sequence[Hand],
+    shape: tuple[int, int],
+    matrix: np.ndarray | None = None,
+    grow: float = 3.0,
+    feather: float = 1.0,
+) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: 1 on every hand, grown by ``grow`` px and then softened by a
+    ``feather``-px Gaussian, so the soft edge lies outside the hand: with ``grow`` ≥ 3 ×
+    ``feather`` the hand itself stays above 0.996 (a face pasted through it moves < 1 grey level)."""
+    hard = np.zeros(shape, np.uint8)
+    for hand in hands:
+        np.maximum(hard, hand_silhouette(hand, shape, matrix), out=hard)
+    radius = round(grow)
+    if radius > 0 and hard.any():
+        hard = cv2.dilate(
+            hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+        )
+    mask = hard.astype(np.float32) * (1.0 / 255.0)
+    if feather > 0 and hard.any():
+        mask = cv2.GaussianBlur(mask, (0, 0), feather)
+    return mask
+
+
+def without_hands(face: np.ndarray, hands: np.ndarray) -> np.ndarray:
+    """The face mask with the hands taken out: ``face × (1 − hands)``, both (H, W) in [0, 1]."""
+    if face.shape != hands.shape:
+        raise InvalidInput(
+            f"hand mask {hands.shape} does not match the face mask {face.shape}"
+        )
+    return (face * (1.0 - np.clip(hands, 0.0, 1.0))).astype(face.dtype, copy=False)

@@ -1,0 +1,242 @@
+"""Hands in front of faces (palm detector + hand landmarker of the mediapipe 0.10.14 wheel), the
+hand silhouette, and the face mask with the hands taken out.
+
+Real weights on real clips: in ``talking_head_profile_occlusion_01.mp4`` a hand rises in front of
+the lower face; it is fully in front of the jaw and cheek in frames 19-23 (it enters from the
+bottom edge in 15-18 and leaves in 24-26, partly out of frame, where neither answer is checked).
+"""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+
+import av
+import numpy as np
+import pytest
+
+from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
+from magicmask.face.hands import (
+    HAND_MODEL,
+    PALM_MODEL,
+    Hand,
+    HandDetector,
+    decode_palms,
+    hand_mask,
+    hand_silhouette,
+    ssd_anchors,
+    weighted_nms,
+    without_hands,
+)
+from magicmask.face.mask import face_mask
+from magicmask.face.mediapipe_backend import wheel_model
+from mmvideo.errors import InvalidInput, ModelError
+
+OCCLUDED = range(19, 24)
+# frames 0-14 (before it enters; the palm detector fires on the jaw in 10-14 and the
+# landmarker rejects it) and every third of 27-125 (hand gone)
+HANDLESS = [*range(15), *range(27, 126, 3)]
+
+
+def _frames(
+    path, step: int = 1, count: int | None = None
+) -> list[tuple[int, np.ndarray]]:
+    with av.open(str(path)) as container:
+        out = [
+            (i, f.to_ndarray(format="rgb24"))
+            for i, f in enumerate(container.decode(video=0))
+            if i % step == 0
+        ]
+    return out[:count]
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return HandDetector()
+
+
+@pytest.fixture(scope="module")
+def occlusion_hands(data_dir, detector):
+    """Frame index → (frame, hands near its face). The face box is MMOD's on the first frame
+    (HOG misses the profile): the search region around it, 2.5× the ~120 px box, spans the whole
+    224×224 frame wherever the head moves, so one detection serves every frame."""
+    frames = dict(_frames(data_dir / "talking_head_profile_occlusion_01.mp4"))
+    (face,) = FaceAnalyzer(FaceConfig(detector="cnn")).detect(frames[0])
+    return {
+        i: (frames[i], detector(frames[i], face.box[None])[0])
+        for i in [*HANDLESS, *OCCLUDED]
+    }
+
+
+def test_hand_found_where_it_covers_the_face(occlusion_hands):
+    found = {i for i, (_, hands) in occlusion_hands.items() if hands}
+    assert set(OCCLUDED) <= found
+    assert not found & set(HANDLESS), sorted(found & set(HANDLESS))
+    for i in OCCLUDED:
+        (hand,) = occlusion_hands[i][1]
+        assert hand.score > 0.8 and hand.points.shape == (21, 3)
+
+
+def test_silhouette_covers_the_hand_and_not_the_face(occlusion_hands):
+    # frame 21, points read off the frame by eye (x, y): the raised index finger, the back of
+    # the hand over the jaw; the eye, the nose tip, the lips and the cheek above the hand
+    frame, hands = occlusion_hands[21]
+    mask = hand_mask(hands, frame.shape[:2])
+    for x, y in [(185, 100), (182, 130), (160, 160), (175, 150)]:
+        assert mask[y, x] == 1.0, (x, y)
+    for x, y in [(115, 55), (72, 88), (88, 112), (115, 95)]:
+        assert mask[y, x] == 0.0, (x, y)
+
+
+@pytest.mark.parametrize(
+    ("clip", "detector_name"),
+    [
+        ("talking_head_jackie_chan_01.mp4", "hog"),
+        ("talking_head_obama_news_01.mp4", "hog"),
+        ("talking_head_obama_address_01.mp4", "hog"),
+    ],
+)
+def test_no_hand_in_frontal_clips(data_dir, detector, clip, detector_name):
+    faces = FaceAnalyzer(FaceConfig(detector=detector_name))
+    checked = 0
+    for i, frame in _frames(data_dir / clip, step=8, count=12):
+        found = faces.detect(frame)
+        if found:
+            checked += 1
+            assert detector(frame, np.stack([f.box for f in found])) == [
+                [] for _ in found
+            ], i
+    assert checked >= 6
+
+
+def test_deterministic(occlusion_hands, detector):
+    frame, _ = occlusion_hands[20]
+    box = np.array([[35.0, 21.0, 154.0, 140.0]])
+    a, b = detector(frame, box)[0], HandDetector()(frame, box)[0]
+    assert len(a) == len(b) == 1 and np.array_equal(a[0].points, b[0].points)
+
+
+def test_anchors_and_weighted_nms():
+    anchors = ssd_anchors()
+    assert anchors.shape == (2016, 2)
+    # 24x24 cells with 2 anchors each, then 12x12 cells with 6 each, row by row
+    assert np.allclose(
+        anchors[[0, 1, 2]], [[0.5 / 24, 0.5 / 24]] * 2 + [[1.5 / 24, 0.5 / 24]]
+    )
+    assert np.allclose(anchors[1152:1158], 0.5 / 12) and np.allclose(
+        anchors[-1], 11.5 / 12
+    )
+    raw = np.zeros((2016, 18))
+    raw[0, 2:4] = (
+        19.2  # a box 0.1 wide around the first anchor, its keypoints on the centre
+    )
+    logits = np.full(2016, -10.0)
+    logits[0] = 3.0
+    boxes, keypoints, scores = decode_palms(raw, logits, anchors, 0.5)
+    assert np.allclose(
+        boxes, [[0.5 / 24 - 0.05, 0.5 / 24 - 0.05, 0.5 / 24 + 0.05, 0.5 / 24 + 0.05]]
+    )
+    assert np.allclose(keypoints, anchors[0]) and np.allclose(
+        scores, 1 / (1 + np.exp(-3.0))
+    )
+    # two overlapping boxes merge into their score-weighted mean; a distant one stays apart
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.1, 0.0, 1.1, 1.0], [3.0, 3.0, 4.0, 4.0]])
+    merged = weighted_nms(boxes, np.zeros((3, 7, 2)), np.array([0.9, 0.3, 0.6]))
+    assert [round(s, 2) for _, _, s in merged] == [0.9, 0.6]
+    assert np.allclose(merged[0][0], [0.025, 0.0, 1.025, 1.0]) and np.allclose(
+        merged[1][0], boxes[2]
+    )
+
+
+def _upright_hand(scale: float = 1.0, offset=(100.0, 120.0)) -> Hand:
+    """A flat right hand seen from the front, fingers up, palm length 40 px × ``scale``."""
+    xy = [(0, 40), (-12, 32), (-20, 22), (-26, 14), (-30, 6)]  # wrist, thumb
+    for x in (-10, 0, 9, 17):  # index, middle, ring, little: knuckle to tip
+        xy += [(x, 0), (x, -12), (x, -20), (x, -27)]
+    points = np.column_stack([np.array(xy, float) * scale + offset, np.zeros(21)])
+    return Hand(points.astype(np.float32), 0.99, 0.9)
+
+
+def test_silhouette_widths_follow_the_hand_size_and_the_matrix():
+    small = hand_silhouette(_upright_hand(1.0), (240, 240)) > 0
+    big = hand_silhouette(_upright_hand(2.0, (100.0, 60.0)), (240, 240)) > 0
+    assert 3.6 < big.sum() / small.sum() < 4.4
+    # a finger is about a quarter of the palm length wide: across the four fingers between their
+    # first and second joints, the silhouette spans index-to-little (27 px × scale) plus one width
+    for mask, y, scale in ((small, 104, 1), (big, 28, 2)):
+        cols = np.flatnonzero(mask[y])
+        assert 9 * scale <= cols[-1] - cols[0] + 1 - 27 * scale <= 12 * scale
+    # drawing through a 2x matrix is drawing the 2x hand
+    m = np.array([[2.0, 0.0, -100.0], [0.0, 2.0, -180.0]])
+    through = hand_silhouette(_upright_hand(1.0), (240, 240), m) > 0
+    assert (through ^ big).sum() < 0.02 * big.sum()
+
+
+def test_face_mask_minus_hands():
+    # a face hull in the 224 crop (mean-face-like outline) and a hand raised over its lower half
+    from magicmask.face.pose import mean_face
+
+    landmarks = mean_face()[:, :2] * 80.0 + 112.0
+    face = face_mask(landmarks)
+    hands = hand_mask([_upright_hand(1.2, (112.0, 150.0))], face.shape)
+    hard_hand = hand_silhouette(_upright_hand(1.2, (112.0, 150.0)), face.shape) > 0
+    out = without_hands(face, hands)
+    assert out.dtype == face.dtype and out.shape == face.shape
+    assert (out <= face).all() and (out >= 0).all()
+    # the hand itself is kept out of the face (< 1 grey level)
+    assert out[hard_hand].max() < 4e-3
+    # ... where the hull alone pastes over a good part of it
+    assert (face[hard_hand] > 0.99).sum() > 1000
+    far = (
+        hand_mask(
+            [_upright_hand(1.2, (112.0, 150.0))], face.shape, grow=8.0, feather=0.0
+        )
+        == 0
+    )
+    assert np.array_equal(
+        out[far], face[far]
+    )  # away from the hand, the hull is untouched
+    assert np.array_equal(without_hands(face, np.zeros_like(face)), face)
+    with pytest.raises(InvalidInput, match="does not match"):
+        without_hands(face, hands[:100])
+
+
+def test_missing_model_and_runtime_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(ModelError, match=rf"{PALM_MODEL}.*--face-models"):
+        HandDetector(models_dir=tmp_path)
+    shutil.copy(
+        wheel_model(None, "palm_detection", PALM_MODEL, "palm detector"), tmp_path
+    )
+    with pytest.raises(ModelError, match=rf"{HAND_MODEL}.*--face-models"):
+        HandDetector(models_dir=tmp_path)
+    (tmp_path / HAND_MODEL).write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a readable TFLite model"):
+        HandDetector(models_dir=tmp_path)
+    # the two files swapped: the wrong input size is named
+    shutil.copy(tmp_path / PALM_MODEL, tmp_path / HAND_MODEL)
+    with pytest.raises(
+        ModelError, match=r"is not hand landmarker's \(1, 224, 224, 3\)"
+    ):
+        HandDetector(models_dir=tmp_path)
+    real_import = builtins.__import__
+
+    def no_litert(name, *args, **kwargs):
+        if name.startswith("ai_edge_litert"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "__import__", no_litert)
+        with pytest.raises(
+            ModelError,
+            match=r"palm detector: TFLite runtime missing \(pip install 'mmvideo\[mediapipe\]'\)",
+        ):
+            HandDetector()
+    monkeypatch.setattr(
+        "importlib.util.find_spec", lambda name, *args: None
+    )  # mediapipe not installed
+    with pytest.raises(
+        ModelError,
+        match=r"mediapipe: package not installed \(pip install --no-deps mediapipe==0.10.14\)",
+    ):
+        HandDetector()
