@@ -113,6 +113,9 @@ class TrackConfig:
     target_face: str | None = None  # reference image: swap the most similar track
     # swap only this track (ids from `mmvideo tracks`, from 1)
     track_id: int | None = field(default=None, metadata=at_least(1))
+    # several actors in one pass: "TRACK=source.jpg" (a track id as `mmvideo tracks` shows it)
+    # or "reference.jpg=source.jpg" (the track most like the reference photo); mmvideo.targets
+    map: tuple[str, ...] = ()
 
 
 @dataclass
@@ -190,6 +193,7 @@ class ConfigKey:
     choices: tuple[str, ...] | None
     optional: bool
     range: Range | None = None
+    multiple: bool = False  # a list of strings (a flag given any number of times)
 
     @property
     def flag(self) -> str:
@@ -197,6 +201,8 @@ class ConfigKey:
 
     def allowed(self) -> str:
         """The values this key takes, in words (what a refusal and ``--help`` say)."""
+        if self.multiple:
+            return "a string, any number of times"
         if self.choices is not None:
             return f"one of {', '.join(self.choices)}"
         kind = {int: "an integer", float: "a number", str: "a string"}[self.type]
@@ -218,6 +224,9 @@ def _describe(section: str, f: dataclasses.Field, hint: Any) -> ConfigKey:
     optional = type(None) in args
     if optional:
         hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        # a list key (``map``): strings, none by default, so presets need not set it
+        return ConfigKey(section, f.name, str, None, True, multiple=True)
     if typing.get_origin(hint) is Literal:
         return ConfigKey(section, f.name, str, tuple(typing.get_args(hint)), optional)
     return ConfigKey(
@@ -278,8 +287,8 @@ def load_config(
                 raise InvalidInput(f"{path}: unknown key {name!r} in [{section}]")
             _set(cfg, key, value, f"{path}: [{section}] {name}")
     for name, value in (overrides or {}).items():
-        if value is None:
-            continue
+        if value is None or value == ():
+            continue  # not given (a list flag given no times is an empty tuple)
         if name not in keys:
             raise InvalidInput(f"unknown config key {name!r}")
         _set(cfg, keys[name], value, keys[name].flag)
@@ -290,6 +299,11 @@ def _set(cfg: SwapConfig, key: ConfigKey, value: Any, label: str) -> None:
     """Check ``value``'s type and range for ``key`` and set it; ``label`` names where it came
     from in the one-line refusal (``presets/x.toml: [encode] crf`` or ``--crf``)."""
     given = value
+    if key.multiple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise InvalidInput(f"{label} must be a list of strings, not {given!r}")
+        setattr(getattr(cfg, key.section), key.name, tuple(value))
+        return
     if key.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if (
@@ -303,8 +317,12 @@ def _set(cfg: SwapConfig, key: ConfigKey, value: Any, label: str) -> None:
 
 
 def config_to_dict(cfg: SwapConfig) -> dict[str, dict[str, Any]]:
-    """The merged config as nested plain values (what ``--print-config`` shows)."""
-    return dataclasses.asdict(cfg)
+    """The merged config as nested plain values (what ``--print-config`` shows): lists for
+    list keys, as JSON gives them back."""
+    return {
+        section: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        for section, values in dataclasses.asdict(cfg).items()
+    }
 
 
 def config_to_toml(cfg: SwapConfig) -> str:
@@ -328,9 +346,14 @@ class SwapJob:
     and so are ``lookahead`` frames from ``stop`` on (what RTS smoothing's backward pass needs
     to match a run that went on). The output carries the input's audio, subtitles and data of
     ``[start, stop)`` unless ``copy_streams`` is off (a farm chunk: the merge adds them once).
+
+    ``source`` goes into every face the config's target selection picks; it may be None when
+    the config maps sources to tracks (``map``). ``targets``, set by a farm plan, is that choice
+    already made over the whole clip (``mmvideo.targets.anchor_targets``): the tracks of this
+    run that follow those faces get those sources, and nothing else is swapped.
     """
 
-    source: str
+    source: str | None
     input: str
     output: str
     preset: str = DEFAULT_PRESET
@@ -352,6 +375,8 @@ class SwapJob:
     watermark: bool = False
     sign_cert: str | None = None
     sign_key: str | None = None
+    # [{"track": id in the whole clip, "source": path, "boxes": [[frame, x0, y0, x1, y1], ...]}]
+    targets: list[dict[str, Any]] | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

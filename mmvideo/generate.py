@@ -94,33 +94,42 @@ def generate_faces(
     inputs: list[TargetInputs],
     cfg: GenerateConfig,
 ) -> np.ndarray:
-    """Swapped crops [N, 224, 224, 3] float32 in [0, 1], in batches of ``cfg.batch_size``."""
+    """Swapped crops [N, 224, 224, 3] float32 in [0, 1], in batches of ``cfg.batch_size``.
+
+    ``e_s`` is one identity [1, D] for every face, or one per face [N, D] (several actors).
+    """
     size = max(1, cfg.batch_size)
-    batches = [_stack(inputs[i : i + size]) for i in range(0, len(inputs), size)]
+    batches = [
+        (*_stack(inputs[i : i + size]), _identities(e_s, i, len(inputs[i : i + size])))
+        for i in range(0, len(inputs), size)
+    ]
     if models.device.startswith("cuda"):
         outs = _generate_cuda(
-            models.generator, e_s, batches, cfg.precision == "fp16", models.device
+            models.generator, batches, cfg.precision == "fp16", models.device
         )
     else:
-        outs = [
-            models.generator(x, e_s.expand(len(x), -1), d, h) for x, d, h in batches
-        ]
+        outs = [models.generator(x, e, d, h) for x, d, h, e in batches]
         outs = [o.float().numpy() for o in outs]
     return np.concatenate(outs).transpose(0, 2, 3, 1)
 
 
+def _identities(e_s: torch.Tensor, start: int, n: int) -> torch.Tensor:
+    """The identity rows of faces ``[start, start + n)``: the shared one, or their own."""
+    return e_s.expand(n, -1) if len(e_s) == 1 else e_s[start : start + n]
+
+
 def _generate_cuda(
-    generator: nn.Module, e_s: torch.Tensor, batches: list, fp16: bool, device: str
+    generator: nn.Module, batches: list, fp16: bool, device: str
 ) -> list[np.ndarray]:
-    """Batches through the generator with copies on a side stream overlapping compute."""
+    """Batches (x, depth, heatmaps, identities) through the generator with copies on a side
+    stream overlapping compute."""
     dev = torch.device(device)
     copy_stream = torch.cuda.Stream(dev)
     compute = torch.cuda.current_stream(dev)
-    e_dev = e_s.to(dev)
 
     def stage(batch):
         with torch.cuda.stream(copy_stream):
-            tensors = [t.pin_memory().to(dev, non_blocking=True) for t in batch]
+            tensors = [t.contiguous().pin_memory().to(dev, non_blocking=True) for t in batch]
             ready = torch.cuda.Event()
             ready.record(copy_stream)
         return tensors, ready
@@ -128,14 +137,14 @@ def _generate_cuda(
     pending = []
     nxt = stage(batches[0])
     for i in range(len(batches)):
-        (x, d, h), ready = nxt
+        (x, d, h, e), ready = nxt
         if i + 1 < len(batches):
             nxt = stage(batches[i + 1])  # the next copy overlaps this batch's compute
         compute.wait_event(ready)
-        for t in (x, d, h):
+        for t in (x, d, h, e):
             t.record_stream(compute)  # allocated on the copy stream, used on this one
         with torch.autocast("cuda", dtype=torch.float16, enabled=fp16):
-            y = generator(x, e_dev.expand(len(x), -1), d, h)
+            y = generator(x, e, d, h)
         host = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
         host.copy_(y.float(), non_blocking=True)
         done = torch.cuda.Event()

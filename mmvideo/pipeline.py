@@ -76,6 +76,7 @@ from mmvideo.stages import (
     stop_and_join,
     threaded,
 )
+from mmvideo.targets import anchor_targets, assign_sources, match_anchors, parse_map
 from mmvideo.track import (
     Track,
     Tracker,
@@ -115,6 +116,18 @@ class SwapSummary:
     cuts: list[int]
     stage_seconds: dict[str, float]
     jitter: dict[str, float]  # RMS landmark acceleration (px/frame²): raw, kalman, rts
+    sources: dict[int, str] = field(default_factory=dict)  # track id → its source image
+    # per swapped track, the frames of its life it was not swapped in: [{first, last, reason}]
+    # (inclusive ranges; reasons in UNSWAPPED_REASONS)
+    unswapped: dict[int, list[dict]] = field(default_factory=dict)
+
+    def missed(self) -> dict[int, list[dict]]:
+        """The unswapped ranges of written frames (what ``--require-all`` refuses)."""
+        out = {
+            tid: [r for r in ranges if r["reason"] != OUTSIDE_RANGE]
+            for tid, ranges in self.unswapped.items()
+        }
+        return {tid: ranges for tid, ranges in out.items() if ranges}
 
     def lines(self) -> list[str]:
         swapped = ", ".join(
@@ -125,10 +138,63 @@ class SwapSummary:
         return [
             f"frames: {self.frames} written, {self.frames_without_face} without a swapped face",
             f"tracks: {self.tracks} found, swapped {self.selected or 'none'} ({swapped or 'no faces'})",
+            *(
+                [f"sources: {', '.join(f'track {t}: {p}' for t, p in sorted(self.sources.items()))}"]
+                if len(set(self.sources.values())) > 1
+                else []
+            ),
+            f"unswapped frames of swapped tracks: {format_ranges(self.unswapped) or 'none'}",
             f"shot cuts at frames: {self.cuts or 'none'}",
             f"time per stage: {stages}",
             f"jitter (RMS landmark acceleration, px/frame^2): {jit or 'n/a'}",
         ]
+
+
+OUTSIDE_RANGE = "outside the frame range"
+# why a frame of a swapped track's life has no swapped face
+UNSWAPPED_REASONS = ("no detection", "rejected", OUTSIDE_RANGE)
+
+
+def format_ranges(unswapped: dict[int, list[dict]]) -> str:
+    """``track 1: 150-154 no detection, 160 rejected; track 2: ...``"""
+    return "; ".join(
+        f"track {tid}: "
+        + ", ".join(
+            f"{r['first']}{'' if r['last'] == r['first'] else '-' + str(r['last'])} {r['reason']}"
+            for r in ranges
+        )
+        for tid, ranges in sorted(unswapped.items())
+        if ranges
+    )
+
+
+def unswapped_frames(
+    tracks: list[Track],
+    plan: dict[int, list[tuple[int, Face]]],
+    start: int,
+    stop: int,
+) -> dict[int, list[dict]]:
+    """Per track of ``tracks`` (the swapped ones), the frames from its first face to its last
+    that got no swapped face, as ranges with the reason: outside ``[start, stop)`` (analysed,
+    not written), ``rejected`` (a landmark fit refused as having lost the face) or ``no
+    detection`` (no face found for it in that frame)."""
+    swapped = {(f, tid) for f, items in plan.items() for tid, _ in items}
+    out: dict[int, list[dict]] = {}
+    for track in tracks:
+        ranges: list[dict] = []
+        for f in range(track.first, track.last + 1):
+            if not start <= f < stop:
+                reason = OUTSIDE_RANGE
+            elif (f, track.id) in swapped:
+                continue
+            else:
+                reason = "rejected" if f in track.rejected else "no detection"
+            if ranges and ranges[-1]["last"] == f - 1 and ranges[-1]["reason"] == reason:
+                ranges[-1]["last"] = f
+            else:
+                ranges.append({"first": f, "last": f, "reason": reason})
+        out[track.id] = ranges
+    return out
 
 
 def face_config(cfg: DetectConfig, device: str = "cpu") -> FaceConfig:
@@ -222,7 +288,7 @@ def analyse(
     thumbs: dict[int, tuple[float, np.ndarray]] = {}
     cuts: list[int] = []
     use_identity = models is not None and (
-        cfg.track.identity_weight > 0 or cfg.track.target_face
+        cfg.track.identity_weight > 0 or cfg.track.target_face or cfg.track.map
     )
     prev_sig = None
     last_detect = None
@@ -288,6 +354,7 @@ def _landmark_update(tracker: Tracker, analyzer: FaceAnalyzer, frame: Frame) -> 
             # landmarks that balloon or collapse have lost the face (or never had one): no
             # more updates, and no swap, until the detector confirms it again
             track.misses = max(track.misses, 1)
+            track.rejected.add(frame.index)
             continue
         face.box = propagate_box(anchor.box, anchor.landmarks[17:], face.landmarks[17:])
         face.embedding = None
@@ -334,10 +401,17 @@ def plan_faces(
     reference: np.ndarray | None,
     start: int,
     stop: int,
+    assignment: dict[int, str] | None = None,
 ) -> tuple[dict[int, list[tuple[int, Face]]], list[int], dict[str, float]]:
     """Smooth the selected tracks; returns frame → [(track id, smoothed face)] for frames in
-    ``[start, stop)``, the selected ids and the jitter of raw / Kalman / RTS geometry."""
-    selected = sorted(select_tracks(analysis.tracks, cfg.track, reference))
+    ``[start, stop)``, the selected ids and the jitter of raw / Kalman / RTS geometry.
+
+    The tracks are those of ``assignment`` (track → source, ``mmvideo.targets``) when given,
+    else the config's selection with ``reference`` as the target face."""
+    if assignment is None:
+        selected = sorted(select_tracks(analysis.tracks, cfg.track, reference))
+    else:
+        selected = sorted(assignment)
     plan: dict[int, list[tuple[int, Face]]] = {}
     chosen = [t for t in analysis.tracks if t.id in selected]
     for track in chosen:
@@ -413,16 +487,21 @@ def render(
     cfg: SwapConfig,
     plan: dict[int, list[tuple[int, Face]]],
     models: SwapModels,
-    e_s: torch.Tensor,
+    identities: dict[int, torch.Tensor],
     start: int,
     stop: int,
     progress: Progress | None = None,
     post: PostOptions | None = None,
 ) -> tuple[dict[int, int], int, dict[str, float]]:
-    """Pass 2: write frames ``[start, stop)`` of the input with the planned faces swapped.
+    """Pass 2: write frames ``[start, stop)`` of the input with the planned faces swapped,
+    each track's with its identity code ``identities[track]`` [1, D].
 
     Returns faces swapped per track, frames written and seconds per stage.
     """
+    # One source for every track keeps the generator's shared-identity batches (and their
+    # bits); several are stacked one row per face.
+    shared = {id(e): e for e in identities.values()}
+    one = next(iter(shared.values())) if len(shared) == 1 else None
     run = StageRun()
     batch = max(1, cfg.generate.batch_size)
     q_frames = queue.Queue(maxsize=QUEUE_SIZE)
@@ -465,9 +544,12 @@ def render(
             put(q_groups, group, run.stop)
 
     def generate(group: _Group) -> _Group:
-        inputs = [ti for items in group.faces for _, ti in items]
-        if inputs:
-            group.outputs = generate_faces(models, e_s, inputs, cfg.generate)
+        faces = [(tid, ti) for items in group.faces for tid, ti in items]
+        if faces:
+            e_s = one if one is not None else torch.cat([identities[t] for t, _ in faces])
+            group.outputs = generate_faces(
+                models, e_s, [ti for _, ti in faces], cfg.generate
+            )
         if progress:
             progress.advance("generate", len(group.frames))
         return group
@@ -608,24 +690,20 @@ def _run_swap(
         remove_stale_partials(Path(job.output))
     first, start, stop, last = _frame_range(job, info)
     post = post_options(job, info, models)  # a bad --timecode fails here, before any decoding
-    if analyzer is None or source_analyzer is None:
-        # one landmark model (~100 MB for dlib's) shared by the frame and the still analysers
-        landmarker = build_landmarker(face_config(cfg.detect, job.device))
-        analyzer = analyzer or FaceAnalyzer(
-            face_config(cfg.detect, job.device), landmarker=landmarker
-        )
-        source_analyzer = source_analyzer or FaceAnalyzer(
-            source_face_config(job.device, cfg.detect), landmarker=landmarker
-        )
+    analyzer, source_analyzer = _analysers(cfg, job.device, analyzer, source_analyzer)
     t0 = time.perf_counter()
-    e_s = source_identity(
-        job.source, source_analyzer, models, cfg.detect.source_face_index
-    )
-    reference = None
-    if cfg.track.target_face:
-        reference = source_identity(cfg.track.target_face, source_analyzer, models)[
-            0
-        ].numpy()
+    if job.targets is not None:  # a farm chunk: the plan chose the tracks and their sources
+        paths = [t["source"] for t in job.targets]
+    else:
+        paths = [job.source] if job.source else []
+        paths += [e.source for e in parse_map(cfg.track.map)]
+    identities = {}  # each source's identity, computed once however many tracks it goes to
+    for path in paths:
+        if path not in identities:
+            index = cfg.detect.source_face_index if path == job.source else None
+            identities[path] = source_identity(path, source_analyzer, models, index)
+    if job.targets is None:
+        references, reference = _references(cfg, source_analyzer, models)
     seconds = {"source": time.perf_counter() - t0}
     if progress:
         progress.begin("analyse", ["analyse"], last - first)
@@ -633,7 +711,13 @@ def _run_swap(
     analysis = analyse(job.input, info, cfg, analyzer, models, first, last, progress)
     seconds["analyse"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    plan, selected, jit = plan_faces(analysis, cfg, reference, start, stop)
+    if job.targets is not None:
+        assignment = match_anchors(analysis.tracks, job.targets)
+    else:
+        assignment = assign_sources(
+            analysis.tracks, cfg.track, job.source, references, reference
+        )
+    plan, selected, jit = plan_faces(analysis, cfg, None, start, stop, assignment)
     seconds["smooth"] = time.perf_counter() - t0
     if progress:
         progress.begin(
@@ -642,7 +726,16 @@ def _run_swap(
             stop - start,
         )
     swapped, written, stage_seconds = render(
-        job, info, cfg, plan, models, e_s, start, stop, progress, post
+        job,
+        info,
+        cfg,
+        plan,
+        models,
+        {tid: identities[path] for tid, path in assignment.items()},
+        start,
+        stop,
+        progress,
+        post,
     )
     if progress:
         progress.end()
@@ -656,4 +749,59 @@ def _run_swap(
         cuts=analysis.cuts,
         stage_seconds=seconds,
         jitter=jit,
+        sources=dict(sorted(assignment.items())),
+        unswapped=unswapped_frames(
+            [t for t in analysis.tracks if t.id in assignment], plan, start, stop
+        ),
     )
+
+
+def _analysers(
+    cfg: SwapConfig,
+    device: str,
+    analyzer: FaceAnalyzer | None = None,
+    source_analyzer: FaceAnalyzer | None = None,
+) -> tuple[FaceAnalyzer, FaceAnalyzer]:
+    """The frame and still analysers the config names (those given are kept)."""
+    if analyzer is None or source_analyzer is None:
+        # one landmark model (~100 MB for dlib's) shared by the frame and the still analysers
+        landmarker = build_landmarker(face_config(cfg.detect, device))
+        analyzer = analyzer or FaceAnalyzer(
+            face_config(cfg.detect, device), landmarker=landmarker
+        )
+        source_analyzer = source_analyzer or FaceAnalyzer(
+            source_face_config(device, cfg.detect), landmarker=landmarker
+        )
+    return analyzer, source_analyzer
+
+
+def _references(
+    cfg: SwapConfig, stills: FaceAnalyzer, models: SwapModels
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Identity embeddings of the map's reference photos (by path) and of ``target_face``."""
+    refs = {
+        e.reference: source_identity(e.reference, stills, models)[0].numpy()
+        for e in parse_map(cfg.track.map)
+        if e.reference is not None
+    }
+    target = None
+    if cfg.track.target_face:
+        target = source_identity(cfg.track.target_face, stills, models)[0].numpy()
+    return refs, target
+
+
+def plan_targets(
+    path: str, source: str | None, cfg: SwapConfig, models: SwapModels, device: str = "cpu"
+) -> list[dict]:
+    """The tracks a single run of the whole clip swaps and their sources, decided once for a
+    farm plan (``mmvideo.targets.anchor_targets``): the same analysis as that run's, so the
+    same tracks."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        if device == "cpu":
+            torch.set_num_threads(max(1, cfg.generate.threads))
+        info = probe_media(path)
+        analyzer, stills = _analysers(cfg, device)
+        references, reference = _references(cfg, stills, models)
+        analysis = analyse(path, info, cfg, analyzer, models, 0, info.video.frames)
+        assignment = assign_sources(analysis.tracks, cfg.track, source, references, reference)
+        return anchor_targets(analysis.tracks, assignment)

@@ -23,9 +23,30 @@ from mmvideo.config import (
     config_to_toml,
     load_config,
 )
-from mmvideo.errors import MissingInput, OutputError
+from mmvideo.errors import MissingInput, MMVideoError, OutputError
 
 log = logging.getLogger(__name__)
+
+
+class UnswappedFaces(MMVideoError):
+    """``--require-all``: a swapped track's face went unswapped in some written frames (the
+    output is complete and kept; the exit code says it needs a look)."""
+
+    exit_code = 6
+
+
+def check_map(entries: tuple[str, ...]) -> None:
+    """A ``--map`` (flag or preset key) that can run: well-formed pairs and every photo
+    readable, checked before any model loads."""
+    from magicmask.face.image import load_image
+    from mmvideo.targets import check_map_files, parse_map
+
+    parsed = parse_map(entries)
+    check_map_files(parsed)
+    for e in parsed:
+        load_image(e.source)
+        if e.reference is not None:
+            load_image(e.reference)
 
 
 def config_options(fn):
@@ -37,6 +58,7 @@ def config_options(fn):
             key.name,
             type=kind,
             default=None,
+            multiple=key.multiple,
             help=f"[{key.section}] {key.allowed()}; overrides the preset's {key.name}.",
         )(fn)
     return fn
@@ -93,7 +115,11 @@ def _require(path: str | None, flag: str) -> str:
 
 
 @click.command("swap")
-@click.option("--source", "source", help="Image of the actor whose face is inserted.")
+@click.option(
+    "--source",
+    "source",
+    help="Image of the actor whose face is inserted (with --map: into the tracks it leaves).",
+)
 @click.option("--in", "input_path", help="Input video.")
 @click.option("--out", "output", help="Output video (written atomically).")
 @click.option(
@@ -149,25 +175,39 @@ def _require(path: str | None, flag: str) -> str:
     help="One JSON progress line per second on stdout (no bars).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option(
+    "--require-all",
+    is_flag=True,
+    help="Exit 6 when a swapped track's face went unswapped in any written frame.",
+)
 @overwrite_options
 @config_options
-def swap(preset: str, print_config: bool, overwrite: bool | None, **params) -> None:
-    """Swap the --source face into every selected face of a video."""
+def swap(
+    preset: str, print_config: bool, overwrite: bool | None, require_all: bool, **params
+) -> None:
+    """Swap the --source face into every selected face of a video (--map: several actors)."""
     cfg = merged_config(preset, params)
     if print_config:
         click.echo(config_to_toml(cfg), nl=False)
         return
-    source = _require(params["source"], "--source")
+    check_map(cfg.track.map)
+    # with a map, --source is optional: the face for the tracks the map leaves
+    source = params["source"]
+    if source is not None or not cfg.track.map:
+        source = _require(source, "--source (or --map)")
     input_path = _require(params["input_path"], "--in")
     if not params["output"]:
         raise click.UsageError("--out is required")
     if cfg.track.target_face:
         _require(cfg.track.target_face, "--target-face")
+    from mmvideo.targets import map_files
+
     check_paths(
         params["output"],
         overwrite,
         input_path,
         params["checkpoint"],
+        *map_files(cfg.track.map),
         source=source,
         backend=cfg.detect.face_backend,
     )
@@ -220,6 +260,14 @@ def swap(preset: str, print_config: bool, overwrite: bool | None, **params) -> N
     else:
         for line in summary.lines():
             click.echo(line)
+    if require_all and summary.missed():
+        from mmvideo.pipeline import format_ranges
+
+        frames = sum(r["last"] - r["first"] + 1 for v in summary.missed().values() for r in v)
+        raise UnswappedFaces(
+            f"{params['output']}: {frames} frames of swapped tracks not swapped "
+            f"({format_ranges(summary.missed())}) (--require-all)"
+        )
 
 
 @click.command("tracks")

@@ -35,6 +35,8 @@ class Track:
     faces: dict[int, Face] = field(default_factory=dict)
     # frames whose face came from the detector (the others are landmark-only updates)
     detected: set[int] = field(default_factory=set)
+    # frames whose landmark fit was refused (it lost the face): reported as "rejected"
+    rejected: set[int] = field(default_factory=set)
     embedding: np.ndarray | None = None  # running mean identity, L2-normalised
     state: TrackState = "active"
     misses: int = 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mmvideo.atomic import check_output, overwrite_options
-from mmvideo.config import config_keys
+from mmvideo.config import config_keys, load_config
 from mmvideo.errors import InvalidInput, MMVideoError
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
 from mmvideo.farm.chunk import chunk_is_done, run_chunk
@@ -15,7 +15,7 @@ from mmvideo.farm.executors import Task, make_executor
 from mmvideo.farm.merge import merge, merged_is_current
 from mmvideo.farm.plan import load_plan, make_plan, save_plan
 from mmvideo.farm.swap import resolve_settings
-from mmvideo.swap_cli import config_options
+from mmvideo.swap_cli import check_map, config_options
 
 
 class ChunksFailed(MMVideoError):
@@ -60,9 +60,9 @@ def executor_options(fn):
 )
 @click.option(
     "--source",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
-    help="Image of the actor to insert.",
+    help="Image of the actor to insert (with --map: into the tracks it leaves).",
 )
 @click.option(
     "--out",
@@ -134,6 +134,8 @@ def plan_command(
         chunks = 1
     # the same --key flags as `mmvideo swap`, each overriding the preset
     overrides = {k.name: params.pop(k.name) for k in config_keys()}
+    # a bad --map is refused before the checkpoint loads
+    check_map(load_config(preset, overrides).track.map)
     settings = resolve_settings(preset, checkpoint, overrides, device)
     plan = make_plan(
         job_path,
@@ -154,6 +156,9 @@ def plan_command(
         click.echo(
             f"  chunk {span.index}: frames {span.start}-{span.end - 1} (analysed from {span.decode_start})"
         )
+    for t in plan.targets or ():
+        # decided once over the whole clip; every chunk swaps these
+        click.echo(f"  swaps track {t.track} ({len(t.boxes)} frames) with {t.source}")
 
 
 @click.command("run-chunk")

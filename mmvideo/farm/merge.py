@@ -106,7 +106,14 @@ def merge(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot write: {exc.strerror}") from exc
-    check_output(out, plan.input, plan.source, job_path, overwrite=overwrite)
+    check_output(
+        out,
+        plan.input,
+        plan.source,
+        *(t.source for t in plan.targets or ()),
+        job_path,
+        overwrite=overwrite,
+    )
     digests = check_chunks(plan, job_path)
     check_inputs(plan, full=True)  # no edited clip or photo in a merged file
     source = scan_video(plan.input)

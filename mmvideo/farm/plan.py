@@ -34,14 +34,17 @@ from mmvideo.farm.swap import (
     SwapSettings,
     chunk_job,
     config_from_dict,
+    decide_targets,
     lookahead_frames,
     settle_frames,
     sha256_json,
 )
 from mmvideo.farm.typed import load_dataclass
+from mmvideo.targets import check_map_files, map_files, needs_decision, parse_map
 
 # 2: the input's mtime and sampled SHA-256 (checked by every node), typed loading
-PLAN_VERSION = 2
+# 3: targets (the faces to swap and their sources, decided once for every chunk); source optional
+PLAN_VERSION = 3
 
 # Codecs whose every chunk may start on any frame without changing the keyframe cadence a single
 # run would produce; inter-frame codecs with a fixed GOP get their cuts aligned to the GOP.
@@ -129,6 +132,17 @@ class ChunkSpan:
 
 
 @dataclass(frozen=True)
+class PlannedTarget:
+    """One face the job swaps, chosen once over the whole clip (``mmvideo.targets``)."""
+
+    track: int  # its id in the whole clip's analysis, as `mmvideo tracks` shows it
+    source: str  # absolute path of the image swapped into it
+    source_sha256: str
+    # (frame, x0, y0, x1, y1) of every face the analysis gave it: how a chunk finds it
+    boxes: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
 class JobPlan:
     input: str
     input_size: int
@@ -136,8 +150,8 @@ class JobPlan:
     input_mtime_ns: int
     input_sample_sha256: str
     input_sha256: str
-    source: str
-    source_sha256: str
+    source: str | None  # None: only the targets' own sources (a --map without --source)
+    source_sha256: str | None
     frames: int
     fps: float
     warmup: int
@@ -150,6 +164,9 @@ class JobPlan:
     version: int = PLAN_VERSION
     # Frames analysed after each chunk's end (RTS smoothing looks ahead; 0 for Kalman)
     lookahead: int = 0
+    # The faces to swap and their sources when the config chooses (a map, target largest,
+    # track_id, target_face); None: ``source`` into every face
+    targets: tuple[PlannedTarget, ...] | None = None
     # The SwapJob JSON of each chunk, as the pipeline serialises it; filled by ``swap``.
     jobs: tuple[dict[str, Any], ...] = field(default=())
 
@@ -164,6 +181,9 @@ class JobPlan:
                 "config": self.settings.config_sha256,
                 "span": [span.start, span.end, span.decode_start],
                 "lookahead": self.lookahead,
+                "targets": None
+                if self.targets is None
+                else [asdict(t) for t in self.targets],
             }
         )
 
@@ -221,8 +241,24 @@ def _check_ranges(plan: JobPlan) -> None:
     if plan.frames < 1 or plan.align < 1 or not plan.fps > 0:
         key = "frames" if plan.frames < 1 else "align" if plan.align < 1 else "fps"
         raise InvalidInput(f"{key}: must be > 0, got {getattr(plan, key)}")
-    for key in ("input_sha256", "input_sample_sha256", "source_sha256"):
+    for key in ("input_sha256", "input_sample_sha256"):
         _check_digest(getattr(plan, key), key)
+    if (plan.source is None) != (plan.source_sha256 is None):
+        raise InvalidInput("source_sha256: must be null exactly when source is")
+    if plan.source is not None:
+        _check_digest(plan.source_sha256, "source_sha256")
+    elif plan.targets is None:
+        raise InvalidInput("source: null while there are no targets: nothing to swap")
+    for i, t in enumerate(plan.targets or ()):
+        _check_digest(t.source_sha256, f"targets[{i}].source_sha256")
+        if t.track < 1:
+            raise InvalidInput(f"targets[{i}].track: must be >= 1, got {t.track}")
+        for j, box in enumerate(t.boxes):
+            if len(box) != 5 or not 0 <= box[0] < plan.frames:
+                raise InvalidInput(
+                    f"targets[{i}].boxes[{j}]: expected [frame, x0, y0, x1, y1] with a frame "
+                    f"of the clip, got {list(box)}"
+                )
     _check_digest(plan.settings.checkpoint_sha256, "settings.checkpoint_sha256")
     if not plan.chunks:
         raise InvalidInput("chunks: the plan has no chunks")
@@ -270,9 +306,23 @@ def _chunk_jobs(plan: JobPlan) -> tuple[dict[str, Any], ...]:
             warmup=s.start - s.decode_start,
             created=plan.created,
             lookahead=plan.lookahead,
+            targets=_chunk_targets(plan, s.decode_start, s.end + plan.lookahead),
         )
         for s in plan.chunks
     )
+
+
+def _chunk_targets(plan: JobPlan, first: int, stop: int) -> list[dict[str, Any]] | None:
+    """The targets as one chunk needs them: the boxes in the frames it analyses, the targets
+    it never sees left out."""
+    if plan.targets is None:
+        return None
+    out = []
+    for t in plan.targets:
+        boxes = [list(b) for b in t.boxes if first <= b[0] < stop]
+        if boxes:
+            out.append({"track": t.track, "source": t.source, "boxes": boxes})
+    return out
 
 
 def parts_dir(job_path: str | Path) -> Path:
@@ -353,14 +403,17 @@ def check_inputs(plan: JobPlan, *, full: bool = False) -> None:
         clip
     ) != plan.input_sha256:
         raise InvalidInput(changed.format("SHA-256 differs"))
-    source = Path(plan.source)
-    if not source.is_file():
-        raise MissingInput(f"{source}: source image not found on this node")
-    if sha256_file(source) != plan.source_sha256:
-        raise InvalidInput(
-            f"{source}: source image changed since the plan was made (SHA-256 differs); "
-            "re-plan the job"
-        )
+    sources = {} if plan.source is None else {plan.source: plan.source_sha256}
+    sources.update((t.source, t.source_sha256) for t in plan.targets or ())
+    for path, digest in sources.items():
+        source = Path(path)
+        if not source.is_file():
+            raise MissingInput(f"{source}: source image not found on this node")
+        if sha256_file(source) != digest:
+            raise InvalidInput(
+                f"{source}: source image changed since the plan was made (SHA-256 differs); "
+                "re-plan the job"
+            )
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -376,17 +429,21 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 def read_files(
     input: str | Path,
-    source: str | Path,
+    source: str | Path | None,
     checkpoint: str | Path | None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The files a job reads, by what they are: nothing the farm writes may be one of them."""
-    files = {"the input clip": str(input), "the source image": str(source)}
+    files = {"the input clip": str(input)}
+    if source is not None:
+        files["the source image"] = str(source)
     if checkpoint is not None:
         files["the checkpoint"] = str(checkpoint)
-    target = (config or {}).get("track", {}).get("target_face")
-    if target:
-        files["the target face image"] = str(target)
+    track = (config or {}).get("track", {})
+    if track.get("target_face"):
+        files["the target face image"] = str(track["target_face"])
+    for path in map_files(track.get("map", ())):
+        files[f"the --map image {path}"] = path
     return files
 
 
@@ -413,11 +470,13 @@ def check_plan_paths(plan: JobPlan, job_path: str | Path) -> None:
         plan.input, plan.source, plan.settings.checkpoint, plan.settings.config
     )
     # Every node must find the same files, whatever its working folder
-    for key in ("input", "source"):
-        if not Path(getattr(plan, key)).is_absolute():
-            raise InvalidInput(
-                f"{job_path}: {key}: {getattr(plan, key)!r} is not absolute"
-            )
+    paths = {"input": plan.input, "source": plan.source}
+    paths.update((f"targets[{i}].source", t.source) for i, t in enumerate(plan.targets or ()))
+    for key, path in paths.items():
+        if path is not None and not Path(path).is_absolute():
+            raise InvalidInput(f"{job_path}: {key}: {path!r} is not absolute")
+    for i, t in enumerate(plan.targets or ()):
+        protected[f"the source image of targets[{i}]"] = t.source
     if plan.settings.checkpoint and not Path(plan.settings.checkpoint).is_absolute():
         raise InvalidInput(
             f"{job_path}: settings.checkpoint: {plan.settings.checkpoint!r} is not absolute"
@@ -505,7 +564,7 @@ def chunk_container(codec: str) -> str:
 def make_plan(
     job_path: str | Path,
     input: str | Path,
-    source: str | Path,
+    source: str | Path | None,
     settings: SwapSettings,
     *,
     chunks: int | None = None,
@@ -517,16 +576,24 @@ def make_plan(
     """Scan ``input`` and cut it into chunks; nothing is written.
 
     ``warmup_seconds=None`` analyses as many frames before each chunk as the config's smoothing
-    filters need to forget their start (see ``swap.settle_frames``).
+    filters need to forget their start (see ``swap.settle_frames``). When the config chooses
+    which faces to swap (a ``map``, ``target = "largest"``, ``track_id``, ``target_face``), the
+    whole clip is analysed here, once, and the choice goes into the plan (``targets``): every
+    chunk then swaps the faces a single run of the clip swaps, with the same sources.
     """
-    input, source = Path(input).resolve(), Path(source).resolve()
+    input = Path(input).resolve()
+    source = None if source is None else Path(source).resolve()
     refuse_overwrite(
         job_path,
         read_files(input, source, settings.checkpoint, settings.config),
         "the job plan",
     )
-    if not source.is_file():
+    if source is not None and not source.is_file():
         raise MissingInput(f"{source}: source image not found")
+    track = settings.config["track"]
+    check_map_files(parse_map(track["map"]))
+    if source is None and not track["map"]:
+        raise InvalidInput("give --source, --map or both")
     if warmup_seconds is not None and warmup_seconds < 0:
         raise InvalidInput(f"warm-up must be >= 0 seconds, got {warmup_seconds}")
     scan = scan_video(input)
@@ -556,6 +623,17 @@ def make_plan(
         ext=chunk_container(settings.codec),
     )
     lookahead = lookahead_frames(settings.config) if len(spans) > 1 else 0
+    targets = None
+    if needs_decision(config_from_dict(settings.config).track):
+        targets = tuple(
+            PlannedTarget(
+                track=t["track"],
+                source=str(Path(t["source"]).resolve()),
+                source_sha256=sha256_file(t["source"]),
+                boxes=tuple(tuple(b) for b in t["boxes"]),
+            )
+            for t in decide_targets(settings, str(input), None if source is None else str(source))
+        )
     stat = input.stat()
     plan = JobPlan(
         input=str(input),
@@ -563,8 +641,8 @@ def make_plan(
         input_mtime_ns=stat.st_mtime_ns,
         input_sample_sha256=sample_sha256(input),
         input_sha256=sha256_file(input),
-        source=str(source),
-        source_sha256=sha256_file(source),
+        source=None if source is None else str(source),
+        source_sha256=None if source is None else sha256_file(source),
         frames=scan.frames,
         fps=scan.fps,
         warmup=warmup,
@@ -573,6 +651,7 @@ def make_plan(
         settings=settings,
         chunks=spans,
         created=created,
+        targets=targets,
     )
     plan = dataclasses.replace(plan, jobs=_chunk_jobs(plan))
     check_plan_paths(plan, job_path)

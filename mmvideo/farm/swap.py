@@ -94,16 +94,18 @@ def chunk_job(
     settings: SwapSettings,
     *,
     input: str,
-    source: str,
+    source: str | None,
     output: str,
     start: int,
     stop: int,
     warmup: int,
     created: str,
     lookahead: int = 0,
+    targets: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``SwapJob`` JSON of one chunk: write ``[start, stop)``, analyse ``warmup`` frames
-    before and ``lookahead`` frames after."""
+    before and ``lookahead`` frames after; ``targets``: the plan's choice of faces and sources
+    (``SwapJob.targets``), None to swap ``source`` into every face."""
     job = SwapJob(
         source=source,
         input=input,
@@ -119,8 +121,27 @@ def chunk_job(
         device=settings.device,
         batch_size=settings.config["generate"]["batch_size"],
         created=created,
+        targets=targets,
     )
     return json.loads(job.to_json())
+
+
+def decide_targets(
+    settings: SwapSettings, input: str, source: str | None
+) -> list[dict[str, Any]]:
+    """The tracks a single run of the whole clip would swap, with their sources and boxes
+    (``mmvideo.targets.anchor_targets``): what ``plan`` decides once for every chunk.
+
+    Analysed on the CPU wherever the nodes run: chunks find the chosen faces by their boxes,
+    which do not depend on the device's last bits.
+    """
+    # Imported late so planning a job that swaps every face never imports torch and the models.
+    from mmvideo.generate import load_models
+    from mmvideo.pipeline import plan_targets
+
+    return plan_targets(
+        input, source, config_from_dict(settings.config), load_models(settings.checkpoint, "cpu")
+    )
 
 
 # A unit disturbance at a filter's first frame must have shrunk below this before the chunk's first
