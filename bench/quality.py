@@ -241,6 +241,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--cases", default="all", choices=["all", "same", "cross"])
     p.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="CLIP,SOURCE,same|cross",
+        help="Measure this case instead of the built-in ones (e.g. a clip a checkpoint was tuned on); repeatable.",
+    )
+    p.add_argument(
         "--sheets",
         type=Path,
         default=REPO / "docs" / "quality",
@@ -276,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
         for c in CASES
         if args.cases == "all" or c.same_person == (args.cases == "same")
     ]
+    if args.case:
+        cases = [Case(*c.split(",")[:2], c.split(",")[2] == "same") for c in args.case]
     analyzer = FaceAnalyzer(FaceConfig(backend="dlib", detector="hog", upsample=1))
     judge = quality.IdentityJudge()
     originals: dict[str, Original] = {}

@@ -45,6 +45,11 @@ def describe(spec: str, depth: int) -> None:
 
     generator, what = _resolve(spec)
     click.echo(what)
+    if spec not in list_configs():
+        from mmvideo.tune import describe_record
+
+        for line in describe_record(load_checkpoint(Path(spec)).meta):
+            click.echo(line)
     cfg = generator.cfg
     click.echo(
         f"identity_dim {cfg.identity_dim}, latent {cfg.latent_channels}x{cfg.latent_size}x{cfg.latent_size}, "

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "verify": "mmvideo.provenance:verify_command",
     "preview": "mmvideo.preview:preview_command",
     "faces": "magicmask.face.cli:faces",
+    "tune": "mmvideo.tune:tune_command",
 }
 
 

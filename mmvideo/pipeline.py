@@ -612,6 +612,24 @@ def render(
     return swapped, written, run.seconds
 
 
+def swap_frame(
+    image: np.ndarray,
+    faces: list[Face],
+    models: SwapModels,
+    e_s: torch.Tensor,
+    cfg: SwapConfig,
+) -> np.ndarray:
+    """One frame with its planned ``faces`` swapped, outside the threaded render (preview sheets,
+    ``mmvideo tune``'s previews): the same prepare → generate → paste as ``render``."""
+    inputs = target_inputs_config(cfg.compose)
+    items = [prepare_target(image, f.landmarks, f.landmarks_3d, inputs) for f in faces]
+    swapped = image.copy()
+    if items:
+        for out, ti in zip(generate_faces(models, e_s, items, cfg.generate), items):
+            paste(swapped, out, ti.crop, ti.matrix, ti.mask, cfg.compose)
+    return swapped
+
+
 # -- the whole job -------------------------------------------------------------------------------
 
 

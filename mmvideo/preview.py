@@ -163,10 +163,7 @@ def render_rows(
 ) -> list[PreviewRow]:
     """Analyse ``[A - warmup, B]``, then swap and keep ``count`` frames spread over A-B."""
     from magicmask.face.analyzer import FaceAnalyzer
-    from magicmask.face.prepare import prepare_target
     from mmvideo import pipeline
-    from mmvideo.compose import paste
-    from mmvideo.generate import generate_faces
     from mmvideo.io.media import (
         frame_range,
         is_sequence_info,
@@ -185,7 +182,6 @@ def render_rows(
     analysis = pipeline.analyse(input_path, info, cfg, analyzer, models, first, stop)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
     shown = set(FrameRange(start, stop - 1).spread(count))
-    inputs = pipeline.target_inputs_config(cfg.compose)
     offset = info.sequence.first if is_sequence_info(info) else 0
     timecode = source_timecode(info)
     rows = []
@@ -193,17 +189,8 @@ def render_rows(
         for frame in reader:
             if frame.index not in shown:
                 continue
-            items = [
-                (tid, prepare_target(frame.image, f.landmarks, f.landmarks_3d, inputs))
-                for tid, f in plan.get(frame.index, [])
-            ]
-            swapped = frame.image.copy()
-            if items:
-                outputs = generate_faces(
-                    models, e_s, [ti for _, ti in items], cfg.generate
-                )
-                for out, (_, ti) in zip(outputs, items):
-                    paste(swapped, out, ti.crop, ti.matrix, ti.mask, cfg.compose)
+            planned = [f for _, f in plan.get(frame.index, [])]
+            swapped = pipeline.swap_frame(frame.image, planned, models, e_s, cfg)
             faces = [
                 PreviewFace(
                     t.id,

@@ -39,6 +39,11 @@ class LineBar:
         self.n = 0
         self._t0 = self._last_t = time.monotonic()
         self._last_n = 0
+        self.postfix = ""
+
+    def set_postfix(self, refresh: bool = True, **values) -> None:
+        """tqdm's ``set_postfix``: ``key=value`` pairs shown at the end of the next line."""
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -60,6 +65,8 @@ class LineBar:
         text += f", {rate:.1f} {self.unit}s/s"
         if rate > 0 and self.n < self.total:
             text += f", ETA {(self.total - self.n) / rate:.0f} s"
+        if self.postfix:
+            text += f", {self.postfix}"
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
         self._last_t, self._last_n = now, self.n

@@ -164,8 +164,13 @@ def analyse(image: np.ndarray, cfg: PreprocessConfig) -> tuple[dict | None, str]
     best = pick_face(boxes, image.shape[:2], cfg.min_face)
     if best is None:
         return None, "no face" if not len(boxes) else "face too small"
-    pts, pts3d = faces[best].landmarks, faces[best].landmarks_3d
-    t = prepare_target(image, pts, pts3d, PrepareConfig(size=cfg.image_size))
+    return face_fields(image, faces[best].landmarks, faces[best].landmarks_3d, cfg.image_size), ""
+
+
+def face_fields(image: np.ndarray, pts: np.ndarray, pts3d: np.ndarray | None, image_size: int = 224) -> dict:
+    """The stored fields of one face given its landmarks (also used by ``mmvideo tune`` on the
+    swap's tracked faces)."""
+    t = prepare_target(image, pts, pts3d, PrepareConfig(size=image_size))
     id_crop, _ = align_identity(image, pts)
     return {
         "target": t.crop,
@@ -175,7 +180,7 @@ def analyse(image: np.ndarray, cfg: PreprocessConfig) -> tuple[dict | None, str]
         "mask": np.round(np.clip(t.mask, 0, 1) * 255).astype(np.uint8),
         "boxes": t.boxes.astype(np.float32),
         "pose": np.asarray(t.pose, np.float32),
-    }, ""
+    }
 
 
 def _frames(path: Path, stride: int, max_frames: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -224,18 +229,18 @@ def process_chunk(chunk: Chunk, cfg: PreprocessConfig) -> ShardData:
                     "origin": item.rel,
                 }
             )
+    return rows_to_shard(rows, identities, skipped, cfg.image_size, f"dlib-{cfg.detector}+dlib68")
+
+
+def rows_to_shard(
+    rows: list[dict], identities: list[str], skipped: list[tuple[str, str]], image_size: int, backend: str
+) -> ShardData:
+    """One shard from per-face rows (``face_fields`` plus label, frame and origin)."""
     if not rows:
-        return empty_shard(cfg.image_size, ID_SIZE, skipped, f"dlib-{cfg.detector}+dlib68")
+        return empty_shard(image_size, ID_SIZE, skipped, backend)
     stack = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "origin"}
     return ShardData(
-        header=ShardHeader(
-            cfg.image_size,
-            ID_SIZE,
-            identities,
-            len(rows),
-            skipped,
-            f"dlib-{cfg.detector}+dlib68",
-        ),
+        header=ShardHeader(image_size, ID_SIZE, identities, len(rows), skipped, backend),
         origin=np.array([r["origin"] for r in rows]),
         **stack,
     )

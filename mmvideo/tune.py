@@ -1,0 +1,714 @@
+"""``mmvideo tune``: fine-tune a checkpoint on one shot (the actor's photos + the target footage).
+
+Three steps, each reusing the code that already does it:
+
+1. **faces** — the clips go through the swap's own analysis (``pipeline.analyse`` and
+   ``plan_faces``: same detector, tracker, smoothing and target-selection flags), so the tune
+   trains on exactly the faces ``mmvideo swap`` will replace; the source photos are found as
+   ``swap`` finds its ``--source`` (``source_face_config`` + ``pick_face``). Each face becomes a
+   training sample through ``train.preprocess.face_fields`` and is stored as shards
+   (``train/shards.py``) in the state folder beside ``--out`` (``shot.pt.tune/``).
+2. **train** — ``train.trainer``'s models, step and losses (eq. 12: self-reconstruction, both
+   cross swaps with the dlib identity loss, AFSA adversarial terms; the [ours] perceptual term)
+   from the base checkpoint's weights (``init_weights_from``), pairs drawn by ``train.data`` from
+   two identities, "target" (the clip's faces) and "source" (the actor's). State checkpoints
+   every ``--checkpoint-every`` steps (``save_training_state``: resume is bit-exact).
+3. **export** — the EMA generator as a ``magicmask.checkpoint`` file (atomic, SHA-256), with a
+   record of what it was tuned on under ``meta["tune"]`` (``mmvideo models describe`` shows it).
+
+FaceNet is the judge of identity (``bench/quality.py``): it is never a loss here and never
+chooses a checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from mmvideo.atomic import atomic_output, check_output, overwrite_options
+from mmvideo.config import DEFAULT_PRESET, SwapConfig
+from mmvideo.errors import InvalidInput, MissingInput, ModelError, NoFaceFound, OutputError
+
+log = logging.getLogger(__name__)
+
+TARGET, SOURCE = "target", "source"
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+PREVIEW_ROWS = 4
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """What decides the computation besides the inputs (``resume`` refuses a change)."""
+
+    lr: float = 2e-4
+    batch_size: int = 4  # pairs per step
+    seed: int = 0
+    same_identity_prob: float = 0.2
+    mask_forehead: float = 0.0  # as the embedded model's stage 3: forehead under L_Recon
+    lambda_perceptual: float = 1.0
+    lambda_fm: float = 1.0
+    detail_path: bool = True  # [ours] target detail path into the decoder (zero-initialised)
+    freeze: tuple[str, ...] = ()  # generator sub-modules kept at the base's weights
+    max_frames: int = 200  # target faces sampled per clip (evenly over the frames with a face)
+    source_stride: int = 5  # --source-video: every N-th frame
+    checkpoint_every: int = 25
+
+
+@dataclass
+class FaceData:
+    """The shot's training faces on disk, and what the run's record says about them."""
+
+    folder: Path
+    sources: list[dict]
+    clips: list[dict]
+    target_faces: int
+    source_faces: int
+    seconds: float
+    previews: list[tuple[np.ndarray, list]] = field(default_factory=list)  # (frame, planned faces)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_folder(out: Path) -> Path:
+    """Where a tune keeps its faces and state checkpoints: beside the output, ``OUT.tune``."""
+    return out.with_name(out.name + ".tune")
+
+
+def source_files(sources: tuple[str, ...], source_dir: str | None) -> list[Path]:
+    """The source photos: ``--source`` files, then the images of ``--source-dir`` in name order."""
+    files = [Path(s) for s in sources]
+    if source_dir:
+        folder = Path(source_dir)
+        if not folder.is_dir():
+            raise MissingInput(f"{folder}: source folder not found (--source-dir)")
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        if not found:
+            raise InvalidInput(f"{folder}: no images in the source folder (--source-dir)")
+        files += found
+    for f in files:
+        if not f.is_file():
+            raise MissingInput(f"{f}: source image not found")
+    return files
+
+
+# -- 1. faces -----------------------------------------------------------------------------------
+
+
+def _row(fields: dict, label: int, frame: int, origin: str) -> dict:
+    # label indexes the shard's own identities: one per shard here (target, source)
+    return {**fields, "label": label, "frame": frame, "origin": origin}
+
+
+def _clip_faces(clip: str, cfg: SwapConfig, swap_models, analyzer, reference, max_frames: int, previews: list):
+    """Training rows of the faces ``swap`` would replace in ``clip`` (its analysis and target
+    selection, called, not copied), at most ``max_frames`` frames spread over the clip."""
+    from mmvideo import pipeline
+    from mmvideo.io.media import open_reader, probe_media
+    from train.preprocess import face_fields
+
+    info = probe_media(clip)
+    analysis = pipeline.analyse(clip, info, cfg, analyzer, swap_models, 0, info.video.frames)
+    plan, selected, _ = pipeline.plan_faces(analysis, cfg, reference, 0, info.video.frames)
+    if not plan:
+        raise NoFaceFound(f"{clip}: no face found in the clip (check the target flags: --target-face, --track-id)")
+    frames = sorted(plan)
+    keep = {frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames)))}
+    shown = {frames[int(i)] for i in np.linspace(0, len(frames) - 1, PREVIEW_ROWS)}
+    rows = []
+    with open_reader(clip, info, start=min(keep), stop=max(keep) + 1) as reader:
+        for frame in reader:
+            if frame.index not in keep:
+                continue
+            image = frame.image if frame.image.dtype == np.uint8 else (frame.image >> 8).astype(np.uint8)
+            faces = [f for _, f in plan[frame.index]]
+            for face in faces:
+                rows.append(_row(face_fields(image, face.landmarks, face.landmarks_3d), 0, frame.index, clip))
+            if frame.index in shown and len(previews) < PREVIEW_ROWS:
+                previews.append((image, faces))
+    record = {
+        "path": str(Path(clip).resolve()),
+        "sha256": file_sha256(clip),
+        "frames": info.video.frames,
+        "frames_with_face": len(frames),
+        "frames_used": len(keep),
+        "tracks": selected,
+    }
+    return rows, record
+
+
+def _source_faces(files: list[Path], video: str | None, cfg: SwapConfig, stills, frames_analyzer, stride: int):
+    """Training rows of the actor: each photo's face as ``swap`` picks its ``--source`` face
+    (no face is an error naming the photo), and the largest face of every ``stride``-th frame
+    of ``--source-video`` (frames without one are skipped)."""
+    from magicmask.face.analyzer import pick_face
+    from magicmask.face.image import load_image
+    from train import preprocess
+
+    rows, records = [], []
+    for path in files:
+        image = load_image(path)
+        face = pick_face(stills.detect(image), cfg.detect.source_face_index, name=str(path))
+        rows.append(_row(preprocess.face_fields(image, face.landmarks, face.landmarks_3d), 0, -1, str(path)))
+        records.append({"path": str(path.resolve()), "sha256": file_sha256(path)})
+    if video:
+        used = 0
+        for k, image in preprocess._frames(Path(video), stride, 0):
+            faces = frames_analyzer.detect(image)
+            boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
+            best = preprocess.pick_face(boxes, image.shape[:2], cfg.detect.min_face_size)
+            if best is None:
+                continue
+            face = faces[best]
+            rows.append(_row(preprocess.face_fields(image, face.landmarks, face.landmarks_3d), 0, k, video))
+            used += 1
+        if not used:
+            raise NoFaceFound(f"{video}: no face found in the source video")
+        records.append({"path": str(Path(video).resolve()), "sha256": file_sha256(video), "frames_used": used})
+    return rows, records
+
+
+def prepare_faces(
+    folder: Path,
+    clips: tuple[str, ...],
+    sources: list[Path],
+    source_video: str | None,
+    cfg: SwapConfig,
+    settings: TuneSettings,
+    base: str,
+    device: str = "cpu",
+    min_frames: int = 8,
+) -> FaceData:
+    """Find, select and crop the shot's faces; write them as two shards into ``folder/data``."""
+    from magicmask.face.analyzer import FaceAnalyzer, build_landmarker
+    from mmvideo import pipeline
+    from mmvideo.generate import load_models
+    from train.preprocess import rows_to_shard
+    from train.shards import write_shard
+
+    t0 = time.perf_counter()
+    swap_models = load_models(base, device)  # identity codes for tracking and --target-face, as swap
+    landmarker = build_landmarker(pipeline.face_config(cfg.detect, device))
+    frames_analyzer = FaceAnalyzer(pipeline.face_config(cfg.detect, device), landmarker=landmarker)
+    stills = FaceAnalyzer(pipeline.source_face_config(device, cfg.detect), landmarker=landmarker)
+    source_rows, source_records = _source_faces(
+        sources, source_video, cfg, stills, frames_analyzer, settings.source_stride
+    )
+    reference = None
+    if cfg.track.target_face:
+        reference = pipeline.source_identity(cfg.track.target_face, stills, swap_models)[0].numpy()
+    target_rows, clip_records, previews = [], [], []
+    for clip in clips:
+        rows, record = _clip_faces(clip, cfg, swap_models, frames_analyzer, reference, settings.max_frames, previews)
+        target_rows += rows
+        clip_records.append(record)
+    if len(target_rows) < min_frames:
+        raise InvalidInput(
+            f"{', '.join(clips)}: only {len(target_rows)} usable target faces (at least {min_frames} needed)"
+        )
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    key = json.dumps([source_records, clip_records, settings.max_frames, settings.source_stride], sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    for name, rows in ((TARGET, target_rows), (SOURCE, source_rows)):
+        write_shard(data / f"shard-{digest}-{name}.npz", rows_to_shard(rows, [name], [], 224, "mmvideo-tune"))
+    save_previews(folder / "previews.npz", previews)
+    return FaceData(
+        data, source_records, clip_records, len(target_rows), len(source_rows), time.perf_counter() - t0, previews
+    )
+
+
+def save_previews(path: Path, previews: list) -> None:
+    """The preview frames and their planned faces, so a resumed tune shows the same rows."""
+    arrays = {}
+    for k, (image, faces) in enumerate(previews):
+        arrays[f"image_{k}"] = image
+        for j, f in enumerate(faces):
+            arrays[f"box_{k}_{j}"], arrays[f"lm_{k}_{j}"] = f.box, f.landmarks
+            if f.landmarks_3d is not None:
+                arrays[f"lm3_{k}_{j}"] = f.landmarks_3d
+    with atomic_output(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def load_previews(path: Path) -> list:
+    from magicmask.face.types import Face
+
+    with np.load(path) as z:
+        out = []
+        for k in range(PREVIEW_ROWS):
+            if f"image_{k}" not in z:
+                break
+            faces, j = [], 0
+            while f"lm_{k}_{j}" in z:
+                lm3 = z[f"lm3_{k}_{j}"] if f"lm3_{k}_{j}" in z else None
+                faces.append(Face(z[f"box_{k}_{j}"], 1.0, z[f"lm_{k}_{j}"], lm3))
+                j += 1
+            out.append((z[f"image_{k}"], faces))
+    return out
+
+
+# -- 2. train -----------------------------------------------------------------------------------
+
+
+def check_base(path: Path):
+    """The base checkpoint, refused in one line if the tune cannot train it: a config that is
+    not a registered one, or an identity encoder other than dlib's (FaceNet is the judge)."""
+    from magicmask.checkpoint import load_checkpoint
+    from magicmask.config import create_config, list_configs
+    from train.trainer import _architecture
+
+    base = load_checkpoint(path)
+    if base.identity_encoder != "dlib-resnet":
+        raise ModelError(
+            f"{path}: trained with identity encoder {base.identity_encoder}; tune trains with dlib-resnet"
+            " (FaceNet is the judge, never a loss)"
+        )
+    name = base.config.name
+    if name not in list_configs():
+        raise ModelError(f"{path}: model config {name!r} is not a registered one ({', '.join(list_configs())})")
+    own = create_config(name, identity_dim=base.config.identity_dim, detail_path=base.config.detail_path)
+    if _architecture(own.to_dict()) != _architecture(base.config.to_dict()):
+        raise ModelError(f"{path}: model config differs from the registered {name!r}; tune cannot rebuild it")
+    return base
+
+
+def train_config(settings: TuneSettings, base_cfg, base_path: Path, steps: int):
+    from train.config import TrainConfig
+
+    return TrainConfig(
+        model=base_cfg.name,
+        model_overrides=(("detail_path", settings.detail_path or base_cfg.detail_path),),
+        identity_encoder="dlib-resnet",
+        batch_size=settings.batch_size,
+        steps=steps,
+        lr=settings.lr,
+        seed=settings.seed,
+        same_identity_prob=settings.same_identity_prob,
+        checkpoint_every=settings.checkpoint_every,
+        keep_checkpoints=2,
+        mask_forehead=settings.mask_forehead,
+        init_from=str(base_path.resolve()),
+        lambda_feature_match=settings.lambda_fm,
+        lambda_perceptual=settings.lambda_perceptual,
+    )
+
+
+def freeze(models, names: tuple[str, ...]) -> None:
+    """Keep generator sub-modules (``visual``, ``geometric``, ``decoder`` or deeper dotted names)
+    at the base's weights: AdamW skips parameters without gradients."""
+    modules = dict(models.generator.named_modules())
+    for name in names:
+        if name not in modules or not name:
+            raise InvalidInput(f"--freeze {name}: no such generator module ({', '.join(n for n, _ in models.generator.named_children())})")
+        modules[name].requires_grad_(False)
+
+
+@dataclass
+class TuneResult:
+    steps: int
+    seconds: float  # training time, all sessions of this tune
+    last_losses: dict[str, float]
+    stopped: str  # "steps" | "minutes"
+
+
+def _elapsed_path(state: Path) -> Path:
+    return state.with_suffix(".json")
+
+
+def save_state(path: Path, models, tcfg, step: int, fingerprint: str, elapsed: float) -> None:
+    """A state checkpoint and its sidecar (training seconds so far); a full disk is one line and
+    leaves the previous checkpoint as it was (both files are written to a temp name first)."""
+    from train.trainer import save_training_state
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(_elapsed_path(path)) as tmp:
+            tmp.write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
+        save_training_state(path, models, tcfg, step, fingerprint)
+    except (OSError, RuntimeError) as exc:
+        _elapsed_path(path).unlink(missing_ok=True)
+        if isinstance(exc, OutputError):
+            raise
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise OutputError(f"{path}: cannot save the tune's state ({reason}); the previous checkpoint is kept") from exc
+
+
+def _prune(run: Path, keep: int) -> None:
+    from train.trainer import prune_checkpoints
+
+    prune_checkpoints(run, keep)
+    for side in (run / "checkpoints").glob("step-*.json"):
+        if not side.with_suffix(".pt").exists():
+            side.unlink(missing_ok=True)
+
+
+def train(
+    run: Path,
+    tcfg,
+    base_path: Path,
+    resume: bool,
+    steps: int | None,
+    seconds: float | None,
+    settings: TuneSettings,
+    on_step=None,
+    threads: int = 1,
+) -> tuple[TuneResult, object]:
+    """Train the run in ``run`` until ``steps`` or ``seconds`` of training (all sessions) are
+    done. ``on_step(step, elapsed, losses, models)`` is called after every step."""
+    from magicmask.face.identity import build_identity_encoder
+    from magicmask.face.landmarks import landmark_heatmaps
+    from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
+    from train.fit import data_fingerprint
+    from train.trainer import (
+        build_models,
+        checkpoint_path,
+        init_weights_from,
+        latest_checkpoint,
+        load_training_state,
+        train_step,
+    )
+
+    torch.set_num_threads(threads)
+    device = torch.device("cpu")
+    encoder = build_identity_encoder(tcfg.identity_encoder, device="cpu")
+    models = build_models(tcfg, encoder, device)
+    data = run / "data"
+    faces = load_faces(data, models.cfg.image_size, 112)
+    redraw_masks(faces, tcfg.mask_forehead)
+    fingerprint = data_fingerprint(data, ())
+    start, elapsed0 = 0, 0.0
+    latest = latest_checkpoint(run) if resume else None
+    if latest is not None:
+        start = load_training_state(latest, models, tcfg, fingerprint)
+        side = _elapsed_path(latest)
+        elapsed0 = json.loads(side.read_text())["elapsed_s"] if side.is_file() else 0.0
+        log.info("resumed %s at step %d (%.0f s trained)", latest, start, elapsed0)
+    else:
+        init_weights_from(base_path, models)
+    freeze(models, settings.freeze)
+    sampler = PairSampler(faces, tcfg.batch_size, tcfg.seed, tcfg.same_identity_prob)
+    heat = functools.partial(landmark_heatmaps, size=models.cfg.image_size)
+    total = steps if steps is not None else 10**9
+    loader = step_loader(StepDataset(sampler, heat, start, max(0, total - start)), 0)
+    losses: dict[str, float] = {}
+    step, elapsed, stopped = start, elapsed0, "steps"
+    t0 = time.perf_counter()
+    if seconds is not None and elapsed >= seconds:
+        return TuneResult(step, elapsed, losses, "minutes"), models
+    for step, batch in enumerate(loader, start + 1):
+        losses = train_step(models, tcfg, batch, step).losses
+        elapsed = elapsed0 + time.perf_counter() - t0
+        done = seconds is not None and elapsed >= seconds
+        if step % tcfg.checkpoint_every == 0 or step == total or done:
+            save_state(checkpoint_path(run, step), models, tcfg, step, fingerprint, elapsed)
+            _prune(run, tcfg.keep_checkpoints)
+        if on_step is not None:
+            on_step(step, elapsed, losses, models)
+        if done:
+            stopped = "minutes"
+            break
+    return TuneResult(step, elapsed, losses, stopped), models
+
+
+# -- progress and previews --------------------------------------------------------------------
+
+
+class TuneProgress:
+    """A bar over steps (``--steps``) or training seconds (``--minutes``) with the loss and an
+    ETA (plain lines in a log, ``progress.bar``), or a JSON line per second on stdout."""
+
+    def __init__(self, steps: int | None, seconds: float | None, start_step: int, json_lines: bool, show: bool):
+        from mmvideo.progress import bar
+
+        self.steps, self.seconds, self.json = steps, seconds, json_lines
+        self._last_json = 0.0
+        self._done = start_step if steps is not None else 0
+        total = steps if steps is not None else int(seconds)
+        self.bar = bar(total, "tune", "step" if steps is not None else "second", show=show and not json_lines)
+        self.bar.update(self._done)
+
+    def update(self, step: int, elapsed: float, losses: dict[str, float]) -> None:
+        now_done = step if self.steps is not None else int(min(elapsed, self.seconds))
+        if now_done > self._done:
+            self.bar.update(now_done - self._done)
+            self._done = now_done
+        self.bar.set_postfix(loss=f"{losses['total']:.3f}", id=f"{losses['identity']:.3f}", refresh=False)
+        if self.json and time.monotonic() - self._last_json >= 1.0:
+            self._last_json = time.monotonic()
+            click.echo(json.dumps(self.record(step, elapsed, losses)))
+
+    def record(self, step: int, elapsed: float, losses: dict[str, float]) -> dict:
+        if self.steps is not None:
+            rate = step / elapsed if elapsed > 0 else 0.0
+            eta = (self.steps - step) / rate if rate > 0 else None
+        else:
+            eta = max(0.0, self.seconds - elapsed)
+        return {
+            "phase": "tune",
+            "step": step,
+            "steps": self.steps,
+            "elapsed_s": round(elapsed, 1),
+            "eta_s": None if eta is None else round(eta, 1),
+            "losses": {k: round(v, 5) for k, v in losses.items()},
+        }
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def write_preview(path: Path, previews: list, models, encoder, source_crop: np.ndarray, cfg: SwapConfig, title: str):
+    """original | current swap for a few frames of the shot, through the pipeline's ``swap_frame``
+    with the EMA weights as they are now."""
+    from mmvideo.generate import SwapModels, embed_crops
+    from mmvideo.pipeline import swap_frame
+    from mmvideo.preview import PreviewRow, contact_sheet, write_sheet
+    from mmvideo.provenance import make_tag
+
+    generator = copy.deepcopy(models.ema).eval()
+    swap_models = SwapModels(generator, encoder.eval(), None, "cpu")
+    e_s = torch.from_numpy(embed_crops(swap_models, source_crop[None]))
+    rows = [PreviewRow(k, None, image, swap_frame(image, faces, swap_models, e_s, cfg)) for k, (image, faces) in enumerate(previews)]
+    write_sheet(path, contact_sheet(rows, title), make_tag(None).to_text())
+
+
+# -- 3. export ----------------------------------------------------------------------------------
+
+
+def export(out: Path, models, record: dict) -> str:
+    """The EMA generator with the tune's record, written atomically; returns its SHA-256."""
+    from magicmask.checkpoint import save_checkpoint
+
+    meta = {"steps": record["steps"], "weights": "ema", "tune": record}
+    try:
+        return save_checkpoint(out, models.ema, models.cfg, models.encoder.name, meta)
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, OutputError):
+            raise
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise OutputError(f"{out}: cannot write the tuned checkpoint ({reason})") from exc
+
+
+def describe_record(meta: dict) -> list[str]:
+    """``models describe``'s lines for a tuned checkpoint's record (none for other checkpoints)."""
+    rec = meta.get("tune")
+    if not rec:
+        return []
+    lines = [
+        f"tuned: {rec['steps']} steps, {rec['minutes']:.1f} min of training, "
+        f"{rec['target_faces']} target faces, {rec['source_faces']} source faces",
+        f"  base: {rec['base']['path']} (sha256 {rec['base']['sha256'][:16]}...)",
+    ]
+    lines += [f"  source: {s['path']} (sha256 {s['sha256'][:16]}...)" for s in rec["sources"]]
+    lines += [
+        f"  clip: {c['path']} (sha256 {c['sha256'][:16]}...), {c['frames_used']} of {c['frames']} frames, "
+        f"tracks {c['tracks']}"
+        for c in rec["clips"]
+    ]
+    lines.append(f"  settings: {json.dumps(rec['settings'], sort_keys=True)}")
+    return lines
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def _swap_options(fn):
+    from mmvideo.swap_cli import config_options
+
+    return config_options(fn)
+
+
+@click.command("tune")
+@click.option("--source", "sources", multiple=True, help="Photo of the actor; repeatable.")
+@click.option("--source-dir", default=None, help="Folder of photos of the actor.")
+@click.option("--source-video", default=None, help="Footage of the actor (every --source-stride-th frame).")
+@click.option("--in", "clips", multiple=True, help="Target clip (the shot); repeatable.")
+@click.option("--out", "output", required=True, type=click.Path(path_type=Path), help="Tuned checkpoint (.pt).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="Training time budget (default 20).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Train this many steps instead of --minutes.")
+@click.option("--checkpoint", "base", default=None, help="Base checkpoint (default: the embedded one).")
+@click.option("--resume", is_flag=True, help="Continue the tune in OUT.tune/ from its latest state checkpoint.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True, help="Swap preset whose face/target settings are used.")
+@click.option("--lr", default=TuneSettings.lr, show_default=True)
+@click.option("--pairs", "pairs", default=TuneSettings.batch_size, show_default=True, help="Pairs per training step.")
+@click.option("--lambda-perceptual", default=TuneSettings.lambda_perceptual, show_default=True)
+@click.option("--lambda-fm", default=TuneSettings.lambda_fm, show_default=True)
+@click.option("--detail-path/--no-detail-path", default=TuneSettings.detail_path, show_default=True, help="Add the [ours] target detail path to the decoder (if the base lacks it).")
+@click.option("--freeze", default=",".join(TuneSettings.freeze), show_default=True, help="Generator modules not trained (comma-separated: visual, geometric, decoder, ...).")
+@click.option("--max-frames", default=TuneSettings.max_frames, show_default=True, help="Target frames used per clip.")
+@click.option("--min-frames", default=8, show_default=True, help="Fewest usable target faces.")
+@click.option("--source-stride", default=TuneSettings.source_stride, show_default=True)
+@click.option("--checkpoint-every", default=TuneSettings.checkpoint_every, show_default=True, help="State checkpoint every N steps.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--train-threads", "train_threads", default=1, show_default=True, help="torch CPU threads for training.")
+@click.option("--preview-every", type=float, default=None, help="Write OUT.preview.png every MIN minutes of training.")
+@click.option("--json-progress", is_flag=True, help="One JSON progress line per second on stdout (no bar).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@overwrite_options
+@_swap_options
+def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
+                 pairs, lambda_perceptual, lambda_fm, detail_path, freeze, max_frames, min_frames, source_stride,
+                 checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
+                 **params) -> None:  # fmt: skip
+    """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
+    from magicmask.checkpoint import default_checkpoint_path
+    from mmvideo.swap_cli import check_paths, merged_config
+
+    cfg = merged_config(preset, params)
+    if steps is not None and minutes is not None:
+        raise click.UsageError("give --minutes or --steps, not both")
+    if not clips:
+        raise click.UsageError("--in is required")
+    if not (sources or source_dir or source_video):
+        raise click.UsageError("--source, --source-dir or --source-video is required")
+    seconds = None if steps is not None else 60.0 * (minutes or 20.0)
+    for clip in clips:
+        if not Path(clip).is_file():
+            raise MissingInput(f"{clip}: file not found (--in)")
+    if source_video and not Path(source_video).is_file():
+        raise MissingInput(f"{source_video}: file not found (--source-video)")
+    files = source_files(sources, source_dir)
+    if cfg.track.target_face and not Path(cfg.track.target_face).is_file():
+        raise MissingInput(f"{cfg.track.target_face}: file not found (--target-face)")
+    base_path = Path(base) if base else default_checkpoint_path()
+    # every output before any work: the checkpoint, its state folder, the preview sheet
+    check_paths(output, overwrite, *clips, base_path, *files, source_video, backend=cfg.detect.face_backend)
+    run = state_folder(output)
+    preview_path = output.with_name(output.name + ".preview.png")
+    if preview_every is not None:
+        from mmvideo.io.sequence import oiio_module
+        from mmvideo.preview import PREVIEW_USERS
+
+        oiio_module(PREVIEW_USERS)
+        check_output(preview_path, overwrite=True)
+    settings = TuneSettings(
+        lr, pairs, seed, TuneSettings.same_identity_prob, TuneSettings.mask_forehead, lambda_perceptual,
+        lambda_fm, detail_path, tuple(f for f in freeze.split(",") if f), max_frames, source_stride, checkpoint_every,
+    )  # fmt: skip
+    record_path = run / "record.json"
+    from train.trainer import latest_checkpoint
+
+    if resume:
+        if latest_checkpoint(run) is None:
+            raise InvalidInput(f"{run}: nothing to resume (no state checkpoints)")
+    elif run.exists():
+        raise OutputError(f"{run}: a tune is already there (pass --resume to continue it, or remove the folder)")
+    base_ckpt = check_base(base_path)
+    tcfg = train_config(settings, base_ckpt.config, base_path, steps or 10**9)
+    if resume:
+        faces = _resumed_faces(run, record_path, clips, files, source_video, settings, base_ckpt.sha256)
+    else:
+        try:
+            run.mkdir()
+        except OSError as exc:
+            raise OutputError(f"{run}: cannot create the tune's state folder ({exc.strerror})") from exc
+        try:
+            faces = prepare_faces(run, clips, files, source_video, cfg, settings, str(base_path), min_frames=min_frames)
+        except BaseException:
+            _remove_tree(run)  # nothing trained yet: leave no half-made state folder behind
+            raise
+        _write_json(record_path, {
+            "sources": faces.sources, "clips": faces.clips, "target_faces": faces.target_faces,
+            "source_faces": faces.source_faces, "data_seconds": faces.seconds,
+            "base": {"path": str(base_path.resolve()), "sha256": base_ckpt.sha256},
+            "settings": _settings_dict(settings),
+        })  # fmt: skip
+    record = json.loads(record_path.read_text())
+    click.echo(
+        f"faces: {record['target_faces']} target, {record['source_faces']} source "
+        f"(prepared in {record['data_seconds']:.0f} s)",
+        err=True,
+    )
+    from magicmask.face.identity import build_identity_encoder
+
+    start = 0
+    if resume:
+        start = int(latest_checkpoint(run).stem.split("-")[1])
+    progress = TuneProgress(steps, seconds, start, json_progress, not no_progress)
+    preview_state = {"next": preview_every * 60.0 if preview_every else None}
+    encoder = build_identity_encoder("dlib-resnet") if preview_every else None
+    source_crop = _first_source_crop(run) if preview_every else None
+
+    def on_step(step, elapsed, losses, models):
+        progress.update(step, elapsed, losses)
+        if preview_state["next"] is not None and elapsed >= preview_state["next"]:
+            preview_state["next"] += preview_every * 60.0
+            write_preview(preview_path, faces.previews, models, encoder, source_crop, cfg,
+                          f"{output.name}: step {step}, {elapsed / 60:.1f} min")  # fmt: skip
+
+    try:
+        result, models = train(run, tcfg, base_path, resume, steps, seconds, settings, on_step, train_threads)
+    finally:
+        progress.close()
+    record.update(steps=result.steps, minutes=result.seconds / 60.0)
+    sha = export(output, models, record)
+    if json_progress:
+        click.echo(json.dumps({"summary": {"out": str(output), "sha256": sha, "steps": result.steps,
+                                           "minutes": round(result.seconds / 60, 2), "losses": result.last_losses}}))  # fmt: skip
+    else:
+        click.echo(f"{output}: {result.steps} steps in {result.seconds / 60:.1f} min of training (sha256 {sha[:16]}...)")
+
+
+def _settings_dict(settings: TuneSettings) -> dict:
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(settings)))
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _remove_tree(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _first_source_crop(run: Path) -> np.ndarray:
+    from train.shards import read_shard
+
+    shard = read_shard(next((run / "data").glob(f"shard-*-{SOURCE}.npz")))
+    return shard.source[0]
+
+
+def _resumed_faces(run: Path, record_path: Path, clips, files, source_video, settings, base_sha) -> FaceData:
+    """The faces of the tune being resumed, after checking that its inputs are the same files."""
+    if not record_path.is_file():
+        raise InvalidInput(f"{run}: no record.json; not a tune state folder")
+    rec = json.loads(record_path.read_text())
+    given = sorted(file_sha256(f) for f in [*files, *([source_video] if source_video else [])])
+    if sorted(s["sha256"] for s in rec["sources"]) != given:
+        raise InvalidInput(f"{run}: --resume with other source images than the tune's")
+    if sorted(c["sha256"] for c in rec["clips"]) != sorted(file_sha256(c) for c in clips):
+        raise InvalidInput(f"{run}: --resume with other clips than the tune's")
+    if rec["base"]["sha256"] != base_sha:
+        raise InvalidInput(f"{run}: --resume with another base checkpoint than the tune's")
+    if rec["settings"] != _settings_dict(settings):
+        diff = sorted(k for k, v in _settings_dict(settings).items() if rec["settings"].get(k) != v)
+        raise InvalidInput(f"{run}: --resume with settings that differ from the tune's ({', '.join(diff)})")
+    previews = load_previews(run / "previews.npz")
+    return FaceData(run / "data", rec["sources"], rec["clips"], rec["target_faces"], rec["source_faces"], 0.0, previews)
+
+
+if __name__ == "__main__":
+    from mmvideo.cli import main as cli_main
+
+    raise SystemExit(cli_main(["tune", *sys.argv[1:]]))

@@ -1,0 +1,174 @@
+"""``mmvideo tune``: a short real tune writes a checkpoint that swap loads and describe shows,
+a tune killed mid-run resumes bit-exactly, and each bad input is a one-line error."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from magicmask.checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from magicmask.config import create_config
+from magicmask.model.generator import MagicMaskGenerator
+from mmvideo.cli import main
+
+CLIP = "talking_head_turn_03.mp4"  # 224 px, 108 frames: the cheapest real clip
+SOURCE = "id_biden_01.jpg"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _args(data_dir: Path, out: Path, *extra) -> list[str]:
+    # a few faces and one-step checkpoints keep every run to seconds of training
+    return ["tune", "--source", str(data_dir / SOURCE), "--in", str(data_dir / CLIP), "--out", str(out),
+            "--max-frames", "10", "--min-frames", "4", "--checkpoint-every", "1", "--no-progress", *map(str, extra)]  # fmt: skip
+
+
+def _run(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    lines = [line for line in err if line.startswith("mmvideo: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tuned(data_dir, tmp_path_factory) -> Path:
+    """A two-step tune on a real clip, uninterrupted (the reference for the resume test)."""
+    out = tmp_path_factory.mktemp("tune") / "shot.pt"
+    assert main(_args(data_dir, out, "--steps", 2)) == 0
+    return out
+
+
+def test_two_step_tune_writes_a_checkpoint_that_swap_loads_and_describe_shows(tuned, data_dir, tmp_path, capsys):
+    ckpt = load_checkpoint(tuned)  # the SHA-256 is checked here
+    rec = ckpt.meta["tune"]
+    assert rec["steps"] == 2 and ckpt.config.detail_path
+    assert rec["clips"][0]["sha256"] and rec["clips"][0]["frames_used"] == 10
+    assert rec["sources"][0]["path"].endswith(SOURCE) and rec["target_faces"] == 10
+    assert rec["base"]["sha256"] == load_checkpoint(REPO / "magicmask/weights/magicmask-tiny.pt").sha256
+    capsys.readouterr()
+    assert _run("models", "describe", tuned) == 0
+    shown = capsys.readouterr().out
+    assert "tuned: 2 steps" in shown and f"clip: {data_dir / CLIP}" in shown and "10 of 108 frames" in shown
+    video = tmp_path / "swap.mp4"
+    assert _run("swap", "--source", data_dir / SOURCE, "--in", data_dir / CLIP, "--out", video,
+                "--checkpoint", tuned, "--stop", 3, "--no-progress") == 0  # fmt: skip
+    assert video.stat().st_size > 0
+
+
+def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
+    out = tmp_path / "shot.pt"
+    cmd = [sys.executable, "-m", "mmvideo", *_args(data_dir, out, "--steps", 2)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out.with_name("shot.pt.tune") / "checkpoints" / "step-00000001.pt"
+    try:
+        while not first.exists() and proc.poll() is None:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert first.exists() and not out.exists()
+    assert main(_args(data_dir, out, "--steps", 2, "--resume")) == 0
+    assert load_checkpoint(out).sha256 == load_checkpoint(tuned).sha256
+    # resuming with other settings is not the same tune
+    assert main(_args(data_dir, out, "--steps", 3, "--resume", "--lr", 1e-3, "-y")) != 0
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(data_dir, tmp_path, monkeypatch, capsys):
+    import magicmask.checkpoint as ckpt_module
+
+    real_save, calls = torch.save, []
+
+    def save(obj, path, *a, **k):
+        if obj.get("format") == ckpt_module.TRAINING_FORMAT:
+            calls.append(path)
+            if len(calls) == 2:
+                Path(path).write_bytes(b"partial")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, path, *a, **k)
+
+    monkeypatch.setattr(ckpt_module.torch, "save", save)
+    out = tmp_path / "shot.pt"
+    assert main(_args(data_dir, out, "--steps", 3)) != 0
+    line = _error(capsys)
+    assert "No space left on device" in line and "previous checkpoint is kept" in line
+    folder = tmp_path / "shot.pt.tune" / "checkpoints"
+    assert load_training_state(folder / "step-00000001.pt")["step"] == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000001.json", "step-00000001.pt"]
+    assert not out.exists()
+
+
+def _noise_clip(path: Path, frames: int = 12) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (160, 160))
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (160, 160, 3), np.uint8))
+    writer.release()
+    return path
+
+
+def test_no_face_in_a_source_photo(data_dir, tmp_path, capsys):
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    out = tmp_path / "shot.pt"
+    args = _args(data_dir, out, "--steps", 1)
+    args[args.index("--source") + 1] = str(blank)
+    assert main(args) != 0
+    assert "wall.png: no face found" in _error(capsys)
+    assert not (tmp_path / "shot.pt.tune").exists()  # nothing half-made is left behind
+
+
+def test_no_face_in_the_clip(data_dir, tmp_path, capsys):
+    out = tmp_path / "shot.pt"
+    args = _args(data_dir, out, "--steps", 1)
+    args[args.index("--in") + 1] = str(_noise_clip(tmp_path / "noise.mp4"))
+    assert main(args) != 0
+    assert "noise.mp4: no face found in the clip" in _error(capsys)
+
+
+def test_too_few_usable_frames(data_dir, tmp_path, capsys):
+    args = _args(data_dir, tmp_path / "shot.pt", "--steps", 1)
+    args[args.index("--max-frames") + 1] = "3"
+    assert main(args) != 0
+    assert "only 3 usable target faces (at least 4 needed)" in _error(capsys)
+
+
+@pytest.mark.parametrize(
+    "encoder, overrides, message",
+    [
+        ("facenet-vggface2", {}, "trained with identity encoder facenet-vggface2; tune trains with dlib-resnet"),
+        ("dlib-resnet", {"latent_channels": 32}, "model config differs from the registered 'tiny'"),
+    ],
+)
+def test_a_base_of_another_encoder_or_config_is_refused(data_dir, tmp_path, capsys, encoder, overrides, message):
+    cfg = create_config("tiny", identity_dim=128, **overrides)
+    base = tmp_path / "base.pt"
+    save_checkpoint(base, MagicMaskGenerator(cfg), cfg, encoder)
+    assert main(_args(data_dir, tmp_path / "shot.pt", "--steps", 1, "--checkpoint", base)) != 0
+    assert message in _error(capsys)
+    assert not (tmp_path / "shot.pt.tune").exists()
+
+
+def test_a_missing_output_folder_is_refused_before_any_work(data_dir, tmp_path, capsys, monkeypatch):
+    import magicmask.checkpoint as ckpt_module
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded before the output was checked")
+
+    monkeypatch.setattr(ckpt_module, "load_checkpoint", no_load)
+    assert main(_args(data_dir, tmp_path / "missing" / "shot.pt", "--steps", 1)) != 0
+    assert f"folder {tmp_path / 'missing'} does not exist" in _error(capsys)
+    assert main(_args(data_dir, tmp_path / "shot.pt", "--steps", 1, "--resume")) != 0
+    assert "nothing to resume" in _error(capsys)
