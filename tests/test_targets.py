@@ -180,6 +180,12 @@ def test_bad_maps_are_refused_in_one_line_before_models_load(clips, tmp_path, ca
     assert main(["swap", "--in", str(clips["duo"]), "--out", out]) != 0
     assert "--source (or --map) is required" in capsys.readouterr().err
     assert not Path(out).exists()
+    # `plan` too, before it loads (and hashes) the checkpoint
+    job = tmp_path / "job.json"
+    plan = ["plan", "--in", str(clips["duo"]), "--out", str(job), "--checkpoint", str(tmp_path / "none.pt")]
+    assert main([*plan, "--map", f"1={tmp_path / 'missing.jpg'}"]) == 2
+    assert "missing.jpg: file not found (--map 1=" in capsys.readouterr().err
+    assert not job.exists()
 
 
 # -- the real pipeline -----------------------------------------------------------------------------
