@@ -148,6 +148,9 @@ class ComposeConfig:
     # artifacts show first (the embedded model paints a band there); 0.3 is the trained mask.
     mask_forehead: float = field(default=0.0, metadata=between(0, 1))
     color_match: Literal["none", "lab"] = "lab"
+    # what the face mask is made of, a comma list: the landmark hull, then types cut out of it
+    # (hands: the hands in front of the face, magicmask.face.hands)
+    mask: Literal["hull", "hull,hands"] = "hull"
     # [ours] share (0-1) of the target frame's own detail finer than the generator can render at
     # this face's scale, added back inside the mask (mmvideo.compose.target_detail); nothing is
     # added to faces under about half the crop's scale, where the crop is finer than the frame

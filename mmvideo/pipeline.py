@@ -31,13 +31,14 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from magicmask.face.align import align_identity
+from magicmask.face.align import align_identity, to_uint8
 from magicmask.face.analyzer import (
     FaceAnalyzer,
     FaceConfig,
     build_landmarker,
     pick_face,
 )
+from magicmask.face.hands import HandDetector, hand_mask, without_hands
 from magicmask.face.image import load_image
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
@@ -509,6 +510,8 @@ def render(
         queue.Queue(maxsize=GROUP_QUEUE_SIZE) for _ in range(3)
     )
     swapped: dict[int, int] = {}
+    # built before the stages start: a missing hand model is refused before a frame is written
+    hands = HandDetector(_models_dir(cfg.detect)) if "hands" in cfg.compose.mask.split(",") else None
 
     def decode() -> None:
         with open_reader(job.input, info, start=start, stop=stop) as reader:
@@ -526,10 +529,15 @@ def render(
         group, n_faces = _Group([], []), 0
         for frame in drain(q_frames, run):
             t = time.perf_counter()
-            items = [
-                (tid, prepare_target(frame.image, face.landmarks, face.landmarks_3d, inputs))
-                for tid, face in plan.get(frame.index, [])
-            ]
+            items = []
+            for tid, face in plan.get(frame.index, []):
+                ti = prepare_target(frame.image, face.landmarks, face.landmarks_3d, inputs)
+                if hands is not None:
+                    # cut before compose erodes and feathers the mask: the erosion keeps the
+                    # feathered edge off the hand itself
+                    found = hands(to_uint8(frame.image), face.box[None])[0]
+                    ti.mask = without_hands(ti.mask, hand_mask(found, ti.mask.shape, ti.matrix))
+                items.append((tid, ti))
             group.frames.append(frame)
             group.faces.append(items)
             n_faces += len(items)
