@@ -3,7 +3,8 @@ hand silhouette, and the face mask with the hands taken out.
 
 Real weights on real clips: in ``talking_head_profile_occlusion_01.mp4`` a hand rises in front of
 the lower face; it is fully in front of the jaw and cheek in frames 19-23 (it enters from the
-bottom edge in 15-18 and leaves in 24-26, partly out of frame, where neither answer is checked).
+bottom edge in 15-18 and leaves by the bottom-right corner in 24-28, partly out of frame, where
+neither answer is checked).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from mmvideo.errors import InvalidInput, ModelError
 
 OCCLUDED = range(19, 24)
 # frames 0-14 (before it enters; the palm detector fires on the jaw in 10-14 and the
-# landmarker rejects it) and every third of 27-125 (hand gone)
-HANDLESS = [*range(15), *range(27, 126, 3)]
+# landmarker rejects it) and every third of 30-125 (hand gone)
+HANDLESS = [*range(15), *range(30, 126, 3)]
 
 
 def _frames(
