@@ -6,7 +6,9 @@ Two passes over the clip:
    ``detect_interval`` frames (and on every shot cut), live tracks get landmark-only updates in
    between. Only geometry is kept (about 1 KB per face per frame), never images.
 2. Between the passes each track is smoothed (Kalman forward, or forward + RTS) and the tracks to
-   swap are chosen with the whole clip known (``largest``, ``--target-face``, ``--track-id``).
+   swap, and the source of each, are chosen with the whole clip known (``largest``,
+   ``--target-face``, ``--track-id``, ``--map``; ``mmvideo.targets``); a farm chunk instead follows
+   the choice its plan made over the whole clip.
 3. **render** (decode → prepare → generate → compose → encode): five stages in threads joined by
    bounded queues, so memory stays flat whatever the clip length; faces from several frames are
    batched for the generator. The encoder runs on the calling thread inside the writer's
