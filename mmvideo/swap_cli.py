@@ -295,7 +295,8 @@ def tracks(
     overwrite: bool | None,
     **params,
 ) -> None:
-    """List the face tracks of CLIP (ids for `swap --track-id`) and write a contact sheet."""
+    """List the face tracks of CLIP (ids for `swap --track-id` and `--map`) and write a contact
+    sheet."""
     cfg = merged_config(preset, params)
     _require(clip, "CLIP")
     out = Path(sheet) if sheet else Path(clip).with_suffix(".tracks.png")
