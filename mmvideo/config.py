@@ -78,8 +78,12 @@ def one_of(choices: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
 class DetectConfig:
     # run the detector every N frames; landmarks only in between
     detect_interval: int = field(default=5, metadata=at_least(1))
-    # the frame is downscaled to this longest side for detection (0: never downscaled)
-    detect_max_side: int = field(default=360, metadata=at_least(0))
+    # the smallest face to find, box side in pixels of the original: the frame is resized for
+    # detection so that such a face reaches the detector's own minimum (HOG ~80 px: a 60 px
+    # face is detected on a 1.33× copy, whatever the frame size); 0: detect_max_side alone
+    smallest_face: int = field(default=60, metadata=at_least(0))
+    # cap on the detection copy's longest side (0: no cap); faces below what it allows are missed
+    detect_max_side: int = field(default=0, metadata=at_least(0))
     # dlib HOG upsampling steps (finds smaller faces, slower: each step doubles the side)
     detect_upsample: int = field(default=0, metadata=between(0, 4))
     # faces smaller than this (box side, source pixels) are ignored
@@ -88,6 +92,9 @@ class DetectConfig:
     face_backend: Literal["dlib", "insightface", "fan", "mediapipe"] = "dlib"
     # boxes; None = the backend's default (hog for dlib and fan, scrfd for insightface)
     detector: Literal["hog", "cnn", "mtcnn", "scrfd"] | None = None
+    # run around a live track's predicted box where the detector found no face for it (MMOD
+    # finds turned and tilted heads that HOG misses); "none": no second detector
+    second_detector: Literal["none", "hog", "cnn", "mtcnn", "scrfd"] = "cnn"
     face_models: str | None = None  # folder of the insightface / FAN / Face Mesh model files
     # which face of a --source still with several, largest first (0 = largest); None = the
     # largest, with a warning that there were several
@@ -105,6 +112,13 @@ class TrackConfig:
     track_patience: int = field(default=2, metadata=at_least(0))
     # frames a lost track may be re-identified after
     reid_max_gap: int = field(default=50, metadata=at_least(0))
+    # gap filling: a live track that misses detection is followed by optical flow and the
+    # landmarker for up to this long (seconds of the clip; 0: off, track_patience rounds
+    # then), swapped where the landmarker confirms the face; then it is lost
+    gap_seconds: float = field(default=1.0, metadata=at_least(0))
+    # a filled frame is confirmed when the landmarker's inner points (brows to mouth) lie within
+    # this mean distance of the flow-tracked ones, as a fraction of the inner face's size
+    gap_max_residual: float = field(default=0.15, metadata=between(0, 1))
     # identity cosine needed to re-identify
     reid_min_similarity: float = field(default=0.6, metadata=between(-1, 1))
     # histogram correlation below this is a cut

@@ -41,7 +41,7 @@ from magicmask.face.analyzer import (
     pick_face,
 )
 from magicmask.face.hands import HandDetector, hand_mask, without_hands
-from magicmask.face.image import load_image
+from magicmask.face.image import as_rgb8, load_image
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
 from mmvideo.atomic import check_output
@@ -69,7 +69,7 @@ from mmvideo.io.probe import MediaInfo
 from mmvideo.io.sequence import parse_pattern
 from mmvideo.progress import Progress
 from mmvideo.provenance import make_tag
-from mmvideo.smooth import jitter, smooth_track
+from mmvideo.smooth import jitter, predict_landmarks, smooth_track
 from mmvideo.stages import (
     StageRun,
     drain,
@@ -83,7 +83,9 @@ from mmvideo.targets import anchor_targets, assign_sources, match_anchors, parse
 from mmvideo.track import (
     Track,
     Tracker,
+    flow_landmarks,
     frame_signature,
+    iou_matrix,
     is_shot_cut,
     propagate_box,
     select_tracks,
@@ -209,6 +211,8 @@ def face_config(cfg: DetectConfig, device: str = "cpu") -> FaceConfig:
         upsample=cfg.detect_upsample,
         min_face=cfg.min_face_size,
         detect_max_side=cfg.detect_max_side,
+        smallest_face=cfg.smallest_face,
+        second_detector=None if cfg.second_detector == "none" else cfg.second_detector,
         device=device,
     )
 
@@ -287,7 +291,8 @@ def analyse(
     ``models`` provides the identity encoder for association and re-identification; ``None``
     tracks by IoU alone.
     """
-    tracker = Tracker(cfg.track)
+    tracker = Tracker(cfg.track, gap_frames(cfg, info))
+    gaps = _GapFiller(tracker, analyzer, cfg)
     thumbs: dict[int, tuple[float, np.ndarray]] = {}
     cuts: list[int] = []
     use_identity = models is not None and (
@@ -307,11 +312,13 @@ def analyse(
             if cut:
                 tracker.cut(frame.index)
                 cuts.append(frame.index)
-            if (
+            gaps.next_frame(image, cut)
+            detect_round = (
                 cut
                 or last_detect is None
                 or frame.index - last_detect >= cfg.detect.detect_interval
-            ):
+            )
+            if detect_round:
                 faces = analyzer.detect(image)
                 if use_identity and _identity_needed(tracker, faces):
                     _embed(image, faces, models)
@@ -322,11 +329,133 @@ def analyse(
                 last_detect = frame.index
             else:
                 _landmark_update(tracker, analyzer, frame)
+            gaps.fill(frame.index, image, detect_round)
             count += 1
             if progress:
                 progress.advance("analyse")
     tracks = [t for t in tracker.tracks if t.faces]
     return Analysis(tracks, cuts, count, {k: v[1] for k, v in thumbs.items()})
+
+
+def gap_frames(cfg: SwapConfig, info: MediaInfo) -> int:
+    """``gap_seconds`` in frames of this clip (at least 1 when gap filling is on)."""
+    if cfg.track.gap_seconds <= 0:
+        return 0
+    fps = float(info.video.fps or 25.0)
+    return max(1, round(cfg.track.gap_seconds * fps))
+
+
+class _GapFiller:
+    """Holds live tracks through the frames where neither the detector nor the landmark update
+    found their face (issue 16: a viewer sees the original face flash back otherwise).
+
+    Per missed frame of a live track, at most ``max_gap`` frames after its last detection:
+
+    1. *Prediction*: the Kalman filter's constant-velocity guess of the 68 points
+       (``predict_landmarks``), replaced by the previous frame's points carried into this one
+       by Lucas–Kanade flow when that tracking passes its forward-backward check.
+    2. *Confirmation*: the landmarker runs on the box those points give. Its inner points
+       (brows to mouth) must lie within ``gap_max_residual`` × the inner face's size, on average,
+       of the predicted ones and their size within ±33 % of the predicted size; the
+       landmarker's points are then the frame's face. The residual rejects a landmarker
+       that had to bend far from the face that moved as predicted (an occluder, a turn it cannot
+       fit); it is a weak test against a box with no face at all, where the landmarker's mean
+       shape may lie close to a near-frontal prediction: the bound of ``max_gap`` frames since
+       the last detection limits how long such a fill can last.
+    3. Where that fails, or on a detection round (the first detector found no face for the
+       track), the second detector (``second_detector``) looks around the predicted box; a face
+       it finds there counts as a detection.
+
+    Unconfirmed frames are left unswapped (the two-pass smoother interpolates the short ones).
+    A predicted box whose centre leaves the frame loses the track.
+    """
+
+    def __init__(self, tracker: Tracker, analyzer: FaceAnalyzer, cfg: SwapConfig):
+        self.tracker, self.analyzer, self.cfg = tracker, analyzer, cfg
+        self.gray: np.ndarray | None = None
+        self.prev_gray: np.ndarray | None = None
+        self.carry: dict[int, np.ndarray] = {}  # track id → its points in the previous frame
+
+    def next_frame(self, image: np.ndarray, cut: bool) -> None:
+        if self.tracker.max_gap <= 0:
+            return
+        self.prev_gray = None if cut else self.gray
+        self.gray = cv2.cvtColor(as_rgb8(image), cv2.COLOR_RGB2GRAY)
+        if cut:
+            self.carry.clear()
+
+    def fill(self, frame: int, image: np.ndarray, detect_round: bool) -> None:
+        if self.tracker.max_gap <= 0:
+            return
+        self.tracker.expire_gaps(frame)
+        # through a gap the flow carries its own points, not the landmarker's: a landmarker
+        # stretches its points to the box it is given, and fed back they balloon in a few frames
+        followed = {}
+        for track in self.tracker.live():
+            if track.last_seen != frame:
+                followed[track.id] = self._follow(track, frame, image, detect_round)
+        carry = {}
+        for t in self.tracker.live():
+            points = followed.get(t.id)
+            if points is None and t.last_seen == frame:
+                points = t.faces[frame].landmarks
+            if points is not None:
+                carry[t.id] = points
+        self.carry = carry
+
+    def _follow(
+        self, track: Track, frame: int, image: np.ndarray, detect_round: bool
+    ) -> np.ndarray | None:
+        """Try to fill ``frame`` for ``track``; the points to carry into the next frame (None:
+        the track's own face of this frame, or the track is gone)."""
+        anchor = track.faces[max(track.detected)]
+        points = predict_landmarks(track, frame, self.cfg.smooth)
+        previous = self.carry.get(track.id)
+        if previous is not None and self.prev_gray is not None:
+            fb_max = max(0.5, 0.02 * _spread(anchor.landmarks))
+            flowed = flow_landmarks(self.prev_gray, self.gray, previous, fb_max)
+            if flowed is not None:
+                points = flowed
+        box = propagate_box(anchor.box, anchor.landmarks[17:], points[17:])
+        h, w = image.shape[:2]
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        if not (0 <= cx < w and 0 <= cy < h):
+            self.tracker.leave(track)
+            return None
+        if not detect_round and self._confirm(track, frame, image, box, points, anchor):
+            return points
+        if self._second_detector(track, frame, image, box):
+            return None  # a detection: its own points from here
+        if detect_round:
+            self._confirm(track, frame, image, box, points, anchor)
+        return points
+
+    def _confirm(self, track, frame, image, box, points, anchor) -> bool:
+        face = self.analyzer.landmarks(image, box[None])[0]
+        size = _spread(points)
+        residual = float(np.linalg.norm(face.landmarks[17:] - points[17:], axis=1).mean()) / size
+        if residual > self.cfg.track.gap_max_residual:
+            return False
+        if not 0.75 < _spread(face.landmarks) / size < 1.33:
+            return False
+        # the box follows the prediction, not these points: a landmarker fed back its own
+        # stretched box drifts and balloons over a few frames
+        face.box = box
+        face.embedding = None
+        face.extra["gap_residual"] = residual
+        self.tracker.update_landmarks(frame, track, face)
+        return True
+
+    def _second_detector(self, track, frame, image, box) -> bool:
+        faces = self.analyzer.detect_near(image, box)
+        if not faces:
+            return False
+        overlap = iou_matrix(box[None], np.stack([f.box for f in faces]))[0]
+        best = int(np.argmax(overlap))
+        if overlap[best] < 0.3:
+            return False
+        track.add(frame, faces[best], detected=True)
+        return True
 
 
 def _identity_needed(tracker: Tracker, faces: list[Face]) -> bool:

@@ -7,8 +7,10 @@ and it is applied to all 136 (x, y) — or 68 depth — coordinates at once. Tha
 filter at a few microseconds per frame instead of inverting 136×136 matrices.
 
 ``smoothing = "rts"`` runs the forward filter over the whole track, then filterpy's
-Rauch–Tung–Striebel smoother backwards (two-pass, offline). Noise levels are fractions of the
-face size so one preset fits small and large faces.
+Rauch–Tung–Striebel smoother backwards (two-pass, offline); it also fills the track's gaps of up
+to ``Track.max_gap`` frames (frames gap filling could not confirm) from both sides. Noise levels
+are fractions of the face size so one preset fits small and large faces. A track taken up again
+after a shot cut is smoothed per segment (``Track.breaks``): no filter runs across a cut.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from filterpy.kalman import KalmanFilter, rts_smoother
 
 from magicmask.face.types import Face
 from mmvideo.config import SmoothConfig
-from mmvideo.track import Track
+from mmvideo.track import Track, propagate_box
 
 _F = np.array([[1.0, 1.0], [0.0, 1.0]])
 
@@ -91,11 +93,46 @@ def smooth_track(track: Track, cfg: SmoothConfig) -> dict[int, Face]:
     """The track's faces with smoothed landmarks (and depth, when the backend gives 3-D points).
 
     Frames inside the track where it has no face are filter steps without a measurement, so the
-    velocity is not fooled by a gap; no face is invented for them.
+    velocity is not fooled by a gap. Only the two-pass smoother invents faces there, in gaps of
+    up to ``track.max_gap`` frames, where it has seen both sides.
     """
-    frames = sorted(track.faces)
+    out: dict[int, Face] = {}
+    for segment in _segments(track):
+        out.update(_smooth_segment(track, segment, cfg))
+    return out
+
+
+def _segments(track: Track) -> list[list[int]]:
+    """The track's frames split where it was taken up again after a shot cut."""
+    segments: list[list[int]] = []
+    for f in sorted(track.faces):
+        if not segments or f in track.breaks:
+            segments.append([])
+        segments[-1].append(f)
+    return segments
+
+
+def predict_landmarks(track: Track, frame: int, cfg: SmoothConfig, history: int = 12) -> np.ndarray:
+    """The 68 points the constant-velocity Kalman filter expects at ``frame`` (after the
+    track's last face): the forward filter over its last ``history`` faces of the current
+    segment, run on without measurements."""
+    frames = _segments(track)[-1][-history:]
+    span = np.arange(frames[0], frame + 1)
+    present = np.isin(span, frames)
+    first = track.faces[frames[0]]
+    scale = float(np.hypot(first.box[2] - first.box[0], first.box[3] - first.box[1]))
+    xy = np.zeros((len(span), 136))
+    xy[present] = np.stack([track.faces[f].landmarks.reshape(-1) for f in frames])
+    xy[~present] = _hold(xy, present)
+    if len(span) < 2:
+        return xy[-1].reshape(68, 2).astype(np.float32)
+    run = kalman_forward(xy, present, cfg.process_noise * scale, cfg.measurement_noise * scale)
+    return run.means[-1, 0].reshape(68, 2).astype(np.float32)
+
+
+def _smooth_segment(track: Track, frames: list[int], cfg: SmoothConfig) -> dict[int, Face]:
     if cfg.smoothing == "none" or len(frames) < 2:
-        return dict(track.faces)
+        return {f: track.faces[f] for f in frames}
     span = np.arange(frames[0], frames[-1] + 1)
     present = np.isin(span, frames)
     first = track.faces[frames[0]]
@@ -122,9 +159,11 @@ def smooth_track(track: Track, cfg: SmoothConfig) -> dict[int, Face]:
             cfg.depth_measurement_noise * scale,
             cfg.smoothing,
         )
+    fill = _fillable(present, track.max_gap) if cfg.smoothing == "rts" else present
+    held = np.maximum.accumulate(np.where(present, np.arange(len(present)), 0))
     out = {}
     for i, f in enumerate(span):
-        if not present[i]:
+        if not fill[i]:
             continue
         lm = sm_xy[i].reshape(68, 2).astype(np.float32)
         lm3 = (
@@ -132,7 +171,28 @@ def smooth_track(track: Track, cfg: SmoothConfig) -> dict[int, Face]:
             if has_depth
             else None
         )
-        out[int(f)] = replace(track.faces[int(f)], landmarks=lm, landmarks_3d=lm3)
+        # a filled frame borrows the last face's box (moved with the points) and pose
+        base = track.faces[int(span[held[i]])]
+        box = base.box if present[i] else propagate_box(base.box, base.landmarks[17:], lm[17:])
+        out[int(f)] = replace(base, box=box, landmarks=lm, landmarks_3d=lm3)
+    return out
+
+
+def _fillable(present: np.ndarray, max_gap: int) -> np.ndarray:
+    """``present`` plus the runs of missing frames no longer than ``max_gap`` (always between
+    two present frames: a segment starts and ends with a face)."""
+    out = present.copy()
+    i = 0
+    while i < len(present):
+        if present[i]:
+            i += 1
+            continue
+        j = i
+        while not present[j]:
+            j += 1
+        if j - i <= max_gap:
+            out[i:j] = True
+        i = j
     return out
 
 

@@ -1,10 +1,14 @@
 """Detections → tracks: Hungarian assignment on box IoU plus identity similarity.
 
-A track is born from an unmatched detection, survives ``track_patience`` detection rounds
-without a match, is then *lost* and can be re-identified by its identity embedding for
-``reid_max_gap`` frames, after which it ends. A shot cut ends every track at once (a face in
-the next shot is a new track with fresh filters). Between detector runs the pipeline updates
-each live track from landmarks alone; ``propagate_box`` carries the detector box along.
+A track is born from an unmatched detection. With gap filling (``max_gap`` frames, from the
+``gap_seconds`` key) it stays live for ``max_gap`` frames after its last detection, the pipeline
+following it meanwhile with optical flow (``flow_landmarks``) and the landmarker; without it, it
+survives ``track_patience`` detection rounds without a match. It is then *lost* and can be
+re-identified by its identity embedding for ``reid_max_gap`` frames, after which it ends; a face
+that leaves the frame is lost at once. A shot cut loses every track: a face in the next shot
+joins its track again only by identity (``breaks`` records where, so the filters restart there).
+Between detector runs the pipeline updates each live track from landmarks alone;
+``propagate_box`` carries the detector box along.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ class Track:
     state: TrackState = "active"
     misses: int = 0
     last_seen: int = -1
+    last_detected: int = -1
+    # frames where the track continues after a shot cut (re-identified): smoothing restarts there
+    breaks: set[int] = field(default_factory=set)
+    # frames the two-pass smoother may fill between two faces (the tracker's gap, 0: none)
+    max_gap: int = 0
 
     @property
     def first(self) -> int:
@@ -55,6 +64,7 @@ class Track:
         self.last_seen = frame
         if detected:
             self.detected.add(frame)
+            self.last_detected = frame
             self.misses = 0
         if face.embedding is not None:
             e = face.embedding.astype(np.float32)
@@ -156,11 +166,48 @@ def is_shot_cut(
     return float(cv2.compareHist(previous, current, cv2.HISTCMP_CORREL)) < threshold
 
 
-class Tracker:
-    """Online multi-face tracker; feed it frames in order, read ``tracks`` at the end."""
+def flow_landmarks(
+    prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, fb_max: float
+) -> np.ndarray | None:
+    """``points`` (N×2, in ``prev_gray``) tracked into ``gray`` by pyramidal Lucas–Kanade flow.
 
-    def __init__(self, cfg: TrackConfig):
+    Each point is tracked forwards and back; those that return within ``fb_max`` pixels are
+    trusted, and the similarity transform (shift, rotation, scale) they agree on (RANSAC) moves
+    every point: one rigid motion of the face, which a single point on a blurred or occluded
+    patch cannot drag. None when under half the points (or under 8) can be trusted.
+    """
+    p0 = np.ascontiguousarray(points, np.float32).reshape(-1, 1, 2)
+    lk = {
+        "winSize": (21, 21),
+        "maxLevel": 3,
+        "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
+    }
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, p0, None, **lk)
+    if p1 is None:
+        return None
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, p1, None, **lk)
+    fb = np.linalg.norm((back - p0).reshape(-1, 2), axis=1)
+    good = (st1.reshape(-1) == 1) & (st2.reshape(-1) == 1) & (fb < fb_max)
+    if good.sum() < max(8, len(p0) // 2):
+        return None
+    m, _ = cv2.estimateAffinePartial2D(
+        p0[good], p1[good], method=cv2.RANSAC, ransacReprojThreshold=2 * fb_max
+    )
+    if m is None:
+        return None
+    return (points.reshape(-1, 2) @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+class Tracker:
+    """Online multi-face tracker; feed it frames in order, read ``tracks`` at the end.
+
+    ``max_gap``: frames a track stays live after its last detection (gap filling; 0: the
+    ``track_patience`` rule instead).
+    """
+
+    def __init__(self, cfg: TrackConfig, max_gap: int = 0):
         self.cfg = cfg
+        self.max_gap = max_gap
         self.tracks: list[Track] = []
         self.shot = 0
 
@@ -168,11 +215,25 @@ class Tracker:
         return [t for t in self.tracks if t.state == "active"]
 
     def cut(self, frame: int) -> None:
-        """A shot cut before ``frame``: every track ends and nothing is re-identified across it."""
+        """A shot cut before ``frame``: every live track is lost; only its identity can bring
+        it back (position means nothing across a cut)."""
         log.debug("shot cut at frame %d", frame)
         for t in self.tracks:
-            t.state = "ended"
+            if t.state == "active":
+                t.state = "lost"
         self.shot += 1
+
+    def expire_gaps(self, frame: int) -> None:
+        """Lose the live tracks whose gap has outlasted ``max_gap`` frames since a detection."""
+        if self.max_gap <= 0:
+            return
+        for t in self.live():
+            if frame - t.last_detected > self.max_gap:
+                t.state = "lost"
+
+    def leave(self, track: Track) -> None:
+        """The track's face has left the frame: lost (it may come back by identity)."""
+        track.state = "lost"
 
     def update_detections(self, frame: int, faces: list[Face]) -> list[Track]:
         """Link one detector round to the tracks; returns the track of each face, in order."""
@@ -187,15 +248,18 @@ class Tracker:
         owner: list[Track | None] = [None] * len(faces)
         for r, c in assign(cost, self.cfg.max_match_cost):
             owner[c] = live[r]
-        for t in live:
-            if t not in owner:
-                t.misses += 1
-                if t.misses > self.cfg.track_patience:
-                    t.state = "lost"
+        unmatched = [t for t in live if t not in owner]
+        for t in unmatched:
+            t.misses += 1
+            if self.max_gap <= 0 and t.misses > self.cfg.track_patience:
+                t.state = "lost"
+        self.expire_gaps(frame)
         self._expire(frame)
         for j, face in enumerate(faces):
             if owner[j] is None:
-                owner[j] = self._reidentify(face) or self._new_track()
+                # a face too far from its track's last box (a fast move, a return after an
+                # occlusion or a cut) joins it by identity rather than splitting it
+                owner[j] = self._reidentify(frame, face, unmatched) or self._new_track()
             owner[j].state = "active"
             owner[j].add(frame, face, detected=True)
         return owner  # type: ignore[return-value]
@@ -209,21 +273,28 @@ class Tracker:
             if t.state == "lost" and frame - t.last_seen > self.cfg.reid_max_gap:
                 t.state = "ended"
 
-    def _reidentify(self, face: Face) -> Track | None:
+    def _reidentify(self, frame: int, face: Face, unmatched: list[Track]) -> Track | None:
+        """The lost (or this round unmatched, still live) track most like ``face``, if any is
+        at least ``reid_min_similarity``; one taken up again after a cut starts a new segment."""
         if face.embedding is None:
             return None
         best, best_sim = None, self.cfg.reid_min_similarity
         for t in self.tracks:
-            if t.state == "lost" and t.shot == self.shot and t.embedding is not None:
+            # an unmatched track that another face of this round already joined is taken
+            candidate = t.state == "lost" or (t in unmatched and t.last_seen != frame)
+            if candidate and t.embedding is not None:
                 sim = float(np.dot(t.embedding, face.embedding))
                 if sim >= best_sim:
                     best, best_sim = t, sim
         if best is not None:
             log.debug("re-identified track %d (cos %.2f)", best.id, best_sim)
+            if best.shot != self.shot:
+                best.breaks.add(frame)
+                best.shot = self.shot
         return best
 
     def _new_track(self) -> Track:
-        track = Track(id=len(self.tracks) + 1, shot=self.shot)
+        track = Track(id=len(self.tracks) + 1, shot=self.shot, max_gap=self.max_gap)
         self.tracks.append(track)
         return track
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ from mmvideo.track import (
     Tracker,
     assign,
     association_cost,
+    flow_landmarks,
     frame_signature,
     iou_matrix,
     is_shot_cut,
@@ -102,13 +104,40 @@ def test_reid_gap_expires():
     assert t.id == 2 and tr.tracks[0].state == "ended"
 
 
-def test_shot_cut_starts_new_tracks():
+def test_a_shot_cut_joins_a_track_again_only_by_identity():
+    """After a cut the same person (by embedding) continues their track, in a new segment
+    (``breaks``: the filters restart there); someone else at the same place is a new track."""
     tr = Tracker(TrackConfig())
     e = unit(6)
     tr.update_detections(0, [face(0, 0, emb=e)])
     tr.cut(1)
-    (t,) = tr.update_detections(1, [face(0, 0, emb=e)])
-    assert t.id == 2 and t.shot == 1
+    (t,) = tr.update_detections(1, [face(300, 0, emb=e)])
+    assert t.id == 1 and t.shot == 1 and t.breaks == {1}
+    tr.cut(2)
+    (u,) = tr.update_detections(2, [face(300, 0, emb=unit(7))])
+    assert u.id == 2 and u.shot == 2
+
+
+def test_gap_filling_holds_a_track_for_max_gap_frames_after_its_last_detection():
+    tr = Tracker(TrackConfig(track_patience=0), max_gap=6)
+    tr.update_detections(0, [face(0, 0)])
+    for i in range(1, 7):
+        tr.update_detections(i, [])
+        assert tr.tracks[0].state == "active"  # patience 0 no longer ends it
+    tr.update_detections(7, [])
+    assert tr.tracks[0].state == "lost"
+
+
+def test_flow_landmarks_follow_a_shifted_image():
+    """Lucas–Kanade with the forward-backward check moves the points with the image."""
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((120, 160)) * 255).astype(np.uint8), (5, 5), 1.5)
+    moved = np.roll(img, (3, 5), axis=(0, 1))
+    pts = face(40, 30).landmarks
+    out = flow_landmarks(img, moved, pts, fb_max=0.5)
+    np.testing.assert_allclose(out, pts + (5, 3), atol=0.3)
+    # an unrelated image: the points cannot be tracked back, so no answer
+    assert flow_landmarks(img, rng.integers(0, 255, img.shape, np.uint8), pts, 0.5) is None
 
 
 def _frames(path, n):

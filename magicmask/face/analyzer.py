@@ -8,7 +8,7 @@ down-scaled copy of large frames, drops tiny faces and fills each face's head po
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -44,6 +44,10 @@ _DEFAULT_DETECTOR = {"dlib": "hog", "fan": "hog", "insightface": "scrfd", "media
 # Score thresholds where each detector's false positives stop on the test photos: HOG's SVM
 # margin, MTCNN's and SCRFD's probabilities.
 _DEFAULT_THRESHOLD = {"hog": 0.0, "cnn": 0.0, "mtcnn": 0.9, "scrfd": 0.5}
+# Box side (pixels of the image it is given, no upsampling) below which each detector stops
+# finding faces: HOG's 80×80 window, MMOD's ~40 px (dlib's documentation), MTCNN's 12 px
+# P-Net window with margin, SCRFD's smallest anchors. Each upsampling step halves HOG's and MMOD's.
+NATIVE_MIN_FACE = {"hog": 80, "cnn": 40, "mtcnn": 20, "scrfd": 16}
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,12 @@ class FaceConfig:
     found at full resolution); ``min_face`` drops boxes with a shorter side, in original pixels.
     The detectors' own minimum sizes apply to the shrunk copy (~40 px for HOG with one upsampling,
     ~80 px without; 20 px for MTCNN), so a 1080p frame shrunk 3× loses faces under ~120 px unless
-    ``detect_max_side`` is raised. ``landmark_flip`` averages FAN over the mirrored crop too (face-alignment's default; 2× cost).
+    ``detect_max_side`` is raised. ``smallest_face`` (original pixels, 0 = off) instead sizes the
+    detection copy so that a face of that side reaches the detector's own minimum
+    (``NATIVE_MIN_FACE``): 1080p with HOG and 60 px is detected at 1.33× (larger frames are not
+    shrunk below what that face needs; ``detect_max_side``, if set, still caps the side).
+    ``second_detector`` is what ``detect_near`` runs around a tracked face the first detector
+    missed (None: it finds nothing). ``landmark_flip`` averages FAN over the mirrored crop too (face-alignment's default; 2× cost).
     """
 
     backend: str = "dlib"
@@ -64,6 +73,8 @@ class FaceConfig:
     upsample: int = 1
     min_face: int = 20
     detect_max_side: int = 640
+    smallest_face: int = 0
+    second_detector: str | None = None
     detect_threshold: float | None = None
     models_dir: Path | None = None
     fan_landmarks: str = "2d"
@@ -77,6 +88,17 @@ class FaceConfig:
         if self.detect_threshold is not None:
             return self.detect_threshold
         return _DEFAULT_THRESHOLD.get(self.resolved_detector(), 0.5)
+
+    def detect_scale(self, height: int, width: int) -> float:
+        """Factor the frame is resized by before detection (below 1 shrinks, above 1 enlarges)."""
+        scale = 1.0
+        if self.smallest_face:
+            upsample = self.upsample if self.resolved_detector() in ("hog", "cnn") else 0
+            native = NATIVE_MIN_FACE.get(self.resolved_detector(), 20) / 2**upsample
+            scale = native / self.smallest_face
+        if self.detect_max_side:
+            scale = min(scale, self.detect_max_side / max(height, width))
+        return scale if self.smallest_face else min(1.0, scale)
 
 
 class Detector(Protocol):
@@ -157,22 +179,20 @@ class FaceAnalyzer:
         self._descriptor = (
             None  # dlib's recognition network, loaded by the first describe()
         )
+        self._second: Detector | None = None  # built by the first detect_near()
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in an RGB image (uint8/uint16), largest first; an empty list if none."""
         rgb = as_rgb8(image)
-        scale = (
-            min(1.0, self.cfg.detect_max_side / max(rgb.shape[:2]))
-            if self.cfg.detect_max_side
-            else 1.0
-        )
+        scale = self.cfg.detect_scale(*rgb.shape[:2])
         small = rgb
-        if scale < 1.0:
+        if scale != 1.0:
             size = (
                 max(1, round(rgb.shape[1] * scale)),
                 max(1, round(rgb.shape[0] * scale)),
             )
-            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            small = cv2.resize(rgb, size, interpolation=interp)
         boxes, scores, points5 = self._detector(small)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / scale
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
@@ -197,6 +217,38 @@ class FaceAnalyzer:
             ):
                 face.extra["points5"] = p
         return sorted(faces, key=lambda f: f.area, reverse=True)
+
+    def detect_near(self, image: np.ndarray, box: np.ndarray) -> list[Face]:
+        """Faces the second detector finds around ``box`` (a tracked face the first one
+        missed); empty without a second detector.
+
+        It runs on a square region twice the box's side, resized so the face is twice that
+        detector's minimum size: a small, fixed cost whatever the frame size.
+        """
+        if not self.cfg.second_detector:
+            return []
+        if self._second is None:
+            self._second = build_detector(
+                replace(self.cfg, detector=self.cfg.second_detector, upsample=0)
+            )
+        rgb = as_rgb8(image)
+        h, w = rgb.shape[:2]
+        box = np.asarray(box, np.float32).reshape(4)
+        side = float(max(box[2] - box[0], box[3] - box[1], 1.0))
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = int(max(0, cx - side)), int(max(0, cy - side))
+        x1, y1 = int(min(w, cx + side)), int(min(h, cy + side))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return []
+        scale = 2 * NATIVE_MIN_FACE.get(self.cfg.second_detector, 40) / side
+        region = cv2.resize(
+            rgb[y0:y1, x0:x1],
+            (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        )
+        boxes, scores, _ = self._second(region)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4) / scale + (x0, y0, x0, y0)
+        return self._faces(rgb, boxes, np.asarray(scores, np.float32))
 
     def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> list[Face]:
         """Landmarks (and pose) for known boxes, e.g. tracked ones between detections; score 1.0."""

@@ -1,0 +1,75 @@
+"""Gap filling and detection at the footage's scale (issue 16), on the real clips.
+
+Analysis and planning only (no generator): a frame with a planned face is a frame the render
+swaps (compose repaints every planned face), so a planned frame count is the swapped count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from magicmask.face.analyzer import FaceAnalyzer
+from mmvideo import pipeline
+from mmvideo.config import load_config
+from mmvideo.io.media import probe_media
+
+
+def _plan(clip, cfg, start, stop, analyzer=None):
+    info = probe_media(str(clip))
+    analyzer = analyzer or FaceAnalyzer(pipeline.face_config(cfg.detect))
+    analysis = pipeline.analyse(str(clip), info, cfg, analyzer, None, start, stop)
+    plan, _, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
+    return analysis, plan
+
+
+def test_jackie_chan_head_down_frames_are_swapped_with_the_default_preset(data_dir):
+    """Frames 150-154 (head down, eyes closed: HOG finds nothing) used to show the original."""
+    _, plan = _plan(data_dir / "talking_head_jackie_chan_01.mp4", load_config(), 140, 160)
+    assert [f for f in range(140, 160) if f not in plan] == []
+
+
+def test_the_profile_clip_is_swapped_in_every_frame_with_the_default_preset(data_dir):
+    """35 of its first 60 frames were unswapped before (profiles HOG misses, a hand in front)."""
+    analysis, plan = _plan(data_dir / "talking_head_profile_occlusion_01.mp4", load_config(), 0, 126)
+    assert [f for f in range(126) if f not in plan] == []
+    assert len(analysis.tracks) == 1
+
+
+class _DropDetections(FaceAnalyzer):
+    """The detector finds nothing in ``frames`` (counted by calls: detection on every frame)."""
+
+    def __init__(self, cfg, frames):
+        super().__init__(cfg)
+        self.frames, self.calls = frames, 0
+
+    def detect(self, image):
+        i, self.calls = self.calls, self.calls + 1
+        return [] if i in self.frames else super().detect(image)
+
+
+def test_a_synthetic_gap_is_filled_close_to_the_true_landmarks(data_dir):
+    """Detections removed for 6 frames (no second detector): flow + landmarker fill them, and
+    the filled points stay within a few pixels of those the detector round finds."""
+    clip = data_dir / "talking_head_jackie_chan_01.mp4"
+    cfg = load_config("balanced", {"detect_interval": 1, "second_detector": "none"})
+    gap = range(20, 26)
+    truth, _ = _plan(clip, cfg, 0, 32)
+    filled, plan = _plan(clip, cfg, 0, 32, _DropDetections(pipeline.face_config(cfg.detect), set(gap)))
+    (t,), (u,) = truth.tracks, filled.tracks
+    assert all(f in plan for f in range(32)) and not set(gap) & u.detected
+    err = [np.linalg.norm(u.faces[f].landmarks - t.faces[f].landmarks, axis=1).mean() for f in gap]
+    assert max(err) < 4.0, err
+    # without gap filling the same frames are lost
+    off = load_config("balanced", {"detect_interval": 1, "second_detector": "none", "gap_seconds": 0})
+    _, plan_off = _plan(clip, off, 0, 32, _DropDetections(pipeline.face_config(off.detect), set(gap)))
+    assert not set(gap) & set(plan_off)
+
+
+def test_the_detection_size_follows_the_smallest_face_not_the_frame_width():
+    cfg = pipeline.face_config(load_config("balanced").detect)
+    # HOG needs ~80 px: a 60 px face asks for a 1.33x copy, at 1080p as at 360p
+    assert cfg.detect_scale(1080, 1920) == pytest.approx(80 / 60)
+    assert cfg.detect_scale(360, 640) == pytest.approx(80 / 60)
+    fast = pipeline.face_config(load_config("fast").detect)
+    assert fast.detect_scale(1080, 1920) == pytest.approx(1.0)
