@@ -73,3 +73,20 @@ def test_the_detection_size_follows_the_smallest_face_not_the_frame_width():
     assert cfg.detect_scale(360, 640) == pytest.approx(80 / 60)
     fast = pipeline.face_config(load_config("fast").detect)
     assert fast.detect_scale(1080, 1920) == pytest.approx(1.0)
+
+
+def test_balanced_finds_every_60px_face_of_the_1080p_crowd(data_dir):
+    """"No faces found" before: balanced detected on a 360 px copy of the 1080p frame. Now every
+    face of at least 60 px that the quality detector finds in the full frame is found."""
+    from mmvideo.io.media import open_reader
+
+    clip = data_dir / "multi_face_crowd_walk_01.mp4"
+    with open_reader(str(clip), probe_media(str(clip)), start=0, stop=1) as reader:
+        (frame,) = list(reader)
+    quality = FaceAnalyzer(pipeline.face_config(load_config("quality").detect))
+    truth = [f.box for f in quality.detect(frame.image) if min(f.box[2:] - f.box[:2]) >= 60]
+    found = FaceAnalyzer(pipeline.face_config(load_config("balanced").detect)).detect(frame.image)
+    assert len(truth) >= 2
+    for b in truth:
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        assert any(g.box[0] <= cx <= g.box[2] and g.box[1] <= cy <= g.box[3] for g in found), b

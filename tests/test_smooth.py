@@ -77,3 +77,48 @@ def test_jitter_of_a_straight_line_is_zero():
     line = np.arange(10.0)[:, None, None] * np.ones((10, 68, 2))
     assert jitter(line) == 0.0
     assert jitter(line[:2]) == 0.0
+
+
+def _track(truth: np.ndarray, frames: list[int], max_gap: int) -> Track:
+    track = Track(id=1, shot=0, max_gap=max_gap)
+    for f in frames:
+        lm = truth[f].astype(np.float32)
+        box = np.array([*lm.min(0) - 5, *lm.max(0) + 5], np.float32)
+        track.add(f, Face(box, 1.0, lm), detected=True)
+    return track
+
+
+def test_rts_fills_gaps_up_to_max_gap_from_both_sides():
+    """Two-pass smoothing invents the faces of a short gap (seen from both sides) close to the
+    true path; the forward filter alone, and gaps longer than ``max_gap``, invent none."""
+    truth, _ = noisy_path(60)
+    frames = [f for f in range(60) if not 20 <= f < 26 and not 40 <= f < 50]
+    track = _track(truth, frames, max_gap=6)
+    rts = smooth_track(track, SmoothConfig(smoothing="rts", process_noise=0.01, measurement_noise=0.005))
+    assert set(range(20, 26)) <= set(rts) and not set(range(40, 50)) & set(rts)
+    err = max(np.abs(rts[f].landmarks - truth[f]).max() for f in range(20, 26))
+    assert err < 2.0, err
+    kal = smooth_track(track, SmoothConfig(smoothing="kalman"))
+    assert sorted(kal) == frames
+
+
+def test_predict_landmarks_extrapolates_the_motion():
+    from mmvideo.smooth import predict_landmarks
+
+    truth, _ = noisy_path(40)
+    track = _track(truth, list(range(30)), max_gap=6)
+    pred = predict_landmarks(track, 31, SmoothConfig(process_noise=0.01, measurement_noise=0.005))
+    assert np.abs(pred - truth[31]).max() < 1.0
+    assert np.abs(truth[29] - truth[31]).max() > 1.0  # holding the last face would not do
+
+
+def test_a_track_is_smoothed_per_segment_across_a_cut():
+    """No filter runs across ``breaks``: the face after a cut is not pulled toward the one
+    before it (a re-identified track, somewhere else in the next shot)."""
+    truth, _ = noisy_path(40)
+    jumped = truth.copy()
+    jumped[20:] += 300.0
+    track = _track(jumped, list(range(40)), max_gap=0)
+    track.breaks.add(20)
+    out = smooth_track(track, SmoothConfig(smoothing="rts"))
+    assert np.abs(out[20].landmarks - jumped[20]).max() < 3.0
