@@ -259,7 +259,7 @@ def test_two_sources_map_onto_the_two_actors(clips, analysers, sides, tmp_path, 
 
 
 def test_reference_photos_pick_the_tracks_and_bad_ones_are_refused(
-    clips, embedded, analysers, sides, tmp_path
+    clips, embedded, analysers, sides, tmp_path, monkeypatch
 ):
     frames, stills = analysers
 
@@ -271,6 +271,15 @@ def test_reference_photos_pick_the_tracks_and_bad_ones_are_refused(
     # the photos given in the other order than the tracks: each still finds its own actor
     summary = run(f"{clips['right']}={clips['b']}", f"{clips['left']}={clips['a']}")
     assert summary.sources == {sides["left"]: str(clips["a"]), sides["right"]: str(clips["b"])}
+    # a source used by several tracks (and as --source) is analysed once
+    seen = []
+    identity = pipeline.source_identity
+    monkeypatch.setattr(
+        pipeline, "source_identity", lambda path, *a: seen.append(path) or identity(path, *a)
+    )
+    summary = run(f"{sides['left']}={clips['b']}", f"{sides['right']}={clips['b']}", source=str(clips["b"]))
+    assert set(summary.sources.values()) == {str(clips["b"])} and seen == [str(clips["b"])]
+    monkeypatch.undo()
     with pytest.raises(InvalidInput, match=r"no track 5 \(tracks: 1, 2\)"):
         run(f"5={clips['a']}")
     with pytest.raises(NoFaceFound, match="blank.png"):
