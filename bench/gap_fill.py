@@ -8,8 +8,10 @@ quality); "after" is the preset as shipped. For every clip and preset it prints:
   in the original frame; unswapped: those of them with no planned face (the render repaints
   every planned face, so this is the count of visible frames left as the original), with the
   longest run of them;
-- tracks, the mean landmark jitter of the preset's smoothing over the swapped tracks (RMS
-  acceleration, px/frame², ``pipeline.track_jitter``) and the analysis time.
+- the same with gap filling off (``gap_seconds = 0``, no second detector) but the new detection
+  size, which isolates gap filling;
+- tracks, the landmark jitter of the planned (smoothed) faces on the frames all three swap
+  (``common_jitter``), the jitter of "after" over all its frames, and the analysis time.
 
 ``--crowd`` adds the 1080p crowd clip: per sampled frame, faces with a box side >= 60 px the
 ``quality`` detector finds in the full frame, and how many of them the balanced analysis
@@ -41,6 +43,7 @@ from mmvideo import pipeline
 from mmvideo.config import load_config
 from mmvideo.generate import load_models
 from mmvideo.io.media import open_reader, probe_media
+from mmvideo.smooth import jitter
 
 CLIPS = ("talking_head_jackie_chan_01.mp4", "talking_head_profile_occlusion_01.mp4")
 OLD_MAX_SIDE = {"fast": 320, "balanced": 360, "quality": 720}
@@ -80,12 +83,26 @@ def analyse(clip: Path, preset: str, overrides: dict, models, stop: int | None =
         str(clip), info, cfg, FaceAnalyzer(pipeline.face_config(cfg.detect)), models, 0, stop
     )
     seconds = time.perf_counter() - t
-    plan, selected, _ = pipeline.plan_faces(analysis, cfg, None, 0, stop)
-    chosen = [t for t in analysis.tracks if t.id in selected]
-    jit = pipeline.track_jitter(chosen, cfg).get(
-        {"none": "raw"}.get(cfg.smooth.smoothing, cfg.smooth.smoothing), float("nan")
-    )
-    return analysis, plan, jit, seconds
+    plan, _, _ = pipeline.plan_faces(analysis, cfg, None, 0, stop)
+    return analysis, plan, seconds
+
+
+def common_jitter(plans: list[dict], frames: list[int] | None = None) -> list[float]:
+    """Jitter (RMS landmark acceleration, ``smooth.jitter``) of the largest planned face of each
+    plan, over the runs of consecutive frames every plan has a face in (and in ``frames``, when
+    given): the same frames for every plan, so a plan that also swaps hard frames (a turn, a
+    head going down) is not charged for them; mean over runs of >= 3 frames."""
+    shared = sorted(set.intersection(*(set(p) for p in plans)) & set(frames or range(10**9)))
+    runs = pipeline._consecutive(shared)
+    out = []
+    for plan in plans:
+        values = [
+            jitter(np.stack([max(plan[f], key=lambda x: x[1].area)[1].landmarks for f in run]))
+            for run in runs
+            if len(run) >= 3
+        ]
+        out.append(float(np.mean(values)) if values else float("nan"))
+    return out
 
 
 def longest_run(frames: list[int]) -> int:
@@ -101,23 +118,28 @@ def _pct(missed: list[int], visible: list[int]) -> str:
 
 
 def talking_heads(models) -> None:
-    print("clip | preset | visible | unswapped before | after | longest run before | after "
-          "| tracks before | after | jitter before | after | analyse s before | after")
+    """Per clip and preset: before, after, and after with gap filling off (same detection)."""
+    print("clip | preset | visible | unswapped: before / gap filling off / after | longest run "
+          "| tracks | jitter on the frames all three swap | jitter of after on all its frames "
+          "| analyse s")
     for name in CLIPS:
         clip = DATA / name
         visible = [f for f, boxes in visible_frames(clip).items() if boxes]
         for preset in ("fast", "balanced", "quality"):
-            row = []
-            for overrides in (before(preset), {}):
-                analysis, plan, jit, seconds = analyse(clip, preset, overrides, models)
-                missed = [f for f in visible if f not in plan]
-                row.append((missed, len(analysis.tracks), jit, seconds))
-            (mb, tb, jb, sb), (ma, ta, ja, sa) = row
-            print(f"{name} | {preset} | {len(visible)} | {_pct(mb, visible)} | {_pct(ma, visible)} | "
-                  f"{longest_run(mb)} | {longest_run(ma)} | {tb} | {ta} | {jb:.3f} | {ja:.3f} | "
-                  f"{sb:.1f} | {sa:.1f}", flush=True)
-            if ma:
-                print(f"    unswapped visible frames after: {ma}")
+            off = {"gap_seconds": 0.0, "second_detector": "none"}
+            runs = [analyse(clip, preset, o, models) for o in (before(preset), off, {})]
+            missed = [[f for f in visible if f not in plan] for _, plan, _ in runs]
+            plans = [plan for _, plan, _ in runs]
+            jit = common_jitter(plans)
+            (own,) = common_jitter(plans[2:])
+            print(f"{name} | {preset} | {len(visible)} | "
+                  + " / ".join(_pct(m, visible) for m in missed)
+                  + " | " + " / ".join(str(longest_run(m)) for m in missed)
+                  + " | " + " / ".join(str(len(a.tracks)) for a, _, _ in runs)
+                  + " | " + " / ".join(f"{j:.3f}" for j in jit)
+                  + f" | {own:.3f} | " + " / ".join(f"{s:.1f}" for _, _, s in runs), flush=True)
+            if missed[2]:
+                print(f"    unswapped visible frames after: {missed[2]}")
 
 
 def crowd(models, step: int) -> None:
@@ -127,7 +149,7 @@ def crowd(models, step: int) -> None:
           "| tracks before | after")
     counts = []
     for overrides in (before("balanced"), {}):
-        analysis, _, _, seconds = analyse(clip, "balanced", overrides, models)
+        analysis, _, seconds = analyse(clip, "balanced", overrides, models)
         found = 0
         for f, boxes in truth.items():
             faces = [t.faces[f] for t in analysis.tracks if f in t.faces]
@@ -149,7 +171,9 @@ def e2e() -> None:
              "--detect-max-side", "360")
     with tempfile.TemporaryDirectory() as tmp:
         for label, extra in (("before", flags), ("after", ())):
-            res = bench(clip, source, default_checkpoint_path(), "balanced", None, Path(tmp), extra)
+            folder = Path(tmp) / label  # the commands refuse to overwrite the other's outputs
+            folder.mkdir()
+            res = bench(clip, source, default_checkpoint_path(), "balanced", None, folder, extra)
             report(f"{clip.name} balanced, {label}", *res)
 
 

@@ -364,7 +364,8 @@ class _GapFiller:
        the last detection limits how long such a fill can last.
     3. Where that fails, or on a detection round (the first detector found no face for the
        track), the second detector (``second_detector``) looks around the predicted box; a face
-       it finds there counts as a detection.
+       it finds there (overlapping the box, IoU >= 0.3) counts as a detection, its landmarks
+       fitted on the predicted box.
 
     Unconfirmed frames are left unswapped (the two-pass smoother interpolates the short ones).
     A predicted box whose centre leaves the frame loses the track.
@@ -451,10 +452,14 @@ class _GapFiller:
         if not faces:
             return False
         overlap = iou_matrix(box[None], np.stack([f.box for f in faces]))[0]
-        best = int(np.argmax(overlap))
-        if overlap[best] < 0.3:
+        if overlap.max() < 0.3:
             return False
-        track.add(frame, faces[best], detected=True)
+        # The second detector confirms the face where the track predicts it; the landmarks are
+        # fitted on the predicted box, which keeps the first detector's box convention (MMOD's
+        # boxes sit differently on the face, and the landmarker follows its box: fed one, the
+        # points jump by a few pixels, and the next anchors inherit it).
+        (face,) = self.analyzer.landmarks(image, box[None])
+        track.add(frame, face, detected=True)
         return True
 
 

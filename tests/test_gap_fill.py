@@ -71,8 +71,8 @@ def test_the_detection_size_follows_the_smallest_face_not_the_frame_width():
     # HOG needs ~80 px: a 60 px face asks for a 1.33x copy, at 1080p as at 360p
     assert cfg.detect_scale(1080, 1920) == pytest.approx(80 / 60)
     assert cfg.detect_scale(360, 640) == pytest.approx(80 / 60)
-    fast = pipeline.face_config(load_config("fast").detect)
-    assert fast.detect_scale(1080, 1920) == pytest.approx(1.0)
+    quality = pipeline.face_config(load_config("quality").detect)
+    assert quality.detect_scale(1080, 1920) == pytest.approx(40 / 48)  # then HOG upsamples 2x
 
 
 def test_balanced_finds_every_60px_face_of_the_1080p_crowd(data_dir):
