@@ -38,7 +38,13 @@ import torch
 
 from mmvideo.atomic import atomic_output, check_output, overwrite_options
 from mmvideo.config import DEFAULT_PRESET, SwapConfig
-from mmvideo.errors import InvalidInput, MissingInput, ModelError, NoFaceFound, OutputError
+from mmvideo.errors import (
+    InvalidInput,
+    MissingInput,
+    ModelError,
+    NoFaceFound,
+    OutputError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +263,7 @@ def load_previews(path: Path) -> list:
                 break
             faces, j = [], 0
             while f"lm_{k}_{j}" in z:
-                lm3 = z[f"lm3_{k}_{j}"] if f"lm3_{k}_{j}" in z else None
-                faces.append(Face(z[f"box_{k}_{j}"], 1.0, z[f"lm_{k}_{j}"], lm3))
+                faces.append(Face(z[f"box_{k}_{j}"], 1.0, z[f"lm_{k}_{j}"], z.get(f"lm3_{k}_{j}")))
                 j += 1
             out.append((z[f"image_{k}"], faces))
     return out
@@ -369,12 +374,20 @@ def train(
     settings: TuneSettings,
     on_step=None,
     threads: int = 1,
+    on_start=None,
 ) -> tuple[TuneResult, object]:
     """Train the run in ``run`` until ``steps`` or ``seconds`` of training (all sessions) are
-    done. ``on_step(step, elapsed, losses, models)`` is called after every step."""
+    done. ``on_start(step, elapsed)`` is called once where training starts (0, or the resumed
+    state's), ``on_step(step, elapsed, losses, models)`` after every step."""
     from magicmask.face.identity import build_identity_encoder
     from magicmask.face.landmarks import landmark_heatmaps
-    from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
+    from train.data import (
+        PairSampler,
+        StepDataset,
+        load_faces,
+        redraw_masks,
+        step_loader,
+    )
     from train.fit import data_fingerprint
     from train.trainer import (
         build_models,
@@ -409,6 +422,8 @@ def train(
     loader = step_loader(StepDataset(sampler, heat, start, max(0, total - start)), 0)
     losses: dict[str, float] = {}
     step, elapsed, stopped = start, elapsed0, "steps"
+    if on_start is not None:
+        on_start(start, elapsed0)
     t0 = time.perf_counter()
     if seconds is not None and elapsed >= seconds:
         return TuneResult(step, elapsed, losses, "minutes"), models
@@ -434,18 +449,28 @@ class TuneProgress:
     """A bar over steps (``--steps``) or training seconds (``--minutes``) with the loss and an
     ETA (plain lines in a log, ``progress.bar``), or a JSON line per second on stdout."""
 
-    def __init__(self, steps: int | None, seconds: float | None, start_step: int, json_lines: bool, show: bool):
+    def __init__(self, steps: int | None, seconds: float | None, json_lines: bool, show: bool):
+        self.steps, self.seconds, self.json, self.show = steps, seconds, json_lines, show and not json_lines
+        self._last_json = 0.0
+        self.bar = None
+
+    def start(self, step: int, elapsed: float) -> None:
+        """The bar counts this session's work only, so a resumed tune's rate and ETA are right."""
         from mmvideo.progress import bar
 
-        self.steps, self.seconds, self.json = steps, seconds, json_lines
-        self._last_json = 0.0
-        self._done = start_step if steps is not None else 0
-        total = steps if steps is not None else int(seconds)
-        self.bar = bar(total, "tune", "step" if steps is not None else "second", show=show and not json_lines)
-        self.bar.update(self._done)
+        self._step0, self._elapsed0 = step, elapsed
+        if self.steps is not None:
+            total, unit = self.steps - step, "step"
+        else:
+            total, unit = max(0, int(self.seconds - elapsed)), "second"
+        desc = f"tune (resumed at step {step})" if step else "tune"
+        self.bar, self._done = bar(total, desc, unit, show=self.show), 0
 
     def update(self, step: int, elapsed: float, losses: dict[str, float]) -> None:
-        now_done = step if self.steps is not None else int(min(elapsed, self.seconds))
+        if self.steps is not None:
+            now_done = step - self._step0
+        else:
+            now_done = int(min(elapsed, self.seconds) - self._elapsed0)
         if now_done > self._done:
             self.bar.update(now_done - self._done)
             self._done = now_done
@@ -470,7 +495,8 @@ class TuneProgress:
         }
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def write_preview(path: Path, previews: list, models, encoder, source_crop: np.ndarray, cfg: SwapConfig, title: str):
@@ -511,8 +537,10 @@ def describe_record(meta: dict) -> list[str]:
     if not rec:
         return []
     lines = [
-        f"tuned: {rec['steps']} steps, {rec['minutes']:.1f} min of training, "
-        f"{rec['target_faces']} target faces, {rec['source_faces']} source faces",
+        (
+            f"tuned: {rec['steps']} steps, {rec['minutes']:.1f} min of training, "
+            f"{rec['target_faces']} target faces, {rec['source_faces']} source faces"
+        ),
         f"  base: {rec['base']['path']} (sha256 {rec['base']['sha256'][:16]}...)",
     ]
     lines += [f"  source: {s['path']} (sha256 {s['sha256'][:16]}...)" for s in rec["sources"]]
@@ -575,6 +603,8 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         raise click.UsageError("give --minutes or --steps, not both")
     if not clips:
         raise click.UsageError("--in is required")
+    if cfg.track.map:
+        raise click.UsageError("--map: a tune learns one actor; choose the target face with --target-face or --track-id")
     if not (sources or source_dir or source_video):
         raise click.UsageError("--source, --source-dir or --source-video is required")
     seconds = None if steps is not None else 60.0 * (minutes or 20.0)
@@ -637,10 +667,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
     )
     from magicmask.face.identity import build_identity_encoder
 
-    start = 0
-    if resume:
-        start = int(latest_checkpoint(run).stem.split("-")[1])
-    progress = TuneProgress(steps, seconds, start, json_progress, not no_progress)
+    progress = TuneProgress(steps, seconds, json_progress, not no_progress)
     preview_state = {"next": preview_every * 60.0 if preview_every else None}
     encoder = build_identity_encoder("dlib-resnet") if preview_every else None
     source_crop = _first_source_crop(run) if preview_every else None
@@ -653,7 +680,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
                           f"{output.name}: step {step}, {elapsed / 60:.1f} min")  # fmt: skip
 
     try:
-        result, models = train(run, tcfg, base_path, resume, steps, seconds, settings, on_step, train_threads)
+        result, models = train(run, tcfg, base_path, resume, steps, seconds, settings, on_step, train_threads, progress.start)
     finally:
         progress.close()
     record.update(steps=result.steps, minutes=result.seconds / 60.0)
@@ -701,8 +728,11 @@ def _resumed_faces(run: Path, record_path: Path, clips, files, source_video, set
         raise InvalidInput(f"{run}: --resume with other clips than the tune's")
     if rec["base"]["sha256"] != base_sha:
         raise InvalidInput(f"{run}: --resume with another base checkpoint than the tune's")
-    if rec["settings"] != _settings_dict(settings):
-        diff = sorted(k for k, v in _settings_dict(settings).items() if rec["settings"].get(k) != v)
+    # how often state is saved does not change what is computed
+    diff = sorted(
+        k for k, v in _settings_dict(settings).items() if rec["settings"].get(k) != v and k != "checkpoint_every"
+    )
+    if diff:
         raise InvalidInput(f"{run}: --resume with settings that differ from the tune's ({', '.join(diff)})")
     previews = load_previews(run / "previews.npz")
     return FaceData(run / "data", rec["sources"], rec["clips"], rec["target_faces"], rec["source_faces"], 0.0, previews)
