@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import pytest
@@ -33,7 +34,9 @@ def test_json_progress_lines():
     assert last["fps"] > 0 and last["eta_s"] >= 0
 
 
-def test_progress_bars_count_frames():
+def test_progress_bars_count_frames(monkeypatch):
+    # tqdm bars are for a terminal (a log gets plain lines: tests/test_swap_faults.py)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     p = Progress(bars=True)
     p.begin("analyse", ["analyse"], total=3)
     for _ in range(3):
