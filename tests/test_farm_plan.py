@@ -139,9 +139,9 @@ def test_plan_carries_everything_a_node_needs(data_dir, tmp_path, settings):
     assert data["settings"]["checkpoint_sha256"] == sha256_file(settings.checkpoint)
     assert data["settings"]["config"]["encode"]["codec"] == "ffv1"
     chunk = data["chunks"][1]
-    assert chunk["job"]["input"] == str(data_dir / CLIP) and chunk["job"][
-        "source"
-    ] == str(data_dir / SOURCE)
+    # resolved: every node must reach the same files whatever links the planner's path went through
+    assert chunk["job"]["input"] == str((data_dir / CLIP).resolve())
+    assert chunk["job"]["source"] == str((data_dir / SOURCE).resolve())
     assert (chunk["job"]["start"], chunk["job"]["stop"]) == (
         chunk["start"],
         chunk["end"],
