@@ -45,9 +45,10 @@ def _error(capsys) -> str:
 
 @pytest.fixture(scope="module")
 def tuned(data_dir, tmp_path_factory) -> Path:
-    """A two-step tune on a real clip, uninterrupted (the reference for the resume test)."""
+    """A two-step tune on a real clip, uninterrupted (the reference for the resume test), with
+    a preview sheet after every step (which must not disturb the training)."""
     out = tmp_path_factory.mktemp("tune") / "shot.pt"
-    assert main(_args(data_dir, out, "--steps", 2)) == 0
+    assert main(_args(data_dir, out, "--steps", 2, "--preview-every", 1e-6)) == 0
     return out
 
 
@@ -66,6 +67,8 @@ def test_two_step_tune_writes_a_checkpoint_that_swap_loads_and_describe_shows(tu
     assert _run("swap", "--source", data_dir / SOURCE, "--in", data_dir / CLIP, "--out", video,
                 "--checkpoint", tuned, "--stop", 3, "--no-progress") == 0  # fmt: skip
     assert video.stat().st_size > 0
+    sheet = cv2.imread(str(tuned.with_name("shot.pt.preview.png")))
+    assert sheet is not None and sheet.shape[0] > 4 * 200  # original | swap, four rows
 
 
 def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
