@@ -92,7 +92,8 @@ def common_jitter(plans: list[dict], frames: list[int] | None = None) -> list[fl
     plan, over the runs of consecutive frames every plan has a face in (and in ``frames``, when
     given): the same frames for every plan, so a plan that also swaps hard frames (a turn, a
     head going down) is not charged for them; mean over runs of >= 3 frames."""
-    shared = sorted(set.intersection(*(set(p) for p in plans)) & set(frames or range(10**9)))
+    shared = set.intersection(*(set(p) for p in plans))
+    shared = sorted(shared if frames is None else shared & set(frames))
     runs = pipeline._consecutive(shared)
     out = []
     for plan in plans:

@@ -445,6 +445,7 @@ class _GapFiller:
         face.embedding = None
         face.extra["gap_residual"] = residual
         self.tracker.update_landmarks(frame, track, face)
+        track.filled.add(frame)
         return True
 
     def _second_detector(self, track, frame, image, box) -> bool:
@@ -460,6 +461,7 @@ class _GapFiller:
         # points jump by a few pixels, and the next anchors inherit it).
         (face,) = self.analyzer.landmarks(image, box[None])
         track.add(frame, face, detected=True)
+        track.filled.add(frame)  # points on a predicted box all the same: trusted less
         return True
 
 

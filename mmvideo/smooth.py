@@ -26,6 +26,9 @@ from mmvideo.config import SmoothConfig
 from mmvideo.track import Track, propagate_box
 
 _F = np.array([[1.0, 1.0], [0.0, 1.0]])
+# measurement noise factor of a gap-filled face (the landmarker on a predicted box): its points
+# are noisier than a detected face's, and trusted fully they shake the neighbouring frames
+LOOSE = 3.0
 
 
 @dataclass
@@ -38,10 +41,15 @@ class FilterRun:
 
 
 def kalman_forward(
-    zs: np.ndarray, observed: np.ndarray, process_std: float, measurement_std: float
+    zs: np.ndarray,
+    observed: np.ndarray,
+    process_std: float,
+    measurement_std: float,
+    loose: np.ndarray | None = None,
 ) -> FilterRun:
     """Constant-velocity Kalman filter over ``zs`` (T×N); frames where ``observed`` is False are
-    predicted only. Returns the per-frame posteriors for an optional RTS pass."""
+    predicted only, frames where ``loose`` is True are trusted ``LOOSE``× less (a gap-filled
+    face). Returns the per-frame posteriors for an optional RTS pass."""
     kf = KalmanFilter(dim_x=2, dim_z=1)
     kf.F = _F.copy()
     kf.H = np.array([[1.0, 0.0]])
@@ -62,7 +70,8 @@ def kalman_forward(
         kf.predict()
         x = _F @ x
         if observed[k]:
-            kf.update(zero)
+            scale = LOOSE if loose is not None and loose[k] else 1.0
+            kf.update(zero, R=np.array([[(scale * measurement_std) ** 2]]))
             x = x + kf.K @ (zs[k][None] - x[:1])
         means[k], covs[k] = x, kf.P
     return FilterRun(means, covs, kf.Q.copy())
@@ -81,11 +90,12 @@ def smooth_series(
     process_std: float,
     measurement_std: float,
     method: str,
+    loose: np.ndarray | None = None,
 ) -> np.ndarray:
     """Positions (T×N) after ``method`` in ``none`` | ``kalman`` | ``rts``."""
     if method == "none" or zs.shape[0] < 2:
         return zs.copy()
-    run = kalman_forward(zs, observed, process_std, measurement_std)
+    run = kalman_forward(zs, observed, process_std, measurement_std, loose)
     return rts(run) if method == "rts" else run.means[:, 0]
 
 
@@ -140,12 +150,14 @@ def _smooth_segment(track: Track, frames: list[int], cfg: SmoothConfig) -> dict[
     xy = np.zeros((len(span), 136))
     xy[present] = np.stack([track.faces[f].landmarks.reshape(-1) for f in frames])
     xy[~present] = _hold(xy, present)
+    loose = np.isin(span, sorted(track.filled))
     sm_xy = smooth_series(
         xy,
         present,
         cfg.process_noise * scale,
         cfg.measurement_noise * scale,
         cfg.smoothing,
+        loose,
     )
     has_depth = all(track.faces[f].landmarks_3d is not None for f in frames)
     if has_depth:
@@ -158,6 +170,7 @@ def _smooth_segment(track: Track, frames: list[int], cfg: SmoothConfig) -> dict[
             cfg.depth_process_noise * scale,
             cfg.depth_measurement_noise * scale,
             cfg.smoothing,
+            loose,
         )
     fill = _fillable(present, track.max_gap) if cfg.smoothing == "rts" else present
     held = np.maximum.accumulate(np.where(present, np.arange(len(present)), 0))

@@ -46,6 +46,9 @@ class Track:
     misses: int = 0
     last_seen: int = -1
     last_detected: int = -1
+    # frames filled by gap filling (the landmarker confirmed a predicted face, or the second
+    # detector did): smoothing trusts them less than detected or landmark-updated faces
+    filled: set[int] = field(default_factory=set)
     # frames where the track continues after a shot cut (re-identified): smoothing restarts there
     breaks: set[int] = field(default_factory=set)
     # frames the two-pass smoother may fill between two faces (the tracker's gap, 0: none)
