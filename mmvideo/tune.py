@@ -45,6 +45,7 @@ from mmvideo.errors import (
     NoFaceFound,
     OutputError,
 )
+from mmvideo.swap_cli import config_options
 
 log = logging.getLogger(__name__)
 
@@ -556,12 +557,6 @@ def describe_record(meta: dict) -> list[str]:
 # -- the command ---------------------------------------------------------------------------------
 
 
-def _swap_options(fn):
-    from mmvideo.swap_cli import config_options
-
-    return config_options(fn)
-
-
 @click.command("tune")
 @click.option("--source", "sources", multiple=True, help="Photo of the actor; repeatable.")
 @click.option("--source-dir", default=None, help="Folder of photos of the actor.")
@@ -589,7 +584,7 @@ def _swap_options(fn):
 @click.option("--json-progress", is_flag=True, help="One JSON progress line per second on stdout (no bar).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @overwrite_options
-@_swap_options
+@config_options
 def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
                  pairs, lambda_perceptual, lambda_fm, detail_path, freeze, max_frames, min_frames, source_stride,
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
