@@ -357,11 +357,10 @@ class _GapFiller:
     2. *Confirmation*: the landmarker runs on the box those points give. Its inner points
        (brows to mouth) must lie within ``gap_max_residual`` × the inner face's size, on average,
        of the predicted ones and their size within ±33 % of the predicted size; the
-       landmarker's points are then the frame's face. The residual rejects a landmarker
-       that had to bend far from the face that moved as predicted (an occluder, a turn it cannot
-       fit); it is a weak test against a box with no face at all, where the landmarker's mean
-       shape may lie close to a near-frontal prediction: the bound of ``max_gap`` frames since
-       the last detection limits how long such a fill can last.
+       landmarker's points are then the frame's face. Only frames where the flow passed its
+       check are confirmed this way: on a blank or changed patch the landmarker's mean shape can
+       lie close to a near-frontal prediction. The residual rejects a landmarker that had to bend
+       far from the face that moved as the flow says (an occluder, a turn it cannot fit).
     3. Where that fails, or on a detection round (the first detector found no face for the
        track), the second detector (``second_detector``) looks around the predicted box; a face
        it finds there (overlapping the box, IoU >= 0.3) counts as a detection, its landmarks
@@ -412,22 +411,27 @@ class _GapFiller:
         anchor = track.faces[max(track.detected)]
         points = predict_landmarks(track, frame, self.cfg.smooth)
         previous = self.carry.get(track.id)
+        flowed = None
         if previous is not None and self.prev_gray is not None:
             fb_max = max(0.5, 0.02 * _spread(anchor.landmarks))
             flowed = flow_landmarks(self.prev_gray, self.gray, previous, fb_max)
             if flowed is not None:
                 points = flowed
+        # Without flow (no texture to follow, or the patch changed beyond the forward-backward
+        # check) only the second detector may fill: the landmarker alone fits its mean shape
+        # to any box, a blank one included, close enough to a predicted frontal face to pass.
+        confirmable = flowed is not None
         box = propagate_box(anchor.box, anchor.landmarks[17:], points[17:])
         h, w = image.shape[:2]
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         if not (0 <= cx < w and 0 <= cy < h):
             self.tracker.leave(track)
             return None
-        if not detect_round and self._confirm(track, frame, image, box, points, anchor):
+        if confirmable and not detect_round and self._confirm(track, frame, image, box, points, anchor):
             return points
         if self._second_detector(track, frame, image, box):
             return None  # a detection: its own points from here
-        if detect_round:
+        if confirmable and detect_round:
             self._confirm(track, frame, image, box, points, anchor)
         return points
 

@@ -131,8 +131,9 @@ def test_only_masked_pixels_change_and_faceless_frames_pass_through(
     assert summary.frames == 24
     assert summary.frames_without_face == 6
     assert summary.cuts == [12, 18]
-    # a cut ends the first face's track; the same face after it is a new track
-    assert summary.tracks == 2
+    # the same face after the cuts joins its track again by identity (issue 16: one track per
+    # person), in a new segment whose filters start afresh
+    assert summary.tracks == 1
     before, after = frames_of(clip), frames_of(out)
     plan = _plan(clip, cfg, models, analyzer)
     for i, (a, b) in enumerate(zip(before, after)):
