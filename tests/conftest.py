@@ -17,7 +17,9 @@ def _data_dir() -> Path:
         raise RuntimeError(
             f"test media not found at {path}: set MMVIDEO_TEST_DATA to the shared/data folder"
         )
-    return path
+    # resolved: commands record the real paths of their inputs (farm plans, tune records), and
+    # ../shared may be a link
+    return path.resolve()
 
 
 @pytest.fixture(scope="session")
