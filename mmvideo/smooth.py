@@ -122,18 +122,28 @@ def _segments(track: Track) -> list[list[int]]:
     return segments
 
 
-def predict_landmarks(track: Track, frame: int, cfg: SmoothConfig, history: int = 12) -> np.ndarray:
-    """The 68 points the constant-velocity Kalman filter expects at ``frame`` (after the
-    track's last face): the forward filter over its last ``history`` faces of the current
-    segment, run on without measurements."""
-    frames = _segments(track)[-1][-history:]
-    span = np.arange(frames[0], frame + 1)
+def _landmark_series(
+    track: Track, frames: list[int], last: int
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """The flattened landmarks of ``frames`` over every frame from the first to ``last``
+    (missing ones held from the previous), which frames were measured, and the noise scale
+    (the first face's box diagonal)."""
+    span = np.arange(frames[0], last + 1)
     present = np.isin(span, frames)
     first = track.faces[frames[0]]
     scale = float(np.hypot(first.box[2] - first.box[0], first.box[3] - first.box[1]))
     xy = np.zeros((len(span), 136))
     xy[present] = np.stack([track.faces[f].landmarks.reshape(-1) for f in frames])
     xy[~present] = _hold(xy, present)
+    return span, present, scale, xy
+
+
+def predict_landmarks(track: Track, frame: int, cfg: SmoothConfig, history: int = 12) -> np.ndarray:
+    """The 68 points the constant-velocity Kalman filter expects at ``frame`` (after the
+    track's last face): the forward filter over its last ``history`` faces of the current
+    segment, run on without measurements."""
+    frames = _segments(track)[-1][-history:]
+    span, present, scale, xy = _landmark_series(track, frames, frame)
     if len(span) < 2:
         return xy[-1].reshape(68, 2).astype(np.float32)
     run = kalman_forward(xy, present, cfg.process_noise * scale, cfg.measurement_noise * scale)
@@ -143,13 +153,7 @@ def predict_landmarks(track: Track, frame: int, cfg: SmoothConfig, history: int 
 def _smooth_segment(track: Track, frames: list[int], cfg: SmoothConfig) -> dict[int, Face]:
     if cfg.smoothing == "none" or len(frames) < 2:
         return {f: track.faces[f] for f in frames}
-    span = np.arange(frames[0], frames[-1] + 1)
-    present = np.isin(span, frames)
-    first = track.faces[frames[0]]
-    scale = float(np.hypot(first.box[2] - first.box[0], first.box[3] - first.box[1]))
-    xy = np.zeros((len(span), 136))
-    xy[present] = np.stack([track.faces[f].landmarks.reshape(-1) for f in frames])
-    xy[~present] = _hold(xy, present)
+    span, present, scale, xy = _landmark_series(track, frames, frames[-1])
     loose = np.isin(span, sorted(track.filled))
     sm_xy = smooth_series(
         xy,

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from mmvideo.atomic import atomic_output, check_output, overwrite_options
-from mmvideo.config import DEFAULT_PRESET, SwapConfig
+from mmvideo.config import DEFAULT_PRESET, SwapConfig, file_sha256
 from mmvideo.errors import (
     InvalidInput,
     MissingInput,
@@ -83,14 +83,6 @@ class FaceData:
     source_faces: int
     seconds: float
     previews: list[tuple[np.ndarray, list]] = field(default_factory=list)  # (frame, planned faces)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def state_folder(out: Path) -> Path:
