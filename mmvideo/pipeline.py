@@ -653,7 +653,7 @@ def render(
     )
     swapped: dict[int, int] = {}
     # built before the stages start: a missing hand model is refused before a frame is written
-    hands = HandDetector(_models_dir(cfg.detect)) if "hands" in cfg.compose.mask.split(",") else None
+    hands = hand_detector(cfg)
 
     def decode() -> None:
         with open_reader(job.input, info, start=start, stop=stop) as reader:
@@ -673,13 +673,7 @@ def render(
             t = time.perf_counter()
             items = []
             for tid, face in plan.get(frame.index, []):
-                ti = prepare_target(frame.image, face.landmarks, face.landmarks_3d, inputs)
-                if hands is not None:
-                    # cut before compose erodes and feathers the mask: the erosion keeps the
-                    # feathered edge off the hand itself
-                    found = hands(to_uint8(frame.image), face.box[None])[0]
-                    ti.mask = without_hands(ti.mask, hand_mask(found, ti.mask.shape, ti.matrix))
-                items.append((tid, ti))
+                items.append((tid, prepare_face(frame.image, face, inputs, hands)))
             group.frames.append(frame)
             group.faces.append(items)
             n_faces += len(items)
@@ -762,17 +756,37 @@ def render(
     return swapped, written, run.seconds
 
 
+def hand_detector(cfg: SwapConfig) -> HandDetector | None:
+    """The hand finder when the mask cuts hands out (``--mask hull,hands``), else None."""
+    return HandDetector(_models_dir(cfg.detect)) if "hands" in cfg.compose.mask.split(",") else None
+
+
+def prepare_face(
+    image: np.ndarray, face: Face, inputs: PrepareConfig, hands: HandDetector | None
+) -> TargetInputs:
+    """One face's generator inputs and paste mask, with the hands in front of it cut out."""
+    ti = prepare_target(image, face.landmarks, face.landmarks_3d, inputs)
+    if hands is not None:
+        # cut before compose erodes and feathers the mask: the erosion keeps the feathered
+        # edge off the hand itself
+        found = hands(to_uint8(image), face.box[None])[0]
+        ti.mask = without_hands(ti.mask, hand_mask(found, ti.mask.shape, ti.matrix))
+    return ti
+
+
 def swap_frame(
     image: np.ndarray,
     faces: list[Face],
     models: SwapModels,
     e_s: torch.Tensor,
     cfg: SwapConfig,
+    hands: HandDetector | None = None,
 ) -> np.ndarray:
     """One frame with its planned ``faces`` swapped, outside the threaded render (preview sheets,
-    ``mmvideo tune``'s previews): the same prepare → generate → paste as ``render``."""
+    ``mmvideo tune``'s previews): the same prepare → generate → paste as ``render``; ``hands``
+    is ``hand_detector(cfg)``, built once by the caller."""
     inputs = target_inputs_config(cfg.compose)
-    items = [prepare_target(image, f.landmarks, f.landmarks_3d, inputs) for f in faces]
+    items = [prepare_face(image, f, inputs, hands) for f in faces]
     swapped = image.copy()
     if items:
         for out, ti in zip(generate_faces(models, e_s, items, cfg.generate), items):

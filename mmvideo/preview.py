@@ -184,13 +184,14 @@ def render_rows(
     shown = set(FrameRange(start, stop - 1).spread(count))
     offset = info.sequence.first if is_sequence_info(info) else 0
     timecode = source_timecode(info)
+    hands = pipeline.hand_detector(cfg)
     rows = []
     with open_reader(input_path, info, start=min(shown), stop=max(shown) + 1) as reader:
         for frame in reader:
             if frame.index not in shown:
                 continue
             planned = [f for _, f in plan.get(frame.index, [])]
-            swapped = pipeline.swap_frame(frame.image, planned, models, e_s, cfg)
+            swapped = pipeline.swap_frame(frame.image, planned, models, e_s, cfg, hands)
             faces = [
                 PreviewFace(
                     t.id,

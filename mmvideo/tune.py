@@ -496,14 +496,15 @@ def write_preview(path: Path, previews: list, models, encoder, source_crop: np.n
     """original | current swap for a few frames of the shot, through the pipeline's ``swap_frame``
     with the EMA weights as they are now."""
     from mmvideo.generate import SwapModels, embed_crops
-    from mmvideo.pipeline import swap_frame
+    from mmvideo.pipeline import hand_detector, swap_frame
     from mmvideo.preview import PreviewRow, contact_sheet, write_sheet
     from mmvideo.provenance import make_tag
 
     generator = copy.deepcopy(models.ema).eval()
     swap_models = SwapModels(generator, encoder.eval(), None, "cpu")
     e_s = torch.from_numpy(embed_crops(swap_models, source_crop[None]))
-    rows = [PreviewRow(k, None, image, swap_frame(image, faces, swap_models, e_s, cfg)) for k, (image, faces) in enumerate(previews)]
+    hands = hand_detector(cfg)
+    rows = [PreviewRow(k, None, image, swap_frame(image, faces, swap_models, e_s, cfg, hands)) for k, (image, faces) in enumerate(previews)]
     write_sheet(path, contact_sheet(rows, title), make_tag(None).to_text())
 
 
