@@ -26,10 +26,7 @@ from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
 from mmvideo.watermark import detect, embed
 
 DEFAULT_CLIP = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "multi_face_crowd_walk_01.mp4"
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "multi_face_crowd_walk_01.mp4"
 )
 
 
@@ -64,9 +61,7 @@ def encode_x264(frames: list[np.ndarray], path: Path) -> None:
 
 
 def read_ffmpeg(pattern: str, count: int) -> None:
-    with av.open(
-        pattern, format="image2", options={"start_number": "1001"}
-    ) as container:
+    with av.open(pattern, format="image2", options={"start_number": "1001"}) as container:
         for i, frame in enumerate(container.decode(video=0)):
             frame.to_ndarray(format="rgb48le" if "dpx" in pattern else "gbrpf32le")
             if i + 1 == count:
@@ -92,9 +87,7 @@ def main() -> None:
         print(f"watermark embed   {1000 * t_embed / n:7.1f} ms/frame")
         print(f"watermark detect  {1000 * t_detect / n:7.1f} ms/frame")
         print(f"x264 CRF23 encode {1000 * t_encode / n:7.1f} ms/frame")
-        print(
-            f"embed / encode    {t_embed / t_encode:7.2f}x  (the overhead --watermark adds)"
-        )
+        print(f"embed / encode    {t_embed / t_encode:7.2f}x  (the overhead --watermark adds)")
 
         deep = [f.astype(np.uint16) * 257 for f in frames]
         for kind in ("exr", "dpx"):

@@ -59,8 +59,7 @@ RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 def frames_of(clip: Path, count: int) -> list[np.ndarray]:
     with av.open(str(clip)) as container:
         frames = [
-            f.to_ndarray(format="rgb24")
-            for _, f in zip(range(count), container.decode(video=0))
+            f.to_ndarray(format="rgb24") for _, f in zip(range(count), container.decode(video=0))
         ]
     return frames
 
@@ -75,21 +74,15 @@ def median_ms(fn, items, repeat: int = 1) -> float:
     return statistics.median(times)
 
 
-def baseline_depth(
-    points: np.ndarray, heights: np.ndarray, size: int = 224
-) -> np.ndarray:
+def baseline_depth(points: np.ndarray, heights: np.ndarray, size: int = 224) -> np.ndarray:
     """The textbook way: linear interpolation over the triangulation at every crop pixel."""
     interp = LinearNDInterpolator(points, heights, fill_value=np.nan)
     yy, xx = np.mgrid[0:size, 0:size]
     z = interp(xx.ravel(), yy.ravel()).reshape(size, size)
-    return np.where(np.isnan(z), 0.0, np.clip(0.5 + z / size, 0.05, 1.0)).astype(
-        np.float32
-    )
+    return np.where(np.isnan(z), 0.0, np.clip(0.5 + z / size, 0.05, 1.0)).astype(np.float32)
 
 
-def baseline_heatmaps(
-    points: np.ndarray, size: int = 224, sigma: float = 2.0
-) -> np.ndarray:
+def baseline_heatmaps(points: np.ndarray, size: int = 224, sigma: float = 2.0) -> np.ndarray:
     """One Gaussian per landmark over the whole crop, max within each group."""
     from magicmask.face.landmarks import LANDMARK_GROUPS
 
@@ -122,9 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument(
-        "--fan", action="store_true", help="also time FAN 2-D (random weights)"
-    )
+    parser.add_argument("--fan", action="store_true", help="also time FAN 2-D (random weights)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -207,9 +198,7 @@ def main() -> None:
         print(
             row(
                 "pose fit",
-                median_ms(
-                    lambda p: fit_shape(p[1].landmarks, p[0].shape[:2]), pairs, 5
-                ),
+                median_ms(lambda p: fit_shape(p[1].landmarks, p[0].shape[:2]), pairs, 5),
             )
         )
         ours_depth = median_ms(lambda c: depth_map(c[0], np.c_[c[0], c[1]]), crops, 5)
@@ -224,11 +213,7 @@ def main() -> None:
                 median_ms(lambda p: prepare_target(p[0], p[1].landmarks), pairs, 5),
             )
         )
-        print(
-            row(
-                "hands: palms + landmarks + silhouette (1 face)", hands_ms(hands, pairs)
-            )
-        )
+        print(row("hands: palms + landmarks + silhouette (1 face)", hands_ms(hands, pairs)))
     occluded = frames_of(OCCLUSION_CLIP, 24)[19:]
     # MMOD boxes (the mediapipe backend's detector): HOG misses these profiles
     pairs = [(f, mesh.detect(f)[0]) for f in occluded]
@@ -254,17 +239,11 @@ def pose_accuracy(data_dir: Path) -> None:
         pitch, yaw, roll = np.degrees(mat["Pose_Para"][0, :3])
         truth = np.array([yaw, pitch, roll])
         pts3d = mat["pt3d_68"].T.astype(np.float64)
-        image = cv2.cvtColor(
-            cv2.imread(str(mat_path.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB
-        )
+        image = cv2.cvtColor(cv2.imread(str(mat_path.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB)
         found, how = hog.detect(image), "HOG"
         if not found:
             found, how = mtcnn.detect(image), "MTCNN"
-        dlib = (
-            f"{np.round(np.array(found[0].pose) - truth, 1)} ({how})"
-            if found
-            else "not found"
-        )
+        dlib = f"{np.round(np.array(found[0].pose) - truth, 1)} ({how})" if found else "not found"
         meshed = mesh.detect(image)
         mp = f"{np.round(np.array(meshed[0].pose) - truth, 1)}" if meshed else "not found"
         fit2d = np.array(fit_shape(pts3d[:, :2], image.shape[:2]).pose) - truth

@@ -40,9 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", type=Path, default=DATA / "talking_head_turn_01.mp4")
     parser.add_argument("--source", type=Path, default=DATA / "id_obama_01.jpg")
-    parser.add_argument(
-        "--frames", type=int, default=128, help="first N frames of the clip"
-    )
+    parser.add_argument("--frames", type=int, default=128, help="first N frames of the clip")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--no-ray", action="store_true")
@@ -75,9 +73,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         {"note": "random, benchmark"},
     )
     frames = scan_video(clip).frames
-    print(
-        f"clip: {args.clip.name}, first {frames} frames; {args.cores} cores; work folder {work}"
-    )
+    print(f"clip: {args.clip.name}, first {frames} frames; {args.cores} cores; work folder {work}")
 
     executors = {"local": None, "ray": None}
     if args.no_ray:

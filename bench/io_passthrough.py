@@ -51,9 +51,7 @@ def timed(cmd: list[str]) -> float:
 
 
 def versions() -> str:
-    system = subprocess.run(
-        ["ffmpeg", "-version"], check=True, capture_output=True, text=True
-    )
+    system = subprocess.run(["ffmpeg", "-version"], check=True, capture_output=True, text=True)
     system = system.stdout
     lavc = av.library_versions["libavcodec"]
     return f"system {system.splitlines()[0]}; PyAV {av.__version__} (libavcodec {'.'.join(map(str, lavc))})"
@@ -71,9 +69,7 @@ def main() -> None:
         f"libx264 preset={args.preset} crf={args.crf} yuv420p, audio copied, +faststart; "
         f"median of {args.repeat} alternating runs, wall clock incl. process start"
     )
-    print(
-        f"{'clip':40} {'size':>10} {'frames':>6} {'ffmpeg fps':>10} {'ours fps':>9} {'ratio':>6}"
-    )
+    print(f"{'clip':40} {'size':>10} {'frames':>6} {'ffmpeg fps':>10} {'ours fps':>9} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:
             info = probe(clip)
@@ -81,17 +77,9 @@ def main() -> None:
             theirs, ours = [], []
             for i in range(args.repeat):
                 theirs.append(
-                    timed(
-                        ffmpeg_cmd(
-                            clip, Path(tmp) / f"ff{i}.mp4", args.preset, args.crf
-                        )
-                    )
+                    timed(ffmpeg_cmd(clip, Path(tmp) / f"ff{i}.mp4", args.preset, args.crf))
                 )
-                ours.append(
-                    timed(
-                        ours_cmd(clip, Path(tmp) / f"mm{i}.mp4", args.preset, args.crf)
-                    )
-                )
+                ours.append(timed(ours_cmd(clip, Path(tmp) / f"mm{i}.mp4", args.preset, args.crf)))
             assert probe(Path(tmp) / "mm0.mp4").video.frames == n
             fps_ff, fps_mm = n / statistics.median(theirs), n / statistics.median(ours)
             size = f"{info.video.width}x{info.video.height}"

@@ -157,9 +157,7 @@ def measure(
     from magicmask import quality
     from magicmask.face.pose import estimate_pose
 
-    idx = [
-        k for k, f in enumerate(original.faces) if f is not None and k < len(swapped)
-    ]
+    idx = [k for k, f in enumerate(original.faces) if f is not None and k < len(swapped)]
     real, poses, lm_o, lm_s = [], [], [], []
     for k in idx:
         face = original.faces[k]
@@ -226,9 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", help="Model to measure (default: the embedded one).")
     p.add_argument("--baseline", help="Model beside it: a file, 'embedded' or 'none'.")
     p.add_argument("--preset", default="balanced")
-    p.add_argument(
-        "--max-frames", type=int, default=40, help="First N frames of each clip."
-    )
+    p.add_argument("--max-frames", type=int, default=40, help="First N frames of each clip.")
     p.add_argument(
         "--swap-args",
         default="",
@@ -263,9 +259,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(2)
     baseline = args.baseline or (
-        "embedded"
-        if args.checkpoint or args.swap_args or args.baseline_swap_args
-        else "none"
+        "embedded" if args.checkpoint or args.swap_args or args.baseline_swap_args else "none"
     )
     runs = [("ours", args.checkpoint, shlex.split(args.swap_args))]
     if baseline != "none":
@@ -278,11 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                 extra,
             )
         )
-    cases = [
-        c
-        for c in CASES
-        if args.cases == "all" or c.same_person == (args.cases == "same")
-    ]
+    cases = [c for c in CASES if args.cases == "all" or c.same_person == (args.cases == "same")]
     if args.case:
         cases = [Case(*c.split(",")[:2], c.split(",")[2] == "same") for c in args.case]
     analyzer = FaceAnalyzer(FaceConfig(backend="dlib", detector="hog", upsample=1))
@@ -313,17 +303,12 @@ def main(argv: list[str] | None = None) -> None:
             tiles = [face_tile(original.frames[mid], original.faces[mid].landmarks)]
             face_px = float(
                 np.mean(
-                    [
-                        2.5 * quality.eye_distance(original.faces[k].landmarks)
-                        for k in with_face
-                    ]
+                    [2.5 * quality.eye_distance(original.faces[k].landmarks) for k in with_face]
                 )
             )
             for r, (label, ckpt, extra) in enumerate(runs):
                 out = tmp / f"{n}-{r}.mp4"
-                seconds = swap(
-                    case, source, ckpt, args.preset, args.max_frames, extra, out
-                )
+                seconds = swap(case, source, ckpt, args.preset, args.max_frames, extra, out)
                 swapped = read_frames(out, None)
                 values = measure(case, original, swapped, source_emb, analyzer, judge)
                 tile = face_tile(swapped[mid], original.faces[mid].landmarks)

@@ -31,9 +31,7 @@ MMVIDEO = [sys.executable, "-m", "mmvideo"]
 def run_measured(args: list[str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB, the child's own rusage via ``wait4``) and stdout of a child."""
     t = time.perf_counter()
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
@@ -132,19 +130,11 @@ def bench(
 def report(name: str, frames: int, trans, swap, summary) -> None:
     t_fps, s_fps = frames / trans[0], frames / swap[0]
     print(f"\n== {name}: {frames} frames ==")
-    print(
-        f"mmvideo transcode : {trans[0]:7.2f} s  {t_fps:7.2f} fps  peak RSS {trans[1]:7.0f} MiB"
-    )
-    print(
-        f"mmvideo swap      : {swap[0]:7.2f} s  {s_fps:7.2f} fps  peak RSS {swap[1]:7.0f} MiB"
-    )
-    print(
-        f"swap / transcode  : {s_fps / t_fps:7.3f} x speed, {swap[0] / trans[0]:.2f} x time"
-    )
+    print(f"mmvideo transcode : {trans[0]:7.2f} s  {t_fps:7.2f} fps  peak RSS {trans[1]:7.0f} MiB")
+    print(f"mmvideo swap      : {swap[0]:7.2f} s  {s_fps:7.2f} fps  peak RSS {swap[1]:7.0f} MiB")
+    print(f"swap / transcode  : {s_fps / t_fps:7.3f} x speed, {swap[0] / trans[0]:.2f} x time")
     stages = summary["stage_seconds"]
-    busy = ", ".join(
-        f"{k} {v:.2f}s ({1000 * v / frames:.1f} ms/frame)" for k, v in stages.items()
-    )
+    busy = ", ".join(f"{k} {v:.2f}s ({1000 * v / frames:.1f} ms/frame)" for k, v in stages.items())
     print(f"swap stage busy time (stages overlap in render): {busy}")
     print(
         f"tracks {summary['tracks']}, faces swapped {summary['faces_per_track']}, "
@@ -154,9 +144,7 @@ def report(name: str, frames: int, trans, swap, summary) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--clip", type=Path, default=DATA / "talking_head_obama_address_01.mp4"
-    )
+    ap.add_argument("--clip", type=Path, default=DATA / "talking_head_obama_address_01.mp4")
     ap.add_argument("--source", type=Path, default=DATA / "id_biden_01.jpg")
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--preset", default="balanced")

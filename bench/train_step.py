@@ -68,9 +68,13 @@ def main() -> None:
     ap.add_argument("--configs", default="tiny,base")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    data_dir = Path(os.environ.get("MMVIDEO_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    data_dir = Path(
+        os.environ.get("MMVIDEO_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
     encoder = build_identity_encoder("dlib-resnet")
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch_size} pairs, {args.steps} steps")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch_size} pairs, {args.steps} steps"
+    )
     print("config | G params | loader | data s/step | step s/step | steps/s | data share")
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(data_dir, Path(tmp))

@@ -47,12 +47,21 @@ def _variant(text: str, base):
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clip", default="talking_head_turn_03.mp4", help="Target clip in the data folder.")
+    p.add_argument(
+        "--clip", default="talking_head_turn_03.mp4", help="Target clip in the data folder."
+    )
     p.add_argument("--source", default="id_biden_01.jpg", help="Source photo in the data folder.")
-    p.add_argument("--max-frames", type=int, default=200, help="Target faces prepared (tune's --max-frames).")
+    p.add_argument(
+        "--max-frames", type=int, default=200, help="Target faces prepared (tune's --max-frames)."
+    )
     p.add_argument("--steps", type=int, default=5, help="Training steps timed per variant.")
     p.add_argument("--threads", type=int, default=1, help="torch threads (tune's --train-threads).")
-    p.add_argument("--variant", action="append", default=[], help="key=value,... over the defaults; repeatable.")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="key=value,... over the defaults; repeatable.",
+    )
     args = p.parse_args(argv)
 
     from magicmask.checkpoint import default_checkpoint_path
@@ -67,12 +76,22 @@ def main(argv: list[str] | None = None) -> None:
 
     base_path = default_checkpoint_path()
     base = check_base(base_path)
-    defaults = dataclasses.replace(TuneSettings(), max_frames=args.max_frames, checkpoint_every=10**9)
+    defaults = dataclasses.replace(
+        TuneSettings(), max_frames=args.max_frames, checkpoint_every=10**9
+    )
     variants = [("defaults", defaults)] + [(v, _variant(v, defaults)) for v in args.variant]
     with tempfile.TemporaryDirectory() as tmp:
         shared = Path(tmp) / "faces"
         t0 = time.perf_counter()
-        faces = prepare_faces(shared, (str(DATA / args.clip),), [DATA / args.source], None, load_config("balanced"), defaults, str(base_path))
+        faces = prepare_faces(
+            shared,
+            (str(DATA / args.clip),),
+            [DATA / args.source],
+            None,
+            load_config("balanced"),
+            defaults,
+            str(base_path),
+        )
         prep = time.perf_counter() - t0
         print(f"data preparation: {prep:.1f} s for {faces.target_faces} target + {faces.source_faces} source faces "
               f"({prep / max(1, faces.target_faces):.2f} s per face, {args.clip})", flush=True)  # fmt: skip
@@ -83,7 +102,9 @@ def main(argv: list[str] | None = None) -> None:
             (run / "data").symlink_to(shared / "data", target_is_directory=True)
             tcfg = train_config(settings, base.config, base_path, args.steps)
             t0 = time.perf_counter()
-            result, _ = train(run, tcfg, base_path, False, args.steps, None, settings, threads=args.threads)
+            result, _ = train(
+                run, tcfg, base_path, False, args.steps, None, settings, threads=args.threads
+            )
             setup = time.perf_counter() - t0 - result.seconds
             rows.append((name, settings.batch_size, args.steps / result.seconds, setup))
             print(f"{name}: {args.steps / result.seconds:.3f} steps/s", file=sys.stderr, flush=True)
@@ -92,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     print("| variant | pairs/step | steps/s | s/step | steps in 20 min | model setup s |")
     print("|---|---|---|---|---|---|")
     for name, pairs, rate, setup in rows:
-        print(f"| {name} | {pairs} | {rate:.3f} | {1 / rate:.1f} | {rate * 1200:.0f} | {setup:.1f} |")
+        print(
+            f"| {name} | {pairs} | {rate:.3f} | {1 / rate:.1f} | {rate * 1200:.0f} | {setup:.1f} |"
+        )
 
 
 if __name__ == "__main__":

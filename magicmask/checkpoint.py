@@ -98,13 +98,9 @@ def save_checkpoint(
     """
     meta = dict(meta or {})
     _check_plain(meta, f"{path}: meta")
-    state = {
-        k: v.detach().cpu().clone() for k, v in _unwrap(generator).state_dict().items()
-    }
+    state = {k: v.detach().cpu().clone() for k, v in _unwrap(generator).state_dict().items()}
     if dtype is not None:
-        state = {
-            k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()
-        }
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     sha = weights_sha256(state)
     obj = {
         "format": FORMAT,
@@ -129,9 +125,7 @@ def _read(path: Path, map_location, expected_format: str) -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many kinds for a foreign or truncated file
-        reason = (
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        )
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a readable checkpoint ({reason})") from exc
     if not isinstance(obj, dict) or obj.get("format") != expected_format:
         raise ModelError(f"{path}: not a {expected_format} file")
@@ -164,21 +158,15 @@ def load_checkpoint(
             f"{path}: weights do not fit config {config.name!r} ({str(exc).splitlines()[0]})"
         ) from exc
     generator.to(map_location).eval()
-    return LoadedCheckpoint(
-        generator, config, obj["identity_encoder"], obj["meta"], sha
-    )
+    return LoadedCheckpoint(generator, config, obj["identity_encoder"], obj["meta"], sha)
 
 
 def save_training_state(path: str | os.PathLike, state: dict) -> None:
     """Atomically save a training-resume dict (discriminator / optimiser / EMA state dicts, step, RNG
     states...) of plain types and tensors, readable with ``weights_only=True``."""
-    _atomic_save(
-        {"format": TRAINING_FORMAT, "version": VERSION, "state": state}, Path(path)
-    )
+    _atomic_save({"format": TRAINING_FORMAT, "version": VERSION, "state": state}, Path(path))
 
 
-def load_training_state(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> dict:
+def load_training_state(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """The dict given to ``save_training_state``; a clear ModelError for a foreign file."""
     return _read(Path(path), map_location, TRAINING_FORMAT)["state"]

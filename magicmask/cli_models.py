@@ -36,9 +36,7 @@ def models() -> None:
 
 @models.command("describe")
 @click.argument("spec", default="tiny")
-@click.option(
-    "--depth", default=2, show_default=True, help="Module nesting depth to list."
-)
+@click.option("--depth", default=2, show_default=True, help="Module nesting depth to list.")
 def describe(spec: str, depth: int) -> None:
     """Parameters and GMACs per module of a config name or checkpoint (SPEC, default tiny)."""
     from magicmask.model.summary import generator_summary
@@ -79,9 +77,7 @@ def list_cmd() -> None:
     help="Compare with onnxruntime.",
 )
 @overwrite_options
-def export_onnx_cmd(
-    spec: str, out: Path, opset: int, check: bool, overwrite: bool | None
-) -> None:
+def export_onnx_cmd(spec: str, out: Path, opset: int, check: bool, overwrite: bool | None) -> None:
     """Export the generator of SPEC (config name or checkpoint) to OUT as ONNX (dynamic batch)."""
     from magicmask.export import check_onnx, export_onnx
 
@@ -92,7 +88,5 @@ def export_onnx_cmd(
     if check:
         diff = check_onnx(generator, out)
         if diff > 1e-3:
-            raise ModelError(
-                f"{out}: onnxruntime output differs from torch by {diff:.2e} (> 1e-3)"
-            )
+            raise ModelError(f"{out}: onnxruntime output differs from torch by {diff:.2e} (> 1e-3)")
         click.echo(f"onnxruntime matches torch: max abs diff {diff:.2e}")

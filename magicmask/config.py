@@ -120,9 +120,7 @@ class MagicMaskConfig:
         valid = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - valid)
         if unknown:
-            raise ModelError(
-                f"config: unknown fields {unknown} (valid: {sorted(valid)})"
-            )
+            raise ModelError(f"config: unknown fields {unknown} (valid: {sorted(valid)})")
         values = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:
@@ -200,9 +198,7 @@ def create_config(name: str | MagicMaskConfig, **overrides) -> MagicMaskConfig:
     elif name in _REGISTRY:
         cfg = _REGISTRY[name]()
     else:
-        raise ModelError(
-            f"unknown model config {name!r} (registered: {', '.join(list_configs())})"
-        )
+        raise ModelError(f"unknown model config {name!r} (registered: {', '.join(list_configs())})")
     valid = sorted(f.name for f in dataclasses.fields(MagicMaskConfig))
     unknown = sorted(set(overrides) - set(valid))
     if unknown:

@@ -20,9 +20,7 @@ INPUT_NAMES = ("x_t", "e_s", "depth", "heatmaps")
 OUTPUT_NAME = "swap"
 
 
-def export_onnx(
-    generator: MagicMaskGenerator, path: str | os.PathLike, opset: int = 17
-) -> Path:
+def export_onnx(generator: MagicMaskGenerator, path: str | os.PathLike, opset: int = 17) -> Path:
     """Write the generator as ONNX with a dynamic batch axis (atomically) and return the path.
 
     Uses the TorchScript exporter: the torch.export-based one needs ``onnxscript``, which this
@@ -45,9 +43,7 @@ def export_onnx(
             dynamo=False,
             input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],
-            dynamic_axes={
-                name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)
-            },
+            dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
             opset_version=opset,
         )
     log.info("exported %s to %s", generator.cfg.name, path)
@@ -72,7 +68,5 @@ def check_onnx(
         raise ModelError(
             f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})"
         ) from exc
-    (got,) = session.run(
-        [OUTPUT_NAME], {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs)}
-    )
+    (got,) = session.run([OUTPUT_NAME], {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs)})
     return float(np.abs(got - expected).max())

@@ -51,9 +51,7 @@ class Swapper:
                 f"precision {cfg.precision!r}: must be one of {', '.join(_PRECISIONS)}"
             )
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(
-                f"device {cfg.device}: CUDA is not available on this machine"
-            )
+            raise ModelError(f"device {cfg.device}: CUDA is not available on this machine")
         loaded = (
             checkpoint
             if isinstance(checkpoint, LoadedCheckpoint)
@@ -62,21 +60,13 @@ class Swapper:
         self.checkpoint = loaded
         self.device = torch.device(cfg.device)
         channels_last = (
-            self.device.type == "cuda"
-            if cfg.channels_last is None
-            else cfg.channels_last
+            self.device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
         )
-        self.memory_format = (
-            torch.channels_last if channels_last else torch.contiguous_format
-        )
-        model = loaded.generator.to(
-            self.device, memory_format=self.memory_format
-        ).eval()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        model = loaded.generator.to(self.device, memory_format=self.memory_format).eval()
         self.model = torch.compile(model) if cfg.compile else model
         # autocast only where it pays: CPU half-precision convs are slower than fp32
-        self.autocast_dtype = (
-            _PRECISIONS[cfg.precision] if self.device.type == "cuda" else None
-        )
+        self.autocast_dtype = _PRECISIONS[cfg.precision] if self.device.type == "cuda" else None
         log.info(
             "generator %s (%s, sha256 %s) on %s, autocast %s",
             loaded.config.name,
@@ -98,9 +88,7 @@ class Swapper:
         """
         dev = self.device
         non_blocking = dev.type == "cuda"
-        x_t = x_t.to(dev, non_blocking=non_blocking).contiguous(
-            memory_format=self.memory_format
-        )
+        x_t = x_t.to(dev, non_blocking=non_blocking).contiguous(memory_format=self.memory_format)
         depth = depth.to(dev, non_blocking=non_blocking).contiguous(
             memory_format=self.memory_format
         )
@@ -109,9 +97,7 @@ class Swapper:
         )
         e_s = e_s.to(dev, non_blocking=non_blocking)
         if e_s.shape[0] == 1 and x_t.shape[0] > 1:
-            e_s = e_s.expand(
-                x_t.shape[0], -1
-            )  # one source identity for the whole batch
+            e_s = e_s.expand(x_t.shape[0], -1)  # one source identity for the whole batch
         autocast = (
             torch.autocast(dev.type, dtype=self.autocast_dtype)
             if self.autocast_dtype

@@ -81,12 +81,8 @@ def to_identity_frame(x224: Tensor, out_size: int = 112) -> Tensor:
     a = s * out_size / size_in
     b = (2 * (s * (out_size - 1) / 2 - 16) + 1) / size_in - 1
     theta = x224.new_tensor([[a, 0.0, b], [0.0, a, b]]).expand(x224.shape[0], 2, 3)
-    grid = F.affine_grid(
-        theta, [x224.shape[0], 3, out_size, out_size], align_corners=False
-    )
-    return F.grid_sample(
-        x224, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )
+    grid = F.affine_grid(theta, [x224.shape[0], 3, out_size, out_size], align_corners=False)
+    return F.grid_sample(x224, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def identity_loss(encoder: nn.Module, swapped: Tensor, e_source: Tensor) -> Tensor:
@@ -132,10 +128,7 @@ def cycle_loss(self_swap: Tensor, target: Tensor) -> Tensor:
 
 def _d_side(real_logits: list[Tensor], fake_logits: list[Tensor]) -> Tensor:
     """−[log D(real) + log(1 − D(fake))], averaged over patches and over the list."""
-    terms = [
-        F.softplus(-r).mean() + F.softplus(f).mean()
-        for r, f in zip(real_logits, fake_logits)
-    ]
+    terms = [F.softplus(-r).mean() + F.softplus(f).mean() for r, f in zip(real_logits, fake_logits)]
     return torch.stack(terms).mean()
 
 
@@ -192,12 +185,12 @@ def adversarial_loss(
     """The config's adversarial term: AFSA (eq. 11) or the global baseline (eq. 10), Table 1."""
     if cfg.adversarial == "afsa":
         return afsa_loss(discriminator, real, fake, boxes, side, cfg.gan_generator_loss)
-    return global_adversarial_loss(
-        discriminator, real, fake, side, cfg.gan_generator_loss
-    )
+    return global_adversarial_loss(discriminator, real, fake, side, cfg.gan_generator_loss)
 
 
-def feature_matching_loss(discriminator: nn.Module, real: Tensor, fake: Tensor, boxes: Tensor) -> Tensor:
+def feature_matching_loss(
+    discriminator: nn.Module, real: Tensor, fake: Tensor, boxes: Tensor
+) -> Tensor:
     """[ours, after SimSwap's weak feature matching] L1 between the discriminator's intermediate
     features of the real target and of a generated image of it, mean over layers.
 
@@ -219,7 +212,9 @@ class DlibFeatures(nn.Module):
     def __init__(self, encoder: nn.Module, taps: tuple[int, ...] = (2, 6)):
         super().__init__()
         if getattr(encoder, "name", None) != "dlib-resnet":
-            raise ModelError(f"perceptual loss: needs the dlib-resnet encoder, not {getattr(encoder, 'name', encoder)!r}")
+            raise ModelError(
+                f"perceptual loss: needs the dlib-resnet encoder, not {getattr(encoder, 'name', encoder)!r}"
+            )
         self.encoder, self.taps = encoder, taps
 
     def forward(self, x224: Tensor) -> list[Tensor]:
@@ -243,9 +238,7 @@ def perceptual_loss(net: nn.Module, fake: Tensor, real: Tensor) -> Tensor:
 
 def weight_l1_penalty(module: nn.Module) -> Tensor:
     """The optional L1 penalty on weights of eq. 12: Σ|w| over trainable parameters."""
-    return torch.stack(
-        [p.abs().sum() for p in module.parameters() if p.requires_grad]
-    ).sum()
+    return torch.stack([p.abs().sum() for p in module.parameters() if p.requires_grad]).sum()
 
 
 def run_generator(
@@ -286,12 +279,8 @@ def generator_losses(
         + identity_loss(identity_encoder, out.swap_ba, a.identity)
     ) / 2
     l_rec = (
-        reconstruction_loss(
-            out.swap_ab, a.image, a.mask, f_ab, f_aa, cfg.recon_stop_gradient
-        )
-        + reconstruction_loss(
-            out.swap_ba, b.image, b.mask, f_ba, f_bb, cfg.recon_stop_gradient
-        )
+        reconstruction_loss(out.swap_ab, a.image, a.mask, f_ab, f_aa, cfg.recon_stop_gradient)
+        + reconstruction_loss(out.swap_ba, b.image, b.mask, f_ba, f_bb, cfg.recon_stop_gradient)
     ) / 2
     l_cyc = (cycle_loss(out.self_a, a.image) + cycle_loss(out.self_b, b.image)) / 2
     l_adv = (

@@ -39,9 +39,7 @@ CHIP_PADDING = 0.1
 SSIM_BORDER = 8
 _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
-DLIB_SAME_PERSON = (
-    0.6  # dlib's Euclidean same-person threshold on its unnormalised descriptor
-)
+DLIB_SAME_PERSON = 0.6  # dlib's Euclidean same-person threshold on its unnormalised descriptor
 _DLIB_PADDING = 0.25  # the chip dlib's descriptor was trained on
 _EPS = 1e-9
 
@@ -59,9 +57,7 @@ def _shape(landmarks68: np.ndarray) -> dlib.full_object_detection:
     pts = np.round(np.asarray(landmarks68, dtype=np.float64)[:, :2]).astype(int)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
-    return dlib.full_object_detection(
-        rect, [dlib.point(int(x), int(y)) for x, y in pts]
-    )
+    return dlib.full_object_detection(rect, [dlib.point(int(x), int(y)) for x, y in pts])
 
 
 def face_chip(
@@ -80,9 +76,7 @@ def grey(image: np.ndarray) -> np.ndarray:
     """float64 grey levels (0–255) of a uint8 RGB image (a 2-D image is returned as float64)."""
     if image.ndim == 2:
         return image.astype(np.float64)
-    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(
-        np.float64
-    )
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float64)
 
 
 def chip_pair(
@@ -149,9 +143,7 @@ def pose_abs_error(pose_swap, pose_original) -> np.ndarray:
 def eye_distance(landmarks68: np.ndarray) -> np.ndarray:
     """Distance between the eye centres of [..., 68, 2] landmarks (the normalising length)."""
     pts = np.asarray(landmarks68, np.float64)
-    return np.linalg.norm(
-        pts[..., 36:42, :2].mean(-2) - pts[..., 42:48, :2].mean(-2), axis=-1
-    )
+    return np.linalg.norm(pts[..., 36:42, :2].mean(-2) - pts[..., 42:48, :2].mean(-2), axis=-1)
 
 
 def landmark_jitter(
@@ -159,10 +151,7 @@ def landmark_jitter(
 ) -> float:
     """RMS second difference over time of [T, 68, 2] landmarks divided by ``scale`` [T] (e.g. the
     eye distance); only triples of consecutive frames that are all ``valid`` count."""
-    pts = (
-        np.asarray(landmarks, np.float64)[..., :2]
-        / np.asarray(scale, np.float64)[:, None, None]
-    )
+    pts = np.asarray(landmarks, np.float64)[..., :2] / np.asarray(scale, np.float64)[:, None, None]
     ok = np.ones(len(pts), bool) if valid is None else np.asarray(valid, bool)
     if len(pts) < 3:
         return float("nan")
@@ -214,18 +203,14 @@ class IdentityJudge:
         self.facenet = build_identity_encoder("facenet-vggface2")
 
     @torch.no_grad()
-    def embed(
-        self, images: list[np.ndarray], landmarks: list[np.ndarray]
-    ) -> list[Embedding]:
+    def embed(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> list[Embedding]:
         """Embeddings of the face at ``landmarks[i]`` in ``images[i]`` (uint8 RGB)."""
         if not images:
             return []
         chips = np.stack(
             [face_chip(im, lm, 150, _DLIB_PADDING) for im, lm in zip(images, landmarks)]
         )
-        crops = np.stack(
-            [align_identity(im, lm)[0] for im, lm in zip(images, landmarks)]
-        )
+        crops = np.stack([align_identity(im, lm)[0] for im, lm in zip(images, landmarks)])
 
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
@@ -258,9 +243,7 @@ class Identity:
         return self.dlib_dist_original - self.dlib_dist_swap
 
 
-def identity(
-    source: Embedding, originals: list[Embedding], swaps: list[Embedding]
-) -> Identity:
+def identity(source: Embedding, originals: list[Embedding], swaps: list[Embedding]) -> Identity:
     """Means over frames of the source photo's similarity to each original and swapped face."""
 
     def stats(faces: list[Embedding]) -> tuple[float, float, float, float]:

@@ -48,9 +48,7 @@ def feather_mask(mask: np.ndarray, cfg: ComposeConfig) -> np.ndarray:
     return alpha
 
 
-def match_colour_lab(
-    generated: np.ndarray, target: np.ndarray, weight: np.ndarray
-) -> np.ndarray:
+def match_colour_lab(generated: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Shift and scale each LAB channel of ``generated`` to the target's mean/std inside the mask.
 
     Both images are float32 RGB in [0, 1]; the statistics are taken where the blend weight is
@@ -128,9 +126,7 @@ def paste(
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    a = cv2.warpAffine(
-        alpha, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
+    a = cv2.warpAffine(alpha, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     roi = image[y0:y1, x0:x1]
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
     original = roi.astype(np.float32)

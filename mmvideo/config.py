@@ -42,9 +42,7 @@ class Range:
     def __contains__(self, value: float) -> bool:
         if math.isnan(value):
             return False  # TOML has nan; it compares false with every bound
-        if self.low is not None and (
-            value <= self.low if self.open_low else value < self.low
-        ):
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return False
         return self.high is None or value <= self.high
 

@@ -39,9 +39,7 @@ def resolve_device(device: str) -> torch.device:
     """``cpu`` or ``cuda[:N]``; CUDA without a usable GPU is a clear error, not a crash later."""
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InvalidInput(
-                f"--device {device}: CUDA is not available on this machine"
-            )
+            raise InvalidInput(f"--device {device}: CUDA is not available on this machine")
         return torch.device(device)
     if device != "cpu":
         raise InvalidInput(f"--device {device}: unknown device (cpu or cuda)")
@@ -67,10 +65,7 @@ def load_models(checkpoint: str | None, device: str = "cpu") -> SwapModels:
 @torch.inference_mode()
 def embed_crops(models: SwapModels, crops: np.ndarray) -> np.ndarray:
     """Identity codes [N, D] float32 of aligned 112 crops (N×112×112×3 uint8)."""
-    x = (
-        torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-        / 255.0
-    )
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
     e = models.identity_encoder(x.to(models.device)).float()
     return torch.nn.functional.normalize(e, dim=1).cpu().numpy()
 
@@ -78,10 +73,7 @@ def embed_crops(models: SwapModels, crops: np.ndarray) -> np.ndarray:
 def _stack(
     inputs: list[TargetInputs],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x_t = (
-        torch.from_numpy(np.stack([i.crop for i in inputs])).permute(0, 3, 1, 2).float()
-        / 255.0
-    )
+    x_t = torch.from_numpy(np.stack([i.crop for i in inputs])).permute(0, 3, 1, 2).float() / 255.0
     depth = torch.from_numpy(np.stack([i.depth for i in inputs]))[:, None].float()
     heat = torch.from_numpy(np.stack([i.heatmaps for i in inputs])).float()
     return x_t, depth, heat  # [B,3,224,224], [B,1,224,224], [B,G,224,224]
@@ -104,9 +96,7 @@ def generate_faces(
         for i in range(0, len(inputs), size)
     ]
     if models.device.startswith("cuda"):
-        outs = _generate_cuda(
-            models.generator, batches, cfg.precision == "fp16", models.device
-        )
+        outs = _generate_cuda(models.generator, batches, cfg.precision == "fp16", models.device)
     else:
         outs = [models.generator(x, e, d, h) for x, d, h, e in batches]
         outs = [o.float().numpy() for o in outs]

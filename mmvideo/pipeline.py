@@ -135,16 +135,16 @@ class SwapSummary:
         return {tid: ranges for tid, ranges in out.items() if ranges}
 
     def lines(self) -> list[str]:
-        swapped = ", ".join(
-            f"track {t}: {n}" for t, n in sorted(self.faces_per_track.items())
-        )
+        swapped = ", ".join(f"track {t}: {n}" for t, n in sorted(self.faces_per_track.items()))
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
         jit = ", ".join(f"{k} {v:.3f}" for k, v in self.jitter.items())
         return [
             f"frames: {self.frames} written, {self.frames_without_face} without a swapped face",
             f"tracks: {self.tracks} found, swapped {self.selected or 'none'} ({swapped or 'no faces'})",
             *(
-                [f"sources: {', '.join(f'track {t}: {p}' for t, p in sorted(self.sources.items()))}"]
+                [
+                    f"sources: {', '.join(f'track {t}: {p}' for t, p in sorted(self.sources.items()))}"
+                ]
                 if len(set(self.sources.values())) > 1
                 else []
             ),
@@ -223,9 +223,7 @@ def target_inputs_config(cfg: ComposeConfig) -> PrepareConfig:
     return PrepareConfig(mask_forehead=cfg.mask_forehead)
 
 
-def source_face_config(
-    device: str = "cpu", cfg: DetectConfig | None = None
-) -> FaceConfig:
+def source_face_config(device: str = "cpu", cfg: DetectConfig | None = None) -> FaceConfig:
     """Stills (the source actor, a --target-face reference) are searched harder than frames:
     one photo, so a larger detection size and upsampling cost little. Same backend and detector
     as the frames (``cfg``; None = the defaults)."""
@@ -322,9 +320,7 @@ def analyse(
                 faces = analyzer.detect(image)
                 if use_identity and _identity_needed(tracker, faces):
                     _embed(image, faces, models)
-                for track, face in zip(
-                    tracker.update_detections(frame.index, faces), faces
-                ):
+                for track, face in zip(tracker.update_detections(frame.index, faces), faces):
                     _keep_thumbnail(thumbs, track.id, image, face)
                 last_detect = frame.index
             else:
@@ -427,7 +423,11 @@ class _GapFiller:
         if not (0 <= cx < w and 0 <= cy < h):
             self.tracker.leave(track)
             return None
-        if confirmable and not detect_round and self._confirm(track, frame, image, box, points, anchor):
+        if (
+            confirmable
+            and not detect_round
+            and self._confirm(track, frame, image, box, points, anchor)
+        ):
             return points
         if self._second_detector(track, frame, image, box):
             return None  # a detection: its own points from here
@@ -648,9 +648,7 @@ def render(
     run = StageRun()
     batch = max(1, cfg.generate.batch_size)
     q_frames = queue.Queue(maxsize=QUEUE_SIZE)
-    q_groups, q_generated, q_done = (
-        queue.Queue(maxsize=GROUP_QUEUE_SIZE) for _ in range(3)
-    )
+    q_groups, q_generated, q_done = (queue.Queue(maxsize=GROUP_QUEUE_SIZE) for _ in range(3))
     swapped: dict[int, int] = {}
     # built before the stages start: a missing hand model is refused before a frame is written
     hands = hand_detector(cfg)
@@ -691,9 +689,7 @@ def render(
         faces = [(tid, ti) for items in group.faces for tid, ti in items]
         if faces:
             e_s = one if one is not None else torch.cat([identities[t] for t, _ in faces])
-            group.outputs = generate_faces(
-                models, e_s, [ti for _, ti in faces], cfg.generate
-            )
+            group.outputs = generate_faces(models, e_s, [ti for _, ti in faces], cfg.generate)
         if progress:
             progress.advance("generate", len(group.frames))
         return group
@@ -896,9 +892,7 @@ def _run_swap(
     if job.targets is not None:
         assignment = match_anchors(analysis.tracks, job.targets)
     else:
-        assignment = assign_sources(
-            analysis.tracks, cfg.track, job.source, references, reference
-        )
+        assignment = assign_sources(analysis.tracks, cfg.track, job.source, references, reference)
     plan, selected, jit = plan_faces(analysis, cfg, None, start, stop, assignment)
     seconds["smooth"] = time.perf_counter() - t0
     if progress:
@@ -948,9 +942,7 @@ def _analysers(
     if analyzer is None or source_analyzer is None:
         # one landmark model (~100 MB for dlib's) shared by the frame and the still analysers
         landmarker = build_landmarker(face_config(cfg.detect, device))
-        analyzer = analyzer or FaceAnalyzer(
-            face_config(cfg.detect, device), landmarker=landmarker
-        )
+        analyzer = analyzer or FaceAnalyzer(face_config(cfg.detect, device), landmarker=landmarker)
         source_analyzer = source_analyzer or FaceAnalyzer(
             source_face_config(device, cfg.detect), landmarker=landmarker
         )

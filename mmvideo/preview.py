@@ -72,12 +72,8 @@ def _thumb(image: np.ndarray, height: int) -> tuple[np.ndarray, float]:
     return cv2.resize(_to8(image), (width, height), interpolation=interp), scale
 
 
-def _text(
-    canvas: np.ndarray, text: str, org: tuple[int, int], colour=(235, 235, 235)
-) -> None:
-    cv2.putText(
-        canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA
-    )
+def _text(canvas: np.ndarray, text: str, org: tuple[int, int], colour=(235, 235, 235)) -> None:
+    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
 
 
 def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.ndarray:
@@ -104,9 +100,7 @@ def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.n
     _text(sheet, "swap", (TEXT_WIDTH + panel + 20, 42))
     for i, (row, (original, swapped)) in enumerate(zip(rows, thumbs)):
         y = header + i * (height + 10)
-        sheet[y : y + height, TEXT_WIDTH + 10 : TEXT_WIDTH + 10 + original.shape[1]] = (
-            original
-        )
+        sheet[y : y + height, TEXT_WIDTH + 10 : TEXT_WIDTH + 10 + original.shape[1]] = original
         x = TEXT_WIDTH + panel + 20
         sheet[y : y + height, x : x + swapped.shape[1]] = swapped
         _text(sheet, f"frame {row.label}", (10, y + 20))
@@ -119,9 +113,7 @@ def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.n
     return sheet
 
 
-def write_sheet(
-    path: str | os.PathLike, sheet: np.ndarray, provenance: str | None
-) -> Path:
+def write_sheet(path: str | os.PathLike, sheet: np.ndarray, provenance: str | None) -> Path:
     """Write the sheet as PNG (with the provenance tag) via a temporary file and a rename."""
     from mmvideo.io.sequence import PROVENANCE_ATTRIBUTE
 
@@ -137,9 +129,7 @@ def write_sheet(
     if provenance:
         spec.attribute(PROVENANCE_ATTRIBUTE, provenance)
     writer = oiio.ImageOutput.create(str(tmp))
-    ok = (
-        writer is not None and writer.open(str(tmp), spec) and writer.write_image(sheet)
-    )
+    ok = writer is not None and writer.open(str(tmp), spec) and writer.write_image(sheet)
     if writer is not None:
         writer.close()
     if not ok:
@@ -202,16 +192,12 @@ def render_rows(
                 if frame.index in t.faces
             ]
             tc = str(timecode + frame.index) if timecode is not None else None
-            rows.append(
-                PreviewRow(offset + frame.index, tc, frame.image, swapped, faces)
-            )
+            rows.append(PreviewRow(offset + frame.index, tc, frame.image, swapped, faces))
     return rows
 
 
 @click.command("preview")
-@click.option(
-    "--source", required=True, type=click.Path(), help="Image of the actor to insert."
-)
+@click.option("--source", required=True, type=click.Path(), help="Image of the actor to insert.")
 @click.option("--in", "input_path", required=True, help="Input video or frame pattern.")
 @click.option(
     "--frames",
@@ -227,15 +213,9 @@ def render_rows(
     help="MagicMask checkpoint (default: the embedded one).",
 )
 @click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--warmup", default=25, show_default=True, help="Frames analysed before A."
-)
-@click.option(
-    "--fill-missing", is_flag=True, help="Repeat the previous frame over sequence gaps."
-)
-@click.option(
-    "--height", default=200, show_default=True, help="Thumbnail height in pixels."
-)
+@click.option("--warmup", default=25, show_default=True, help="Frames analysed before A.")
+@click.option("--fill-missing", is_flag=True, help="Repeat the previous frame over sequence gaps.")
+@click.option("--height", default=200, show_default=True, help="Thumbnail height in pixels.")
 @overwrite_options
 @config_options
 def preview_command(
@@ -289,6 +269,4 @@ def preview_command(
     sheet = contact_sheet(rows, title, height)
     write_sheet(out, sheet, make_tag(models.sha256).to_text())
     no_face = [r.label for r in rows if not r.face_found]
-    click.echo(
-        f"{out}: {len(rows)} frames" + (f", no face in {no_face}" if no_face else "")
-    )
+    click.echo(f"{out}: {len(rows)} frames" + (f", no face in {no_face}" if no_face else ""))

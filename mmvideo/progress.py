@@ -78,9 +78,7 @@ class LineBar:
         self.close()
 
 
-def bar(
-    total: int, desc: str, unit: str = "frame", show: bool = True
-) -> tqdm | LineBar:
+def bar(total: int, desc: str, unit: str = "frame", show: bool = True) -> tqdm | LineBar:
     """One progress bar: tqdm on a terminal, plain lines in a log, nothing with ``-q`` (or
     ``show=False``)."""
     if not (show and shown()):
@@ -136,9 +134,7 @@ class Progress:
             # one line per phase, for the slowest stage: what the whole pass has finished
             self._line = LineBar(total, phase)
         if self.sink and self._thread is None:
-            self._thread = threading.Thread(
-                target=self._emit_loop, name="progress", daemon=True
-            )
+            self._thread = threading.Thread(target=self._emit_loop, name="progress", daemon=True)
             self._thread.start()
 
     def advance(self, stage: str, n: int = 1) -> None:

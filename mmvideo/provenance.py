@@ -35,7 +35,9 @@ SCHEMA = "mmvideo.provenance/1"
 METADATA_KEY = "mmvideo_provenance"
 C2PA_LABEL = "org.mmvideo.provenance"
 # IPTC digital source type for real footage with generated parts composited in.
-DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+DIGITAL_SOURCE_TYPE = (
+    "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+)
 C2PA_SUFFIXES = {
     ".mp4",
     ".m4v",
@@ -110,9 +112,7 @@ def parse_tag(text: str | bytes | None) -> ProvenanceTag | None:
         return None
 
 
-def provenance_metadata(
-    tag: ProvenanceTag, timecode: str | None = None
-) -> dict[str, str]:
+def provenance_metadata(tag: ProvenanceTag, timecode: str | None = None) -> dict[str, str]:
     """Container metadata for a video output (what ``VideoWriter`` adds to its container tags).
 
     ``timecode`` (a label such as ``01:00:00:00``) makes the mov/mp4 muxer write a tmcd track.
@@ -129,13 +129,9 @@ def _video_tag(path: Path) -> ProvenanceTag | None:
 
     try:
         with av.open(str(path), metadata_errors="replace") as container:
-            dicts = [dict(container.metadata)] + [
-                dict(s.metadata) for s in container.streams
-            ]
+            dicts = [dict(container.metadata)] + [dict(s.metadata) for s in container.streams]
     except av.error.FFmpegError as exc:
-        raise InvalidInput(
-            f"{path}: cannot read metadata ({exc.strerror or exc})"
-        ) from None
+        raise InvalidInput(f"{path}: cannot read metadata ({exc.strerror or exc})") from None
     for meta in dicts:
         for key, value in meta.items():
             if key.lower() in ("comment", METADATA_KEY):
@@ -168,9 +164,7 @@ class C2paReport:
     """What a C2PA reader found in a file."""
 
     present: bool
-    state: str | None = (
-        None  # "Trusted", "Valid" or "Invalid" (the SDK's validation state)
-    )
+    state: str | None = None  # "Trusted", "Valid" or "Invalid" (the SDK's validation state)
     actions: tuple[str, ...] = ()
     descriptions: tuple[str, ...] = ()
     tag: ProvenanceTag | None = None
@@ -238,9 +232,7 @@ def c2pa_module():
     try:
         import c2pa  # deferred: the wheel is in the ``post`` extra
     except ImportError:
-        raise InvalidInput(
-            "--sign needs c2pa-python: pip install 'mmvideo[post]'"
-        ) from None
+        raise InvalidInput("--sign needs c2pa-python: pip install 'mmvideo[post]'") from None
     return c2pa
 
 
@@ -264,30 +256,22 @@ def sign_c2pa(
     alg = _signing_alg(key_pem, key)
     tmp = target.with_name(f".{target.stem}.c2pa-tmp{target.suffix}")
     try:
-        signer = c2pa.Signer.from_info(
-            c2pa.C2paSignerInfo(alg, cert_pem, key_pem, None)
-        )
-        with c2pa.Builder(
-            json.dumps(_manifest_definition(tag, target.name))
-        ) as builder:
+        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg, cert_pem, key_pem, None))
+        with c2pa.Builder(json.dumps(_manifest_definition(tag, target.name))) as builder:
             builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
             builder.sign_file(str(target), str(tmp), signer)
         os.replace(tmp, target)
     except c2pa.C2paError as exc:
         tmp.unlink(missing_ok=True)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInput(
-            f"{target}: C2PA signing failed with {cert}: {reason}"
-        ) from None
+        raise InvalidInput(f"{target}: C2PA signing failed with {cert}: {reason}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     log.info("%s: signed C2PA manifest (%s)", target, alg)
 
 
-def read_c2pa(
-    path: str | os.PathLike, trust_anchors: bytes | None = None
-) -> C2paReport:
+def read_c2pa(path: str | os.PathLike, trust_anchors: bytes | None = None) -> C2paReport:
     """Read and validate the C2PA manifest of ``path``; ``trust_anchors`` (PEM) marks trust."""
     import c2pa
 
@@ -302,15 +286,11 @@ def read_c2pa(
         }
         context = c2pa.Context.from_dict(settings)
     try:
-        reader = (
-            c2pa.Reader(str(p), context=context) if context else c2pa.Reader(str(p))
-        )
+        reader = c2pa.Reader(str(p), context=context) if context else c2pa.Reader(str(p))
     except c2pa.C2paError as exc:
         if "ManifestNotFound" in type(exc).__name__ or "not found" in str(exc).lower():
             return C2paReport(present=False)
-        raise InvalidInput(
-            f"{p}: unreadable C2PA manifest ({str(exc).splitlines()[0]})"
-        ) from None
+        raise InvalidInput(f"{p}: unreadable C2PA manifest ({str(exc).splitlines()[0]})") from None
     with reader:
         manifest = reader.get_active_manifest() or {}
         state = reader.get_validation_state()
@@ -326,9 +306,7 @@ def read_c2pa(
         elif label == C2PA_LABEL:
             tag = parse_tag(json.dumps(assertion.get("data")))
     failures = tuple(
-        f["code"]
-        for f in results.get("activeManifest", {}).get("failure", [])
-        if "code" in f
+        f["code"] for f in results.get("activeManifest", {}).get("failure", []) if "code" in f
     )
     return C2paReport(True, state, tuple(actions), tuple(descriptions), tag, failures)
 
@@ -349,9 +327,7 @@ class VerifyReport:
     def lines(self) -> list[str]:
         w = self.watermark
         found = "watermark detected" if w.marked else "no mmvideo watermark"
-        out = [
-            f"{self.path}: {found} ({w.matched}/{w.bits} payload bits over {w.frames} frame(s))"
-        ]
+        out = [f"{self.path}: {found} ({w.matched}/{w.bits} payload bits over {w.frames} frame(s))"]
         if self.tag is None:
             out.append("  provenance tag: none")
         else:
@@ -382,9 +358,7 @@ def _verify_frames(path: str | os.PathLike, max_frames: int):
     pattern = sequence.parse_pattern(path)
     if pattern is not None:
         reader = sequence.SequenceReader(pattern, fill_missing=True, stop=max_frames)
-        return (f.image for f in reader), reader.info.timecode and str(
-            reader.info.timecode
-        )
+        return (f.image for f in reader), reader.info.timecode and str(reader.info.timecode)
     p = Path(path)
     if p.suffix.lower() in sequence.SEQUENCE_KINDS:
         return iter([sequence.read_display_image(p)]), None
@@ -411,12 +385,8 @@ def verify(
         raise MissingInput(f"{path}: no such file")
     frames, timecode = _verify_frames(path, max_frames)
     detection = detect(frames, watermark)
-    c2pa_report = (
-        read_c2pa(path, trust_anchors) if Path(path).is_file() else C2paReport(False)
-    )
-    return VerifyReport(
-        str(path), detection, read_provenance(path), c2pa_report, timecode
-    )
+    c2pa_report = read_c2pa(path, trust_anchors) if Path(path).is_file() else C2paReport(False)
+    return VerifyReport(str(path), detection, read_provenance(path), c2pa_report, timecode)
 
 
 @click.command("verify")
@@ -429,18 +399,14 @@ def verify(
     show_default=True,
     help="Frames to pool for watermark detection.",
 )
-@click.option(
-    "--key", default=WatermarkConfig.key, show_default=True, help="Watermark key."
-)
+@click.option("--key", default=WatermarkConfig.key, show_default=True, help="Watermark key.")
 @click.option(
     "--trust",
     type=click.Path(exists=True, dir_okay=False),
     help="PEM certificate(s) to trust as C2PA signing roots.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def verify_command(
-    file: str, max_frames: int, key: str, trust: str | None, as_json: bool
-) -> None:
+def verify_command(file: str, max_frames: int, key: str, trust: str | None, as_json: bool) -> None:
     """Check FILE (video, image or frame pattern) for the mmvideo watermark, tag and C2PA."""
     anchors = Path(trust).read_bytes() if trust else None
     report = verify(

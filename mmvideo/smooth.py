@@ -183,11 +183,7 @@ def _smooth_segment(track: Track, frames: list[int], cfg: SmoothConfig) -> dict[
         if not fill[i]:
             continue
         lm = sm_xy[i].reshape(68, 2).astype(np.float32)
-        lm3 = (
-            np.concatenate([lm, sm_z[i][:, None]], 1).astype(np.float32)
-            if has_depth
-            else None
-        )
+        lm3 = np.concatenate([lm, sm_z[i][:, None]], 1).astype(np.float32) if has_depth else None
         # a filled frame borrows the last face's box (moved with the points) and pose
         base = track.faces[int(span[held[i]])]
         box = base.box if present[i] else propagate_box(base.box, base.landmarks[17:], lm[17:])

@@ -32,9 +32,7 @@ class StageRun:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-def threaded(
-    items: Iterable, stop: threading.Event, size: int = QUEUE_SIZE
-) -> Iterator:
+def threaded(items: Iterable, stop: threading.Event, size: int = QUEUE_SIZE) -> Iterator:
     """Iterate ``items`` produced on a background thread (decode overlaps the consumer; PyAV
     releases the GIL inside the codecs). The producer's error is raised here; leaving early
     sets ``stop`` and waits for the thread to end."""
@@ -116,7 +114,7 @@ def drain(q: queue.Queue, run: StageRun) -> Iterator:
             item = q.get(timeout=0.1)
         except queue.Empty:
             if run.errors:
-                raise run.errors[0]
+                raise run.errors[0] from None
             if run.stop.is_set():
                 return  # torn down by the caller (error or Ctrl-C elsewhere)
             continue

@@ -135,9 +135,7 @@ def _require(path: str | None, flag: str) -> str:
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--start", default=0, show_default=True, help="First output frame.")
-@click.option(
-    "--stop", type=int, default=None, help="Stop before this frame (default: the end)."
-)
+@click.option("--stop", type=int, default=None, help="Stop before this frame (default: the end).")
 @click.option(
     "--warmup",
     default=25,
@@ -166,9 +164,7 @@ def _require(path: str | None, flag: str) -> str:
     help="CERT KEY: embed signed C2PA content credentials (mp4/mov/png/tiff outputs).",
 )
 @click.option("--seed", default=0, show_default=True)
-@click.option(
-    "--print-config", is_flag=True, help="Print the merged configuration and exit."
-)
+@click.option("--print-config", is_flag=True, help="Print the merged configuration and exit.")
 @click.option(
     "--json-progress",
     is_flag=True,
@@ -308,9 +304,7 @@ def tracks(
 
     models = load_models(checkpoint, device)
     info = probe_media(clip)
-    analysis = analyse(
-        clip, info, cfg, FaceAnalyzer(face_config(cfg.detect, device)), models
-    )
+    analysis = analyse(clip, info, cfg, FaceAnalyzer(face_config(cfg.detect, device)), models)
     for t in analysis.tracks:
         side = int(np.sqrt(t.median_area()))
         click.echo(
@@ -324,9 +318,7 @@ def tracks(
     click.echo(f"contact sheet: {out}")
 
 
-def write_contact_sheet(
-    path: Path, thumbnails: dict[int, np.ndarray], columns: int = 6
-) -> None:
+def write_contact_sheet(path: Path, thumbnails: dict[int, np.ndarray], columns: int = 6) -> None:
     """A grid of thumbnails labelled with their track ids, written atomically as PNG."""
     import cv2
 
@@ -338,9 +330,7 @@ def write_contact_sheet(
     for k, tid in enumerate(ids):
         r, c = divmod(k, columns)
         tile = np.ascontiguousarray(thumbnails[tid][..., ::-1])  # RGB -> BGR for OpenCV
-        cv2.putText(
-            tile, str(tid), (4, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 255), 2
-        )
+        cv2.putText(tile, str(tid), (4, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 255), 2)
         sheet[r * side : (r + 1) * side, c * side : (c + 1) * side] = tile
     with atomic_output(path, suffix=".png") as tmp:
         if not cv2.imwrite(str(tmp), sheet):

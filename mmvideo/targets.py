@@ -89,9 +89,7 @@ def map_files(entries: tuple[str, ...] | list[str]) -> list[str]:
 def needs_decision(cfg: TrackConfig) -> bool:
     """Whether the tracks to swap depend on the whole clip (so a farm decides them in ``plan``):
     anything but ``--source`` into every face."""
-    return bool(
-        cfg.map or cfg.target != "all" or cfg.track_id is not None or cfg.target_face
-    )
+    return bool(cfg.map or cfg.target != "all" or cfg.track_id is not None or cfg.target_face)
 
 
 def assign_sources(
@@ -189,7 +187,7 @@ def match_anchors(tracks: list[Track], targets: list[dict[str, Any]]) -> dict[in
     ]
     for track in tracks:
         votes = []
-        for boxes, source in anchors:
+        for boxes, _source in anchors:
             frames = [f for f in track.faces if f in boxes]
             if not frames:
                 votes.append(0)

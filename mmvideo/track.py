@@ -85,12 +85,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in ``a`` (N×4 x0,y0,x1,y1) with every box in ``b`` (M×4) → N×M."""
     a = np.asarray(a, np.float64).reshape(-1, 4)[:, None]
     b = np.asarray(b, np.float64).reshape(-1, 4)[None]
-    w = np.clip(
-        np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None
-    )
-    h = np.clip(
-        np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
-    )
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = w * h
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
@@ -117,9 +113,7 @@ def association_cost(
         for j, de in enumerate(det_embeddings):
             if te is not None and de is not None:
                 id_cost = (1.0 - float(np.dot(te, de))) / 2.0
-                cost[i, j] = (
-                    cfg.iou_weight * cost[i, j] + cfg.identity_weight * id_cost
-                ) / total
+                cost[i, j] = (cfg.iou_weight * cost[i, j] + cfg.identity_weight * id_cost) / total
     return cost
 
 
@@ -142,9 +136,7 @@ def propagate_box(
     """
     o0, o1 = old_landmarks.min(0), old_landmarks.max(0)
     n0, n1 = new_landmarks.min(0), new_landmarks.max(0)
-    scale = float(
-        np.sqrt(np.prod(np.maximum(n1 - n0, 1e-3)) / np.prod(np.maximum(o1 - o0, 1e-3)))
-    )
+    scale = float(np.sqrt(np.prod(np.maximum(n1 - n0, 1e-3)) / np.prod(np.maximum(o1 - o0, 1e-3))))
     oc, nc = (o0 + o1) / 2, (n0 + n1) / 2
     b = np.asarray(box, np.float64).reshape(2, 2)
     return ((b - oc) * scale + nc).reshape(4).astype(np.float32)
@@ -160,9 +152,7 @@ def frame_signature(image: np.ndarray) -> np.ndarray:
     return cv2.normalize(hist, hist).flatten()
 
 
-def is_shot_cut(
-    previous: np.ndarray | None, current: np.ndarray, threshold: float
-) -> bool:
+def is_shot_cut(previous: np.ndarray | None, current: np.ndarray, threshold: float) -> bool:
     """True when the histogram correlation between consecutive frames drops below ``threshold``."""
     if previous is None:
         return False
@@ -317,14 +307,10 @@ def select_tracks(
         return {cfg.track_id}
     if reference is not None:
         scored = [
-            (float(np.dot(t.embedding, reference)), t.id)
-            for t in tracks
-            if t.embedding is not None
+            (float(np.dot(t.embedding, reference)), t.id) for t in tracks if t.embedding is not None
         ]
         if not scored:
-            raise InvalidInput(
-                "target face: no track has an identity embedding to compare with"
-            )
+            raise InvalidInput("target face: no track has an identity embedding to compare with")
         return {max(scored)[1]}
     if cfg.target == "largest":
         # summed over frames, so a big face that stays wins over a brief (often false) one

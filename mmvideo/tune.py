@@ -115,7 +115,9 @@ def _row(fields: dict, label: int, frame: int, origin: str) -> dict:
     return {**fields, "label": label, "frame": frame, "origin": origin}
 
 
-def _clip_faces(clip: str, cfg: SwapConfig, swap_models, analyzer, reference, max_frames: int, previews: list):
+def _clip_faces(
+    clip: str, cfg: SwapConfig, swap_models, analyzer, reference, max_frames: int, previews: list
+):
     """Training rows of the faces ``swap`` would replace in ``clip`` (its analysis and target
     selection, called, not copied), at most ``max_frames`` frames spread over the clip."""
     from mmvideo import pipeline
@@ -126,7 +128,9 @@ def _clip_faces(clip: str, cfg: SwapConfig, swap_models, analyzer, reference, ma
     analysis = pipeline.analyse(clip, info, cfg, analyzer, swap_models, 0, info.video.frames)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, reference, 0, info.video.frames)
     if not plan:
-        raise NoFaceFound(f"{clip}: no face found in the clip (check the target flags: --target-face, --track-id)")
+        raise NoFaceFound(
+            f"{clip}: no face found in the clip (check the target flags: --target-face, --track-id)"
+        )
     frames = sorted(plan)
     keep = {frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames)))}
     shown = {frames[int(i)] for i in np.linspace(0, len(frames) - 1, PREVIEW_ROWS)}
@@ -135,10 +139,18 @@ def _clip_faces(clip: str, cfg: SwapConfig, swap_models, analyzer, reference, ma
         for frame in reader:
             if frame.index not in keep:
                 continue
-            image = frame.image if frame.image.dtype == np.uint8 else (frame.image >> 8).astype(np.uint8)
+            image = (
+                frame.image
+                if frame.image.dtype == np.uint8
+                else (frame.image >> 8).astype(np.uint8)
+            )
             faces = [f for _, f in plan[frame.index]]
             for face in faces:
-                rows.append(_row(face_fields(image, face.landmarks, face.landmarks_3d), 0, frame.index, clip))
+                rows.append(
+                    _row(
+                        face_fields(image, face.landmarks, face.landmarks_3d), 0, frame.index, clip
+                    )
+                )
             if frame.index in shown and len(previews) < PREVIEW_ROWS:
                 previews.append((image, faces))
     record = {
@@ -152,7 +164,9 @@ def _clip_faces(clip: str, cfg: SwapConfig, swap_models, analyzer, reference, ma
     return rows, record
 
 
-def _source_faces(files: list[Path], video: str | None, cfg: SwapConfig, stills, frames_analyzer, stride: int):
+def _source_faces(
+    files: list[Path], video: str | None, cfg: SwapConfig, stills, frames_analyzer, stride: int
+):
     """Training rows of the actor: each photo's face as ``swap`` picks its ``--source`` face
     (no face is an error naming the photo), and the largest face of every ``stride``-th frame
     of ``--source-video`` (frames without one are skipped)."""
@@ -164,7 +178,9 @@ def _source_faces(files: list[Path], video: str | None, cfg: SwapConfig, stills,
     for path in files:
         image = load_image(path)
         face = pick_face(stills.detect(image), cfg.detect.source_face_index, name=str(path))
-        rows.append(_row(preprocess.face_fields(image, face.landmarks, face.landmarks_3d), 0, -1, str(path)))
+        rows.append(
+            _row(preprocess.face_fields(image, face.landmarks, face.landmarks_3d), 0, -1, str(path))
+        )
         records.append({"path": str(path.resolve()), "sha256": file_sha256(path)})
     if video:
         used = 0
@@ -175,11 +191,15 @@ def _source_faces(files: list[Path], video: str | None, cfg: SwapConfig, stills,
             if best is None:
                 continue
             face = faces[best]
-            rows.append(_row(preprocess.face_fields(image, face.landmarks, face.landmarks_3d), 0, k, video))
+            rows.append(
+                _row(preprocess.face_fields(image, face.landmarks, face.landmarks_3d), 0, k, video)
+            )
             used += 1
         if not used:
             raise NoFaceFound(f"{video}: no face found in the source video")
-        records.append({"path": str(Path(video).resolve()), "sha256": file_sha256(video), "frames_used": used})
+        records.append(
+            {"path": str(Path(video).resolve()), "sha256": file_sha256(video), "frames_used": used}
+        )
     return rows, records
 
 
@@ -202,7 +222,9 @@ def prepare_faces(
     from train.shards import write_shard
 
     t0 = time.perf_counter()
-    swap_models = load_models(base, device)  # identity codes for tracking and --target-face, as swap
+    swap_models = load_models(
+        base, device
+    )  # identity codes for tracking and --target-face, as swap
     landmarker = build_landmarker(pipeline.face_config(cfg.detect, device))
     frames_analyzer = FaceAnalyzer(pipeline.face_config(cfg.detect, device), landmarker=landmarker)
     stills = FaceAnalyzer(pipeline.source_face_config(device, cfg.detect), landmarker=landmarker)
@@ -214,7 +236,9 @@ def prepare_faces(
         reference = pipeline.source_identity(cfg.track.target_face, stills, swap_models)[0].numpy()
     target_rows, clip_records, previews = [], [], []
     for clip in clips:
-        rows, record = _clip_faces(clip, cfg, swap_models, frames_analyzer, reference, settings.max_frames, previews)
+        rows, record = _clip_faces(
+            clip, cfg, swap_models, frames_analyzer, reference, settings.max_frames, previews
+        )
         target_rows += rows
         clip_records.append(record)
     if len(target_rows) < min_frames:
@@ -223,13 +247,24 @@ def prepare_faces(
         )
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
-    key = json.dumps([source_records, clip_records, settings.max_frames, settings.source_stride], sort_keys=True)
+    key = json.dumps(
+        [source_records, clip_records, settings.max_frames, settings.source_stride], sort_keys=True
+    )
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     for name, rows in ((TARGET, target_rows), (SOURCE, source_rows)):
-        write_shard(data / f"shard-{digest}-{name}.npz", rows_to_shard(rows, [name], [], 224, "mmvideo-tune"))
+        write_shard(
+            data / f"shard-{digest}-{name}.npz",
+            rows_to_shard(rows, [name], [], 224, "mmvideo-tune"),
+        )
     save_previews(folder / "previews.npz", previews)
     return FaceData(
-        data, source_records, clip_records, len(target_rows), len(source_rows), time.perf_counter() - t0, previews
+        data,
+        source_records,
+        clip_records,
+        len(target_rows),
+        len(source_rows),
+        time.perf_counter() - t0,
+        previews,
     )
 
 
@@ -280,10 +315,16 @@ def check_base(path: Path):
         )
     name = base.config.name
     if name not in list_configs():
-        raise ModelError(f"{path}: model config {name!r} is not a registered one ({', '.join(list_configs())})")
-    own = create_config(name, identity_dim=base.config.identity_dim, detail_path=base.config.detail_path)
+        raise ModelError(
+            f"{path}: model config {name!r} is not a registered one ({', '.join(list_configs())})"
+        )
+    own = create_config(
+        name, identity_dim=base.config.identity_dim, detail_path=base.config.detail_path
+    )
     if _architecture(own.to_dict()) != _architecture(base.config.to_dict()):
-        raise ModelError(f"{path}: model config differs from the registered {name!r}; tune cannot rebuild it")
+        raise ModelError(
+            f"{path}: model config differs from the registered {name!r}; tune cannot rebuild it"
+        )
     return base
 
 
@@ -314,7 +355,9 @@ def freeze(models, names: tuple[str, ...]) -> None:
     modules = dict(models.generator.named_modules())
     for name in names:
         if name not in modules or not name:
-            raise InvalidInput(f"--freeze {name}: no such generator module ({', '.join(n for n, _ in models.generator.named_children())})")
+            raise InvalidInput(
+                f"--freeze {name}: no such generator module ({', '.join(n for n, _ in models.generator.named_children())})"
+            )
         modules[name].requires_grad_(False)
 
 
@@ -345,7 +388,9 @@ def save_state(path: Path, models, tcfg, step: int, fingerprint: str, elapsed: f
         if isinstance(exc, OutputError):
             raise
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise OutputError(f"{path}: cannot save the tune's state ({reason}); the previous checkpoint is kept") from exc
+        raise OutputError(
+            f"{path}: cannot save the tune's state ({reason}); the previous checkpoint is kept"
+        ) from exc
 
 
 def _prune(run: Path, keep: int) -> None:
@@ -443,7 +488,12 @@ class TuneProgress:
     ETA (plain lines in a log, ``progress.bar``), or a JSON line per second on stdout."""
 
     def __init__(self, steps: int | None, seconds: float | None, json_lines: bool, show: bool):
-        self.steps, self.seconds, self.json, self.show = steps, seconds, json_lines, show and not json_lines
+        self.steps, self.seconds, self.json, self.show = (
+            steps,
+            seconds,
+            json_lines,
+            show and not json_lines,
+        )
         self._last_json = 0.0
         self.bar = None
 
@@ -467,7 +517,9 @@ class TuneProgress:
         if now_done > self._done:
             self.bar.update(now_done - self._done)
             self._done = now_done
-        self.bar.set_postfix(loss=f"{losses['total']:.3f}", id=f"{losses['identity']:.3f}", refresh=False)
+        self.bar.set_postfix(
+            loss=f"{losses['total']:.3f}", id=f"{losses['identity']:.3f}", refresh=False
+        )
         if self.json and time.monotonic() - self._last_json >= 1.0:
             self._last_json = time.monotonic()
             click.echo(json.dumps(self.record(step, elapsed, losses)))
@@ -492,7 +544,15 @@ class TuneProgress:
             self.bar.close()
 
 
-def write_preview(path: Path, previews: list, models, encoder, source_crop: np.ndarray, cfg: SwapConfig, title: str):
+def write_preview(
+    path: Path,
+    previews: list,
+    models,
+    encoder,
+    source_crop: np.ndarray,
+    cfg: SwapConfig,
+    title: str,
+):
     """original | current swap for a few frames of the shot, through the pipeline's ``swap_frame``
     with the EMA weights as they are now."""
     from mmvideo.generate import SwapModels, embed_crops
@@ -504,7 +564,10 @@ def write_preview(path: Path, previews: list, models, encoder, source_crop: np.n
     swap_models = SwapModels(generator, encoder.eval(), None, "cpu")
     e_s = torch.from_numpy(embed_crops(swap_models, source_crop[None]))
     hands = hand_detector(cfg)
-    rows = [PreviewRow(k, None, image, swap_frame(image, faces, swap_models, e_s, cfg, hands)) for k, (image, faces) in enumerate(previews)]
+    rows = [
+        PreviewRow(k, None, image, swap_frame(image, faces, swap_models, e_s, cfg, hands))
+        for k, (image, faces) in enumerate(previews)
+    ]
     write_sheet(path, contact_sheet(rows, title), make_tag(None).to_text())
 
 
@@ -553,28 +616,96 @@ def describe_record(meta: dict) -> list[str]:
 @click.command("tune")
 @click.option("--source", "sources", multiple=True, help="Photo of the actor; repeatable.")
 @click.option("--source-dir", default=None, help="Folder of photos of the actor.")
-@click.option("--source-video", default=None, help="Footage of the actor (every --source-stride-th frame).")
+@click.option(
+    "--source-video", default=None, help="Footage of the actor (every --source-stride-th frame)."
+)
 @click.option("--in", "clips", multiple=True, help="Target clip (the shot); repeatable.")
-@click.option("--out", "output", required=True, type=click.Path(path_type=Path), help="Tuned checkpoint (.pt).")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="Training time budget (default 20).")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Train this many steps instead of --minutes.")
-@click.option("--checkpoint", "base", default=None, help="Base checkpoint (default: the embedded one).")
-@click.option("--resume", is_flag=True, help="Continue the tune in OUT.tune/ from its latest state checkpoint.")
-@click.option("--preset", default=DEFAULT_PRESET, show_default=True, help="Swap preset whose face/target settings are used.")
+@click.option(
+    "--out",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Tuned checkpoint (.pt).",
+)
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Training time budget (default 20).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train this many steps instead of --minutes.",
+)
+@click.option(
+    "--checkpoint", "base", default=None, help="Base checkpoint (default: the embedded one)."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the tune in OUT.tune/ from its latest state checkpoint.",
+)
+@click.option(
+    "--preset",
+    default=DEFAULT_PRESET,
+    show_default=True,
+    help="Swap preset whose face/target settings are used.",
+)
 @click.option("--lr", default=TuneSettings.lr, show_default=True)
-@click.option("--pairs", "pairs", default=TuneSettings.batch_size, show_default=True, help="Pairs per training step.")
+@click.option(
+    "--pairs",
+    "pairs",
+    default=TuneSettings.batch_size,
+    show_default=True,
+    help="Pairs per training step.",
+)
 @click.option("--lambda-perceptual", default=TuneSettings.lambda_perceptual, show_default=True)
 @click.option("--lambda-fm", default=TuneSettings.lambda_fm, show_default=True)
-@click.option("--detail-path/--no-detail-path", default=TuneSettings.detail_path, show_default=True, help="Add the [ours] target detail path to the decoder (if the base lacks it).")
-@click.option("--freeze", default=",".join(TuneSettings.freeze), show_default=True, help="Generator modules not trained (comma-separated: visual, geometric, decoder, ...).")
-@click.option("--max-frames", default=TuneSettings.max_frames, show_default=True, help="Target frames used per clip.")
+@click.option(
+    "--detail-path/--no-detail-path",
+    default=TuneSettings.detail_path,
+    show_default=True,
+    help="Add the [ours] target detail path to the decoder (if the base lacks it).",
+)
+@click.option(
+    "--freeze",
+    default=",".join(TuneSettings.freeze),
+    show_default=True,
+    help="Generator modules not trained (comma-separated: visual, geometric, decoder, ...).",
+)
+@click.option(
+    "--max-frames",
+    default=TuneSettings.max_frames,
+    show_default=True,
+    help="Target frames used per clip.",
+)
 @click.option("--min-frames", default=8, show_default=True, help="Fewest usable target faces.")
 @click.option("--source-stride", default=TuneSettings.source_stride, show_default=True)
-@click.option("--checkpoint-every", default=TuneSettings.checkpoint_every, show_default=True, help="State checkpoint every N steps.")
+@click.option(
+    "--checkpoint-every",
+    default=TuneSettings.checkpoint_every,
+    show_default=True,
+    help="State checkpoint every N steps.",
+)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--train-threads", "train_threads", default=1, show_default=True, help="torch CPU threads for training.")
-@click.option("--preview-every", type=float, default=None, help="Write OUT.preview.png every MIN minutes of training.")
-@click.option("--json-progress", is_flag=True, help="One JSON progress line per second on stdout (no bar).")
+@click.option(
+    "--train-threads",
+    "train_threads",
+    default=1,
+    show_default=True,
+    help="torch CPU threads for training.",
+)
+@click.option(
+    "--preview-every",
+    type=float,
+    default=None,
+    help="Write OUT.preview.png every MIN minutes of training.",
+)
+@click.option(
+    "--json-progress", is_flag=True, help="One JSON progress line per second on stdout (no bar)."
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @overwrite_options
 @config_options
@@ -592,7 +723,9 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
     if not clips:
         raise click.UsageError("--in is required")
     if cfg.track.map:
-        raise click.UsageError("--map: a tune learns one actor; choose the target face with --target-face or --track-id")
+        raise click.UsageError(
+            "--map: a tune learns one actor; choose the target face with --target-face or --track-id"
+        )
     if not (sources or source_dir or source_video):
         raise click.UsageError("--source, --source-dir or --source-video is required")
     seconds = None if steps is not None else 60.0 * (minutes or 20.0)
@@ -606,7 +739,9 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         raise MissingInput(f"{cfg.track.target_face}: file not found (--target-face)")
     base_path = Path(base) if base else default_checkpoint_path()
     # every output before any work: the checkpoint, its state folder, the preview sheet
-    check_paths(output, overwrite, *clips, base_path, *files, source_video, backend=cfg.detect.face_backend)
+    check_paths(
+        output, overwrite, *clips, base_path, *files, source_video, backend=cfg.detect.face_backend
+    )
     run = state_folder(output)
     preview_path = output.with_name(output.name + ".preview.png")
     if preview_every is not None:
@@ -626,18 +761,33 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         if latest_checkpoint(run) is None:
             raise InvalidInput(f"{run}: nothing to resume (no state checkpoints)")
     elif run.exists():
-        raise OutputError(f"{run}: a tune is already there (pass --resume to continue it, or remove the folder)")
+        raise OutputError(
+            f"{run}: a tune is already there (pass --resume to continue it, or remove the folder)"
+        )
     base_ckpt = check_base(base_path)
     tcfg = train_config(settings, base_ckpt.config, base_path, steps or 10**9)
     if resume:
-        faces = _resumed_faces(run, record_path, clips, files, source_video, settings, base_ckpt.sha256)
+        faces = _resumed_faces(
+            run, record_path, clips, files, source_video, settings, base_ckpt.sha256
+        )
     else:
         try:
             run.mkdir()
         except OSError as exc:
-            raise OutputError(f"{run}: cannot create the tune's state folder ({exc.strerror})") from exc
+            raise OutputError(
+                f"{run}: cannot create the tune's state folder ({exc.strerror})"
+            ) from exc
         try:
-            faces = prepare_faces(run, clips, files, source_video, cfg, settings, str(base_path), min_frames=min_frames)
+            faces = prepare_faces(
+                run,
+                clips,
+                files,
+                source_video,
+                cfg,
+                settings,
+                str(base_path),
+                min_frames=min_frames,
+            )
         except BaseException:
             _remove_tree(run)  # nothing trained yet: leave no half-made state folder behind
             raise
@@ -668,7 +818,18 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
                           f"{output.name}: step {step}, {elapsed / 60:.1f} min")  # fmt: skip
 
     try:
-        result, models = train(run, tcfg, base_path, resume, steps, seconds, settings, on_step, train_threads, progress.start)
+        result, models = train(
+            run,
+            tcfg,
+            base_path,
+            resume,
+            steps,
+            seconds,
+            settings,
+            on_step,
+            train_threads,
+            progress.start,
+        )
     finally:
         progress.close()
     record.update(steps=result.steps, minutes=result.seconds / 60.0)
@@ -677,7 +838,9 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         click.echo(json.dumps({"summary": {"out": str(output), "sha256": sha, "steps": result.steps,
                                            "minutes": round(result.seconds / 60, 2), "losses": result.last_losses}}))  # fmt: skip
     else:
-        click.echo(f"{output}: {result.steps} steps in {result.seconds / 60:.1f} min of training (sha256 {sha[:16]}...)")
+        click.echo(
+            f"{output}: {result.steps} steps in {result.seconds / 60:.1f} min of training (sha256 {sha[:16]}...)"
+        )
 
 
 def _settings_dict(settings: TuneSettings) -> dict:
@@ -704,7 +867,9 @@ def _first_source_crop(run: Path) -> np.ndarray:
     return shard.source[0]
 
 
-def _resumed_faces(run: Path, record_path: Path, clips, files, source_video, settings, base_sha) -> FaceData:
+def _resumed_faces(
+    run: Path, record_path: Path, clips, files, source_video, settings, base_sha
+) -> FaceData:
     """The faces of the tune being resumed, after checking that its inputs are the same files."""
     if not record_path.is_file():
         raise InvalidInput(f"{run}: no record.json; not a tune state folder")
@@ -718,12 +883,24 @@ def _resumed_faces(run: Path, record_path: Path, clips, files, source_video, set
         raise InvalidInput(f"{run}: --resume with another base checkpoint than the tune's")
     # how often state is saved does not change what is computed
     diff = sorted(
-        k for k, v in _settings_dict(settings).items() if rec["settings"].get(k) != v and k != "checkpoint_every"
+        k
+        for k, v in _settings_dict(settings).items()
+        if rec["settings"].get(k) != v and k != "checkpoint_every"
     )
     if diff:
-        raise InvalidInput(f"{run}: --resume with settings that differ from the tune's ({', '.join(diff)})")
+        raise InvalidInput(
+            f"{run}: --resume with settings that differ from the tune's ({', '.join(diff)})"
+        )
     previews = load_previews(run / "previews.npz")
-    return FaceData(run / "data", rec["sources"], rec["clips"], rec["target_faces"], rec["source_faces"], 0.0, previews)
+    return FaceData(
+        run / "data",
+        rec["sources"],
+        rec["clips"],
+        rec["target_faces"],
+        rec["source_faces"],
+        0.0,
+        previews,
+    )
 
 
 if __name__ == "__main__":

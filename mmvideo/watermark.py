@@ -45,12 +45,8 @@ class WatermarkConfig:
 
     key: str = "mmvideo"
     message: str = "synthetic face: mmvideo"
-    step: float = (
-        48.0  # QIM step on the DC difference of two neighbouring 4x4 DCT blocks
-    )
-    threshold: float = (
-        58 / 64
-    )  # fraction of payload bits that must match to report a mark
+    step: float = 48.0  # QIM step on the DC difference of two neighbouring 4x4 DCT blocks
+    threshold: float = 58 / 64  # fraction of payload bits that must match to report a mark
 
 
 @dataclass(frozen=True)
@@ -68,9 +64,7 @@ class Detection:
 
 
 def _seed(cfg: WatermarkConfig, what: str) -> int:
-    return int.from_bytes(
-        hashlib.sha256(f"{cfg.key}/{what}".encode()).digest()[:8], "little"
-    )
+    return int.from_bytes(hashlib.sha256(f"{cfg.key}/{what}".encode()).digest()[:8], "little")
 
 
 def payload_bits(cfg: WatermarkConfig) -> np.ndarray:
@@ -81,9 +75,7 @@ def payload_bits(cfg: WatermarkConfig) -> np.ndarray:
     return bits
 
 
-def _layout(
-    cfg: WatermarkConfig, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
+def _layout(cfg: WatermarkConfig, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Per-carrier bit index and dither for ``shape`` carriers (block pairs)."""
     n = shape[0] * shape[1]
     rng = np.random.default_rng(_seed(cfg, f"layout:{shape}"))
@@ -104,9 +96,7 @@ def block_dc(image: np.ndarray) -> np.ndarray:
     by, bx = image.shape[0] // PIXELS, image.shape[1] // PIXELS
     region = image[: by * PIXELS, : bx * PIXELS].astype(np.float32)
     # INTER_AREA at an integer factor is the exact block mean (in float32), and fast.
-    means = cv2.resize(region, (bx, by), interpolation=cv2.INTER_AREA).reshape(
-        by, bx, 3
-    )
+    means = cv2.resize(region, (bx, by), interpolation=cv2.INTER_AREA).reshape(by, bx, 3)
     return (8.0 / scale) * (means.astype(np.float64) @ LUMA)
 
 
@@ -159,21 +149,15 @@ def soft_bits(image: np.ndarray, cfg: WatermarkConfig | None = None) -> np.ndarr
         return np.zeros(PAYLOAD_BITS)
     index, dither = _layout(cfg, left.shape)
     phase = 2 * np.pi * ((left - right) - dither) / cfg.step
-    return np.bincount(
-        index.ravel(), weights=np.cos(phase).ravel(), minlength=PAYLOAD_BITS
-    )
+    return np.bincount(index.ravel(), weights=np.cos(phase).ravel(), minlength=PAYLOAD_BITS)
 
 
-def decide(
-    evidence: np.ndarray, cfg: WatermarkConfig | None = None, frames: int = 1
-) -> Detection:
+def decide(evidence: np.ndarray, cfg: WatermarkConfig | None = None, frames: int = 1) -> Detection:
     """Compare the bits read from summed evidence with the payload."""
     cfg = cfg or WatermarkConfig()
     read = (evidence < 0).astype(np.int8)
     matched = int(np.sum(read == payload_bits(cfg)))
-    return Detection(
-        matched, PAYLOAD_BITS, matched >= cfg.threshold * PAYLOAD_BITS, frames
-    )
+    return Detection(matched, PAYLOAD_BITS, matched >= cfg.threshold * PAYLOAD_BITS, frames)
 
 
 def detect(images, cfg: WatermarkConfig | None = None) -> Detection:

@@ -34,11 +34,7 @@ def test_round_trip_is_bit_exact(tmp_path, tiny):
     meta = {"step": 12, "data": ["lfw"], "metrics": {"csim": 0.5}}
     sha = save_checkpoint(path, gen, cfg, "dlib-resnet", meta)
     loaded = load_checkpoint(path)
-    assert (
-        loaded.config == cfg
-        and loaded.identity_encoder == "dlib-resnet"
-        and loaded.meta == meta
-    )
+    assert loaded.config == cfg and loaded.identity_encoder == "dlib-resnet" and loaded.meta == meta
     assert loaded.sha256 == sha == weights_sha256(gen.state_dict())
     ref, got = gen.state_dict(), loaded.generator.state_dict()
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
@@ -72,9 +68,7 @@ def test_truncated_and_foreign_files_are_refused(tmp_path, tiny):
     (tmp_path / "text.pt").write_text("hello")
     with pytest.raises(ModelError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "text.pt")
-    torch.save(
-        gen.state_dict(), tmp_path / "bare.pt"
-    )  # a bare state_dict is not our format
+    torch.save(gen.state_dict(), tmp_path / "bare.pt")  # a bare state_dict is not our format
     with pytest.raises(ModelError, match="not a magicmask-checkpoint"):
         load_checkpoint(tmp_path / "bare.pt")
     with pytest.raises(MissingInput, match="not found"):
@@ -110,9 +104,7 @@ def test_half_precision_storage(tmp_path, tiny):
     cfg, gen = tiny
     save_checkpoint(tmp_path / "f32.pt", gen, cfg, "dlib-resnet")
     save_checkpoint(tmp_path / "f16.pt", gen, cfg, "dlib-resnet", dtype=torch.float16)
-    assert (tmp_path / "f16.pt").stat().st_size < 0.6 * (
-        tmp_path / "f32.pt"
-    ).stat().st_size
+    assert (tmp_path / "f16.pt").stat().st_size < 0.6 * (tmp_path / "f32.pt").stat().st_size
     loaded = load_checkpoint(tmp_path / "f16.pt")
     p = next(loaded.generator.parameters())
     assert p.dtype == torch.float32
@@ -135,9 +127,7 @@ def test_training_state_round_trip(tmp_path, tiny):
     cfg, gen = tiny
     disc = create_discriminator(cfg)
     opt = torch.optim.AdamW(disc.parameters(), lr=1e-4)
-    disc(torch.rand(1, 3, 224, 224), torch.tensor([[[60.0, 60, 160, 90]] * 4]))[
-        0
-    ].mean().backward()
+    disc(torch.rand(1, 3, 224, 224), torch.tensor([[[60.0, 60, 160, 90]] * 4]))[0].mean().backward()
     opt.step()
     state = {
         "step": 3,

@@ -33,9 +33,7 @@ def similarity(scale: float, angle: float, tx: float, ty: float) -> np.ndarray:
 def allowed_region(frame_shape, matrix, mask, reach: int) -> np.ndarray:
     """Frame pixels the paste may touch: the mask warped to the frame, dilated by ``reach``+2."""
     h, w = frame_shape[:2]
-    warped = cv2.warpAffine(
-        mask, invert_affine(matrix), (w, h), flags=cv2.INTER_NEAREST
-    )
+    warped = cv2.warpAffine(mask, invert_affine(matrix), (w, h), flags=cv2.INTER_NEAREST)
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * (reach + 2) + 1,) * 2)
     return cv2.dilate((warped > 0).astype(np.uint8), k) > 0
 
@@ -108,15 +106,14 @@ def test_feather_reach_is_bounded():
 
 def test_lab_colour_match_moves_statistics_to_the_target():
     rng = np.random.default_rng(1)
-    target = np.clip(rng.normal([0.7, 0.5, 0.4], 0.05, (224, 224, 3)), 0, 1).astype(
-        np.float32
-    )
-    gen = np.clip(rng.normal([0.3, 0.4, 0.6], 0.1, (224, 224, 3)), 0, 1).astype(
-        np.float32
-    )
+    target = np.clip(rng.normal([0.7, 0.5, 0.4], 0.05, (224, 224, 3)), 0, 1).astype(np.float32)
+    gen = np.clip(rng.normal([0.3, 0.4, 0.6], 0.1, (224, 224, 3)), 0, 1).astype(np.float32)
     w = feather_mask(ellipse_mask(), ComposeConfig())
     out = match_colour_lab(gen, target, w)
-    lab = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2LAB)[w > 0.5]
+
+    def lab(x):
+        return cv2.cvtColor(x, cv2.COLOR_RGB2LAB)[w > 0.5]
+
     np.testing.assert_allclose(lab(out).mean(0), lab(target).mean(0), atol=1.5)
     np.testing.assert_allclose(lab(out).std(0), lab(target).std(0), rtol=0.15, atol=0.5)
     assert match_colour_lab(gen, target, np.zeros_like(w)) is gen
@@ -138,7 +135,9 @@ def test_detail_transfer_puts_the_frames_fine_detail_back_on_a_large_face(streng
     matrix = similarity(0.5, 0, 100, 40)  # the face is twice the crop's size in the frame
     crop = cv2.warpAffine(frame, matrix, (224, 224), flags=cv2.INTER_AREA)
     smooth = cv2.GaussianBlur(crop, (0, 0), 3).astype(np.float32) / 255.0  # a detail-free render
-    cfg = ComposeConfig(mask_erosion=0, mask_feather=0, color_match="none", detail_transfer=strength)
+    cfg = ComposeConfig(
+        mask_erosion=0, mask_feather=0, color_match="none", detail_transfer=strength
+    )
     paste(frame, smooth, crop, matrix, np.ones((224, 224), np.float32), cfg)
     inner = (slice(180, 420), slice(200, 460))  # inside the pasted square, off its edges
     ratio = sharpness(grey(frame[inner])) / sharpness(grey(original[inner]))
@@ -147,7 +146,9 @@ def test_detail_transfer_puts_the_frames_fine_detail_back_on_a_large_face(streng
     else:
         # the added band is the frame's own fine detail, not noise of its own
         assert ratio > 0.3 * strength
-        fine = [target_detail(im[inner].astype(np.float32), 2.0).ravel() for im in (frame, original)]
+        fine = [
+            target_detail(im[inner].astype(np.float32), 2.0).ravel() for im in (frame, original)
+        ]
         corr = np.corrcoef(*fine)[0, 1]
         assert corr > 0.5
 

@@ -57,9 +57,7 @@ def test_flag_overrides_preset_and_none_means_unset():
     assert cfg.generate.batch_size == 3
     assert cfg.smooth.smoothing == "none"
     assert cfg.encode.crf == load_config("quality").encode.crf
-    assert cfg.smooth.process_noise == 1.0 and isinstance(
-        cfg.smooth.process_noise, float
-    )
+    assert cfg.smooth.process_noise == 1.0 and isinstance(cfg.smooth.process_noise, float)
     assert cfg.detect.detect_interval == 2  # untouched keys keep the preset's value
 
 

@@ -44,9 +44,7 @@ def test_every_face_in_group_photos_is_found(data_dir, hog, name, count):
         # The landmarks belong to the box they were fitted in.
         cx, cy = f.landmarks[30]
         assert f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3]
-        assert (
-            f.landmarks[36:48, 1].mean() < f.landmarks[48:68, 1].mean()
-        )  # eyes above mouth
+        assert f.landmarks[36:48, 1].mean() < f.landmarks[48:68, 1].mean()  # eyes above mouth
         assert f.pose is not None and f.score > 0
     areas = [f.area for f in faces]
     assert areas == sorted(areas, reverse=True)
@@ -79,10 +77,7 @@ def test_landmark_update_follows_a_moved_box(data_dir, hog):
 
 
 def test_batches_match_single_calls(data_dir, hog):
-    images = [
-        load_image(data_dir / n)
-        for n in ("id_obama_01.jpg", "multi_face_kit_rose_01.jpg")
-    ]
+    images = [load_image(data_dir / n) for n in ("id_obama_01.jpg", "multi_face_kit_rose_01.jpg")]
     batch = hog.detect_batch(images)
     assert [len(b) for b in batch] == [1, 2]
     for image, faces in zip(images, batch):
@@ -105,14 +100,10 @@ def test_greyscale_and_16_bit_frames(data_dir, hog):
 def test_tiny_faces_are_dropped_and_large_frames_downscaled(data_dir):
     image = load_image(data_dir / "multi_face_bbt_cast_03.jpg")  # faces ~52-64 px
     assert len(FaceAnalyzer(FaceConfig(min_face=60)).detect(image)) < 5
-    big = cv2.resize(
-        image, None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR
-    )  # 2376×1532
+    big = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR)  # 2376×1532
     faces = FaceAnalyzer(FaceConfig(detect_max_side=640)).detect(big)
     assert len(faces) == 5
-    assert (
-        min(f.box[2] - f.box[0] for f in faces) > 150
-    )  # boxes are in the big image's pixels
+    assert min(f.box[2] - f.box[0] for f in faces) > 150  # boxes are in the big image's pixels
 
 
 def test_source_face_picks_the_largest_and_says_so(data_dir, hog, caplog):
@@ -151,10 +142,7 @@ def test_dlib_descriptor_fills_unit_embeddings(data_dir, hog):
     for name in names:
         image = load_image(data_dir / name)
         faces = hog.describe(image, hog.detect(image)[:1])
-        assert (
-            faces[0].embedding.shape == (128,)
-            and faces[0].embedding.dtype == np.float32
-        )
+        assert faces[0].embedding.shape == (128,) and faces[0].embedding.dtype == np.float32
         assert abs(float(np.linalg.norm(faces[0].embedding)) - 1) < 1e-5
         emb.append(faces[0].embedding)
     # Plumbing check (landmarks reach dlib in the right order): one person is nearer to himself.
@@ -173,10 +161,6 @@ def test_mtcnn_boxes_are_converted_for_dlibs_predictor(data_dir, hog, mtcnn):
                 mtcnn.detect(image),
                 key=lambda f: np.abs(f.landmarks[30] - h.landmarks[30]).sum(),
             )
-            iod = np.linalg.norm(
-                h.landmarks[36:42].mean(0) - h.landmarks[42:48].mean(0)
-            )
-            errors.append(
-                np.linalg.norm(m.landmarks - h.landmarks, axis=1).mean() / iod
-            )
+            iod = np.linalg.norm(h.landmarks[36:42].mean(0) - h.landmarks[42:48].mean(0))
+            errors.append(np.linalg.norm(m.landmarks - h.landmarks, axis=1).mean() / iod)
     assert len(errors) == 6 and np.mean(errors) < 0.025

@@ -42,10 +42,7 @@ def test_errors_exit_non_zero_with_one_line(data_dir, tmp_path, capsys):
     assert main(["faces", str(blank)]) == 3
     err = capsys.readouterr().err
     assert "blank.png: no face found" in err and err.count("\n") == 1
-    assert (
-        main(["faces", str(data_dir / "id_bbt_amy_01.png"), "--source-face-index", "4"])
-        == 3
-    )
+    assert main(["faces", str(data_dir / "id_bbt_amy_01.png"), "--source-face-index", "4"]) == 3
     assert "out of range" in capsys.readouterr().err
     assert main(["faces", str(tmp_path / "missing.jpg")]) == 2
     assert (

@@ -20,9 +20,7 @@ from mmvideo.errors import ModelError
 
 fa_models = pytest.importorskip("face_alignment.models")
 
-BOX = np.array(
-    [[357.0, 144.0, 634.0, 421.0]], np.float32
-)  # dlib's box of the portrait's face
+BOX = np.array([[357.0, 144.0, 634.0, 421.0]], np.float32)  # dlib's box of the portrait's face
 
 
 @pytest.fixture(autouse=True)
@@ -55,9 +53,7 @@ def _cfg(**kw) -> FaceConfig:
     return FaceConfig(backend="fan", landmark_flip=False, **kw)
 
 
-def test_weights_are_read_from_face_alignments_cache(
-    monkeypatch, tmp_path, fan_weights, portrait
-):
+def test_weights_are_read_from_face_alignments_cache(monkeypatch, tmp_path, fan_weights, portrait):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
@@ -88,9 +84,7 @@ def test_a_named_folder_wins_and_detection_goes_through_hog(fan_weights, portrai
 
 def test_missing_weights_say_where_to_put_them(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(
-        ModelError, match=r"2DFAN4-11f355bf06\.pth\.tar.*face-alignment's cache"
-    ):
+    with pytest.raises(ModelError, match=r"2DFAN4-11f355bf06\.pth\.tar.*face-alignment's cache"):
         FaceAnalyzer(_cfg())
     with pytest.raises(ModelError, match=f"put 3DFAN4.* in {tmp_path}"):
         FaceAnalyzer(_cfg(models_dir=tmp_path, fan_landmarks="3d"))

@@ -68,9 +68,7 @@ def test_similarity_matrix_never_reflects():
 def test_five_points_take_eye_centres_nose_tip_and_mouth_corners():
     pts = np.arange(136, dtype=np.float32).reshape(68, 2)
     five = five_points(pts)
-    assert np.allclose(five[0], pts[36:42].mean(0)) and np.allclose(
-        five[1], pts[42:48].mean(0)
-    )
+    assert np.allclose(five[0], pts[36:42].mean(0)) and np.allclose(five[1], pts[42:48].mean(0))
     assert np.allclose(five[2:], pts[[30, 48, 54]])
 
 
@@ -81,10 +79,7 @@ def test_alignment_round_trip_under_half_a_pixel_on_a_real_face(obama):
     back = transform_points(transform_points(face.landmarks, m), invert_affine(m))
     assert np.abs(back - face.landmarks).max() < 0.5
     # The anchors land on the template (a real face is not the template: a few px of residual).
-    assert (
-        np.abs(transform_points(five_points(face.landmarks), m) - TEMPLATE_224).max()
-        < 20
-    )
+    assert np.abs(transform_points(five_points(face.landmarks), m) - TEMPLATE_224).max() < 20
 
 
 def test_warped_pixels_land_where_the_matrix_puts_them():
@@ -112,10 +107,7 @@ def test_identity_crop_is_the_fixed_similarity_of_the_target_crop(obama):
     assert crop112.shape == (112, 112, 3)
     # docs/design.md: p112 = (p224 + 16) * 112 / 256.
     p = transform_points(face.landmarks, m224)
-    assert (
-        np.abs((p + 16) * 112 / 256 - transform_points(face.landmarks, m112)).max()
-        < 1e-3
-    )
+    assert np.abs((p + 16) * 112 / 256 - transform_points(face.landmarks, m112)).max() < 1e-3
 
 
 def test_uint16_frames_align_like_uint8(obama):
@@ -145,10 +137,7 @@ def test_heatmaps_peak_on_each_group_and_vanish_far_away():
 
 def test_heatmaps_get_wider_with_sigma():
     pts = TEMPLATE_224.mean(0) + (mean_face()[:, :2] * 90).astype(np.float32)
-    assert (
-        landmark_heatmaps(pts, sigma=4.0).sum()
-        > 1.5 * landmark_heatmaps(pts, sigma=2.0).sum()
-    )
+    assert landmark_heatmaps(pts, sigma=4.0).sum() > 1.5 * landmark_heatmaps(pts, sigma=2.0).sum()
 
 
 def _cheeks_and_nose(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,9 +162,7 @@ def test_depth_is_highest_at_the_nose_and_zero_off_the_face(obama):
     assert depth[nose[1], nose[0]] > depth[left[1], left[0]] + 0.05
     assert depth[nose[1], nose[0]] > depth[right[1], right[0]] + 0.05
     assert depth[2, 2] == 0 and depth[2, 221] == 0
-    assert (
-        depth[depth > 0] >= 0.05
-    ).all()  # the face never touches the background value
+    assert (depth[depth > 0] >= 0.05).all()  # the face never touches the background value
 
 
 def test_depth_from_3d_landmarks_puts_the_near_cheek_above_the_far_one(data_dir):
@@ -189,9 +176,7 @@ def test_depth_from_3d_landmarks_puts_the_near_cheek_above_the_far_one(data_dir)
     depth = depth_map(crop3[:, :2], crop3)
     # The outer eye corners (36, 45) stay visible at 55 deg; the cheeks are partly hidden by the nose.
     corners = np.round(crop3[[36, 45], :2]).astype(int)
-    near, far = (
-        (corners[0], corners[1]) if p3[36, 2] > p3[45, 2] else (corners[1], corners[0])
-    )
+    near, far = (corners[0], corners[1]) if p3[36, 2] > p3[45, 2] else (corners[1], corners[0])
     nose = np.round(crop3[30, :2]).astype(int)
     assert depth[near[1], near[0]] > depth[far[1], far[0]] + 0.1
     assert depth[nose[1], nose[0]] > depth[far[1], far[0]] + 0.1
@@ -203,9 +188,7 @@ def test_mask_covers_the_landmarks_and_erosion_and_feathering_work(obama):
     pts = transform_points(face.landmarks, m)
     mask = face_mask(pts, erode=0, feather=0)
     assert mask.dtype == np.float32 and mask.shape == (224, 224)
-    inner = np.round(pts[17:]).astype(
-        int
-    )  # brows, eyes, nose, mouth are inside the hull
+    inner = np.round(pts[17:]).astype(int)  # brows, eyes, nose, mouth are inside the hull
     assert mask[inner[:, 1], inner[:, 0]].min() == 1.0
     assert mask[2, 2] == 0.0
     # The forehead extension reaches above the brows.

@@ -41,9 +41,7 @@ OCCLUDED = range(19, 24)
 HANDLESS = [*range(15), *range(30, 126, 3)]
 
 
-def _frames(
-    path, step: int = 1, count: int | None = None
-) -> list[tuple[int, np.ndarray]]:
+def _frames(path, step: int = 1, count: int | None = None) -> list[tuple[int, np.ndarray]]:
     with av.open(str(path)) as container:
         out = [
             (i, f.to_ndarray(format="rgb24"))
@@ -65,10 +63,7 @@ def occlusion_hands(data_dir, detector):
     224×224 frame wherever the head moves, so one detection serves every frame."""
     frames = dict(_frames(data_dir / "talking_head_profile_occlusion_01.mp4"))
     (face,) = FaceAnalyzer(FaceConfig(detector="cnn")).detect(frames[0])
-    return {
-        i: (frames[i], detector(frames[i], face.box[None])[0])
-        for i in [*HANDLESS, *OCCLUDED]
-    }
+    return {i: (frames[i], detector(frames[i], face.box[None])[0]) for i in [*HANDLESS, *OCCLUDED]}
 
 
 def test_hand_found_where_it_covers_the_face(occlusion_hands):
@@ -106,9 +101,7 @@ def test_no_hand_in_frontal_clips(data_dir, detector, clip, detector_name):
         found = faces.detect(frame)
         if found:
             checked += 1
-            assert detector(frame, np.stack([f.box for f in found])) == [
-                [] for _ in found
-            ], i
+            assert detector(frame, np.stack([f.box for f in found])) == [[] for _ in found], i
     assert checked >= 6
 
 
@@ -123,25 +116,17 @@ def test_anchors_and_weighted_nms():
     anchors = ssd_anchors()
     assert anchors.shape == (2016, 2)
     # 24x24 cells with 2 anchors each, then 12x12 cells with 6 each, row by row
-    assert np.allclose(
-        anchors[[0, 1, 2]], [[0.5 / 24, 0.5 / 24]] * 2 + [[1.5 / 24, 0.5 / 24]]
-    )
-    assert np.allclose(anchors[1152:1158], 0.5 / 12) and np.allclose(
-        anchors[-1], 11.5 / 12
-    )
+    assert np.allclose(anchors[[0, 1, 2]], [[0.5 / 24, 0.5 / 24]] * 2 + [[1.5 / 24, 0.5 / 24]])
+    assert np.allclose(anchors[1152:1158], 0.5 / 12) and np.allclose(anchors[-1], 11.5 / 12)
     raw = np.zeros((2016, 18))
-    raw[0, 2:4] = (
-        19.2  # a box 0.1 wide around the first anchor, its keypoints on the centre
-    )
+    raw[0, 2:4] = 19.2  # a box 0.1 wide around the first anchor, its keypoints on the centre
     logits = np.full(2016, -10.0)
     logits[0] = 3.0
     boxes, keypoints, scores = decode_palms(raw, logits, anchors, 0.5)
     assert np.allclose(
         boxes, [[0.5 / 24 - 0.05, 0.5 / 24 - 0.05, 0.5 / 24 + 0.05, 0.5 / 24 + 0.05]]
     )
-    assert np.allclose(keypoints, anchors[0]) and np.allclose(
-        scores, 1 / (1 + np.exp(-3.0))
-    )
+    assert np.allclose(keypoints, anchors[0]) and np.allclose(scores, 1 / (1 + np.exp(-3.0)))
     # two overlapping boxes merge into their score-weighted mean; a distant one stays apart
     boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.1, 0.0, 1.1, 1.0], [3.0, 3.0, 4.0, 4.0]])
     merged = weighted_nms(boxes, np.zeros((3, 7, 2)), np.array([0.9, 0.3, 0.6]))
@@ -190,15 +175,8 @@ def test_face_mask_minus_hands():
     assert out[hard_hand].max() < 4e-3
     # ... where the hull alone pastes over a good part of it
     assert (face[hard_hand] > 0.99).sum() > 1000
-    far = (
-        hand_mask(
-            [_upright_hand(1.2, (112.0, 150.0))], face.shape, grow=8.0, feather=0.0
-        )
-        == 0
-    )
-    assert np.array_equal(
-        out[far], face[far]
-    )  # away from the hand, the hull is untouched
+    far = hand_mask([_upright_hand(1.2, (112.0, 150.0))], face.shape, grow=8.0, feather=0.0) == 0
+    assert np.array_equal(out[far], face[far])  # away from the hand, the hull is untouched
     assert np.array_equal(without_hands(face, np.zeros_like(face)), face)
     with pytest.raises(InvalidInput, match="does not match"):
         without_hands(face, hands[:100])
@@ -207,9 +185,7 @@ def test_face_mask_minus_hands():
 def test_missing_model_and_runtime_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match=rf"{PALM_MODEL}.*--face-models"):
         HandDetector(models_dir=tmp_path)
-    shutil.copy(
-        wheel_model(None, "palm_detection", PALM_MODEL, "palm detector"), tmp_path
-    )
+    shutil.copy(wheel_model(None, "palm_detection", PALM_MODEL, "palm detector"), tmp_path)
     with pytest.raises(ModelError, match=rf"{HAND_MODEL}.*--face-models"):
         HandDetector(models_dir=tmp_path)
     (tmp_path / HAND_MODEL).write_bytes(b"not a model")
@@ -217,9 +193,7 @@ def test_missing_model_and_runtime_are_clear_errors(tmp_path, monkeypatch):
         HandDetector(models_dir=tmp_path)
     # the two files swapped: the wrong input size is named
     shutil.copy(tmp_path / PALM_MODEL, tmp_path / HAND_MODEL)
-    with pytest.raises(
-        ModelError, match=r"is not hand landmarker's \(1, 224, 224, 3\)"
-    ):
+    with pytest.raises(ModelError, match=r"is not hand landmarker's \(1, 224, 224, 3\)"):
         HandDetector(models_dir=tmp_path)
     real_import = builtins.__import__
 
@@ -250,9 +224,7 @@ def test_mask_key_takes_hull_and_hands():
 
     assert load_config().compose.mask == "hull"
     assert load_config(overrides={"mask": "hull,hands"}).compose.mask == "hull,hands"
-    with pytest.raises(
-        InvalidInput, match=r"--mask must be one of hull, hull,hands, not 'hands'"
-    ):
+    with pytest.raises(InvalidInput, match=r"--mask must be one of hull, hull,hands, not 'hands'"):
         load_config(overrides={"mask": "hands"})
 
 

@@ -41,9 +41,7 @@ from mmvideo.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-MODELS = (
-    Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
-)
+MODELS = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
 STILL_PATTERNS = ("id_*", "multi_face_*.jpg", "occluded_*.jpg", "pose_aflw2000_*.jpg")
 
 
@@ -60,9 +58,7 @@ def dlib_chip_matrix(details: dlib.chip_details) -> np.ndarray:
     """dlib's chip transform as a 2×3 image → chip matrix (chip pixel (cols-1)/2 at the rect
     centre, scale = rect width / (cols-1), rotation = details.angle)."""
     rect = details.rect
-    centre = np.array(
-        [(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2]
-    )
+    centre = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
     scale = (rect.right() - rect.left()) / (details.cols - 1)
     c, s = np.cos(details.angle) * scale, np.sin(details.angle) * scale
     chip_to_image = np.array([[c, -s, 0.0], [s, c, 0.0]])
@@ -87,9 +83,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def still_faces(data_dir: Path) -> list[StillFace]:
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(
-        str(MODELS / "shape_predictor_68_face_landmarks.dat")
-    )
+    predictor = dlib.shape_predictor(str(MODELS / "shape_predictor_68_face_landmarks.dat"))
     faces = []
     files = sorted({p for pattern in STILL_PATTERNS for p in data_dir.glob(pattern)})
     for path in files:
@@ -142,16 +136,10 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- dlib
 
 
-def test_dlib_port_matches_dlib_on_every_still_face(
-    still_faces, dlib_encoder, dlib_reference
-):
+def test_dlib_port_matches_dlib_on_every_still_face(still_faces, dlib_encoder, dlib_reference):
     with torch.no_grad():
-        ours = dlib_encoder.embed_native(
-            to_tensor([f.chip150 for f in still_faces])
-        ).numpy()
-        raw = dlib_encoder.network(
-            to_tensor([f.chip150 for f in still_faces][:4])
-        ).numpy()
+        ours = dlib_encoder.embed_native(to_tensor([f.chip150 for f in still_faces])).numpy()
+        raw = dlib_encoder.network(to_tensor([f.chip150 for f in still_faces][:4])).numpy()
     cos = cosine_rows(ours, dlib_reference)
     log.warning("dlib port vs dlib on %d faces: min cosine %.7f", len(cos), cos.min())
     assert cos.min() >= 0.999
@@ -159,9 +147,7 @@ def test_dlib_port_matches_dlib_on_every_still_face(
     np.testing.assert_allclose(raw, dlib_reference[:4], atol=1e-4)
 
 
-def test_dlib_112_path_is_close_to_native_chip(
-    still_faces, dlib_encoder, dlib_reference
-):
+def test_dlib_112_path_is_close_to_native_chip(still_faces, dlib_encoder, dlib_reference):
     with torch.no_grad():
         from112 = dlib_encoder(to_tensor([f.crop112 for f in still_faces])).numpy()
     cos = cosine_rows(from112, dlib_reference)
@@ -208,9 +194,7 @@ def test_dlib_chip_matrix_reproduces_dlib_chips(still_faces, data_dir):
 # ------------------------------------------------------------------------------ pair separation
 
 
-def pair_scores(
-    data_dir: Path, embeddings: dict[str, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
+def pair_scores(data_dir: Path, embeddings: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     scores, labels = [], []
     with open(data_dir / "pairs.csv", newline="") as fh:
         for row in csv.DictReader(fh):
@@ -231,9 +215,7 @@ def separation(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     tpr = (pos[None, :] >= thresholds[:, None]).mean(axis=1)
     tnr = (neg[None, :] < thresholds[:, None]).mean(axis=1)
     acc = (tpr * len(pos) + tnr * len(neg)) / len(scores)
-    auc = (pos[:, None] > neg[None, :]).mean() + 0.5 * (
-        pos[:, None] == neg[None, :]
-    ).mean()
+    auc = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
     return {
         "accuracy": float(acc.max()),
         "balanced": float(((tpr + tnr) / 2).max()),
@@ -250,18 +232,12 @@ def identity_embeddings(still_faces, embed) -> dict[str, np.ndarray]:
 def test_pairs_are_separated_by_dlib_and_its_port(
     still_faces, data_dir, dlib_encoder, dlib_reference
 ):
-    by_file = {
-        f.file: d
-        for f, d in zip(still_faces, dlib_reference)
-        if f.file.startswith("id_")
-    }
+    by_file = {f.file: d for f, d in zip(still_faces, dlib_reference) if f.file.startswith("id_")}
     results = {"dlib": separation(*pair_scores(data_dir, by_file))}
 
     def port(faces):
         with torch.no_grad():
-            return dlib_encoder.embed_native(
-                to_tensor([f.chip150 for f in faces])
-            ).numpy()
+            return dlib_encoder.embed_native(to_tensor([f.chip150 for f in faces])).numpy()
 
     def port112(faces):
         with torch.no_grad():
@@ -285,9 +261,7 @@ def test_pairs_are_separated_by_dlib_and_its_port(
         # measured 0.993-0.997 balanced, AUC 1.000 (README "Identity encoders"); chance is 0.5
         assert r["balanced"] >= 0.95
         assert r["auc"] >= 0.98
-    assert (
-        abs(results["dlib"]["auc"] - results["dlib-resnet (torch, chip)"]["auc"]) < 1e-3
-    )
+    assert abs(results["dlib"]["auc"] - results["dlib-resnet (torch, chip)"]["auc"]) < 1e-3
 
 
 # ----------------------------------------------------------------------- gradients, frozen state
@@ -303,9 +277,7 @@ def test_gradients_reach_input_not_weights(still_faces, name):
     # an eq. 7-style loss
     loss = 1 - torch.cosine_similarity(encoder(x.flip(3)), source).mean()
     loss.backward()
-    assert (
-        x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    )
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in encoder.parameters())
     emb = encoder(x)
     assert emb.shape == (2, encoder.dim)
@@ -357,9 +329,7 @@ MTCNN_ORDER = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 class MtcnnFace:
     file: str
     keypoints: np.ndarray  # (5, 2) in ARCFACE_112 order
-    chip160: (
-        np.ndarray
-    )  # FaceNet's native crop: the MTCNN box fills the central 138 px of 160
+    chip160: np.ndarray  # FaceNet's native crop: the MTCNN box fills the central 138 px of 160
     crop112: np.ndarray  # ARCFACE_112 alignment of the same keypoints
     box_matrix: np.ndarray  # 2×3 image → native crop (axis-aligned, per-axis scale)
 
@@ -379,20 +349,14 @@ def mtcnn_faces(data_dir: Path) -> list[MtcnnFace]:
             continue
         best = max(found, key=lambda d: d["box"][2] * d["box"][3])
         x, y, w, h = best["box"]
-        keypoints = np.array(
-            [best["keypoints"][k] for k in MTCNN_ORDER], dtype=np.float64
-        )
+        keypoints = np.array([best["keypoints"][k] for k in MTCNN_ORDER], dtype=np.float64)
         # FaceNet's training crops: box + 44 px margin at 182, centre 160: box spans 138 px.
-        box_matrix = np.array(
-            [[138 / w, 0, 11 - x * 138 / w], [0, 138 / h, 11 - y * 138 / h]]
-        )
+        box_matrix = np.array([[138 / w, 0, 11 - x * 138 / w], [0, 138 / h, 11 - y * 138 / h]])
         faces.append(
             MtcnnFace(
                 file=path.name,
                 keypoints=keypoints,
-                chip160=cv2.warpAffine(
-                    image, box_matrix, (160, 160), flags=cv2.INTER_AREA
-                ),
+                chip160=cv2.warpAffine(image, box_matrix, (160, 160), flags=cv2.INTER_AREA),
                 crop112=cv2.warpAffine(
                     image, similarity_matrix(keypoints, ARCFACE_112), (112, 112)
                 ),
@@ -412,9 +376,7 @@ def facenet_encoder():
 def facenet_native(mtcnn_faces, facenet_encoder) -> np.ndarray:
     """Torch FaceNet embeddings of the native (MTCNN-box) crops."""
     with torch.no_grad():
-        return facenet_encoder.embed_native(
-            to_tensor([f.chip160 for f in mtcnn_faces])
-        ).numpy()
+        return facenet_encoder.embed_native(to_tensor([f.chip160 for f in mtcnn_faces])).numpy()
 
 
 OPENCV_REFERENCE = Path(__file__).parent / "data" / "facenet_opencv_reference.json"
@@ -435,19 +397,14 @@ def test_facenet_port_matches_recorded_opencv_embeddings(data_dir, facenet_encod
     (5.1 dropped the TensorFlow importer, 4.x cannot read this graph)."""
     faces = json.loads(OPENCV_REFERENCE.read_text())["faces"]
     chips = [
-        box_chip(dlib.load_rgb_image(str(data_dir / f["file"])), f["mtcnn_box"])
-        for f in faces
+        box_chip(dlib.load_rgb_image(str(data_dir / f["file"])), f["mtcnn_box"]) for f in faces
     ]
     for face, chip in zip(faces, chips):
-        assert hashlib.sha256(chip.tobytes()).hexdigest() == face["chip_sha256"], face[
-            "file"
-        ]
+        assert hashlib.sha256(chip.tobytes()).hexdigest() == face["chip_sha256"], face["file"]
     with torch.no_grad():
         ours = facenet_encoder.embed_native(to_tensor(chips)).numpy()
     cos = cosine_rows(ours, np.array([f["embedding"] for f in faces]))
-    log.warning(
-        "facenet port vs OpenCV DNN on %d faces: min cosine %.8f", len(cos), cos.min()
-    )
+    log.warning("facenet port vs OpenCV DNN on %d faces: min cosine %.8f", len(cos), cos.min())
     # measured 0.99999999 min (max abs difference 3e-7)
     assert cos.min() >= 0.99999
 
@@ -493,9 +450,7 @@ def test_other_graph_is_a_model_error(tmp_path):
         build_identity_encoder("facenet-vggface2", graph_path=other)
 
 
-def test_facenet_112_path_is_close_to_native_chip(
-    mtcnn_faces, facenet_encoder, facenet_native
-):
+def test_facenet_112_path_is_close_to_native_chip(mtcnn_faces, facenet_encoder, facenet_native):
     with torch.no_grad():
         from112 = facenet_encoder(to_tensor([f.crop112 for f in mtcnn_faces])).numpy()
     cos = cosine_rows(from112, facenet_native)
@@ -531,8 +486,7 @@ def test_pairs_are_separated_by_facenet(still_faces, data_dir, facenet_encoder):
 
     def cv2_warp(faces):
         chips = [
-            cv2.warpAffine(f.crop112, FACENET_FROM_112, (FACENET_SIZE, FACENET_SIZE))
-            for f in faces
+            cv2.warpAffine(f.crop112, FACENET_FROM_112, (FACENET_SIZE, FACENET_SIZE)) for f in faces
         ]
         with torch.no_grad():
             return facenet_encoder.embed_native(to_tensor(chips)).numpy()
@@ -541,14 +495,10 @@ def test_pairs_are_separated_by_facenet(still_faces, data_dir, facenet_encoder):
     theirs = identity_embeddings(still_faces, cv2_warp)
     results = {
         "facenet-vggface2 (torch, 112)": separation(*pair_scores(data_dir, ours)),
-        "facenet-vggface2 (cv2 112 → 160 chip)": separation(
-            *pair_scores(data_dir, theirs)
-        ),
+        "facenet-vggface2 (cv2 112 → 160 chip)": separation(*pair_scores(data_dir, theirs)),
     }
     # The same 112 → 160 warp in grid_sample and in cv2 (plus uint8 rounding in the latter).
-    agreement = cosine_rows(
-        np.stack(list(ours.values())), np.stack(list(theirs.values()))
-    )
+    agreement = cosine_rows(np.stack(list(ours.values())), np.stack(list(theirs.values())))
     assert agreement.min() >= 0.99
     for name, r in results.items():
         log.warning(

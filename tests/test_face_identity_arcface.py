@@ -98,23 +98,17 @@ def test_loader_matches_onnxruntime(tiny_onnx):
     assert (encoder.name, encoder.dim) == ("arcface-onnx", 512)
     session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
     x = torch.rand(1, 3, 112, 112, generator=torch.Generator().manual_seed(1))
-    (expected,) = session.run(
-        None, {"input.1": ((x.numpy() - 0.5) / 0.5).astype(np.float32)}
-    )
+    (expected,) = session.run(None, {"input.1": ((x.numpy() - 0.5) / 0.5).astype(np.float32)})
     with torch.no_grad():
         raw = encoder.network(x).numpy()
         emb = encoder(x).numpy()
     np.testing.assert_allclose(raw, expected, atol=1e-4, rtol=0)
-    np.testing.assert_allclose(
-        emb, expected / np.linalg.norm(expected), atol=1e-5, rtol=0
-    )
+    np.testing.assert_allclose(emb, expected / np.linalg.norm(expected), atol=1e-5, rtol=0)
 
 
 def test_loader_is_differentiable_and_batched(tiny_onnx):
     encoder = build_identity_encoder("arcface-onnx", onnx_path=tiny_onnx)
-    x = torch.rand(
-        3, 3, 112, 112, generator=torch.Generator().manual_seed(2), requires_grad=True
-    )
+    x = torch.rand(3, 3, 112, 112, generator=torch.Generator().manual_seed(2), requires_grad=True)
     emb = encoder(x)
     assert emb.shape == (3, 512)
     (1 - torch.cosine_similarity(emb[:1], emb[1:]).mean()).backward()

@@ -25,9 +25,7 @@ def test_to_native_matches_cv2_warp_affine(matrix, size):
     rng = np.random.default_rng(0)
     # A smooth image, so bilinear sampling differences stay below quantisation.
     yy, xx = np.mgrid[0:112, 0:112].astype(np.float32)
-    image = np.stack([xx * 2, yy * 2, (xx + yy)], axis=2) + rng.uniform(
-        0, 1, (112, 112, 3)
-    )
+    image = np.stack([xx * 2, yy * 2, (xx + yy)], axis=2) + rng.uniform(0, 1, (112, 112, 3))
     image = np.clip(image, 0, 255).astype(np.float32)
     encoder = IdentityEncoder("probe", 3, size, matrix, nn.Identity())
     x = torch.from_numpy(image / 255.0).permute(2, 0, 1)[None]
@@ -39,9 +37,7 @@ def test_to_native_matches_cv2_warp_affine(matrix, size):
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
     )
-    inside = (
-        cv2.warpAffine(np.ones((112, 112), np.float32), matrix, (size, size)) > 0.999
-    )
+    inside = cv2.warpAffine(np.ones((112, 112), np.float32), matrix, (size, size)) > 0.999
     assert inside.mean() > 0.6
     np.testing.assert_allclose(ours[inside], expected[inside], atol=0.5)
 

@@ -36,16 +36,12 @@ def test_cmyk_jpeg_converts(tmp_path, portrait):
 
 
 def test_16_bit_greyscale_png_is_rescaled_not_clipped(tmp_path):
-    ramp = (np.linspace(0, 65535, 256, dtype=np.uint32)[None, :].repeat(16, 0)).astype(
-        np.uint16
-    )
+    ramp = (np.linspace(0, 65535, 256, dtype=np.uint32)[None, :].repeat(16, 0)).astype(np.uint16)
     path = tmp_path / "deep.png"
     Image.fromarray(ramp).save(path)
     image = load_image(path)
     assert image.dtype == np.uint8 and image.shape == (16, 256, 3)
-    assert (
-        image[0, 0, 0] == 0 and image[0, -1, 0] == 255 and 120 < image[0, 128, 0] < 136
-    )
+    assert image[0, 0, 0] == 0 and image[0, -1, 0] == 255 and 120 < image[0, 128, 0] < 136
 
 
 def test_exif_rotation_is_applied(tmp_path, portrait):

@@ -64,9 +64,7 @@ def _scrfd(path) -> None:
             elif head == "bbox":
                 b[:] = 1.0  # one stride on each side of the anchor
             else:
-                b[:] = np.tile(
-                    [-0.4, -0.3, 0.4, -0.3, 0.0, 0.0, -0.3, 0.4, 0.3, 0.4], 2
-                )
+                b[:] = np.tile([-0.4, -0.3, 0.4, -0.3, 0.0, 0.0, -0.3, 0.4, 0.3, 0.4], 2)
             name = f"{head}{s}"
             inits += [
                 numpy_helper.from_array(w, f"{name}_w"),
@@ -79,9 +77,7 @@ def _scrfd(path) -> None:
                     [f"{name}_c"],
                     strides=[s, s],
                 ),
-                helper.make_node(
-                    "Transpose", [f"{name}_c"], [f"{name}_t"], perm=[0, 2, 3, 1]
-                ),
+                helper.make_node("Transpose", [f"{name}_c"], [f"{name}_t"], perm=[0, 2, 3, 1]),
                 helper.make_node(
                     "Reshape",
                     [f"{name}_t", f"shape{width}"],
@@ -94,17 +90,11 @@ def _scrfd(path) -> None:
                 helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, width])
             )
     for width in (1, 4, 10):
-        inits.append(
-            numpy_helper.from_array(np.array([-1, width], np.int64), f"shape{width}")
-        )
+        inits.append(numpy_helper.from_array(np.array([-1, width], np.int64), f"shape{width}"))
     graph = helper.make_graph(
         nodes,
         "scrfd_test",
-        [
-            helper.make_tensor_value_info(
-                "input.1", TensorProto.FLOAT, [1, 3, None, None]
-            )
-        ],
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, None, None])],
         outputs["score"] + outputs["bbox"] + outputs["kps"],
         inits,
     )
@@ -149,9 +139,7 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def analyzer(models_dir):
-    return FaceAnalyzer(
-        FaceConfig(backend="insightface", models_dir=models_dir, detect_max_side=0)
-    )
+    return FaceAnalyzer(FaceConfig(backend="insightface", models_dir=models_dir, detect_max_side=0))
 
 
 def _bright_square(h=480, w=640, x0=256, y0=160, side=128):
@@ -187,9 +175,7 @@ def test_landmarks_come_back_as_68_points_with_depth_and_106_extra(analyzer):
     assert max(abs(a) for a in face.pose) < 5
     t = prepare_target(image, face.landmarks, face.landmarks_3d)
     nose = np.round(t.landmarks[30]).astype(int)
-    cheek = np.round(t.landmarks[2] + 0.3 * (t.landmarks[30] - t.landmarks[2])).astype(
-        int
-    )
+    cheek = np.round(t.landmarks[2] + 0.3 * (t.landmarks[30] - t.landmarks[2])).astype(int)
     assert t.depth[nose[1], nose[0]] > t.depth[cheek[1], cheek[0]]
 
 
@@ -201,9 +187,7 @@ def test_batch_detection_runs_each_image(analyzer):
 def test_missing_files_name_the_file_and_the_folder(tmp_path, models_dir):
     with pytest.raises(ModelError, match="det_10g.onnx.*--face-models"):
         FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))
-    (tmp_path / DETECTOR_FILES[0]).write_bytes(
-        (models_dir / DETECTOR_FILES[0]).read_bytes()
-    )
+    (tmp_path / DETECTOR_FILES[0]).write_bytes((models_dir / DETECTOR_FILES[0]).read_bytes())
     with pytest.raises(ModelError, match="1k3d68.onnx"):
         FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))
     # A corrupt file is our error too, naming the file.
@@ -214,8 +198,6 @@ def test_missing_files_name_the_file_and_the_folder(tmp_path, models_dir):
 
 def test_a_model_of_the_wrong_kind_is_refused(tmp_path, models_dir):
     # A landmark model saved under the detector's name is routed as Landmark, not SCRFD.
-    (tmp_path / DETECTOR_FILES[0]).write_bytes(
-        (models_dir / LANDMARK_3D_FILE).read_bytes()
-    )
+    (tmp_path / DETECTOR_FILES[0]).write_bytes((models_dir / LANDMARK_3D_FILE).read_bytes())
     with pytest.raises(ModelError, match="not an insightface SCRFD detector"):
         FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))

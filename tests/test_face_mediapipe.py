@@ -19,7 +19,12 @@ from magicmask.face.image import load_image
 from magicmask.face.mediapipe_backend import MeshLandmarker
 from mmvideo.errors import ModelError
 
-FRONTAL = ["id_obama_01.jpg", "id_biden_02.jpg", "id_rose_leslie_01.jpg", "id_alex_lacamoire_01.jpg"]
+FRONTAL = [
+    "id_obama_01.jpg",
+    "id_biden_02.jpg",
+    "id_rose_leslie_01.jpg",
+    "id_alex_lacamoire_01.jpg",
+]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +75,9 @@ def test_other_aflw_poses_within_12_degrees(data_dir, mesh, name):
 @pytest.mark.parametrize("name", FRONTAL)
 def test_frontal_stills_are_frontal(data_dir, name):
     # HOG boxes here: MMOD on these large stills costs seconds and the boxes are not what is tested
-    face = FaceAnalyzer(FaceConfig(backend="mediapipe", detector="hog")).detect(load_image(data_dir / name))[0]
+    face = FaceAnalyzer(FaceConfig(backend="mediapipe", detector="hog")).detect(
+        load_image(data_dir / name)
+    )[0]
     assert abs(face.pose[0]) < 20 and abs(face.pose[1]) < 20
 
 
@@ -83,7 +90,11 @@ def test_output_shapes_extras_and_determinism(data_dir):
     image = load_image(data_dir / "id_obama_01.jpg")
     box = FaceAnalyzer().detect(image)[0].box[None]
     a, b = MeshLandmarker()(image, box)[0], MeshLandmarker()(image, box)[0]
-    assert a.points.shape == (68, 2) and a.points_3d.shape == (68, 3) and a.extra["mesh"].shape == (468, 3)
+    assert (
+        a.points.shape == (68, 2)
+        and a.points_3d.shape == (68, 3)
+        and a.extra["mesh"].shape == (468, 3)
+    )
     assert a.extra["mesh_score"] > 0.9
     assert np.array_equal(a.points, b.points) and np.array_equal(a.extra["mesh"], b.extra["mesh"])
     # the nose tip stands out toward the camera, the jaw corners recede
@@ -96,8 +107,13 @@ def test_missing_model_and_runtime_are_clear_errors(tmp_path, monkeypatch):
     (tmp_path / "face_landmark.tflite").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a readable TFLite model"):
         MeshLandmarker(models_dir=tmp_path)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None)  # mediapipe not installed
-    with pytest.raises(ModelError, match=r"mediapipe: package not installed \(pip install --no-deps mediapipe==0.10.14\)"):
+    monkeypatch.setattr(
+        "importlib.util.find_spec", lambda name, *args: None
+    )  # mediapipe not installed
+    with pytest.raises(
+        ModelError,
+        match=r"mediapipe: package not installed \(pip install --no-deps mediapipe==0.10.14\)",
+    ):
         MeshLandmarker()
     real_import = builtins.__import__
 
@@ -107,5 +123,7 @@ def test_missing_model_and_runtime_are_clear_errors(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_litert)
-    with pytest.raises(ModelError, match=r"TFLite runtime missing \(pip install 'mmvideo\[mediapipe\]'\)"):
+    with pytest.raises(
+        ModelError, match=r"TFLite runtime missing \(pip install 'mmvideo\[mediapipe\]'\)"
+    ):
         mediapipe_backend.tflite_interpreter(tmp_path / "face_landmark.tflite", 1, 192, "Face Mesh")

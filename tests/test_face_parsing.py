@@ -53,9 +53,7 @@ def test_module_names_and_shapes_match_the_public_checkpoint():
     assert state["cp.resnet.conv1.weight"].shape == (64, 3, 7, 7)
     assert state["conv_out.conv_out.weight"].shape == (19, 256, 1, 1)
     assert state["conv_out16.conv_out.weight"].shape == (19, 64, 1, 1)
-    assert not any(
-        k.startswith(("sp.", "fc.")) for k in state
-    )  # no spatial path, no classifier
+    assert not any(k.startswith(("sp.", "fc.")) for k in state)  # no spatial path, no classifier
     assert len(CLASSES) == 19 and CLASSES[17] == "hair"
 
 
@@ -64,9 +62,7 @@ def test_parser_labels_and_masks_have_the_crop_shape(checkpoint):
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     labels = parser.labels(crops)
-    assert (
-        labels.shape == (2, 224, 224) and labels.dtype == np.uint8 and labels.max() < 19
-    )
+    assert labels.shape == (2, 224, 224) and labels.dtype == np.uint8 and labels.max() < 19
     assert parser.labels(crops[0]).shape == (224, 224)
     assert np.array_equal(
         parser.labels(crops[:1])[0], labels[0]
@@ -78,9 +74,7 @@ def test_parser_labels_and_masks_have_the_crop_shape(checkpoint):
 
 def test_dataparallel_prefix_and_extra_keys_load(tmp_path):
     state = {f"module.{k}": v for k, v in BiSeNet().state_dict().items()}
-    state["module.sp.conv1.conv.weight"] = torch.zeros(
-        64, 3, 7, 7
-    )  # an old spatial path
+    state["module.sp.conv1.conv.weight"] = torch.zeros(64, 3, 7, 7)  # an old spatial path
     path = tmp_path / "wrapped.pth"
     torch.save(state, path)
     FaceParser(path, input_size=64)
@@ -111,9 +105,7 @@ def test_parsed_mask_keeps_the_face_and_drops_hair_and_glasses():
     hard = parsed_mask(labels, feather=0)
     assert hard[0, 15, 15] == 1 and hard[0, 5, 20] == 0 and hard[0, 20, 20] == 0
     assert set(np.unique(hard)) == {0.0, 1.0}
-    with_glasses = parsed_mask(
-        labels, FACE_CLASSES + (CLASSES.index("eye_g"),), feather=0
-    )
+    with_glasses = parsed_mask(labels, FACE_CLASSES + (CLASSES.index("eye_g"),), feather=0)
     assert with_glasses[1, 20, 20] == 1
     soft = parsed_mask(labels, feather=2)
     assert soft.shape == labels.shape and 0 < soft[0, 10, 20] < 1
@@ -135,9 +127,7 @@ def test_prepare_target_cuts_the_hull_with_the_parsed_face(data_dir, checkpoint)
 
     cfg = PrepareConfig(parse_reach=10)
     reach = face_mask(plain.landmarks, 224, -10, cfg.mask_feather, cfg.mask_forehead)
-    everything = prepare_target(
-        image, face.landmarks, cfg=cfg, parser=EverythingIsFace()
-    )
+    everything = prepare_target(image, face.landmarks, cfg=cfg, parser=EverythingIsFace())
     assert np.array_equal(everything.mask, reach)
     parsed = prepare_target(
         image, face.landmarks, cfg=cfg, parser=FaceParser(checkpoint, input_size=128)

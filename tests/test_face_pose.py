@@ -37,9 +37,7 @@ def _rotation(yaw, pitch, roll):
     return rz @ ry @ rx
 
 
-@pytest.mark.parametrize(
-    "yaw,pitch,roll", [(0, 0, 0), (30, -10, 5), (-60, 15, -10), (75, 0, 0)]
-)
+@pytest.mark.parametrize("yaw,pitch,roll", [(0, 0, 0), (30, -10, 5), (-60, 15, -10), (75, 0, 0)])
 def test_fit_recovers_the_pose_of_a_projected_mean_face(yaw, pitch, roll):
     # Render the mean face under a known rotation with a pinhole camera, then fit it back.
     pts = mean_face() @ _rotation(yaw, pitch, roll).T * 100.0
@@ -48,9 +46,7 @@ def test_fit_recovers_the_pose_of_a_projected_mean_face(yaw, pitch, roll):
     image_pts = pts[:, :2] * f / depth[:, None] + c
     got = estimate_pose(image_pts, (640, 640))
     assert np.allclose(got, (yaw, pitch, roll), atol=2.0), got
-    got3d = estimate_pose(
-        None, (640, 640), landmarks3d=np.c_[pts[:, :2] + c, pts[:, 2]]
-    )
+    got3d = estimate_pose(None, (640, 640), landmarks3d=np.c_[pts[:, :2] + c, pts[:, 2]])
     assert np.allclose(got3d, (yaw, pitch, roll), atol=0.5), got3d
 
 

@@ -67,9 +67,7 @@ def media(tmp_path_factory, data_dir):
 def _plan(media, job: Path, chunks: int = 2, model: str = "model"):
     settings = resolve_settings("fast", media[model], SETS)
     # One planning time for every job here, so chunk files of different jobs are comparable.
-    plan = make_plan(
-        job, media["clip"], media["source"], settings, chunks=chunks, created=CREATED
-    )
+    plan = make_plan(job, media["clip"], media["source"], settings, chunks=chunks, created=CREATED)
     save_plan(plan, job)
     return plan
 
@@ -85,9 +83,7 @@ def _audio(path: Path) -> tuple[list[float], list[bytes]]:
     with av.open(str(path)) as c:
         stream = c.streams.audio[0]
         packets = [p for p in c.demux(stream) if p.size]
-        return [float(p.pts * p.time_base) - origin for p in packets], [
-            bytes(p) for p in packets
-        ]
+        return [float(p.pts * p.time_base) - origin for p in packets], [bytes(p) for p in packets]
 
 
 def _tags(path: Path) -> dict[str, str]:
@@ -100,9 +96,7 @@ def _assert_same_video(a: Path, b: Path) -> None:
     assert len(fa) == len(fb) == 12
     assert [p for p, _ in fa] == [p for p, _ in fb]
     for i, ((_, x), (_, y)) in enumerate(zip(fa, fb, strict=True)):
-        assert np.array_equal(x, y), (
-            f"frame {i} differs by up to {np.abs(x.astype(int) - y).max()}"
-        )
+        assert np.array_equal(x, y), f"frame {i} differs by up to {np.abs(x.astype(int) - y).max()}"
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +136,8 @@ def test_chunked_and_merged_equals_single_run(media, finished):
     assert merged_data == source_data
     # the provenance tag the pipeline wrote into the chunks survives the merge
     merged_tags, single_tags = _tags(finished["merged"]), _tags(finished["single"])
-    assert (
-        CREATED in merged_tags["comment"]
-        and merged_tags["comment"] == single_tags["comment"]
-    )
-    assert merged_times == pytest.approx(
-        source_times, abs=1e-3
-    )  # Matroska stores milliseconds
+    assert CREATED in merged_tags["comment"] and merged_tags["comment"] == single_tags["comment"]
+    assert merged_times == pytest.approx(source_times, abs=1e-3)  # Matroska stores milliseconds
     # a rerun skips finished chunks without touching them
     before = status_path(finished["job"], 0).stat().st_mtime_ns
     assert run_chunk(finished["job"], 0).skipped
@@ -161,9 +150,7 @@ def test_rts_chunks_look_ahead_and_merge_to_a_single_run(media):
     root = media["root"] / "rts"
     job = root / "job.json"
     settings = resolve_settings("quality", media["model"], SETS)
-    plan = make_plan(
-        job, media["clip"], media["source"], settings, chunks=2, created=CREATED
-    )
+    plan = make_plan(job, media["clip"], media["source"], settings, chunks=2, created=CREATED)
     save_plan(plan, job)
     assert plan.lookahead == lookahead_frames(settings.config) > 0
     assert [j["lookahead"] for j in plan.jobs] == [plan.lookahead] * 2
@@ -191,9 +178,7 @@ def test_merge_equals_single_run_when_a_chunk_would_end_in_a_lone_batch(media):
     root = media["root"] / "lone"
     job = root / "job.json"
     settings = resolve_settings("fast", media["model"], dict(SETS, batch_size=3))
-    plan = make_plan(
-        job, media["clip"], media["source"], settings, chunks=3, created=CREATED
-    )
+    plan = make_plan(job, media["clip"], media["source"], settings, chunks=3, created=CREATED)
     save_plan(plan, job)
     for span in plan.chunks:
         run_chunk(job, span.index)
@@ -223,9 +208,7 @@ def test_merge_refuses_a_clip_edited_after_planning(media, finished, tmp_path):
     assert not out.exists()
 
 
-def test_merge_refuses_missing_chunk_or_other_model_or_preset(
-    media, finished, tmp_path
-):
+def test_merge_refuses_missing_chunk_or_other_model_or_preset(media, finished, tmp_path):
     job, out = finished["job"], tmp_path / "out.mkv"
     status1 = status_path(job, 1)
     saved = status1.read_text()
@@ -235,9 +218,7 @@ def test_merge_refuses_missing_chunk_or_other_model_or_preset(
             merge(job, out)
         data = json.loads(saved)
         status1.write_text(json.dumps(dict(data, checkpoint_sha256="0" * 64)))
-        with pytest.raises(
-            ModelError, match="chunk 1 was made with checkpoint 000000000000"
-        ):
+        with pytest.raises(ModelError, match="chunk 1 was made with checkpoint 000000000000"):
             merge(job, out)
         status1.write_text(json.dumps(dict(data, config_sha256="1" * 64)))
         with pytest.raises(InvalidInput, match="chunk 1 was made with another preset"):
@@ -264,10 +245,7 @@ def test_run_chunk_refuses_a_checkpoint_that_changed_since_planning(media, tmp_p
     model.write_bytes(media["other_model"].read_bytes())
     with pytest.raises(ModelError, match="differs from the plan's"):
         run_chunk(job, 0)
-    assert (
-        read_status(job, 0) is None
-        and not Path(load_plan(job).chunks[0].output).exists()
-    )
+    assert read_status(job, 0) is None and not Path(load_plan(job).chunks[0].output).exists()
 
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
@@ -300,20 +278,14 @@ def test_job_killed_mid_run_resumes_to_identical_output(media, finished, tmp_pat
     resumed = _cli("run-chunk", str(job), "--executor", "local", "--workers", "1")
     output = resumed.communicate(timeout=180)[0]
     assert resumed.returncode == 0, output
-    assert (
-        "chunk 0" not in output and "chunk 1: ok" in output
-    )  # only the unfinished chunk ran
+    assert "chunk 0" not in output and "chunk 1: ok" in output  # only the unfinished chunk ran
     assert Path(plan.chunks[0].output).read_bytes() == finished_chunk
-    assert not [
-        p for p in job.with_name("job.parts").iterdir() if p.name.startswith(".")
-    ]
+    assert not [p for p in job.with_name("job.parts").iterdir() if p.name.startswith(".")]
     merge(job, tmp_path / "resumed.mkv")
     _assert_same_video(tmp_path / "resumed.mkv", finished["merged"])
 
 
-def test_batch_finishes_good_clips_and_fails_for_the_broken_one(
-    media, finished, tmp_path, capsys
-):
+def test_batch_finishes_good_clips_and_fails_for_the_broken_one(media, finished, tmp_path, capsys):
     (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
     batch = tmp_path / "jobs.toml"
     batch.write_text(
@@ -344,9 +316,7 @@ output = "out/broken.mkv"
     _assert_same_video(tmp_path / "out" / "good.mkv", finished["single"])
     # rerun: the merged clip is recognised as finished and skipped
     assert main(["batch", str(batch), "--workers", "1"]) != 0
-    rows = {
-        line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
-    }
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
     assert rows["good"][1] == "skipped" and rows["broken"][1] == "failed"
 
 
@@ -377,8 +347,7 @@ def test_ray_executor_gives_the_local_result(media, finished, local_ray, tmp_pat
     job = tmp_path / "job.json"
     plan = _plan(media, job)
     tasks = [
-        Task(run_chunk, (str(job), s.index), f"chunk {s.index}", s.frames)
-        for s in plan.chunks
+        Task(run_chunk, (str(job), s.index), f"chunk {s.index}", s.frames) for s in plan.chunks
     ]
     outcomes = RayExecutor(retries=1).run(tasks)
     assert [o.ok for o in outcomes] == [True, True], [o.error for o in outcomes]

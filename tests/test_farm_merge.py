@@ -35,9 +35,7 @@ def _transcode(job: dict, config: dict) -> None:
     info = probe(job["input"])
     whole = job["start"] == 0 and job["stop"] >= info.video.frames
     with (
-        VideoReader(
-            job["input"], start=job["start"], stop=job["stop"], info=info
-        ) as reader,
+        VideoReader(job["input"], start=job["start"], stop=job["stop"], info=info) as reader,
         VideoWriter(
             job["output"],
             info,
@@ -67,15 +65,11 @@ def _job(tmp_path, clip, chunks):
     model = tmp_path / "model.pt"  # the transcode never loads it; planning checks it
     torch.manual_seed(0)
     cfg = create_config("tiny", identity_dim=128)
-    save_checkpoint(
-        model, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random"}
-    )
+    save_checkpoint(model, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random"})
     settings = resolve_settings("fast", model)
     job = tmp_path / f"job{chunks}.json"
     # Cut anywhere (not on the generator batch): the transcode stand-in batches nothing
-    plan = make_plan(
-        job, clip, clip, settings, chunks=chunks, warmup_seconds=0.2, align=1
-    )
+    plan = make_plan(job, clip, clip, settings, chunks=chunks, warmup_seconds=0.2, align=1)
     save_plan(plan, job)
     return job, plan
 
@@ -93,9 +87,7 @@ def _audio(path):
 
 
 @pytest.mark.parametrize("chunks", [1, 3])
-def test_merge_keeps_vfr_timestamps_late_start_and_audio(
-    tmp_path, vfr_clip, monkeypatch, chunks
-):
+def test_merge_keeps_vfr_timestamps_late_start_and_audio(tmp_path, vfr_clip, monkeypatch, chunks):
     monkeypatch.setattr(chunk_module, "run_job", _transcode)
     job, plan = _job(tmp_path, vfr_clip, chunks)
     assert len(plan.chunks) == chunks
@@ -106,9 +98,7 @@ def test_merge_keeps_vfr_timestamps_late_start_and_audio(
     assert record.frames == 20
     source = _video_times(vfr_clip)
     assert source[0] == 0.5 and source[11] - source[10] == pytest.approx(0.08)
-    assert _video_times(out) == pytest.approx(
-        source, abs=1e-3
-    )  # mkv stores milliseconds
+    assert _video_times(out) == pytest.approx(source, abs=1e-3)  # mkv stores milliseconds
     assert _audio(out) == _audio(vfr_clip)  # copied once, packet for packet
 
 
@@ -124,9 +114,7 @@ def test_chunk_with_missing_frames_is_failed_not_done(tmp_path, vfr_clip, monkey
     assert status.state == "failed" and "9 frames" in status.error
 
 
-def test_merge_refuses_when_timestamps_do_not_match_the_source(
-    tmp_path, vfr_clip, monkeypatch
-):
+def test_merge_refuses_when_timestamps_do_not_match_the_source(tmp_path, vfr_clip, monkeypatch):
     def shifted(job, config):
         _transcode(job, config)
         # a chunk that lost its timing (constant 25 fps from 0) but has the right frame count
@@ -144,9 +132,7 @@ def test_merge_refuses_when_timestamps_do_not_match_the_source(
     out = tmp_path / "merged.mp4"
     with pytest.raises(OutputError, match="timestamps differ, not written"):
         merge(job, out)
-    assert not out.exists() and not [
-        p for p in tmp_path.iterdir() if p.name.startswith(".merged")
-    ]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".merged")]
 
 
 @pytest.mark.parametrize("chunks", [1, 2])

@@ -117,9 +117,7 @@ def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     torch.manual_seed(0)
     cfg = create_config("tiny", identity_dim=128)
-    save_checkpoint(
-        path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random"}
-    )
+    save_checkpoint(path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random"})
     return path
 
 
@@ -148,9 +146,7 @@ def test_plan_carries_everything_a_node_needs(data_dir, tmp_path, settings):
     )
     assert chunk["job"]["warmup"] == chunk["start"] - chunk["decode_start"] >= 25
     # the SwapJob carries the checkpoint API's digest, as `mmvideo swap` does
-    assert (
-        chunk["job"]["checkpoint_sha256"] == load_checkpoint(settings.checkpoint).sha256
-    )
+    assert chunk["job"]["checkpoint_sha256"] == load_checkpoint(settings.checkpoint).sha256
     assert chunk["job"]["output"] == chunk["output"] and chunk["output"].startswith(
         str(parts_dir(job))
     )
@@ -275,9 +271,7 @@ def test_batch_file_errors_name_the_file(tmp_path, text, message):
 def test_summary_table_lists_every_clip_and_the_failure():
     table = format_summary(
         [
-            ClipOutcome(
-                "shot010", "done", "out/a.mkv", frames=128, chunks=2, seconds=3.25
-            ),
+            ClipOutcome("shot010", "done", "out/a.mkv", frames=128, chunks=2, seconds=3.25),
             ClipOutcome("broken", "failed", "out/b.mkv", error="b.mp4: no such file"),
         ]
     )
@@ -293,11 +287,7 @@ def test_summary_table_lists_every_clip_and_the_failure():
         "error",
     ]
     assert lines[1].split() == ["shot010", "done", "128", "2", "3.2", "out/a.mkv"]
-    assert (
-        "broken" in lines[2]
-        and "failed" in lines[2]
-        and "b.mp4: no such file" in lines[2]
-    )
+    assert "broken" in lines[2] and "failed" in lines[2] and "b.mp4: no such file" in lines[2]
     assert lines[-1] == "2 clips: 1 ok, 1 failed"
 
 
@@ -312,9 +302,7 @@ def test_default_warmup_makes_chunk_geometry_bit_identical(preset):
         4 * warmup,
         150.0,
     )  # scale: face size in pixels, as smooth_track uses it
-    truth = (
-        np.cumsum(rng.normal(0, 0.5, (frames, 136)), axis=0) + 300
-    )  # wandering landmarks
+    truth = np.cumsum(rng.normal(0, 0.5, (frames, 136)), axis=0) + 300  # wandering landmarks
     measured = truth + rng.normal(0, 1.5, truth.shape)
     observed = rng.random(frames) > 0.1  # frames without a face are predicted only
     start = 3 * warmup
@@ -336,9 +324,7 @@ def test_default_warmup_makes_chunk_geometry_bit_identical(preset):
             return out[start - first :].astype(np.float32)
 
         assert np.array_equal(run(0), run(start - warmup))
-        assert not np.array_equal(
-            run(0), run(start - warmup // 4)
-        )  # a short warm-up is not enough
+        assert not np.array_equal(run(0), run(start - warmup // 4))  # a short warm-up is not enough
 
 
 def test_default_lookahead_makes_rts_geometry_bit_identical():
@@ -378,32 +364,24 @@ def test_plan_sets_the_lookahead_rts_needs(data_dir, tmp_path):
     settings = SwapSettings(
         "quality", config_to_dict(load_config("quality")), None, "0" * 64, "1" * 64
     )
-    plan = make_plan(
-        tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=2
-    )
+    plan = make_plan(tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=2)
     assert plan.lookahead == lookahead_frames(settings.config)
     assert all(job["lookahead"] == plan.lookahead for job in plan.jobs)
-    one = make_plan(
-        tmp_path / "k.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=1
-    )
+    one = make_plan(tmp_path / "k.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=1)
     assert one.lookahead == 0 and one.jobs[0]["lookahead"] == 0
     save_plan(plan, tmp_path / "j.json")
     assert load_plan(tmp_path / "j.json").lookahead == plan.lookahead
 
 
 def test_plan_uses_the_filters_warmup_by_default(data_dir, tmp_path, settings):
-    plan = make_plan(
-        tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=2
-    )
+    plan = make_plan(tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=2)
     assert plan.warmup == settle_frames(settings.config)
     assert (
         plan.chunks[1].decode_start == max(0, 64 - plan.warmup) // 10 * 10
     )  # fast: detect every 10
 
 
-def test_plan_command_takes_the_swap_config_flags(
-    data_dir, tmp_path, checkpoint, capsys
-):
+def test_plan_command_takes_the_swap_config_flags(data_dir, tmp_path, checkpoint, capsys):
     job = tmp_path / "job.json"
     args = ["plan", "--in", str(data_dir / CLIP), "--source", str(data_dir / SOURCE), "--out", str(job),
             "--chunks", "2", "--preset", "fast", "--checkpoint", str(checkpoint), "--codec", "ffv1",
@@ -416,15 +394,11 @@ def test_plan_command_takes_the_swap_config_flags(
     assert "not both" in capsys.readouterr().err
 
 
-def test_default_cuts_fall_on_the_generator_batch_and_the_gop(
-    data_dir, tmp_path, checkpoint
-):
+def test_default_cuts_fall_on_the_generator_batch_and_the_gop(data_dir, tmp_path, checkpoint):
     """A chunk that ends inside a generator batch would batch its last faces differently from a
     single run (see test_farm_flow: the merge identity with a lone last batch)."""
     settings = resolve_settings("fast", checkpoint, {"codec": "ffv1", "batch_size": 6})
-    plan = make_plan(
-        tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=3
-    )
+    plan = make_plan(tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=3)
     assert plan.align == 6 and all(c.start % 6 == 0 for c in plan.chunks)
     config = {"encode": {"codec": "libx264", "gop": 8}, "generate": {"batch_size": 6}}
     assert default_alignment(config) == 24
@@ -523,9 +497,7 @@ def test_run_chunk_refuses_chunk_outputs_outside_the_parts_folder(job, where):
         (parts / "clip.mp4").hardlink_to(clip)
     _edit(job, _set_output(0, target))
     before = {p: p.read_bytes() for p in (precious, beside, Path(clip))}
-    with pytest.raises(
-        InvalidInput, match=re.escape("chunks[0].output") + ".*" + message
-    ):
+    with pytest.raises(InvalidInput, match=re.escape("chunks[0].output") + ".*" + message):
         run_chunk(job, 0)
     assert {p: p.read_bytes() for p in before} == before
     assert read_status(job, 0) is None
@@ -576,9 +548,7 @@ def _same_size_edit(path: Path, offset: int) -> None:
 def test_run_chunk_refuses_a_same_size_edit_of_the_clip(job):
     clip = Path(load_plan(job).input)
     _same_size_edit(clip, clip.stat().st_size // 2)
-    with pytest.raises(
-        InvalidInput, match=re.escape(str(clip)) + ".*sampled SHA-256 differs"
-    ):
+    with pytest.raises(InvalidInput, match=re.escape(str(clip)) + ".*sampled SHA-256 differs"):
         run_chunk(job, 0)
     assert read_status(job, 0) is None
 
@@ -586,9 +556,7 @@ def test_run_chunk_refuses_a_same_size_edit_of_the_clip(job):
 def test_run_chunk_refuses_an_edited_source_photo(job):
     source = Path(load_plan(job).source)
     _same_size_edit(source, 100)
-    with pytest.raises(
-        InvalidInput, match=re.escape(str(source)) + ".*source image changed"
-    ):
+    with pytest.raises(InvalidInput, match=re.escape(str(source)) + ".*source image changed"):
         run_chunk(job, 0)
 
 
@@ -613,14 +581,10 @@ def test_fast_check_hashes_a_large_clip_whole_when_its_mtime_moved(job, tmp_path
     _same_size_edit(big, SAMPLE_BYTES + 10)  # between the first and the middle sample
     # the mtime kept and the samples missed: only the full hash sees it
     check_inputs(plan)
-    with pytest.raises(
-        InvalidInput, match="big.mov: input clip changed.*SHA-256 differs"
-    ):
+    with pytest.raises(InvalidInput, match="big.mov: input clip changed.*SHA-256 differs"):
         check_inputs(plan, full=True)
     os.utime(big, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
-    with pytest.raises(
-        InvalidInput, match="big.mov: input clip changed.*SHA-256 differs"
-    ):
+    with pytest.raises(InvalidInput, match="big.mov: input clip changed.*SHA-256 differs"):
         check_inputs(plan)
 
 

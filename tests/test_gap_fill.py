@@ -31,7 +31,9 @@ def test_jackie_chan_head_down_frames_are_swapped_with_the_default_preset(data_d
 
 def test_the_profile_clip_is_swapped_in_every_frame_with_the_default_preset(data_dir):
     """35 of its first 60 frames were unswapped before (profiles HOG misses, a hand in front)."""
-    analysis, plan = _plan(data_dir / "talking_head_profile_occlusion_01.mp4", load_config(), 0, 126)
+    analysis, plan = _plan(
+        data_dir / "talking_head_profile_occlusion_01.mp4", load_config(), 0, 126
+    )
     assert [f for f in range(126) if f not in plan] == []
     assert len(analysis.tracks) == 1
 
@@ -55,14 +57,20 @@ def test_a_synthetic_gap_is_filled_close_to_the_true_landmarks(data_dir):
     cfg = load_config("balanced", {"detect_interval": 1, "second_detector": "none"})
     gap = range(20, 26)
     truth, _ = _plan(clip, cfg, 0, 32)
-    filled, plan = _plan(clip, cfg, 0, 32, _DropDetections(pipeline.face_config(cfg.detect), set(gap)))
+    filled, plan = _plan(
+        clip, cfg, 0, 32, _DropDetections(pipeline.face_config(cfg.detect), set(gap))
+    )
     (t,), (u,) = truth.tracks, filled.tracks
     assert all(f in plan for f in range(32)) and not set(gap) & u.detected
     err = [np.linalg.norm(u.faces[f].landmarks - t.faces[f].landmarks, axis=1).mean() for f in gap]
     assert max(err) < 4.0, err
     # without gap filling the same frames are lost
-    off = load_config("balanced", {"detect_interval": 1, "second_detector": "none", "gap_seconds": 0})
-    _, plan_off = _plan(clip, off, 0, 32, _DropDetections(pipeline.face_config(off.detect), set(gap)))
+    off = load_config(
+        "balanced", {"detect_interval": 1, "second_detector": "none", "gap_seconds": 0}
+    )
+    _, plan_off = _plan(
+        clip, off, 0, 32, _DropDetections(pipeline.face_config(off.detect), set(gap))
+    )
     assert not set(gap) & set(plan_off)
 
 
@@ -76,7 +84,7 @@ def test_the_detection_size_follows_the_smallest_face_not_the_frame_width():
 
 
 def test_balanced_finds_every_60px_face_of_the_1080p_crowd(data_dir):
-    """"No faces found" before: balanced detected on a 360 px copy of the 1080p frame. Now every
+    """ "No faces found" before: balanced detected on a 360 px copy of the 1080p frame. Now every
     face of at least 60 px that the quality detector finds in the full frame is found."""
     from mmvideo.io.media import open_reader
 

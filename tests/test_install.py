@@ -33,9 +33,7 @@ def setup_requirements() -> list[Requirement]:
     lines = cfg["options"]["install_requires"].splitlines()
     lines += cfg["options.extras_require"]["dev"].splitlines()
     return [
-        Requirement(line)
-        for line in lines
-        if line.strip() and not line.strip().startswith("#")
+        Requirement(line) for line in lines if line.strip() and not line.strip().startswith("#")
     ]
 
 

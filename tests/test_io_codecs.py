@@ -210,9 +210,7 @@ def test_encoder_settings_table(options, depth, out, size, expected):
     ],
 )
 def test_bad_options_are_one_line_errors(options, out, message):
-    with pytest.raises(
-        InvalidInput, match=message.replace(".", r"\.").replace("(", r"\(")
-    ):
+    with pytest.raises(InvalidInput, match=message.replace(".", r"\.").replace("(", r"\(")):
         encoder_settings(options, 8, out)
 
 
@@ -254,14 +252,11 @@ def _info(path="in.mp4") -> MediaInfo:
 
 def test_ffmpeg_command_puts_user_args_last(tmp_path):
     options = EncodeOptions(crf=22, ffmpeg_args=("-tune", "film", "-crf", "20"))
-    cmd = ffmpeg_command(
-        _info(), options, tmp_path / "t.partial", tmp_path / "o.mp4", True
-    )
+    cmd = ffmpeg_command(_info(), options, tmp_path / "t.partial", tmp_path / "o.mp4", True)
     out = cmd.index(str(tmp_path / "t.partial"))
     assert cmd[:2] == ["ffmpeg", "-f"] and "-y" in cmd[out:]
     assert (
-        cmd[cmd.index("-vcodec") + 1] == "libx264"
-        and cmd[cmd.index("-pix_fmt") + 1] == "yuv420p"
+        cmd[cmd.index("-vcodec") + 1] == "libx264" and cmd[cmd.index("-pix_fmt") + 1] == "yuv420p"
     )
     assert cmd[out - 4 : out] == [
         "-tune",
@@ -282,9 +277,7 @@ def test_ffmpeg_command_without_stream_copy(tmp_path):
     )
     assert "1:a?" not in cmd and "-acodec" not in cmd
     assert (
-        cmd[cmd.index("-pix_fmt") + 1] == "bgr0"
-        and "-colorspace" not in cmd
-        and "-vf" not in cmd
+        cmd[cmd.index("-pix_fmt") + 1] == "bgr0" and "-colorspace" not in cmd and "-vf" not in cmd
     )
 
 
@@ -292,7 +285,9 @@ def test_ffmpeg_command_without_stream_copy(tmp_path):
     ("flags", "message"),
     [(["--crf", "99"], "99 is not in the range 0<=x<=51"), (["--threads", "-2"], "x>=0")],
 )
-def test_transcode_flags_are_range_checked_before_any_file_is_read(tmp_path, capsys, flags, message):
+def test_transcode_flags_are_range_checked_before_any_file_is_read(
+    tmp_path, capsys, flags, message
+):
     from mmvideo.cli import main
 
     rc = main(["transcode", str(tmp_path / "missing.mp4"), str(tmp_path / "o.mp4"), *flags])

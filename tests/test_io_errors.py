@@ -39,9 +39,7 @@ def out_dir(tmp_path):
 
 def _truncated_without_index(tmp_path, data_dir):
     path = tmp_path / "cut.mp4"
-    src = (
-        data_dir / "talking_head_turn_03.mp4"
-    ).read_bytes()  # index (moov) at the end
+    src = (data_dir / "talking_head_turn_03.mp4").read_bytes()  # index (moov) at the end
     assert src.find(b"moov") > src.find(b"mdat")
     path.write_bytes(src[: len(src) // 2])
     return path
@@ -107,9 +105,7 @@ def _unsupported_codec(tmp_path, data_dir):
     )
     data = mkv.read_bytes()
     assert data.count(b"V_MPEG4/ISO/AVC") == 1
-    path.write_bytes(
-        data.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/QQQ")
-    )  # a codec no one knows
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/QQQ"))  # a codec no one knows
     return path
 
 
@@ -164,9 +160,7 @@ def test_output_folder_missing(data_dir, tmp_path, capsys):
 
 
 def test_output_is_a_directory(data_dir, out_dir, capsys):
-    code, err = run_cli(
-        capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out_dir
-    )
+    code, err = run_cli(capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out_dir)
     assert_one_line_error(code, err, 4, out_dir, "is a directory")
     assert list(out_dir.iterdir()) == []
 
@@ -176,12 +170,8 @@ def test_output_equals_input(data_dir, tmp_path, capsys):
     shutil.copy(data_dir / "talking_head_turn_01.mp4", src)
     before = src.read_bytes()
     code, err = run_cli(capsys, "transcode", src, tmp_path / "." / "clip.mp4")
-    assert_one_line_error(
-        code, err, 4, tmp_path / "." / "clip.mp4", "output is the input"
-    )
-    assert src.read_bytes() == before and sorted(
-        p.name for p in tmp_path.iterdir()
-    ) == ["clip.mp4"]
+    assert_one_line_error(code, err, 4, tmp_path / "." / "clip.mp4", "output is the input")
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 def test_unknown_output_container(data_dir, out_dir, capsys):
@@ -267,7 +257,5 @@ def test_output_folder_not_writable(data_dir, out_dir, capsys, monkeypatch):
     code, err = run_cli(
         capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out_dir / "o.mp4"
     )
-    assert_one_line_error(
-        code, err, 4, out_dir / "o.mp4", f"folder {out_dir} is not writable"
-    )
+    assert_one_line_error(code, err, 4, out_dir / "o.mp4", f"folder {out_dir} is not writable")
     assert list(out_dir.iterdir()) == []

@@ -26,6 +26,7 @@ def interlaced_clip(path, order: str) -> None:
 
 def ffprobe_fields(path) -> tuple[str, list[tuple[int, int]]]:
     """The stream's field_order and each frame's (interlaced_frame, top_field_first)."""
+
     def run(*args):
         return subprocess.run(
             ["ffprobe", "-v", "error", "-select_streams", "v", *args, "-of", "csv=p=0", str(path)],

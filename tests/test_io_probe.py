@@ -121,9 +121,7 @@ def test_vfr_timestamps_are_reported_and_kept(tmp_path):
 
 def test_10bit_decodes_to_uint16(tmp_path):
     clip = tmp_path / "deep.mkv"
-    source = make_clip(
-        clip, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1), codec="ffv1"
-    )
+    source = make_clip(clip, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1), codec="ffv1")
     info = probe(clip)
     assert info.video.bit_depth == 10 and info.video.pix_fmt == "yuv420p10le"
     assert info.video.colour.names()["transfer"] == "smpte2084"
@@ -170,9 +168,7 @@ def test_probe_cli_json(data_dir, capsys):
 def test_probe_cli_text(data_dir, capsys):
     assert main(["probe", str(data_dir / "talking_head_obama_news_01.mp4")]) == 0
     out = capsys.readouterr().out
-    assert (
-        "1280x720" in out and "55 frames (header says 158)" in out and "audio #1" in out
-    )
+    assert "1280x720" in out and "55 frames (header says 158)" in out and "audio #1" in out
 
 
 def test_interlaced_flag_reported(tmp_path):

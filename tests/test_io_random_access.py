@@ -58,9 +58,7 @@ def test_edit_list_clip_falls_back_to_pyav(data_dir):
 )
 def test_generated_edge_cases_are_exact(tmp_path, kwargs):
     clip = tmp_path / "clip.mkv"
-    make_clip(
-        clip, frames=8, options={"g": "3"}, **kwargs
-    )  # several key frames to seek between
+    make_clip(clip, frames=8, options={"g": "3"}, **kwargs)  # several key frames to seek between
     reference = all_frames(clip)
     assert_exact(read_frames(clip, 4, 7), reference, 4, 7)
     if kwargs.get("rotation") or kwargs.get("pix_fmt"):
@@ -75,9 +73,7 @@ def test_pyav_backend_forced(data_dir):
 
 
 def test_range_outside_clip(data_dir):
-    reader = open_random_access(
-        data_dir / "talking_head_turn_03.mp4", prefer_decord=False
-    )
+    reader = open_random_access(data_dir / "talking_head_turn_03.mp4", prefer_decord=False)
     with pytest.raises(InvalidInput, match="outside 0..108"):
         reader.read(100, 200)
 

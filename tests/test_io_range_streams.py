@@ -62,8 +62,7 @@ def decoded_audio(path) -> tuple[float, np.ndarray]:
         frames = list(c.decode(c.streams.audio[0]))
     first = frames[0]
     data = [
-        f.to_ndarray().T if f.format.is_planar else f.to_ndarray().reshape(-1, 2)
-        for f in frames
+        f.to_ndarray().T if f.format.is_planar else f.to_ndarray().reshape(-1, 2) for f in frames
     ]
     return float(first.pts * first.time_base), np.concatenate(data).astype(np.float64)
 
@@ -122,7 +121,9 @@ def test_range_keeps_the_subtitles_shown_within_it(tmp_path):
     assert texts == ["across the start", "inside", "across the end"]
 
 
-@pytest.mark.parametrize(("start", "stop", "begin", "end"), [(0, 50, 0.0, 2.0), (30, 100, 1.2, 4.0)])
+@pytest.mark.parametrize(
+    ("start", "stop", "begin", "end"), [(0, 50, 0.0, 2.0), (30, 100, 1.2, 4.0)]
+)
 def test_a_range_at_either_end_of_the_clip(tmp_path, start, stop, begin, end):
     clip, out = tmp_path / "clip.mkv", tmp_path / "range.mkv"
     make_clip(clip, "pcm_s16le", tmp_path)

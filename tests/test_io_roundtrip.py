@@ -55,9 +55,7 @@ def assert_same_timing(src, out, absolute=True):
     return a, b
 
 
-@pytest.mark.parametrize(
-    "name", ["talking_head_turn_01.mp4", "talking_head_obama_news_01.mp4"]
-)
+@pytest.mark.parametrize("name", ["talking_head_turn_01.mp4", "talking_head_obama_news_01.mp4"])
 def test_real_clip_keeps_frames_pts_and_audio_bytes(data_dir, tmp_path, name):
     src, out = data_dir / name, tmp_path / "out.mp4"
     report = transcode(src, out, FAST)
@@ -66,9 +64,7 @@ def test_real_clip_keeps_frames_pts_and_audio_bytes(data_dir, tmp_path, name):
     assert [f.pts for f in a] == [f.pts for f in b]  # same time base too
     audio_in, audio_out = packets(src, "audio"), packets(out, "audio")
     assert len(audio_in) > 50 and audio_in == audio_out
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "out.mp4"
-    ]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temp files left
 
 
 def test_ffv1_round_trip_is_pixel_identical(data_dir, tmp_path):
@@ -100,9 +96,7 @@ def test_vfr_stays_variable(tmp_path):
     assert probe(out).video.vfr
 
 
-@pytest.mark.parametrize(
-    ("codec", "suffix"), [("libx264", ".mp4"), ("libx265", ".mkv")]
-)
+@pytest.mark.parametrize(("codec", "suffix"), [("libx264", ".mp4"), ("libx265", ".mkv")])
 def test_colour_tags_and_10bit_depth_preserved(tmp_path, codec, suffix):
     src, out = tmp_path / "hdr.mkv", tmp_path / f"out{suffix}"
     make_clip(src, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1))
@@ -171,9 +165,7 @@ def test_container_metadata_and_faststart(data_dir, tmp_path):
     assert meta["title"] == "Take 7" and meta["comment"] == "slate"
     assert probe(out).streams[0].language == "fra"  # video stream tags too
     head = out.read_bytes()[:4096]
-    assert (
-        0 <= head.find(b"moov") < max(head.find(b"mdat"), 4096)
-    )  # index first: +faststart
+    assert 0 <= head.find(b"moov") < max(head.find(b"mdat"), 4096)  # index first: +faststart
 
 
 def test_subtitles_copied_packet_for_packet(data_dir, tmp_path):
@@ -239,9 +231,7 @@ def test_audio_the_container_cannot_hold(data_dir, tmp_path):
 
 def test_ffmpeg_backend_keeps_frames_pts_and_audio(data_dir, tmp_path):
     src, out = data_dir / "talking_head_turn_01.mp4", tmp_path / "out.mp4"
-    transcode(
-        src, out, EncodeOptions(ffmpeg_args=("-preset", "ultrafast", "-tune", "film"))
-    )
+    transcode(src, out, EncodeOptions(ffmpeg_args=("-preset", "ultrafast", "-tune", "film")))
     assert_same_timing(src, out)
     assert packets(out, "audio") == packets(src, "audio")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
@@ -249,9 +239,7 @@ def test_ffmpeg_backend_keeps_frames_pts_and_audio(data_dir, tmp_path):
 
 def test_ffmpeg_backend_vfr_and_lossless(tmp_path):
     src, out = tmp_path / "vfr.mp4", tmp_path / "out.mkv"
-    make_clip(
-        src, frames=5, pts=[0, 1000, 3000, 3500, 7000], time_base=Fraction(1, 10000)
-    )
+    make_clip(src, frames=5, pts=[0, 1000, 3000, 3500, 7000], time_base=Fraction(1, 10000))
     transcode(src, out, EncodeOptions(codec="ffv1", ffmpeg_args=("-slices", "4")))
     a, b = assert_same_timing(src, out)
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
@@ -271,9 +259,7 @@ def test_chunks_concat_losslessly_with_source_audio(data_dir, tmp_path):
     out = concat_lossless(parts, tmp_path / "joined.mp4", audio_source=src)
     a, b = frames(src), frames(out)
     assert len(b) == 112
-    assert [float(t) for t in seconds(b)] == pytest.approx(
-        [float(t) for t in seconds(a)], abs=1e-4
-    )
+    assert [float(t) for t in seconds(b)] == pytest.approx([float(t) for t in seconds(a)], abs=1e-4)
     assert packets(out, "audio") == packets(src, "audio")
     # the join is the chunks' pictures, untouched (ffmpeg re-inserts parameter sets in-band at
     # each chunk's first packet, so compare decoded pixels rather than packet bytes)
@@ -301,9 +287,7 @@ def test_writer_fills_missing_pts_and_rescales_other_time_bases(tmp_path):
     info, decoded = probe(src), frames(src)
     variants = {
         "none.mp4": [replace(f, pts=None) for f in decoded],
-        "tb25.mp4": [
-            replace(f, pts=f.index, time_base=Fraction(1, 25)) for f in decoded
-        ],
+        "tb25.mp4": [replace(f, pts=f.index, time_base=Fraction(1, 25)) for f in decoded],
     }
     for name, fs in variants.items():
         with VideoWriter(tmp_path / name, info, FAST) as writer:
@@ -356,9 +340,7 @@ def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, colour):
     src = tmp_path / "src.mkv"
     make_clip(src, frames=3, colour=colour, pix_fmt="yuv444p", codec="ffv1")
     out_pipe, out_pyav = tmp_path / "pipe.mkv", tmp_path / "pyav.mkv"
-    lossless = EncodeOptions(
-        codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p"
-    )
+    lossless = EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p")
     transcode(src, out_pipe, replace(lossless, ffmpeg_args=("-qp", "0")))
     transcode(src, out_pyav, lossless)
     assert probe(out_pipe).video.colour == probe(src).video.colour

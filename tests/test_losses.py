@@ -71,9 +71,7 @@ def test_identity_frame_is_the_fixed_similarity():
     assert (idx % 112, idx // 112) == (28, 42)
     # the 112 frame reaches 16 px beyond each side of the 224 crop: its border reads as zero
     assert to_identity_frame(torch.ones(1, 3, 224, 224))[0, 0, 0, 0] == 0
-    assert to_identity_frame(torch.ones(1, 3, 224, 224))[0, 0, 56, 56] == pytest.approx(
-        1
-    )
+    assert to_identity_frame(torch.ones(1, 3, 224, 224))[0, 0, 56, 56] == pytest.approx(1)
     y.sum().backward()
     assert x.grad.abs().sum() > 0
 
@@ -110,21 +108,21 @@ def test_reconstruction_loss_only_sees_the_background():
     for f in feats_swap:
         s = f.shape[-1]
         f[..., s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] += 1
-    assert reconstruction_loss(
-        swapped, target, mask, feats_swap, feats
-    ).item() == pytest.approx(0, abs=1e-7)
+    assert reconstruction_loss(swapped, target, mask, feats_swap, feats).item() == pytest.approx(
+        0, abs=1e-7
+    )
     # a background change costs its L1 mean; a feature change its squared mean
     swapped[..., :8, :] += 0.5
     img_term = 0.5 * 8 * 224 * 3 / (3 * 224 * 224)
-    assert reconstruction_loss(
-        swapped, target, mask, feats, feats
-    ).item() == pytest.approx(img_term, rel=1e-5)
+    assert reconstruction_loss(swapped, target, mask, feats, feats).item() == pytest.approx(
+        img_term, rel=1e-5
+    )
     feats_off = [f + 0.1 for f in feats]
     background = 1 - (112 * 112) / (224 * 224)
     expected = img_term + 3 * 0.01 * background
-    assert reconstruction_loss(
-        swapped, target, mask, feats_off, feats
-    ).item() == pytest.approx(expected, rel=1e-4)
+    assert reconstruction_loss(swapped, target, mask, feats_off, feats).item() == pytest.approx(
+        expected, rel=1e-4
+    )
 
 
 def test_reconstruction_stop_gradient_on_self_swap_features():
@@ -135,9 +133,7 @@ def test_reconstruction_stop_gradient_on_self_swap_features():
     )
     reconstruction_loss(target, target, mask, [z_swap], [z_self]).backward()
     assert z_swap.grad is not None and z_self.grad is None
-    reconstruction_loss(
-        target, target, mask, [z_swap], [z_self], stop_gradient=False
-    ).backward()
+    reconstruction_loss(target, target, mask, [z_swap], [z_self], stop_gradient=False).backward()
     assert z_self.grad is not None
 
 
@@ -177,9 +173,7 @@ def test_adversarial_losses_eq_10_and_11():
     d = ConstantD(0.0)
     assert global_adversarial_loss(d, real, fake, "d").item() == pytest.approx(2 * ln2)
     assert global_adversarial_loss(d, real, fake, "g").item() == pytest.approx(ln2)
-    assert global_adversarial_loss(
-        d, real, fake, "g", mode="minimax"
-    ).item() == pytest.approx(-ln2)
+    assert global_adversarial_loss(d, real, fake, "g", mode="minimax").item() == pytest.approx(-ln2)
     # a confident, correct discriminator has a small loss and leaves the generator a large one
     d_good = ConstantD(5.0)
     assert afsa_loss(
@@ -222,9 +216,7 @@ def test_total_loss_weights_and_reverse_swap():
         + 1e-6 * losses.weight_l1
     )
     assert losses.total.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert losses.weight_l1.item() == pytest.approx(
-        weight_l1_penalty(gen).item(), rel=1e-6
-    )
+    assert losses.weight_l1.item() == pytest.approx(weight_l1_penalty(gen).item(), rel=1e-6)
     with torch.no_grad():
         # the reverse swap is b's frame with a's identity; the self-swaps use the frame's own identity
         direct_ba = gen(b.image, a.identity, b.depth, b.heatmaps)

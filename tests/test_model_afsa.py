@@ -60,9 +60,7 @@ def test_crops_land_on_their_components():
     for k, name in enumerate(COMPONENTS):
         assert crops[k].shape == (1, 3, *sizes[k])
         if name in COLOURS:
-            expected = torch.tensor(COLOURS[name])[None, :, None, None].expand_as(
-                crops[k]
-            )
+            expected = torch.tensor(COLOURS[name])[None, :, None, None].expand_as(crops[k])
             assert torch.allclose(crops[k], expected, atol=1e-5), name
     # the jaw box holds everything: all three colours and the grey background appear in its crop
     jaw = crops[3][0].reshape(3, -1).T

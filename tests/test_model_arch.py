@@ -49,24 +49,15 @@ def test_spatial_attention_matches_direct_computation():
     phi = torch.randn(2, 3, generator=g)
     got = spatial_attention(u, phi)
     for b in range(2):
-        s = [
-            [sum(u[b, c, i, j].item() for c in range(3)) / 3 for j in range(5)]
-            for i in range(4)
-        ]
+        s = [[sum(u[b, c, i, j].item() for c in range(3)) / 3 for j in range(5)] for i in range(4)]
         for c in range(3):
             logits = [s[i][j] * phi[b, c].item() for i in range(4) for j in range(5)]
             denom = sum(math.exp(v) for v in logits)
-            expected = [
-                math.exp(v) / denom * 20 for v in logits
-            ]  # scaled so uniform = 1
+            expected = [math.exp(v) / denom * 20 for v in logits]  # scaled so uniform = 1
             assert got[b, c].flatten().tolist() == pytest.approx(expected, rel=1e-5)
-    assert spatial_attention(u, phi, scale=False).sum(dim=(2, 3)) == pytest.approx(
-        torch.ones(2, 3)
-    )
+    assert spatial_attention(u, phi, scale=False).sum(dim=(2, 3)) == pytest.approx(torch.ones(2, 3))
     # a zero identity projection gives a uniform attention of exactly 1
-    assert torch.allclose(
-        spatial_attention(u, torch.zeros(2, 3)), torch.ones(2, 3, 4, 5)
-    )
+    assert torch.allclose(spatial_attention(u, torch.zeros(2, 3)), torch.ones(2, 3, 4, 5))
 
 
 def test_channel_attention_matches_direct_computation():
@@ -214,19 +205,13 @@ def test_gradients_reach_every_trainable_parameter(name):
     a, b = _face_batch(cfg, 0, batch=1), _face_batch(cfg, 1, batch=1)
     losses, out = generator_losses(cfg, gen, disc, enc, a, b)
     losses.total.backward()
-    missing = [
-        n
-        for n, p in gen.named_parameters()
-        if p.grad is None or not p.grad.abs().sum() > 0
-    ]
+    missing = [n for n, p in gen.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient for {missing}"
     assert all(p.grad is None for p in enc.parameters())
     disc.zero_grad()
     discriminator_loss(cfg, disc, a, b, out).backward()
     missing = [
-        n
-        for n, p in disc.named_parameters()
-        if p.grad is None or not p.grad.abs().sum() > 0
+        n for n, p in disc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
     ]
     assert not missing, f"no discriminator gradient for {missing}"
 
@@ -262,10 +247,7 @@ def test_ablation_cells_of_table_1():
         type(create_discriminator(create_config("paper-fv-global"))).__name__
         == "GlobalDiscriminator"
     )
-    assert (
-        type(create_discriminator(create_config("paper"))).__name__
-        == "AFSADiscriminator"
-    )
+    assert type(create_discriminator(create_config("paper"))).__name__ == "AFSADiscriminator"
 
 
 def test_registry_refuses_unknown_names_and_arguments():
@@ -276,10 +258,7 @@ def test_registry_refuses_unknown_names_and_arguments():
     with pytest.raises(ModelError, match="decoder stages"):
         create_config("tiny", decoder_channels=(8,))
     cfg = create_config("base", identity_dim=128)
-    assert (
-        cfg.identity_dim == 128
-        and create_generator(cfg).visual.blocks[0].phi.in_features == 128
-    )
+    assert cfg.identity_dim == 128 and create_generator(cfg).visual.blocks[0].phi.in_features == 128
 
 
 def test_config_dict_round_trip():

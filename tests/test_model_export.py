@@ -32,9 +32,7 @@ def test_onnx_export_matches_torch(tmp_path, checkpoint):
     _, gen = checkpoint
     path = export_onnx(gen, tmp_path / "g.onnx")
     assert path.is_file() and not list(tmp_path.glob(".*tmp"))
-    assert (
-        check_onnx(gen, path, batch=3) < 1e-3
-    )  # another batch size than the traced one
+    assert check_onnx(gen, path, batch=3) < 1e-3  # another batch size than the traced one
 
 
 def test_swapper_runs_any_batch_and_matches_the_generator(checkpoint):
@@ -67,11 +65,7 @@ def test_summary_rows_add_up():
     rows = {r.name: r for r in generator_summary(gen, max_depth=1)}
     top = rows["MagicMaskGenerator"]
     parts = [rows[n] for n in ("visual", "geometric", "decoder")]
-    assert (
-        top.params
-        == sum(r.params for r in parts)
-        == sum(p.numel() for p in gen.parameters())
-    )
+    assert top.params == sum(r.params for r in parts) == sum(p.numel() for p in gen.parameters())
     assert top.gmacs == pytest.approx(sum(r.gmacs for r in parts), rel=1e-6)
     assert all(r.gmacs > 0 for r in parts)
 
@@ -86,6 +80,4 @@ def test_cli_describe_and_export(tmp_path, checkpoint, capsys):
     assert main(["models", "describe", "nonsense"]) == ModelError.exit_code
     onnx_path = tmp_path / "cli.onnx"
     assert main(["models", "export-onnx", str(path), str(onnx_path)]) == 0
-    assert (
-        "onnxruntime matches torch" in capsys.readouterr().out and onnx_path.is_file()
-    )
+    assert "onnxruntime matches torch" in capsys.readouterr().out and onnx_path.is_file()

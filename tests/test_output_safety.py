@@ -100,14 +100,14 @@ SUFFIX = {"preview": ".png", "tracks": ".png", "faces": ".png", "export-onnx": "
 
 @pytest.mark.parametrize("flag", [None, "-n", "--no-overwrite"])
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_existing_output_is_kept_unless_y(
-    tmp_path, capsys, clip, face, no_models, command, flag
-):
+def test_existing_output_is_kept_unless_y(tmp_path, capsys, clip, face, no_models, command, flag):
     out = _existing(tmp_path, "out" + SUFFIX.get(command, ".mp4"))
     args = COMMANDS[command](clip, face, out) + ([flag] if flag else [])
     code, err, _ = run_cli(capsys, *args)
     assert code == 4
-    assert one_line(err) == f"mmvideo: error: {out}: already exists; pass -y/--overwrite to replace it"
+    assert (
+        one_line(err) == f"mmvideo: error: {out}: already exists; pass -y/--overwrite to replace it"
+    )
     assert out.read_bytes() == b"a finished render"
 
 
@@ -225,9 +225,7 @@ def test_merge_keeps_an_existing_output_unless_y(tmp_path, capsys, clip, monkeyp
     assert out.read_bytes() == merged
 
 
-def test_run_chunk_still_resumes_and_y_reruns_a_finished_chunk(
-    tmp_path, capsys, clip, monkeypatch
-):
+def test_run_chunk_still_resumes_and_y_reruns_a_finished_chunk(tmp_path, capsys, clip, monkeypatch):
     monkeypatch.setattr(chunk_module, "run_job", _transcode)
     job, _ = _job(tmp_path, clip, 2)
     code, err, out = run_cli(capsys, "run-chunk", job, "--index", "0")
@@ -327,9 +325,13 @@ def test_pcm_audio_into_mp4_is_one_line_suggesting_aac(tmp_path, capsys, pcm_cli
         assert code == 0, err
         return
     assert code == 4
-    assert "container cannot hold audio stream #1 (pcm_s16le); use --audio-codec aac" in one_line(err)
+    assert "container cannot hold audio stream #1 (pcm_s16le); use --audio-codec aac" in one_line(
+        err
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [pcm_clip.name]
-    code, err, _ = run_cli(capsys, "transcode", "--no-progress", "--audio-codec", "aac", pcm_clip, out)
+    code, err, _ = run_cli(
+        capsys, "transcode", "--no-progress", "--audio-codec", "aac", pcm_clip, out
+    )
     assert code == 0, err
 
 

@@ -68,9 +68,7 @@ def test_rows_cover_the_range_with_tracks_and_flags(checkpoint, data_dir):
         warmup=3,
     )
     assert [r.label for r in rows] == [20, 25, 30]
-    assert all(
-        r.face_found for r in rows
-    )  # a talking head: a face in every shown frame
+    assert all(r.face_found for r in rows)  # a talking head: a face in every shown frame
     assert all(any(f.selected for f in r.faces) for r in rows)
     for r in rows:
         assert r.original.shape == r.swapped.shape == (224, 224, 3)
@@ -112,7 +110,16 @@ def test_preview_takes_the_swap_config_flags(checkpoint, data_dir, tmp_path, mon
     monkeypatch.setattr(mediapipe_backend.MeshLandmarker, "__call__", counted)
     out = tmp_path / "sheet.png"
     args = ["preview", "--source", str(data_dir / SOURCE), "--in", str(data_dir / CLIP)]
-    args += ["--frames", "10-12", "--out", str(out), "--count", "1", "--checkpoint", str(checkpoint)]
+    args += [
+        "--frames",
+        "10-12",
+        "--out",
+        str(out),
+        "--count",
+        "1",
+        "--checkpoint",
+        str(checkpoint),
+    ]
     args += ["--warmup", "0", "--face-backend", "mediapipe", "--detector", "hog"]
     assert main(args) == 0 and out.is_file()
     source_shape = load_image(data_dir / SOURCE).shape

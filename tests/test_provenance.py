@@ -138,9 +138,7 @@ def credentials(tmp_path_factory) -> dict[str, Path | bytes]:
         .not_valid_after(valid[1])
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_usage(key_cert_sign=True, crl_sign=True), critical=True)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -154,12 +152,8 @@ def credentials(tmp_path_factory) -> dict[str, Path | bytes]:
         .not_valid_after(valid[1])
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(digital_signature=True), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False
-        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             False,
@@ -170,9 +164,7 @@ def credentials(tmp_path_factory) -> dict[str, Path | bytes]:
     cert_path, key_path = folder / "chain.pem", folder / "key.pem"
     cert_path.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
     key_path.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return {"cert": cert_path, "key": key_path, "anchor": ca.public_bytes(pem)}
 
@@ -195,9 +187,7 @@ def test_signed_png_and_mp4_verify_with_face_replaced_action(tmp_path, credentia
         report = read_c2pa(path, trust_anchors=credentials["anchor"])
         assert report.present and report.state == "Trusted", report.failures
         assert "c2pa.edited" in report.actions
-        assert any(
-            d.startswith("face replaced by mmvideo") for d in report.descriptions
-        )
+        assert any(d.startswith("face replaced by mmvideo") for d in report.descriptions)
         assert report.tag == tag
         # Without our CA as an anchor the signature still checks out, but is not trusted.
         assert read_c2pa(path).state == "Valid"
@@ -260,21 +250,15 @@ def test_open_writer_signs_each_output_it_can(tmp_path, credentials, data_dir, c
     clip = data_dir / "talking_head_turn_01.mp4"
     info = probe_media(clip)
     tag = make_tag(SHA, now=NOW)
-    post = PostOptions(
-        provenance=tag.to_text(), sign=(credentials["cert"], credentials["key"])
-    )
+    post = PostOptions(provenance=tag.to_text(), sign=(credentials["cert"], credentials["key"]))
     for out in (tmp_path / "s.mp4", tmp_path / "s.%03d.png", tmp_path / "s.%03d.exr"):
-        with open_writer(
-            out, info, EncodeOptions(), start=0, post=post, copy_streams=False
-        ) as w:
+        with open_writer(out, info, EncodeOptions(), start=0, post=post, copy_streams=False) as w:
             for frame in open_reader(clip, info, stop=3):
                 w.write(frame)
     video = read_c2pa(tmp_path / "s.mp4", trust_anchors=credentials["anchor"])
     assert video.state == "Trusted" and video.tag == tag
     for n in range(3):
-        frame = read_c2pa(
-            tmp_path / f"s.{n:03d}.png", trust_anchors=credentials["anchor"]
-        )
+        frame = read_c2pa(tmp_path / f"s.{n:03d}.png", trust_anchors=credentials["anchor"])
         assert frame.state == "Trusted" and "c2pa.edited" in frame.actions
     assert read_provenance(tmp_path / "s.%03d.exr") == tag
     assert "C2PA cannot be embedded in this format; not signed" in caplog.text

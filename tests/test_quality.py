@@ -21,7 +21,9 @@ def face(data_dir):
 def test_an_image_against_itself_scores_ssim_1_and_ratios_1(face):
     image, landmarks = face
     r = quality.realism(image, image.copy(), landmarks)
-    assert (r.chip_ssim, r.sharpness_ratio, r.band_ratio) == pytest.approx((1.0, 1.0, 1.0), abs=1e-12)
+    assert (r.chip_ssim, r.sharpness_ratio, r.band_ratio) == pytest.approx(
+        (1.0, 1.0, 1.0), abs=1e-12
+    )
 
 
 def test_the_chip_is_150_px_and_follows_the_face(face):

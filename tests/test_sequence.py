@@ -37,18 +37,14 @@ from mmvideo.io.timecode import FrameRange, parse_timecode
 H, W = 24, 32
 
 
-def write_image(
-    path: Path, pixels: np.ndarray, fmt: str, *, channels=None, bits=None, tc=None
-):
+def write_image(path: Path, pixels: np.ndarray, fmt: str, *, channels=None, bits=None, tc=None):
     spec = oiio.ImageSpec(pixels.shape[1], pixels.shape[0], pixels.shape[2], fmt)
     if channels:
         spec.channelnames = channels
     if bits:
         spec.attribute("oiio:BitsPerSample", bits)
     if tc is not None:
-        spec.attribute(
-            "smpte:TimeCode", oiio.TypeDesc("timecode"), list(tc.to_smpte_words())
-        )
+        spec.attribute("smpte:TimeCode", oiio.TypeDesc("timecode"), list(tc.to_smpte_words()))
     out = oiio.ImageOutput.create(str(path))
     assert out.open(str(path), spec), oiio.geterror()
     assert out.write_image(pixels)
@@ -113,9 +109,7 @@ def test_format_frames():
 def test_transfer_inverts_every_16bit_code():
     codes = np.arange(65536, dtype=np.uint16)
     assert np.array_equal(linear_to_display(display_to_linear(codes)), codes)
-    assert linear_to_display(np.array([-1.0, 0.0, 0.0031308, 1.0, 7.5]))[
-        [0, 1, 3, 4]
-    ].tolist() == [
+    assert linear_to_display(np.array([-1.0, 0.0, 0.0031308, 1.0, 7.5]))[[0, 1, 3, 4]].tolist() == [
         0,
         0,
         65535,
@@ -127,9 +121,7 @@ def test_half_lookup_matches_the_transfer_and_tames_nan():
     from mmvideo.io.sequence import _half_table
 
     every_half = np.arange(65536, dtype=np.uint16).view(np.float16)
-    assert np.array_equal(
-        _half_table(), linear_to_display(every_half.astype(np.float32))
-    )
+    assert np.array_equal(_half_table(), linear_to_display(every_half.astype(np.float32)))
     special = np.array([np.nan, np.inf, -np.inf], np.float32)
     assert linear_to_display(special).tolist() == [0, 65535, 0]
 
@@ -221,9 +213,7 @@ def test_dpx_10bit_codes_and_timecode_survive(tmp_path):
         Fraction(24),
     )
     out_pattern = tmp_path / "out.%04d.dpx"
-    with SequenceWriter(
-        str(out_pattern), source=info, options=writer_options_like(info)
-    ) as w:
+    with SequenceWriter(str(out_pattern), source=info, options=writer_options_like(info)) as w:
         for frame in reader:
             w.write(paint_box(frame))
     out = probe_sequence(str(out_pattern))
@@ -240,21 +230,15 @@ def test_dpx_10bit_codes_and_timecode_survive(tmp_path):
 @pytest.mark.parametrize("ext", ["png", "tif"])
 def test_16bit_png_and_tiff_round_trip_exactly(tmp_path, ext):
     rng = np.random.default_rng(2)
-    images = {
-        n: rng.integers(0, 65536, (H, W, 3)).astype(np.uint16) for n in (7, 8, 10)
-    }
+    images = {n: rng.integers(0, 65536, (H, W, 3)).astype(np.uint16) for n in (7, 8, 10)}
     for n, img in images.items():
         write_image(tmp_path / f"s.{n:03d}.{ext}", img, "uint16")
     with pytest.raises(SequenceError, match="missing frames 9 "):
         SequenceReader(str(tmp_path / f"s.%03d.{ext}"))
     reader = SequenceReader(str(tmp_path / f"s.%03d.{ext}"), fill_missing=True, fps=25)
     tc = parse_timecode("02:00:00:00", 25)
-    opts = writer_options_like(
-        reader.info, timecode=tc, provenance='{"synthetic": true}'
-    )
-    with SequenceWriter(
-        str(tmp_path / f"o.%03d.{ext}"), source=reader.info, options=opts
-    ) as w:
+    opts = writer_options_like(reader.info, timecode=tc, provenance='{"synthetic": true}')
+    with SequenceWriter(str(tmp_path / f"o.%03d.{ext}"), source=reader.info, options=opts) as w:
         for frame in reader:
             w.write(frame)
     for n in (7, 8, 9, 10):
@@ -263,9 +247,7 @@ def test_16bit_png_and_tiff_round_trip_exactly(tmp_path, ext):
     out = probe_sequence(str(tmp_path / f"o.%03d.{ext}"))
     assert json.loads(out.provenance)["synthetic"] is True
     assert str(out.timecode) == "02:00:00:00" and out.first == 7
-    assert out.rate == Fraction(
-        25
-    )  # kept in a text chunk (PNG) / the description (TIFF)
+    assert out.rate == Fraction(25)  # kept in a text chunk (PNG) / the description (TIFF)
 
 
 def test_range_reads_only_its_frames(tmp_path):
@@ -316,9 +298,7 @@ def test_exr_without_rgb_channels_is_refused(tmp_path):
 def test_corrupt_file_is_refused_before_decoding(tmp_path):
     make_exr_sequence(tmp_path, [1, 2])
     (tmp_path / "plate.0003.exr").write_bytes(b"not an exr at all")
-    with pytest.raises(
-        SequenceError, match=r"plate\.0003\.exr: cannot read image header"
-    ):
+    with pytest.raises(SequenceError, match=r"plate\.0003\.exr: cannot read image header"):
         SequenceReader(str(tmp_path / "plate.%04d.exr"))
 
 

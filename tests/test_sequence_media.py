@@ -69,9 +69,7 @@ def test_sequence_is_described_like_a_video(tmp_path):
         frame_range("990-1004", info)
     assert str(source_timecode(info)) == "01:00:00:00"
     assert str(source_timecode(info, override="02:00:00:00")) == "02:00:00:00"
-    with pytest.raises(
-        InvalidTimecode, match="--timecode: timecode '2h' does not parse"
-    ):
+    with pytest.raises(InvalidTimecode, match="--timecode: timecode '2h' does not parse"):
         source_timecode(info, override="2h")
     frames = list(open_reader(pattern, info, start=1, stop=4))
     assert [f.index for f in frames] == [1, 2, 3]
@@ -91,9 +89,7 @@ def test_exr_range_to_exr_keeps_numbers_timecode_and_tag(tmp_path):
     assert str(result.timecode) == "01:00:00:01"
     assert read_provenance(out) == TAG
     for n in (1002, 1003):  # nothing was changed, so every float comes back bit for bit
-        a = oiio.ImageInput.open(str(tmp_path / f"plate.{n:04d}.exr")).read_image(
-            "float"
-        )
+        a = oiio.ImageInput.open(str(tmp_path / f"plate.{n:04d}.exr")).read_image("float")
         b = oiio.ImageInput.open(str(tmp_path / f"out.{n:04d}.exr")).read_image("float")
         assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
@@ -101,9 +97,7 @@ def test_exr_range_to_exr_keeps_numbers_timecode_and_tag(tmp_path):
 def test_exr_sequence_to_mp4_with_tag_timecode_and_watermark(tmp_path):
     pattern = exr_plate(tmp_path, list(range(1001, 1013)))
     info = probe_media(pattern)
-    post = PostOptions(
-        provenance=TAG.to_text(), timecode=source_timecode(info), watermark=True
-    )
+    post = PostOptions(provenance=TAG.to_text(), timecode=source_timecode(info), watermark=True)
     out = tmp_path / "plate.mp4"
     with open_writer(out, info, EncodeOptions(crf=23), start=2, post=post) as writer:
         for frame in open_reader(pattern, info, start=2):

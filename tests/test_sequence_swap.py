@@ -120,10 +120,7 @@ def test_swap_on_a_sequence_keeps_numbers_timecode_and_untouched_pixels(
     assert run_swap(checkpoint, data_dir, plate, out, "--frames", "1003-1007") == 3
     assert list(out.parent.iterdir()) == []
     assert (
-        run_swap(
-            checkpoint, data_dir, plate, out, "--frames", "1003-1007", "--fill-missing"
-        )
-        == 0
+        run_swap(checkpoint, data_dir, plate, out, "--frames", "1003-1007", "--fill-missing") == 0
     )
     result = probe_sequence(str(out))
     assert result.frames == (1003, 1004, 1005, 1006, 1007)
@@ -148,9 +145,7 @@ def test_swap_on_a_sequence_keeps_numbers_timecode_and_untouched_pixels(
 
 
 @needs_hooks
-def test_swap_range_of_a_video_with_watermark_timecode_and_tag(
-    checkpoint, data_dir, tmp_path
-):
+def test_swap_range_of_a_video_with_watermark_timecode_and_tag(checkpoint, data_dir, tmp_path):
     out = tmp_path / "range.mp4"
     args = ["--frames", "10-20", "--timecode", "10:00:00:00", "--watermark"]
     assert run_swap(checkpoint, data_dir, data_dir / CLIP, out, *args) == 0
@@ -161,9 +156,7 @@ def test_swap_range_of_a_video_with_watermark_timecode_and_tag(
     assert verify(out).watermark.marked
 
 
-def test_preview_of_a_sequence_labels_frame_numbers_and_timecode(
-    checkpoint, data_dir, tmp_path
-):
+def test_preview_of_a_sequence_labels_frame_numbers_and_timecode(checkpoint, data_dir, tmp_path):
     from mmvideo.config import load_config
     from mmvideo.generate import load_models
     from mmvideo.preview import render_rows
@@ -185,39 +178,24 @@ def test_bad_timecode_fails_before_decoding_and_writes_nothing(
     checkpoint, data_dir, tmp_path, capsys
 ):
     out = tmp_path / "out.mp4"
-    assert (
-        run_swap(
-            checkpoint, data_dir, data_dir / CLIP, out, "--timecode", "25:00:00:00"
-        )
-        == 3
-    )
+    assert run_swap(checkpoint, data_dir, data_dir / CLIP, out, "--timecode", "25:00:00:00") == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (
-        "mmvideo: error: --timecode: timecode 25:00:00:00 is out of range at 25 fps"
-    )
+    assert err[-1] == ("mmvideo: error: --timecode: timecode 25:00:00:00 is out of range at 25 fps")
     assert list(tmp_path.iterdir()) == []
 
 
 @needs_hooks
-def test_probe_shows_timecode_and_provenance_of_outputs(
-    checkpoint, data_dir, tmp_path, capsys
-):
+def test_probe_shows_timecode_and_provenance_of_outputs(checkpoint, data_dir, tmp_path, capsys):
     plate = write_plate(tmp_path, data_dir, "dpx")
     out = tmp_path / "swap.%04d.dpx"
     assert (
-        run_swap(
-            checkpoint, data_dir, plate, out, "--frames", "1002-1003", "--fill-missing"
-        )
-        == 0
+        run_swap(checkpoint, data_dir, plate, out, "--frames", "1002-1003", "--fill-missing") == 0
     )
     capsys.readouterr()
     assert main(["probe", str(out)]) == 0
     text = capsys.readouterr().out
     assert "image sequence (dpx)" in text and "2 frames" in text
-    assert (
-        "timecode: 01:00:00:01" in text
-        and "provenance: synthetic faces, mmvideo" in text
-    )
+    assert "timecode: 01:00:00:01" in text and "provenance: synthetic faces, mmvideo" in text
     assert main(["probe", "--json", str(out)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["post"]["timecode"] == "01:00:00:01"
@@ -242,9 +220,7 @@ def test_farm_chunks_and_merge_keep_timecode_and_tag(checkpoint, data_dir, tmp_p
          "-c:v", "libx264", "-g", "5", "-c:a", "aac", "-timecode", "01:00:00:00", str(clip)],
         check=True,
     )  # fmt: skip
-    settings = resolve_settings(
-        "fast", checkpoint, {"threads": 1, "crf": 0, "batch_size": 4}
-    )
+    settings = resolve_settings("fast", checkpoint, {"threads": 1, "crf": 0, "batch_size": 4})
     job = tmp_path / "job" / "job.json"
     plan = make_plan(job, clip, data_dir / SOURCE, settings, chunks=2)
     save_plan(plan, job)

@@ -12,14 +12,9 @@ from mmvideo.track import Track
 
 def noisy_path(t: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    base = (
-        np.stack(np.meshgrid(np.arange(17.0), np.arange(4.0)), -1).reshape(-1, 2)[:68]
-        * 5
-    )
+    base = np.stack(np.meshgrid(np.arange(17.0), np.arange(4.0)), -1).reshape(-1, 2)[:68] * 5
     k = np.arange(t)[:, None, None]
-    truth = base[None] + np.concatenate(
-        [100 + 20 * np.sin(k / 15), 80 + 10 * np.cos(k / 20)], -1
-    )
+    truth = base[None] + np.concatenate([100 + 20 * np.sin(k / 15), 80 + 10 * np.cos(k / 20)], -1)
     return truth, truth + rng.normal(0, 1.5, truth.shape)
 
 
@@ -94,7 +89,9 @@ def test_rts_fills_gaps_up_to_max_gap_from_both_sides():
     truth, _ = noisy_path(60)
     frames = [f for f in range(60) if not 20 <= f < 26 and not 40 <= f < 50]
     track = _track(truth, frames, max_gap=6)
-    rts = smooth_track(track, SmoothConfig(smoothing="rts", process_noise=0.01, measurement_noise=0.005))
+    rts = smooth_track(
+        track, SmoothConfig(smoothing="rts", process_noise=0.01, measurement_noise=0.005)
+    )
     assert set(range(20, 26)) <= set(rts) and not set(range(40, 50)) & set(rts)
     err = max(np.abs(rts[f].landmarks - truth[f]).max() for f in range(20, 26))
     assert err < 2.0, err

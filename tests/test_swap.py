@@ -65,11 +65,7 @@ def frames_of(path, stop=None):
 
 def audio_packets(path):
     with av.open(str(path)) as c:
-        return [
-            (p.pts, hashlib.sha1(bytes(p)).hexdigest())
-            for p in c.demux(audio=0)
-            if p.size
-        ]
+        return [(p.pts, hashlib.sha1(bytes(p)).hexdigest()) for p in c.demux(audio=0) if p.size]
 
 
 @pytest.fixture(scope="session")
@@ -119,14 +115,10 @@ def test_only_masked_pixels_change_and_faceless_frames_pass_through(
     faces = frames_of(data_dir / "talking_head_outdoor_01.mp4", 12)
     grey = [np.full_like(faces[0], 128) for _ in range(6)]
     clip = tmp_path / "clip.mkv"
-    _write_lossless(
-        clip, faces + grey + faces[:6], data_dir / "talking_head_outdoor_01.mp4"
-    )
+    _write_lossless(clip, faces + grey + faces[:6], data_dir / "talking_head_outdoor_01.mp4")
     cfg = load_config("balanced", {"codec": "ffv1", "batch_size": 4})
     out = tmp_path / "out.mkv"
-    job = SwapJob(
-        source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out)
-    )
+    job = SwapJob(source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out))
     summary = pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
     assert summary.frames == 24
     assert summary.frames_without_face == 6
@@ -147,17 +139,20 @@ def test_only_masked_pixels_change_and_faceless_frames_pass_through(
             reach = max(0, cfg.compose.mask_feather - cfg.compose.mask_erosion) + 2
             allowed |= _warped_region(ti, a.shape, reach)
         assert changed.any()
-        assert not (changed & ~allowed).any(), (
-            f"frame {i}: pixels changed outside the mask"
-        )
+        assert not (changed & ~allowed).any(), f"frame {i}: pixels changed outside the mask"
 
 
-def test_faceless_frames_keep_the_source_yuv_bit_for_bit(models, analyzer, stills, data_dir, tmp_path):
+def test_faceless_frames_keep_the_source_yuv_bit_for_bit(
+    models, analyzer, stills, data_dir, tmp_path
+):
     """Lossless x264 (CRF 0) in and out: frames without a face are encoded from the decoder's own
     picture, so their Y, U and V planes equal the source's; swapped frames do change."""
     faces = frames_of(data_dir / "talking_head_outdoor_01.mp4", 6)
     rng = np.random.default_rng(0)
-    noise = [cv2.GaussianBlur(rng.integers(0, 256, faces[0].shape, np.uint8), (5, 5), 0) for _ in range(4)]
+    noise = [
+        cv2.GaussianBlur(rng.integers(0, 256, faces[0].shape, np.uint8), (5, 5), 0)
+        for _ in range(4)
+    ]
     clip = tmp_path / "clip.mp4"
     info = probe(data_dir / "talking_head_outdoor_01.mp4")
     with VideoWriter(clip, info, EncodeOptions(crf=0, preset="ultrafast"), copy_streams=False) as w:
@@ -199,9 +194,7 @@ def _warped_region(ti, shape, reach):
     return cv2.dilate(warped, k) > 0
 
 
-def test_same_input_and_seed_give_identical_output(
-    models, analyzer, stills, data_dir, tmp_path
-):
+def test_same_input_and_seed_give_identical_output(models, analyzer, stills, data_dir, tmp_path):
     cfg = load_config("balanced", {"codec": "ffv1"})  # lossless: any difference shows
     outs = []
     for name in ("a.mkv", "b.mkv"):
@@ -221,9 +214,7 @@ def test_same_input_and_seed_give_identical_output(
 def test_track_is_stable_through_a_real_clip(models, analyzer, data_dir):
     clip = data_dir / "talking_head_glasses_02.mp4"
     info = probe(clip)
-    analysis = pipeline.analyse(
-        str(clip), info, load_config("balanced"), analyzer, models, 0, 60
-    )
+    analysis = pipeline.analyse(str(clip), info, load_config("balanced"), analyzer, models, 0, 60)
     assert analysis.frames == 60
     assert len(analysis.tracks) == 1
     (track,) = analysis.tracks
@@ -233,9 +224,7 @@ def test_track_is_stable_through_a_real_clip(models, analyzer, data_dir):
 
 def test_kalman_and_rts_lower_jitter_on_a_real_clip(analyzer, data_dir):
     clip = data_dir / "talking_head_outdoor_01.mp4"
-    cfg = load_config(
-        "balanced", {"detect_interval": 1}
-    )  # raw = the detector's own noise
+    cfg = load_config("balanced", {"detect_interval": 1})  # raw = the detector's own noise
     # no identity encoder: tracking by IoU alone is enough for one face, and faster
     analysis = pipeline.analyse(str(clip), probe(clip), cfg, analyzer, None, 0, 40)
     jit = pipeline.track_jitter(analysis.tracks, cfg)
@@ -260,9 +249,7 @@ def test_source_without_a_face_fails_before_decoding(
         output=str(out),
     )
     with pytest.raises(NoFaceFound, match="blank.png"):
-        pipeline.run_swap(
-            job, load_config("balanced"), models, analyzer, source_analyzer=stills
-        )
+        pipeline.run_swap(job, load_config("balanced"), models, analyzer, source_analyzer=stills)
     assert not out.exists()
 
 
@@ -315,15 +302,10 @@ def test_print_config_merges_preset_and_flags(capsys):
     assert cfg["generate"]["batch_size"] == 3
     assert cfg["smooth"]["smoothing"] == "rts"
     assert cfg["detect"]["detect_interval"] == 10  # from the fast preset
-    assert (
-        main(["swap", "--preset", "fast", "--smoothing", "median", "--print-config"])
-        != 0
-    )
+    assert main(["swap", "--preset", "fast", "--smoothing", "median", "--print-config"]) != 0
 
 
-def test_missing_inputs_are_one_line_errors(
-    tiny_checkpoint, data_dir, tmp_path, capsys
-):
+def test_missing_inputs_are_one_line_errors(tiny_checkpoint, data_dir, tmp_path, capsys):
     rc = main(
         [
             "swap",
@@ -364,9 +346,7 @@ def test_tracks_command_lists_tracks_and_writes_a_sheet(
 def test_faces_at_the_edge_and_tiny_faces(models, analyzer, stills, data_dir, tmp_path):
     """A face sliding out over the right border is swapped while it is found (and only inside
     its mask); a face below ``min_face_size`` is left alone."""
-    still = cv2.cvtColor(
-        cv2.imread(str(data_dir / "id_obama_01.jpg")), cv2.COLOR_BGR2RGB
-    )
+    still = cv2.cvtColor(cv2.imread(str(data_dir / "id_obama_01.jpg")), cv2.COLOR_BGR2RGB)
     cx, cy, side = 502.0, 282.0, 249.0  # the face box centre and size in this still
     frames = []
     for k in range(10):
@@ -380,13 +360,9 @@ def test_faces_at_the_edge_and_tiny_faces(models, analyzer, stills, data_dir, tm
         frames.append(cv2.warpAffine(still, m, (480, 480)))
     clip = tmp_path / "edge.mkv"
     _write_lossless(clip, frames, data_dir / "talking_head_outdoor_01.mp4")
-    cfg = load_config(
-        "balanced", {"codec": "ffv1", "batch_size": 4, "detect_interval": 1}
-    )
+    cfg = load_config("balanced", {"codec": "ffv1", "batch_size": 4, "detect_interval": 1})
     out = tmp_path / "out.mkv"
-    job = SwapJob(
-        source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out)
-    )
+    job = SwapJob(source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out))
     summary = pipeline.run_swap(job, cfg, models, analyzer, source_analyzer=stills)
     assert summary.frames == 14
     plan = _plan(clip, cfg, models, analyzer)
@@ -465,7 +441,15 @@ def test_source_face_index_out_of_range_is_a_one_line_error(
 
 def _swap_cli(data_dir, clip, out, checkpoint, *extra):
     """``mmvideo swap`` of Obama's still into ``clip`` with ``checkpoint``; its exit code."""
-    args = ["swap", "--source", str(data_dir / "id_obama_01.jpg"), "--in", str(clip), "--out", str(out)]
+    args = [
+        "swap",
+        "--source",
+        str(data_dir / "id_obama_01.jpg"),
+        "--in",
+        str(clip),
+        "--out",
+        str(out),
+    ]
     return main(args + ["--checkpoint", str(checkpoint), "--no-progress", *extra])
 
 
@@ -484,7 +468,18 @@ def test_swap_with_the_mtcnn_detector(tiny_checkpoint, data_dir, tmp_path, monke
     monkeypatch.setattr(mtcnn_backend.MtcnnDetector, "__call__", counted)
     clip = data_dir / "talking_head_turn_01.mp4"
     out = tmp_path / "swapped.mp4"
-    rc = _swap_cli(data_dir, clip, out, tiny_checkpoint, "--detector", "mtcnn", "--detect-interval", "3", "--stop", "6")
+    rc = _swap_cli(
+        data_dir,
+        clip,
+        out,
+        tiny_checkpoint,
+        "--detector",
+        "mtcnn",
+        "--detect-interval",
+        "3",
+        "--stop",
+        "6",
+    )
     assert rc == 0
     assert len(calls) == 1 + 2  # the source, then frames 0 and 3
     a, b = frames_of(clip, 6), frames_of(out)
@@ -493,18 +488,14 @@ def test_swap_with_the_mtcnn_detector(tiny_checkpoint, data_dir, tmp_path, monke
     assert (diff > 40).mean() > 0.02  # the face found by MTCNN was repainted
 
 
-def test_swap_pins_blas_to_one_thread(
-    models, analyzer, stills, data_dir, tmp_path, monkeypatch
-):
+def test_swap_pins_blas_to_one_thread(models, analyzer, stills, data_dir, tmp_path, monkeypatch):
     """BLAS runs on one thread for the whole swap (as in every farm chunk) and is given back."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     seen = []
 
     def spy(*args, **kwargs):
-        seen.append(
-            [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-        )
+        seen.append([p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
         raise KeyboardInterrupt  # stop here: the rest of the run is not the point
 
     monkeypatch.setattr(pipeline, "source_identity", spy)
@@ -521,21 +512,34 @@ def test_swap_pins_blas_to_one_thread(
     assert seen == [[1] * len(after)] and after and all(n == 2 for n in after)
 
 
-def test_swap_of_a_near_profile_clip_with_the_mediapipe_backend(tiny_checkpoint, data_dir, tmp_path):
+def test_swap_of_a_near_profile_clip_with_the_mediapipe_backend(
+    tiny_checkpoint, data_dir, tmp_path
+):
     """``--face-backend mediapipe`` (MMOD boxes, Face Mesh points) reaches the pipeline and
     repaints the turned head of the near-profile clip on every frame."""
     clip = data_dir / "talking_head_profile_occlusion_01.mp4"
     out = tmp_path / "swapped.mp4"
-    assert _swap_cli(data_dir, clip, out, tiny_checkpoint, "--face-backend", "mediapipe", "--stop", "8") == 0
+    assert (
+        _swap_cli(
+            data_dir, clip, out, tiny_checkpoint, "--face-backend", "mediapipe", "--stop", "8"
+        )
+        == 0
+    )
     a, b = frames_of(clip, 8), frames_of(out)
     assert len(b) == 8
     for x, y in zip(a, b):
         assert (np.abs(x.astype(int) - y.astype(int)).max(-1) > 40).mean() > 0.02
 
 
-def test_mask_forehead_moves_the_top_of_the_pasted_region(models, analyzer, stills, data_dir, tmp_path):
+def test_mask_forehead_moves_the_top_of_the_pasted_region(
+    models, analyzer, stills, data_dir, tmp_path
+):
     clip = tmp_path / "clip.mkv"
-    _write_lossless(clip, frames_of(data_dir / "talking_head_outdoor_01.mp4", 3), data_dir / "talking_head_outdoor_01.mp4")
+    _write_lossless(
+        clip,
+        frames_of(data_dir / "talking_head_outdoor_01.mp4", 3),
+        data_dir / "talking_head_outdoor_01.mp4",
+    )
     before = frames_of(clip)
     tops, counts = [], []
     for forehead in (0.3, 0.0):
@@ -549,14 +553,20 @@ def test_mask_forehead_moves_the_top_of_the_pasted_region(models, analyzer, stil
     assert tops[1] > tops[0] + 5 and counts[1] < counts[0]
 
 
-def test_a_swapped_range_carries_the_audio_of_that_range(models, analyzer, stills, data_dir, tmp_path):
+def test_a_swapped_range_carries_the_audio_of_that_range(
+    models, analyzer, stills, data_dir, tmp_path
+):
     """`--frames 30-69`: the output's audio is the input's 1.2 s to 2.8 s, to the sample (PCM)."""
     from test_io_range_streams import RATE, decoded_audio, make_clip
 
     clip, out = tmp_path / "clip.mkv", tmp_path / "range.mkv"
     make_clip(clip, "pcm_s16le", tmp_path)
     job = SwapJob(
-        source=str(data_dir / "id_obama_01.jpg"), input=str(clip), output=str(out), start=30, stop=70
+        source=str(data_dir / "id_obama_01.jpg"),
+        input=str(clip),
+        output=str(out),
+        start=30,
+        stop=70,
     )
     pipeline.run_swap(job, load_config("fast"), models, analyzer, source_analyzer=stills)
     t0, samples = decoded_audio(out)

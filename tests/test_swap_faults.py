@@ -29,9 +29,7 @@ from mmvideo.io.probe import probe
 from mmvideo.progress import LINE_SECONDS, LineBar, Progress, bar
 
 REPO = Path(__file__).resolve().parent.parent
-LONG_CLIP = (
-    "talking_head_obama_address_01.mp4"  # 259 frames: the render lasts a few seconds
-)
+LONG_CLIP = "talking_head_obama_address_01.mp4"  # 259 frames: the render lasts a few seconds
 SHORT_CLIP = "talking_head_turn_03.mp4"  # 108 frames
 PARTIAL = re.compile(r"\.out\.mp4\.[0-9a-f]{8}\.partial")
 
@@ -92,9 +90,7 @@ def test_signal_mid_render_exits_with_its_code_and_leaves_nothing(
     tmp_path,
 ):
     out = tmp_path / "out.mp4"
-    cmd = _mmvideo(
-        *_swap_args(data_dir, LONG_CLIP, out, tiny_checkpoint), "--json-progress"
-    )
+    cmd = _mmvideo(*_swap_args(data_dir, LONG_CLIP, out, tiny_checkpoint), "--json-progress")
     result = _signal_mid_render(cmd, sig)
     assert "terminate called" not in result.stderr
     assert "Traceback" not in result.stderr
@@ -110,9 +106,7 @@ def test_next_swap_removes_the_partial_a_killed_run_left(
     tmp_path,
 ):
     out = tmp_path / "out.mp4"
-    cmd = _mmvideo(
-        *_swap_args(data_dir, LONG_CLIP, out, tiny_checkpoint), "--json-progress"
-    )
+    cmd = _mmvideo(*_swap_args(data_dir, LONG_CLIP, out, tiny_checkpoint), "--json-progress")
     killed = _signal_mid_render(cmd, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     stale = [p.name for p in tmp_path.iterdir() if PARTIAL.fullmatch(p.name)]
@@ -122,10 +116,7 @@ def test_next_swap_removes_the_partial_a_killed_run_left(
     for name in keep:
         (tmp_path / name).write_bytes(b"keep")
 
-    assert (
-        _swap_cli(data_dir, data_dir / SHORT_CLIP, out, tiny_checkpoint, "--stop", "5")
-        == 0
-    )
+    assert _swap_cli(data_dir, data_dir / SHORT_CLIP, out, tiny_checkpoint, "--stop", "5") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep + ["out.mp4"])
 
 
@@ -165,13 +156,9 @@ def test_disk_full_on_a_small_tmpfs_is_one_line_and_leaves_nothing(
     lines = result.stderr.splitlines()
     assert "\r" not in result.stderr and "\x1b" not in result.stderr
     assert "Traceback" not in result.stderr and "terminate called" not in result.stderr
-    assert lines[-1] == "rc=4", result.stderr[
-        -2000:
-    ]  # nothing listed after it: no partial
+    assert lines[-1] == "rc=4", result.stderr[-2000:]  # nothing listed after it: no partial
     error = lines[-2]
-    assert error.startswith(f"mmvideo: error: {disk}: no space left on the device"), (
-        error
-    )
+    assert error.startswith(f"mmvideo: error: {disk}: no space left on the device"), error
     need = float(re.search(r"need about ([0-9.]+) MB free there", error).group(1))
     assert 0.2 <= need <= 0.5  # the whole output is about 0.3 MB
 
@@ -198,9 +185,7 @@ def test_injected_enospc_is_one_line_naming_the_folder(data_dir, tmp_path):
 
     with VideoReader(clip, stop=30) as reader:
         frames = list(reader)
-    writer = VideoWriter(
-        out, probe(clip), EncodeOptions(codec="libx264"), copy_range=(0, 30)
-    )
+    writer = VideoWriter(out, probe(clip), EncodeOptions(codec="libx264"), copy_range=(0, 30))
     writer._output = FullDisk(writer._output)
     with pytest.raises(OutputError) as caught, writer:
         for frame in frames:
@@ -216,9 +201,7 @@ def test_injected_enospc_is_one_line_naming_the_folder(data_dir, tmp_path):
 def test_swap_to_a_log_prints_plain_progress_lines(tiny_checkpoint, data_dir, tmp_path):  # noqa: F811
     """stderr a pipe (a farm's log): a few plain lines, no cursor escapes."""
     args = _swap_args(data_dir, SHORT_CLIP, tmp_path / "out.mp4", tiny_checkpoint)
-    shown = subprocess.run(
-        _mmvideo(*args), check=False, cwd=REPO, capture_output=True, text=True
-    )
+    shown = subprocess.run(_mmvideo(*args), check=False, cwd=REPO, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "\r" not in shown.stderr and "\x1b" not in shown.stderr
     lines = shown.stderr.splitlines()

@@ -162,7 +162,9 @@ def test_unswapped_frames_are_ranges_with_their_reason():
     )  # fmt: skip
     assert [r["first"] for r in summary.missed()[1]] == [5, 6, 7]
     text = "\n".join(summary.lines())
-    assert "track 1: 0-1 outside the frame range, 5 no detection, 6 rejected, 7-8 no detection" in text
+    assert (
+        "track 1: 0-1 outside the frame range, 5 no detection, 6 rejected, 7-8 no detection" in text
+    )
 
 
 # -- the CLI's checks before any model loads ---------------------------------------------------------
@@ -170,7 +172,15 @@ def test_unswapped_frames_are_ranges_with_their_reason():
 
 def test_bad_maps_are_refused_in_one_line_before_models_load(clips, tmp_path, capsys):
     out = str(tmp_path / "out.mp4")
-    base = ["swap", "--in", str(clips["duo"]), "--out", out, "--checkpoint", str(tmp_path / "none.pt")]
+    base = [
+        "swap",
+        "--in",
+        str(clips["duo"]),
+        "--out",
+        out,
+        "--checkpoint",
+        str(tmp_path / "none.pt"),
+    ]
     # the checkpoint does not exist: an error about it would mean the map was checked too late
     assert main([*base, "--map", f"1={tmp_path / 'missing.jpg'}"]) == 2
     err = capsys.readouterr().err.strip()
@@ -184,7 +194,15 @@ def test_bad_maps_are_refused_in_one_line_before_models_load(clips, tmp_path, ca
     assert not Path(out).exists()
     # `plan` too, before it loads (and hashes) the checkpoint
     job = tmp_path / "job.json"
-    plan = ["plan", "--in", str(clips["duo"]), "--out", str(job), "--checkpoint", str(tmp_path / "none.pt")]
+    plan = [
+        "plan",
+        "--in",
+        str(clips["duo"]),
+        "--out",
+        str(job),
+        "--checkpoint",
+        str(tmp_path / "none.pt"),
+    ]
     assert main([*plan, "--map", f"1={tmp_path / 'missing.jpg'}"]) == 2
     assert "missing.jpg: file not found (--map 1=" in capsys.readouterr().err
     assert not job.exists()
@@ -221,9 +239,7 @@ def sides(clips, embedded, analysers):
         str(clips["duo"]), info, load_config("balanced"), analysers[0], embedded
     )
     assert len(analysis.tracks) == 2
-    return {
-        "left" if t.faces[t.first].box[0] < 224 else "right": t.id for t in analysis.tracks
-    }
+    return {"left" if t.faces[t.first].box[0] < 224 else "right": t.id for t in analysis.tracks}
 
 
 def test_two_sources_map_onto_the_two_actors(clips, analysers, sides, tmp_path, capsys):
@@ -265,7 +281,9 @@ def test_reference_photos_pick_the_tracks_and_bad_ones_are_refused(
 
     def run(*entries, source=None):
         cfg = load_config("balanced", {"map": entries, "codec": "ffv1"})
-        job = SwapJob(source=source, input=str(clips["duo"]), output=str(tmp_path / "o.mkv"), stop=2)
+        job = SwapJob(
+            source=source, input=str(clips["duo"]), output=str(tmp_path / "o.mkv"), stop=2
+        )
         return pipeline.run_swap(job, cfg, embedded, frames, source_analyzer=stills)
 
     # the photos given in the other order than the tracks: each still finds its own actor
@@ -277,7 +295,9 @@ def test_reference_photos_pick_the_tracks_and_bad_ones_are_refused(
     monkeypatch.setattr(
         pipeline, "source_identity", lambda path, *a: seen.append(path) or identity(path, *a)
     )
-    summary = run(f"{sides['left']}={clips['b']}", f"{sides['right']}={clips['b']}", source=str(clips["b"]))
+    summary = run(
+        f"{sides['left']}={clips['b']}", f"{sides['right']}={clips['b']}", source=str(clips["b"])
+    )
     assert set(summary.sources.values()) == {str(clips["b"])} and seen == [str(clips["b"])]
     monkeypatch.undo()
     with pytest.raises(InvalidInput, match=r"no track 5 \(tracks: 1, 2\)"):
@@ -315,7 +335,9 @@ def tiny(clips):
     torch.manual_seed(0)
     cfg = create_config("tiny", identity_dim=128)
     path = clips["root"] / "tiny.pt"
-    save_checkpoint(path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random, for tests"})
+    save_checkpoint(
+        path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random, for tests"}
+    )
     return path
 
 

@@ -46,13 +46,8 @@ def test_parse_and_format_round_trip(text, rate, frames, label):
 
 def test_drop_frame_labels_are_contiguous_for_an_hour():
     labels = [str(Timecode(n, NTSC, True)) for n in range(0, 107892, 7)]
-    assert all(
-        parse_timecode(lbl, NTSC).frames == n
-        for lbl, n in zip(labels, range(0, 107892, 7))
-    )
-    assert "00:01:00;00" not in {
-        str(Timecode(n, NTSC, True)) for n in range(1790, 1810)
-    }
+    assert all(parse_timecode(lbl, NTSC).frames == n for lbl, n in zip(labels, range(0, 107892, 7)))
+    assert "00:01:00;00" not in {str(Timecode(n, NTSC, True)) for n in range(1790, 1810)}
 
 
 def test_addition_wraps_at_midnight():
@@ -77,9 +72,7 @@ def test_bad_timecode_is_a_one_line_error(text, rate, needle):
     with pytest.raises(InvalidTimecode) as info:
         parse_timecode(text, rate, source="plate.exr")
     message = str(info.value)
-    assert (
-        needle in message and message.startswith("plate.exr: ") and "\n" not in message
-    )
+    assert needle in message and message.startswith("plate.exr: ") and "\n" not in message
     assert isinstance(info.value, InvalidInput)
 
 
@@ -119,17 +112,13 @@ def test_read_video_timecode_from_tmcd_track(tmp_path):
         stream = out.add_stream("mpeg4", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i in range(3):
-            frame = av.VideoFrame.from_ndarray(
-                np.full((48, 64, 3), i * 40, np.uint8), "rgb24"
-            )
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 40, np.uint8), "rgb24")
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
     with av.open(str(path)) as check:
-        assert any(s.type == "data" for s in check.streams), (
-            "mov muxer wrote no tmcd track"
-        )
+        assert any(s.type == "data" for s in check.streams), "mov muxer wrote no tmcd track"
     assert read_video_timecode(path) == "10:00:00:00"
 
 

@@ -24,13 +24,9 @@ from mmvideo.track import (
 
 
 def face(x: float, y: float, size: float = 40.0, emb: np.ndarray | None = None) -> Face:
-    lm = np.stack(np.meshgrid(np.linspace(0, 1, 17), np.linspace(0, 1, 4)), -1).reshape(
-        -1, 2
-    )[:68]
+    lm = np.stack(np.meshgrid(np.linspace(0, 1, 17), np.linspace(0, 1, 4)), -1).reshape(-1, 2)[:68]
     lm = (lm * size * 0.8 + (x + size * 0.1, y + size * 0.2)).astype(np.float32)
-    return Face(
-        np.array([x, y, x + size, y + size], np.float32), 1.0, lm, embedding=emb
-    )
+    return Face(np.array([x, y, x + size, y + size], np.float32), 1.0, lm, embedding=emb)
 
 
 def unit(seed: int, dim: int = 16) -> np.ndarray:
@@ -57,9 +53,7 @@ def test_identity_breaks_an_iou_tie():
     cost = association_cost(boxes, [e1, e2], boxes, [e2, e1], cfg)
     assert assign(cost, 1.0) == [(0, 1), (1, 0)]
     # without embeddings the IoU term alone is used
-    assert association_cost(boxes[:1], [None], boxes[:1], [e1], cfg)[
-        0, 0
-    ] == pytest.approx(0.0)
+    assert association_cost(boxes[:1], [None], boxes[:1], [e1], cfg)[0, 0] == pytest.approx(0.0)
 
 
 def test_two_faces_keep_their_ids_when_listed_in_any_order():
@@ -176,9 +170,7 @@ def test_select_tracks():
     assert select_tracks(tr.tracks, TrackConfig()) == {1, 2}
     assert select_tracks(tr.tracks, TrackConfig(target="largest")) == {2}
     # a bigger face seen once loses to one that stays
-    tr.update_detections(
-        5, [face(0, 0, 30, e1), face(100, 0, 80, e2), face(300, 0, 120, unit(9))]
-    )
+    tr.update_detections(5, [face(0, 0, 30, e1), face(100, 0, 80, e2), face(300, 0, 120, unit(9))])
     assert select_tracks(tr.tracks, TrackConfig(target="largest")) == {2}
     assert select_tracks(tr.tracks, TrackConfig(track_id=1)) == {1}
     assert select_tracks(tr.tracks, TrackConfig(), reference=e1) == {1}

@@ -27,7 +27,10 @@ from train.trainer import (
     loss_batches,
 )
 
-STILLS = {"obama": ["id_obama_01.jpg", "id_obama_02.jpg"], "biden": ["id_biden_01.jpg", "id_biden_02.jpg"]}
+STILLS = {
+    "obama": ["id_obama_01.jpg", "id_obama_02.jpg"],
+    "biden": ["id_biden_01.jpg", "id_biden_02.jpg"],
+}
 CFG = TrainConfig(model="tiny", batch_size=2, seed=11)
 STEP = 5
 
@@ -39,9 +42,13 @@ def _grads(data: Path, rank: int, distributed: bool) -> dict[str, torch.Tensor]:
 
     torch.set_num_threads(1)
     reproducible_opencv()
-    m = build_models(CFG, build_identity_encoder(CFG.identity_encoder), torch.device("cpu"), distributed)
+    m = build_models(
+        CFG, build_identity_encoder(CFG.identity_encoder), torch.device("cpu"), distributed
+    )
     faces = load_faces(data, 224, 112)
-    batch = StepDataset(PairSampler(faces, CFG.batch_size, CFG.seed), landmark_heatmaps, STEP, 1, rank)[0]
+    batch = StepDataset(
+        PairSampler(faces, CFG.batch_size, CFG.seed), landmark_heatmaps, STEP, 1, rank
+    )[0]
     a, b = loss_batches(m, batch)
     _, swaps = generator_backward(m, CFG, a, b, STEP)
     out = {f"g.{n}": p.grad.clone() for n, p in m.generator.named_parameters()}
@@ -80,13 +87,17 @@ def data(data_dir: Path, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_match_single_process_gradient(data, tmp_path):
-    mp.start_processes(_worker, args=(2, _free_port(), str(data), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(
+        _worker, args=(2, _free_port(), str(data), str(tmp_path)), nprocs=2, start_method="spawn"
+    )
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     halves = [_grads(data, r, distributed=False) for r in range(2)]
     assert ranks[0].keys() == halves[0].keys() and any(k.startswith("d.") for k in ranks[0])
     for name in ranks[0]:
         expected = (halves[0][name] + halves[1][name]) / 2
-        assert torch.equal(ranks[0][name], ranks[1][name]), f"{name}: ranks disagree after all-reduce"
+        assert torch.equal(ranks[0][name], ranks[1][name]), (
+            f"{name}: ranks disagree after all-reduce"
+        )
         assert torch.allclose(ranks[0][name], expected, rtol=1e-4, atol=1e-7), name
         # The halves really differ, so agreeing with their mean is not a coincidence.
     assert any(not torch.allclose(halves[0][k], halves[1][k]) for k in halves[0])

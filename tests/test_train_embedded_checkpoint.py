@@ -21,5 +21,12 @@ def test_embedded_checkpoint_loads_and_runs_with_its_encoder():
     x = torch.rand(2, 3, 224, 224, generator=g)
     e = encoder(torch.rand(2, 3, 112, 112, generator=g))
     with torch.no_grad():
-        out = ckpt.generator(x, e, torch.rand(2, 1, 224, 224, generator=g), torch.rand(2, 8, 224, 224, generator=g))
-    assert out.shape == (2, 3, 224, 224) and torch.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
+        out = ckpt.generator(
+            x, e, torch.rand(2, 1, 224, 224, generator=g), torch.rand(2, 8, 224, 224, generator=g)
+        )
+    assert (
+        out.shape == (2, 3, 224, 224)
+        and torch.isfinite(out).all()
+        and 0 <= out.min()
+        and out.max() <= 1
+    )

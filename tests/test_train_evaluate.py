@@ -38,13 +38,17 @@ def evaluated(data_dir: Path, tmp_path_factory):
     images.mkdir()
     for f in STILLS:
         (images / f).symlink_to(data_dir / f)
-    (images / "identities.csv").write_text("file,identity\n" + "".join(f"{f},{i}\n" for f, i in STILLS.items()))
+    (images / "identities.csv").write_text(
+        "file,identity\n" + "".join(f"{f},{i}\n" for f, i in STILLS.items())
+    )
     (root / "pairs.csv").write_text("source,target\n" + "".join(f"{s},{t}\n" for s, t in PAIRS))
     torch.manual_seed(0)
     cfg = create_config("tiny", identity_dim=128)
     save_checkpoint(root / "g.pt", MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"steps": 0})
     clip = data_dir / "talking_head_turn_01.mp4"
-    rows = run_evaluation(root / "g.pt", root / "pairs.csv", images, root / "out", "facenet-vggface2", 0, [clip], 3)
+    rows = run_evaluation(
+        root / "g.pt", root / "pairs.csv", images, root / "out", "facenet-vggface2", 0, [clip], 3
+    )
     return rows, root / "out"
 
 
@@ -83,7 +87,9 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
     assert pasted.pose_err > 1.0  # a different head, a different pose
     # realism against the target crop: 1 for the target itself, below 1 for another face and
     # for an untrained generator's output
-    assert (unchanged.chip_ssim, unchanged.sharpness, unchanged.band) == pytest.approx((1.0, 1.0, 1.0))
+    assert (unchanged.chip_ssim, unchanged.sharpness, unchanged.band) == pytest.approx(
+        (1.0, 1.0, 1.0)
+    )
     assert pasted.chip_ssim < 0.9 and self_swap.chip_ssim < 0.9 and model.chip_ssim < 0.9
     assert all(r.sharpness > 0 and r.band > 0 for r in rows)
     assert model.jitter is not None and np.isfinite(model.jitter) and pasted.jitter is None
@@ -114,7 +120,11 @@ def test_cosine_and_retrieval():
 def test_paired_gain():
     before = np.zeros(200)
     up = metrics.paired_gain(before + np.linspace(0.5, 1.5, 200), before)
-    assert np.isclose(up["mean"], 1.0) and 0.9 < up["ci95_lo"] < 1.0 < up["ci95_hi"] < 1.1 and up["improved"] == 1.0
+    assert (
+        np.isclose(up["mean"], 1.0)
+        and 0.9 < up["ci95_lo"] < 1.0 < up["ci95_hi"] < 1.1
+        and up["improved"] == 1.0
+    )
     noise = metrics.paired_gain(np.random.default_rng(1).normal(0, 1, 200), before)
     assert noise["ci95_lo"] < 0 < noise["ci95_hi"] and 0.3 < noise["improved"] < 0.7
 
@@ -141,10 +151,16 @@ def test_expression_error_ignores_pose_in_the_image_plane_but_not_expression():
 
 
 def test_pose_error_and_jitter():
-    assert np.allclose(metrics.pose_error(np.array([[10.0, 0, 0]]), np.array([[7.0, 4.0, 0]])), [5.0])
+    assert np.allclose(
+        metrics.pose_error(np.array([[10.0, 0, 0]]), np.array([[7.0, 4.0, 0]])), [5.0]
+    )
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
     masks = np.ones((4, 8, 8))
     assert metrics.temporal_jitter(frames, frames, masks) == 0.0
     still = np.repeat(frames[:1], 4, axis=0)
-    assert metrics.temporal_jitter(frames, still, masks) > 0 > metrics.temporal_jitter(still, frames, masks)
+    assert (
+        metrics.temporal_jitter(frames, still, masks)
+        > 0
+        > metrics.temporal_jitter(still, frames, masks)
+    )

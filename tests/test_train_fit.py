@@ -48,7 +48,14 @@ def data(data_dir: Path, tmp_path_factory) -> Path:
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = {"model": "tiny", "batch_size": 2, "steps": 2, "checkpoint_every": 1, "log_every": 1, "image_every": 1}
+    base = {
+        "model": "tiny",
+        "batch_size": 2,
+        "steps": 2,
+        "checkpoint_every": 1,
+        "log_every": 1,
+        "image_every": 1,
+    }
     base["seed"] = 3
     return TrainConfig(**{**base, **kw})
 
@@ -75,7 +82,13 @@ def _assert_equal(a, b, where: str = "") -> None:
 def test_two_steps_write_a_checkpoint_that_resumes_bit_exactly(data, tmp_path):
     straight = fit(_cfg(), data, tmp_path / "a")
     assert straight.end_step == 2 and all(np.isfinite(v) for v in straight.last_losses.values())
-    assert set(straight.last_losses) >= {"identity", "reconstruction", "cycle", "adversarial", "discriminator"}
+    assert set(straight.last_losses) >= {
+        "identity",
+        "reconstruction",
+        "cycle",
+        "adversarial",
+        "discriminator",
+    }
 
     fit(_cfg(steps=1), data, tmp_path / "b")
     resumed = fit(_cfg(), data, tmp_path / "b", resume=True)
@@ -89,7 +102,9 @@ def test_two_steps_write_a_checkpoint_that_resumes_bit_exactly(data, tmp_path):
     assert loaded.identity_encoder == "dlib-resnet" and loaded.config.identity_dim == 128
     assert loaded.meta["steps"] == 2
     x = torch.rand(1, 3, 224, 224)
-    out = loaded.generator(x, torch.nn.functional.normalize(torch.randn(1, 128)), x[:, :1], torch.rand(1, 8, 224, 224))
+    out = loaded.generator(
+        x, torch.nn.functional.normalize(torch.randn(1, 128)), x[:, :1], torch.rand(1, 8, 224, 224)
+    )
     assert out.shape == (1, 3, 224, 224) and 0 <= out.min() and out.max() <= 1
     assert (tmp_path / "a" / "tb").is_dir() and any((tmp_path / "a" / "tb").iterdir())
 
@@ -113,12 +128,20 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(data, tmp_path):
     assert (child.start_step, child.end_step) == (0, 1)
     p, c = _state(parent), _state(checkpoint_path(tmp_path / "child", 1))
     for key in ("generator", "discriminator"):
-        weights = [k for k in p[key] if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+        weights = [
+            k
+            for k in p[key]
+            if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        ]
         assert weights and all(torch.equal(p[key][k], c[key][k]) for k in weights), key
     assert c["step"] == 1 and TrainConfig.from_json(c["train_config"]).init_from == str(parent)
 
     with pytest.raises(InvalidInput, match="same model config"):
-        fit(_cfg(init_from=str(parent), model_overrides=(("use_geometric", False),)), data, tmp_path / "other")
+        fit(
+            _cfg(init_from=str(parent), model_overrides=(("use_geometric", False),)),
+            data,
+            tmp_path / "other",
+        )
 
 
 def test_init_from_an_exported_model_adds_a_detail_path_and_new_loss_terms(data, tmp_path):
@@ -139,7 +162,9 @@ def test_init_from_an_exported_model_adds_a_detail_path_and_new_loss_terms(data,
     state = _state(checkpoint_path(tmp_path / "child", 1))
     for key in ("generator", "ema"):
         weights = state[key]
-        assert {k for k in weights if not k.startswith("detail.")} == set(parent.generator.state_dict())
+        assert {k for k in weights if not k.startswith("detail.")} == set(
+            parent.generator.state_dict()
+        )
         assert any(k.startswith("detail.out.") for k in weights)
     # zero-initialised: the child's generator paints exactly what the exported one does (given the
     # parent's batch-norm statistics, which the training step moved)
@@ -151,12 +176,18 @@ def test_init_from_an_exported_model_adds_a_detail_path_and_new_loss_terms(data,
     e = torch.nn.functional.normalize(torch.randn(2, 128), dim=1)
     depth, heat = x[:, :1], torch.rand(2, 8, 224, 224)
     with torch.no_grad():
-        assert torch.allclose(child_gen(x, e, depth, heat), parent.generator(x, e, depth, heat), atol=1e-6)
+        assert torch.allclose(
+            child_gen(x, e, depth, heat), parent.generator(x, e, depth, heat), atol=1e-6
+        )
 
     assert TrainConfig(lambda_feature_match=1.0).resume_key() != TrainConfig().resume_key()
     assert TrainConfig(lambda_perceptual=1.0).resume_key() != TrainConfig().resume_key()
     with pytest.raises(InvalidInput, match="same model config"):
-        fit(_cfg(init_from=str(exported), model_overrides=(("arie_blocks", 3),)), data, tmp_path / "other")
+        fit(
+            _cfg(init_from=str(exported), model_overrides=(("arie_blocks", 3),)),
+            data,
+            tmp_path / "other",
+        )
 
 
 def test_mask_forehead_redraws_the_loss_mask_from_the_landmarks(data):
@@ -212,10 +243,14 @@ def test_ablation_switches_build_the_table_1_variants():
     enc = build_identity_encoder("dlib-resnet")
     overrides = (("use_geometric", False), ("adversarial", "global"))
     m = build_models(_cfg(model_overrides=overrides), enc, torch.device("cpu"))
-    assert isinstance(m.generator.geometric, NoGeometry) and isinstance(m.discriminator, GlobalDiscriminator)
+    assert isinstance(m.generator.geometric, NoGeometry) and isinstance(
+        m.discriminator, GlobalDiscriminator
+    )
     full = build_models(_cfg(), enc, torch.device("cpu"))
     assert not isinstance(full.generator.geometric, NoGeometry)
-    assert sum(p.numel() for p in full.generator.parameters()) > sum(p.numel() for p in m.generator.parameters())
+    assert sum(p.numel() for p in full.generator.parameters()) > sum(
+        p.numel() for p in m.generator.parameters()
+    )
 
 
 def test_runtime_defaults_are_cpu_single_thread():

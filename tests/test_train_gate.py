@@ -58,7 +58,9 @@ def setup(data_dir, tmp_path, monkeypatch):
     held_out.mkdir()
     for f in STILLS:
         (held_out / f).symlink_to(data_dir / f)
-    (held_out / "identities.csv").write_text("file,identity\n" + "".join(f"{f},{i}\n" for f, i in STILLS.items()))
+    (held_out / "identities.csv").write_text(
+        "file,identity\n" + "".join(f"{f},{i}\n" for f, i in STILLS.items())
+    )
     (held_out / "pairs.csv").write_text("source,target\n" + "".join(f"{s},{t}\n" for s, t in PAIRS))
     embedded = tmp_path / "weights" / "magicmask-tiny.pt"
     embedded.parent.mkdir()
@@ -87,7 +89,9 @@ def test_a_worse_checkpoint_is_refused_naming_the_measure_and_an_equal_one_ships
     result = _export(_state(tmp_path / "same.pt", 0.0), out, held_out)
     assert result.exit_code == 0, result.output
     assert "gate: self-swap chip SSIM" in result.output and "gate: identity gain" in result.output
-    assert load_checkpoint(out).meta["steps"] == 1 and [p.name for p in out.parent.iterdir()] == [out.name]
+    assert load_checkpoint(out).meta["steps"] == 1 and [p.name for p in out.parent.iterdir()] == [
+        out.name
+    ]
 
 
 def test_replacing_the_embedded_checkpoint_needs_gate_data(setup, tmp_path):
@@ -99,7 +103,9 @@ def test_replacing_the_embedded_checkpoint_needs_gate_data(setup, tmp_path):
 def test_failures_compare_each_measure_in_its_direction():
     base = {m.name: v for m, v in zip(gate.MEASURES, (0.80, 0.70, 1.10, 0.65, 1.20, 7.0, 0.10))}
     assert gate.failures(dict(base), base) == []
-    better = dict(base, **{"self-swap chip SSIM": 0.9, "swap sharpness ratio": 0.95, "swap pose error": 5.0})
+    better = dict(
+        base, **{"self-swap chip SSIM": 0.9, "swap sharpness ratio": 0.95, "swap pose error": 5.0}
+    )
     assert gate.failures(better, base) == []
     # a ratio past 1 on the other side is judged by its distance from 1 on a log scale
     assert gate.failures(dict(base, **{"self-swap band ratio": 1 / 1.08}), base) == []

@@ -28,7 +28,9 @@ def sources(data_dir: Path, tmp_path_factory) -> list[Path]:
             (root / identity / f).symlink_to(data_dir / f)
     (root / "obama" / "broken.jpg").write_bytes(b"not a jpeg at all")
     rng = np.random.default_rng(0)
-    cv2.imwrite(str(root / "biden" / "noface.png"), rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    cv2.imwrite(
+        str(root / "biden" / "noface.png"), rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    )
     return [root, data_dir / CLIP]
 
 
@@ -55,13 +57,19 @@ def test_shards_hold_the_documented_fields(shards):
         assert s.target.shape == (n, 224, 224, 3) and s.target.dtype == np.uint8
         assert s.source.shape == (n, 112, 112, 3) and s.source.dtype == np.uint8
         assert s.depth.shape == s.mask.shape == (n, 224, 224)
-        assert s.landmarks.shape == (n, 68, 2) and s.boxes.shape == (n, 4, 4) and s.pose.shape == (n, 3)
+        assert (
+            s.landmarks.shape == (n, 68, 2)
+            and s.boxes.shape == (n, 4, 4)
+            and s.pose.shape == (n, 3)
+        )
         # Aligned crops put the face in the middle: brows, eyes and nose inside (the ArcFace
         # framing may cut the chin and an open mouth's lower lip), eyes above the mouth.
         inner = s.landmarks[:, 17:48]
         assert (inner > 0).all() and (inner < 224).all()
         assert (s.landmarks[:, 36:48, 1].mean(1) < s.landmarks[:, 48:68, 1].mean(1)).all()
-        assert (s.boxes[..., 2] > s.boxes[..., 0]).all() and (s.boxes[..., 3] > s.boxes[..., 1]).all()
+        assert (s.boxes[..., 2] > s.boxes[..., 0]).all() and (
+            s.boxes[..., 3] > s.boxes[..., 1]
+        ).all()
         assert (s.boxes >= 0).all() and (s.boxes <= 224).all()
         face = s.mask > 127
         assert 0.15 < face.mean() < 0.9
@@ -92,4 +100,6 @@ def test_empty_or_missing_sources_are_clear_errors(tmp_path):
         preprocess([tmp_path / "empty"], tmp_path / "out", PreprocessConfig())
     with pytest.raises(MissingInput, match="does not exist"):
         preprocess([tmp_path / "nope"], tmp_path / "out", PreprocessConfig())
-    assert cli_main(["train-preprocess", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]) == 3
+    assert (
+        cli_main(["train-preprocess", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]) == 3
+    )

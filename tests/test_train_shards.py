@@ -39,9 +39,22 @@ def test_round_trip_keeps_every_array_and_the_header(tmp_path):
     shard = _shard()
     write_shard(tmp_path / "shard-1.npz", shard)
     back = read_shard(tmp_path / "shard-1.npz")
-    for key in ("target", "source", "landmarks", "depth", "mask", "boxes", "pose", "label", "frame", "origin"):
+    for key in (
+        "target",
+        "source",
+        "landmarks",
+        "depth",
+        "mask",
+        "boxes",
+        "pose",
+        "label",
+        "frame",
+        "origin",
+    ):
         assert np.array_equal(getattr(back, key), getattr(shard, key)), key
-    assert back.header == shard.header and read_header(tmp_path / "shard-1.npz").skipped == [("x.jpg", "no face")]
+    assert back.header == shard.header and read_header(tmp_path / "shard-1.npz").skipped == [
+        ("x.jpg", "no face")
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["shard-1.npz"]  # no temp file left behind
 
 

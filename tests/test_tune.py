@@ -52,17 +52,26 @@ def tuned(data_dir, tmp_path_factory) -> Path:
     return out
 
 
-def test_two_step_tune_writes_a_checkpoint_that_swap_loads_and_describe_shows(tuned, data_dir, tmp_path, capsys):
+def test_two_step_tune_writes_a_checkpoint_that_swap_loads_and_describe_shows(
+    tuned, data_dir, tmp_path, capsys
+):
     ckpt = load_checkpoint(tuned)  # the SHA-256 is checked here
     rec = ckpt.meta["tune"]
     assert rec["steps"] == 2 and ckpt.config.detail_path
     assert rec["clips"][0]["sha256"] and rec["clips"][0]["frames_used"] == 10
     assert rec["sources"][0]["path"].endswith(SOURCE) and rec["target_faces"] == 10
-    assert rec["base"]["sha256"] == load_checkpoint(REPO / "magicmask/weights/magicmask-tiny.pt").sha256
+    assert (
+        rec["base"]["sha256"]
+        == load_checkpoint(REPO / "magicmask/weights/magicmask-tiny.pt").sha256
+    )
     capsys.readouterr()
     assert _run("models", "describe", tuned) == 0
     shown = capsys.readouterr().out
-    assert "tuned: 2 steps" in shown and f"clip: {data_dir / CLIP}" in shown and "10 of 108 frames" in shown
+    assert (
+        "tuned: 2 steps" in shown
+        and f"clip: {data_dir / CLIP}" in shown
+        and "10 of 108 frames" in shown
+    )
     video = tmp_path / "swap.mp4"
     assert _run("swap", "--source", data_dir / SOURCE, "--in", data_dir / CLIP, "--out", video,
                 "--checkpoint", tuned, "--stop", 3, "--no-progress") == 0  # fmt: skip
@@ -89,7 +98,9 @@ def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
     assert main(_args(data_dir, out, "--steps", 3, "--resume", "--lr", 1e-3, "-y")) != 0
 
 
-def test_disk_full_while_saving_keeps_the_previous_checkpoint(data_dir, tmp_path, monkeypatch, capsys):
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(
+    data_dir, tmp_path, monkeypatch, capsys
+):
     import magicmask.checkpoint as ckpt_module
 
     real_save, calls = torch.save, []
@@ -151,11 +162,17 @@ def test_too_few_usable_frames(data_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "encoder, overrides, message",
     [
-        ("facenet-vggface2", {}, "trained with identity encoder facenet-vggface2; tune trains with dlib-resnet"),
+        (
+            "facenet-vggface2",
+            {},
+            "trained with identity encoder facenet-vggface2; tune trains with dlib-resnet",
+        ),
         ("dlib-resnet", {"latent_channels": 32}, "model config differs from the registered 'tiny'"),
     ],
 )
-def test_a_base_of_another_encoder_or_config_is_refused(data_dir, tmp_path, capsys, encoder, overrides, message):
+def test_a_base_of_another_encoder_or_config_is_refused(
+    data_dir, tmp_path, capsys, encoder, overrides, message
+):
     cfg = create_config("tiny", identity_dim=128, **overrides)
     base = tmp_path / "base.pt"
     save_checkpoint(base, MagicMaskGenerator(cfg), cfg, encoder)
@@ -164,7 +181,9 @@ def test_a_base_of_another_encoder_or_config_is_refused(data_dir, tmp_path, caps
     assert not (tmp_path / "shot.pt.tune").exists()
 
 
-def test_a_missing_output_folder_is_refused_before_any_work(data_dir, tmp_path, capsys, monkeypatch):
+def test_a_missing_output_folder_is_refused_before_any_work(
+    data_dir, tmp_path, capsys, monkeypatch
+):
     import magicmask.checkpoint as ckpt_module
 
     def no_load(*a, **k):

@@ -46,9 +46,7 @@ def clip_frames(path: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-def encode_h264(
-    images: list[np.ndarray], path: Path, metadata: dict | None = None
-) -> Path:
+def encode_h264(images: list[np.ndarray], path: Path, metadata: dict | None = None) -> Path:
     """One libx264 encode at CRF 23, yuv420p: the re-encode the watermark must survive."""
     with av.open(str(path), "w") as out:
         out.metadata.update(metadata or {})
@@ -99,9 +97,7 @@ def test_embed_is_invisible_and_detected_on_real_stills(data_dir, name):
 
 
 def test_embed_handles_16bit_frames(data_dir):
-    image = cv2.cvtColor(
-        cv2.imread(str(data_dir / "id_biden_01.jpg")), cv2.COLOR_BGR2RGB
-    )
+    image = cv2.cvtColor(cv2.imread(str(data_dir / "id_biden_01.jpg")), cv2.COLOR_BGR2RGB)
     deep = image.astype(np.uint16) * 257
     marked = embed(deep)
     assert marked.dtype == np.uint16 and psnr(marked, deep, 65535) > 45
@@ -130,12 +126,8 @@ def test_survives_h264_crf23_and_is_absent_from_the_original(data_dir, tmp_path)
 
 def test_watermark_writer_marks_a_sequence_and_verify_reads_it(data_dir, tmp_path):
     frames = clip_frames(data_dir / CLIP, 3)
-    options = SequenceWriterOptions(
-        fps=Fraction(25), provenance=make_tag("00" * 32).to_text()
-    )
-    with WatermarkWriter(
-        SequenceWriter(str(tmp_path / "wm.%04d.png"), options=options)
-    ) as w:
+    options = SequenceWriterOptions(fps=Fraction(25), provenance=make_tag("00" * 32).to_text())
+    with WatermarkWriter(SequenceWriter(str(tmp_path / "wm.%04d.png"), options=options)) as w:
         for i, image in enumerate(frames):
             w.write(Frame(10 + i, 10 + i, Fraction(1, 25), image))
     report = verify(tmp_path / "wm.%04d.png")
@@ -148,9 +140,7 @@ def test_watermark_writer_marks_a_sequence_and_verify_reads_it(data_dir, tmp_pat
 def test_verify_command_output(data_dir, tmp_path, capsys):
     marked = [embed(f) for f in clip_frames(data_dir / CLIP, 10)]
     tag = make_tag("cd" * 32)
-    video = encode_h264(
-        marked, tmp_path / "out.mp4", provenance_metadata(tag, "01:00:00:00")
-    )
+    video = encode_h264(marked, tmp_path / "out.mp4", provenance_metadata(tag, "01:00:00:00"))
     assert main(["verify", str(video)]) == 0
     text = capsys.readouterr().out
     assert "watermark detected" in text

@@ -35,7 +35,9 @@ class TrainConfig:
     # mask, prepare_target's 0.3). 0 keeps the forehead under L_Recon: with it outside, the
     # identity loss paints a coloured band there that no discriminator patch covers.
     mask_forehead: float | None = None
-    init_from: str = ""  # checkpoint of another run (or an exported model) whose weights start this one
+    init_from: str = (
+        ""  # checkpoint of another run (or an exported model) whose weights start this one
+    )
     # [ours] training terms beyond eq. 12 on the self-swaps (magicmask.losses.DetailTerms);
     # 0 = off, the paper's loss
     lambda_feature_match: float = 0.0  # L1 on the discriminators' intermediate features
@@ -61,7 +63,11 @@ class TrainConfig:
 
 
 # The keyword of ``build_identity_encoder`` that names each encoder's weights file.
-ENCODER_WEIGHTS_ARG = {"dlib-resnet": "dlib_path", "facenet-vggface2": "graph_path", "arcface-onnx": "onnx_path"}
+ENCODER_WEIGHTS_ARG = {
+    "dlib-resnet": "dlib_path",
+    "facenet-vggface2": "graph_path",
+    "arcface-onnx": "onnx_path",
+}
 
 
 def encoder_paths(name: str, weights: str | Path | None) -> dict[str, str]:

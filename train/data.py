@@ -65,7 +65,9 @@ def redraw_masks(faces: FaceSet, forehead: float) -> None:
     size = faces.mask.shape[-1]
     faces.mask = np.stack(
         [
-            np.round(face_mask(pts, size, cfg.mask_erode, cfg.mask_feather, forehead) * 255).astype(np.uint8)
+            np.round(face_mask(pts, size, cfg.mask_erode, cfg.mask_feather, forehead) * 255).astype(
+                np.uint8
+            )
             for pts in faces.landmarks
         ]
     )
@@ -84,7 +86,9 @@ class FaceBatch:
     label: torch.Tensor  # [B] int64
 
     def to(self, device: torch.device | str) -> FaceBatch:
-        return FaceBatch(**{k: getattr(self, k).to(device, non_blocking=True) for k in self.__dataclass_fields__})
+        return FaceBatch(
+            **{k: getattr(self, k).to(device, non_blocking=True) for k in self.__dataclass_fields__}
+        )
 
 
 @dataclass
@@ -97,7 +101,9 @@ class PairBatch:
         return PairBatch(self.target.to(device), self.source.to(device), self.same.to(device))
 
 
-def load_faces(folder: Path, image_size: int, id_size: int, exclude: set[str] = frozenset()) -> FaceSet:
+def load_faces(
+    folder: Path, image_size: int, id_size: int, exclude: set[str] = frozenset()
+) -> FaceSet:
     """Read every shard of ``folder``; identities named in ``exclude`` are dropped (held out)."""
     paths = list_shards(folder)
     for p in paths:
@@ -131,7 +137,9 @@ def load_faces(folder: Path, image_size: int, id_size: int, exclude: set[str] = 
         skipped=sum(len(s.header.skipped) for s in shards),
     )
     if len(faces) == 0:
-        raise InvalidInput(f"{folder}: the shards hold no usable faces ({faces.skipped} skipped at preprocessing)")
+        raise InvalidInput(
+            f"{folder}: the shards hold no usable faces ({faces.skipped} skipped at preprocessing)"
+        )
     log.info(
         "%s: %d faces of %d identities (%d skipped at preprocessing)",
         folder,
@@ -159,7 +167,9 @@ class PairSampler:
     def __post_init__(self) -> None:
         self._groups = self.faces.by_identity()
         if len(self._groups) < 2:
-            raise InvalidInput(f"training needs faces of at least 2 identities, got {len(self._groups)}")
+            raise InvalidInput(
+                f"training needs faces of at least 2 identities, got {len(self._groups)}"
+            )
 
     def pairs(self, step: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, step, rank])

@@ -145,7 +145,9 @@ def embed_crops224(encoder, crops: list[np.ndarray]) -> np.ndarray:
 
 
 @torch.no_grad()
-def swap(generator, e_source: np.ndarray, targets: list[TargetInputs], batch: int = 8) -> list[np.ndarray]:
+def swap(
+    generator, e_source: np.ndarray, targets: list[TargetInputs], batch: int = 8
+) -> list[np.ndarray]:
     """Generator outputs as 224 uint8 crops."""
     out = []
     for k in range(0, len(targets), batch):
@@ -158,7 +160,9 @@ def swap(generator, e_source: np.ndarray, targets: list[TargetInputs], batch: in
     return out
 
 
-def crop_geometry(analyzer: FaceAnalyzer, crop: np.ndarray, box_from: np.ndarray) -> tuple[np.ndarray, tuple]:
+def crop_geometry(
+    analyzer: FaceAnalyzer, crop: np.ndarray, box_from: np.ndarray
+) -> tuple[np.ndarray, tuple]:
     """Landmarks and pose re-measured on a 224 crop, inside the box of ``box_from`` landmarks
     (a detector often misses a face that fills the whole crop)."""
     lo, hi = box_from.min(0), box_from.max(0)
@@ -167,7 +171,12 @@ def crop_geometry(analyzer: FaceAnalyzer, crop: np.ndarray, box_from: np.ndarray
 
 
 def evaluate_pairs(
-    generator, train_enc, judge_enc, stills: dict[str, Still], pairs: list[tuple[str, str]], analyzer: FaceAnalyzer
+    generator,
+    train_enc,
+    judge_enc,
+    stills: dict[str, Still],
+    pairs: list[tuple[str, str]],
+    analyzer: FaceAnalyzer,
 ) -> list[EvalRow]:
     """The three rows (target unchanged, source pasted, model) over ``pairs``."""
     names = sorted(stills)
@@ -185,11 +194,15 @@ def evaluate_pairs(
         "source pasted": [s.target.crop for s in src],
         # The target through the model with its own identity: same image quality as the swap,
         # so swap vs self-swap isolates the identity change from the model's blur.
-        "model self-swap": swap(generator, np.stack([train_emb[t.name] for t in tgt]), [t.target for t in tgt]),
+        "model self-swap": swap(
+            generator, np.stack([train_emb[t.name] for t in tgt]), [t.target for t in tgt]
+        ),
         "model": swapped,
     }
     labels = np.array([stills[n].identity for n in names])
-    embedded = {m: (embed_crops224(train_enc, c), embed_crops224(judge_enc, c)) for m, c in outputs.items()}
+    embedded = {
+        m: (embed_crops224(train_enc, c), embed_crops224(judge_enc, c)) for m, c in outputs.items()
+    }
     real_judge = embedded["target unchanged"][1]  # the real target crops, FD's reference
     rows = []
     for method, crops in outputs.items():
@@ -198,9 +211,15 @@ def evaluate_pairs(
         csim_j = metrics.cosine(np.stack([judge_emb[s.name] for s in src]), e_judge)
         hits = []
         for (s, t), q in zip(pairs, e_judge):
-            keep = [i for i, n in enumerate(names) if n not in (s, t)]  # never the pair's own images
+            keep = [
+                i for i, n in enumerate(names) if n not in (s, t)
+            ]  # never the pair's own images
             gallery = np.stack([judge_emb[names[i]] for i in keep])
-            hits.append(metrics.retrieval_top1(q[None], np.array([stills[s].identity]), gallery, labels[keep]))
+            hits.append(
+                metrics.retrieval_top1(
+                    q[None], np.array([stills[s].identity]), gallery, labels[keep]
+                )
+            )
         poses, exprs, chips = [], [], []
         for crop, t in zip(crops, tgt):
             chips.append(quality.realism(t.target.crop, crop, t.target.landmarks))
@@ -230,7 +249,9 @@ def evaluate_pairs(
     return rows
 
 
-def clip_jitter(generator, train_enc, analyzer: FaceAnalyzer, clip: Path, source: Still, frames: int) -> float:
+def clip_jitter(
+    generator, train_enc, analyzer: FaceAnalyzer, clip: Path, source: Still, frames: int
+) -> float:
     """Flicker the model adds on the first ``frames`` frames of ``clip`` (frames without a face
     are left out)."""
     import av
@@ -254,7 +275,9 @@ def clip_jitter(generator, train_enc, analyzer: FaceAnalyzer, clip: Path, source
     )
 
 
-def identity_gain(rows: list[EvalRow], train_name: str, judge_name: str) -> dict[str, dict[str, float]]:
+def identity_gain(
+    rows: list[EvalRow], train_name: str, judge_name: str
+) -> dict[str, dict[str, float]]:
     """Per pair, CSIM(source, swap) − CSIM(source, unchanged target), for each encoder."""
     by = {r.method: r for r in rows}
     model, target = by["model"], by["target unchanged"]
@@ -265,7 +288,11 @@ def identity_gain(rows: list[EvalRow], train_name: str, judge_name: str) -> dict
 
 
 def gain_lines(gains: dict[str, dict[str, float]]) -> str:
-    lines = ["", "Per pair, CSIM(source, swap) − CSIM(source, target) (bootstrap 95 % interval of the mean):", ""]
+    lines = [
+        "",
+        "Per pair, CSIM(source, swap) − CSIM(source, target) (bootstrap 95 % interval of the mean):",
+        "",
+    ]
     for name, g in gains.items():
         lines.append(
             f"- {name}: {g['mean']:+.3f} [{g['ci95_lo']:+.3f}, {g['ci95_hi']:+.3f}], "
@@ -282,7 +309,11 @@ def markdown_table(rows: list[EvalRow], train_name: str, judge_name: str) -> str
         for c in COLUMNS:
             v = getattr(r, c)
             cells.append(
-                "—" if v is None else f"{v:.1f}" if c in ("id_retrieval", "pose_err", "expr_err", "ms") else f"{v:.3f}"
+                "—"
+                if v is None
+                else f"{v:.1f}"
+                if c in ("id_retrieval", "pose_err", "expr_err", "ms")
+                else f"{v:.3f}"
             )
         lines.append(f"| {r.method} | " + " | ".join(cells) + f" | {r.pairs} |")
     return "\n".join(lines) + "\n"
@@ -296,7 +327,9 @@ def run_evaluation(
     loaded = load_checkpoint(checkpoint)
     if judge == loaded.identity_encoder:
         log.warning("judge encoder %s is the training encoder: CSIM is not independent", judge)
-    train_enc = build_identity_encoder(loaded.identity_encoder, **encoder_paths(loaded.identity_encoder, train_weights))
+    train_enc = build_identity_encoder(
+        loaded.identity_encoder, **encoder_paths(loaded.identity_encoder, train_weights)
+    )
     judge_enc = build_identity_encoder(judge, **encoder_paths(judge, judge_weights))
     pairs = read_pairs(pairs_csv)
     if max_pairs and len(pairs) > max_pairs:
@@ -309,7 +342,9 @@ def run_evaluation(
     names = sorted({n for p in pairs for n in p} | set(identities))
     for name in tqdm(names, desc="analyse stills", unit="image"):
         try:
-            stills[name] = analyse_still(Path(images) / name, identities.get(name, Path(name).stem), analyzer)
+            stills[name] = analyse_still(
+                Path(images) / name, identities.get(name, Path(name).stem), analyzer
+            )
         except (NoFaceFound, MissingInput) as exc:
             log.warning("skipped: %s", exc)
     usable = [(s, t) for s, t in pairs if s in stills and t in stills]
@@ -318,7 +353,10 @@ def run_evaluation(
     rows = evaluate_pairs(loaded.generator, train_enc, judge_enc, stills, usable, analyzer)
     if clips:
         source = stills[usable[0][0]]
-        jit = [clip_jitter(loaded.generator, train_enc, analyzer, c, source, clip_frames) for c in clips]
+        jit = [
+            clip_jitter(loaded.generator, train_enc, analyzer, c, source, clip_frames)
+            for c in clips
+        ]
         rows[0].jitter, rows[-1].jitter = 0.0, float(np.mean(jit))
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -351,24 +389,66 @@ def _write(path: Path, text: str) -> None:
 @click.option("--pairs", "pairs_csv", required=True, type=click.Path(path_type=Path),
               help="CSV of source,target (or file_a,file_b,same) image names.")  # fmt: skip
 @click.option(
-    "--images", required=True, type=click.Path(path_type=Path), help="Folder of the images (and identities.csv)."
+    "--images",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of the images (and identities.csv).",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for eval.json and eval.md.")
-@click.option("--judge", default="facenet-vggface2", show_default=True, help="Independent identity encoder.")
-@click.option("--judge-weights", default="", help="Weights file of the judge encoder (arcface-onnx needs one).")
-@click.option("--train-weights", default="", help="Weights file of the checkpoint's own encoder, if not packaged.")
-@click.option("--max-pairs", default=100, show_default=True, help="Evaluate a fixed random subset (0 = all).")
 @click.option(
-    "--clip", "clips", multiple=True, type=click.Path(path_type=Path), help="Clip for temporal jitter; repeatable."
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for eval.json and eval.md.",
+)
+@click.option(
+    "--judge", default="facenet-vggface2", show_default=True, help="Independent identity encoder."
+)
+@click.option(
+    "--judge-weights",
+    default="",
+    help="Weights file of the judge encoder (arcface-onnx needs one).",
+)
+@click.option(
+    "--train-weights",
+    default="",
+    help="Weights file of the checkpoint's own encoder, if not packaged.",
+)
+@click.option(
+    "--max-pairs", default=100, show_default=True, help="Evaluate a fixed random subset (0 = all)."
+)
+@click.option(
+    "--clip",
+    "clips",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Clip for temporal jitter; repeatable.",
 )
 @click.option("--clip-frames", default=24, show_default=True)
 def main(
-    checkpoint, pairs_csv, images, out, judge, judge_weights, train_weights, max_pairs, clips, clip_frames
+    checkpoint,
+    pairs_csv,
+    images,
+    out,
+    judge,
+    judge_weights,
+    train_weights,
+    max_pairs,
+    clips,
+    clip_frames,
 ) -> None:
     """Evaluate a MagicMask checkpoint on held-out pairs (and clips)."""
     torch.set_num_threads(1)
     rows = run_evaluation(
-        checkpoint, pairs_csv, images, out, judge, max_pairs, list(clips), clip_frames, train_weights, judge_weights
+        checkpoint,
+        pairs_csv,
+        images,
+        out,
+        judge,
+        max_pairs,
+        list(clips),
+        clip_frames,
+        train_weights,
+        judge_weights,
     )
     loaded_train = json.loads((out / "eval.json").read_text())["train_encoder"]
     click.echo(markdown_table(rows, loaded_train, judge))

@@ -93,10 +93,14 @@ def _prepare_run(run: Path, tcfg: TrainConfig, resume: bool) -> Path | None:
         saved = load_train_config(cfg_file)
         if saved.resume_key() != tcfg.resume_key():
             diff = sorted(k for k, v in tcfg.resume_key().items() if saved.resume_key().get(k) != v)
-            raise InvalidInput(f"{run}: --resume with settings that differ from the run's ({', '.join(diff)})")
+            raise InvalidInput(
+                f"{run}: --resume with settings that differ from the run's ({', '.join(diff)})"
+            )
         return existing
     if existing is not None:
-        raise OutputError(f"{run}: already holds checkpoints (pass --resume, or choose another --out)")
+        raise OutputError(
+            f"{run}: already holds checkpoints (pass --resume, or choose another --out)"
+        )
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -114,7 +118,9 @@ def _image_grid(batch, result, rows: int = 4) -> torch.Tensor:
         result.swaps.swap_ab[:n],
         result.swaps.self_a[:n],
     ]
-    grid = torch.cat([torch.cat(list(c.float().cpu()), dim=1) for c in cols], dim=2)  # [3, n*S, 4*S]
+    grid = torch.cat(
+        [torch.cat(list(c.float().cpu()), dim=1) for c in cols], dim=2
+    )  # [3, n*S, 4*S]
     return grid.clamp(0, 1)
 
 
@@ -130,14 +136,20 @@ def fit(
     torch.set_num_threads(rt.threads)
     rank, world, device = _dist_setup(rt)
     encoder = build_identity_encoder(
-        tcfg.identity_encoder, device=str(device), **encoder_paths(tcfg.identity_encoder, tcfg.identity_weights)
+        tcfg.identity_encoder,
+        device=str(device),
+        **encoder_paths(tcfg.identity_encoder, tcfg.identity_weights),
     )
     models = build_models(tcfg, encoder, device, distributed=world > 1)
     faces = load_faces(data, models.cfg.image_size, 112, set(tcfg.exclude_identities))
     if tcfg.mask_forehead is not None:
         redraw_masks(faces, tcfg.mask_forehead)
     fingerprint = data_fingerprint(data, tcfg.exclude_identities)
-    resume_from = _prepare_run(run, tcfg, resume) if rank == 0 else (latest_checkpoint(run) if resume else None)
+    resume_from = (
+        _prepare_run(run, tcfg, resume)
+        if rank == 0
+        else (latest_checkpoint(run) if resume else None)
+    )
     if world > 1:
         dist.barrier()
     start = load_training_state(resume_from, models, tcfg, fingerprint) if resume_from else 0
@@ -145,10 +157,16 @@ def fit(
         log.info("resumed %s at step %d", resume_from, start)
     elif tcfg.init_from:
         parent_steps = init_weights_from(Path(tcfg.init_from), models)
-        log.info("weights from %s (%d steps); optimisers and step count start afresh", tcfg.init_from, parent_steps)
+        log.info(
+            "weights from %s (%d steps); optimisers and step count start afresh",
+            tcfg.init_from,
+            parent_steps,
+        )
     sampler = PairSampler(faces, tcfg.batch_size, tcfg.seed, tcfg.same_identity_prob)
     heat = functools.partial(landmark_heatmaps, size=models.cfg.image_size)
-    loader = step_loader(StepDataset(sampler, heat, start, max(0, tcfg.steps - start), rank), rt.workers)
+    loader = step_loader(
+        StepDataset(sampler, heat, start, max(0, tcfg.steps - start), rank), rt.workers
+    )
     writer = _writer(run) if rank == 0 else None
 
     t0 = time.perf_counter()
@@ -213,7 +231,9 @@ def _writer(run: Path):
     return SummaryWriter(str(run / "tb"))
 
 
-def export_generator(path: Path, m: Models, tcfg: TrainConfig, step: int, faces, dtype: str) -> Path:
+def export_generator(
+    path: Path, m: Models, tcfg: TrainConfig, step: int, faces, dtype: str
+) -> Path:
     """The EMA generator as a shippable ``magicmask.checkpoint`` file."""
     meta = {
         "steps": step,
@@ -234,7 +254,9 @@ def export_generator(path: Path, m: Models, tcfg: TrainConfig, step: int, faces,
     return path
 
 
-def export_training_state(state_path: Path, out: Path, dtype: str = "float16", weights: str = "ema") -> Path:
+def export_training_state(
+    state_path: Path, out: Path, dtype: str = "float16", weights: str = "ema"
+) -> Path:
     """The EMA (or the raw, ``weights="generator"``) generator of a run-folder checkpoint, e.g. of
     a run that is still going, as a shippable ``magicmask.checkpoint`` file."""
     from magicmask.checkpoint import load_training_state as read_state
@@ -265,8 +287,15 @@ def export_training_state(state_path: Path, out: Path, dtype: str = "float16", w
 
 @click.command("train-export")
 @click.argument("state", type=click.Path(path_type=Path))
-@click.option("--to", "out", required=True, type=click.Path(path_type=Path), help="Checkpoint file to write.")
-@click.option("--export-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
+@click.option(
+    "--to", "out", required=True, type=click.Path(path_type=Path), help="Checkpoint file to write."
+)
+@click.option(
+    "--export-dtype",
+    type=click.Choice(["float16", "float32"]),
+    default="float16",
+    show_default=True,
+)
 @click.option(
     "--weights",
     type=click.Choice(["ema", "generator"]),
@@ -283,12 +312,19 @@ def export_training_state(state_path: Path, out: Path, dtype: str = "float16", w
 )
 @overwrite_options
 def export_main(
-    state: Path, out: Path, export_dtype: str, weights: str, gate_data: Path | None, overwrite: bool | None
+    state: Path,
+    out: Path,
+    export_dtype: str,
+    weights: str,
+    gate_data: Path | None,
+    overwrite: bool | None,
 ) -> None:
     """Write the generator of a training checkpoint (checkpoints/step-*.pt) as a model file."""
     embedded = default_checkpoint_path()
     if gate_data is None and out.resolve() == embedded.resolve():
-        raise InvalidInput(f"{out}: replacing the embedded checkpoint needs --gate-data DIR (held-out pairs)")
+        raise InvalidInput(
+            f"{out}: replacing the embedded checkpoint needs --gate-data DIR (held-out pairs)"
+        )
     check_output(out, state, overwrite=overwrite)  # before the training state loads
     target = out if gate_data is None else out.with_name(f".{out.name}.gate")
     export_training_state(state, target, export_dtype, weights)
@@ -344,7 +380,9 @@ def export_main(
     help="dlib-resnet | facenet-vggface2 | arcface-onnx (with --identity-weights FILE.onnx).",
 )
 @click.option(
-    "--identity-weights", default="", help="Weights file of the identity encoder (default: the packaged one)."
+    "--identity-weights",
+    default="",
+    help="Weights file of the identity encoder (default: the packaged one).",
 )
 @click.option(
     "--geometric/--no-geometric",

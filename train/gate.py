@@ -78,7 +78,9 @@ def failures(candidate: dict[str, float], baseline: dict[str, float]) -> list[st
     return out
 
 
-def measure_checkpoints(paths: list[Path], data: Path, max_pairs: int = 24) -> list[dict[str, float]]:
+def measure_checkpoints(
+    paths: list[Path], data: Path, max_pairs: int = 24
+) -> list[dict[str, float]]:
     """Gated measures of each checkpoint on ``data``'s pairs.csv (analysed once for all)."""
     from magicmask.checkpoint import load_checkpoint
     from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
@@ -100,7 +102,9 @@ def measure_checkpoints(paths: list[Path], data: Path, max_pairs: int = 24) -> l
     stills = {}
     for name in sorted({n for p in pairs for n in p}):
         try:
-            stills[name] = analyse_still(Path(data) / name, identities.get(name, Path(name).stem), analyzer)
+            stills[name] = analyse_still(
+                Path(data) / name, identities.get(name, Path(name).stem), analyzer
+            )
         except (NoFaceFound, MissingInput):
             continue  # a pair without a face is left out of every checkpoint's measure alike
     usable = [(s, t) for s, t in pairs if s in stills and t in stills]
@@ -110,12 +114,20 @@ def measure_checkpoints(paths: list[Path], data: Path, max_pairs: int = 24) -> l
     out = []
     for path in paths:
         loaded = load_checkpoint(path)
-        train_enc = judge if loaded.identity_encoder == GATE_ENCODER else build_identity_encoder(loaded.identity_encoder)
-        out.append(scores(evaluate_pairs(loaded.generator, train_enc, judge, stills, usable, analyzer)))
+        train_enc = (
+            judge
+            if loaded.identity_encoder == GATE_ENCODER
+            else build_identity_encoder(loaded.identity_encoder)
+        )
+        out.append(
+            scores(evaluate_pairs(loaded.generator, train_enc, judge, stills, usable, analyzer))
+        )
     return out
 
 
-def check(candidate: Path, baseline: Path, data: Path, max_pairs: int = 24) -> dict[str, tuple[float, float]]:
+def check(
+    candidate: Path, baseline: Path, data: Path, max_pairs: int = 24
+) -> dict[str, tuple[float, float]]:
     """Raise ``CheckpointRejected`` naming every measure on which ``candidate`` is worse than
     ``baseline``; otherwise return {measure: (candidate, baseline)}."""
     cand, base = measure_checkpoints([candidate, baseline], data, max_pairs)

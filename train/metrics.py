@@ -34,7 +34,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2.0 * root)))
 
 
-def paired_gain(after: np.ndarray, before: np.ndarray, boots: int = 10_000, seed: int = 0) -> dict[str, float]:
+def paired_gain(
+    after: np.ndarray, before: np.ndarray, boots: int = 10_000, seed: int = 0
+) -> dict[str, float]:
     """Per-pair ``after − before``: its mean, a percentile-bootstrap 95 % interval of that mean
     (fixed seed) and the fraction of pairs that improved. The interval excluding 0 is what
     "significant" means in our reports."""
@@ -42,7 +44,12 @@ def paired_gain(after: np.ndarray, before: np.ndarray, boots: int = 10_000, seed
     idx = np.random.default_rng(seed).integers(0, len(d), (boots, len(d)))
     means = d[idx].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(d.mean()), "ci95_lo": float(lo), "ci95_hi": float(hi), "improved": float((d > 0).mean())}
+    return {
+        "mean": float(d.mean()),
+        "ci95_lo": float(lo),
+        "ci95_hi": float(hi),
+        "improved": float((d > 0).mean()),
+    }
 
 
 def retrieval_top1(

@@ -81,7 +81,9 @@ def scan_sources(sources: list[Path]) -> list[Item]:
             raise MissingInput(f"{src}: source does not exist")
         if src.is_file():
             if src.suffix.lower() not in VIDEO_EXTS:
-                raise InvalidInput(f"{src}: a file source must be a video ({', '.join(sorted(VIDEO_EXTS))})")
+                raise InvalidInput(
+                    f"{src}: a file source must be a video ({', '.join(sorted(VIDEO_EXTS))})"
+                )
             items.append(Item(str(src.parent), src.name, src.stem, True))
             continue
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
@@ -112,7 +114,10 @@ def select_items(
         if not i.video and i.identity not in exclude:
             by_id.setdefault(i.identity, []).append(i)
     images = [
-        i for group in by_id.values() if len(group) >= min_per_identity for i in group[: max_per_identity or None]
+        i
+        for group in by_id.values()
+        if len(group) >= min_per_identity
+        for i in group[: max_per_identity or None]
     ]
     if limit:
         images = sorted(images, key=lambda i: hashlib.sha1(i.rel.encode()).hexdigest())[:limit]
@@ -140,7 +145,9 @@ def _analyzer(detector: str, upsample: int, min_face: int):
     """The face analyzer, built once per worker process (dlib models are not picklable)."""
     from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 
-    return FaceAnalyzer(FaceConfig(backend="dlib", detector=detector, upsample=upsample, min_face=min_face))
+    return FaceAnalyzer(
+        FaceConfig(backend="dlib", detector=detector, upsample=upsample, min_face=min_face)
+    )
 
 
 def pick_face(boxes: np.ndarray, shape: tuple[int, int], min_face: int) -> int | None:
@@ -167,7 +174,9 @@ def analyse(image: np.ndarray, cfg: PreprocessConfig) -> tuple[dict | None, str]
     return face_fields(image, faces[best].landmarks, faces[best].landmarks_3d, cfg.image_size), ""
 
 
-def face_fields(image: np.ndarray, pts: np.ndarray, pts3d: np.ndarray | None, image_size: int = 224) -> dict:
+def face_fields(
+    image: np.ndarray, pts: np.ndarray, pts3d: np.ndarray | None, image_size: int = 224
+) -> dict:
     """The stored fields of one face given its landmarks (also used by ``mmvideo tune`` on the
     swap's tracked faces)."""
     t = prepare_target(image, pts, pts3d, PrepareConfig(size=image_size))
@@ -233,7 +242,11 @@ def process_chunk(chunk: Chunk, cfg: PreprocessConfig) -> ShardData:
 
 
 def rows_to_shard(
-    rows: list[dict], identities: list[str], skipped: list[tuple[str, str]], image_size: int, backend: str
+    rows: list[dict],
+    identities: list[str],
+    skipped: list[tuple[str, str]],
+    image_size: int,
+    backend: str,
 ) -> ShardData:
     """One shard from per-face rows (``face_fields`` plus label, frame and origin)."""
     if not rows:

@@ -89,7 +89,9 @@ class ShardData:
         return int(self.target.shape[0])
 
 
-def empty_shard(image_size: int, id_size: int, skipped: list[tuple[str, str]], backend: str) -> ShardData:
+def empty_shard(
+    image_size: int, id_size: int, skipped: list[tuple[str, str]], backend: str
+) -> ShardData:
     """A shard with no faces: it still records that its chunk was done and what was skipped."""
     s, i = image_size, id_size
     return ShardData(
@@ -208,4 +210,6 @@ def _check_shapes(path: Path, shard: ShardData) -> None:
         if got != shape:
             raise InvalidInput(f"{path}: shard array {key} has shape {got}, expected {shape}")
     if n and (shard.label.min() < 0 or shard.label.max() >= len(shard.header.identities)):
-        raise InvalidInput(f"{path}: shard labels out of range of its {len(shard.header.identities)} identities")
+        raise InvalidInput(
+            f"{path}: shard labels out of range of its {len(shard.header.identities)} identities"
+        )

@@ -58,7 +58,9 @@ class _FeatureForward(nn.Module):
         super().__init__()
         self.generator = generator
 
-    def forward(self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def forward(
+        self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor
+    ) -> tuple[Tensor, list[Tensor]]:
         return self.generator.forward_with_features(x_t, e_s, depth, heatmaps)
 
 
@@ -149,7 +151,11 @@ def detail_terms(tcfg: TrainConfig, encoder: nn.Module, device: torch.device) ->
     that is dlib's ResNet (frozen either way)."""
     net = None
     if tcfg.lambda_perceptual:
-        dlib = encoder if encoder.name == "dlib-resnet" else build_identity_encoder("dlib-resnet", device=str(device))
+        dlib = (
+            encoder
+            if encoder.name == "dlib-resnet"
+            else build_identity_encoder("dlib-resnet", device=str(device))
+        )
         net = L.DlibFeatures(dlib.to(device))
     return L.DetailTerms(tcfg.lambda_feature_match, tcfg.lambda_perceptual, net)
 
@@ -182,7 +188,13 @@ def generator_backward(
     try:
         with torch.autocast(device.type, enabled=_amp(tcfg, device)):
             losses, swaps = L.generator_losses(
-                m.cfg, _GeneratorHandle(m.g_forward, m.generator), m.discriminator, m.encoder, a, b, m.extra
+                m.cfg,
+                _GeneratorHandle(m.g_forward, m.generator),
+                m.discriminator,
+                m.encoder,
+                a,
+                b,
+                m.extra,
             )
     finally:
         m.discriminator.requires_grad_(True)
@@ -199,7 +211,9 @@ def discriminator_backward(
     """The discriminator side of eq. 10/11 on this step's (detached) swaps, and its backward."""
     device = a.image.device
     m.discriminator.train()
-    fakes = L.SwapOutputs(*(t.detach() for t in (swaps.swap_ab, swaps.swap_ba, swaps.self_a, swaps.self_b)))
+    fakes = L.SwapOutputs(
+        *(t.detach() for t in (swaps.swap_ab, swaps.swap_ba, swaps.self_a, swaps.self_b))
+    )
     with torch.autocast(device.type, enabled=_amp(tcfg, device)):
         d_loss = L.discriminator_loss(m.cfg, m.d_forward, a, b, fakes)
     _check_finite(step, {"discriminator": d_loss})
@@ -237,7 +251,9 @@ def _check_finite(step: int, terms: dict[str, Tensor]) -> None:
     values = {k: float(v.detach()) for k, v in terms.items()}
     if not all(math.isfinite(v) for v in values.values()):
         listed = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-        raise TrainingDiverged(f"step {step}: non-finite loss ({listed}); the last good checkpoint is kept")
+        raise TrainingDiverged(
+            f"step {step}: non-finite loss ({listed}); the last good checkpoint is kept"
+        )
 
 
 def ema_decay_at(decay: float, step: int) -> float:
@@ -265,11 +281,15 @@ def checkpoint_path(run: Path, step: int) -> Path:
 
 
 def latest_checkpoint(run: Path) -> Path | None:
-    paths = sorted(p for p in (Path(run) / "checkpoints").glob("step-*.pt") if _STEP_RE.search(p.name))
+    paths = sorted(
+        p for p in (Path(run) / "checkpoints").glob("step-*.pt") if _STEP_RE.search(p.name)
+    )
     return paths[-1] if paths else None
 
 
-def save_training_state(path: Path, m: Models, tcfg: TrainConfig, step: int, data_fingerprint: str) -> None:
+def save_training_state(
+    path: Path, m: Models, tcfg: TrainConfig, step: int, data_fingerprint: str
+) -> None:
     """Everything needed to continue bit-exactly, written to a temp file and renamed."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -296,7 +316,9 @@ def prune_checkpoints(run: Path, keep: int) -> None:
 
 def _check_encoder(path: Path, state: dict, m: Models) -> None:
     if state["identity_encoder"] != m.encoder.name:
-        raise InvalidInput(f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}")
+        raise InvalidInput(
+            f"{path}: trained with identity encoder {state['identity_encoder']}, not {m.encoder.name}"
+        )
 
 
 def _load_networks(path: Path, state: dict, m: Models) -> None:
@@ -330,7 +352,9 @@ def _load_generator(path: Path, module: nn.Module, state: dict) -> None:
     result = module.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("detail.")]
     if missing or result.unexpected_keys:
-        raise InvalidInput(f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+        raise InvalidInput(
+            f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})"
+        )
 
 
 def _read_init_state(path: Path) -> dict:
@@ -377,9 +401,13 @@ def load_training_state(path: Path, m: Models, tcfg: TrainConfig, data_fingerpri
     saved = TrainConfig.from_json(state["train_config"])
     if saved.resume_key() != tcfg.resume_key():
         diff = sorted(k for k, v in tcfg.resume_key().items() if saved.resume_key().get(k) != v)
-        raise InvalidInput(f"{path}: checkpoint is from a different run (differs in {', '.join(diff)})")
+        raise InvalidInput(
+            f"{path}: checkpoint is from a different run (differs in {', '.join(diff)})"
+        )
     if state["data_fingerprint"] != data_fingerprint:
-        raise InvalidInput(f"{path}: checkpoint was trained on other data (shard set differs from --data)")
+        raise InvalidInput(
+            f"{path}: checkpoint was trained on other data (shard set differs from --data)"
+        )
     _load_networks(path, state, m)
     m.opt_g.load_state_dict(state["opt_g"])
     m.opt_d.load_state_dict(state["opt_d"])

@@ -119,9 +119,7 @@ def align_target(
     return warp(image, m, size), m
 
 
-def align_identity(
-    image: np.ndarray, landmarks68: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def align_identity(image: np.ndarray, landmarks68: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """112×112 crop aligned to ``ARCFACE_112`` for the identity encoders, and its matrix."""
     m = similarity_matrix(five_points(landmarks68), ARCFACE_112)
     return warp(image, m, 112), m

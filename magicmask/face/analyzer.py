@@ -38,6 +38,8 @@ def check_backend_installed(backend: str) -> None:
 
     if backend in BACKEND_PACKAGES:
         package_dir(*BACKEND_PACKAGES[backend])
+
+
 DETECTORS = ("hog", "cnn", "mtcnn", "scrfd")
 # mediapipe's Face Mesh reads turned heads, so it gets the detector that finds them (MMOD)
 _DEFAULT_DETECTOR = {"dlib": "hog", "fan": "hog", "insightface": "scrfd", "mediapipe": "cnn"}
@@ -102,9 +104,7 @@ class FaceConfig:
 
 
 class Detector(Protocol):
-    def __call__(
-        self, image: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
 
 
 class Landmarker(Protocol):
@@ -130,9 +130,7 @@ def build_detector(cfg: FaceConfig) -> Detector:
         from magicmask.face.insightface_backend import ScrfdDetector
 
         return ScrfdDetector(cfg.models_dir, cfg.resolved_threshold(), cfg.device)
-    raise InvalidInput(
-        f"face detector {name!r}: unknown (choose from {', '.join(DETECTORS)})"
-    )
+    raise InvalidInput(f"face detector {name!r}: unknown (choose from {', '.join(DETECTORS)})")
 
 
 def build_landmarker(cfg: FaceConfig) -> Landmarker:
@@ -159,9 +157,7 @@ def build_landmarker(cfg: FaceConfig) -> Landmarker:
         from magicmask.face.mediapipe_backend import MeshLandmarker
 
         return MeshLandmarker(cfg.models_dir)
-    raise InvalidInput(
-        f"face backend {cfg.backend!r}: unknown (choose from {', '.join(BACKENDS)})"
-    )
+    raise InvalidInput(f"face backend {cfg.backend!r}: unknown (choose from {', '.join(BACKENDS)})")
 
 
 class FaceAnalyzer:
@@ -176,9 +172,7 @@ class FaceAnalyzer:
         self.cfg = cfg
         self._detector = detector or build_detector(cfg)
         self._landmarker = landmarker or build_landmarker(cfg)
-        self._descriptor = (
-            None  # dlib's recognition network, loaded by the first describe()
-        )
+        self._descriptor = None  # dlib's recognition network, loaded by the first describe()
         self._second: Detector | None = None  # built by the first detect_near()
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -212,9 +206,7 @@ class FaceAnalyzer:
             boxes = mtcnn_to_dlib_boxes(boxes)
         faces = self._faces(rgb, boxes, scores)
         if points5 is not None:
-            for face, p in zip(
-                faces, np.asarray(points5, dtype=np.float32)[keep] / scale
-            ):
+            for face, p in zip(faces, np.asarray(points5, dtype=np.float32)[keep] / scale):
                 face.extra["points5"] = p
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
@@ -268,9 +260,7 @@ class FaceAnalyzer:
             self._descriptor = DlibDescriptor()
         rgb = as_rgb8(image)
         boxes = np.array([f.box for f in faces], dtype=np.float32).reshape(-1, 4)
-        for face, emb in zip(
-            faces, self._descriptor(rgb, boxes, [f.landmarks for f in faces])
-        ):
+        for face, emb in zip(faces, self._descriptor(rgb, boxes, [f.landmarks for f in faces])):
             face.embedding = emb
         return faces
 
@@ -284,9 +274,7 @@ class FaceAnalyzer:
         """``landmarks`` for each (image, boxes) of a batch."""
         return [self.landmarks(image, b) for image, b in zip(images, boxes)]
 
-    def _faces(
-        self, rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray
-    ) -> list[Face]:
+    def _faces(self, rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[Face]:
         if not len(boxes):
             return []
         faces = []
@@ -294,9 +282,7 @@ class FaceAnalyzer:
             try:
                 pose = estimate_pose(lm.points, rgb.shape[:2], lm.points_3d)
             except ValueError:
-                pose = (
-                    None  # degenerate landmarks: keep the face, leave its pose unknown
-                )
+                pose = None  # degenerate landmarks: keep the face, leave its pose unknown
             faces.append(
                 Face(
                     box=box.astype(np.float32),
@@ -332,9 +318,7 @@ def pick_face(
 ) -> Face:
     """``source_face`` on faces already detected (largest first)."""
     if not faces:
-        raise NoFaceFound(
-            f"{name}: no face found (use a clearer, larger, more frontal photo)"
-        )
+        raise NoFaceFound(f"{name}: no face found (use a clearer, larger, more frontal photo)")
     if index is None:
         if len(faces) > 1:
             log.warning(

@@ -65,9 +65,7 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
 
 @click.command("faces")
 @click.argument("image", type=click.Path(path_type=Path))
-@click.option(
-    "--backend", type=click.Choice(BACKENDS), default="dlib", show_default=True
-)
+@click.option("--backend", type=click.Choice(BACKENDS), default="dlib", show_default=True)
 @click.option(
     "--detector",
     type=click.Choice(DETECTORS),
@@ -76,12 +74,8 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
 )
 @click.option("--face-models", "models_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of insightface / FAN / Face Mesh model files.")  # fmt: skip
-@click.option(
-    "--fan-landmarks", type=click.Choice(("2d", "3d")), default="2d", show_default=True
-)
-@click.option(
-    "--upsample", default=1, show_default=True, help="HOG/MMOD upsampling steps."
-)
+@click.option("--fan-landmarks", type=click.Choice(("2d", "3d")), default="2d", show_default=True)
+@click.option("--upsample", default=1, show_default=True, help="HOG/MMOD upsampling steps.")
 @click.option(
     "--min-face",
     default=20,
@@ -130,9 +124,7 @@ def faces(
     check_backend_installed(backend)
     analyzer = FaceAnalyzer(cfg)
     found = analyzer.detect(rgb)
-    chosen = pick_face(
-        found, source_face_index, name=str(image)
-    )  # no face: NoFaceFound, exit 3
+    chosen = pick_face(found, source_face_index, name=str(image))  # no face: NoFaceFound, exit 3
     index = next(i for i, f in enumerate(found) if f is chosen)
     records = [_face_record(i, f) for i, f in enumerate(found)]
     if draw is not None:

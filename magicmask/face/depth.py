@@ -34,9 +34,7 @@ def _plane_coefficients(xy: np.ndarray, z: np.ndarray, tri: np.ndarray) -> np.nd
     a = np.concatenate([xy[tri], np.ones((len(tri), 3, 1))], axis=2)  # (T, 3, 3)
     b = z[tri]  # (T, 3)
     det = np.linalg.det(a)
-    flat = (
-        np.abs(det) < 1e-6
-    )  # collinear in the image (edge-on triangle): use the mean height
+    flat = np.abs(det) < 1e-6  # collinear in the image (edge-on triangle): use the mean height
     a[flat] = np.eye(3)
     coef = np.linalg.solve(a, b[..., None])[..., 0]
     coef[flat] = np.stack(
@@ -45,21 +43,15 @@ def _plane_coefficients(xy: np.ndarray, z: np.ndarray, tri: np.ndarray) -> np.nd
     return coef
 
 
-def render_depth(
-    points_xy: np.ndarray, heights: np.ndarray, size: int = 224
-) -> np.ndarray:
+def render_depth(points_xy: np.ndarray, heights: np.ndarray, size: int = 224) -> np.ndarray:
     """Rasterise per-landmark heights (crop pixels, toward the camera) into a [0, 1] depth map."""
     xy = np.asarray(points_xy, dtype=np.float64)[:, :2]
     z = np.asarray(heights, dtype=np.float64)
     tri = face_triangles()
     coef = _plane_coefficients(xy, z, tri)
-    order = np.argsort(
-        z[tri].mean(axis=1)
-    )  # far triangles first, near ones painted over them
+    order = np.argsort(z[tri].mean(axis=1))  # far triangles first, near ones painted over them
     index = np.full((size, size), -1, dtype=np.int32)
-    corners = np.round(xy * 16.0).astype(
-        np.int32
-    )  # 4 fractional bits of vertex precision
+    corners = np.round(xy * 16.0).astype(np.int32)  # 4 fractional bits of vertex precision
     for t in order:
         cv2.fillConvexPoly(index, corners[tri[t]], int(t), cv2.LINE_8, 4)
     inside = index >= 0

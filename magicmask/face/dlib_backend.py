@@ -17,9 +17,7 @@ class HogDetector:
         self._upsample = upsample
         self._threshold = threshold
 
-    def __call__(
-        self, image: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         rects, scores, _ = self._detector.run(image, self._upsample, self._threshold)
         return _boxes(rects), np.asarray(scores, dtype=np.float32), None
 
@@ -34,14 +32,8 @@ class MmodDetector:
         self._upsample = upsample
         self._threshold = threshold
 
-    def __call__(
-        self, image: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        dets = [
-            d
-            for d in self._detector(image, self._upsample)
-            if d.confidence >= self._threshold
-        ]
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        dets = [d for d in self._detector(image, self._upsample) if d.confidence >= self._threshold]
         scores = np.array([d.confidence for d in dets], dtype=np.float32)
         return _boxes([d.rect for d in dets]), scores, None
 
@@ -97,13 +89,9 @@ class DlibDescriptor:
         for box, pts in zip(np.asarray(boxes, dtype=np.float64), landmarks):
             rect = dlib.rectangle(*(round(v) for v in box))
             shapes.append(
-                dlib.full_object_detection(
-                    rect, [dlib.point(round(x), round(y)) for x, y in pts]
-                )
+                dlib.full_object_detection(rect, [dlib.point(round(x), round(y)) for x, y in pts])
             )
-        desc = np.array(
-            self._model.compute_face_descriptor(image, shapes), dtype=np.float32
-        )
+        desc = np.array(self._model.compute_face_descriptor(image, shapes), dtype=np.float32)
         return desc / np.linalg.norm(desc, axis=1, keepdims=True)
 
 

@@ -36,9 +36,7 @@ def weight_path(key: str, models_dir: Path | None) -> Path:
     """Where the weights of ``key`` are read from; never downloads."""
     name = weight_name(key)
     folder = (
-        Path(models_dir)
-        if models_dir is not None
-        else Path(torch.hub.get_dir()) / "checkpoints"
+        Path(models_dir) if models_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
     )
     path = folder / name
     if not path.is_file():
@@ -47,9 +45,7 @@ def weight_path(key: str, models_dir: Path | None) -> Path:
             if models_dir is not None
             else "face-alignment's cache (or pass --face-models DIR)"
         )
-        raise ModelError(
-            f"{path}: FAN weights not found; put {name} in {folder} ({where})"
-        )
+        raise ModelError(f"{path}: FAN weights not found; put {name} in {folder} ({where})")
     return path
 
 
@@ -81,15 +77,11 @@ class FanLandmarker:
         self.has_3d = kind == "3d"
         self._device = device
         self._flip = flip
-        self._reference_scale = (
-            _TIGHT_BOX_SCALE if tight_boxes else float(REFERENCE_SCALE)
-        )
+        self._reference_scale = _TIGHT_BOX_SCALE if tight_boxes else float(REFERENCE_SCALE)
         key = "3DFAN-4" if self.has_3d else "2DFAN-4"
         self._fan = _load(FAN(4), weight_path(key, models_dir), device)
         self._depth = (
-            _load(ResNetDepth(), weight_path("depth", models_dir), device)
-            if self.has_3d
-            else None
+            _load(ResNetDepth(), weight_path("depth", models_dir), device) if self.has_3d else None
         )
 
     @torch.no_grad()
@@ -110,15 +102,11 @@ class FanLandmarker:
         # Same framing as face_alignment.FaceAlignment.get_landmarks_from_image.
         centers, scales, crops = [], [], []
         for x0, y0, x1, y1 in boxes:
-            center = np.array(
-                [(x0 + x1) / 2.0, (y0 + y1) / 2.0 - (y1 - y0) * CENTER_Y_OFFSET]
-            )
+            center = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0 - (y1 - y0) * CENTER_Y_OFFSET])
             scale = (x1 - x0 + y1 - y0) / self._reference_scale
             centers.append(center)
             scales.append(scale)
-            crops.append(
-                crop(image, center, scale).transpose(2, 0, 1).astype(np.float32) / 255.0
-            )
+            crops.append(crop(image, center, scale).transpose(2, 0, 1).astype(np.float32) / 255.0)
         inp = torch.from_numpy(np.stack(crops)).to(self._device)  # (B, 3, 256, 256)
         heat = self._fan(inp)[-1]  # (B, 68, 64, 64)
         if self._flip:
@@ -136,17 +124,13 @@ class FanLandmarker:
             for j in range(68):
                 if pts_crop[j, 0] > 0 and pts_crop[j, 1] > 0:
                     maps[j] = draw_gaussian(maps[j], pts_crop[j], 2)
-            depth_in = torch.cat(
-                [inp[i : i + 1], torch.from_numpy(maps)[None].to(self._device)], 1
-            )
+            depth_in = torch.cat([inp[i : i + 1], torch.from_numpy(maps)[None].to(self._device)], 1)
             z = self._depth(depth_in).float().cpu().numpy().reshape(68)
             z = z * (
                 SCALE_FACTOR * scale / CROP_RESOLUTION
             )  # crop units → image pixels, as face-alignment
             # FAN's 3-D labels follow 300W-LP / AFLW2000-3D: z toward the camera.
             out.append(
-                Landmarks(
-                    pts_img, np.concatenate([pts_img, z[:, None].astype(np.float32)], 1)
-                )
+                Landmarks(pts_img, np.concatenate([pts_img, z[:, None].astype(np.float32)], 1))
             )
         return out

@@ -122,9 +122,7 @@ def weighted_nms(
     while order.size:
         top, rest = boxes[order[0]], boxes[order]
         inter = np.prod(
-            np.maximum(
-                np.minimum(rest[:, 2:], top[2:]) - np.maximum(rest[:, :2], top[:2]), 0.0
-            ),
+            np.maximum(np.minimum(rest[:, 2:], top[2:]) - np.maximum(rest[:, :2], top[:2]), 0.0),
             axis=1,
         )
         overlap = inter / np.maximum(area[order] + area[order[0]] - inter, 1e-12)
@@ -173,16 +171,10 @@ class HandDetector:
         min_presence: float = 0.7,
         threads: int = 1,
     ):
-        palm_path = wheel_model(
-            models_dir, "palm_detection", PALM_MODEL, "palm detector"
-        )
-        hand_path = wheel_model(
-            models_dir, "hand_landmark", HAND_MODEL, "hand landmarker"
-        )
+        palm_path = wheel_model(models_dir, "palm_detection", PALM_MODEL, "palm detector")
+        hand_path = wheel_model(models_dir, "hand_landmark", HAND_MODEL, "hand landmarker")
         self._palm = tflite_interpreter(palm_path, threads, PALM_SIZE, "palm detector")
-        self._hand = tflite_interpreter(
-            hand_path, threads, HAND_SIZE, "hand landmarker"
-        )
+        self._hand = tflite_interpreter(hand_path, threads, HAND_SIZE, "hand landmarker")
         self._palm_in = self._palm.get_input_details()[0]["index"]
         self._palm_out = [d["index"] for d in self._palm.get_output_details()]
         self._hand_in = self._hand.get_input_details()[0]["index"]
@@ -199,22 +191,14 @@ class HandDetector:
         side = self.region * max(x1 - x0, y1 - y0, 1.0)
         m = roi_matrix(np.array([(x0 + x1) / 2, (y0 + y1) / 2]), side, 0.0, PALM_SIZE)
         # outside the frame is black, as MediaPipe pads its detector input
-        self._palm.set_tensor(
-            self._palm_in, roi_input(image, m, PALM_SIZE, cv2.BORDER_CONSTANT)
-        )
+        self._palm.set_tensor(self._palm_in, roi_input(image, m, PALM_SIZE, cv2.BORDER_CONSTANT))
         self._palm.invoke()
-        raw, logits = (
-            self._palm.get_tensor(i)[0].astype(np.float64) for i in self._palm_out
-        )
+        raw, logits = (self._palm.get_tensor(i)[0].astype(np.float64) for i in self._palm_out)
         back = invert_affine(m)
         out = []
-        for b, k, score in weighted_nms(
-            *decode_palms(raw, logits, self._anchors, self.min_palm)
-        ):
+        for b, k, score in weighted_nms(*decode_palms(raw, logits, self._anchors, self.min_palm)):
             corners = transform_points(b.reshape(2, 2) * PALM_SIZE, back)
-            out.append(
-                (corners.reshape(4), transform_points(k * PALM_SIZE, back), score)
-            )
+            out.append((corners.reshape(4), transform_points(k * PALM_SIZE, back), score))
         return out
 
     def landmarks(
@@ -294,9 +278,7 @@ def hand_mask(
         np.maximum(hard, hand_silhouette(hand, shape, matrix), out=hard)
     radius = round(grow)
     if radius > 0 and hard.any():
-        hard = cv2.dilate(
-            hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-        )
+        hard = cv2.dilate(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2))
     mask = hard.astype(np.float32) * (1.0 / 255.0)
     if feather > 0 and hard.any():
         mask = cv2.GaussianBlur(mask, (0, 0), feather)
@@ -306,7 +288,5 @@ def hand_mask(
 def without_hands(face: np.ndarray, hands: np.ndarray) -> np.ndarray:
     """The face mask with the hands taken out: ``face × (1 − hands)``, both (H, W) in [0, 1]."""
     if face.shape != hands.shape:
-        raise InvalidInput(
-            f"hand mask {hands.shape} does not match the face mask {face.shape}"
-        )
+        raise InvalidInput(f"hand mask {hands.shape} does not match the face mask {face.shape}")
     return (face * (1.0 - np.clip(hands, 0.0, 1.0))).astype(face.dtype, copy=False)

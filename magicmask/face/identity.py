@@ -52,9 +52,7 @@ __all__ = [
 def _require(path: str | Path, what: str, keyword: str) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise ModelError(
-            f"{path}: {what} not found (pass {keyword}= to use another file)"
-        )
+        raise ModelError(f"{path}: {what} not found (pass {keyword}= to use another file)")
     return path
 
 
@@ -98,9 +96,7 @@ def _build_arcface(onnx_path: str | Path | None = None) -> IdentityEncoder:
             "arcface-onnx needs onnx_path=<an insightface ArcFace ONNX file, e.g. buffalo_l/w600k_r50.onnx>"
         )
     network = ArcFaceBackbone(_require(onnx_path, "ArcFace ONNX model", "onnx_path"))
-    return IdentityEncoder(
-        "arcface-onnx", network.dim, ARCFACE_SIZE, IDENTITY_AFFINE, network
-    )
+    return IdentityEncoder("arcface-onnx", network.dim, ARCFACE_SIZE, IDENTITY_AFFINE, network)
 
 
 _REGISTRY: dict[str, Callable[..., IdentityEncoder]] = {

@@ -50,9 +50,7 @@ def load_image(path: str | Path, max_side: int | None = 4096) -> np.ndarray:
             max(1, round(rgb.shape[1] * scale)),
             max(1, round(rgb.shape[0] * scale)),
         )
-        log.info(
-            "%s: resized from %dx%d to %dx%d", path, rgb.shape[1], rgb.shape[0], *size
-        )
+        log.info("%s: resized from %dx%d to %dx%d", path, rgb.shape[1], rgb.shape[0], *size)
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     return rgb
 
@@ -67,9 +65,7 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     if img.mode == "F":
         grey = np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-    if img.mode in ("RGBA", "LA", "PA") or (
-        img.mode == "P" and "transparency" in img.info
-    ):
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent pixels become white, not whatever colour they happen to store.
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -83,15 +79,11 @@ def as_rgb8(image: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint16:
         a = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
     elif a.dtype != np.uint8:
-        raise InvalidInput(
-            f"image array: unsupported dtype {a.dtype} (expected uint8 or uint16)"
-        )
+        raise InvalidInput(f"image array: unsupported dtype {a.dtype} (expected uint8 or uint16)")
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or min(a.shape[:2]) < 1:
-        raise InvalidInput(
-            f"image array: unsupported shape {a.shape} (expected H×W×3 RGB)"
-        )
+        raise InvalidInput(f"image array: unsupported shape {a.shape} (expected H×W×3 RGB)")
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     elif a.shape[2] == 4:

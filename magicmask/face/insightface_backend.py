@@ -57,13 +57,9 @@ def _load(path: Path, device: str, kind: type, what: str):
     try:
         model = get_model(str(path), providers=_providers(device))
     except Exception as exc:  # onnx/onnxruntime raise many types for a bad file
-        raise ModelError(
-            f"{path}: cannot load {what} ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise ModelError(f"{path}: cannot load {what} ({type(exc).__name__}: {exc})") from exc
     if not isinstance(model, kind):
-        raise ModelError(
-            f"{path}: not an insightface {what} model (got {type(model).__name__})"
-        )
+        raise ModelError(f"{path}: not an insightface {what} model (got {type(model).__name__})")
     return model
 
 
@@ -87,16 +83,12 @@ class ScrfdDetector:
             det_thresh=threshold,
         )
 
-    def __call__(
-        self, image: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         det, kps = self._model.detect(
             np.ascontiguousarray(image[..., ::-1])
         )  # insightface wants BGR
         det = np.asarray(det, dtype=np.float32).reshape(-1, 5)
-        points = (
-            None if kps is None else np.asarray(kps, dtype=np.float32).reshape(-1, 5, 2)
-        )
+        points = None if kps is None else np.asarray(kps, dtype=np.float32).reshape(-1, 5, 2)
         return det[:, :4], det[:, 4], points
 
 
@@ -131,9 +123,7 @@ class InsightfaceLandmarker:
             pts3d = np.asarray(self._model3d.get(bgr, face), dtype=np.float32)
             extra = {}
             if self._model2d is not None:
-                extra["landmarks_106"] = np.asarray(
-                    self._model2d.get(bgr, face), dtype=np.float32
-                )
+                extra["landmarks_106"] = np.asarray(self._model2d.get(bgr, face), dtype=np.float32)
             # 1k3d68 is trained on 3DDFA-style labels (as AFLW2000-3D): x right, y down, z toward the
             # camera, in pixels about the face centre.
             out.append(Landmarks(pts3d[:, :2].copy(), pts3d, extra))

@@ -25,17 +25,13 @@ LANDMARK_GROUPS: dict[str, tuple[int, ...]] = {
 _CLOSED = {"right_eye", "left_eye", "outer_lip", "inner_lip"}
 # The nose is two strokes: the bridge (27-30) and the nostril arc (31-35), joined at the tip.
 _STROKES: dict[str, tuple[tuple[int, ...], ...]] = {
-    name: ((27, 28, 29, 30), (31, 32, 33, 34, 35), (30, 33))
-    if name == "nose"
-    else (idx,)
+    name: ((27, 28, 29, 30), (31, 32, 33, 34, 35), (30, 33)) if name == "nose" else (idx,)
     for name, idx in LANDMARK_GROUPS.items()
 }
 _SUBPIXEL_BITS = 4  # cv2 draws with 1/16-pixel vertex precision
 
 
-def landmark_heatmaps(
-    points_crop: np.ndarray, size: int = 224, sigma: float = 2.0
-) -> np.ndarray:
+def landmark_heatmaps(points_crop: np.ndarray, size: int = 224, sigma: float = 2.0) -> np.ndarray:
     """(8, size, size) float32 heat-maps in [0, 1], one per ``LANDMARK_GROUPS`` entry, in order.
 
     Each is ``exp(-d² / 2σ²)`` with ``d`` the pixel distance to the group's outline, computed only

@@ -28,9 +28,7 @@ def face_outline(landmarks: np.ndarray, forehead: float = 0.3) -> np.ndarray:
     pts = np.asarray(landmarks, dtype=np.float32)[:, :2]
     up = pts[_NOSE_BRIDGE_TOP] - pts[_CHIN]
     raised = pts[_BROWS] + forehead * up
-    return cv2.convexHull(np.concatenate([pts[_JAW], pts[_BROWS], raised])).reshape(
-        -1, 2
-    )
+    return cv2.convexHull(np.concatenate([pts[_JAW], pts[_BROWS], raised])).reshape(-1, 2)
 
 
 def face_mask(
@@ -50,9 +48,7 @@ def face_mask(
     cv2.fillConvexPoly(hard, hull, 255, cv2.LINE_8, 4)
     radius = round(abs(erode))
     if radius:
-        kernel = cv2.getStructuringElement(
-            cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)
-        )
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         hard = cv2.erode(hard, kernel) if erode > 0 else cv2.dilate(hard, kernel)
     mask = hard.astype(np.float32) * (1.0 / 255.0)
     if feather > 0:

@@ -70,7 +70,9 @@ def tflite_interpreter(path: Path, threads: int, size: int, what: str):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
-        raise ModelError(f"{what}: TFLite runtime missing (pip install 'mmvideo[mediapipe]')") from exc
+        raise ModelError(
+            f"{what}: TFLite runtime missing (pip install 'mmvideo[mediapipe]')"
+        ) from exc
     try:
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
@@ -78,7 +80,9 @@ def tflite_interpreter(path: Path, threads: int, size: int, what: str):
         raise ModelError(f"{path}: not a readable TFLite model ({exc})") from exc
     (inp,) = interpreter.get_input_details()
     if tuple(inp["shape"]) != (1, size, size, 3):
-        raise ModelError(f"{path}: input {tuple(inp['shape'])} is not {what}'s (1, {size}, {size}, 3)")
+        raise ModelError(
+            f"{path}: input {tuple(inp['shape'])} is not {what}'s (1, {size}, {size}, 3)"
+        )
     return interpreter
 
 
@@ -92,7 +96,9 @@ def roi_matrix(center: np.ndarray, side: float, angle: float, size: int = INPUT_
     return m
 
 
-def roi_input(image: np.ndarray, m: np.ndarray, size: int, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+def roi_input(
+    image: np.ndarray, m: np.ndarray, size: int, border: int = cv2.BORDER_REPLICATE
+) -> np.ndarray:
     """The (1, size, size, 3) float input, RGB in [0, 1], of the region ``m`` maps onto the input."""
     crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
     return (crop.astype(np.float32) / 255.0)[None]
@@ -134,7 +140,11 @@ class MeshLandmarker:
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[Landmarks]:
         out = []
         for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-            center, side, angle = np.array([(x0 + x1) / 2, (y0 + y1) / 2]), ROI_SCALE * max(x1 - x0, y1 - y0), 0.0
+            center, side, angle = (
+                np.array([(x0 + x1) / 2, (y0 + y1) / 2]),
+                ROI_SCALE * max(x1 - x0, y1 - y0),
+                0.0,
+            )
             for _ in range(self.passes):
                 mesh, score = self._run(image, roi_matrix(center, max(side, 1.0), angle))
                 center, side, angle = roi_from_points(mesh)

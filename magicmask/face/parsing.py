@@ -33,9 +33,7 @@ _STD = (0.229, 0.224, 0.225)
 
 
 class ConvBNReLU(nn.Module):
-    def __init__(
-        self, cin: int, cout: int, ks: int = 3, stride: int = 1, padding: int = 1
-    ):
+    def __init__(self, cin: int, cout: int, ks: int = 3, stride: int = 1, padding: int = 1):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, ks, stride, padding, bias=False)
         self.bn = nn.BatchNorm2d(cout)
@@ -52,9 +50,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.downsample = (
-            nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-            )
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
             if cin != cout or stride != 1
             else nn.Identity()
         )
@@ -81,9 +77,7 @@ class ResNet18(nn.Module):
         self.layer3 = _stage(128, 256, 2)
         self.layer4 = _stage(256, 512, 2)
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.layer1(self.maxpool(F.relu(self.bn1(self.conv1(x)))))  # 1/4
         feat8 = self.layer2(x)  # 128 × 1/8
         feat16 = self.layer3(feat8)  # 256 × 1/16
@@ -100,9 +94,7 @@ class AttentionRefinement(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv(x)
-        attention = torch.sigmoid(
-            self.bn_atten(self.conv_atten(feat.mean((2, 3), keepdim=True)))
-        )
+        attention = torch.sigmoid(self.bn_atten(self.conv_atten(feat.mean((2, 3), keepdim=True))))
         return feat * attention
 
 
@@ -116,21 +108,13 @@ class ContextPath(nn.Module):
         self.conv_head16 = ConvBNReLU(128, 128)
         self.conv_avg = ConvBNReLU(512, 128, ks=1, padding=0)
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         feat8, feat16, feat32 = self.resnet(x)
-        context = self.conv_avg(
-            feat32.mean((2, 3), keepdim=True)
-        )  # 128 × 1 × 1, global context
+        context = self.conv_avg(feat32.mean((2, 3), keepdim=True))  # 128 × 1 × 1, global context
         up32 = self.arm32(feat32) + context
-        up32 = self.conv_head32(
-            F.interpolate(up32, feat16.shape[2:], mode="nearest")
-        )  # 1/16
+        up32 = self.conv_head32(F.interpolate(up32, feat16.shape[2:], mode="nearest"))  # 1/16
         up16 = self.arm16(feat16) + up32
-        up16 = self.conv_head16(
-            F.interpolate(up16, feat8.shape[2:], mode="nearest")
-        )  # 1/8
+        up16 = self.conv_head16(F.interpolate(up16, feat8.shape[2:], mode="nearest"))  # 1/8
         return feat8, up16, up32
 
 
@@ -143,9 +127,7 @@ class FeatureFusion(nn.Module):
 
     def forward(self, spatial: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         feat = self.convblk(torch.cat([spatial, context], 1))
-        attention = torch.sigmoid(
-            self.conv2(F.relu(self.conv1(feat.mean((2, 3), keepdim=True))))
-        )
+        attention = torch.sigmoid(self.conv2(F.relu(self.conv1(feat.mean((2, 3), keepdim=True)))))
         return feat + feat * attention
 
 
@@ -183,9 +165,7 @@ class BiSeNet(nn.Module):
 class FaceParser:
     """Per-pixel classes and face masks of aligned face crops, from a user's BiSeNet checkpoint."""
 
-    def __init__(
-        self, checkpoint: str | Path, device: str = "cpu", input_size: int = 512
-    ):
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", input_size: int = 512):
         path = Path(checkpoint)
         if not path.is_file():
             raise MissingInput(
@@ -250,6 +230,4 @@ def parsed_mask(
     if feather <= 0:
         return hard
     flat = hard.reshape(-1, *hard.shape[-2:])
-    return np.stack([cv2.GaussianBlur(m, (0, 0), feather) for m in flat]).reshape(
-        hard.shape
-    )
+    return np.stack([cv2.GaussianBlur(m, (0, 0), feather) for m in flat]).reshape(hard.shape)

@@ -80,12 +80,8 @@ def _fit_2d(
     cam = np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
     # OpenCV's camera looks along +z, so "toward the camera" is -z there.
     obj = mean_face() * np.array([1.0, 1.0, -1.0])
-    img = np.ascontiguousarray(
-        np.asarray(landmarks68, dtype=np.float64)[_FIT_POINTS, :2]
-    )
-    ok, rvec, tvec = cv2.solvePnP(
-        obj[_FIT_POINTS], img, cam, None, flags=cv2.SOLVEPNP_EPNP
-    )
+    img = np.ascontiguousarray(np.asarray(landmarks68, dtype=np.float64)[_FIT_POINTS, :2])
+    ok, rvec, tvec = cv2.solvePnP(obj[_FIT_POINTS], img, cam, None, flags=cv2.SOLVEPNP_EPNP)
     if ok:
         ok, rvec, tvec = cv2.solvePnP(
             obj[_FIT_POINTS], img, cam, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
@@ -125,9 +121,7 @@ def fit_shape(
         depth = z - z.mean()
     else:
         rotation, scale, cam_pts = _fit_2d(landmarks68, image_size)
-        depth = (
-            -(cam_pts[:, 2] - cam_pts[:, 2].mean()) * scale
-        )  # camera units → image pixels
+        depth = -(cam_pts[:, 2] - cam_pts[:, 2].mean()) * scale  # camera units → image pixels
     yaw, pitch, roll = _angles(rotation)
     return ShapeFit(rotation, scale, depth.astype(np.float32), yaw, pitch, roll)
 

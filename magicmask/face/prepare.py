@@ -45,9 +45,7 @@ class TargetInputs:
     depth: np.ndarray  # (size, size) float32 [0, 1], 0 = background, larger = nearer
     heatmaps: np.ndarray  # (8, size, size) float32 [0, 1], LANDMARK_GROUPS order
     mask: np.ndarray  # (size, size) float32 [0, 1]
-    boxes: (
-        np.ndarray
-    )  # (4, 4) float32 eyes, nose, mouth, jaw (x0, y0, x1, y1) crop pixels
+    boxes: np.ndarray  # (4, 4) float32 eyes, nose, mouth, jaw (x0, y0, x1, y1) crop pixels
     pose: tuple[float, float, float]  # yaw, pitch, roll in degrees
 
 
@@ -58,9 +56,7 @@ def _mask(
     if parser is None:
         return hull
     # The hull bounds the region (a hand or neck far off is not face); parsing cuts it inside.
-    reach = face_mask(
-        pts, cfg.size, -cfg.parse_reach, cfg.mask_feather, cfg.mask_forehead
-    )
+    reach = face_mask(pts, cfg.size, -cfg.parse_reach, cfg.mask_feather, cfg.mask_forehead)
     parsed = parser.face_mask(crop[None], feather=cfg.mask_feather)[0]
     return np.minimum(parsed, reach)
 

@@ -28,20 +28,18 @@ class Decoder(nn.Module):
             )
             for c_in, c_out in itertools.pairwise(widths)
         )
-        head_scale = cfg.image_size // (
-            cfg.latent_size * 2 ** len(cfg.decoder_channels)
-        )
+        head_scale = cfg.image_size // (cfg.latent_size * 2 ** len(cfg.decoder_channels))
         self.head = nn.Sequential(
             nn.Upsample(scale_factor=head_scale, mode=cfg.upsample_mode)
             if head_scale > 1
             else nn.Identity(),
-            ConvNormAct(
-                widths[-1], 3, 3, 1, lambda ch: nn.Identity(), None, cfg.pad_mode
-            ),
+            ConvNormAct(widths[-1], 3, 3, 1, lambda ch: nn.Identity(), None, cfg.pad_mode),
             output_layer(cfg.output_activation)(),
         )
 
-    def forward(self, z: Tensor, detail: dict[int, Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+    def forward(
+        self, z: Tensor, detail: dict[int, Tensor] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
         """The image and the stage outputs ``z^i`` (i = 1..N_D, coarse to fine) used by eq. 8;
         ``detail`` (stage index → map of that stage's shape) is added to those stages' outputs."""
         features = []
@@ -67,7 +65,11 @@ class DetailPath(nn.Module):
         norm, act = norm_layer(cfg.norm_layer), act_layer(cfg.act_layer)
         sizes = [cfg.latent_size * 2 ** (i + 1) for i in range(len(cfg.decoder_channels))]
         levels = sorted(
-            ((s, i, c) for i, (s, c) in enumerate(zip(sizes, cfg.decoder_channels)) if s < cfg.image_size),
+            (
+                (s, i, c)
+                for i, (s, c) in enumerate(zip(sizes, cfg.decoder_channels))
+                if s < cfg.image_size
+            ),
             reverse=True,
         )  # finest first: each level downsamples the previous one
         self.stage_index = [i for _, i, _ in levels]

@@ -98,16 +98,12 @@ def crop_components(
     Differentiable in ``image`` (bilinear ``grid_sample``); boxes carry no gradient.
     """
     b, c, h, w = image.shape
-    theta = box_theta(boxes.detach().to(image.dtype), margin, (h, w)).view(
-        b, len(sizes), 2, 3
-    )
+    theta = box_theta(boxes.detach().to(image.dtype), margin, (h, w)).view(b, len(sizes), 2, 3)
     crops = []
     for k, (ch, cw) in enumerate(sizes):
         grid = F.affine_grid(theta[:, k], [b, c, ch, cw], align_corners=False)
         crops.append(
-            F.grid_sample(
-                image, grid, mode="bilinear", padding_mode="border", align_corners=False
-            )
+            F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
         )
     return crops
 
@@ -119,9 +115,7 @@ class AFSADiscriminator(nn.Module):
         super().__init__()
         self.sizes = cfg.afsa_crop_sizes
         self.margin = cfg.afsa_margin
-        self.nets = nn.ModuleList(
-            PatchDiscriminator(cfg.disc_channels) for _ in COMPONENTS
-        )
+        self.nets = nn.ModuleList(PatchDiscriminator(cfg.disc_channels) for _ in COMPONENTS)
 
     def forward(self, image: Tensor, boxes: Tensor) -> list[Tensor]:
         """Logits maps, one per component, for the crops of ``image`` at ``boxes`` [B,4,4]."""
@@ -136,8 +130,4 @@ class AFSADiscriminator(nn.Module):
 
 def create_discriminator(cfg: MagicMaskConfig) -> nn.Module:
     """The discriminator the config's adversarial loss uses (Table 1: global or AFSA)."""
-    return (
-        AFSADiscriminator(cfg)
-        if cfg.adversarial == "afsa"
-        else GlobalDiscriminator(cfg)
-    )
+    return AFSADiscriminator(cfg) if cfg.adversarial == "afsa" else GlobalDiscriminator(cfg)

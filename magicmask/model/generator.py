@@ -41,15 +41,11 @@ class MagicMaskGenerator(nn.Module):
         z = self.visual(x_t, e_s) + self.geometric(depth, heatmaps, e_s)  # [B, C, h, w]
         return self.decoder(z, self.detail(x_t) if self.detail is not None else None)
 
-    def forward(
-        self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor
-    ) -> Tensor:
+    def forward(self, x_t: Tensor, e_s: Tensor, depth: Tensor, heatmaps: Tensor) -> Tensor:
         return self.forward_with_features(x_t, e_s, depth, heatmaps)[0]
 
 
-def create_generator(
-    name_or_config: str | MagicMaskConfig, **overrides
-) -> MagicMaskGenerator:
+def create_generator(name_or_config: str | MagicMaskConfig, **overrides) -> MagicMaskGenerator:
     """Build a generator from a registered name or a config, with field overrides."""
     return MagicMaskGenerator(create_config(name_or_config, **overrides))
 
@@ -66,9 +62,7 @@ def example_inputs(
     g = torch.Generator().manual_seed(seed)
     size = cfg.image_size
     x_t = torch.rand(batch, 3, size, size, generator=g)
-    e_s = torch.nn.functional.normalize(
-        torch.randn(batch, cfg.identity_dim, generator=g), dim=1
-    )
+    e_s = torch.nn.functional.normalize(torch.randn(batch, cfg.identity_dim, generator=g), dim=1)
     depth = torch.rand(batch, 1, size, size, generator=g)
     heatmaps = torch.rand(batch, cfg.landmark_channels, size, size, generator=g)
     return x_t, e_s, depth, heatmaps

@@ -41,24 +41,15 @@ class IdentitySharedAttention(nn.Module):
 
     def _split(self, x: Tensor) -> Tensor:
         b, n, d = x.shape
-        return x.view(b, n, self.heads, d // self.heads).transpose(
-            1, 2
-        )  # [B, h, N, d/h]
+        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # [B, h, N, d/h]
 
     def forward(self, z_g: Tensor, e_tokens: Tensor) -> Tensor:
         b, n, d = z_g.shape
-        q_g, k_g, v_g = (
-            self._split(self.w_q(z_g)),
-            self._split(self.w_k(z_g)),
-            self._split(self.w_v(z_g)),
-        )  # eq. 5
-        q_e, k_e = (
-            self._split(self.w_q(e_tokens)),
-            self._split(self.w_k(e_tokens)),
-        )  # eq. 5, same W_Q, W_K
-        out = identity_shared_attention(
-            q_g, k_g, v_g, q_e, k_e
-        )  # eq. 6, [B, h, N, d/h]
+        # eq. 5; the identity tokens below share W_Q and W_K with the geometry tokens
+        split = self._split
+        q_g, k_g, v_g = split(self.w_q(z_g)), split(self.w_k(z_g)), split(self.w_v(z_g))  # eq. 5
+        q_e, k_e = split(self.w_q(e_tokens)), split(self.w_k(e_tokens))  # eq. 5
+        out = identity_shared_attention(q_g, k_g, v_g, q_e, k_e)  # eq. 6, [B, h, N, d/h]
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -72,9 +63,7 @@ class GeometricEncoderLayer(nn.Module):
         self.attn = IdentitySharedAttention(dim, heads)
         self.ln_2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
-        )
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor, e_tokens: Tensor) -> Tensor:
         x = x + self.attn(self.ln_1(x), self.ln_e(e_tokens))
@@ -122,14 +111,10 @@ class GeometricModule(nn.Module):
         )
 
     def forward(self, depth: Tensor, heatmaps: Tensor, e_s: Tensor) -> Tensor:
-        f = self.to_tokens(
-            self.encoder(torch.cat([depth, heatmaps], dim=1))
-        )  # [B, d_g, h, w]
+        f = self.to_tokens(self.encoder(torch.cat([depth, heatmaps], dim=1)))  # [B, d_g, h, w]
         b, d, h, w = f.shape
         z_g = f.flatten(2).transpose(1, 2) + self.pos  # [B, N, d_g]
-        e_tokens = (
-            self.identity_tokens(e_s)[:, None, :] + self.identity_pos
-        )  # [B, N, d_g]
+        e_tokens = self.identity_tokens(e_s)[:, None, :] + self.identity_pos  # [B, N, d_g]
         for layer in self.layers:
             z_g = layer(z_g, e_tokens)
         z_g = self.ln_f(z_g).transpose(1, 2).reshape(b, d, h, w)  # [B, d_g, h, w]

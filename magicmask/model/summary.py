@@ -21,9 +21,7 @@ class ModuleStats:
     gmacs: float
 
 
-def generator_summary(
-    generator: MagicMaskGenerator, max_depth: int = 2
-) -> list[ModuleStats]:
+def generator_summary(generator: MagicMaskGenerator, max_depth: int = 2) -> list[ModuleStats]:
     """Rows for the whole generator and its sub-modules down to ``max_depth``, at batch 1.
 
     MACs count convolutions, linear layers and matmuls (torch's flop counter: multiply-adds / 2
@@ -40,9 +38,7 @@ def generator_summary(
         if depth > max_depth or _is_container_item(name):
             continue
         key = f"{root}.{name}" if name else "Global"
-        rows.append(
-            ModuleStats(name or root, depth, _params(module), _flops(flops, key) / 2e9)
-        )
+        rows.append(ModuleStats(name or root, depth, _params(module), _flops(flops, key) / 2e9))
     return rows
 
 
@@ -51,11 +47,7 @@ def _flops(flops: dict[str, int], key: str) -> int:
     if key in flops:
         return flops[key]
     prefix = key + "."
-    return sum(
-        v
-        for k, v in flops.items()
-        if k.startswith(prefix) and "." not in k[len(prefix) :]
-    )
+    return sum(v for k, v in flops.items() if k.startswith(prefix) and "." not in k[len(prefix) :])
 
 
 def _is_container_item(name: str) -> bool:

@@ -16,9 +16,7 @@ class VisualModule(nn.Module):
         super().__init__()
         norm, act = norm_layer(cfg.norm_layer), act_layer(cfg.act_layer)
         self.encoder = nn.Sequential(
-            conv_encoder(
-                3, cfg.encoder_channels, cfg.stem_stride, norm, act, cfg.pad_mode
-            ),
+            conv_encoder(3, cfg.encoder_channels, cfg.stem_stride, norm, act, cfg.pad_mode),
             ConvNormAct(
                 cfg.encoder_channels[-1],
                 cfg.latent_channels,

@@ -43,9 +43,7 @@ class ClipSpec:
     chunk_seconds: float | None = None
     warmup_seconds: float | None = None  # None: what the smoothing filters need
     device: str = "cpu"
-    overrides: dict[str, Any] = field(
-        default_factory=dict
-    )  # config keys, as on the command line
+    overrides: dict[str, Any] = field(default_factory=dict)  # config keys, as on the command line
 
 
 @dataclass
@@ -100,9 +98,7 @@ def load_batch(path: str | Path) -> tuple[list[ClipSpec], Path]:
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise InvalidInput(
-            f"{path}: clip names must be unique, repeated: {', '.join(duplicates)}"
-        )
+        raise InvalidInput(f"{path}: clip names must be unique, repeated: {', '.join(duplicates)}")
     workdir = base / data.get("workdir", f"{path.stem}.farm")
     return specs, workdir
 
@@ -111,15 +107,12 @@ def _clip_spec(values: dict[str, Any], base: Path, path: Path, number: int) -> C
     known = {f.name for f in fields(ClipSpec)}
     unknown = set(values) - known
     if unknown:
-        raise InvalidInput(
-            f"{path}: clip {number}: unknown keys {', '.join(sorted(unknown))}"
-        )
+        raise InvalidInput(f"{path}: clip {number}: unknown keys {', '.join(sorted(unknown))}")
     missing = [k for k in ("input", "source", "output") if k not in values]
     if missing:
         raise InvalidInput(f"{path}: clip {number}: missing {', '.join(missing)}")
     values = {
-        k: (str(base / v) if k in _PATH_KEYS and v is not None else v)
-        for k, v in values.items()
+        k: (str(base / v) if k in _PATH_KEYS and v is not None else v) for k, v in values.items()
     }
     values.setdefault("name", Path(values["input"]).stem)
     if values.get("chunks") is None and values.get("chunk_seconds") is None:
@@ -147,8 +140,7 @@ def run_batch(
     unless ``overwrite`` is True (the command's -y)."""
     specs, workdir = load_batch(path)
     clips = [
-        _Clip(s, workdir / f"{s.name}.json", ClipOutcome(s.name, "failed", s.output))
-        for s in specs
+        _Clip(s, workdir / f"{s.name}.json", ClipOutcome(s.name, "failed", s.output)) for s in specs
     ]
     for clip in clips:
         _plan_clip(clip, overwrite)
@@ -166,9 +158,7 @@ def run_batch(
                 for s in clip.plan.chunks
                 if not chunk_is_done(clip.plan, clip.job, s.index)
             ]
-    results = dict(
-        zip((t.label for t in tasks), executor.run(tasks, desc="batch"), strict=True)
-    )
+    results = dict(zip((t.label for t in tasks), executor.run(tasks, desc="batch"), strict=True))
     for clip in clips:
         if clip.plan is not None and clip.outcome.state != "skipped":
             _merge_clip(clip, results)
@@ -179,9 +169,7 @@ def _plan_clip(clip: _Clip, overwrite: bool | None) -> None:
     spec, outcome = clip.spec, clip.outcome
     started = time.perf_counter()
     try:
-        settings = resolve_settings(
-            spec.preset, spec.checkpoint, spec.overrides, spec.device
-        )
+        settings = resolve_settings(spec.preset, spec.checkpoint, spec.overrides, spec.device)
         plan = make_plan(
             clip.job,
             spec.input,

@@ -73,9 +73,7 @@ def read_status(job_path: str | Path, index: int) -> ChunkStatus | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:  # InvalidInput (a key's type) is a ValueError
-        log.warning(
-            "%s: ignoring unreadable status (%s); the chunk will be redone", path, exc
-        )
+        log.warning("%s: ignoring unreadable status (%s); the chunk will be redone", path, exc)
         return None
 
 
@@ -97,9 +95,7 @@ def run_chunk(job_path: str | Path, index: int, force: bool = False) -> ChunkRes
     job_path = Path(job_path).resolve()
     plan = load_plan(job_path)
     if not 0 <= index < len(plan.chunks):
-        raise InvalidInput(
-            f"{job_path}: no chunk {index} (the plan has {len(plan.chunks)})"
-        )
+        raise InvalidInput(f"{job_path}: no chunk {index} (the plan has {len(plan.chunks)})")
     span = plan.chunks[index]
     if not force and chunk_is_done(plan, job_path, index):
         log.info("%s: chunk %d already done, skipped", job_path, index)
@@ -149,9 +145,7 @@ def _remove_leftovers(output: Path, status: Path) -> None:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(
-                f"{output.parent}: cannot create: {exc.strerror}"
-            ) from exc
+            raise OutputError(f"{output.parent}: cannot create: {exc.strerror}") from exc
         return
     output.unlink(missing_ok=True)
     remove_stale_partials(output)
@@ -164,9 +158,7 @@ def _remove_leftovers(output: Path, status: Path) -> None:
 def _check_output(plan: JobPlan, index: int) -> int:
     span = plan.chunks[index]
     if not Path(span.output).is_file():
-        raise OutputError(
-            f"{span.output}: the pipeline finished but wrote no chunk file"
-        )
+        raise OutputError(f"{span.output}: the pipeline finished but wrote no chunk file")
     frames = scan_video(span.output).frames
     if frames != span.frames:
         raise OutputError(

@@ -77,12 +77,8 @@ def executor_options(fn):
     default=None,
     help="Split into N chunks of about equal length.",
 )
-@click.option(
-    "--chunk-seconds", type=float, default=None, help="Split into chunks of S seconds."
-)
-@click.option(
-    "--preset", default="balanced", show_default=True, help="Preset name or .toml file."
-)
+@click.option("--chunk-seconds", type=float, default=None, help="Split into chunks of S seconds.")
+@click.option("--preset", default="balanced", show_default=True, help="Preset name or .toml file.")
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -170,9 +166,7 @@ def plan_command(
     multiple=True,
     help="Chunk to run (repeatable); default: every unfinished chunk.",
 )
-@click.option(
-    "--force", is_flag=True, help="Rerun even if the chunk is already finished (as -y)."
-)
+@click.option("--force", is_flag=True, help="Rerun even if the chunk is already finished (as -y).")
 @overwrite_options
 @executor_options
 def run_chunk_command(
@@ -194,9 +188,7 @@ def run_chunk_command(
         return
     plan = load_plan(job_path)
     chosen = indices or [
-        s.index
-        for s in plan.chunks
-        if force or not chunk_is_done(plan, job_path, s.index)
+        s.index for s in plan.chunks if force or not chunk_is_done(plan, job_path, s.index)
     ]
     tasks = [
         Task(
@@ -216,14 +208,10 @@ def run_chunk_command(
     )
     outcomes = runner.run(tasks)
     for outcome in outcomes:
-        click.echo(
-            f"{outcome.label}: {'ok' if outcome.ok else 'FAILED: ' + str(outcome.error)}"
-        )
+        click.echo(f"{outcome.label}: {'ok' if outcome.ok else 'FAILED: ' + str(outcome.error)}")
     failed = [o for o in outcomes if not o.ok]
     if failed:
-        raise ChunksFailed(
-            f"{job_path}: {len(failed)} of {len(outcomes)} chunks failed"
-        )
+        raise ChunksFailed(f"{job_path}: {len(failed)} of {len(outcomes)} chunks failed")
 
 
 @click.command("merge")
@@ -248,9 +236,7 @@ def merge_command(job_path, out, overwrite):
         click.echo(f"{Path(out).resolve()}: already merged from the current chunks")
         return
     record = merge(job_path, out, overwrite=overwrite)
-    click.echo(
-        f"{record.output}: {record.frames} frames, merged in {record.seconds:.1f} s"
-    )
+    click.echo(f"{record.output}: {record.frames} frames, merged in {record.seconds:.1f} s")
 
 
 @click.command("batch")

@@ -54,9 +54,7 @@ def one_line(exc: BaseException) -> str:
     """An error as one line: our own messages as they are, others prefixed with their type."""
     lines = str(exc).strip().splitlines()
     message = lines[0] if lines else ""
-    return (
-        message if isinstance(exc, MMVideoError) else f"{type(exc).__name__}: {message}"
-    )
+    return message if isinstance(exc, MMVideoError) else f"{type(exc).__name__}: {message}"
 
 
 def call_task(fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> Outcome:
@@ -66,9 +64,7 @@ def call_task(fn: Callable[..., Any], args: tuple[Any, ...], label: str) -> Outc
         value = fn(*args)
     except Exception as exc:  # noqa: BLE001 - one broken task must not stop the others
         log.debug("task %s failed:\n%s", label, traceback.format_exc())
-        return Outcome(
-            label, False, error=one_line(exc), seconds=time.perf_counter() - started
-        )
+        return Outcome(label, False, error=one_line(exc), seconds=time.perf_counter() - started)
     return Outcome(label, True, value=value, seconds=time.perf_counter() - started)
 
 
@@ -99,9 +95,7 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(
-        self, workers: int | None = None, threads_per_worker: int | None = None
-    ):
+    def __init__(self, workers: int | None = None, threads_per_worker: int | None = None):
         cores = os.cpu_count() or 1
         self.workers = max(1, workers or cores)
         self.threads = max(1, threads_per_worker or cores // self.workers)
@@ -121,8 +115,7 @@ class LocalExecutor:
             bar(sum(t.weight for t in tasks), desc) as done,
         ):
             futures = {
-                pool.submit(_call_in_worker, t.fn, t.args, t.label): i
-                for i, t in enumerate(tasks)
+                pool.submit(_call_in_worker, t.fn, t.args, t.label): i for i, t in enumerate(tasks)
             }
             try:
                 for future in cf.as_completed(futures):
@@ -170,9 +163,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError as exc:
-            raise InvalidInput(
-                "--executor ray needs Ray: pip install 'mmvideo[farm]'"
-            ) from exc
+            raise InvalidInput("--executor ray needs Ray: pip install 'mmvideo[farm]'") from exc
         self._ray = ray
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -190,9 +181,9 @@ class RayExecutor:
         ray = self._ray
         remote = ray.remote(call_task)
         refs = {
-            remote.options(
-                **self.options, num_gpus=self.gpus_per_task if t.gpu else 0
-            ).remote(t.fn, t.args, t.label): i
+            remote.options(**self.options, num_gpus=self.gpus_per_task if t.gpu else 0).remote(
+                t.fn, t.args, t.label
+            ): i
             for i, t in enumerate(tasks)
         }
         outcomes: list[Outcome | None] = [None] * len(tasks)
@@ -206,9 +197,7 @@ class RayExecutor:
                         outcomes[i] = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         message = str(exc).strip().splitlines()[0]
-                        outcomes[i] = Outcome(
-                            tasks[i].label, False, error=f"ray: {message}"
-                        )
+                        outcomes[i] = Outcome(tasks[i].label, False, error=f"ray: {message}")
                     progress.update(tasks[i].weight)
         return [o for o in outcomes if o is not None]
 

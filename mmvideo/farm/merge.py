@@ -94,9 +94,7 @@ def merged_is_current(plan: JobPlan, job_path: str | Path, out: str | Path) -> b
     return current == record.chunk_sha256 and sha256_file(out) == record.sha256
 
 
-def merge(
-    job_path: str | Path, out: str | Path, overwrite: bool | None = True
-) -> MergeRecord:
+def merge(job_path: str | Path, out: str | Path, overwrite: bool | None = True) -> MergeRecord:
     """Concatenate the chunks of ``job_path`` into ``out`` with the source's audio/subtitles;
     an existing ``out`` is replaced only when ``overwrite`` is True (the command's -y)."""
     started = time.perf_counter()
@@ -162,21 +160,14 @@ def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> Non
     # starts before or after its video would lose A/V sync.
     # The source's metadata, then what the pipeline wrote into the chunks (the provenance tag
     # saying the faces are synthetic), which the concat demuxer would drop.
-    tags = {
-        f"metadata:g:{i}": f"{k}={v}"
-        for i, (k, v) in enumerate(_chunk_tags(plan).items())
-    }
+    tags = {f"metadata:g:{i}": f"{k}={v}" for i, (k, v) in enumerate(_chunk_tags(plan).items())}
     # The merged video starts where chunk 0 does: its start timecode (the job's, which may
     # override the source's) else the source's, on the video stream where mov/mxf keep it.
-    timecode = read_video_timecode(plan.chunks[0].output) or read_video_timecode(
-        plan.input
-    )
+    timecode = read_video_timecode(plan.chunks[0].output) or read_video_timecode(plan.input)
     if timecode:
         tags["metadata:s:v:0"] = f"timecode={timecode}"
     cmd = (
-        ffmpeg.output(
-            *streams, str(tmp), c="copy", map_metadata=1, map_chapters=1, **tags
-        )
+        ffmpeg.output(*streams, str(tmp), c="copy", map_metadata=1, map_chapters=1, **tags)
         .global_args("-copyts")
         .overwrite_output()
     )
@@ -184,22 +175,16 @@ def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> Non
         cmd.run(capture_stdout=True, capture_stderr=True)
     except ffmpeg.Error as exc:
         lines = exc.stderr.decode(errors="replace").strip().splitlines()
-        raise OutputError(
-            f"{tmp}: ffmpeg concat failed: {lines[-1] if lines else exc}"
-        ) from exc
+        raise OutputError(f"{tmp}: ffmpeg concat failed: {lines[-1] if lines else exc}") from exc
 
 
 # Container bookkeeping the muxer rewrites itself; copying it would only mislabel the output.
-_MUXER_TAGS = frozenset(
-    {"major_brand", "minor_version", "compatible_brands", "encoder"}
-)
+_MUXER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
 
 
 def _chunk_tags(plan: JobPlan) -> dict[str, str]:
     with av.open(plan.chunks[0].output) as container:
-        return {
-            k: v for k, v in container.metadata.items() if k.lower() not in _MUXER_TAGS
-        }
+        return {k: v for k, v in container.metadata.items() if k.lower() not in _MUXER_TAGS}
 
 
 def _concat_list(plan: JobPlan, job_path: Path, source: StreamScan) -> Path:

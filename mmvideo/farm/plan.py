@@ -181,17 +181,13 @@ class JobPlan:
                 "config": self.settings.config_sha256,
                 "span": [span.start, span.end, span.decode_start],
                 "lookahead": self.lookahead,
-                "targets": None
-                if self.targets is None
-                else [asdict(t) for t in self.targets],
+                "targets": None if self.targets is None else [asdict(t) for t in self.targets],
             }
         )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["chunks"] = [
-            dict(asdict(c), job=j) for c, j in zip(self.chunks, self.jobs)
-        ]
+        data["chunks"] = [dict(asdict(c), job=j) for c, j in zip(self.chunks, self.jobs)]
         del data["jobs"]
         data["settings"]["config_sha256"] = self.settings.config_sha256
         return data
@@ -288,9 +284,7 @@ def _check_ranges(plan: JobPlan) -> None:
 
 def _check_digest(value: str, key: str) -> None:
     if len(value) != 64 or value.strip("0123456789abcdef"):
-        raise InvalidInput(
-            f"{key}: expected a SHA-256 (64 hex digits), got {value[:70]!r}"
-        )
+        raise InvalidInput(f"{key}: expected a SHA-256 (64 hex digits), got {value[:70]!r}")
 
 
 def _chunk_jobs(plan: JobPlan) -> tuple[dict[str, Any], ...]:
@@ -392,16 +386,12 @@ def check_inputs(plan: JobPlan, *, full: bool = False) -> None:
     if not clip.is_file():
         raise MissingInput(f"{clip}: input clip not found on this node")
     stat = clip.stat()
-    changed = (
-        f"{clip}: input clip changed since the plan was made ({{}}); re-plan the job"
-    )
+    changed = f"{clip}: input clip changed since the plan was made ({{}}); re-plan the job"
     if stat.st_size != plan.input_size:
         raise InvalidInput(changed.format("size differs"))
     if not full and sample_sha256(clip) != plan.input_sample_sha256:
         raise InvalidInput(changed.format("sampled SHA-256 differs"))
-    if (full or stat.st_mtime_ns != plan.input_mtime_ns) and sha256_file(
-        clip
-    ) != plan.input_sha256:
+    if (full or stat.st_mtime_ns != plan.input_mtime_ns) and sha256_file(clip) != plan.input_sha256:
         raise InvalidInput(changed.format("SHA-256 differs"))
     sources = {} if plan.source is None else {plan.source: plan.source_sha256}
     sources.update((t.source, t.source_sha256) for t in plan.targets or ())
@@ -466,9 +456,7 @@ def check_plan_paths(plan: JobPlan, job_path: str | Path) -> None:
     chunk's output, no status or merge file, and none of the files the job reads.
     """
     parts = Path(os.path.realpath(parts_dir(job_path)))
-    protected = read_files(
-        plan.input, plan.source, plan.settings.checkpoint, plan.settings.config
-    )
+    protected = read_files(plan.input, plan.source, plan.settings.checkpoint, plan.settings.config)
     # Every node must find the same files, whatever its working folder
     paths = {"input": plan.input, "source": plan.source}
     paths.update((f"targets[{i}].source", t.source) for i, t in enumerate(plan.targets or ()))
@@ -530,9 +518,7 @@ def load_plan(job_path: str | Path) -> JobPlan:
     try:
         data = json.loads(job_path.read_text())
     except FileNotFoundError as exc:
-        raise MissingInput(
-            f"{job_path}: no such job file (create it with `mmvideo plan`)"
-        ) from exc
+        raise MissingInput(f"{job_path}: no such job file (create it with `mmvideo plan`)") from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"{job_path}: not a readable job file: {exc}") from exc
     if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
@@ -604,13 +590,9 @@ def make_plan(
         if chunk_seconds <= 0:
             raise InvalidInput(f"--chunk-seconds must be > 0, got {chunk_seconds}")
         chunk_frames = max(1, round(chunk_seconds * scan.fps))
-    ranges = split_frames(
-        scan.frames, chunks=chunks, chunk_frames=chunk_frames, align=align
-    )
+    ranges = split_frames(scan.frames, chunks=chunks, chunk_frames=chunk_frames, align=align)
     if created is None:
-        created = (
-            datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        )
+        created = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     if warmup_seconds is None:
         warmup = settle_frames(settings.config)
     else:

@@ -51,9 +51,7 @@ def _origin(path: str | Path, packets: int = 32) -> float:
     earliest: dict[int, float] = {}
     seen: dict[int, int] = {}
     with av.open(str(path)) as container:
-        wanted = [
-            s for s in container.streams if s.type in ("video", "audio", "subtitle")
-        ]
+        wanted = [s for s in container.streams if s.type in ("video", "audio", "subtitle")]
         for packet in container.demux(wanted):
             if packet.pts is None or packet.size == 0:
                 continue

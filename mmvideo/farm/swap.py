@@ -126,9 +126,7 @@ def chunk_job(
     return json.loads(job.to_json())
 
 
-def decide_targets(
-    settings: SwapSettings, input: str, source: str | None
-) -> list[dict[str, Any]]:
+def decide_targets(settings: SwapSettings, input: str, source: str | None) -> list[dict[str, Any]]:
     """The tracks a single run of the whole clip would swap, with their sources and boxes
     (``mmvideo.targets.anchor_targets``): what ``plan`` decides once for every chunk.
 
@@ -188,9 +186,7 @@ def _reach_back(process: float, measurement: float) -> int:
 
     impulse = np.zeros((SETTLE_LIMIT, 1))
     impulse[-1] = 1.0
-    response = smooth_series(
-        impulse, np.ones(SETTLE_LIMIT, bool), process, measurement, "rts"
-    )
+    response = smooth_series(impulse, np.ones(SETTLE_LIMIT, bool), process, measurement, "rts")
     above = np.nonzero(np.abs(response[:, 0]) >= SETTLE_TOLERANCE)[0]
     return SETTLE_LIMIT - int(above[0]) if len(above) else 0
 
@@ -201,9 +197,7 @@ def _settle(process: float, measurement: float) -> int:
 
     impulse = np.zeros((SETTLE_LIMIT, 1))
     impulse[0] = 1.0
-    response = smooth_series(
-        impulse, np.ones(SETTLE_LIMIT, bool), process, measurement, "kalman"
-    )
+    response = smooth_series(impulse, np.ones(SETTLE_LIMIT, bool), process, measurement, "kalman")
     above = np.nonzero(np.abs(response[:, 0]) >= SETTLE_TOLERANCE)[0]
     return int(above[-1]) + 1 if len(above) else 0
 

@@ -65,9 +65,7 @@ def probe_command(file: str, as_json: bool) -> None:
 @click.command("transcode")
 @click.argument("input", type=click.Path(dir_okay=True))
 @click.argument("output", type=click.Path(dir_okay=True))
-@click.option(
-    "--codec", type=click.Choice(VIDEO_CODECS), default="libx264", show_default=True
-)
+@click.option("--codec", type=click.Choice(VIDEO_CODECS), default="libx264", show_default=True)
 @click.option(
     "--crf",
     type=click.IntRange(*CRF_RANGE),
@@ -91,9 +89,7 @@ def probe_command(file: str, as_json: bool) -> None:
     show_default=True,
     help="'copy' or an encoder such as aac.",
 )
-@click.option(
-    "--no-faststart", is_flag=True, help="Do not move the mp4/mov index to the front."
-)
+@click.option("--no-faststart", is_flag=True, help="Do not move the mp4/mov index to the front.")
 @click.option(
     "--threads",
     type=click.IntRange(min=0),
@@ -146,8 +142,6 @@ def transcode_command(
         threads=threads,
         ffmpeg_args=tuple(shlex.split(ffmpeg_args)) if ffmpeg_args else (),
     )
-    report = transcode(
-        input, output, options, skip_bad_frames=skip_bad_frames, progress=progress
-    )
+    report = transcode(input, output, options, skip_bad_frames=skip_bad_frames, progress=progress)
     skipped = f", {report.skipped} bad frame(s) replaced" if report.skipped else ""
     click.echo(f"{report.output}: {report.frames} frames{skipped}")

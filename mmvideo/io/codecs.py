@@ -111,9 +111,7 @@ def parse_bitrate(text: str) -> int:
     except (ValueError, OverflowError):
         rate = 0
     if rate <= 0:
-        raise InvalidInput(
-            f"--bitrate {text!r}: expected a number above 0 with optional k/M/G"
-        )
+        raise InvalidInput(f"--bitrate {text!r}: expected a number above 0 with optional k/M/G")
     return rate
 
 
@@ -158,21 +156,13 @@ def encoder_settings(
     if codec == "prores_ks" and muxer not in ("mov", "matroska", "nut"):
         raise InvalidInput(f"{out_path}: ProRes needs a .mov or .mkv file")
     if options.preset is not None and options.preset not in X264_PRESETS:
-        raise InvalidInput(
-            f"--preset {options.preset}: choose one of {', '.join(X264_PRESETS)}"
-        )
+        raise InvalidInput(f"--preset {options.preset}: choose one of {', '.join(X264_PRESETS)}")
     if options.crf is not None and not CRF_RANGE[0] <= options.crf <= CRF_RANGE[1]:
-        raise InvalidInput(
-            f"--crf {options.crf}: must be from {CRF_RANGE[0]} to {CRF_RANGE[1]}"
-        )
+        raise InvalidInput(f"--crf {options.crf}: must be from {CRF_RANGE[0]} to {CRF_RANGE[1]}")
     if options.crf is not None and options.bitrate is not None:
         raise InvalidInput("--crf and --bitrate: give one or the other")
-    if codec in ("prores_ks", "ffv1") and (
-        options.crf is not None or options.bitrate is not None
-    ):
-        raise InvalidInput(
-            f"--codec {codec}: has no --crf/--bitrate (it is intra-only/lossless)"
-        )
+    if codec in ("prores_ks", "ffv1") and (options.crf is not None or options.bitrate is not None):
+        raise InvalidInput(f"--codec {codec}: has no --crf/--bitrate (it is intra-only/lossless)")
 
     depth = options.bit_depth or source_bit_depth
     pix_fmt = options.pix_fmt or PIX_FMTS[codec][0 if depth <= 8 else 1]
@@ -206,6 +196,4 @@ def encoder_settings(
     container_options = {}
     if options.faststart and muxer in ("mp4", "mov"):
         container_options["movflags"] = "+faststart"
-    return EncoderSettings(
-        codec, pix_fmt, bit_rate, opts, muxer, container_options, field_order
-    )
+    return EncoderSettings(codec, pix_fmt, bit_rate, opts, muxer, container_options, field_order)

@@ -57,9 +57,7 @@ class VideoReader:
         self.start = 0 if start is None else start
         self.stop = n if stop is None else min(stop, n)
         if not 0 <= self.start <= self.stop:
-            raise InvalidInput(
-                f"{path}: bad frame range {start}..{stop} (clip has {n} frames)"
-            )
+            raise InvalidInput(f"{path}: bad frame range {start}..{stop} (clip has {n} frames)")
         self.threads = threads
         self.skip_bad_frames = skip_bad_frames
         self.convert = convert
@@ -92,11 +90,11 @@ class VideoReader:
         video = self.info.video
         first_pts = video.frame_pts[self.start]
         if self.start > 0:
-            self._container.seek(
-                first_pts, stream=stream, backward=True, any_frame=False
-            )
+            self._container.seek(first_pts, stream=stream, backward=True, any_frame=False)
         index = self._position = self.start
-        to_image = functools.partial(frame_image, bit_depth=video.bit_depth, transform=video.transform)
+        to_image = functools.partial(
+            frame_image, bit_depth=video.bit_depth, transform=video.transform
+        )
         last: Frame | None = None
         for packet, decoded in self._decode(stream):
             if decoded is None:
@@ -104,9 +102,7 @@ class VideoReader:
                 if last is None or index >= self.stop:
                     continue
                 pts = packet.pts if packet.pts is not None else last.pts
-                last = Frame(
-                    index, pts, last.time_base, last.image, False, last.interlaced
-                )
+                last = Frame(index, pts, last.time_base, last.image, False, last.interlaced)
                 self.skipped += 1
                 yield last
                 index += 1

@@ -108,9 +108,7 @@ def _native_layout(layout: av.AudioLayout) -> str:
     return layout.name
 
 
-def stream_window(
-    video: VideoInfo, start: int, stop: int
-) -> tuple[float | None, float | None]:
+def stream_window(video: VideoInfo, start: int, stop: int) -> tuple[float | None, float | None]:
     """The source times (seconds) of frames ``[start, stop)``: from the first frame's time to the
     time of frame ``stop``. None at an end the range shares with the clip, so a range that
     starts or ends with the clip keeps the audio before or after its first or last frame."""
@@ -152,11 +150,7 @@ def _slice_audio(frame: av.AudioFrame, lo: int, hi: int) -> av.AudioFrame:
 def output_pts(frame: Frame, video: VideoInfo) -> int:
     """The frame's pts in the stream time base (a frame without one gets its nominal time)."""
     if frame.pts is None:
-        return (
-            round(frame.index / video.fps / video.time_base)
-            if video.fps
-            else frame.index
-        )
+        return round(frame.index / video.fps / video.time_base) if video.fps else frame.index
     if frame.time_base != video.time_base:
         return round(frame.pts * frame.time_base / video.time_base)
     return frame.pts
@@ -226,16 +220,20 @@ class _CopiedStreams:
                 wanted.append(info.index)
             elif info.type == "data":
                 # a QuickTime timecode track has no codec: its timecode travels as the video stream tag
-                reason = "a timecode travels as the video stream tag" if info.codec == "none" else (
-                    f"the {output.format.name} container cannot hold it"
+                reason = (
+                    "a timecode travels as the video stream tag"
+                    if info.codec == "none"
+                    else (f"the {output.format.name} container cannot hold it")
                 )
-                log.warning("%s: data stream #%d (%s) not copied (%s)", out_path, info.index, info.codec, reason)
+                log.warning(
+                    "%s: data stream #%d (%s) not copied (%s)",
+                    out_path,
+                    info.index,
+                    info.codec,
+                    reason,
+                )
             else:
-                hint = (
-                    "use --audio-codec aac"
-                    if info.type == "audio"
-                    else "use another container"
-                )
+                hint = "use --audio-codec aac" if info.type == "audio" else "use another container"
                 self.input.close()
                 raise OutputError(
                     f"{out_path}: container cannot hold {info.type} stream "
@@ -243,9 +241,7 @@ class _CopiedStreams:
                 )
         self.pairs = {}  # input stream index -> output stream
         self.encoders = {}  # input stream index -> audio output stream being re-encoded
-        chosen = [
-            s for s in self.input.streams if s.type in COPY_TYPES and s.index in wanted
-        ]
+        chosen = [s for s in self.input.streams if s.type in COPY_TYPES and s.index in wanted]
         self.next_sample: dict[int, int] = {}  # input index -> position of its next decoded sample
         for stream in chosen:
             codec = audio_codec
@@ -383,9 +379,7 @@ class VideoWriter(AtomicWriter):
         copy_streams: bool = True,
         copy_range: tuple[int, int] | None = None,
     ):
-        self._window = (
-            stream_window(source.video, *copy_range) if copy_range else (None, None)
-        )
+        self._window = stream_window(source.video, *copy_range) if copy_range else (None, None)
         self.out = check_output(out_path, source.path)
         self.source = source
         self.settings: EncoderSettings = encoder_settings(
@@ -399,9 +393,7 @@ class VideoWriter(AtomicWriter):
         # video packets and bytes (copied streams' too) handed to the muxer, for the estimate of
         # a full disk's error (the encoder holds frames back, the muxer reports failures late)
         self._packets_muxed = self._bytes_muxed = 0
-        self._frames_expected = (
-            copy_range[1] - copy_range[0] if copy_range else source.video.frames
-        )
+        self._frames_expected = copy_range[1] - copy_range[0] if copy_range else source.video.frames
         self._tmp = temp_path_beside(self.out)
         self._output = None
         self._copied: _CopiedStreams | None = None
@@ -447,9 +439,7 @@ class VideoWriter(AtomicWriter):
         try:
             self._output.start_encoding()
         except (av.error.FFmpegError, ValueError) as exc:
-            hint = (
-                "; NVENC needs an NVIDIA GPU and driver" if "nvenc" in s.codec else ""
-            )
+            hint = "; NVENC needs an NVIDIA GPU and driver" if "nvenc" in s.codec else ""
             raise OutputError(
                 f"{self.out}: cannot start {s.codec} in {s.muxer} ({error_reason(exc)}){hint}"
             ) from exc
@@ -561,9 +551,7 @@ class VideoWriter(AtomicWriter):
             return self.out
         try:
             if self.frames_written == 0:
-                raise InvalidInput(
-                    f"{self.source.path}: no frames to write to {self.out}"
-                )
+                raise InvalidInput(f"{self.source.path}: no frames to write to {self.out}")
             try:
                 self._mux(self._stream.encode(None))
                 if self._copied is not None:

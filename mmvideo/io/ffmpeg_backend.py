@@ -91,13 +91,9 @@ def ffmpeg_command(
         kwargs["dcodec"] = "copy"
     kwargs.update(s.container_options)
     colour = source.video.colour
-    kwargs.update(
-        {"color_primaries": str(colour.primaries), "color_trc": str(colour.transfer)}
-    )
+    kwargs.update({"color_primaries": str(colour.primaries), "color_trc": str(colour.transfer)})
     if s.pix_fmt not in RGB_PIX_FMTS:
-        kwargs.update(
-            {"colorspace": str(colour.matrix), "color_range": str(colour.range)}
-        )
+        kwargs.update({"colorspace": str(colour.matrix), "color_range": str(colour.range)})
         # the tags alone do not steer ffmpeg's RGB->YUV conversion: name the matrix and range
         # the decoder used, so pixels round-trip as in the PyAV writer
         matrix = SCALE_MATRICES.get(colour.matrix, "bt601")
@@ -141,9 +137,7 @@ class FfmpegPipeWriter(AtomicWriter):
                 self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
             except OSError as exc:
                 self._cleanup()
-                raise OutputError(
-                    f"{self.out}: cannot run {FFMPEG} ({exc.strerror})"
-                ) from exc
+                raise OutputError(f"{self.out}: cannot run {FFMPEG} ({exc.strerror})") from exc
         video = source.video
         depth_fmt = "rgb24" if video.bit_depth <= 8 else "rgb48le"
         self._pipe = av.open(self._proc.stdin, "w", format="nut")
@@ -156,7 +150,6 @@ class FfmpegPipeWriter(AtomicWriter):
         self._stream.codec_context.time_base = video.time_base
         self._stream.time_base = video.time_base
         self._fmt = depth_fmt
-
 
     def write(self, frame: Frame) -> None:
         video = self.source.video
@@ -209,9 +202,7 @@ class FfmpegPipeWriter(AtomicWriter):
             if code != 0:
                 raise _ffmpeg_error(self._log, self.out, "encode")
             if self.frames_written == 0:
-                raise InvalidInput(
-                    f"{self.source.path}: no frames to write to {self.out}"
-                )
+                raise InvalidInput(f"{self.source.path}: no frames to write to {self.out}")
             os.replace(self._tmp, self.out)
         except BaseException:
             self.abort()
@@ -260,15 +251,11 @@ def concat_lossless(
     paths = [check_input_path(p).resolve() for p in parts]
     out_path = check_output(out, paths[0])
     if out_path.resolve() in paths:
-        raise OutputError(
-            f"{out_path}: output is one of the parts; choose another name"
-        )
+        raise OutputError(f"{out_path}: output is one of the parts; choose another name")
     muxer = muxer_for(out_path)
     tmp = temp_path_beside(out_path)
     err = temp_path_beside(out_path)
-    with tempfile.NamedTemporaryFile(
-        "w", suffix=".txt", dir=out_path.parent, delete=False
-    ) as lst:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=out_path.parent, delete=False) as lst:
         lst.write(_concat_listing(paths))
     try:
         joined = ffmpeg.input(lst.name, format="concat", safe=0)

@@ -95,9 +95,7 @@ def probe_media(
 ) -> MediaInfo:
     """``probe`` for a video file, or the sequence description for a frame pattern."""
     if parse_pattern(path) is not None:
-        return _media_info(
-            probe_sequence(str(path), fps=fps, fill_missing=fill_missing)
-        )
+        return _media_info(probe_sequence(str(path), fps=fps, fill_missing=fill_missing))
     return probe(path)
 
 
@@ -112,9 +110,7 @@ def open_reader(
 ):
     """A frame reader for ``path``: ``VideoReader`` or ``SequenceReader`` (same iteration)."""
     if is_sequence_info(info):
-        return SequenceReader(
-            info.sequence.pattern, start=start, stop=stop, info=info.sequence
-        )
+        return SequenceReader(info.sequence.pattern, start=start, stop=stop, info=info.sequence)
     from mmvideo.io.decode import VideoReader
 
     return VideoReader(
@@ -137,9 +133,7 @@ def frame_range(text: str, info: MediaInfo) -> tuple[int, int]:
         return info.sequence.positions(frames)
     n = info.video.frames
     if frames.last >= n:
-        raise InvalidInput(
-            f"{info.path}: --frames {text} goes past the last frame ({n - 1})"
-        )
+        raise InvalidInput(f"{info.path}: --frames {text} goes past the last frame ({n - 1})")
     return frames.first, frames.last + 1
 
 
@@ -162,9 +156,7 @@ class PostOptions:
     timecode: Timecode | None = None  # of the input's first frame (position 0)
     watermark: bool = False
     sign: tuple[str, str] | None = None  # (certificate chain PEM, private key PEM)
-    sequence_options: dict = field(
-        default_factory=dict
-    )  # extra SequenceWriterOptions fields
+    sequence_options: dict = field(default_factory=dict)  # extra SequenceWriterOptions fields
 
 
 class _PostWriter(AtomicWriter):
@@ -188,9 +180,7 @@ class _PostWriter(AtomicWriter):
             paths = result if isinstance(result, list) else [result]
             signable = [p for p in paths if can_sign(p)]
             if not signable:
-                log.warning(
-                    "%s: C2PA cannot be embedded in this format; not signed", paths[0]
-                )
+                log.warning("%s: C2PA cannot be embedded in this format; not signed", paths[0])
             for path in signable:
                 sign_c2pa(path, *self.post.sign, tag)
         return result

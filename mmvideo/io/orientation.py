@@ -30,9 +30,7 @@ _TRANSFORMS = {
 def parse_display_matrix(raw: bytes) -> tuple[float, ...]:
     """The nine entries of an AV display matrix (16.16 fixed point, last column 2.30)."""
     values = struct.unpack("<9i", bytes(raw)[:36])
-    return tuple(
-        v / (1 << 30) if i % 3 == 2 else v / (1 << 16) for i, v in enumerate(values)
-    )
+    return tuple(v / (1 << 30) if i % 3 == 2 else v / (1 << 16) for i, v in enumerate(values))
 
 
 def display_rotation(matrix: tuple[float, ...]) -> float:

@@ -183,9 +183,7 @@ def open_input(path: str | Path) -> av.container.InputContainer:
     try:
         return av.open(str(p), metadata_errors="replace")
     except av.error.FFmpegError as exc:
-        raise InvalidInput(
-            f"{p}: not a readable media file ({error_reason(exc)})"
-        ) from exc
+        raise InvalidInput(f"{p}: not a readable media file ({error_reason(exc)})") from exc
 
 
 def video_stream(
@@ -297,9 +295,7 @@ def probe(path: str | Path) -> MediaInfo:
         stream = video_stream(container, path)
         cc = stream.codec_context
         if cc is None:
-            raise InvalidInput(
-                f"{path}: unsupported video codec (no decoder in this ffmpeg build)"
-            )
+            raise InvalidInput(f"{path}: unsupported video codec (no decoder in this ffmpeg build)")
         first = _first_frame(container, stream, path)
         matrix = None
         for side in first.side_data:
@@ -329,9 +325,7 @@ def probe(path: str | Path) -> MediaInfo:
         width, height = first.width, first.height
         upright = (height, width) if swaps_axes(transform) else (width, height)
         duration = (
-            float(stream.duration * tb)
-            if stream.duration
-            else float(len(pts) / fps if fps else 0)
+            float(stream.duration * tb) if stream.duration else float(len(pts) / fps if fps else 0)
         )
         video = VideoInfo(
             index=stream.index,

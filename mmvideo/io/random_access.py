@@ -80,9 +80,7 @@ class DecordRandomAccess:
         try:
             batch = self._reader.get_batch(list(range(start, stop))).asnumpy()
         except Exception as exc:  # noqa: BLE001 - a bare DECORDError; PyAV can still read it
-            log.warning(
-                "%s: decord failed (%s); reading with PyAV", self.info.path, exc
-            )
+            log.warning("%s: decord failed (%s); reading with PyAV", self.info.path, exc)
             return PyAVRandomAccess(self.info).read(start, stop)
         return [
             Frame(
@@ -107,10 +105,7 @@ def _decord_agrees(info: MediaInfo, reader, first: Frame) -> bool:
     half_frame = 0.5 / float(video.fps) if video.fps else 0.0
     start = float(video.frame_pts[0] * video.time_base)
     for i, t in enumerate(times):
-        if (
-            abs(float(video.frame_pts[i] * video.time_base) - start - (t - times[0]))
-            > half_frame
-        ):
+        if abs(float(video.frame_pts[i] * video.time_base) - start - (t - times[0])) > half_frame:
             return False
     return bool((reader[0].asnumpy() == first.image).all())
 
@@ -127,9 +122,7 @@ def _open_decord(info: MediaInfo, threads: int) -> DecordRandomAccess | None:
         first = PyAVRandomAccess(info, threads).read(0, 1)[0]
         if _decord_agrees(info, reader, first):
             return DecordRandomAccess(info, reader)
-        log.info(
-            "%s: decord numbers or converts frames differently; using PyAV", info.path
-        )
+        log.info("%s: decord numbers or converts frames differently; using PyAV", info.path)
     except Exception as exc:  # noqa: BLE001 - decord raises a bare DECORDError(Exception)
         log.info(
             "%s: decord cannot read it (%s); using PyAV",
@@ -148,9 +141,7 @@ def open_random_access(
     return PyAVRandomAccess(info, threads) if reader is None else reader
 
 
-def read_frames(
-    path: str | Path, start: int, stop: int, threads: int = 0
-) -> list[Frame]:
+def read_frames(path: str | Path, start: int, stop: int, threads: int = 0) -> list[Frame]:
     """Frames start..stop-1 of ``path`` (opens, reads, closes)."""
     reader = open_random_access(path, threads)
     try:

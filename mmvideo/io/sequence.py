@@ -236,9 +236,7 @@ def oiio_module(users: str = "image sequences"):
     try:
         import OpenImageIO as oiio  # deferred: the wheel is in the ``post`` extra
     except ImportError:
-        raise InvalidInput(
-            f"{users} need OpenImageIO: pip install 'mmvideo[post]'"
-        ) from None
+        raise InvalidInput(f"{users} need OpenImageIO: pip install 'mmvideo[post]'") from None
     return oiio
 
 
@@ -252,9 +250,7 @@ def open_spec(path: Path):
     oiio = oiio_module()
     inp = oiio.ImageInput.open(str(path))
     if inp is None:
-        raise SequenceError(
-            f"{path}: cannot read image header: {first_line(oiio.geterror())}"
-        )
+        raise SequenceError(f"{path}: cannot read image header: {first_line(oiio.geterror())}")
     spec = inp.spec()
     inp.close()
     return spec
@@ -372,8 +368,7 @@ def probe_sequence(
     pat = parse_pattern(pattern) if isinstance(pattern, str) else pattern
     if pat is None:
         raise InvalidInput(
-            f"{pattern}: not an image-sequence pattern (use name.%04d.exr or "
-            "name.####.exr)"
+            f"{pattern}: not an image-sequence pattern (use name.%04d.exr or name.####.exr)"
         )
     frames = pat.scan()
     if not frames:
@@ -425,11 +420,7 @@ def read_pixels(path: Path, info: SequenceInfo) -> np.ndarray:
     inp = oiio.ImageInput.open(str(path))
     if inp is None:
         raise SequenceError(f"{path}: cannot read: {first_line(oiio.geterror())}")
-    fmt = (
-        "float"
-        if info.scene_linear
-        else ("uint8" if info.pixel_type == "uint8" else "uint16")
-    )
+    fmt = "float" if info.scene_linear else ("uint8" if info.pixel_type == "uint8" else "uint16")
     pixels = inp.read_image(0, 0, 0, len(info.channels), fmt)
     error = inp.geterror()
     inp.close()
@@ -446,14 +437,8 @@ def _half_table() -> np.ndarray:
 
 def to_display(pixels: np.ndarray, info: SequenceInfo) -> np.ndarray:
     """The RGB image a Frame carries, from all channels of a file."""
-    rgb = (
-        pixels
-        if info.rgb == (0, 1, 2) and pixels.shape[-1] == 3
-        else pixels[..., list(info.rgb)]
-    )
-    if (
-        info.pixel_type == "half"
-    ):  # read as float32, exactly the half values: look them up
+    rgb = pixels if info.rgb == (0, 1, 2) and pixels.shape[-1] == 3 else pixels[..., list(info.rgb)]
+    if info.pixel_type == "half":  # read as float32, exactly the half values: look them up
         return _half_table()[rgb.astype(np.float16).view(np.uint16)]
     return linear_to_display(rgb) if info.scene_linear else rgb
 
@@ -485,8 +470,7 @@ class SequenceReader:
         self.stop = n if stop is None else min(stop, n)
         if not 0 <= self.start <= self.stop:
             raise InvalidInput(
-                f"{self.info.pattern}: bad frame range {start}..{stop} "
-                f"(sequence has {n} frames)"
+                f"{self.info.pattern}: bad frame range {start}..{stop} (sequence has {n} frames)"
             )
         self.filled: list[int] = []
 
@@ -499,9 +483,7 @@ class SequenceReader:
         time_base = Fraction(1) / info.rate
         image: np.ndarray | None = None
         first = info.first + self.start
-        if (
-            first not in present
-        ):  # a range that starts in a gap fills from the frame before
+        if first not in present:  # a range that starts in a gap fills from the frame before
             before = max(f for f in info.frames if f < first)
             image = to_display(read_pixels(info.pattern.path(before), info), info)
         for position in range(self.start, self.stop):
@@ -511,9 +493,7 @@ class SequenceReader:
                 out = image
             else:
                 self.filled.append(number)
-                out = (
-                    image.copy()
-                )  # a repeated frame must not share the buffer it repeats
+                out = image.copy()  # a repeated frame must not share the buffer it repeats
             yield Frame(position, position, time_base, out, key_frame=True)
         if self.filled:
             log.warning(

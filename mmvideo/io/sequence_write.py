@@ -44,14 +44,10 @@ log = logging.getLogger(__name__)
 class SequenceWriterOptions:
     """How to write: pixel type (None: from the source or the frames), timecode and tags."""
 
-    pixel_type: str | None = (
-        None  # exr: half|float; dpx: 10|12|16 bits as "uint10" etc.
-    )
+    pixel_type: str | None = None  # exr: half|float; dpx: 10|12|16 bits as "uint10" etc.
     fps: Fraction | None = None
     timecode: Timecode | None = None  # timecode of position 0 (frame ``start_number``)
-    start_number: int | None = (
-        None  # file number of position 0 (default: source's first, or 0)
-    )
+    start_number: int | None = None  # file number of position 0 (default: source's first, or 0)
     provenance: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
 
@@ -67,9 +63,7 @@ def _tiff_description(
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        log.warning(
-            "TIFF output: provenance text is not JSON; timecode and rate not written"
-        )
+        log.warning("TIFF output: provenance text is not JSON; timecode and rate not written")
         return provenance
     if tc is not None:
         doc["timecode"] = str(tc)
@@ -79,11 +73,7 @@ def _tiff_description(
 
 
 def _dpx_bits(pixel_type: str | None, source: SequenceInfo | None) -> int:
-    if (
-        pixel_type
-        and pixel_type.startswith("uint")
-        and pixel_type[4:] in ("10", "12", "16")
-    ):
+    if pixel_type and pixel_type.startswith("uint") and pixel_type[4:] in ("10", "12", "16"):
         return int(pixel_type[4:])
     return source.bits if source is not None and source.kind == "dpx" else 10
 
@@ -136,11 +126,7 @@ class SequenceWriter(AtomicWriter):
         src = self.source
         assert src is not None
         wanted = src.first + frame.index
-        number = (
-            wanted
-            if wanted in src.frames
-            else max(f for f in src.frames if f <= wanted)
-        )
+        number = wanted if wanted in src.frames else max(f for f in src.frames if f <= wanted)
         path = src.pattern.path(number)
         pixels = read_pixels(path, src)
         if frame.image.dtype != np.uint16:
@@ -162,22 +148,14 @@ class SequenceWriter(AtomicWriter):
         if template is not None:
             spec = oiio.ImageSpec(template)
         elif kind == "exr":
-            src_type = (
-                self.source.pixel_type
-                if self.source and self.source.scene_linear
-                else None
-            )
+            src_type = self.source.pixel_type if self.source and self.source.scene_linear else None
             spec = oiio.ImageSpec(w, h, 3, opts.pixel_type or src_type or "half")
             spec.attribute("compression", "zip")
         elif kind == "dpx":
             spec = oiio.ImageSpec(w, h, 3, "uint16")
-            spec.attribute(
-                "oiio:BitsPerSample", _dpx_bits(opts.pixel_type, self.source)
-            )
+            spec.attribute("oiio:BitsPerSample", _dpx_bits(opts.pixel_type, self.source))
         else:
-            spec = oiio.ImageSpec(
-                w, h, 3, "uint16" if frame.image.dtype == np.uint16 else "uint8"
-            )
+            spec = oiio.ImageSpec(w, h, 3, "uint16" if frame.image.dtype == np.uint16 else "uint8")
         rate = opts.fps or (self.source.rate if self.source else None)
         if rate:
             spec.attribute(
@@ -187,9 +165,7 @@ class SequenceWriter(AtomicWriter):
             )
             if kind == "dpx":
                 spec.attribute("dpx:FrameRate", float(rate))
-            elif (
-                kind == "png"
-            ):  # PNG has no rate field: a text chunk, as for the timecode
+            elif kind == "png":  # PNG has no rate field: a text chunk, as for the timecode
                 spec.attribute(FPS_ATTRIBUTE, f"{rate.numerator}/{rate.denominator}")
         tc = None if opts.timecode is None else opts.timecode + frame.index
         if tc is not None:
@@ -208,9 +184,7 @@ class SequenceWriter(AtomicWriter):
         elif opts.provenance:
             if kind == "dpx":
                 data = np.frombuffer(opts.provenance.encode(), np.uint8)
-                spec.attribute(
-                    "dpx:UserData", oiio.TypeDesc(f"uint8[{len(data)}]"), data
-                )
+                spec.attribute("dpx:UserData", oiio.TypeDesc(f"uint8[{len(data)}]"), data)
             else:
                 spec.attribute(TEXT_FIELD[kind], opts.provenance)
         for key, value in opts.attributes.items():
@@ -241,9 +215,7 @@ class SequenceWriter(AtomicWriter):
         error = out.geterror()
         out.close()
         if not ok:
-            raise OutputError(
-                f"{self.pattern.path(number)}: cannot write: {first_line(error)}"
-            )
+            raise OutputError(f"{self.pattern.path(number)}: cannot write: {first_line(error)}")
         self._written.append(number)
 
     def close(self) -> list[Path]:

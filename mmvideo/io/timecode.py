@@ -63,9 +63,7 @@ class Timecode:
         return per_10min * 6 * 24
 
     def __add__(self, offset: int) -> Timecode:
-        return Timecode(
-            (self.frames + offset) % self.frames_per_day(), self.rate, self.drop
-        )
+        return Timecode((self.frames + offset) % self.frames_per_day(), self.rate, self.drop)
 
     def fields(self) -> tuple[int, int, int, int]:
         """(hours, minutes, seconds, frames) of the label."""
@@ -123,35 +121,23 @@ def from_fields(
             "(drop-frame exists only at 29.97 and 59.94)"
         )
     if hh > 23 or mm > 59 or ss > 59 or ff >= fps:
-        raise InvalidTimecode(
-            f"{source}: timecode {label} is out of range at {float(rate):g} fps"
-        )
+        raise InvalidTimecode(f"{source}: timecode {label} is out of range at {float(rate):g} fps")
     dpm = _drop_per_minute(rate) if drop else 0
     if drop and ss == 0 and mm % 10 != 0 and ff < dpm:
-        raise InvalidTimecode(
-            f"{source}: {label} is a label that drop-frame timecode skips"
-        )
+        raise InvalidTimecode(f"{source}: {label} is a label that drop-frame timecode skips")
     total_minutes = hh * 60 + mm
-    frames = (
-        (total_minutes * 60 + ss) * fps
-        + ff
-        - dpm * (total_minutes - total_minutes // 10)
-    )
+    frames = (total_minutes * 60 + ss) * fps + ff - dpm * (total_minutes - total_minutes // 10)
     return Timecode(frames, rate, drop)
 
 
-def parse_timecode(
-    text: str, rate: Fraction | float, *, source: str = "timecode"
-) -> Timecode:
+def parse_timecode(text: str, rate: Fraction | float, *, source: str = "timecode") -> Timecode:
     """Parse ``HH:MM:SS:FF`` (``;`` or ``,`` before the frames means drop-frame).
 
     ``source`` names where the text came from (a file, a flag) for the error message.
     """
     match = _TC_RE.match(str(text))
     if match is None:
-        raise InvalidTimecode(
-            f"{source}: timecode {text!r} does not parse (expected HH:MM:SS:FF)"
-        )
+        raise InvalidTimecode(f"{source}: timecode {text!r} does not parse (expected HH:MM:SS:FF)")
     hh, mm, ss, sep, ff = match.groups()
     return from_fields(
         int(hh), int(mm), int(ss), int(ff), Fraction(rate), sep in ";,", source=source
@@ -195,9 +181,7 @@ def read_video_timecode(path: str | Path) -> str | None:
 
     with av.open(str(path)) as container:
         tags = [dict(container.metadata)]
-        tags += [
-            dict(s.metadata) for s in container.streams if s.type in ("video", "data")
-        ]
+        tags += [dict(s.metadata) for s in container.streams if s.type in ("video", "data")]
     for tag in tags:
         # Matroska upper-cases tag names (TIMECODE); mov/mp4 keep them as written.
         value = next((v for k, v in tag.items() if k.lower() == "timecode" and v), None)
@@ -236,9 +220,7 @@ def parse_frame_range(text: str, *, source: str = "--frames") -> FrameRange:
     """Parse ``A-B`` (inclusive, A <= B) into a FrameRange."""
     match = _RANGE_RE.match(str(text))
     if match is None:
-        raise InvalidInput(
-            f"{source}: {text!r} is not a frame range (expected A-B, e.g. 100-160)"
-        )
+        raise InvalidInput(f"{source}: {text!r} is not a frame range (expected A-B, e.g. 100-160)")
     first, last = int(match.group(1)), int(match.group(2))
     if last < first:
         raise InvalidInput(f"{source}: range {text!r} ends before it starts")

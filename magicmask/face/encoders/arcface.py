@@ -36,9 +36,7 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _conv(
-    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, **a
-) -> torch.Tensor:
+def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, **a) -> torch.Tensor:
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise ModelError(f"Conv auto_pad={a['auto_pad']!r} is not supported")
     top, left, bottom, right = a.get("pads", [0, 0, 0, 0])
@@ -57,22 +55,16 @@ def _conv(
 
 
 def _batch_norm(x, scale, bias, mean, var, **a) -> torch.Tensor:
-    return F.batch_norm(
-        x, mean, var, scale, bias, training=False, eps=a.get("epsilon", 1e-5)
-    )
+    return F.batch_norm(x, mean, var, scale, bias, training=False, eps=a.get("epsilon", 1e-5))
 
 
 def _prelu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
     if slope.dim() == 1 and x.dim() > 2 and slope.numel() == x.shape[1]:
-        slope = slope.view(
-            1, -1, *([1] * (x.dim() - 2))
-        )  # per-channel slope stored flat
+        slope = slope.view(1, -1, *([1] * (x.dim() - 2)))  # per-channel slope stored flat
     return torch.where(x >= 0, x, x * slope)
 
 
-def _gemm(
-    a_: torch.Tensor, b_: torch.Tensor, c_: torch.Tensor | None = None, **a
-) -> torch.Tensor:
+def _gemm(a_: torch.Tensor, b_: torch.Tensor, c_: torch.Tensor | None = None, **a) -> torch.Tensor:
     a_ = a_.t() if a.get("transA", 0) else a_
     b_ = b_.t() if a.get("transB", 0) else b_
     out = a.get("alpha", 1.0) * (a_ @ b_)
@@ -113,15 +105,11 @@ class OnnxGraph(nn.Module):
         self._names: dict[str, str] = {}
         for i, init in enumerate(graph.initializer):
             self._names[init.name] = f"w{i}"
-            self.register_buffer(
-                f"w{i}", torch.from_numpy(numpy_helper.to_array(init).copy())
-            )
+            self.register_buffer(f"w{i}", torch.from_numpy(numpy_helper.to_array(init).copy()))
         self._nodes = []
         for node in graph.node:
             if node.op_type == "Constant":
-                value = torch.from_numpy(
-                    numpy_helper.to_array(_attrs(node)["value"]).copy()
-                )
+                value = torch.from_numpy(numpy_helper.to_array(_attrs(node)["value"]).copy())
                 self._names[node.output[0]] = f"w{len(self._names)}"
                 self.register_buffer(self._names[node.output[0]], value)
                 continue
@@ -129,9 +117,7 @@ class OnnxGraph(nn.Module):
                 raise ModelError(
                     f"{path}: ONNX operator {node.op_type} is not supported (not an iresnet export?)"
                 )
-            self._nodes.append(
-                (node.op_type, list(node.input), node.output[0], _attrs(node))
-            )
+            self._nodes.append((node.op_type, list(node.input), node.output[0], _attrs(node)))
         inputs = [i.name for i in graph.input if i.name not in self._names]
         if len(inputs) != 1 or len(graph.output) != 1:
             raise ModelError(
@@ -174,9 +160,7 @@ class ArcFaceBackbone(nn.Module):
             )
         self.graph = OnnxGraph(model, path)
         self.raw_pixels = _normalises_itself(model)
-        out_dims = [
-            d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim
-        ]
+        out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
         self.dim = out_dims[-1] if out_dims and out_dims[-1] > 0 else self._probe_dim()
         log.debug(
             "ArcFace ONNX %s: %d nodes, %d-d, raw pixels %s",
@@ -188,14 +172,10 @@ class ArcFaceBackbone(nn.Module):
 
     def _probe_dim(self) -> int:
         with torch.no_grad():
-            return int(
-                self.forward(torch.zeros(1, 3, ARCFACE_SIZE, ARCFACE_SIZE)).shape[-1]
-            )
+            return int(self.forward(torch.zeros(1, 3, ARCFACE_SIZE, ARCFACE_SIZE)).shape[-1])
 
     def forward(self, x112: torch.Tensor) -> torch.Tensor:
-        x = (
-            x112 * 255.0 if self.raw_pixels else (x112 - 0.5) / 0.5
-        )  # insightface's 127.5 / 127.5
+        x = x112 * 255.0 if self.raw_pixels else (x112 - 0.5) / 0.5  # insightface's 127.5 / 127.5
         return self.graph(x).flatten(1)  # [B,D]
 
 

@@ -62,9 +62,7 @@ class IdentityEncoder(nn.Module):
         self.name, self.dim, self.native_size = name, dim, native_size
         self.network, self.outside = network, outside
         # An encoder whose native crop is the 112 crop itself skips the resampling.
-        self.warps = native_size != IDENTITY_SIZE or not np.allclose(
-            native_from_112, np.eye(2, 3)
-        )
+        self.warps = native_size != IDENTITY_SIZE or not np.allclose(native_from_112, np.eye(2, 3))
         self.register_buffer(
             "theta",
             sampling_theta(native_from_112, IDENTITY_SIZE, native_size),
@@ -101,7 +99,5 @@ class IdentityEncoder(nn.Module):
 
     def forward(self, x112: torch.Tensor) -> torch.Tensor:
         if x112.dim() != 4 or x112.shape[1:] != (3, IDENTITY_SIZE, IDENTITY_SIZE):
-            raise ValueError(
-                f"{self.name}: expected [B,3,112,112] input, got {list(x112.shape)}"
-            )
+            raise ValueError(f"{self.name}: expected [B,3,112,112] input, got {list(x112.shape)}")
         return self.embed_native(self.to_native(x112))  # [B,dim]

@@ -39,11 +39,7 @@ DLIB_FROM_112 = np.array([[1.48810, -0.00164, -9.600], [0.00164, 1.48810, -32.56
 # Output widths of the 14 residual blocks in forward order; "d" blocks halve the resolution
 # (dlib's ares_down: stride-2 conv on the main path, 2×2 average pool on the skip path).
 _BLOCKS = (
-    ((32, False),) * 3
-    + ((64, True),)
-    + ((64, False),) * 3
-    + ((128, True),)
-    + ((128, False),) * 2
+    ((32, False),) * 3 + ((64, True),) + ((64, False),) * 3 + ((128, True),) + ((128, False),) * 2
 )
 _BLOCKS += ((256, True),) + ((256, False),) * 2 + ((256, True),)
 
@@ -56,9 +52,7 @@ _LAYER_NAMES = (
     b"add_prev_111",
     b"fc_2",
 )
-_NAME_RE = re.compile(
-    b"|".join(re.escape(b"\x01" + bytes([len(n)]) + n) for n in _LAYER_NAMES)
-)
+_NAME_RE = re.compile(b"|".join(re.escape(b"\x01" + bytes([len(n)]) + n) for n in _LAYER_NAMES))
 
 
 @dataclass
@@ -68,9 +62,7 @@ class DlibLayer:
     kind: str
     params: np.ndarray | None = None  # float32, dlib's layout
     shape: tuple[int, ...] = ()
-    geometry: tuple[
-        int, ...
-    ] = ()  # conv: filters, nr, nc, stride_y, stride_x, pad_y, pad_x
+    geometry: tuple[int, ...] = ()  # conv: filters, nr, nc, stride_y, stride_x, pad_y, pad_x
 
 
 class _Reader:
@@ -101,9 +93,9 @@ class _Reader:
         end = self.pos + 4 * count
         if end > len(self.data):
             raise ModelError(f"{self.path}: truncated dlib tensor at byte {self.pos}")
-        values = np.frombuffer(
-            self.data, dtype="<f4", count=count, offset=self.pos
-        ).astype(np.float32)
+        values = np.frombuffer(self.data, dtype="<f4", count=count, offset=self.pos).astype(
+            np.float32
+        )
         self.pos = end
         return values, shape
 
@@ -129,9 +121,7 @@ def read_dlib_layers(path: str | Path) -> tuple[tuple[float, ...], list[DlibLaye
         reader.pos = match.end()
         if kind == "con_4":
             params, shape = reader.tensor()
-            layers.append(
-                DlibLayer(kind, params, shape, tuple(reader.int() for _ in range(7)))
-            )
+            layers.append(DlibLayer(kind, params, shape, tuple(reader.int() for _ in range(7))))
         elif kind == "affine_":
             params, shape = reader.tensor()
             layers.append(DlibLayer(kind, params, shape))
@@ -140,9 +130,7 @@ def read_dlib_layers(path: str | Path) -> tuple[tuple[float, ...], list[DlibLaye
             params, shape = reader.tensor()
             layers.append(DlibLayer(kind, params, shape, (num_outputs, num_inputs)))
         elif kind in ("max_pool_2", "avg_pool_2"):
-            layers.append(
-                DlibLayer(kind, geometry=tuple(reader.int() for _ in range(6)))
-            )
+            layers.append(DlibLayer(kind, geometry=tuple(reader.int() for _ in range(6))))
         else:
             layers.append(DlibLayer(kind))
     return means, layers
@@ -174,9 +162,7 @@ class _ResBlock(nn.Module):
         return F.relu(_add_padded(y, self.skip(x)))
 
 
-def _conv_from(
-    con: DlibLayer, affine: DlibLayer, in_channels: int, path: Path
-) -> nn.Conv2d:
+def _conv_from(con: DlibLayer, affine: DlibLayer, in_channels: int, path: Path) -> nn.Conv2d:
     """A Conv2d equal to dlib's con_ followed by its affine_ (per-channel gamma, beta)."""
     filters, nr, nc, stride_y, stride_x, pad_y, pad_x = con.geometry
     n_weights = filters * in_channels * nr * nc
@@ -187,9 +173,7 @@ def _conv_from(
     weight = con.params[:n_weights].reshape(filters, in_channels, nr, nc)
     bias = con.params[n_weights:]
     gamma, beta = affine.params[:filters], affine.params[filters:]
-    conv = nn.Conv2d(
-        in_channels, filters, (nr, nc), (stride_y, stride_x), (pad_y, pad_x)
-    )
+    conv = nn.Conv2d(in_channels, filters, (nr, nc), (stride_y, stride_x), (pad_y, pad_x))
     conv.weight.data = torch.from_numpy(weight * gamma[:, None, None, None])
     conv.bias.data = torch.from_numpy(bias * gamma + beta)
     return conv

@@ -100,9 +100,7 @@ class _Layers:
 class _Residual(nn.Module):
     """x + scale · up(concat(branches)), then ReLU (except the last Block8)."""
 
-    def __init__(
-        self, branches: list[nn.Module], up: nn.Module, scale: float, relu: bool = True
-    ):
+    def __init__(self, branches: list[nn.Module], up: nn.Module, scale: float, relu: bool = True):
         super().__init__()
         self.branches, self.up, self.scale = nn.ModuleList(branches), up, scale
         self.act = nn.ReLU() if relu else nn.Identity()
@@ -204,9 +202,7 @@ class FaceNetBackbone(nn.Module):
         )
         repeat_2 = [_block17_or_8(w, f"Repeat_2/block8_{i}", 3) for i in range(1, 6)]
         last = _block17_or_8(w, "Block8", 3, relu=False)
-        self.blocks = nn.Sequential(
-            *repeat, mixed_6a, *repeat_1, mixed_7a, *repeat_2, last
-        )
+        self.blocks = nn.Sequential(*repeat, mixed_6a, *repeat_1, mixed_7a, *repeat_2, last)
         self.bottleneck = w.bottleneck()
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:

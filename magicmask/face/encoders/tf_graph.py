@@ -94,9 +94,7 @@ def _graph_def_class() -> type[message.Message]:
     # A private pool: no clash with TensorFlow's own types if it is imported too.
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName(f"{_PACKAGE}.GraphDef")
-    )
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.GraphDef"))
 
 
 class FrozenGraph:
@@ -108,9 +106,7 @@ class FrozenGraph:
         try:
             graph.ParseFromString(self.path.read_bytes())
         except message.DecodeError as exc:
-            raise ModelError(
-                f"{self.path}: not a readable {what} (protobuf: {exc})"
-            ) from exc
+            raise ModelError(f"{self.path}: not a readable {what} (protobuf: {exc})") from exc
         self.nodes = {node.name: node for node in graph.node}
         if not self.nodes:
             raise ModelError(f"{self.path}: not a {what} (no graph nodes)")
