@@ -1,5 +1,5 @@
 """The pure option -> encoder-settings mapping, as a table of expected outputs (FaceFusion style),
-and the ffmpeg command line the pipe backend builds."""
+and the ffmpeg command lines the pipe backend and the farm merge build."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from mmvideo.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions, encoder_settings, parse_bitrate
-from mmvideo.io.ffmpeg_backend import ffmpeg_command
+from mmvideo.io.ffmpeg_backend import concat_command, ffmpeg_command
 from mmvideo.io.probe import Colour, MediaInfo, VideoInfo
 
 FASTSTART = {"movflags": "+faststart"}
@@ -279,6 +279,66 @@ def test_ffmpeg_command_without_stream_copy(tmp_path):
     assert (
         cmd[cmd.index("-pix_fmt") + 1] == "bgr0" and "-colorspace" not in cmd and "-vf" not in cmd
     )
+
+
+COPY_ALL = ["-map", "0:v:0", "-map", "1:a?", "-map", "1:s?", "-c", "copy"]
+COPY_ALL += ["-map_chapters", "1", "-map_metadata", "1"]
+
+CONCAT_CASES = [
+    # (chunks, listing, offset, metadata, timecode) -> the command after "ffmpeg"
+    (
+        "job.parts/concat.txt",
+        True,
+        1.5,
+        {"comment": "synthetic faces", "title": "a b"},
+        "01:00:00:00",
+        [
+            *("-nostdin", "-y", "-copyts", "-f", "concat", "-safe", "0"),
+            *("-itsoffset", "1.500000", "-i", "job.parts/concat.txt", "-i", "src.mov"),
+            *COPY_ALL,
+            *("-metadata:g:0", "comment=synthetic faces", "-metadata:g:1", "title=a b"),
+            *("-metadata:s:v:0", "timecode=01:00:00:00", "out.mov"),
+        ],
+    ),
+    (  # a source starting at 0: no offset
+        "concat.txt",
+        True,
+        0.0,
+        {},
+        None,
+        [
+            *("-nostdin", "-y", "-copyts", "-f", "concat", "-safe", "0"),
+            *("-i", "concat.txt", "-i", "src.mov", *COPY_ALL, "out.mov"),
+        ],
+    ),
+    (  # one chunk: remuxed as it is, not through the concat demuxer
+        "chunk-000.mkv",
+        False,
+        0.0,
+        {"comment": "x"},
+        None,
+        [
+            *("-nostdin", "-y", "-copyts", "-i", "chunk-000.mkv", "-i", "src.mov", *COPY_ALL),
+            *("-metadata:g:0", "comment=x", "out.mov"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "listing", "offset", "metadata", "timecode", "args"), CONCAT_CASES
+)
+def test_concat_command_table(chunks, listing, offset, metadata, timecode, args):
+    cmd = concat_command(
+        chunks,
+        "src.mov",
+        "out.mov",
+        listing=listing,
+        offset=offset,
+        metadata=metadata,
+        timecode=timecode,
+    )
+    assert cmd == ["ffmpeg", *args]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ from mmvideo.errors import OutputError
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter
-from mmvideo.io.ffmpeg_backend import concat_lossless
 from mmvideo.io.probe import probe
 from mmvideo.io.transcode import transcode
 
@@ -243,28 +242,6 @@ def test_ffmpeg_backend_vfr_and_lossless(tmp_path):
     transcode(src, out, EncodeOptions(codec="ffv1", ffmpeg_args=("-slices", "4")))
     a, b = assert_same_timing(src, out)
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
-
-
-def test_chunks_concat_losslessly_with_source_audio(data_dir, tmp_path):
-    src = data_dir / "talking_head_turn_02.mp4"  # 112 frames, audio
-    info = probe(src)
-    parts = []
-    for i, (start, stop) in enumerate([(0, 40), (40, 90), (90, 112)]):
-        part = tmp_path / f"part{i}.mp4"
-        with VideoWriter(part, info, FAST, copy_streams=False) as writer:
-            for frame in frames(src, start=start, stop=stop, info=info):
-                writer.write(frame)
-        assert probe(part).audio == ()
-        parts.append(part)
-    out = concat_lossless(parts, tmp_path / "joined.mp4", audio_source=src)
-    a, b = frames(src), frames(out)
-    assert len(b) == 112
-    assert [float(t) for t in seconds(b)] == pytest.approx([float(t) for t in seconds(a)], abs=1e-4)
-    assert packets(out, "audio") == packets(src, "audio")
-    # the join is the chunks' pictures, untouched (ffmpeg re-inserts parameter sets in-band at
-    # each chunk's first packet, so compare decoded pixels rather than packet bytes)
-    chunked = [f for part in parts for f in frames(part)]
-    assert all(np.array_equal(x.image, y.image) for x, y in zip(b, chunked))
 
 
 def test_decode_thread_stops_when_left_early(data_dir):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
-import ffmpeg
 
 from mmvideo.atomic import atomic_output, check_output
 from mmvideo.errors import InvalidInput, MissingInput, ModelError, OutputError
@@ -29,6 +29,7 @@ from mmvideo.farm.plan import (
     write_json_atomic,
 )
 from mmvideo.farm.scan import StreamScan, scan_video
+from mmvideo.io.ffmpeg_backend import concat_command
 from mmvideo.io.timecode import read_video_timecode
 
 log = logging.getLogger(__name__)
@@ -141,41 +142,33 @@ def merge(job_path: str | Path, out: str | Path, overwrite: bool | None = True) 
 
 
 def _concat(plan: JobPlan, job_path: Path, source: StreamScan, tmp: Path) -> None:
-    if len(plan.chunks) == 1:
+    listing = len(plan.chunks) > 1
+    if listing:
+        chunks = _concat_list(plan, job_path, source)
+        # The demuxer starts at 0; a source whose first frame is later is matched by an offset.
+        offset = float(source.pts[0] * source.time_base)
+    else:
         # A chunk covering the whole clip is the one the pipeline writes with the audio too, whose
         # encoder delay the concat demuxer would add to the video; a plain remux keeps its times.
-        video = ffmpeg.input(plan.chunks[0].output)
-    else:
-        # The demuxer starts at 0; a source whose first frame is later is matched by an offset.
-        first = float(source.pts[0] * source.time_base)
-        offset = {"itsoffset": f"{first:.6f}"} if first else {}
-        video = ffmpeg.input(
-            str(_concat_list(plan, job_path, source)), f="concat", safe=0, **offset
-        )
-    original = ffmpeg.input(plan.input)
-    # Optional maps ("?") keep the source an input even with no audio or subtitles, so its
-    # metadata and chapters can still be mapped.
-    streams = [video["v:0"], original["a?"], original["s?"]]
-    # -copyts: ffmpeg would otherwise move each input to start at 0, and a source whose audio
-    # starts before or after its video would lose A/V sync.
-    # The source's metadata, then what the pipeline wrote into the chunks (the provenance tag
-    # saying the faces are synthetic), which the concat demuxer would drop.
-    tags = {f"metadata:g:{i}": f"{k}={v}" for i, (k, v) in enumerate(_chunk_tags(plan).items())}
-    # The merged video starts where chunk 0 does: its start timecode (the job's, which may
-    # override the source's) else the source's, on the video stream where mov/mxf keep it.
-    timecode = read_video_timecode(plan.chunks[0].output) or read_video_timecode(plan.input)
-    if timecode:
-        tags["metadata:s:v:0"] = f"timecode={timecode}"
-    cmd = (
-        ffmpeg.output(*streams, str(tmp), c="copy", map_metadata=1, map_chapters=1, **tags)
-        .global_args("-copyts")
-        .overwrite_output()
+        chunks, offset = Path(plan.chunks[0].output), 0.0
+    cmd = concat_command(
+        chunks,
+        plan.input,
+        tmp,
+        listing=listing,
+        offset=offset,
+        # what the pipeline wrote into the chunks (the provenance tag saying the faces are
+        # synthetic), which the concat demuxer would drop
+        metadata=_chunk_tags(plan),
+        # the merged video starts where chunk 0 does: its start timecode (the job's, which may
+        # override the source's) else the source's, on the video stream where mov/mxf keep it
+        timecode=read_video_timecode(plan.chunks[0].output) or read_video_timecode(plan.input),
     )
-    try:
-        cmd.run(capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as exc:
-        lines = exc.stderr.decode(errors="replace").strip().splitlines()
-        raise OutputError(f"{tmp}: ffmpeg concat failed: {lines[-1] if lines else exc}") from exc
+    done = subprocess.run(cmd, capture_output=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        last = lines[-1] if lines else f"exit code {done.returncode}"
+        raise OutputError(f"{tmp}: ffmpeg concat failed: {last}")
 
 
 # Container bookkeeping the muxer rewrites itself; copying it would only mislabel the output.

@@ -3,18 +3,17 @@
 :class:`FfmpegPipeWriter` is the second encoder backend, for users who pass their own ffmpeg
 output arguments: frames go to ffmpeg's stdin as raw RGB video in a NUT stream (raw pixels, but
 each with its pts, so VFR survives the pipe), and ffmpeg copies the source's audio/subtitles.
-:func:`concat_lossless` joins chunk files without re-encoding (the farm mode's merge).
+:func:`concat_command` is the command line that joins chunk files without re-encoding (the farm
+mode's merge).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import shlex
 import subprocess
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import av
@@ -23,10 +22,10 @@ import numpy as np
 
 from mmvideo.atomic import check_output
 from mmvideo.errors import InvalidInput, OutputError
-from mmvideo.io.codecs import RGB_PIX_FMTS, EncodeOptions, encoder_settings, muxer_for
+from mmvideo.io.codecs import RGB_PIX_FMTS, EncodeOptions, encoder_settings
 from mmvideo.io.encode import output_pts, temp_path_beside, warn_if_fields_lost
 from mmvideo.io.frame import Frame
-from mmvideo.io.probe import MediaInfo, check_input_path, probe
+from mmvideo.io.probe import MediaInfo
 from mmvideo.io.writer import AtomicWriter
 
 log = logging.getLogger(__name__)
@@ -221,64 +220,38 @@ class FfmpegPipeWriter(AtomicWriter):
         self._log.unlink(missing_ok=True)
 
 
-def _concat_listing(paths: Sequence[Path]) -> str:
-    """An ffconcat listing. Chunks that keep their source timestamps get an explicit duration
-    (the gap to the next chunk's first frame): without it the demuxer offsets each chunk by its
-    container duration, which counts from 0 rather than from the chunk's first frame."""
-    starts = []
-    for p in paths:
-        video = probe(p).video
-        starts.append(video.frame_pts[0] * video.time_base)
-    increasing = all(a < b for a, b in itertools.pairwise(starts))
-    lines = ["ffconcat version 1.0"]
-    for i, p in enumerate(paths):
-        lines.append("file '{}'".format(str(p).replace("'", "'\\''")))
-        if increasing and i + 1 < len(paths):
-            lines.append(f"duration {float(starts[i + 1] - starts[i]):.6f}")
-    return "\n".join(lines) + "\n"
+def concat_command(
+    chunks: str | Path,
+    source: str | Path,
+    out: str | Path,
+    *,
+    listing: bool,
+    offset: float = 0.0,
+    metadata: Mapping[str, str] | None = None,
+    timecode: str | None = None,
+) -> list[str]:
+    """The ffmpeg command line that joins chunk videos into ``out`` without re-encoding (pure;
+    tested as a table).
 
-
-def concat_lossless(
-    parts: Sequence[str | Path], out: str | Path, audio_source: str | Path | None = None
-) -> Path:
-    """Join chunk files (same codec and settings) into ``out`` without re-encoding.
-
-    With ``audio_source`` its audio and subtitle streams are copied in beside the joined video
-    (chunks are written video-only, so the sound is cut exactly once).
+    The video comes from ``chunks``, a concat-demuxer listing (``listing``) or the one chunk
+    itself, started ``offset`` seconds late; audio, subtitles, metadata and chapters come from
+    ``source``. ``metadata`` (global tags) and ``timecode`` (on the video stream) are set over
+    the source's.
     """
-    if not parts:
-        raise InvalidInput("concat: no parts given")
-    paths = [check_input_path(p).resolve() for p in parts]
-    out_path = check_output(out, paths[0])
-    if out_path.resolve() in paths:
-        raise OutputError(f"{out_path}: output is one of the parts; choose another name")
-    muxer = muxer_for(out_path)
-    tmp = temp_path_beside(out_path)
-    err = temp_path_beside(out_path)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=out_path.parent, delete=False) as lst:
-        lst.write(_concat_listing(paths))
-    try:
-        joined = ffmpeg.input(lst.name, format="concat", safe=0)
-        streams = [joined["v"]]
-        if audio_source is not None:
-            src = ffmpeg.input(str(check_input_path(audio_source)))
-            streams += [src["a?"], src["s?"]]
-        kwargs = {"c": "copy", "format": muxer}
-        if muxer in ("mp4", "mov"):
-            kwargs["movflags"] = "+faststart"
-        cmd = (
-            ffmpeg.output(*streams, str(tmp), **kwargs)
-            .global_args("-nostdin", "-loglevel", "error")
-            .overwrite_output()
-            .compile(cmd=FFMPEG)
-        )
-        with open(err, "wb") as err_file:
-            code = subprocess.run(cmd, stderr=err_file, check=False).returncode
-        if code != 0:
-            raise _ffmpeg_error(err, out_path, "concat")
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        err.unlink(missing_ok=True)
-        Path(lst.name).unlink(missing_ok=True)
-    return out_path
+    # -copyts: ffmpeg would otherwise move each input to start at 0, and a source whose audio
+    # starts before or after its video would lose A/V sync.
+    cmd = [FFMPEG, "-nostdin", "-y", "-copyts"]
+    if listing:
+        cmd += ["-f", "concat", "-safe", "0"]
+    if offset:
+        cmd += ["-itsoffset", f"{offset:.6f}"]
+    cmd += ["-i", str(chunks), "-i", str(source)]
+    # Optional maps ("?") keep the source an input even with no audio or subtitles, so its
+    # metadata and chapters can still be mapped.
+    cmd += ["-map", "0:v:0", "-map", "1:a?", "-map", "1:s?", "-c", "copy"]
+    cmd += ["-map_chapters", "1", "-map_metadata", "1"]
+    for i, (key, value) in enumerate((metadata or {}).items()):
+        cmd += [f"-metadata:g:{i}", f"{key}={value}"]
+    if timecode:
+        cmd += ["-metadata:s:v:0", f"timecode={timecode}"]
+    return [*cmd, str(out)]
