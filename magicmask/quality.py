@@ -10,6 +10,10 @@ original and from the swap at the same place, in grey. On the chip pair:
 - ``band_ratio``: variance of (G σ1.5 − G σ6), swap over original: the 4–16 px band where
   blotches and block artefacts live.
 
+``seam_ratio``: gradient energy (squared RGB gradients) of the swap over the original's in a
+6 px band along the blend mask's edge (3 px either side of its one-half contour in the frame):
+1 when the paste leaves no step there, above 1 for a seam or colour band, below for a smear.
+
 ``pose_abs_error`` (mean |Δyaw, Δpitch, Δroll|) and ``jitter_ratio`` (RMS second difference of
 landmarks normalised by the original's eye distance, swap over original) take landmarks the
 caller measured with one landmarker on both videos.
@@ -41,6 +45,7 @@ _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
 DLIB_SAME_PERSON = 0.6  # dlib's Euclidean same-person threshold on its unnormalised descriptor
 _DLIB_PADDING = 0.25  # the chip dlib's descriptor was trained on
+SEAM_BAND = 6  # px, the band along the mask edge where seam_ratio compares gradient energy
 _EPS = 1e-9
 
 
@@ -130,6 +135,37 @@ def realism(original: np.ndarray, swap: np.ndarray, landmarks68: np.ndarray) -> 
         ratio(sharpness(b), sharpness(a)),
         ratio(band_energy(b), band_energy(a)),
     )
+
+
+def edge_band(mask: np.ndarray, width: int = SEAM_BAND) -> np.ndarray:
+    """Pixels (bool H×W) within ``width``/2 of the edge of ``mask`` (its one-half contour), on
+    both sides: a band ``width`` pixels wide along the edge."""
+    hard = (np.asarray(mask, np.float32) > 0.5).astype(np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * (width // 2) + 1,) * 2)
+    return cv2.dilate(hard, k) != cv2.erode(hard, k)
+
+
+def gradient_energy(image: np.ndarray, where: np.ndarray) -> float:
+    """Mean over ``where`` of the squared gradient (3×3 Sobel / 8, per grey level and pixel)
+    summed over the channels of a uint8 image: a colour step counts as well as a luminance one."""
+    x = np.asarray(image, np.float32)
+    gx = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3) / 8
+    gy = cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3) / 8
+    energy = gx * gx + gy * gy
+    if energy.ndim == 3:
+        energy = energy.sum(-1)
+    return float(energy[where].mean()) if where.any() else float("nan")
+
+
+def seam_ratio(
+    original: np.ndarray, swap: np.ndarray, mask: np.ndarray, width: int = SEAM_BAND
+) -> float:
+    """Gradient energy of ``swap`` over that of ``original`` in the ``width``-px band along the
+    edge of ``mask`` (the blend weight in the frame, [0, 1]; its one-half contour is the edge).
+    The goal is within 15 % of 1: a visible seam or colour band raises it, a smeared edge lowers
+    it."""
+    band = edge_band(mask, width)
+    return ratio(gradient_energy(swap, band), gradient_energy(original, band))
 
 
 def pose_abs_error(pose_swap, pose_original) -> np.ndarray:

@@ -9,12 +9,28 @@ The generator renders detail down to about 2 crop pixels; on a face that is larg
 that is several frame pixels, and the frame's finer detail (skin texture, stubble, sharp lid and
 lip edges) is lost: ``detail_transfer`` adds that band of the target frame back inside the mask
 (``target_detail``).
+
+``blend`` chooses how the face meets the frame at the mask edge. ``alpha``: one feathered weight
+for every frequency. ``multiband``: a Laplacian stack (Burt & Adelson) of the face-minus-frame
+difference in the crop, each coarser band blended through a wider transition that starts
+further inside the mask, so the frame's own colour and shading meet the face gradually while
+fine texture still switches within the feather (``multiband_correction``). ``poisson``: the
+face's colour offset from the frame at the mask edge, filled across the face as a harmonic
+membrane (Laplace's equation: seamless cloning with the face's own gradients inside), then the
+feathered blend (``poisson_offset``). Every mode reaches no further out than the feathered
+weight, so the pixels outside it keep the decoded frame's values.
+
+``color_match = "gradient"`` follows the target's lighting across the face: after the global LAB
+match, the low-frequency LAB difference of target and face, measured inside the mask only, is
+added to the face, so a side-lit target keeps its shading (``match_colour_gradient``).
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.sparse import csc_matrix
+from scipy.sparse.linalg import spsolve
 
 from magicmask.face.align import affine_scale
 from mmvideo.config import ComposeConfig
@@ -23,6 +39,17 @@ CROP = 224
 # The generator's finest detail is about 2 crop pixels (its decoder works at 112); structure
 # finer than this Gaussian sigma, in crop pixels, is what it cannot render.
 DETAIL_SIGMA_CROP = 1.0
+# Lighting scale of the gradient colour match, crop pixels (a face is ~150 wide): coarse enough to
+# leave the generated features alone, fine enough to keep a side light's falloff across the face.
+GRADIENT_SIGMA_CROP = 16.0
+# Multiband transition radii (crop pixels) beyond the feather, one per coarser band: an octave
+# apart and at most 32, since each also moves inside the mask by that much and the face (brows to
+# chin) is only ~120 crop pixels tall.
+MULTIBAND_RADII = (8, 16, 32)
+# The Poisson membrane is solved on a grid 4 crop pixels apart: it is smooth by construction
+# (finer edge detail is the feather's to cross-fade), and 1/16 of the unknowns keeps the sparse
+# solve to a few milliseconds (about 50 ms at full size).
+POISSON_STEP = 4
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
@@ -30,22 +57,40 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(matrix, np.float64))
 
 
+def _erode_blur(hard: np.ndarray, erosion: int, radius: int) -> np.ndarray:
+    """A 0/1 float32 mask eroded by ``erosion`` pixels, then blurred with a Gaussian limited to a
+    box of ``radius``: it reaches at most ``max(0, radius − erosion)`` pixels outside ``hard``."""
+    if erosion > 0:
+        # Square kernels for both steps, so the reach bound holds in every direction.
+        k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * erosion + 1,) * 2)
+        hard = cv2.erode(hard, k)
+    if radius > 0:
+        size = 2 * radius + 1
+        # A box-limited kernel (not an unbounded sigma) keeps the reach of the blend exact.
+        hard = cv2.GaussianBlur(hard, (size, size), radius / 2, borderType=cv2.BORDER_CONSTANT)
+    return hard
+
+
 def feather_mask(mask: np.ndarray, cfg: ComposeConfig) -> np.ndarray:
     """Blend weights (224×224 float32 in [0, 1]): the mask eroded by ``mask_erosion`` pixels,
     then blurred with a kernel of radius ``mask_feather``. The weights reach at most
     ``max(0, mask_feather − mask_erosion)`` pixels outside the given mask."""
     alpha = (np.asarray(mask, np.float32) > 0.5).astype(np.float32)
-    if cfg.mask_erosion > 0:
-        # Square kernels for both steps, so the reach bound holds in every direction.
-        k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * cfg.mask_erosion + 1,) * 2)
-        alpha = cv2.erode(alpha, k)
-    if cfg.mask_feather > 0:
-        size = 2 * cfg.mask_feather + 1
-        # A box-limited kernel (not an unbounded sigma) keeps the reach of the blend exact.
-        alpha = cv2.GaussianBlur(
-            alpha, (size, size), cfg.mask_feather / 2, borderType=cv2.BORDER_CONSTANT
-        )
-    return alpha
+    return _erode_blur(alpha, cfg.mask_erosion, cfg.mask_feather)
+
+
+def _lab_matched(
+    generated: np.ndarray, target: np.ndarray, inside: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """LAB of ``generated`` shifted and scaled to the target's mean/std where ``inside``, and the
+    target's LAB."""
+    g = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB)
+    t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)
+    g_mean, g_std = cv2.meanStdDev(g, mask=inside)
+    t_mean, t_std = cv2.meanStdDev(t, mask=inside)
+    gain = (t_std / np.maximum(g_std, 1e-6)).reshape(3).astype(np.float32)
+    shift = (t_mean.reshape(3) - g_mean.reshape(3) * gain).astype(np.float32)
+    return g * gain + shift, t
 
 
 def match_colour_lab(generated: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -57,14 +102,25 @@ def match_colour_lab(generated: np.ndarray, target: np.ndarray, weight: np.ndarr
     inside = (weight > 0.5).astype(np.uint8)
     if not inside.any():
         return generated
-    g = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB)
-    t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)
-    g_mean, g_std = cv2.meanStdDev(g, mask=inside)
-    t_mean, t_std = cv2.meanStdDev(t, mask=inside)
-    gain = (t_std / np.maximum(g_std, 1e-6)).reshape(3).astype(np.float32)
-    shift = (t_mean.reshape(3) - g_mean.reshape(3) * gain).astype(np.float32)
-    rgb = cv2.cvtColor(g * gain + shift, cv2.COLOR_LAB2RGB)
-    return np.clip(rgb, 0.0, 1.0)
+    matched, _ = _lab_matched(generated, target, inside)
+    return np.clip(cv2.cvtColor(matched, cv2.COLOR_LAB2RGB), 0.0, 1.0)
+
+
+def match_colour_gradient(
+    generated: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray,
+    sigma: float = GRADIENT_SIGMA_CROP,
+) -> np.ndarray:
+    """``match_colour_lab``, then the target's lighting: the LAB difference target − face,
+    low-passed at ``sigma`` crop pixels inside the mask (``masked_blur``), added to the face.
+    A global mean/std cannot carry a side light across the face; this offset map can."""
+    inside = (weight > 0.5).astype(np.uint8)
+    if not inside.any():
+        return generated
+    g, t = _lab_matched(generated, target, inside)
+    g += masked_blur(t - g, inside.astype(np.float32), sigma)
+    return np.clip(cv2.cvtColor(g, cv2.COLOR_LAB2RGB), 0.0, 1.0)
 
 
 def target_detail(roi: np.ndarray, frame_per_crop: float) -> np.ndarray:
@@ -75,6 +131,89 @@ def target_detail(roi: np.ndarray, frame_per_crop: float) -> np.ndarray:
     if sigma < 0.5:
         return np.zeros_like(roi)
     return roi - cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def masked_blur(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (σ ``sigma``) of ``image`` (H×W×C) that averages only where ``weight`` is 1
+    (a normalised convolution): hair and background next to the face do not leak into it.
+    Zero where no weighted pixel is in reach."""
+    # Computed on a grid ``step`` times coarser (σ about 2 cells there, then upsampled): a
+    # Gaussian this wide keeps nothing finer than σ/2, and the full-size blur costs 10× more.
+    step = 1 << max(0, int(np.log2(max(sigma, 1.0) / 2)))
+    h, w = weight.shape
+    small = (max(1, w // step), max(1, h // step))
+    wt = cv2.resize(weight, small, interpolation=cv2.INTER_AREA)
+    x = cv2.resize(image * weight[..., None], small, interpolation=cv2.INTER_AREA)
+    wt = cv2.GaussianBlur(wt, (0, 0), sigma / step, borderType=cv2.BORDER_CONSTANT)
+    x = cv2.GaussianBlur(x, (0, 0), sigma / step, borderType=cv2.BORDER_CONSTANT)
+    mean = np.where(wt[..., None] > 1e-4, x / np.maximum(wt, 1e-4)[..., None], 0.0)
+    return cv2.resize(mean.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def multiband_correction(
+    generated: np.ndarray, target: np.ndarray, mask: np.ndarray, cfg: ComposeConfig
+) -> np.ndarray:
+    """What multiband blending adds to the alpha blend, in the crop (float32, [0, 1] units).
+
+    The blend of bands B_k of d = face − frame through masks m_k sums, by parts, to
+    ``alpha·d + Σ_k (m_k − m_{k−1})·L_k`` with L_k the low-pass of d at σ_k: the first term is
+    the alpha blend, the sum is returned. m_k is the mask blurred with radius R_k and eroded by
+    R_k − ``mask_feather`` more than the feather, so it is 1 only further inside the face and
+    never reaches further out than the feather; σ_k = R_k / 4 puts in L_k what is coarser than
+    its transition. L_k is measured on the face only (``masked_blur``): what the generator
+    painted over hair and background does not enter.
+    """
+    hard = (np.asarray(mask, np.float32) > 0.5).astype(np.float32)
+    inside = _erode_blur(hard, cfg.mask_erosion, 0)
+    diff = generated - target
+    previous = feather_mask(mask, cfg)
+    total = np.zeros_like(generated)
+    for radius in (r for r in MULTIBAND_RADII if r > cfg.mask_feather):
+        level = _erode_blur(hard, cfg.mask_erosion + radius - cfg.mask_feather, radius)
+        total += (level - previous)[..., None] * masked_blur(diff, inside, radius / 4)
+        previous = level
+    return total
+
+
+def membrane(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``values`` (H×W×C float) kept outside ``inside`` (H×W bool) and replaced inside it by the
+    solution of Laplace's equation that meets them at its edge: the smoothest fill (a harmonic
+    membrane), what Poisson cloning adds to the pasted image."""
+    inside = inside.copy()
+    inside[[0, -1], :] = False  # the image border is always given
+    inside[:, [0, -1]] = False
+    ys, xs = np.nonzero(inside)
+    out = values.astype(np.float64)
+    if not len(ys):
+        return out.astype(np.float32)
+    index = np.full(inside.shape, -1, np.int64)
+    index[ys, xs] = np.arange(len(ys))
+    rows, cols, data = [np.arange(len(ys))], [np.arange(len(ys))], [np.full(len(ys), 4.0)]
+    rhs = np.zeros((len(ys), out.shape[2]))
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        ny, nx = ys + dy, xs + dx
+        j = index[ny, nx]
+        unknown = j >= 0
+        rows.append(np.nonzero(unknown)[0])
+        cols.append(j[unknown])
+        data.append(np.full(int(unknown.sum()), -1.0))
+        np.add.at(rhs, np.nonzero(~unknown)[0], out[ny[~unknown], nx[~unknown]])
+    n = len(ys)
+    a = csc_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), (n, n))
+    out[ys, xs] = spsolve(a, rhs).reshape(n, -1)
+    return out.astype(np.float32)
+
+
+def poisson_offset(generated: np.ndarray, target: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """What Poisson blending adds to the face before the alpha blend (crop, [0, 1] units): the
+    frame-minus-face difference where the blend weight is under one half, and across the face a
+    harmonic membrane that meets it there. Face + offset then keeps the face's gradients inside
+    and the frame's colour at the edge, so the feather cross-fades texture only."""
+    size = (generated.shape[1] // POISSON_STEP, generated.shape[0] // POISSON_STEP)
+    diff = cv2.resize(target - generated, size, interpolation=cv2.INTER_AREA)
+    inside = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA) >= 0.5
+    filled = membrane(diff, inside)
+    return cv2.resize(filled, generated.shape[1::-1], interpolation=cv2.INTER_LINEAR)
 
 
 def paste(
@@ -94,8 +233,23 @@ def paste(
     alpha = feather_mask(mask, cfg)
     if not alpha.any():
         return image
+    generated = generated.astype(np.float32)
+    if cfg.color_match != "none" or cfg.blend != "alpha":
+        tgt = target_crop.astype(np.float32)
+        if target_crop.dtype != np.float32:
+            tgt /= 65535.0 if target_crop.dtype == np.uint16 else 255.0
+    if cfg.color_match == "lab":
+        generated = match_colour_lab(generated, tgt, alpha)
+    elif cfg.color_match == "gradient":
+        generated = match_colour_gradient(generated, tgt, alpha)
+    correction = None
+    if cfg.blend == "poisson":
+        generated = generated + poisson_offset(generated, tgt, alpha)
+    elif cfg.blend == "multiband":
+        correction = multiband_correction(generated, tgt, mask, cfg)
     inv = invert_affine(matrix)
     h, w = image.shape[:2]
+    # every mode's weights lie inside the feathered weight's reach: its box bounds the blend
     ys, xs = np.nonzero(alpha)
     corners = np.array(
         [
@@ -111,11 +265,6 @@ def paste(
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 <= x0 or y1 <= y0:
         return image
-    if cfg.color_match == "lab":
-        tgt = target_crop.astype(np.float32)
-        if target_crop.dtype != np.float32:
-            tgt /= 65535.0 if target_crop.dtype == np.uint16 else 255.0
-        generated = match_colour_lab(generated.astype(np.float32), tgt, alpha)
     roi_inv = inv.copy()
     roi_inv[:, 2] -= (x0, y0)
     size = (x1 - x0, y1 - y0)
@@ -135,5 +284,11 @@ def paste(
         face += cfg.detail_transfer * target_detail(original, affine_scale(inv))
     blended = original * (1 - a[..., None]) + face * a[..., None]
     touched = a > 0
+    if correction is not None:
+        c = cv2.warpAffine(
+            correction, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+        blended += c * scale
+        touched |= np.any(c != 0, axis=-1)
     roi[touched] = np.clip(np.rint(blended[touched]), 0, scale).astype(image.dtype)
     return image

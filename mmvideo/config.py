@@ -159,7 +159,13 @@ class ComposeConfig:
     # 0: brows and below. The forehead carries little identity and is where a generator's
     # artifacts show first (the embedded model paints a band there); 0.3 is the trained mask.
     mask_forehead: float = field(default=0.0, metadata=between(0, 1))
-    color_match: Literal["none", "lab"] = "lab"
+    # lab: the face's LAB mean/std matched to the target's inside the mask; gradient: that, then
+    # the target's low-frequency lighting across the face (a side light keeps its falloff)
+    color_match: Literal["none", "lab", "gradient"] = "lab"
+    # how the face meets the frame at the mask edge (mmvideo.compose): one feathered weight
+    # (alpha), coarser bands through wider transitions (multiband), or the face's colour offset
+    # from the frame at the edge filled across the face (poisson)
+    blend: Literal["alpha", "multiband", "poisson"] = "alpha"
     # what the face mask is made of, a comma list: the landmark hull, then types cut out of it
     # (hands: the hands in front of the face, magicmask.face.hands)
     mask: Literal["hull", "hull,hands"] = "hull"

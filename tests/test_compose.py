@@ -1,20 +1,29 @@
-"""Paste-back: inverse alignment, feathered mask, colour match, untouched pixels outside."""
+"""Paste-back: inverse alignment, feathered mask, colour match, blend modes, untouched pixels
+outside."""
 
 from __future__ import annotations
+
+import json
 
 import cv2
 import numpy as np
 import pytest
 
-from magicmask.quality import grey, sharpness
+from magicmask.quality import grey, seam_ratio, sharpness
+from mmvideo.cli import main
 from mmvideo.compose import (
     feather_mask,
     invert_affine,
+    match_colour_gradient,
     match_colour_lab,
+    membrane,
     paste,
     target_detail,
 )
-from mmvideo.config import ComposeConfig
+from mmvideo.config import ComposeConfig, config_keys, load_config
+from mmvideo.errors import InvalidInput
+
+BLENDS = ("alpha", "multiband", "poisson")
 
 
 def ellipse_mask() -> np.ndarray:
@@ -174,3 +183,181 @@ def test_target_detail_is_the_band_above_the_crop_resolution():
     assert abs(float(band.mean())) < 1.0 and band.std() > 10.0  # zero-mean, most of the noise
     flat = np.full((32, 32, 3), 80, np.float32)
     assert np.allclose(target_detail(flat, 3.0), 0, atol=1e-3)
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("erosion,feather", [(4, 8), (0, 0), (6, 12)])
+def test_every_blend_changes_only_the_feathered_reach(blend, dtype, erosion, feather):
+    rng = np.random.default_rng(2)
+    top = 255 if dtype == np.uint8 else 65535
+    frame = rng.integers(0, top, (360, 640, 3), dtype=np.int64).astype(dtype)
+    original = frame.copy()
+    matrix = similarity(1.3, -8, 180, 60)
+    crop = cv2.warpAffine(frame, matrix, (224, 224))
+    cfg = ComposeConfig(mask_erosion=erosion, mask_feather=feather, blend=blend)
+    mask = ellipse_mask()
+    paste(frame, rng.random((224, 224, 3), np.float32), crop, matrix, mask, cfg)
+    changed = np.any(frame != original, axis=-1)
+    allowed = allowed_region(frame.shape, matrix, mask, max(0, feather - erosion))
+    assert changed.sum() > 1000
+    assert not np.any(changed & ~allowed)
+
+
+@pytest.mark.parametrize("colour", ["none", "lab"])
+def test_alpha_blend_is_todays_feathered_blend_bit_for_bit(colour):
+    """The alpha mode (the default) is the weighted sum it always was: warp face and weight back,
+    ``frame·(1 − a) + face·a``, rounded, only where a > 0."""
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 255, (300, 400, 3), dtype=np.int64).astype(np.uint8)
+    matrix = similarity(1.2, 5, 100, 40)
+    crop = cv2.warpAffine(frame, matrix, (224, 224))
+    gen = rng.random((224, 224, 3), np.float32)
+    cfg = ComposeConfig(color_match=colour)
+    assert cfg.blend == "alpha"
+    out = paste(frame.copy(), gen, crop, matrix, ellipse_mask(), cfg)
+
+    alpha = feather_mask(ellipse_mask(), cfg)
+    if colour == "lab":
+        gen = match_colour_lab(gen, crop.astype(np.float32) / 255.0, alpha)
+    inv = invert_affine(matrix)
+    face = cv2.warpAffine(gen, inv, (400, 300), borderMode=cv2.BORDER_REPLICATE) * 255.0
+    a = cv2.warpAffine(alpha, inv, (400, 300))[..., None]
+    expected = frame.copy()
+    blended = np.clip(np.rint(frame * (1 - a) + face * a), 0, 255).astype(np.uint8)
+    expected[a[..., 0] > 0] = blended[a[..., 0] > 0]
+    # the ROI warp differs from a whole-frame warp only by float rounding of the offset
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    assert np.mean(out != expected) < 1e-3
+    default = paste(frame.copy(), gen, crop, matrix, ellipse_mask(), ComposeConfig())
+    assert np.array_equal(
+        default,
+        paste(frame.copy(), gen, crop, matrix, ellipse_mask(), ComposeConfig(blend="alpha")),
+    )
+
+
+def _patch_on_a_ramp(blend: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A flat light-grey face pasted onto a horizontal grey ramp: (original, output, matte)."""
+    ramp = np.linspace(30, 220, 640, dtype=np.float32)[None, :, None]
+    frame = np.repeat(np.repeat(ramp, 480, axis=0), 3, axis=2).astype(np.uint8)
+    original = frame.copy()
+    matrix = similarity(1.0, 0, 200, 110)
+    crop = cv2.warpAffine(frame, matrix, (224, 224), borderMode=cv2.BORDER_REPLICATE)
+    cfg = ComposeConfig(color_match="none", blend=blend)
+    gen = np.full((224, 224, 3), 0.8, np.float32)
+    paste(frame, gen, crop, matrix, ellipse_mask(), cfg)
+    matte = cv2.warpAffine(feather_mask(ellipse_mask(), cfg), invert_affine(matrix), (640, 480))
+    return original, frame, matte
+
+
+def test_multiband_and_poisson_leave_no_step_where_alpha_does():
+    """A flat patch on a ramp: the alpha blend steps by up to ~100 grey levels across its
+    16 px feather; multiband spreads the low frequencies over 64 px, Poisson over the whole face,
+    so the steepest slope at the seam falls several times and the seam measure nears 1."""
+    steepest, seam = {}, {}
+    for blend in BLENDS:
+        original, out, matte = _patch_on_a_ramp(blend)
+        gx = np.abs(np.diff(out[..., 0].astype(np.float32), axis=1))
+        band = ((matte > 0.02) & (matte < 0.98))[:, :-1]
+        steepest[blend] = float(gx[band].max())
+        seam[blend] = seam_ratio(original, out, matte)
+    assert steepest["alpha"] > 8
+    assert steepest["multiband"] < steepest["alpha"] / 2.5
+    assert steepest["poisson"] < steepest["alpha"] / 4
+    assert seam["alpha"] > 10  # a hard-looking seam: many times the ramp's gradient
+    assert seam["multiband"] < seam["alpha"] / 4
+    assert 0.5 < seam["poisson"] < 1.5
+
+
+def test_poisson_takes_the_frames_colour_at_the_edge_and_the_face_inside():
+    original, out, _ = _patch_on_a_ramp("poisson")
+    # a flat face has no gradients of its own: Poisson fills it with the ramp it sits in
+    inside = (slice(160, 280), slice(260, 340))
+    assert np.abs(out[inside].astype(int) - original[inside]).max() <= 3
+
+
+def test_membrane_fills_a_linear_field_exactly():
+    """Linear functions are harmonic: the membrane over any region reproduces them."""
+    yy, xx = np.mgrid[0:40, 0:50].astype(np.float32)
+    field = np.stack([0.3 * xx - 0.1 * yy, 0.05 * yy + 2], -1)
+    values = field.copy()
+    inside = np.zeros((40, 50), bool)
+    cv2.circle(inside.view(np.uint8), (25, 20), 14, 1, -1)
+    values[inside] = 99.0
+    np.testing.assert_allclose(membrane(values, inside), field, atol=1e-3)
+    np.testing.assert_array_equal(membrane(values, np.zeros_like(inside)), values)
+
+
+def _side_lit_target() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A skin-like texture lit from the right (brightness ×0.45 → ×1.0 across the face), and a
+    generated face with the same texture lit evenly: (generated, target, weight)."""
+    rng = np.random.default_rng(5)
+    texture = cv2.GaussianBlur(rng.normal(0, 0.04, (224, 224, 3)).astype(np.float32), (0, 0), 1.5)
+    skin = np.float32([0.75, 0.55, 0.45]) + texture
+    light = np.linspace(0.45, 1.0, 224, dtype=np.float32)[None, :, None]
+    target = np.clip(skin * light, 0, 1).astype(np.float32)
+    generated = np.clip(skin * 0.8, 0, 1).astype(np.float32)
+    return generated, target, feather_mask(ellipse_mask(), ComposeConfig())
+
+
+def _left_right_lightness(image: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 0]
+    inside = weight > 0.5
+    left, right = inside.copy(), inside.copy()
+    left[:, 90:] = False
+    right[:, :134] = False
+    return float(lab[left].mean()), float(lab[right].mean())
+
+
+def test_gradient_colour_match_follows_a_side_light_where_lab_cannot():
+    gen, target, w = _side_lit_target()
+    t_left, t_right = _left_right_lightness(target, w)
+    assert t_right - t_left > 10  # the light's falloff, in L units
+    l_left, l_right = _left_right_lightness(match_colour_lab(gen, target, w), w)
+    g_left, g_right = _left_right_lightness(match_colour_gradient(gen, target, w), w)
+    assert abs(l_right - l_left) < 3  # a global mean/std keeps the face evenly lit
+    assert g_right - g_left == pytest.approx(t_right - t_left, rel=0.15)
+    assert g_left == pytest.approx(t_left, abs=3) and g_right == pytest.approx(t_right, abs=3)
+    # the profile across the face follows the light, not only the two halves
+    lab_t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)[..., 0]
+    lab_g = cv2.cvtColor(match_colour_gradient(gen, target, w), cv2.COLOR_RGB2LAB)[..., 0]
+    rows = slice(100, 140)
+    cols = np.nonzero((w > 0.5)[120])[0]
+    lab_l = cv2.cvtColor(match_colour_lab(gen, target, w), cv2.COLOR_RGB2LAB)[..., 0]
+    profile_t, profile_g, profile_l = (x[rows, cols].mean(0) for x in (lab_t, lab_g, lab_l))
+    assert np.corrcoef(profile_t, profile_g)[0, 1] > 0.9
+    assert np.abs(profile_t - profile_g).mean() < 2  # L units, vs ~5 for the global match
+    assert np.corrcoef(profile_t, profile_l)[0, 1] < 0.3
+    # and the face's own texture stays: the fine detail is the generated face's
+    fine = cv2.GaussianBlur(lab_g, (0, 0), 1) - cv2.GaussianBlur(lab_g, (0, 0), 4)
+    assert fine[rows, cols].std() > 0.5
+    assert match_colour_gradient(gen, target, np.zeros_like(w)) is gen
+
+
+def test_gradient_colour_match_pastes_through_every_blend():
+    rng = np.random.default_rng(6)
+    frame = rng.integers(0, 255, (300, 400, 3), dtype=np.int64).astype(np.uint8)
+    matrix = similarity(1.2, 0, 100, 40)
+    crop = cv2.warpAffine(frame, matrix, (224, 224))
+    gen = rng.random((224, 224, 3), np.float32)
+    outs = [
+        paste(frame.copy(), gen, crop, matrix, ellipse_mask(), ComposeConfig(color_match=c))
+        for c in ("lab", "gradient")
+    ]
+    assert not np.array_equal(*outs)
+
+
+def test_blend_and_colour_keys_are_validated_and_are_flags(tmp_path, capsys):
+    keys = {k.name: k for k in config_keys()}
+    assert keys["blend"].choices == BLENDS and keys["blend"].flag == "--blend"
+    assert "gradient" in keys["color_match"].choices
+    cfg = load_config("balanced", {"blend": "poisson", "color_match": "gradient"})
+    assert (cfg.compose.blend, cfg.compose.color_match) == ("poisson", "gradient")
+    with pytest.raises(InvalidInput, match="--blend must be one of alpha, multiband, poisson"):
+        load_config("balanced", {"blend": "pyramid"})
+    preset = tmp_path / "bad.toml"
+    preset.write_text(f"[compose]\nblend = {json.dumps('seamless')}\n")
+    with pytest.raises(InvalidInput, match=r"\[compose\] blend must be one of alpha"):
+        load_config(str(preset))
+    rc = main(["swap", "--source", "a.jpg", "--in", "b.mp4", "--out", "c.mp4", "--blend", "x"])
+    assert rc != 0 and "--blend" in capsys.readouterr().err

@@ -103,3 +103,35 @@ def test_identity_summary_means_and_thresholds():
     assert s.facenet_original == pytest.approx(0.0)
     assert s.facenet_gain == pytest.approx(np.sqrt(0.5) / 2)
     assert s.dlib_distance_drop == pytest.approx(np.sqrt(2) - (0.5 + np.sqrt(2)) / 2)
+
+
+def _ramp_with_disc(step: float) -> tuple[np.ndarray, np.ndarray]:
+    """A textured ramp and a disc mask; the disc's inside raised by ``step`` grey levels."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(40, 200, 200, dtype=np.float32)[None, :, None]
+    image = ramp + rng.normal(0, 6, (160, 200, 3)).astype(np.float32)
+    mask = np.zeros((160, 200), np.float32)
+    cv2.circle(mask, (100, 80), 50, 1.0, -1)
+    image[mask > 0.5] += step
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def test_seam_ratio_is_1_without_a_seam_above_with_a_step_below_with_a_smear():
+    image, mask = _ramp_with_disc(0)
+    assert quality.seam_ratio(image, image.copy(), mask) == pytest.approx(1.0)
+    stepped, _ = _ramp_with_disc(25)
+    assert quality.seam_ratio(image, stepped, mask) > 1.5  # a seam
+    smeared = cv2.GaussianBlur(image, (0, 0), 2)
+    assert quality.seam_ratio(image, smeared, mask) < 0.5
+    band = quality.edge_band(mask)
+    # 6 px wide along a 50 px disc's edge: about 2π·50·6 pixels, on both sides of it
+    assert 0.8 * 2 * np.pi * 50 * 6 < band.sum() < 1.2 * 2 * np.pi * 50 * 6
+    assert band[80, 50] and band[80, 52] and band[80, 48] and not band[80, 100]
+
+
+def test_a_colour_step_counts_in_the_seam_ratio():
+    image, mask = _ramp_with_disc(0)
+    tinted = image.astype(np.int16)
+    tinted[mask > 0.5] += np.int16([20, -10, -10])  # the grey level barely moves
+    tinted = np.clip(tinted, 0, 255).astype(np.uint8)
+    assert quality.seam_ratio(image, tinted, mask) > 1.5
