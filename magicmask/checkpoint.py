@@ -18,8 +18,8 @@ from torch import nn
 
 from magicmask.config import MagicMaskConfig
 from magicmask.model.generator import MagicMaskGenerator
-from mmvideo.atomic import atomic_output
-from mmvideo.errors import MissingInput, ModelError, OutputError
+from mmcore.atomic import atomic_output
+from mmcore.errors import MissingInput, ModelError, OutputError
 
 FORMAT = "magicmask-checkpoint"
 VERSION = 1

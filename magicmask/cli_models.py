@@ -9,8 +9,9 @@ import click
 from magicmask.checkpoint import load_checkpoint
 from magicmask.config import list_configs
 from magicmask.model.generator import MagicMaskGenerator, create_generator
-from mmvideo.atomic import check_output, overwrite_options
-from mmvideo.errors import ModelError
+from mmcore.atomic import check_output
+from mmcore.errors import ModelError
+from mmcore.options import overwrite_options
 
 
 def _resolve(spec: str) -> tuple[MagicMaskGenerator, str]:

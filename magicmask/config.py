@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 ADVERSARIAL_KINDS = ("afsa", "global")
 COMPONENTS = ("eyes", "nose", "mouth", "jaw")

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from magicmask.model.generator import MagicMaskGenerator, example_inputs
-from mmvideo.atomic import atomic_output
-from mmvideo.errors import ModelError, OutputError
+from mmcore.atomic import atomic_output
+from mmcore.errors import ModelError, OutputError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from magicmask.checkpoint import (
     default_checkpoint_path,
     load_checkpoint,
 )
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 log = logging.getLogger(__name__)
 

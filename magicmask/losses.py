@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from magicmask.config import MagicMaskConfig
 from magicmask.face.encoders.dlib_resnet import DLIB_INPUT_SCALE
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 
 @dataclass

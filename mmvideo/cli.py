@@ -14,8 +14,8 @@ import sys
 
 import click
 
+from mmcore.errors import MMVideoError, Terminated, raise_terminated
 from mmvideo import __version__
-from mmvideo.errors import MMVideoError, Terminated, raise_terminated
 
 log = logging.getLogger("mmvideo")
 

@@ -12,7 +12,6 @@ puts them (``setup.cfg`` ``data_files``), then ``$MMVIDEO_PRESETS`` if set (chec
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from mmvideo.errors import InvalidInput, MissingInput
+from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS
 
 PRESET_NAMES = ("fast", "balanced", "quality")
@@ -410,12 +409,3 @@ class SwapJob:
         if unknown:
             raise InvalidInput(f"swap job: unknown fields {', '.join(sorted(unknown))}")
         return cls(**data)
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in blocks (checkpoints can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -19,8 +19,8 @@ from torch import nn
 from magicmask.checkpoint import default_checkpoint_path, load_checkpoint
 from magicmask.face.identity import build_identity_encoder
 from magicmask.face.prepare import TargetInputs
+from mmcore.errors import InvalidInput, ModelError
 from mmvideo.config import GenerateConfig
-from mmvideo.errors import InvalidInput, ModelError
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ from magicmask.face.hands import HandDetector, hand_mask, without_hands
 from magicmask.face.image import as_rgb8, load_image
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
-from mmvideo.atomic import check_output
+from mmcore.atomic import check_output, remove_stale_partials
+from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.compose import paste
 from mmvideo.config import (
     ComposeConfig,
@@ -53,10 +54,8 @@ from mmvideo.config import (
     SwapConfig,
     SwapJob,
 )
-from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.generate import SwapModels, embed_crops, generate_faces
 from mmvideo.io.codecs import EncodeOptions
-from mmvideo.io.encode import remove_stale_partials
 from mmvideo.io.frame import Frame
 from mmvideo.io.media import (
     PostOptions,

@@ -20,8 +20,8 @@ import click
 import cv2
 import numpy as np
 
-from mmvideo.atomic import overwrite_options
-from mmvideo.errors import OutputError
+from mmcore.errors import OutputError
+from mmcore.options import overwrite_options
 from mmvideo.io.sequence import oiio_module
 from mmvideo.io.timecode import FrameRange
 from mmvideo.swap_cli import _require, check_paths, config_options, merged_config

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import click
 
+from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmvideo import __version__
-from mmvideo.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.watermark import Detection, WatermarkConfig, detect
 
 log = logging.getLogger(__name__)

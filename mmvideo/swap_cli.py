@@ -14,7 +14,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mmvideo.atomic import atomic_output, check_output, overwrite_options
+from mmcore.atomic import atomic_output, check_output
+from mmcore.errors import MissingInput, MMVideoError, OutputError
+from mmcore.options import overwrite_options
 from mmvideo.config import (
     DEFAULT_PRESET,
     SwapConfig,
@@ -23,7 +25,6 @@ from mmvideo.config import (
     config_to_toml,
     load_config,
 )
-from mmvideo.errors import MissingInput, MMVideoError, OutputError
 
 log = logging.getLogger(__name__)
 

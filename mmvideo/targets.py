@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.config import TrackConfig
-from mmvideo.errors import InvalidInput, MissingInput
 from mmvideo.track import Track, iou_matrix, select_tracks
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from magicmask.face.types import Face
+from mmcore.errors import InvalidInput
 from mmvideo.config import TrackConfig
-from mmvideo.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 

@@ -36,15 +36,17 @@ import click
 import numpy as np
 import torch
 
-from mmvideo.atomic import atomic_output, check_output, overwrite_options
-from mmvideo.config import DEFAULT_PRESET, SwapConfig, file_sha256
-from mmvideo.errors import (
+from mmcore.atomic import atomic_output, check_output
+from mmcore.errors import (
     InvalidInput,
     MissingInput,
     ModelError,
     NoFaceFound,
     OutputError,
 )
+from mmcore.hashing import file_sha256
+from mmcore.options import overwrite_options
+from mmvideo.config import DEFAULT_PRESET, SwapConfig
 from mmvideo.swap_cli import config_options
 
 log = logging.getLogger(__name__)

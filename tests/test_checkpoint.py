@@ -16,7 +16,7 @@ from magicmask.checkpoint import (
 from magicmask.config import create_config
 from magicmask.model import create_discriminator, create_generator
 from magicmask.model.generator import example_inputs
-from mmvideo.errors import MissingInput, ModelError
+from mmcore.errors import MissingInput, ModelError
 
 torch.set_num_threads(2)
 

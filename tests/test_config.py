@@ -8,6 +8,7 @@ import tomllib
 
 import pytest
 
+from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.cli import main
 from mmvideo.config import (
     PRESET_NAMES,
@@ -21,7 +22,6 @@ from mmvideo.config import (
     preset_dirs,
     preset_path,
 )
-from mmvideo.errors import InvalidInput, MissingInput
 
 
 def test_key_names_are_unique_so_each_can_be_a_flag():

@@ -10,7 +10,7 @@ import pytest
 
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig, source_face
 from magicmask.face.image import load_image
-from mmvideo.errors import InvalidInput, ModelError, NoFaceFound
+from mmcore.errors import InvalidInput, ModelError, NoFaceFound
 
 # Faces a person counts in each group photo (looking at the camera, at least both eyes visible).
 GROUPS = {

@@ -16,7 +16,7 @@ import torch
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 from magicmask.face.fan_backend import weight_name
 from magicmask.face.image import load_image
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 fa_models = pytest.importorskip("face_alignment.models")
 

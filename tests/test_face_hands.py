@@ -33,7 +33,7 @@ from magicmask.face.hands import (
 )
 from magicmask.face.mask import face_mask
 from magicmask.face.mediapipe_backend import wheel_model
-from mmvideo.errors import InvalidInput, ModelError
+from mmcore.errors import InvalidInput, ModelError
 
 OCCLUDED = range(19, 24)
 # frames 0-14 (before it enters; the palm detector fires on the jaw in 10-14 and the

@@ -37,7 +37,7 @@ from magicmask.face.identity import (
     build_identity_encoder,
     default_facenet_path,
 )
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from magicmask.face.identity import build_identity_encoder
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 
 class IBasicBlock(nn.Module):

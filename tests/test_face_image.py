@@ -8,7 +8,7 @@ from PIL import Image
 
 from magicmask.face.analyzer import FaceAnalyzer
 from magicmask.face.image import MAX_PIXELS, as_rgb8, load_image
-from mmvideo.errors import InvalidInput, MissingInput
+from mmcore.errors import InvalidInput, MissingInput
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from magicmask.face.insightface_backend import (
 )
 from magicmask.face.pose import mean_face
 from magicmask.face.prepare import prepare_target
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 pytest.importorskip("insightface")
 

@@ -17,7 +17,7 @@ from magicmask.face import mediapipe_backend
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 from magicmask.face.image import load_image
 from magicmask.face.mediapipe_backend import MeshLandmarker
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 FRONTAL = [
     "id_obama_01.jpg",

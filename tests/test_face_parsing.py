@@ -13,7 +13,7 @@ from magicmask.face.parsing import (
     FaceParser,
     parsed_mask,
 )
-from mmvideo.errors import MissingInput, ModelError
+from mmcore.errors import MissingInput, ModelError
 
 # Names from the public face-parsing checkpoint (79999_iter.pth) that our modules must reproduce.
 CHECKPOINT_KEYS = (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from mmvideo.farm import executors
 from mmvideo.farm.executors import LocalExecutor, Task, one_line
 
@@ -81,7 +81,7 @@ def _hold(folder: str, i: int) -> None:
 _DRIVER = """
 import signal, sys
 sys.path.insert(0, {tests!r})
-from mmvideo.errors import Terminated, raise_terminated
+from mmcore.errors import Terminated, raise_terminated
 from mmvideo.farm.executors import LocalExecutor, Task
 from test_farm_executors import _hold
 signal.signal(signal.SIGTERM, raise_terminated)  # as mmvideo.cli.main does

@@ -17,7 +17,7 @@ import torch
 from magicmask.checkpoint import save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
-from mmvideo.errors import OutputError
+from mmcore.errors import OutputError
 from mmvideo.farm import chunk as chunk_module
 from mmvideo.farm.chunk import read_status, run_chunk
 from mmvideo.farm.merge import merge

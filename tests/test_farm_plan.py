@@ -16,9 +16,10 @@ import torch
 from magicmask.checkpoint import load_checkpoint, save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
+from mmcore.errors import InvalidInput, MissingInput, OutputError
+from mmcore.hashing import file_sha256
 from mmvideo.cli import main
 from mmvideo.config import config_to_dict, load_config
-from mmvideo.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.farm.batch import ClipOutcome, format_summary, load_batch
 from mmvideo.farm.chunk import read_status, run_chunk
 from mmvideo.farm.plan import (
@@ -33,7 +34,6 @@ from mmvideo.farm.plan import (
     parts_dir,
     sample_sha256,
     save_plan,
-    sha256_file,
     split_frames,
 )
 from mmvideo.farm.swap import (
@@ -134,7 +134,7 @@ def test_plan_carries_everything_a_node_needs(data_dir, tmp_path, settings):
     save_plan(plan, job)
     data = json.loads(job.read_text())
     assert data["frames"] == 128 and data["warmup"] == 25 and len(data["chunks"]) == 3
-    assert data["settings"]["checkpoint_sha256"] == sha256_file(settings.checkpoint)
+    assert data["settings"]["checkpoint_sha256"] == file_sha256(settings.checkpoint)
     assert data["settings"]["config"]["encode"]["codec"] == "ffv1"
     chunk = data["chunks"][1]
     # resolved: every node must reach the same files whatever links the planner's path went through
@@ -572,7 +572,7 @@ def test_fast_check_hashes_a_large_clip_whole_when_its_mtime_moved(job, tmp_path
         input_size=stat.st_size,
         input_mtime_ns=stat.st_mtime_ns,
         input_sample_sha256=sample_sha256(big),
-        input_sha256=sha256_file(big),
+        input_sha256=file_sha256(big),
     )
     check_inputs(plan)
     os.utime(big, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions, encoder_settings, parse_bitrate
 from mmvideo.io.ffmpeg_backend import concat_command, ffmpeg_command
 from mmvideo.io.probe import Colour, MediaInfo, VideoInfo

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from test_io_media import make_clip
 
+from mmcore.errors import DecodeError
 from mmvideo.cli import main
-from mmvideo.errors import DecodeError
 from mmvideo.io.decode import VideoReader
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_io_media import make_clip
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.random_access import open_random_access, read_frames
 

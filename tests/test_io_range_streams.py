@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.media import open_writer

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_io_media import make_clip
 
-from mmvideo.errors import OutputError
+from mmcore.errors import OutputError
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter

@@ -32,7 +32,7 @@ from magicmask.losses import (
 from magicmask.model import create_discriminator, create_generator
 from magicmask.model.discriminators import boxes_from_landmarks
 from magicmask.model.generator import example_inputs
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 torch.set_num_threads(2)
 

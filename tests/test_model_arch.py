@@ -24,7 +24,7 @@ from magicmask.model.arie import (
 from magicmask.model.discriminators import boxes_from_landmarks
 from magicmask.model.generator import count_parameters, example_inputs
 from magicmask.model.geometric import IdentitySharedAttention, identity_shared_attention
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 torch.set_num_threads(2)
 

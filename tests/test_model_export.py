@@ -12,8 +12,8 @@ from magicmask.inference import InferenceConfig, Swapper
 from magicmask.model import create_generator
 from magicmask.model.generator import example_inputs
 from magicmask.model.summary import generator_summary
+from mmcore.errors import ModelError
 from mmvideo.cli import main
-from mmvideo.errors import ModelError
 
 torch.set_num_threads(2)
 

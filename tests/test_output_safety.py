@@ -17,7 +17,7 @@ from test_farm_merge import _job, _transcode
 from magicmask.checkpoint import save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
-from mmvideo.atomic import atomic_output
+from mmcore.atomic import atomic_output
 from mmvideo.cli import main
 from mmvideo.farm import chunk as chunk_module
 from mmvideo.farm.chunk import read_status

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmvideo import __version__
-from mmvideo.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
 from mmvideo.io.timecode import read_video_timecode

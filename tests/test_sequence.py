@@ -15,7 +15,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from mmvideo.errors import InvalidInput, MissingInput, OutputError
+from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence import (
     SequenceError,

@@ -21,10 +21,10 @@ from magicmask.checkpoint import save_checkpoint
 from magicmask.face.analyzer import FaceAnalyzer
 from magicmask.face.prepare import prepare_target
 from magicmask.model import create_generator
+from mmcore.errors import NoFaceFound
 from mmvideo import pipeline
 from mmvideo.cli import main
 from mmvideo.config import SwapJob, load_config
-from mmvideo.errors import NoFaceFound
 from mmvideo.generate import load_models
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from test_swap import _swap_cli, tiny_checkpoint  # noqa: F401 - its fixture, shared
 
-from mmvideo.errors import OutputError
+from mmcore.errors import OutputError
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from magicmask.checkpoint import default_checkpoint_path
+from mmcore.errors import InvalidInput, MMVideoError
 from mmvideo.config import EncodeConfig
-from mmvideo.errors import InvalidInput, MMVideoError
 from mmvideo.generate import load_models, resolve_device
 from mmvideo.pipeline import SwapSummary, encode_options
 from mmvideo.progress import Progress

@@ -26,10 +26,10 @@ from magicmask.face.image import load_image
 from magicmask.face.types import Face
 from magicmask.model.generator import MagicMaskGenerator
 from magicmask.quality import face_chip
+from mmcore.errors import InvalidInput, NoFaceFound
 from mmvideo import pipeline
 from mmvideo.cli import main
 from mmvideo.config import SwapJob, TrackConfig, load_config
-from mmvideo.errors import InvalidInput, NoFaceFound
 from mmvideo.farm.chunk import run_chunk
 from mmvideo.farm.merge import merge
 from mmvideo.farm.plan import load_plan, make_plan, save_plan

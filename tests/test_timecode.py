@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from mmvideo.io.timecode import (
     FrameRange,
     InvalidTimecode,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from magicmask.face.types import Face
+from mmcore.errors import InvalidInput
 from mmvideo.config import TrackConfig
-from mmvideo.errors import InvalidInput
 from mmvideo.track import (
     Tracker,
     assign,

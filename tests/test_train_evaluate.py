@@ -16,7 +16,7 @@ import torch
 from magicmask.checkpoint import save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from train import metrics
 from train.evaluate import COLUMNS, METHODS, read_pairs, run_evaluation
 

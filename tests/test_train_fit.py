@@ -15,7 +15,7 @@ from magicmask import losses
 from magicmask.checkpoint import load_checkpoint
 from magicmask.model.discriminators import GlobalDiscriminator
 from magicmask.model.generator import NoGeometry
-from mmvideo.errors import InvalidInput, OutputError
+from mmcore.errors import InvalidInput, OutputError
 from train.config import TrainConfig
 from train.data import PairSampler, load_faces, redraw_masks
 from train.fit import Runtime, fit

@@ -14,7 +14,7 @@ from magicmask.checkpoint import (
     load_checkpoint,
     save_training_state,
 )
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from train import fit, gate
 from train.config import TrainConfig
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.cli import main as cli_main
-from mmvideo.errors import InvalidInput, MissingInput
 from train.preprocess import PreprocessConfig, preprocess
 from train.shards import list_shards, read_shard
 

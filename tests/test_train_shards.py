@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mmvideo.errors import InvalidInput, MissingInput
+from mmcore.errors import InvalidInput, MissingInput
 from train.shards import (
     ShardData,
     ShardHeader,

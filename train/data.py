@@ -18,7 +18,7 @@ import torch
 
 from magicmask.face.mask import face_mask
 from magicmask.face.prepare import PrepareConfig
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from train.shards import (
     ShardData,
     check_compatible,

@@ -50,7 +50,7 @@ from magicmask.face.image import load_image
 from magicmask.face.pose import estimate_pose
 from magicmask.face.prepare import TargetInputs, prepare_target
 from magicmask.losses import to_identity_frame
-from mmvideo.errors import InvalidInput, MissingInput, NoFaceFound, OutputError
+from mmcore.errors import InvalidInput, MissingInput, NoFaceFound, OutputError
 from train import metrics
 from train.config import encoder_paths
 

@@ -24,8 +24,9 @@ import torch.distributed as dist
 from magicmask.checkpoint import default_checkpoint_path, save_checkpoint
 from magicmask.face.identity import build_identity_encoder
 from magicmask.face.landmarks import landmark_heatmaps
-from mmvideo.atomic import check_output, overwrite_options
-from mmvideo.errors import InvalidInput, OutputError
+from mmcore.atomic import check_output
+from mmcore.errors import InvalidInput, OutputError
+from mmcore.options import overwrite_options
 from train.config import TrainConfig, encoder_paths, load_train_config
 from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
 from train.shards import list_shards

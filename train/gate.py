@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmvideo.errors import InvalidInput, MissingInput, ModelError, NoFaceFound
+from mmcore.errors import InvalidInput, MissingInput, ModelError, NoFaceFound
 
 GATE_ENCODER = "dlib-resnet"
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from magicmask.face.align import align_identity
 from magicmask.face.prepare import PrepareConfig, prepare_target
-from mmvideo.errors import InvalidInput, MissingInput, OutputError
+from mmcore.errors import InvalidInput, MissingInput, OutputError
 from train.shards import ShardData, ShardHeader, empty_shard, write_shard
 
 log = logging.getLogger(__name__)

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmvideo.atomic import atomic_output
-from mmvideo.errors import InvalidInput, MissingInput
+from mmcore.atomic import atomic_output
+from mmcore.errors import InvalidInput, MissingInput
 
 FORMAT_NAME = "mmvideo-train-shard"
 FORMAT_VERSION = 1

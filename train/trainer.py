@@ -26,7 +26,7 @@ from magicmask.config import MagicMaskConfig, create_config
 from magicmask.face.identity import build_identity_encoder
 from magicmask.model import create_discriminator
 from magicmask.model.generator import MagicMaskGenerator
-from mmvideo.errors import InvalidInput, MMVideoError
+from mmcore.errors import InvalidInput, MMVideoError
 from train.config import TrainConfig
 from train.data import PairBatch
 

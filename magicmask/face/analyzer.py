@@ -18,7 +18,7 @@ import numpy as np
 from magicmask.face.image import as_rgb8
 from magicmask.face.pose import estimate_pose
 from magicmask.face.types import Face, Landmarks
-from mmvideo.errors import InvalidInput, NoFaceFound
+from mmcore.errors import InvalidInput, NoFaceFound
 
 log = logging.getLogger(__name__)
 

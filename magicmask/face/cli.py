@@ -22,8 +22,9 @@ from magicmask.face.analyzer import (
 )
 from magicmask.face.image import load_image
 from magicmask.face.types import Face
-from mmvideo.atomic import atomic_output, check_output, overwrite_options
-from mmvideo.errors import OutputError
+from mmcore.atomic import atomic_output, check_output
+from mmcore.errors import OutputError
+from mmcore.options import overwrite_options
 
 
 def _face_record(index: int, face: Face) -> dict:

@@ -18,7 +18,7 @@ import torch
 
 from magicmask.face.models import read_state_dict
 from magicmask.face.types import Landmarks
-from mmvideo.errors import InvalidInput, ModelError
+from mmcore.errors import InvalidInput, ModelError
 
 # face-alignment's reference box scale for detectors with tight boxes (SCRFD, RetinaFace); the
 # others (its SFD, dlib, MTCNN-like) use its default REFERENCE_SCALE.

@@ -37,7 +37,7 @@ from magicmask.face.mediapipe_backend import (
     tflite_interpreter,
     wheel_model,
 )
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 
 PALM_MODEL = "palm_detection_full.tflite"
 HAND_MODEL = "hand_landmark_full.tflite"

@@ -36,7 +36,7 @@ from magicmask.face.encoders.facenet import (
     FaceNetBackbone,
 )
 from magicmask.face.models import package_dir
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 __all__ = [
     "DLIB_FROM_112",

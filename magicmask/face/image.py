@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmvideo.errors import InvalidInput, MissingInput
+from mmcore.errors import InvalidInput, MissingInput
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from magicmask.face.models import user_file
 from magicmask.face.types import Landmarks
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 log = logging.getLogger(__name__)
 

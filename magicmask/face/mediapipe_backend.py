@@ -28,7 +28,7 @@ import numpy as np
 from magicmask.face.align import affine_scale, invert_affine, transform_points
 from magicmask.face.models import package_file, user_file
 from magicmask.face.types import Landmarks
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 MODEL_NAME = "face_landmark.tflite"
 INSTALL_HINT = "--no-deps mediapipe==0.10.14"

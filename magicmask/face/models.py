@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 
 def package_dir(package: str, install_hint: str) -> Path:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from magicmask.face.models import read_state_dict
-from mmvideo.errors import MissingInput, ModelError
+from mmcore.errors import MissingInput, ModelError
 
 log = logging.getLogger(__name__)
 

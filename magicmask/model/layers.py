@@ -8,7 +8,7 @@ from functools import partial
 
 from torch import nn
 
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 LayerFactory = Callable[[int], nn.Module]
 

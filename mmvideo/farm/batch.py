@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mmvideo.atomic import check_output
-from mmvideo.errors import InvalidInput, MissingInput, MMVideoError
+from mmcore.atomic import check_output
+from mmcore.errors import InvalidInput, MissingInput, MMVideoError
 from mmvideo.farm.chunk import chunk_is_done, run_chunk
 from mmvideo.farm.executors import Executor, Outcome, Task, one_line
 from mmvideo.farm.merge import merge, merged_is_current

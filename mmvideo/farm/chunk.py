@@ -17,20 +17,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mmvideo.errors import InvalidInput, OutputError
+from mmcore.atomic import remove_stale_partials, write_json_atomic
+from mmcore.errors import InvalidInput, OutputError
+from mmcore.hashing import file_sha256
 from mmvideo.farm.executors import one_line
 from mmvideo.farm.plan import (
     JobPlan,
     check_inputs,
     load_plan,
     parts_dir,
-    sha256_file,
-    write_json_atomic,
 )
 from mmvideo.farm.scan import scan_video
 from mmvideo.farm.swap import SwapSettings, check_checkpoint, run_job
 from mmvideo.farm.typed import load_dataclass
-from mmvideo.io.encode import remove_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def chunk_is_done(plan: JobPlan, job_path: str | Path, index: int) -> bool:
         and status.state == "done"
         and status.fingerprint == plan.chunk_fingerprint(index)
         and output.is_file()
-        and sha256_file(output) == status.sha256
+        and file_sha256(output) == status.sha256
     )
 
 
@@ -118,7 +117,7 @@ def run_chunk(job_path: str | Path, index: int, force: bool = False) -> ChunkRes
         write_json_atomic(status_path(job_path, index), asdict(status))
         raise
     status.state, status.frames, status.finished = "done", frames, time.time()
-    status.sha256 = sha256_file(span.output)
+    status.sha256 = file_sha256(span.output)
     write_json_atomic(status_path(job_path, index), asdict(status))
     seconds = status.finished - status.started
     log.info("%s: chunk %d done, %d frames in %.1f s", job_path, index, frames, seconds)

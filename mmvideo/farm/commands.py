@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from mmvideo.atomic import check_output, overwrite_options
+from mmcore.atomic import check_output
+from mmcore.errors import InvalidInput, MMVideoError
+from mmcore.options import overwrite_options
 from mmvideo.config import config_keys, load_config
-from mmvideo.errors import InvalidInput, MMVideoError
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
 from mmvideo.farm.chunk import chunk_is_done, run_chunk
 from mmvideo.farm.executors import Task, make_executor

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mmvideo.errors import InvalidInput, MMVideoError, Terminated, raise_terminated
+from mmcore.errors import InvalidInput, MMVideoError, Terminated, raise_terminated
 from mmvideo.progress import bar
 
 log = logging.getLogger(__name__)

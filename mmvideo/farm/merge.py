@@ -17,16 +17,15 @@ from pathlib import Path
 
 import av
 
-from mmvideo.atomic import atomic_output, check_output
-from mmvideo.errors import InvalidInput, MissingInput, ModelError, OutputError
+from mmcore.atomic import atomic_output, check_output, write_json_atomic
+from mmcore.errors import InvalidInput, MissingInput, ModelError, OutputError
+from mmcore.hashing import file_sha256
 from mmvideo.farm.chunk import read_status
 from mmvideo.farm.plan import (
     JobPlan,
     check_inputs,
     load_plan,
     parts_dir,
-    sha256_file,
-    write_json_atomic,
 )
 from mmvideo.farm.scan import StreamScan, scan_video
 from mmvideo.io.ffmpeg_backend import concat_command
@@ -73,7 +72,7 @@ def check_chunks(plan: JobPlan, job_path: str | Path) -> tuple[str, ...]:
             )
         if not Path(span.output).is_file():
             raise MissingInput(f"{span.output}: chunk {i} file is missing; rerun it")
-        digest = sha256_file(span.output)
+        digest = file_sha256(span.output)
         if digest != status.sha256:
             raise InvalidInput(
                 f"{span.output}: chunk {i} file changed since it was made (SHA-256 differs); rerun it"
@@ -92,7 +91,7 @@ def merged_is_current(plan: JobPlan, job_path: str | Path, out: str | Path) -> b
         current = check_chunks(plan, job_path)
     except (MissingInput, ModelError, InvalidInput):
         return False
-    return current == record.chunk_sha256 and sha256_file(out) == record.sha256
+    return current == record.chunk_sha256 and file_sha256(out) == record.sha256
 
 
 def merge(job_path: str | Path, out: str | Path, overwrite: bool | None = True) -> MergeRecord:
@@ -125,7 +124,7 @@ def merge(job_path: str | Path, out: str | Path, overwrite: bool | None = True) 
         _verify(scan_video(tmp), source, out)
     record = MergeRecord(
         output=str(out),
-        sha256=sha256_file(out),
+        sha256=file_sha256(out),
         chunk_sha256=digests,
         frames=plan.frames,
         seconds=time.perf_counter() - started,

@@ -22,13 +22,14 @@ import itertools
 import json
 import math
 import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mmvideo.errors import InvalidInput, MissingInput, OutputError
+from mmcore.atomic import write_json_atomic
+from mmcore.errors import InvalidInput, MissingInput, OutputError
+from mmcore.hashing import file_sha256
 from mmvideo.farm.scan import scan_video
 from mmvideo.farm.swap import (
     SwapSettings,
@@ -345,14 +346,6 @@ def chunk_spans(
     )
 
 
-def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 SAMPLE_BYTES = 1 << 20
 
 
@@ -391,7 +384,7 @@ def check_inputs(plan: JobPlan, *, full: bool = False) -> None:
         raise InvalidInput(changed.format("size differs"))
     if not full and sample_sha256(clip) != plan.input_sample_sha256:
         raise InvalidInput(changed.format("sampled SHA-256 differs"))
-    if (full or stat.st_mtime_ns != plan.input_mtime_ns) and sha256_file(clip) != plan.input_sha256:
+    if (full or stat.st_mtime_ns != plan.input_mtime_ns) and file_sha256(clip) != plan.input_sha256:
         raise InvalidInput(changed.format("SHA-256 differs"))
     sources = {} if plan.source is None else {plan.source: plan.source_sha256}
     sources.update((t.source, t.source_sha256) for t in plan.targets or ())
@@ -399,7 +392,7 @@ def check_inputs(plan: JobPlan, *, full: bool = False) -> None:
         source = Path(path)
         if not source.is_file():
             raise MissingInput(f"{source}: source image not found on this node")
-        if sha256_file(source) != digest:
+        if file_sha256(source) != digest:
             raise InvalidInput(
                 f"{source}: source image changed since the plan was made (SHA-256 differs); "
                 "re-plan the job"
@@ -488,25 +481,6 @@ def check_plan_paths(plan: JobPlan, job_path: str | Path) -> None:
         for what, path in protected.items():
             if same_file(out, path):
                 raise InvalidInput(f"{key}: {out} is {what}; nothing was run")
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON beside ``path`` and rename, so readers never see a half-written file."""
-    path = Path(path)
-    # A unique name opened with O_EXCL honours the umask (mkstemp would make it private, and
-    # other farm nodes must read it).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "x") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from exc
 
 
 def save_plan(plan: JobPlan, job_path: str | Path) -> None:
@@ -611,7 +585,7 @@ def make_plan(
             PlannedTarget(
                 track=t["track"],
                 source=str(Path(t["source"]).resolve()),
-                source_sha256=sha256_file(t["source"]),
+                source_sha256=file_sha256(t["source"]),
                 boxes=tuple(tuple(b) for b in t["boxes"]),
             )
             for t in decide_targets(settings, str(input), None if source is None else str(source))
@@ -622,9 +596,9 @@ def make_plan(
         input_size=stat.st_size,
         input_mtime_ns=stat.st_mtime_ns,
         input_sample_sha256=sample_sha256(input),
-        input_sha256=sha256_file(input),
+        input_sha256=file_sha256(input),
         source=None if source is None else str(source),
-        source_sha256=None if source is None else sha256_file(source),
+        source_sha256=None if source is None else file_sha256(source),
         frames=scan.frames,
         fps=scan.fps,
         warmup=warmup,

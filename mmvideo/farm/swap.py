@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from mmvideo.config import SwapConfig, SwapJob, config_to_dict, file_sha256, load_config
-from mmvideo.errors import MissingInput, ModelError
+from mmcore.errors import MissingInput, ModelError
+from mmcore.hashing import file_sha256
+from mmvideo.config import SwapConfig, SwapJob, config_to_dict, load_config
 from mmvideo.farm.typed import load_dataclass
 
 

@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 
 _KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 

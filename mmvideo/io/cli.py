@@ -7,7 +7,8 @@ import shlex
 
 import click
 
-from mmvideo.atomic import check_output, overwrite_options
+from mmcore.atomic import check_output
+from mmcore.options import overwrite_options
 from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS, EncodeOptions
 from mmvideo.io.probe import MediaInfo
 

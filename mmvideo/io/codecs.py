@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 
 VIDEO_CODECS = ("libx264", "libx265", "prores_ks", "ffv1", "h264_nvenc", "hevc_nvenc")
 X264_PRESETS = (

@@ -16,7 +16,7 @@ from typing import Self
 import av
 import numpy as np
 
-from mmvideo.errors import DecodeError, InvalidInput
+from mmcore.errors import DecodeError, InvalidInput
 from mmvideo.io.frame import Frame, Picture
 from mmvideo.io.orientation import apply_transform
 from mmvideo.io.probe import MediaInfo, error_reason, open_input, probe, video_stream

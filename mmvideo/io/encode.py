@@ -14,16 +14,14 @@ import io
 import itertools
 import logging
 import os
-import re
-import secrets
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from mmvideo.atomic import check_output
-from mmvideo.errors import InvalidInput, OutputError
+from mmcore.atomic import PARTIAL, check_output, temp_beside
+from mmcore.errors import InvalidInput, OutputError
 from mmvideo.io.codecs import (
     INTERLACED_FLAGS,
     RGB_PIX_FMTS,
@@ -43,26 +41,6 @@ COPY_TYPES = ("audio", "subtitle", "data")
 # for the packets the interleaving puts late.
 PRE_ROLL = 10.0
 POST_ROLL = 1.0
-
-
-def temp_path_beside(out: Path) -> Path:
-    """A unique hidden file in the output's folder, so the final rename is atomic."""
-    # not mkstemp: its 0600 mode would survive the rename; the encoder creates the file instead
-    return out.parent / f".{out.name}.{secrets.token_hex(4)}.partial"
-
-
-def remove_stale_partials(out: Path) -> None:
-    """Delete the partial files of ``out`` that a killed run (SIGKILL, a lost node) left behind:
-    only names ``temp_path_beside`` gives this very output, never another file of the folder.
-    A run still writing the same output at the same time loses its partial too, so two live runs
-    must not share an output."""
-    own = re.compile(rf"\.{re.escape(out.name)}\.[0-9a-f]{{8}}\.partial")
-    if not out.parent.is_dir():
-        return
-    for path in out.parent.iterdir():
-        if own.fullmatch(path.name) and not path.is_dir():
-            path.unlink(missing_ok=True)
-            log.info("%s: removed %s, left by an interrupted run", out, path.name)
 
 
 def encoder_available(codec: str) -> bool:
@@ -394,7 +372,7 @@ class VideoWriter(AtomicWriter):
         # a full disk's error (the encoder holds frames back, the muxer reports failures late)
         self._packets_muxed = self._bytes_muxed = 0
         self._frames_expected = copy_range[1] - copy_range[0] if copy_range else source.video.frames
-        self._tmp = temp_path_beside(self.out)
+        self._tmp = temp_beside(self.out, PARTIAL)
         self._output = None
         self._copied: _CopiedStreams | None = None
         try:

@@ -20,10 +20,10 @@ import av
 import ffmpeg
 import numpy as np
 
-from mmvideo.atomic import check_output
-from mmvideo.errors import InvalidInput, OutputError
+from mmcore.atomic import PARTIAL, check_output, temp_beside
+from mmcore.errors import InvalidInput, OutputError
 from mmvideo.io.codecs import RGB_PIX_FMTS, EncodeOptions, encoder_settings
-from mmvideo.io.encode import output_pts, temp_path_beside, warn_if_fields_lost
+from mmvideo.io.encode import output_pts, warn_if_fields_lost
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import MediaInfo
 from mmvideo.io.writer import AtomicWriter
@@ -126,17 +126,20 @@ class FfmpegPipeWriter(AtomicWriter):
         self.out = check_output(out_path, source.path)
         self.source = source
         self.frames_written = 0
-        self._tmp = temp_path_beside(self.out)
-        self._log = temp_path_beside(self.out)
-        cmd = ffmpeg_command(source, options, self._tmp, self.out, copy_streams)
-        warn_if_fields_lost(self.out, options.codec, source.video)
-        log.debug("ffmpeg: %s", shlex.join(cmd))
-        with open(self._log, "wb") as err:
-            try:
-                self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
-            except OSError as exc:
-                self._cleanup()
-                raise OutputError(f"{self.out}: cannot run {FFMPEG} ({exc.strerror})") from exc
+        self._tmp = temp_beside(self.out, PARTIAL)
+        self._log = temp_beside(self.out, PARTIAL)
+        try:
+            cmd = ffmpeg_command(source, options, self._tmp, self.out, copy_streams)
+            warn_if_fields_lost(self.out, options.codec, source.video)
+            log.debug("ffmpeg: %s", shlex.join(cmd))
+            with open(self._log, "wb") as err:
+                try:
+                    self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+                except OSError as exc:
+                    raise OutputError(f"{self.out}: cannot run {FFMPEG} ({exc.strerror})") from exc
+        except BaseException:
+            self._cleanup()
+            raise
         video = source.video
         depth_fmt = "rgb24" if video.bit_depth <= 8 else "rgb48le"
         self._pipe = av.open(self._proc.stdin, "w", format="nut")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.probe import Colour, MediaInfo, StreamInfo, VideoInfo, probe
 from mmvideo.io.sequence import (

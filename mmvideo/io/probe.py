@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 
-from mmvideo.errors import InvalidInput, MissingInput
+from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.io.orientation import (
     display_rotation,
     parse_display_matrix,

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from mmvideo.errors import InvalidInput
+from mmcore.errors import InvalidInput
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.frame import Frame
 from mmvideo.io.orientation import apply_transform

@@ -35,7 +35,7 @@ from typing import Self
 
 import numpy as np
 
-from mmvideo.errors import InvalidInput, MissingInput
+from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.io.frame import Frame
 from mmvideo.io.timecode import FrameRange, Timecode, from_smpte_words, parse_timecode
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmvideo.errors import OutputError
+from mmcore.errors import OutputError
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence import (
     FPS_ATTRIBUTE,

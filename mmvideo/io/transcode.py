@@ -8,8 +8,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmvideo.atomic import check_output
-from mmvideo.errors import InvalidInput
+from mmcore.atomic import check_output
+from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter

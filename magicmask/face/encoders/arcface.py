@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 log = logging.getLogger(__name__)
 

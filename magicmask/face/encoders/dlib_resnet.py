@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from magicmask.face.encoders.tf_graph import FrozenGraph
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 FACENET_SIZE = 160
 # ARCFACE_112 crop pixels → FaceNet's 160×160 input. This FaceNet was trained on MTCNN boxes

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
-from mmvideo.errors import ModelError
+from mmcore.errors import ModelError
 
 # tensorflow/core/framework/types.proto
 _DT_FLOAT = 1

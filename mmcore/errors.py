@@ -1,4 +1,4 @@
-"""Errors raised across mmvideo and magicmask.
+"""Errors raised across mmvideo, magicmask and train.
 
 Each error subclasses both MMVideoError and the matching built-in, so callers can catch either.
 The message is one line that names the file and the reason, with a hint where one helps.

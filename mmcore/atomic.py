@@ -1,36 +1,32 @@
 """Output files: checked before any work, written to a temp file and renamed, so a failure never
 leaves a half-written file, and an existing file is replaced only when the user said so.
 
-``overwrite_options`` and ``check_output`` are the one place the ``-y`` / ``-n`` policy lives:
-every command that writes a file takes the flags and checks its outputs with them before it
-loads a model or decodes a frame.
+``check_output`` (with ``mmcore.options.overwrite_options``) is the one place the ``-y`` / ``-n``
+policy lives: every command that writes a file checks its outputs with it before it loads a
+model or decodes a frame. ``temp_beside`` is the one way a temp file is made: every writer, the
+encoders included, gets the mode a plain ``open`` would give under the umask.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import click
+from mmcore.errors import OutputError
 
-from mmvideo.errors import OutputError
+log = logging.getLogger(__name__)
 
 OVERWRITE_HINT = "pass -y/--overwrite to replace it"
 
-
-def overwrite_options(fn):
-    """``-y/--overwrite`` and ``-n/--no-overwrite`` (ffmpeg's letters) as one ``overwrite``
-    parameter: True, False, or None when neither was given (commands treat None as -n)."""
-    return click.option(
-        "--overwrite/--no-overwrite",
-        "-y/-n",
-        "overwrite",
-        default=None,
-        help="Replace existing output files (-y), or refuse to (-n, the default).",
-    )(fn)
+# The suffix of the video encoders' temp files, which ``remove_stale_partials`` looks for.
+PARTIAL = ".partial"
 
 
 def check_output(
@@ -63,22 +59,39 @@ def check_output(
     return out
 
 
-def create_beside(path: str | os.PathLike, suffix: str = ".tmp") -> tuple[int, Path]:
-    """Create a fresh hidden file in ``path``'s folder; return its open descriptor and path.
+def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """Create a fresh, empty hidden file ``.<name>.<8 hex><suffix>`` in ``path``'s folder, so
+    the final rename stays on one file system; return its path.
 
     Unlike ``tempfile.mkstemp`` (always 0600, a mode that survives the rename), the file gets
     the mode a plain ``open`` would give it under the umask, so other farm nodes, group members
-    and web servers can read what we write.
+    and web servers can read what we write. Writers that open the path again (PyAV, ffmpeg,
+    OpenCV, torch) truncate it and keep that mode.
     """
     path = Path(path)
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
         try:
-            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), tmp
+            os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
         except FileExistsError:
             continue
         except OSError as exc:
             raise OutputError(f"{path}: cannot write: {exc.strerror}") from exc
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Delete the partial files of ``out`` that a killed run (SIGKILL, a lost node) left behind:
+    only names ``temp_beside(out, PARTIAL)`` gives this very output, never another file of the
+    folder. A run still writing the same output at the same time loses its partial too, so two
+    live runs must not share an output."""
+    own = re.compile(rf"\.{re.escape(out.name)}\.[0-9a-f]{{8}}{re.escape(PARTIAL)}")
+    if not out.parent.is_dir():
+        return
+    for path in out.parent.iterdir():
+        if own.fullmatch(path.name) and not path.is_dir():
+            path.unlink(missing_ok=True)
+            log.info("%s: removed %s, left by an interrupted run", out, path.name)
 
 
 @contextmanager
@@ -87,10 +100,26 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     normally, deleted when it raises. ``suffix`` lets writers that pick a format by extension
     (OpenCV, ffmpeg) see the right one."""
     path = Path(path)
-    fd, tmp = create_beside(path, suffix)
-    os.close(fd)
+    tmp = temp_beside(path, suffix)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON beside ``path``, flushed to disk, and rename, so readers (other farm nodes)
+    never see a half-written file; the folder is created if needed."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path) as tmp, open(tmp, "w") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror}") from exc
