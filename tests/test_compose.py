@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from magicmask.quality import grey, seam_ratio, sharpness
+from mmcore.errors import InvalidInput
 from mmvideo.cli import main
 from mmvideo.compose import (
     feather_mask,
@@ -21,7 +22,6 @@ from mmvideo.compose import (
     target_detail,
 )
 from mmvideo.config import ComposeConfig, config_keys, load_config
-from mmvideo.errors import InvalidInput
 
 BLENDS = ("alpha", "multiband", "poisson")
 
