@@ -151,22 +151,26 @@ def masked_blur(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarr
 
 
 def multiband_correction(
-    generated: np.ndarray, target: np.ndarray, mask: np.ndarray, cfg: ComposeConfig
+    generated: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    alpha: np.ndarray,
+    cfg: ComposeConfig,
 ) -> np.ndarray:
     """What multiband blending adds to the alpha blend, in the crop (float32, [0, 1] units).
 
     The blend of bands B_k of d = face − frame through masks m_k sums, by parts, to
     ``alpha·d + Σ_k (m_k − m_{k−1})·L_k`` with L_k the low-pass of d at σ_k: the first term is
-    the alpha blend, the sum is returned. m_k is the mask blurred with radius R_k and eroded by
-    R_k − ``mask_feather`` more than the feather, so it is 1 only further inside the face and
-    never reaches further out than the feather; σ_k = R_k / 4 puts in L_k what is coarser than
+    the alpha blend (``alpha`` = m_0, from ``feather_mask``), the sum is returned. m_k is the
+    mask blurred with radius R_k and eroded by R_k − ``mask_feather`` more than the feather, so
+    it is 1 only further inside the face and never reaches further out than the feather; σ_k = R_k / 4 puts in L_k what is coarser than
     its transition. L_k is measured on the face only (``masked_blur``): what the generator
     painted over hair and background does not enter.
     """
     hard = (np.asarray(mask, np.float32) > 0.5).astype(np.float32)
     inside = _erode_blur(hard, cfg.mask_erosion, 0)
     diff = generated - target
-    previous = feather_mask(mask, cfg)
+    previous = alpha
     total = np.zeros_like(generated)
     for radius in (r for r in MULTIBAND_RADII if r > cfg.mask_feather):
         level = _erode_blur(hard, cfg.mask_erosion + radius - cfg.mask_feather, radius)
@@ -206,12 +210,14 @@ def membrane(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
 def poisson_offset(generated: np.ndarray, target: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """What Poisson blending adds to the face before the alpha blend (crop, [0, 1] units): the
-    frame-minus-face difference where the blend weight is under one half, and across the face a
-    harmonic membrane that meets it there. Face + offset then keeps the face's gradients inside
-    and the frame's colour at the edge, so the feather cross-fades texture only."""
+    frame-minus-face difference just outside the blend weight's reach, and over the whole
+    blended region a harmonic membrane that meets it there. Face + offset keeps the face's own
+    gradients and takes the frame's colour at the edge, so the feather cross-fades texture only.
+    (Fixing the membrane at the weight's one-half contour instead left the outer half of the
+    feather with the generator's blurrier texture: seam ratio 0.77 vs 0.83 on obama_news_01.)"""
     size = (generated.shape[1] // POISSON_STEP, generated.shape[0] // POISSON_STEP)
     diff = cv2.resize(target - generated, size, interpolation=cv2.INTER_AREA)
-    inside = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA) >= 0.5
+    inside = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA) > 0.02
     filled = membrane(diff, inside)
     return cv2.resize(filled, generated.shape[1::-1], interpolation=cv2.INTER_LINEAR)
 
@@ -246,7 +252,7 @@ def paste(
     if cfg.blend == "poisson":
         generated = generated + poisson_offset(generated, tgt, alpha)
     elif cfg.blend == "multiband":
-        correction = multiband_correction(generated, tgt, mask, cfg)
+        correction = multiband_correction(generated, tgt, mask, alpha, cfg)
     inv = invert_affine(matrix)
     h, w = image.shape[:2]
     # every mode's weights lie inside the feathered weight's reach: its box bounds the blend
