@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import cv2
-import numpy as np
+from media import blank_image
 
 from mmvideo.cli import main
 
@@ -37,8 +37,7 @@ def test_source_index_and_drawing(data_dir, tmp_path, capsys):
 
 
 def test_errors_exit_non_zero_with_one_line(data_dir, tmp_path, capsys):
-    blank = tmp_path / "blank.png"
-    cv2.imwrite(str(blank), np.full((200, 200, 3), 90, np.uint8))
+    blank = blank_image(tmp_path / "blank.png", 90)
     assert main(["faces", str(blank)]) == 3
     err = capsys.readouterr().err
     assert "blank.png: no face found" in err and err.count("\n") == 1

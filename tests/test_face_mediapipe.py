@@ -10,8 +10,7 @@ import builtins
 
 import numpy as np
 import pytest
-import scipy.io as sio
-from test_face_pose import profile_clip_yaws
+from media import aflw2000, profile_clip_yaws
 
 from magicmask.face import mediapipe_backend
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
@@ -38,7 +37,7 @@ def dlib_faces():
 
 
 def _gt_yaw(data_dir, name):
-    return float(np.degrees(sio.loadmat(data_dir / f"pose_aflw2000_{name}.mat")["Pose_Para"][0, 1]))
+    return float(aflw2000(data_dir, name)[1][0])
 
 
 def test_68_points_agree_with_dlib_on_frontal_stills(data_dir, mesh, dlib_faces):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import av
 import numpy as np
 import pytest
-import scipy.io as sio
+from media import aflw2000, profile_clip_yaws
 
 from magicmask.face.analyzer import FaceAnalyzer
 from magicmask.face.image import load_image
@@ -16,12 +15,6 @@ from magicmask.face.pose import estimate_pose, fit_shape, mean_face
 log = logging.getLogger(__name__)
 
 AFLW = ["image00251", "image04331", "image00516", "image00430"]
-
-
-def _aflw(data_dir, name):
-    mat = sio.loadmat(data_dir / f"pose_aflw2000_{name}.mat")
-    pitch, yaw, roll = np.degrees(mat["Pose_Para"][0, :3])
-    return mat["pt3d_68"].T.astype(np.float64), (yaw, pitch, roll)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +45,7 @@ def test_fit_recovers_the_pose_of_a_projected_mean_face(yaw, pitch, roll):
 
 @pytest.mark.parametrize("name", AFLW)
 def test_pose_from_ground_truth_landmarks_matches_aflw2000(data_dir, name):
-    pts3d, (yaw, pitch, roll) = _aflw(data_dir, name)
+    pts3d, (yaw, pitch, roll) = aflw2000(data_dir, name)
     fitted = estimate_pose(pts3d[:, :2], (450, 450))
     fitted3d = estimate_pose(None, (450, 450), landmarks3d=pts3d)
     log.info(
@@ -72,7 +65,7 @@ def test_pose_from_ground_truth_landmarks_matches_aflw2000(data_dir, name):
 def test_dlib_pose_on_aflw2000_faces_it_detects(data_dir, analyzer, name):
     # HOG finds these two (|yaw| < 40 deg); the other two are beyond its reach (see README).
     image = load_image(data_dir / f"pose_aflw2000_{name}.jpg")
-    _, (yaw, pitch, _roll) = _aflw(data_dir, name)
+    _, (yaw, pitch, _roll) = aflw2000(data_dir, name)
     (face,) = analyzer.detect(image)
     assert abs(face.pose[0] - yaw) < 8
     assert abs(face.pose[1] - pitch) < 15
@@ -90,15 +83,6 @@ def test_dlib_pose_on_aflw2000_faces_it_detects(data_dir, analyzer, name):
 def test_frontal_stills_are_frontal(data_dir, analyzer, name):
     face = analyzer.detect(load_image(data_dir / name))[0]
     assert abs(face.pose[0]) < 20
-
-
-def profile_clip_yaws(data_dir, analyzer, frames: int = 13) -> list[float]:
-    """|yaw| of every face found in the first frames of the near-profile clip."""
-    yaws = []
-    with av.open(str(data_dir / "talking_head_profile_occlusion_01.mp4")) as container:
-        for _, frame in zip(range(frames), container.decode(video=0)):
-            yaws += [abs(f.pose[0]) for f in analyzer.detect(frame.to_ndarray(format="rgb24"))]
-    return yaws
 
 
 def test_near_profile_video_reads_as_profile(data_dir, analyzer):

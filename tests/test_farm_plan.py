@@ -11,11 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from magicmask.checkpoint import load_checkpoint, save_checkpoint
-from magicmask.config import create_config
-from magicmask.model.generator import MagicMaskGenerator
+from magicmask.checkpoint import load_checkpoint
 from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmcore.hashing import file_sha256
 from mmvideo.cli import main
@@ -111,19 +108,9 @@ def test_warmup_starts_on_the_detector_cadence(tmp_path):
     assert spans[1].output == str(tmp_path / "chunk_0001.mp4")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A randomly initialised tiny generator saved with the checkpoint API."""
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.manual_seed(0)
-    cfg = create_config("tiny", identity_dim=128)
-    save_checkpoint(path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random"})
-    return path
-
-
 @pytest.fixture
-def settings(checkpoint) -> SwapSettings:
-    return resolve_settings("fast", checkpoint, {"codec": "ffv1"})
+def settings(tiny_checkpoint) -> SwapSettings:
+    return resolve_settings("fast", tiny_checkpoint, {"codec": "ffv1"})
 
 
 def test_plan_carries_everything_a_node_needs(data_dir, tmp_path, settings):
@@ -381,10 +368,10 @@ def test_plan_uses_the_filters_warmup_by_default(data_dir, tmp_path, settings):
     )  # fast: detect every 10
 
 
-def test_plan_command_takes_the_swap_config_flags(data_dir, tmp_path, checkpoint, capsys):
+def test_plan_command_takes_the_swap_config_flags(data_dir, tmp_path, tiny_checkpoint, capsys):
     job = tmp_path / "job.json"
     args = ["plan", "--in", str(data_dir / CLIP), "--source", str(data_dir / SOURCE), "--out", str(job),
-            "--chunks", "2", "--preset", "fast", "--checkpoint", str(checkpoint), "--codec", "ffv1",
+            "--chunks", "2", "--preset", "fast", "--checkpoint", str(tiny_checkpoint), "--codec", "ffv1",
             "--threads", "1"]  # fmt: skip
     assert main(args) == 0
     assert "128 frames in 2 chunks" in capsys.readouterr().out
@@ -394,10 +381,10 @@ def test_plan_command_takes_the_swap_config_flags(data_dir, tmp_path, checkpoint
     assert "not both" in capsys.readouterr().err
 
 
-def test_default_cuts_fall_on_the_generator_batch_and_the_gop(data_dir, tmp_path, checkpoint):
+def test_default_cuts_fall_on_the_generator_batch_and_the_gop(data_dir, tmp_path, tiny_checkpoint):
     """A chunk that ends inside a generator batch would batch its last faces differently from a
     single run (see test_farm_flow: the merge identity with a lone last batch)."""
-    settings = resolve_settings("fast", checkpoint, {"codec": "ffv1", "batch_size": 6})
+    settings = resolve_settings("fast", tiny_checkpoint, {"codec": "ffv1", "batch_size": 6})
     plan = make_plan(tmp_path / "j.json", data_dir / CLIP, data_dir / SOURCE, settings, chunks=3)
     assert plan.align == 6 and all(c.start % 6 == 0 for c in plan.chunks)
     config = {"encode": {"codec": "libx264", "gop": 8}, "generate": {"batch_size": 6}}
@@ -523,11 +510,11 @@ def test_plan_refuses_to_overwrite_a_file_it_reads(job, what, settings):
     assert out.read_bytes() == before
 
 
-def test_plan_command_refuses_out_as_its_input(job, checkpoint, capsys):
+def test_plan_command_refuses_out_as_its_input(job, tiny_checkpoint, capsys):
     clip = load_plan(job).input
     before = Path(clip).read_bytes()
     args = ["plan", "--in", clip, "--source", load_plan(job).source, "--out", clip,
-            "--chunks", "2", "--preset", "fast", "--checkpoint", str(checkpoint)]  # fmt: skip
+            "--chunks", "2", "--preset", "fast", "--checkpoint", str(tiny_checkpoint)]  # fmt: skip
     assert main(args) == 4
     assert Path(clip).read_bytes() == before
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -5,22 +5,15 @@ code, and nothing left behind. A decode error mid-clip stops with the frame numb
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import av
 import numpy as np
 import pytest
-from test_io_media import make_clip
+from media import ffmpeg, make_clip, run_cli
 
 from mmcore.errors import DecodeError
 from mmvideo.cli import main
 from mmvideo.io.decode import VideoReader
-
-
-def run_cli(capsys, *args):
-    code = main([*map(str, args)])
-    err = capsys.readouterr().err.strip()
-    return code, err
 
 
 def assert_one_line_error(code, err, expected_code, path, reason):
@@ -47,21 +40,8 @@ def _truncated_without_index(tmp_path, data_dir):
 
 def _truncated_with_index(tmp_path, data_dir):
     full, path = tmp_path / "fast.mp4", tmp_path / "cut_fast.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(data_dir / "talking_head_turn_03.mp4"),
-            "-c",
-            "copy",
-            "-movflags",
-            "+faststart",
-            str(full),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", data_dir / "talking_head_turn_03.mp4", "-c", "copy", "-movflags", "+faststart",
+           full)  # fmt: skip
     data = full.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
@@ -69,40 +49,13 @@ def _truncated_with_index(tmp_path, data_dir):
 
 def _audio_only(tmp_path, data_dir):
     path = tmp_path / "audio.m4a"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(data_dir / "talking_head_turn_01.mp4"),
-            "-vn",
-            "-c",
-            "copy",
-            str(path),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", data_dir / "talking_head_turn_01.mp4", "-vn", "-c", "copy", path)
     return path
 
 
 def _unsupported_codec(tmp_path, data_dir):
     mkv, path = tmp_path / "h264.mkv", tmp_path / "unknown.mkv"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(data_dir / "talking_head_turn_01.mp4"),
-            "-t",
-            "1",
-            "-c",
-            "copy",
-            str(mkv),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", data_dir / "talking_head_turn_01.mp4", "-t", "1", "-c", "copy", mkv)
     data = mkv.read_bytes()
     assert data.count(b"V_MPEG4/ISO/AVC") == 1
     path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/QQQ"))  # a codec no one knows
@@ -146,21 +99,21 @@ def _directory(tmp_path, data_dir):
 )
 def test_bad_input(tmp_path, data_dir, out_dir, capsys, make, exit_code, reason):
     bad = make(tmp_path, data_dir)
-    code, err = run_cli(capsys, "transcode", "--no-progress", bad, out_dir / "out.mp4")
+    code, err, _ = run_cli(capsys, "transcode", "--no-progress", bad, out_dir / "out.mp4")
     assert_one_line_error(code, err, exit_code, bad, reason)
     assert list(out_dir.iterdir()) == []
-    code, err = run_cli(capsys, "probe", bad)
+    code, err, _ = run_cli(capsys, "probe", bad)
     assert_one_line_error(code, err, exit_code, bad, reason)
 
 
 def test_output_folder_missing(data_dir, tmp_path, capsys):
     out = tmp_path / "no" / "such" / "out.mp4"
-    code, err = run_cli(capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out)
+    code, err, _ = run_cli(capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out)
     assert_one_line_error(code, err, 4, out, "does not exist")
 
 
 def test_output_is_a_directory(data_dir, out_dir, capsys):
-    code, err = run_cli(capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out_dir)
+    code, err, _ = run_cli(capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out_dir)
     assert_one_line_error(code, err, 4, out_dir, "is a directory")
     assert list(out_dir.iterdir()) == []
 
@@ -169,13 +122,13 @@ def test_output_equals_input(data_dir, tmp_path, capsys):
     src = tmp_path / "clip.mp4"
     shutil.copy(data_dir / "talking_head_turn_01.mp4", src)
     before = src.read_bytes()
-    code, err = run_cli(capsys, "transcode", src, tmp_path / "." / "clip.mp4")
+    code, err, _ = run_cli(capsys, "transcode", src, tmp_path / "." / "clip.mp4")
     assert_one_line_error(code, err, 4, tmp_path / "." / "clip.mp4", "output is the input")
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 def test_unknown_output_container(data_dir, out_dir, capsys):
-    code, err = run_cli(
+    code, err, _ = run_cli(
         capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out_dir / "o.xyz"
     )
     assert code == 3 and "unknown output container .xyz" in err
@@ -187,7 +140,7 @@ def test_nvenc_without_gpu_is_a_clear_error(data_dir, out_dir, capsys):
 
     if encoder_available("h264_nvenc"):
         pytest.skip("this machine has NVENC")
-    code, err = run_cli(
+    code, err, _ = run_cli(
         capsys,
         "transcode",
         "--codec",
@@ -216,7 +169,7 @@ def test_decode_error_mid_clip_stops_with_frame_number(tmp_path, out_dir, capsys
     with pytest.raises(DecodeError) as info, VideoReader(clip) as reader:
         list(reader)
     assert info.value.frame_index == 5
-    code, err = run_cli(capsys, "transcode", "--no-progress", clip, out_dir / "out.mp4")
+    code, err, _ = run_cli(capsys, "transcode", "--no-progress", clip, out_dir / "out.mp4")
     assert_one_line_error(code, err, 3, clip, "decode error at frame 5")
     assert "--skip-bad-frames" in err
     assert list(out_dir.iterdir()) == []  # the partial output was removed
@@ -254,7 +207,7 @@ def test_output_folder_not_writable(data_dir, out_dir, capsys, monkeypatch):
         "access",
         lambda p, mode: False if str(p) == str(out_dir) else real_access(p, mode),
     )
-    code, err = run_cli(
+    code, err, _ = run_cli(
         capsys, "transcode", data_dir / "talking_head_turn_01.mp4", out_dir / "o.mp4"
     )
     assert_one_line_error(code, err, 4, out_dir / "o.mp4", f"folder {out_dir} is not writable")

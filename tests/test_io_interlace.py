@@ -10,6 +10,7 @@ import logging
 import subprocess
 
 import pytest
+from media import TESTSRC, ffmpeg
 
 from mmvideo.io.codecs import EncodeOptions, encoder_settings
 from mmvideo.io.probe import probe
@@ -17,11 +18,8 @@ from mmvideo.io.transcode import transcode
 
 
 def interlaced_clip(path, order: str) -> None:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-t", "0.4",
-         "-vf", f"setfield={order}", "-flags", "+ildct+ilme", "-c:v", "libx264", str(path)],
-        check=True,
-    )  # fmt: skip
+    ffmpeg(*TESTSRC, "-t", "0.4", "-vf", f"setfield={order}", "-flags", "+ildct+ilme",
+           "-c:v", "libx264", path)  # fmt: skip
 
 
 def ffprobe_fields(path) -> tuple[str, list[tuple[int, int]]]:

@@ -4,12 +4,11 @@ one frame), with ffmpeg's own decode as the reference for pixels and orientation
 from __future__ import annotations
 
 import json
-import subprocess
 from fractions import Fraction
 
 import numpy as np
 import pytest
-from test_io_media import make_clip
+from media import ffmpeg, make_clip
 
 from mmvideo.cli import main
 from mmvideo.io.decode import VideoReader
@@ -19,22 +18,7 @@ from mmvideo.io.probe import probe
 
 def ffmpeg_rgb(path, width, height, pix_fmt="rgb24"):
     """Frames as the ffmpeg command line decodes them (autorotate on)."""
-    raw = subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(path),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            pix_fmt,
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
+    raw = ffmpeg("-i", path, "-f", "rawvideo", "-pix_fmt", pix_fmt, "-")
     dtype = np.uint8 if pix_fmt == "rgb24" else np.dtype("<u2")
     return np.frombuffer(raw, dtype).reshape(-1, height, width, 3)
 

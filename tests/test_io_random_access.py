@@ -6,16 +6,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from test_io_media import make_clip
+from media import make_clip, reader_frames
 
 from mmcore.errors import InvalidInput
-from mmvideo.io.decode import VideoReader
 from mmvideo.io.random_access import open_random_access, read_frames
-
-
-def all_frames(path):
-    with VideoReader(path) as reader:
-        return list(reader)
 
 
 def assert_exact(got, reference, start, stop):
@@ -30,7 +24,7 @@ def test_decord_used_where_it_agrees(data_dir):
     path = data_dir / "talking_head_turn_03.mp4"
     reader = open_random_access(path)
     assert reader.backend == "decord" and len(reader) == 108
-    reference = all_frames(path)
+    reference = reader_frames(path)
     for start, stop in [(0, 3), (50, 57), (105, 108), (20, 20)]:
         assert_exact(reader.read(start, stop), reference, start, stop)
     reader.close()
@@ -41,7 +35,7 @@ def test_edit_list_clip_falls_back_to_pyav(data_dir):
     path = data_dir / "talking_head_obama_news_01.mp4"
     reader = open_random_access(path)
     assert reader.backend == "pyav" and len(reader) == 55
-    assert_exact(reader.read(30, 34), all_frames(path), 30, 34)
+    assert_exact(reader.read(30, 34), reader_frames(path), 30, 34)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +53,7 @@ def test_edit_list_clip_falls_back_to_pyav(data_dir):
 def test_generated_edge_cases_are_exact(tmp_path, kwargs):
     clip = tmp_path / "clip.mkv"
     make_clip(clip, frames=8, options={"g": "3"}, **kwargs)  # several key frames to seek between
-    reference = all_frames(clip)
+    reference = reader_frames(clip)
     assert_exact(read_frames(clip, 4, 7), reference, 4, 7)
     if kwargs.get("rotation") or kwargs.get("pix_fmt"):
         assert open_random_access(clip).backend == "pyav"
@@ -69,7 +63,7 @@ def test_pyav_backend_forced(data_dir):
     path = data_dir / "talking_head_turn_03.mp4"
     reader = open_random_access(path, prefer_decord=False)
     assert reader.backend == "pyav"
-    assert_exact(reader.read(60, 64), all_frames(path), 60, 64)
+    assert_exact(reader.read(60, 64), reader_frames(path), 60, 64)
 
 
 def test_range_outside_clip(data_dir):
@@ -87,4 +81,4 @@ def test_decord_failure_mid_run_falls_back_to_pyav(data_dir, monkeypatch):
         raise RuntimeError("decord could not seek")
 
     monkeypatch.setattr(reader._reader, "get_batch", broken)
-    assert_exact(reader.read(10, 13), all_frames(path), 10, 13)
+    assert_exact(reader.read(10, 13), reader_frames(path), 10, 13)

@@ -3,14 +3,13 @@ depth, rotation, metadata and lossless pixels survive; both encoder backends; ch
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import replace
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
-from test_io_media import make_clip
+from media import ffmpeg, make_clip, packets, reader_frames
 
 from mmcore.errors import OutputError
 from mmvideo.io.codecs import EncodeOptions
@@ -22,30 +21,14 @@ from mmvideo.io.transcode import transcode
 FAST = EncodeOptions(preset="ultrafast")
 
 
-def frames(path, **kwargs):
-    with VideoReader(path, **kwargs) as reader:
-        return list(reader)
-
-
 def seconds(fs):
     return [f.pts * f.time_base for f in fs]
-
-
-def packets(path, kind):
-    """(payload, pts in seconds) of every packet of every stream of ``kind``."""
-    with av.open(str(path)) as c:
-        streams = [s for s in c.streams if s.type == kind]
-        return [
-            (bytes(p), p.pts * p.time_base if p.pts is not None else None)
-            for p in c.demux(streams)
-            if p.size
-        ]
 
 
 def assert_same_timing(src, out, absolute=True):
     """Same frame count and per-frame times. Matroska cannot store the negative start of copied
     AAC priming, so its muxer shifts every stream alike: there only relative times are equal."""
-    a, b = frames(src), frames(out)
+    a, b = reader_frames(src), reader_frames(out)
     assert len(a) == len(b)
     ta, tb = seconds(a), seconds(b)
     if not absolute:
@@ -140,25 +123,8 @@ def test_one_frame_and_odd_size(tmp_path):
 
 def test_container_metadata_and_faststart(data_dir, tmp_path):
     src, out = tmp_path / "tagged.mp4", tmp_path / "out.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(data_dir / "talking_head_turn_03.mp4"),
-            "-c",
-            "copy",
-            "-metadata",
-            "title=Take 7",
-            "-metadata",
-            "comment=slate",
-            "-metadata:s:v:0",
-            "language=fra",
-            str(src),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", data_dir / "talking_head_turn_03.mp4", "-c", "copy", "-metadata", "title=Take 7",
+           "-metadata", "comment=slate", "-metadata:s:v:0", "language=fra", src)  # fmt: skip
     transcode(src, out, FAST)
     meta = probe(out).metadata
     assert meta["title"] == "Take 7" and meta["comment"] == "slate"
@@ -172,27 +138,8 @@ def test_subtitles_copied_packet_for_packet(data_dir, tmp_path):
     srt.write_text(
         "1\n00:00:00,500 --> 00:00:01,500\nhello\n\n2\n00:00:02,000 --> 00:00:03,000\nworld\n"
     )
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(data_dir / "talking_head_turn_02.mp4"),
-            "-i",
-            str(srt),
-            "-map",
-            "0",
-            "-map",
-            "1",
-            "-c",
-            "copy",
-            "-c:s",
-            "mov_text",
-            str(src),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", data_dir / "talking_head_turn_02.mp4", "-i", srt, "-map", "0", "-map", "1",
+           "-c", "copy", "-c:s", "mov_text", src)  # fmt: skip
     transcode(src, out, FAST)
     subs = packets(src, "subtitle")
     assert len(subs) >= 2 and packets(out, "subtitle") == subs
@@ -201,21 +148,7 @@ def test_subtitles_copied_packet_for_packet(data_dir, tmp_path):
 
 def test_audio_the_container_cannot_hold(data_dir, tmp_path):
     src, out = tmp_path / "mulaw.mkv", tmp_path / "out.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(data_dir / "talking_head_turn_01.mp4"),
-            "-c:v",
-            "copy",
-            "-c:a",
-            "pcm_mulaw",
-            str(src),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", data_dir / "talking_head_turn_01.mp4", "-c:v", "copy", "-c:a", "pcm_mulaw", src)
     with pytest.raises(
         OutputError,
         match=r"cannot hold audio stream #1 \(pcm_mulaw\); use --audio-codec aac",
@@ -261,7 +194,7 @@ def test_decode_thread_stops_when_left_early(data_dir):
 def test_writer_fills_missing_pts_and_rescales_other_time_bases(tmp_path):
     src = tmp_path / "cfr.mp4"
     make_clip(src, frames=5, rate=25, time_base=Fraction(1, 12800))
-    info, decoded = probe(src), frames(src)
+    info, decoded = probe(src), reader_frames(src)
     variants = {
         "none.mp4": [replace(f, pts=None) for f in decoded],
         "tb25.mp4": [replace(f, pts=f.index, time_base=Fraction(1, 25)) for f in decoded],
@@ -270,26 +203,13 @@ def test_writer_fills_missing_pts_and_rescales_other_time_bases(tmp_path):
         with VideoWriter(tmp_path / name, info, FAST) as writer:
             for f in fs:
                 writer.write(f)
-        assert [f.pts for f in frames(tmp_path / name)] == [f.pts for f in decoded]
+        assert [f.pts for f in reader_frames(tmp_path / name)] == [f.pts for f in decoded]
 
 
 def test_quicktime_timecode_survives(data_dir, tmp_path):
     src = tmp_path / "tc.mov"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            str(data_dir / "talking_head_turn_01.mp4"),
-            "-c",
-            "copy",
-            "-timecode",
-            "01:00:00:00",
-            str(src),
-        ],
-        check=True,
-    )
+    ffmpeg("-i", data_dir / "talking_head_turn_01.mp4", "-c", "copy", "-timecode", "01:00:00:00",
+           src)  # fmt: skip
     assert any(s.type == "data" for s in probe(src).streams)  # the tmcd track
     for out in (tmp_path / "out.mov", tmp_path / "out.mp4"):
         transcode(src, out, FAST)
@@ -321,7 +241,7 @@ def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, colour):
     transcode(src, out_pipe, replace(lossless, ffmpeg_args=("-qp", "0")))
     transcode(src, out_pyav, lossless)
     assert probe(out_pipe).video.colour == probe(src).video.colour
-    a, piped, direct = frames(src), frames(out_pipe), frames(out_pyav)
+    a, piped, direct = reader_frames(src), reader_frames(out_pipe), reader_frames(out_pyav)
     for x, y, z in zip(a, piped, direct):
         # a wrong matrix or range shifts saturated colours by tens of levels
         assert np.abs(x.image.astype(int) - y.image).mean() < 1.5
@@ -373,12 +293,8 @@ def test_data_stream_copied_packet_for_packet_where_the_container_holds_it(tmp_p
     blob = tmp_path / "klv.bin"
     blob.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes())
     src = tmp_path / "in.ts"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=2",
-         "-f", "data", "-i", str(blob), "-map", "0", "-map", "1", "-c:v", "libx264", "-c:d", "copy",
-         "-f", "mpegts", str(src)],
-        check=True,
-    )  # fmt: skip
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=2", "-f", "data", "-i", blob,
+           "-map", "0", "-map", "1", "-c:v", "libx264", "-c:d", "copy", "-f", "mpegts", src)  # fmt: skip
     assert [s.codec for s in probe(src).streams] == ["h264", "bin_data"]
     transcode(src, tmp_path / "out.ts", FAST)
     data_in, data_out = packets(src, "data"), packets(tmp_path / "out.ts", "data")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from magicmask.checkpoint import save_checkpoint
-from magicmask.config import create_config
+from magicmask.checkpoint import load_checkpoint
 from magicmask.export import check_onnx, export_onnx
 from magicmask.inference import InferenceConfig, Swapper
 from magicmask.model import create_generator
@@ -19,13 +18,8 @@ torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = create_config("tiny", identity_dim=128)
-    gen = create_generator(cfg).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, gen, cfg, "dlib-resnet", {"note": "random"})
-    return path, gen
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint, load_checkpoint(tiny_checkpoint).generator.eval()
 
 
 def test_onnx_export_matches_torch(tmp_path, checkpoint):

@@ -6,30 +6,21 @@ mp4 and a bad --ffmpeg-args option end with one line, not a traceback."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-import torch
-from test_farm_merge import _job, _transcode
+from media import SINE, TESTSRC, farm_job, ffmpeg, random_shard, run_cli, transcode_chunk
 
 from magicmask.checkpoint import save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
 from mmcore.atomic import atomic_output
-from mmvideo.cli import main
 from mmvideo.farm import chunk as chunk_module
 from mmvideo.farm.chunk import read_status
 from mmvideo.farm.merge import merge
 from mmvideo.swap_cli import write_contact_sheet
 from train.shards import write_shard
-
-
-def run_cli(capsys, *args):
-    code = main([*map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.err.strip(), captured.out
 
 
 def one_line(err: str) -> str:
@@ -41,12 +32,7 @@ def one_line(err: str) -> str:
 @pytest.fixture
 def clip(tmp_path):
     path = tmp_path / "clip.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-f", "lavfi",
-         "-i", "sine=frequency=440:sample_rate=16000", "-t", "0.4", "-c:v", "libx264",
-         "-c:a", "aac", str(path)],
-        check=True,
-    )  # fmt: skip
+    ffmpeg(*TESTSRC, *SINE, "-t", "0.4", "-c:v", "libx264", "-c:a", "aac", path)
     return path
 
 
@@ -206,9 +192,11 @@ def test_sequence_output_with_existing_frames_is_kept_unless_y(
     assert frame.read_bytes() == b"a finished render"
 
 
-def test_merge_keeps_an_existing_output_unless_y(tmp_path, capsys, clip, monkeypatch):
-    monkeypatch.setattr(chunk_module, "run_job", _transcode)
-    job, plan = _job(tmp_path, clip, 2)
+def test_merge_keeps_an_existing_output_unless_y(
+    tmp_path, capsys, clip, monkeypatch, tiny_checkpoint
+):
+    monkeypatch.setattr(chunk_module, "run_job", transcode_chunk)
+    job, plan = farm_job(tmp_path, clip, 2, tiny_checkpoint)
     for span in plan.chunks:
         chunk_module.run_chunk(job, span.index)
     out = _existing(tmp_path, "merged.mp4")
@@ -225,9 +213,11 @@ def test_merge_keeps_an_existing_output_unless_y(tmp_path, capsys, clip, monkeyp
     assert out.read_bytes() == merged
 
 
-def test_run_chunk_still_resumes_and_y_reruns_a_finished_chunk(tmp_path, capsys, clip, monkeypatch):
-    monkeypatch.setattr(chunk_module, "run_job", _transcode)
-    job, _ = _job(tmp_path, clip, 2)
+def test_run_chunk_still_resumes_and_y_reruns_a_finished_chunk(
+    tmp_path, capsys, clip, monkeypatch, tiny_checkpoint
+):
+    monkeypatch.setattr(chunk_module, "run_job", transcode_chunk)
+    job, _ = farm_job(tmp_path, clip, 2, tiny_checkpoint)
     code, err, out = run_cli(capsys, "run-chunk", job, "--index", "0")
     assert code == 0 and "chunk 0:" in out and "already done" not in out, err
     first = read_status(job, 0).started
@@ -242,18 +232,14 @@ def test_run_chunk_still_resumes_and_y_reruns_a_finished_chunk(tmp_path, capsys,
 
 
 def test_batch_fails_a_clip_whose_output_exists_before_its_chunks_run(
-    tmp_path, capsys, clip, face, monkeypatch
+    tmp_path, capsys, clip, face, monkeypatch, tiny_checkpoint
 ):
     ran = []
     monkeypatch.setattr(chunk_module, "run_job", lambda job, cfg: ran.append(job))
-    model = tmp_path / "model.pt"
-    torch.manual_seed(0)
-    cfg = create_config("tiny", identity_dim=128)
-    save_checkpoint(model, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {})
     out = _existing(tmp_path, "shot.mp4")
     batch = tmp_path / "batch.toml"
     batch.write_text(
-        f'[defaults]\ncheckpoint = "{model}"\npreset = "fast"\n\n'
+        f'[defaults]\ncheckpoint = "{tiny_checkpoint}"\npreset = "fast"\n\n'
         f'[[clip]]\nname = "shot"\ninput = "{clip}"\nsource = "{face}"\noutput = "{out}"\n'
     )
     code, err, table = run_cli(capsys, "batch", batch, "--workers", "1")
@@ -283,19 +269,17 @@ def test_atomic_output_gets_the_umask_mode(tmp_path, umask):
 
 
 def test_sheets_checkpoints_and_shards_get_the_umask_mode(tmp_path, umask):
-    from test_train_shards import _shard
-
     write_contact_sheet(tmp_path / "sheet.png", {1: np.zeros((32, 32, 3), np.uint8)})
     cfg = create_config("tiny", identity_dim=128)
     save_checkpoint(tmp_path / "g.pt", MagicMaskGenerator(cfg), cfg, "dlib-resnet", {})
-    write_shard(tmp_path / "shard-1.npz", _shard())
+    write_shard(tmp_path / "shard-1.npz", random_shard())
     for name in ("sheet.png", "g.pt", "shard-1.npz"):
         assert _mode(tmp_path / name) == 0o666 & ~umask, name
 
 
-def test_farm_merge_gets_the_umask_mode(tmp_path, clip, monkeypatch, umask):
-    monkeypatch.setattr(chunk_module, "run_job", _transcode)
-    job, plan = _job(tmp_path, clip, 2)
+def test_farm_merge_gets_the_umask_mode(tmp_path, clip, monkeypatch, umask, tiny_checkpoint):
+    monkeypatch.setattr(chunk_module, "run_job", transcode_chunk)
+    job, plan = farm_job(tmp_path, clip, 2, tiny_checkpoint)
     for span in plan.chunks:
         chunk_module.run_chunk(job, span.index)
     merge(job, tmp_path / "merged.mp4")
@@ -308,12 +292,8 @@ def test_farm_merge_gets_the_umask_mode(tmp_path, clip, monkeypatch, umask):
 @pytest.fixture(params=["mkv", "mov"])
 def pcm_clip(tmp_path, request):
     path = tmp_path / f"pcm.{request.param}"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-f", "lavfi",
-         "-i", "sine=frequency=440:sample_rate=48000", "-ac", "2", "-t", "0.4", "-c:v", "libx264",
-         "-c:a", "pcm_s16le", str(path)],
-        check=True,
-    )  # fmt: skip
+    ffmpeg(*TESTSRC, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-ac", "2",
+           "-t", "0.4", "-c:v", "libx264", "-c:a", "pcm_s16le", path)  # fmt: skip
     return path
 
 
@@ -337,12 +317,8 @@ def test_pcm_audio_into_mp4_is_one_line_suggesting_aac(tmp_path, capsys, pcm_cli
 
 def test_swap_of_pcm_mkv_into_mp4_is_one_line_suggesting_aac(tmp_path, capsys, face):
     clip = tmp_path / "pcm.mkv"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-f", "lavfi",
-         "-i", "sine=sample_rate=48000", "-ac", "2", "-t", "0.2", "-c:v", "libx264",
-         "-c:a", "pcm_s16le", str(clip)],
-        check=True,
-    )  # fmt: skip
+    ffmpeg(*TESTSRC, "-f", "lavfi", "-i", "sine=sample_rate=48000", "-ac", "2", "-t", "0.2",
+           "-c:v", "libx264", "-c:a", "pcm_s16le", clip)  # fmt: skip
     code, err, _ = run_cli(capsys, "swap", "--no-progress", "--source", face, "--in", clip,
                            "--out", tmp_path / "out.mp4", "--preset", "fast")  # fmt: skip
     assert code == 4

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import OpenImageIO as oiio
-import pytest
-import torch
 
-from magicmask.checkpoint import save_checkpoint
 from magicmask.face.image import load_image
-from magicmask.model import create_generator
 from mmvideo.cli import main
 from mmvideo.config import load_config
 from mmvideo.generate import load_models
@@ -20,15 +16,6 @@ from mmvideo.provenance import read_provenance
 
 CLIP = "talking_head_turn_01.mp4"
 SOURCE = "id_obama_01.jpg"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    gen = create_generator("tiny", identity_dim=128)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, gen, gen.cfg, "dlib-resnet")
-    return path
 
 
 def test_contact_sheet_layout_is_pure_and_sized():
@@ -55,8 +42,8 @@ def test_contact_sheet_layout_is_pure_and_sized():
     assert (panel == (40, 200, 60)).all(axis=-1).any()
 
 
-def test_rows_cover_the_range_with_tracks_and_flags(checkpoint, data_dir):
-    models = load_models(str(checkpoint))
+def test_rows_cover_the_range_with_tracks_and_flags(tiny_checkpoint, data_dir):
+    models = load_models(str(tiny_checkpoint))
     cfg = load_config("fast")
     rows = render_rows(
         str(data_dir / SOURCE),
@@ -75,11 +62,11 @@ def test_rows_cover_the_range_with_tracks_and_flags(checkpoint, data_dir):
         assert not np.array_equal(r.original, r.swapped)  # the face was replaced
 
 
-def test_preview_command_writes_a_tagged_sheet(checkpoint, data_dir, tmp_path, capsys):
+def test_preview_command_writes_a_tagged_sheet(tiny_checkpoint, data_dir, tmp_path, capsys):
     out = tmp_path / "sheet.png"
     args = ["preview", "--source", str(data_dir / SOURCE), "--in", str(data_dir / CLIP)]
     args += ["--frames", "10-20", "--out", str(out), "--count", "2"]
-    args += ["--checkpoint", str(checkpoint), "--preset", "fast", "--warmup", "3"]
+    args += ["--checkpoint", str(tiny_checkpoint), "--preset", "fast", "--warmup", "3"]
     assert main(args) == 0
     assert f"{out}: 2 frames" in capsys.readouterr().out
     spec = oiio.ImageInput.open(str(out)).spec()
@@ -96,7 +83,7 @@ def test_preview_command_writes_a_tagged_sheet(checkpoint, data_dir, tmp_path, c
     assert not bad.exists()
 
 
-def test_preview_takes_the_swap_config_flags(checkpoint, data_dir, tmp_path, monkeypatch):
+def test_preview_takes_the_swap_config_flags(tiny_checkpoint, data_dir, tmp_path, monkeypatch):
     """``--face-backend``/``--detector`` reach both the frames and the source still, as in swap."""
     from magicmask.face import mediapipe_backend
 
@@ -118,7 +105,7 @@ def test_preview_takes_the_swap_config_flags(checkpoint, data_dir, tmp_path, mon
         "--count",
         "1",
         "--checkpoint",
-        str(checkpoint),
+        str(tiny_checkpoint),
     ]
     args += ["--warmup", "0", "--face-backend", "mediapipe", "--detector", "hog"]
     assert main(args) == 0 and out.is_file()

@@ -8,14 +8,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import av
 import numpy as np
-import OpenImageIO as oiio
 import pytest
-import torch
+from media import decoded_frames, first_frames, read_image, swap_cli, write_image
 
-from magicmask.checkpoint import save_checkpoint
-from magicmask.model import create_generator
 from mmvideo.cli import main
 from mmvideo.config import SwapJob
 from mmvideo.io.probe import probe
@@ -36,91 +32,39 @@ SOURCE = "id_obama_01.jpg"
 NUMBERS = [1001, 1002, 1003, 1004, 1006, 1007, 1008, 1009]  # 1005 is missing
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    gen = create_generator("tiny", identity_dim=128)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, gen, gen.cfg, "dlib-resnet")
-    return path
-
-
-def clip_frames(path, count):
-    with av.open(str(path)) as container:
-        frames = []
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb48le"))
-            if len(frames) == count:
-                return frames
-
-
 def write_plate(folder, data_dir, kind):
     """Real frames as a plate: scene-linear half EXR or 10-bit DPX, numbered from 1001."""
     tc = parse_timecode("01:00:00:00", 25)
-    for image, n in zip(clip_frames(data_dir / CLIP, len(NUMBERS)), NUMBERS):
-        path = str(folder / f"plate.{n:04d}.{kind}")
+    for image, n in zip(decoded_frames(data_dir / CLIP, len(NUMBERS), "rgb48le"), NUMBERS):
+        path = folder / f"plate.{n:04d}.{kind}"
+        at = tc + (n - 1001)
         if kind == "exr":
-            spec = oiio.ImageSpec(image.shape[1], image.shape[0], 3, "half")
-            pixels = display_to_linear(image)
+            write_image(path, display_to_linear(image), "half", tc=at, rate=25)
         else:
-            spec = oiio.ImageSpec(image.shape[1], image.shape[0], 3, "uint16")
-            spec.attribute("oiio:BitsPerSample", 10)
-            pixels = image
-        spec.attribute(
-            "smpte:TimeCode",
-            oiio.TypeDesc("timecode"),
-            list((tc + (n - 1001)).to_smpte_words()),
-        )
-        spec.attribute("FramesPerSecond", oiio.TypeDesc("rational"), [25, 1])
-        out = oiio.ImageOutput.create(path)
-        out.open(path, spec)
-        out.write_image(pixels)
-        out.close()
+            write_image(path, image, "uint16", bits=10, tc=at, rate=25)
     return folder / f"plate.%04d.{kind}"
 
 
 def run_swap(checkpoint, data_dir, source_in, out, *extra):
-    args = [
-        "swap",
-        "--source",
-        str(data_dir / SOURCE),
-        "--in",
-        str(source_in),
-        "--out",
-        str(out),
-    ]
-    args += [
-        "--checkpoint",
-        str(checkpoint),
-        "--preset",
-        "fast",
-        "--warmup",
-        "2",
-        "--no-progress",
-    ]
-    return main(args + list(extra))
-
-
-def raw(path, fmt):
-    inp = oiio.ImageInput.open(str(path))
-    pixels = inp.read_image(fmt)
-    inp.close()
-    return pixels
+    return swap_cli(
+        data_dir, source_in, out, checkpoint, "--preset", "fast", "--warmup", "2", *extra
+    )
 
 
 @needs_hooks
 @pytest.mark.parametrize("kind", ["exr", "dpx"])
 def test_swap_on_a_sequence_keeps_numbers_timecode_and_untouched_pixels(
-    checkpoint, data_dir, tmp_path, kind
+    tiny_checkpoint, data_dir, tmp_path, kind
 ):
     plate = write_plate(tmp_path, data_dir, kind)
     out = tmp_path / "out" / f"swap.%04d.{kind}"
     out.parent.mkdir()
     # a gap without --fill-missing: a one-line error and nothing written
-    assert run_swap(checkpoint, data_dir, plate, out, "--frames", "1003-1007") == 3
+    assert run_swap(tiny_checkpoint, data_dir, plate, out, "--frames", "1003-1007") == 3
     assert list(out.parent.iterdir()) == []
     assert (
-        run_swap(checkpoint, data_dir, plate, out, "--frames", "1003-1007", "--fill-missing") == 0
+        run_swap(tiny_checkpoint, data_dir, plate, out, "--frames", "1003-1007", "--fill-missing")
+        == 0
     )
     result = probe_sequence(str(out))
     assert result.frames == (1003, 1004, 1005, 1006, 1007)
@@ -129,8 +73,8 @@ def test_swap_on_a_sequence_keeps_numbers_timecode_and_untouched_pixels(
     fmt = "float" if kind == "exr" else "uint16"
     for n in (1003, 1004, 1006, 1007):
         src, dst = (
-            raw(tmp_path / f"plate.{n:04d}.{kind}", fmt),
-            raw(out.parent / f"swap.{n:04d}.{kind}", fmt),
+            read_image(tmp_path / f"plate.{n:04d}.{kind}", fmt),
+            read_image(out.parent / f"swap.{n:04d}.{kind}", fmt),
         )
         same = np.all(src == dst, axis=-1)
         assert 0.3 < same.mean() < 1.0  # the face changed, the rest did not
@@ -145,10 +89,10 @@ def test_swap_on_a_sequence_keeps_numbers_timecode_and_untouched_pixels(
 
 
 @needs_hooks
-def test_swap_range_of_a_video_with_watermark_timecode_and_tag(checkpoint, data_dir, tmp_path):
+def test_swap_range_of_a_video_with_watermark_timecode_and_tag(tiny_checkpoint, data_dir, tmp_path):
     out = tmp_path / "range.mp4"
     args = ["--frames", "10-20", "--timecode", "10:00:00:00", "--watermark"]
-    assert run_swap(checkpoint, data_dir, data_dir / CLIP, out, *args) == 0
+    assert run_swap(tiny_checkpoint, data_dir, data_dir / CLIP, out, *args) == 0
     assert probe(out).video.frames == 11
     assert read_video_timecode(out) == "10:00:00:10"
     tag = read_provenance(out)
@@ -156,13 +100,15 @@ def test_swap_range_of_a_video_with_watermark_timecode_and_tag(checkpoint, data_
     assert verify(out).watermark.marked
 
 
-def test_preview_of_a_sequence_labels_frame_numbers_and_timecode(checkpoint, data_dir, tmp_path):
+def test_preview_of_a_sequence_labels_frame_numbers_and_timecode(
+    tiny_checkpoint, data_dir, tmp_path
+):
     from mmvideo.config import load_config
     from mmvideo.generate import load_models
     from mmvideo.preview import render_rows
 
     plate = write_plate(tmp_path, data_dir, "exr")
-    models = load_models(str(checkpoint))
+    models = load_models(str(tiny_checkpoint))
     rows = render_rows(
         str(data_dir / SOURCE), str(plate), "1002-1004", load_config("fast"), models,
         count=3, warmup=1, fill_missing=True,
@@ -175,21 +121,26 @@ def test_preview_of_a_sequence_labels_frame_numbers_and_timecode(checkpoint, dat
 
 @needs_hooks
 def test_bad_timecode_fails_before_decoding_and_writes_nothing(
-    checkpoint, data_dir, tmp_path, capsys
+    tiny_checkpoint, data_dir, tmp_path, capsys
 ):
     out = tmp_path / "out.mp4"
-    assert run_swap(checkpoint, data_dir, data_dir / CLIP, out, "--timecode", "25:00:00:00") == 3
+    assert (
+        run_swap(tiny_checkpoint, data_dir, data_dir / CLIP, out, "--timecode", "25:00:00:00") == 3
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("mmvideo: error: --timecode: timecode 25:00:00:00 is out of range at 25 fps")
     assert list(tmp_path.iterdir()) == []
 
 
 @needs_hooks
-def test_probe_shows_timecode_and_provenance_of_outputs(checkpoint, data_dir, tmp_path, capsys):
+def test_probe_shows_timecode_and_provenance_of_outputs(
+    tiny_checkpoint, data_dir, tmp_path, capsys
+):
     plate = write_plate(tmp_path, data_dir, "dpx")
     out = tmp_path / "swap.%04d.dpx"
     assert (
-        run_swap(checkpoint, data_dir, plate, out, "--frames", "1002-1003", "--fill-missing") == 0
+        run_swap(tiny_checkpoint, data_dir, plate, out, "--frames", "1002-1003", "--fill-missing")
+        == 0
     )
     capsys.readouterr()
     assert main(["probe", str(out)]) == 0
@@ -206,21 +157,14 @@ def test_probe_shows_timecode_and_provenance_of_outputs(checkpoint, data_dir, tm
 
 @needs_hooks
 @pytest.mark.slow
-def test_farm_chunks_and_merge_keep_timecode_and_tag(checkpoint, data_dir, tmp_path):
-    import subprocess
-
+def test_farm_chunks_and_merge_keep_timecode_and_tag(tiny_checkpoint, data_dir, tmp_path):
     from mmvideo.farm.chunk import run_chunk
     from mmvideo.farm.merge import merge
     from mmvideo.farm.plan import make_plan, save_plan
     from mmvideo.farm.swap import resolve_settings
 
-    clip = tmp_path / "clip.mov"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(data_dir / CLIP), "-frames:v", "12", "-t", "0.48",
-         "-c:v", "libx264", "-g", "5", "-c:a", "aac", "-timecode", "01:00:00:00", str(clip)],
-        check=True,
-    )  # fmt: skip
-    settings = resolve_settings("fast", checkpoint, {"threads": 1, "crf": 0, "batch_size": 4})
+    clip = first_frames(data_dir / CLIP, tmp_path / "clip.mov", "-timecode", "01:00:00:00")
+    settings = resolve_settings("fast", tiny_checkpoint, {"threads": 1, "crf": 0, "batch_size": 4})
     job = tmp_path / "job" / "job.json"
     plan = make_plan(job, clip, data_dir / SOURCE, settings, chunks=2)
     save_plan(plan, job)

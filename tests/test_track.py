@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import av
 import cv2
 import numpy as np
 import pytest
+from media import decoded_frames
 
 from magicmask.face.types import Face
 from mmcore.errors import InvalidInput
@@ -134,19 +134,9 @@ def test_flow_landmarks_follow_a_shifted_image():
     assert flow_landmarks(img, rng.integers(0, 255, img.shape, np.uint8), pts, 0.5) is None
 
 
-def _frames(path, n):
-    with av.open(str(path)) as c:
-        out = []
-        for f in c.decode(video=0):
-            out.append(f.to_ndarray(format="rgb24"))
-            if len(out) == n:
-                return out
-    return out
-
-
 def test_shot_cut_detection_on_real_clips(data_dir):
-    a = _frames(data_dir / "talking_head_obama_address_01.mp4", 30)
-    b = _frames(data_dir / "talking_head_outdoor_01.mp4", 5)
+    a = decoded_frames(data_dir / "talking_head_obama_address_01.mp4", 30)
+    b = decoded_frames(data_dir / "talking_head_outdoor_01.mp4", 5)
     b = [np.ascontiguousarray(f[: a[0].shape[0], : a[0].shape[1]]) for f in b]
     sigs = [frame_signature(f) for f in a + b]
     cuts = [i for i in range(1, len(sigs)) if is_shot_cut(sigs[i - 1], sigs[i], 0.5)]

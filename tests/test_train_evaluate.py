@@ -11,11 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from media import held_out_set
 
-from magicmask.checkpoint import save_checkpoint
-from magicmask.config import create_config
-from magicmask.model.generator import MagicMaskGenerator
 from mmcore.errors import InvalidInput
 from train import metrics
 from train.evaluate import COLUMNS, METHODS, read_pairs, run_evaluation
@@ -32,22 +29,12 @@ PAIRS = [("id_obama_01.jpg", "id_biden_02.jpg"), ("id_biden_02.jpg", "id_kit_har
 
 
 @pytest.fixture(scope="module")
-def evaluated(data_dir: Path, tmp_path_factory):
+def evaluated(data_dir: Path, tmp_path_factory, tiny_checkpoint):
     root = tmp_path_factory.mktemp("eval")
-    images = root / "images"
-    images.mkdir()
-    for f in STILLS:
-        (images / f).symlink_to(data_dir / f)
-    (images / "identities.csv").write_text(
-        "file,identity\n" + "".join(f"{f},{i}\n" for f, i in STILLS.items())
-    )
-    (root / "pairs.csv").write_text("source,target\n" + "".join(f"{s},{t}\n" for s, t in PAIRS))
-    torch.manual_seed(0)
-    cfg = create_config("tiny", identity_dim=128)
-    save_checkpoint(root / "g.pt", MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"steps": 0})
+    images = held_out_set(root / "images", data_dir, STILLS, PAIRS, root / "pairs.csv")
     clip = data_dir / "talking_head_turn_01.mp4"
     rows = run_evaluation(
-        root / "g.pt", root / "pairs.csv", images, root / "out", "facenet-vggface2", 0, [clip], 3
+        tiny_checkpoint, root / "pairs.csv", images, root / "out", "facenet-vggface2", 0, [clip], 3
     )
     return rows, root / "out"
 

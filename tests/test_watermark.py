@@ -7,10 +7,10 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
+from media import decoded_frames, encode_images
 
 from mmvideo.cli import main
 from mmvideo.io.frame import Frame
@@ -36,30 +36,11 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
     return 10 * np.log10(peak**2 / mse)
 
 
-def clip_frames(path: Path, count: int) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        frames = []
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == count:
-                return frames
-    return frames
-
-
 def encode_h264(images: list[np.ndarray], path: Path, metadata: dict | None = None) -> Path:
     """One libx264 encode at CRF 23, yuv420p: the re-encode the watermark must survive."""
-    with av.open(str(path), "w") as out:
-        out.metadata.update(metadata or {})
-        stream = out.add_stream("libx264", rate=25)
-        stream.height, stream.width = images[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryfast"}
-        for image in images:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+    return encode_images(
+        path, images, options={"crf": "23", "preset": "veryfast"}, metadata=metadata
+    )
 
 
 def test_carrier_is_the_dwt_dct_dc():
@@ -113,7 +94,7 @@ def test_image_too_small_is_left_alone():
 
 
 def test_survives_h264_crf23_and_is_absent_from_the_original(data_dir, tmp_path):
-    original = clip_frames(data_dir / CLIP, FRAMES)
+    original = decoded_frames(data_dir / CLIP, FRAMES)
     marked = [embed(f) for f in original]
     assert min(psnr(m, o, 255) for m, o in zip(marked, original)) > 45
     video = encode_h264(marked, tmp_path / "marked.mp4")
@@ -125,7 +106,7 @@ def test_survives_h264_crf23_and_is_absent_from_the_original(data_dir, tmp_path)
 
 
 def test_watermark_writer_marks_a_sequence_and_verify_reads_it(data_dir, tmp_path):
-    frames = clip_frames(data_dir / CLIP, 3)
+    frames = decoded_frames(data_dir / CLIP, 3)
     options = SequenceWriterOptions(fps=Fraction(25), provenance=make_tag("00" * 32).to_text())
     with WatermarkWriter(SequenceWriter(str(tmp_path / "wm.%04d.png"), options=options)) as w:
         for i, image in enumerate(frames):
@@ -138,7 +119,7 @@ def test_watermark_writer_marks_a_sequence_and_verify_reads_it(data_dir, tmp_pat
 
 
 def test_verify_command_output(data_dir, tmp_path, capsys):
-    marked = [embed(f) for f in clip_frames(data_dir / CLIP, 10)]
+    marked = [embed(f) for f in decoded_frames(data_dir / CLIP, 10)]
     tag = make_tag("cd" * 32)
     video = encode_h264(marked, tmp_path / "out.mp4", provenance_metadata(tag, "01:00:00:00"))
     assert main(["verify", str(video)]) == 0
