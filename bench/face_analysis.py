@@ -46,7 +46,7 @@ from magicmask.face.align import align_target, transform_points
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 from magicmask.face.depth import depth_map
 from magicmask.face.hands import HandDetector, hand_mask
-from magicmask.face.landmarks import landmark_heatmaps
+from magicmask.face.heatmaps import landmark_heatmaps
 from magicmask.face.pose import fit_shape
 from magicmask.face.prepare import prepare_target
 
@@ -84,7 +84,7 @@ def baseline_depth(points: np.ndarray, heights: np.ndarray, size: int = 224) -> 
 
 def baseline_heatmaps(points: np.ndarray, size: int = 224, sigma: float = 2.0) -> np.ndarray:
     """One Gaussian per landmark over the whole crop, max within each group."""
-    from magicmask.face.landmarks import LANDMARK_GROUPS
+    from magicmask.face.heatmaps import LANDMARK_GROUPS
 
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     out = np.zeros((len(LANDMARK_GROUPS), size, size), np.float32)

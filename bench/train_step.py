@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from magicmask.face.heatmaps import landmark_heatmaps
 from magicmask.face.identity import build_identity_encoder
-from magicmask.face.landmarks import landmark_heatmaps
 from magicmask.model.generator import count_parameters
 from train.config import TrainConfig
 from train.data import PairSampler, StepDataset, load_faces, step_loader

@@ -68,8 +68,7 @@ from mmvideo.io.probe import MediaInfo
 from mmvideo.io.sequence import parse_pattern
 from mmvideo.progress import Progress
 from mmvideo.provenance import make_tag
-from mmvideo.smooth import jitter, predict_landmarks, smooth_track
-from mmvideo.stages import (
+from mmvideo.queues import (
     StageRun,
     drain,
     map_stage,
@@ -78,6 +77,7 @@ from mmvideo.stages import (
     stop_and_join,
     threaded,
 )
+from mmvideo.smooth import jitter, predict_landmarks, smooth_track
 from mmvideo.targets import anchor_targets, assign_sources, match_anchors, parse_map
 from mmvideo.track import (
     Track,

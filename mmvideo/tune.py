@@ -419,8 +419,8 @@ def train(
     """Train the run in ``run`` until ``steps`` or ``seconds`` of training (all sessions) are
     done. ``on_start(step, elapsed)`` is called once where training starts (0, or the resumed
     state's), ``on_step(step, elapsed, losses, models)`` after every step."""
+    from magicmask.face.heatmaps import landmark_heatmaps
     from magicmask.face.identity import build_identity_encoder
-    from magicmask.face.landmarks import landmark_heatmaps
     from train.data import (
         PairSampler,
         StepDataset,

@@ -19,8 +19,8 @@ from magicmask.face.align import (
 )
 from magicmask.face.analyzer import FaceAnalyzer
 from magicmask.face.depth import depth_map
+from magicmask.face.heatmaps import LANDMARK_GROUPS, landmark_heatmaps
 from magicmask.face.image import load_image
-from magicmask.face.landmarks import LANDMARK_GROUPS, landmark_heatmaps
 from magicmask.face.mask import component_boxes, face_mask
 from magicmask.face.pose import mean_face
 from magicmask.face.prepare import PrepareConfig, prepare_target

@@ -180,7 +180,7 @@ def test_ffmpeg_backend_vfr_and_lossless(tmp_path):
 def test_decode_thread_stops_when_left_early(data_dir):
     import threading
 
-    from mmvideo.stages import threaded
+    from mmvideo.queues import threaded
 
     before = threading.active_count()
     with VideoReader(data_dir / "talking_head_turn_03.mp4") as reader:

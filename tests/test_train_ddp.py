@@ -37,8 +37,8 @@ STEP = 5
 
 def _grads(data: Path, rank: int, distributed: bool) -> dict[str, torch.Tensor]:
     """Generator and discriminator gradients of one step on ``rank``'s half of the batch."""
+    from magicmask.face.heatmaps import landmark_heatmaps
     from magicmask.face.identity import build_identity_encoder
-    from magicmask.face.landmarks import landmark_heatmaps
 
     torch.set_num_threads(1)
     reproducible_opencv()

@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 
 from magicmask.checkpoint import default_checkpoint_path, save_checkpoint
+from magicmask.face.heatmaps import landmark_heatmaps
 from magicmask.face.identity import build_identity_encoder
-from magicmask.face.landmarks import landmark_heatmaps
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, OutputError
 from mmcore.options import overwrite_options

@@ -34,7 +34,7 @@ BACKEND_PACKAGES = {
 def check_backend_installed(backend: str) -> None:
     """A one-line error when ``backend``'s optional package is missing, found without importing
     it, so commands can say so before they load models."""
-    from magicmask.face.models import package_dir
+    from magicmask.face.model_files import package_dir
 
     if backend in BACKEND_PACKAGES:
         package_dir(*BACKEND_PACKAGES[backend])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dlib
 import numpy as np
 
-from magicmask.face.models import dlib_model
+from magicmask.face.model_files import dlib_model
 from magicmask.face.types import Landmarks
 
 

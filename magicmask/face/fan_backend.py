@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from magicmask.face.models import read_state_dict
+from magicmask.face.model_files import read_state_dict
 from magicmask.face.types import Landmarks
 from mmcore.errors import InvalidInput, ModelError
 

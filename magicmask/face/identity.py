@@ -35,7 +35,7 @@ from magicmask.face.encoders.facenet import (
     FACENET_SIZE,
     FaceNetBackbone,
 )
-from magicmask.face.models import package_dir
+from magicmask.face.model_files import package_dir
 from mmcore.errors import ModelError
 
 __all__ = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from magicmask.face.models import user_file
+from magicmask.face.model_files import user_file
 from magicmask.face.types import Landmarks
 from mmcore.errors import ModelError
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from magicmask.face.align import affine_scale, invert_affine, transform_points
-from magicmask.face.models import package_file, user_file
+from magicmask.face.model_files import package_file, user_file
 from magicmask.face.types import Landmarks
 from mmcore.errors import ModelError
 

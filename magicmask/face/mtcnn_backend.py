@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from magicmask.face.models import package_file
+from magicmask.face.model_files import package_file
 
 _KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 

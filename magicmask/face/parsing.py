@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magicmask.face.models import read_state_dict
+from magicmask.face.model_files import read_state_dict
 from mmcore.errors import MissingInput, ModelError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import numpy as np
 
 from magicmask.face.align import affine_scale, align_target, transform_points
 from magicmask.face.depth import render_depth
-from magicmask.face.landmarks import landmark_heatmaps
+from magicmask.face.heatmaps import landmark_heatmaps
 from magicmask.face.mask import component_boxes, face_mask
 from magicmask.face.pose import fit_shape
 

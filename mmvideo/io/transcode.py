@@ -16,7 +16,7 @@ from mmvideo.io.encode import VideoWriter
 from mmvideo.io.ffmpeg_backend import FfmpegPipeWriter
 from mmvideo.io.probe import probe
 from mmvideo.progress import bar
-from mmvideo.stages import threaded
+from mmvideo.queues import threaded
 
 log = logging.getLogger(__name__)
 
