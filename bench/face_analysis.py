@@ -124,9 +124,9 @@ def main() -> None:
     source = frames_of(args.clip, args.frames)
     hog = FaceAnalyzer(FaceConfig())
     hog_full = FaceAnalyzer(FaceConfig(detect_max_side=0))
-    hog_fast = FaceAnalyzer(FaceConfig(upsample=0))
+    hog_fast = FaceAnalyzer(FaceConfig(detect_upsample=0))
     mtcnn = FaceAnalyzer(FaceConfig(detector="mtcnn"))
-    mesh = FaceAnalyzer(FaceConfig(backend="mediapipe"))
+    mesh = FaceAnalyzer(FaceConfig(face_backend="mediapipe"))
     hands = HandDetector()
     fan = None
     if args.fan:
@@ -228,7 +228,7 @@ def pose_accuracy(data_dir: Path) -> None:
     import scipy.io as sio
 
     hog, mtcnn = FaceAnalyzer(FaceConfig()), FaceAnalyzer(FaceConfig(detector="mtcnn"))
-    mesh = FaceAnalyzer(FaceConfig(backend="mediapipe"))
+    mesh = FaceAnalyzer(FaceConfig(face_backend="mediapipe"))
     print("\n### Pose error against AFLW2000-3D (degrees, ours - ground truth)\n")
     print(
         "| image | truth yaw/pitch/roll | dlib landmarks | mediapipe (MMOD + Face Mesh) | fit to true 2-D landmarks | fit to true 3-D |"

@@ -73,12 +73,12 @@ def visible_frames(clip: Path, min_side: int = 0, step: int = 1) -> dict[int, li
     return out
 
 
-def analyse(clip: Path, preset: str, overrides: dict, models, stop: int | None = None):
+def analyze(clip: Path, preset: str, overrides: dict, models, stop: int | None = None):
     cfg = load_config(preset, overrides)
     info = probe_media(str(clip))
     stop = stop or info.video.frames
     t = time.perf_counter()
-    analysis = pipeline.analyse(
+    analysis = pipeline.analyze(
         str(clip), info, cfg, FaceAnalyzer(pipeline.face_config(cfg.detect)), models, 0, stop
     )
     seconds = time.perf_counter() - t
@@ -122,14 +122,14 @@ def talking_heads(models) -> None:
     print(
         "clip | preset | visible | unswapped: before / gap filling off / after | longest run "
         "| tracks | jitter on the frames all three swap | jitter of after on all its frames "
-        "| analyse s"
+        "| analyze s"
     )
     for name in CLIPS:
         clip = DATA / name
         visible = [f for f, boxes in visible_frames(clip).items() if boxes]
         for preset in ("fast", "balanced", "quality"):
             off = {"gap_seconds": 0.0, "second_detector": "none"}
-            runs = [analyse(clip, preset, o, models) for o in (before(preset), off, {})]
+            runs = [analyze(clip, preset, o, models) for o in (before(preset), off, {})]
             missed = [[f for f in visible if f not in plan] for _, plan, _ in runs]
             plans = [plan for _, plan, _ in runs]
             jit = common_jitter(plans)
@@ -160,7 +160,7 @@ def crowd(models, step: int) -> None:
     )
     counts = []
     for overrides in (before("balanced"), {}):
-        analysis, _, seconds = analyse(clip, "balanced", overrides, models)
+        analysis, _, seconds = analyze(clip, "balanced", overrides, models)
         found = 0
         for f, boxes in truth.items():
             faces = [t.faces[f] for t in analysis.tracks if f in t.faces]
@@ -173,7 +173,7 @@ def crowd(models, step: int) -> None:
     total = sum(len(b) for b in truth.values())
     (fb, tb, sb), (fa, ta, sa) = counts
     print(
-        f"frames {sorted(truth)} | {total} | {fb} | {fa} | {tb} | {ta} (analyse {sb:.0f} s / {sa:.0f} s)"
+        f"frames {sorted(truth)} | {total} | {fb} | {fa} | {tb} | {ta} (analyze {sb:.0f} s / {sa:.0f} s)"
     )
 
 

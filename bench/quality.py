@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = [c for c in CASES if args.cases == "all" or c.same_person == (args.cases == "same")]
     if args.case:
         cases = [Case(*c.split(",")[:2], c.split(",")[2] == "same") for c in args.case]
-    analyzer = FaceAnalyzer(FaceConfig(backend="dlib", detector="hog", upsample=1))
+    analyzer = FaceAnalyzer(FaceConfig(face_backend="dlib", detector="hog", detect_upsample=1))
     judge = quality.IdentityJudge()
     originals: dict[str, Original] = {}
     rows: list[Row] = []

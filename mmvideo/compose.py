@@ -1,6 +1,6 @@
 """Paste a generated 224 crop back into its frame.
 
-The crop is warped with the inverse of the alignment that made it, colour-matched to the
+The crop is warped with the inverse of the alignment that made it, color-matched to the
 target face (mean/std per LAB channel inside the face mask) and blended through the face mask,
 eroded then feathered. Blending is limited to the warped mask's bounding box and to pixels with
 a non-zero weight, so every pixel outside the (dilated) mask keeps the decoded frame's value.
@@ -13,16 +13,16 @@ lip edges) is lost: ``detail_transfer`` adds that band of the target frame back 
 ``blend`` chooses how the face meets the frame at the mask edge. ``alpha``: one feathered weight
 for every frequency. ``multiband``: a Laplacian stack (Burt & Adelson) of the face-minus-frame
 difference in the crop, each coarser band blended through a wider transition that starts
-further inside the mask, so the frame's own colour and shading meet the face gradually while
+further inside the mask, so the frame's own color and shading meet the face gradually while
 fine texture still switches within the feather (``multiband_correction``). ``poisson``: the
-face's colour offset from the frame at the mask edge, filled across the face as a harmonic
+face's color offset from the frame at the mask edge, filled across the face as a harmonic
 membrane (Laplace's equation: seamless cloning with the face's own gradients inside), then the
 feathered blend (``poisson_offset``). Every mode reaches no further out than the feathered
 weight, so the pixels outside it keep the decoded frame's values.
 
 ``color_match = "gradient"`` follows the target's lighting across the face: after the global LAB
 match, the low-frequency LAB difference of target and face, measured inside the mask only, is
-added to the face, so a side-lit target keeps its shading (``match_colour_gradient``).
+added to the face, so a side-lit target keeps its shading (``match_color_gradient``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ CROP = 224
 # The generator's finest detail is about 2 crop pixels (its decoder works at 112); structure
 # finer than this Gaussian sigma, in crop pixels, is what it cannot render.
 DETAIL_SIGMA_CROP = 1.0
-# Lighting scale of the gradient colour match, crop pixels (a face is ~150 wide): coarse enough to
+# Lighting scale of the gradient color match, crop pixels (a face is ~150 wide): coarse enough to
 # leave the generated features alone, fine enough to keep a side light's falloff across the face.
 GRADIENT_SIGMA_CROP = 16.0
 # Multiband transition radii (crop pixels) beyond the feather, one per coarser band: an octave
@@ -93,7 +93,7 @@ def _lab_matched(
     return g * gain + shift, t
 
 
-def match_colour_lab(generated: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def match_color_lab(generated: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Shift and scale each LAB channel of ``generated`` to the target's mean/std inside the mask.
 
     Both images are float32 RGB in [0, 1]; the statistics are taken where the blend weight is
@@ -106,13 +106,13 @@ def match_colour_lab(generated: np.ndarray, target: np.ndarray, weight: np.ndarr
     return np.clip(cv2.cvtColor(matched, cv2.COLOR_LAB2RGB), 0.0, 1.0)
 
 
-def match_colour_gradient(
+def match_color_gradient(
     generated: np.ndarray,
     target: np.ndarray,
     weight: np.ndarray,
     sigma: float = GRADIENT_SIGMA_CROP,
 ) -> np.ndarray:
-    """``match_colour_lab``, then the target's lighting: the LAB difference target − face,
+    """``match_color_lab``, then the target's lighting: the LAB difference target − face,
     low-passed at ``sigma`` crop pixels inside the mask (``masked_blur``), added to the face.
     A global mean/std cannot carry a side light across the face; this offset map can."""
     inside = (weight > 0.5).astype(np.uint8)
@@ -212,7 +212,7 @@ def poisson_offset(generated: np.ndarray, target: np.ndarray, alpha: np.ndarray)
     """What Poisson blending adds to the face before the alpha blend (crop, [0, 1] units): the
     frame-minus-face difference just outside the blend weight's reach, and over the whole
     blended region a harmonic membrane that meets it there. Face + offset keeps the face's own
-    gradients and takes the frame's colour at the edge, so the feather cross-fades texture only.
+    gradients and takes the frame's color at the edge, so the feather cross-fades texture only.
     (Fixing the membrane at the weight's one-half contour instead left the outer half of the
     feather with the generator's blurrier texture: seam ratio 0.77 vs 0.83 on obama_news_01.)"""
     size = (generated.shape[1] // POISSON_STEP, generated.shape[0] // POISSON_STEP)
@@ -233,7 +233,7 @@ def paste(
     """Blend one generated face into ``image`` **in place** and return it.
 
     ``generated``: 224×224×3 float32 RGB in [0, 1]; ``target_crop``: the aligned input crop
-    (uint8, uint16, or float32 in [0, 1]) for colour matching; ``matrix``: the 2×3 frame → crop alignment;
+    (uint8, uint16, or float32 in [0, 1]) for color matching; ``matrix``: the 2×3 frame → crop alignment;
     ``mask``: 224×224 face mask in [0, 1]. ``image`` is uint8 or uint16 RGB.
     """
     alpha = feather_mask(mask, cfg)
@@ -245,9 +245,9 @@ def paste(
         if target_crop.dtype != np.float32:
             tgt /= 65535.0 if target_crop.dtype == np.uint16 else 255.0
     if cfg.color_match == "lab":
-        generated = match_colour_lab(generated, tgt, alpha)
+        generated = match_color_lab(generated, tgt, alpha)
     elif cfg.color_match == "gradient":
-        generated = match_colour_gradient(generated, tgt, alpha)
+        generated = match_color_gradient(generated, tgt, alpha)
     correction = None
     if cfg.blend == "poisson":
         generated = generated + poisson_offset(generated, tgt, alpha)

@@ -2,7 +2,7 @@
 
 Two passes over the clip:
 
-1. **analyse** (decode → detect/landmarks → track): the detector runs every
+1. **analyze** (decode → detect/landmarks → track): the detector runs every
    ``detect_interval`` frames (and on every shot cut), live tracks get landmark-only updates in
    between. Only geometry is kept (about 1 KB per face per frame), never images.
 2. Between the passes each track is smoothed (Kalman forward, or forward + RTS) and the tracks to
@@ -204,11 +204,11 @@ def unswapped_frames(
 def face_config(cfg: DetectConfig, device: str = "cpu") -> FaceConfig:
     """The face analyser settings of the detect slice, for video frames."""
     return FaceConfig(
-        backend=cfg.face_backend,
+        face_backend=cfg.face_backend,
         detector=cfg.detector,
-        models_dir=_models_dir(cfg),
-        upsample=cfg.detect_upsample,
-        min_face=cfg.min_face_size,
+        face_models=_models_dir(cfg),
+        detect_upsample=cfg.detect_upsample,
+        min_face_size=cfg.min_face_size,
         detect_max_side=cfg.detect_max_side,
         smallest_face=cfg.smallest_face,
         second_detector=None if cfg.second_detector == "none" else cfg.second_detector,
@@ -228,11 +228,11 @@ def source_face_config(device: str = "cpu", cfg: DetectConfig | None = None) -> 
     as the frames (``cfg``; None = the defaults)."""
     cfg = cfg or DetectConfig()
     return FaceConfig(
-        backend=cfg.face_backend,
+        face_backend=cfg.face_backend,
         detector=cfg.detector,
-        models_dir=_models_dir(cfg),
-        upsample=1,
-        min_face=32,
+        face_models=_models_dir(cfg),
+        detect_upsample=1,
+        min_face_size=32,
         detect_max_side=1024,
         device=device,
     )
@@ -273,7 +273,7 @@ def _frame_range(job: SwapJob, info: MediaInfo) -> tuple[int, int, int, int]:
 # -- pass 1 ------------------------------------------------------------------------------------
 
 
-def analyse(
+def analyze(
     path: str,
     info: MediaInfo,
     cfg: SwapConfig,
@@ -327,7 +327,7 @@ def analyse(
             gaps.fill(frame.index, image, detect_round)
             count += 1
             if progress:
-                progress.advance("analyse")
+                progress.advance("analyze")
     tracks = [t for t in tracker.tracks if t.faces]
     return Analysis(tracks, cuts, count, {k: v[1] for k, v in thumbs.items()})
 
@@ -867,7 +867,7 @@ def _run_swap(
         remove_stale_partials(Path(job.output))
     first, start, stop, last = _frame_range(job, info)
     post = post_options(job, info, models)  # a bad --timecode fails here, before any decoding
-    analyzer, source_analyzer = _analysers(cfg, job.device, analyzer, source_analyzer)
+    analyzer, source_analyzer = _analyzers(cfg, job.device, analyzer, source_analyzer)
     t0 = time.perf_counter()
     if job.targets is not None:  # a farm chunk: the plan chose the tracks and their sources
         paths = [t["source"] for t in job.targets]
@@ -883,10 +883,10 @@ def _run_swap(
         references, reference = _references(cfg, source_analyzer, models)
     seconds = {"source": time.perf_counter() - t0}
     if progress:
-        progress.begin("analyse", ["analyse"], last - first)
+        progress.begin("analyze", ["analyze"], last - first)
     t0 = time.perf_counter()
-    analysis = analyse(job.input, info, cfg, analyzer, models, first, last, progress)
-    seconds["analyse"] = time.perf_counter() - t0
+    analysis = analyze(job.input, info, cfg, analyzer, models, first, last, progress)
+    seconds["analyze"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if job.targets is not None:
         assignment = match_anchors(analysis.tracks, job.targets)
@@ -931,7 +931,7 @@ def _run_swap(
     )
 
 
-def _analysers(
+def _analyzers(
     cfg: SwapConfig,
     device: str,
     analyzer: FaceAnalyzer | None = None,
@@ -973,8 +973,8 @@ def plan_targets(
         if device == "cpu":
             torch.set_num_threads(max(1, cfg.generate.threads))
         info = probe_media(path)
-        analyzer, stills = _analysers(cfg, device)
+        analyzer, stills = _analyzers(cfg, device)
         references, reference = _references(cfg, stills, models)
-        analysis = analyse(path, info, cfg, analyzer, models, 0, info.video.frames)
+        analysis = analyze(path, info, cfg, analyzer, models, 0, info.video.frames)
         assignment = assign_sources(analysis.tracks, cfg.track, source, references, reference)
         return anchor_targets(analysis.tracks, assignment)

@@ -72,8 +72,8 @@ def _thumb(image: np.ndarray, height: int) -> tuple[np.ndarray, float]:
     return cv2.resize(_to8(image), (width, height), interpolation=interp), scale
 
 
-def _text(canvas: np.ndarray, text: str, org: tuple[int, int], colour=(235, 235, 235)) -> None:
-    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color=(235, 235, 235)) -> None:
+    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
 
 
 def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.ndarray:
@@ -85,10 +85,10 @@ def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.n
         original = np.ascontiguousarray(original)
         for face in row.faces:
             x0, y0, x1, y1 = (round(v * scale) for v in face.box)
-            colour = GREEN if face.selected else GREY
-            cv2.rectangle(original, (x0, y0), (x1, y1), colour, 2)
+            color = GREEN if face.selected else GREY
+            cv2.rectangle(original, (x0, y0), (x1, y1), color, 2)
             tag = f"#{face.track}{'*' if face.selected else ''}"
-            _text(original, tag, (x0 + 2, max(12, y0 - 4)), colour)
+            _text(original, tag, (x0 + 2, max(12, y0 - 4)), color)
         thumbs.append((original, swapped))
     panel = max(o.shape[1] for o, _ in thumbs)
     width = TEXT_WIDTH + 2 * panel + 30
@@ -169,7 +169,7 @@ def render_rows(
     # the source is a still: searched harder than frames, as ``run_swap`` does
     stills = FaceAnalyzer(pipeline.source_face_config(models.device, cfg.detect))
     e_s = pipeline.source_identity(source, stills, models)
-    analysis = pipeline.analyse(input_path, info, cfg, analyzer, models, first, stop)
+    analysis = pipeline.analyze(input_path, info, cfg, analyzer, models, first, stop)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
     shown = set(FrameRange(start, stop - 1).spread(count))
     offset = info.sequence.first if is_sequence_info(info) else 0

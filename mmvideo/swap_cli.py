@@ -301,11 +301,11 @@ def tracks(
     from magicmask.face.analyzer import FaceAnalyzer
     from mmvideo.generate import load_models
     from mmvideo.io.media import probe_media
-    from mmvideo.pipeline import analyse, face_config
+    from mmvideo.pipeline import analyze, face_config
 
     models = load_models(checkpoint, device)
     info = probe_media(clip)
-    analysis = analyse(clip, info, cfg, FaceAnalyzer(face_config(cfg.detect, device)), models)
+    analysis = analyze(clip, info, cfg, FaceAnalyzer(face_config(cfg.detect, device)), models)
     for t in analysis.tracks:
         side = int(np.sqrt(t.median_area()))
         click.echo(

@@ -2,7 +2,7 @@
 
 Three steps, each reusing the code that already does it:
 
-1. **faces** — the clips go through the swap's own analysis (``pipeline.analyse`` and
+1. **faces** — the clips go through the swap's own analysis (``pipeline.analyze`` and
    ``plan_faces``: same detector, tracker, smoothing and target-selection flags), so the tune
    trains on exactly the faces ``mmvideo swap`` will replace; the source photos are found as
    ``swap`` finds its ``--source`` (``source_face_config`` + ``pick_face``). Each face becomes a
@@ -127,7 +127,7 @@ def _clip_faces(
     from train.preprocess import face_fields
 
     info = probe_media(clip)
-    analysis = pipeline.analyse(clip, info, cfg, analyzer, swap_models, 0, info.video.frames)
+    analysis = pipeline.analyze(clip, info, cfg, analyzer, swap_models, 0, info.video.frames)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, reference, 0, info.video.frames)
     if not plan:
         raise NoFaceFound(

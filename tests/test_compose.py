@@ -15,8 +15,8 @@ from mmvideo.cli import main
 from mmvideo.compose import (
     feather_mask,
     invert_affine,
-    match_colour_gradient,
-    match_colour_lab,
+    match_color_gradient,
+    match_color_lab,
     membrane,
     paste,
     target_detail,
@@ -118,14 +118,14 @@ def test_lab_colour_match_moves_statistics_to_the_target():
     target = np.clip(rng.normal([0.7, 0.5, 0.4], 0.05, (224, 224, 3)), 0, 1).astype(np.float32)
     gen = np.clip(rng.normal([0.3, 0.4, 0.6], 0.1, (224, 224, 3)), 0, 1).astype(np.float32)
     w = feather_mask(ellipse_mask(), ComposeConfig())
-    out = match_colour_lab(gen, target, w)
+    out = match_color_lab(gen, target, w)
 
     def lab(x):
         return cv2.cvtColor(x, cv2.COLOR_RGB2LAB)[w > 0.5]
 
     np.testing.assert_allclose(lab(out).mean(0), lab(target).mean(0), atol=1.5)
     np.testing.assert_allclose(lab(out).std(0), lab(target).std(0), rtol=0.15, atol=0.5)
-    assert match_colour_lab(gen, target, np.zeros_like(w)) is gen
+    assert match_color_lab(gen, target, np.zeros_like(w)) is gen
 
 
 def _textured_frame(seed: int = 0) -> np.ndarray:
@@ -219,7 +219,7 @@ def test_alpha_blend_is_todays_feathered_blend_bit_for_bit(colour):
 
     alpha = feather_mask(ellipse_mask(), cfg)
     if colour == "lab":
-        gen = match_colour_lab(gen, crop.astype(np.float32) / 255.0, alpha)
+        gen = match_color_lab(gen, crop.astype(np.float32) / 255.0, alpha)
     inv = invert_affine(matrix)
     face = cv2.warpAffine(gen, inv, (400, 300), borderMode=cv2.BORDER_REPLICATE) * 255.0
     a = cv2.warpAffine(alpha, inv, (400, 300))[..., None]
@@ -313,17 +313,17 @@ def test_gradient_colour_match_follows_a_side_light_where_lab_cannot():
     gen, target, w = _side_lit_target()
     t_left, t_right = _left_right_lightness(target, w)
     assert t_right - t_left > 10  # the light's falloff, in L units
-    l_left, l_right = _left_right_lightness(match_colour_lab(gen, target, w), w)
-    g_left, g_right = _left_right_lightness(match_colour_gradient(gen, target, w), w)
+    l_left, l_right = _left_right_lightness(match_color_lab(gen, target, w), w)
+    g_left, g_right = _left_right_lightness(match_color_gradient(gen, target, w), w)
     assert abs(l_right - l_left) < 3  # a global mean/std keeps the face evenly lit
     assert g_right - g_left == pytest.approx(t_right - t_left, rel=0.15)
     assert g_left == pytest.approx(t_left, abs=3) and g_right == pytest.approx(t_right, abs=3)
     # the profile across the face follows the light, not only the two halves
     lab_t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)[..., 0]
-    lab_g = cv2.cvtColor(match_colour_gradient(gen, target, w), cv2.COLOR_RGB2LAB)[..., 0]
+    lab_g = cv2.cvtColor(match_color_gradient(gen, target, w), cv2.COLOR_RGB2LAB)[..., 0]
     rows = slice(100, 140)
     cols = np.nonzero((w > 0.5)[120])[0]
-    lab_l = cv2.cvtColor(match_colour_lab(gen, target, w), cv2.COLOR_RGB2LAB)[..., 0]
+    lab_l = cv2.cvtColor(match_color_lab(gen, target, w), cv2.COLOR_RGB2LAB)[..., 0]
     profile_t, profile_g, profile_l = (x[rows, cols].mean(0) for x in (lab_t, lab_g, lab_l))
     assert np.corrcoef(profile_t, profile_g)[0, 1] > 0.9
     assert np.abs(profile_t - profile_g).mean() < 2  # L units, vs ~5 for the global match
@@ -331,7 +331,7 @@ def test_gradient_colour_match_follows_a_side_light_where_lab_cannot():
     # and the face's own texture stays: the fine detail is the generated face's
     fine = cv2.GaussianBlur(lab_g, (0, 0), 1) - cv2.GaussianBlur(lab_g, (0, 0), 4)
     assert fine[rows, cols].std() > 0.5
-    assert match_colour_gradient(gen, target, np.zeros_like(w)) is gen
+    assert match_color_gradient(gen, target, np.zeros_like(w)) is gen
 
 
 def test_gradient_colour_match_pastes_through_every_blend():

@@ -99,7 +99,7 @@ def test_greyscale_and_16_bit_frames(data_dir, hog):
 
 def test_tiny_faces_are_dropped_and_large_frames_downscaled(data_dir):
     image = load_image(data_dir / "multi_face_bbt_cast_03.jpg")  # faces ~52-64 px
-    assert len(FaceAnalyzer(FaceConfig(min_face=60)).detect(image)) < 5
+    assert len(FaceAnalyzer(FaceConfig(min_face_size=60)).detect(image)) < 5
     big = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR)  # 2376×1532
     faces = FaceAnalyzer(FaceConfig(detect_max_side=640)).detect(big)
     assert len(faces) == 5
@@ -129,11 +129,11 @@ def test_unknown_names_and_missing_models_are_clear_errors(tmp_path):
     with pytest.raises(InvalidInput, match="unknown"):
         FaceAnalyzer(FaceConfig(detector="yolo"))
     with pytest.raises(InvalidInput, match="unknown"):
-        FaceAnalyzer(FaceConfig(backend="deca"))
+        FaceAnalyzer(FaceConfig(face_backend="deca"))
     with pytest.raises(ModelError, match="--face-models"):
-        FaceAnalyzer(FaceConfig(backend="insightface"))
+        FaceAnalyzer(FaceConfig(face_backend="insightface"))
     with pytest.raises(ModelError, match=str(tmp_path)):
-        FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))
+        FaceAnalyzer(FaceConfig(face_backend="insightface", face_models=tmp_path))
 
 
 def test_dlib_descriptor_fills_unit_embeddings(data_dir, hog):

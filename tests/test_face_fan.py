@@ -50,7 +50,7 @@ def portrait(data_dir):
 
 
 def _cfg(**kw) -> FaceConfig:
-    return FaceConfig(backend="fan", landmark_flip=False, **kw)
+    return FaceConfig(face_backend="fan", landmark_flip=False, **kw)
 
 
 def test_weights_are_read_from_face_alignments_cache(monkeypatch, tmp_path, fan_weights, portrait):
@@ -76,7 +76,7 @@ def test_weights_are_read_from_face_alignments_cache(monkeypatch, tmp_path, fan_
 
 
 def test_a_named_folder_wins_and_detection_goes_through_hog(fan_weights, portrait):
-    analyzer = FaceAnalyzer(_cfg(models_dir=fan_weights))
+    analyzer = FaceAnalyzer(_cfg(face_models=fan_weights))
     faces = analyzer.detect(portrait)
     assert len(faces) == 1 and faces[0].landmarks.shape == (68, 2)
     assert np.abs(faces[0].box - BOX[0]).max() < 3  # HOG's box, the one FAN was given
@@ -87,16 +87,16 @@ def test_missing_weights_say_where_to_put_them(monkeypatch, tmp_path):
     with pytest.raises(ModelError, match=r"2DFAN4-11f355bf06\.pth\.tar.*face-alignment's cache"):
         FaceAnalyzer(_cfg())
     with pytest.raises(ModelError, match=f"put 3DFAN4.* in {tmp_path}"):
-        FaceAnalyzer(_cfg(models_dir=tmp_path, fan_landmarks="3d"))
+        FaceAnalyzer(_cfg(face_models=tmp_path, fan_landmarks="3d"))
 
 
 def test_foreign_or_corrupt_weights_are_refused(tmp_path):
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / weight_name("2DFAN-4"))
     with pytest.raises(ModelError, match="do not fit"):
-        FaceAnalyzer(_cfg(models_dir=tmp_path))
+        FaceAnalyzer(_cfg(face_models=tmp_path))
     (tmp_path / weight_name("2DFAN-4")).write_bytes(b"truncated")
     with pytest.raises(ModelError, match="cannot read FAN weights"):
-        FaceAnalyzer(_cfg(models_dir=tmp_path))
+        FaceAnalyzer(_cfg(face_models=tmp_path))
 
 
 @pytest.mark.slow
@@ -105,7 +105,7 @@ def test_fan_3d_adds_depth_from_the_depth_network(tmp_path, portrait):
     torch.save(fa_models.FAN(4).state_dict(), tmp_path / weight_name("3DFAN-4"))
     depth = {f"module.{k}": v for k, v in fa_models.ResNetDepth().state_dict().items()}
     torch.save({"state_dict": depth}, tmp_path / weight_name("depth"))
-    analyzer = FaceAnalyzer(_cfg(models_dir=tmp_path, fan_landmarks="3d"))
+    analyzer = FaceAnalyzer(_cfg(face_models=tmp_path, fan_landmarks="3d"))
     (face,) = analyzer.landmarks(portrait, BOX)
     assert face.landmarks_3d.shape == (68, 3)
     assert np.array_equal(face.landmarks_3d[:, :2], face.landmarks)

@@ -186,7 +186,7 @@ def test_mask_covers_the_landmarks_and_erosion_and_feathering_work(obama):
     image, face = obama
     _, m = align_target(image, face.landmarks)
     pts = transform_points(face.landmarks, m)
-    mask = face_mask(pts, erode=0, feather=0)
+    mask = face_mask(pts, erosion=0, feather=0)
     assert mask.dtype == np.float32 and mask.shape == (224, 224)
     inner = np.round(pts[17:]).astype(int)  # brows, eyes, nose, mouth are inside the hull
     assert mask[inner[:, 1], inner[:, 0]].min() == 1.0
@@ -194,8 +194,8 @@ def test_mask_covers_the_landmarks_and_erosion_and_feathering_work(obama):
     # The forehead extension reaches above the brows.
     brow_top = int(pts[17:27, 1].min())
     assert mask[brow_top - 15, int(pts[27, 0])] == 1.0
-    eroded = face_mask(pts, erode=8, feather=0)
-    grown = face_mask(pts, erode=-8, feather=0)
+    eroded = face_mask(pts, erosion=8, feather=0)
+    grown = face_mask(pts, erosion=-8, feather=0)
     assert eroded.sum() < mask.sum() < grown.sum()
     soft = face_mask(pts, feather=6)
     assert ((soft > 0.05) & (soft < 0.95)).sum() > 500  # a real soft edge

@@ -184,17 +184,17 @@ def test_face_mask_minus_hands():
 
 def test_missing_model_and_runtime_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match=rf"{PALM_MODEL}.*--face-models"):
-        HandDetector(models_dir=tmp_path)
+        HandDetector(face_models=tmp_path)
     shutil.copy(wheel_model(None, "palm_detection", PALM_MODEL, "palm detector"), tmp_path)
     with pytest.raises(ModelError, match=rf"{HAND_MODEL}.*--face-models"):
-        HandDetector(models_dir=tmp_path)
+        HandDetector(face_models=tmp_path)
     (tmp_path / HAND_MODEL).write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a readable TFLite model"):
-        HandDetector(models_dir=tmp_path)
+        HandDetector(face_models=tmp_path)
     # the two files swapped: the wrong input size is named
     shutil.copy(tmp_path / PALM_MODEL, tmp_path / HAND_MODEL)
     with pytest.raises(ModelError, match=r"is not hand landmarker's \(1, 224, 224, 3\)"):
-        HandDetector(models_dir=tmp_path)
+        HandDetector(face_models=tmp_path)
     real_import = builtins.__import__
 
     def no_litert(name, *args, **kwargs):

@@ -126,7 +126,7 @@ def _landmark(path, n_out: int, bias: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
+def face_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("buffalo_test")
     _scrfd(folder / DETECTOR_FILES[0])
     # 1k3d68: 1103 points × 3; insightface keeps the last 68, in [-1, 1] crop units.
@@ -138,8 +138,10 @@ def models_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def analyzer(models_dir):
-    return FaceAnalyzer(FaceConfig(backend="insightface", models_dir=models_dir, detect_max_side=0))
+def analyzer(face_models):
+    return FaceAnalyzer(
+        FaceConfig(face_backend="insightface", face_models=face_models, detect_max_side=0)
+    )
 
 
 def _bright_square(h=480, w=640, x0=256, y0=160, side=128):
@@ -184,20 +186,20 @@ def test_batch_detection_runs_each_image(analyzer):
     assert len(out) == 2 and len(out[0]) > 0 and out[1] == []
 
 
-def test_missing_files_name_the_file_and_the_folder(tmp_path, models_dir):
+def test_missing_files_name_the_file_and_the_folder(tmp_path, face_models):
     with pytest.raises(ModelError, match="det_10g.onnx.*--face-models"):
-        FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))
-    (tmp_path / DETECTOR_FILES[0]).write_bytes((models_dir / DETECTOR_FILES[0]).read_bytes())
+        FaceAnalyzer(FaceConfig(face_backend="insightface", face_models=tmp_path))
+    (tmp_path / DETECTOR_FILES[0]).write_bytes((face_models / DETECTOR_FILES[0]).read_bytes())
     with pytest.raises(ModelError, match="1k3d68.onnx"):
-        FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))
+        FaceAnalyzer(FaceConfig(face_backend="insightface", face_models=tmp_path))
     # A corrupt file is our error too, naming the file.
     (tmp_path / LANDMARK_3D_FILE).write_bytes(b"not an onnx file")
     with pytest.raises(ModelError, match="1k3d68.onnx: cannot load"):
-        FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))
+        FaceAnalyzer(FaceConfig(face_backend="insightface", face_models=tmp_path))
 
 
-def test_a_model_of_the_wrong_kind_is_refused(tmp_path, models_dir):
+def test_a_model_of_the_wrong_kind_is_refused(tmp_path, face_models):
     # A landmark model saved under the detector's name is routed as Landmark, not SCRFD.
-    (tmp_path / DETECTOR_FILES[0]).write_bytes((models_dir / LANDMARK_3D_FILE).read_bytes())
+    (tmp_path / DETECTOR_FILES[0]).write_bytes((face_models / LANDMARK_3D_FILE).read_bytes())
     with pytest.raises(ModelError, match="not an insightface SCRFD detector"):
-        FaceAnalyzer(FaceConfig(backend="insightface", models_dir=tmp_path))
+        FaceAnalyzer(FaceConfig(face_backend="insightface", face_models=tmp_path))

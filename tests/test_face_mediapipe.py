@@ -28,7 +28,7 @@ FRONTAL = [
 
 @pytest.fixture(scope="module")
 def mesh():
-    return FaceAnalyzer(FaceConfig(backend="mediapipe"))
+    return FaceAnalyzer(FaceConfig(face_backend="mediapipe"))
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_other_aflw_poses_within_12_degrees(data_dir, mesh, name):
 @pytest.mark.parametrize("name", FRONTAL)
 def test_frontal_stills_are_frontal(data_dir, name):
     # HOG boxes here: MMOD on these large stills costs seconds and the boxes are not what is tested
-    face = FaceAnalyzer(FaceConfig(backend="mediapipe", detector="hog")).detect(
+    face = FaceAnalyzer(FaceConfig(face_backend="mediapipe", detector="hog")).detect(
         load_image(data_dir / name)
     )[0]
     assert abs(face.pose[0]) < 20 and abs(face.pose[1]) < 20
@@ -102,10 +102,10 @@ def test_output_shapes_extras_and_determinism(data_dir):
 
 def test_missing_model_and_runtime_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match=r"face_landmark.tflite.*--face-models"):
-        MeshLandmarker(models_dir=tmp_path)
+        MeshLandmarker(face_models=tmp_path)
     (tmp_path / "face_landmark.tflite").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a readable TFLite model"):
-        MeshLandmarker(models_dir=tmp_path)
+        MeshLandmarker(face_models=tmp_path)
     monkeypatch.setattr(
         "importlib.util.find_spec", lambda name, *args: None
     )  # mediapipe not installed

@@ -18,7 +18,7 @@ from mmvideo.io.media import probe_media
 def _plan(clip, cfg, start, stop, analyzer=None):
     info = probe_media(str(clip))
     analyzer = analyzer or FaceAnalyzer(pipeline.face_config(cfg.detect))
-    analysis = pipeline.analyse(str(clip), info, cfg, analyzer, None, start, stop)
+    analysis = pipeline.analyze(str(clip), info, cfg, analyzer, None, start, stop)
     plan, _, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
     return analysis, plan
 

@@ -10,7 +10,7 @@ import pytest
 from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions, encoder_settings, parse_bitrate
 from mmvideo.io.ffmpeg_backend import concat_command, ffmpeg_command
-from mmvideo.io.probe import Colour, MediaInfo, VideoInfo
+from mmvideo.io.probe import Color, MediaInfo, VideoInfo
 
 FASTSTART = {"movflags": "+faststart"}
 
@@ -242,7 +242,7 @@ def _info(path="in.mp4") -> MediaInfo:
         time_base=Fraction(1, 12800),
         rotation=0.0,
         transform="none",
-        colour=Colour(1, 1, 1, 1),
+        color=Color(1, 1, 1, 1),
         interlaced=False,
         bit_rate=0,
         frame_pts=(0, 512, 1024),

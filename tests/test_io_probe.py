@@ -42,7 +42,7 @@ def test_probe_counts_decoded_frames_not_header_frames(data_dir):
     # header says 158, an edit list discards the first 103: ffmpeg and we output 55
     v = probe(data_dir / "talking_head_obama_news_01.mp4").video
     assert (v.frames, v.header_frames) == (55, 158)
-    assert v.colour.names() == {
+    assert v.color.names() == {
         "primaries": "bt709",
         "transfer": "bt709",
         "matrix": "bt709",
@@ -108,7 +108,7 @@ def test_10bit_decodes_to_uint16(tmp_path):
     source = make_clip(clip, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1), codec="ffv1")
     info = probe(clip)
     assert info.video.bit_depth == 10 and info.video.pix_fmt == "yuv420p10le"
-    assert info.video.colour.names()["transfer"] == "smpte2084"
+    assert info.video.color.names()["transfer"] == "smpte2084"
     with VideoReader(clip) as reader:
         frames = list(reader)
     assert frames[0].image.dtype == np.uint16

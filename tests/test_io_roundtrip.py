@@ -84,7 +84,7 @@ def test_colour_tags_and_10bit_depth_preserved(tmp_path, codec, suffix):
     make_clip(src, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1))
     transcode(src, out, EncodeOptions(codec=codec, preset="ultrafast"))
     v_in, v_out = probe(src).video, probe(out).video
-    assert v_out.colour == v_in.colour
+    assert v_out.color == v_in.color
     assert (v_out.bit_depth, v_out.pix_fmt) == (10, "yuv420p10le")
     a, b = assert_same_timing(src, out)
     assert b[0].image.dtype == np.uint16
@@ -95,8 +95,8 @@ def test_8bit_colour_tags_preserved(tmp_path):
     src, out = tmp_path / "bt709.mp4", tmp_path / "out.mov"
     make_clip(src, frames=3, colour=(1, 1, 1, 1))
     transcode(src, out, FAST)
-    assert probe(out).video.colour == probe(src).video.colour
-    assert probe(out).video.colour.names()["matrix"] == "bt709"
+    assert probe(out).video.color == probe(src).video.color
+    assert probe(out).video.color.names()["matrix"] == "bt709"
 
 
 def test_rotation_is_baked_and_no_tag_written(tmp_path):
@@ -240,7 +240,7 @@ def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, colour):
     lossless = EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p")
     transcode(src, out_pipe, replace(lossless, ffmpeg_args=("-qp", "0")))
     transcode(src, out_pyav, lossless)
-    assert probe(out_pipe).video.colour == probe(src).video.colour
+    assert probe(out_pipe).video.color == probe(src).video.color
     a, piped, direct = reader_frames(src), reader_frames(out_pipe), reader_frames(out_pyav)
     for x, y, z in zip(a, piped, direct):
         # a wrong matrix or range shifts saturated colours by tens of levels
@@ -253,7 +253,7 @@ def test_prores_keeps_hdr_colour_tags(tmp_path):
     src, out = tmp_path / "hdr.mkv", tmp_path / "out.mov"
     make_clip(src, frames=2, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1))
     transcode(src, out, EncodeOptions(codec="prores_ks"))
-    names = probe(out).video.colour.names()
+    names = probe(out).video.color.names()
     assert (names["primaries"], names["transfer"], names["matrix"]) == (
         "bt2020",
         "smpte2084",

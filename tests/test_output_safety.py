@@ -176,7 +176,7 @@ def test_missing_face_backend_package_is_found_before_models_load(
         "find_spec",
         lambda name, *a: None if name == "face_alignment" else real(name, *a),
     )
-    flag = "--backend" if command == "faces" else "--face-backend"
+    flag = "--face-backend"
     out = tmp_path / ("out" + SUFFIX.get(command, ".mp4"))
     code, err, _ = run_cli(capsys, *COMMANDS[command](clip, face, out), flag, "fan")
     assert code == 5

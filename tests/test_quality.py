@@ -14,7 +14,9 @@ from magicmask.face.image import load_image
 @pytest.fixture(scope="module")
 def face(data_dir):
     image = load_image(data_dir / "id_obama_01.jpg", max_side=800)
-    found = FaceAnalyzer(FaceConfig(backend="dlib", detector="hog", upsample=1)).detect(image)
+    found = FaceAnalyzer(FaceConfig(face_backend="dlib", detector="hog", detect_upsample=1)).detect(
+        image
+    )
     return image, found[0].landmarks
 
 

@@ -183,7 +183,7 @@ def _write_lossless(path, images, like):
 
 def _plan(clip, cfg, models, analyzer):
     info = probe(clip)
-    analysis = pipeline.analyse(str(clip), info, cfg, analyzer, models)
+    analysis = pipeline.analyze(str(clip), info, cfg, analyzer, models)
     return pipeline.plan_faces(analysis, cfg, None, 0, info.video.frames)[0]
 
 
@@ -214,7 +214,7 @@ def test_same_input_and_seed_give_identical_output(models, analyzer, stills, dat
 def test_track_is_stable_through_a_real_clip(models, analyzer, data_dir):
     clip = data_dir / "talking_head_glasses_02.mp4"
     info = probe(clip)
-    analysis = pipeline.analyse(str(clip), info, load_config("balanced"), analyzer, models, 0, 60)
+    analysis = pipeline.analyze(str(clip), info, load_config("balanced"), analyzer, models, 0, 60)
     assert analysis.frames == 60
     assert len(analysis.tracks) == 1
     (track,) = analysis.tracks
@@ -226,7 +226,7 @@ def test_kalman_and_rts_lower_jitter_on_a_real_clip(analyzer, data_dir):
     clip = data_dir / "talking_head_outdoor_01.mp4"
     cfg = load_config("balanced", {"detect_interval": 1})  # raw = the detector's own noise
     # no identity encoder: tracking by IoU alone is enough for one face, and faster
-    analysis = pipeline.analyse(str(clip), probe(clip), cfg, analyzer, None, 0, 40)
+    analysis = pipeline.analyze(str(clip), probe(clip), cfg, analyzer, None, 0, 40)
     jit = pipeline.track_jitter(analysis.tracks, cfg)
     assert jit["kalman"] < jit["raw"]
     assert jit["rts"] < jit["raw"]

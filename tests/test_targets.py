@@ -235,7 +235,7 @@ def _descriptor(encoder, stills: FaceAnalyzer, image: np.ndarray, face=None) -> 
 def sides(clips, embedded, analysers):
     """The duo clip's track ids, as `mmvideo tracks` lists them, by the side of their face."""
     info = probe_media(clips["duo"])
-    analysis = pipeline.analyse(
+    analysis = pipeline.analyze(
         str(clips["duo"]), info, load_config("balanced"), analysers[0], embedded
     )
     assert len(analysis.tracks) == 2

@@ -65,9 +65,9 @@ def redraw_masks(faces: FaceSet, forehead: float) -> None:
     size = faces.mask.shape[-1]
     faces.mask = np.stack(
         [
-            np.round(face_mask(pts, size, cfg.mask_erode, cfg.mask_feather, forehead) * 255).astype(
-                np.uint8
-            )
+            np.round(
+                face_mask(pts, size, cfg.mask_erosion, cfg.mask_feather, forehead) * 255
+            ).astype(np.uint8)
             for pts in faces.landmarks
         ]
     )

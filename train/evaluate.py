@@ -124,7 +124,7 @@ def read_identities(path: Path) -> dict[str, str]:
         return {r["file"]: r["identity"] for r in csv.DictReader(fh)}
 
 
-def analyse_still(path: Path, identity: str, analyzer: FaceAnalyzer) -> Still:
+def analyze_still(path: Path, identity: str, analyzer: FaceAnalyzer) -> Still:
     image = load_image(path, max_side=1600)
     faces = analyzer.detect(image)
     if not faces:
@@ -337,12 +337,12 @@ def run_evaluation(
         pairs = [pairs[i] for i in sorted(pick)]
     ids_file = Path(images) / "identities.csv"
     identities = read_identities(ids_file) if ids_file.is_file() else {}
-    analyzer = FaceAnalyzer(FaceConfig(backend="dlib", detector="hog", upsample=1))
+    analyzer = FaceAnalyzer(FaceConfig(face_backend="dlib", detector="hog", detect_upsample=1))
     stills: dict[str, Still] = {}
     names = sorted({n for p in pairs for n in p} | set(identities))
     for name in tqdm(names, desc="analyse stills", unit="image"):
         try:
-            stills[name] = analyse_still(
+            stills[name] = analyze_still(
                 Path(images) / name, identities.get(name, Path(name).stem), analyzer
             )
         except (NoFaceFound, MissingInput) as exc:

@@ -86,7 +86,7 @@ def measure_checkpoints(
     from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
     from magicmask.face.identity import build_identity_encoder
     from train.evaluate import (
-        analyse_still,
+        analyze_still,
         evaluate_pairs,
         read_identities,
         read_pairs,
@@ -98,11 +98,11 @@ def measure_checkpoints(
         pairs = [pairs[i] for i in sorted(pick)]
     ids_file = Path(data) / "identities.csv"
     identities = read_identities(ids_file) if ids_file.is_file() else {}
-    analyzer = FaceAnalyzer(FaceConfig(backend="dlib", detector="hog", upsample=1))
+    analyzer = FaceAnalyzer(FaceConfig(face_backend="dlib", detector="hog", detect_upsample=1))
     stills = {}
     for name in sorted({n for p in pairs for n in p}):
         try:
-            stills[name] = analyse_still(
+            stills[name] = analyze_still(
                 Path(data) / name, identities.get(name, Path(name).stem), analyzer
             )
         except (NoFaceFound, MissingInput):

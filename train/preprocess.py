@@ -43,10 +43,10 @@ class PreprocessConfig:
 
     image_size: int = 224
     detector: str = "hog"  # dlib "hog" (fast, frontal) or "cnn" (MMOD, finds turned faces)
-    upsample: int = 1
+    detect_upsample: int = 1
     stride: int = 5  # keep every stride-th video frame
     max_frames: int = 0  # per video, 0 = all
-    min_face: int = 48  # smallest usable detection side, in image pixels
+    min_face_size: int = 48  # smallest usable detection side, in image pixels
 
 
 @dataclass(frozen=True)
@@ -124,12 +124,18 @@ def select_items(
     return videos + images
 
 
+_DIGEST_NAMES = {"detect_upsample": "upsample", "min_face_size": "min_face"}
+
+
 def plan_chunks(items: list[Item], cfg: PreprocessConfig, chunk_size: int) -> list[Chunk]:
     """Videos one chunk each; images in chunks of ``chunk_size`` (stable, so resume finds them)."""
     groups = [[i] for i in items if i.video]
     images = [i for i in items if not i.video]
     groups += [images[k : k + chunk_size] for k in range(0, len(images), chunk_size)]
-    settings = json.dumps(asdict(cfg), sort_keys=True)
+    # under the names the settings had when the first shards were made, so that renaming a
+    # field does not orphan every shard already written
+    settings = {_DIGEST_NAMES.get(k, k): v for k, v in asdict(cfg).items()}
+    settings = json.dumps(settings, sort_keys=True)
     chunks = []
     for g in groups:
         key = settings + "\n" + "\n".join(f"{i.root}|{i.rel}|{i.identity}|{i.video}" for i in g)
@@ -141,16 +147,21 @@ def plan_chunks(items: list[Item], cfg: PreprocessConfig, chunk_size: int) -> li
 
 
 @functools.lru_cache(maxsize=2)
-def _analyzer(detector: str, upsample: int, min_face: int):
+def _analyzer(detector: str, detect_upsample: int, min_face_size: int):
     """The face analyzer, built once per worker process (dlib models are not picklable)."""
     from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 
     return FaceAnalyzer(
-        FaceConfig(backend="dlib", detector=detector, upsample=upsample, min_face=min_face)
+        FaceConfig(
+            face_backend="dlib",
+            detector=detector,
+            detect_upsample=detect_upsample,
+            min_face_size=min_face_size,
+        )
     )
 
 
-def pick_face(boxes: np.ndarray, shape: tuple[int, int], min_face: int) -> int | None:
+def pick_face(boxes: np.ndarray, shape: tuple[int, int], min_face_size: int) -> int | None:
     """Index of the face to keep: the largest usable one, penalised by distance from the centre
     (LFW and the clips centre their subject; bystanders are small and off-centre)."""
     if not len(boxes):
@@ -159,16 +170,16 @@ def pick_face(boxes: np.ndarray, shape: tuple[int, int], min_face: int) -> int |
     side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2.0
     off = np.linalg.norm((centre - [w / 2.0, h / 2.0]) / [w, h], axis=1)
-    score = np.where(side >= min_face, side * (1.0 - off), -1.0)
+    score = np.where(side >= min_face_size, side * (1.0 - off), -1.0)
     best = int(np.argmax(score))
     return best if score[best] > 0 else None
 
 
-def analyse(image: np.ndarray, cfg: PreprocessConfig) -> tuple[dict | None, str]:
+def analyze(image: np.ndarray, cfg: PreprocessConfig) -> tuple[dict | None, str]:
     """All stored fields of the chosen face of ``image``, or (None, reason it was skipped)."""
-    faces = _analyzer(cfg.detector, cfg.upsample, cfg.min_face).detect(image)
+    faces = _analyzer(cfg.detector, cfg.detect_upsample, cfg.min_face_size).detect(image)
     boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
-    best = pick_face(boxes, image.shape[:2], cfg.min_face)
+    best = pick_face(boxes, image.shape[:2], cfg.min_face_size)
     if best is None:
         return None, "no face" if not len(boxes) else "face too small"
     return face_fields(image, faces[best].landmarks, faces[best].landmarks_3d, cfg.image_size), ""
@@ -224,7 +235,7 @@ def process_chunk(chunk: Chunk, cfg: PreprocessConfig) -> ShardData:
             continue
         for k, image in frames:
             tag = item.rel if k < 0 else f"{item.rel}#{k}"
-            fields, reason = analyse(image, cfg)
+            fields, reason = analyze(image, cfg)
             if fields is None:
                 skipped.append((tag, reason))
                 continue
@@ -327,7 +338,7 @@ def preprocess(
 @click.option("--image-size", default=224, show_default=True, help="Target crop side.")
 @click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True)
 @click.option(
-    "--upsample",
+    "--detect-upsample",
     default=1,
     show_default=True,
     help="Detector upsampling (finds smaller faces).",
@@ -340,7 +351,7 @@ def preprocess(
     help="Frames kept per video (0 = all).",
 )
 @click.option(
-    "--min-face",
+    "--min-face-size",
     default=48,
     show_default=True,
     help="Smallest usable face side in pixels.",
@@ -370,10 +381,10 @@ def preprocess(
     multiple=True,
     help="Identity to leave out (held out for evaluation); repeatable.",
 )
-def main(sources, out, image_size, detector, upsample, stride, max_frames, min_face, chunk_size, workers,
+def main(sources, out, image_size, detector, detect_upsample, stride, max_frames, min_face_size, chunk_size, workers,
          min_per_identity, max_per_identity, limit, exclude) -> None:  # fmt: skip
     """Detect, align and analyse faces in SOURCES and write training shards to --out."""
-    cfg = PreprocessConfig(image_size, detector, upsample, stride, max_frames, min_face)
+    cfg = PreprocessConfig(image_size, detector, detect_upsample, stride, max_frames, min_face_size)
     report = preprocess(
         list(sources), out, cfg, chunk_size, workers,
         min_per_identity=min_per_identity, max_per_identity=max_per_identity, limit=limit, exclude=set(exclude),

@@ -56,10 +56,10 @@ NATIVE_MIN_FACE = {"hog": 80, "cnn": 40, "mtcnn": 20, "scrfd": 16}
 class FaceConfig:
     """Which backend finds faces and landmarks, and how hard it looks.
 
-    ``backend`` picks the landmarker (dlib 68-point, insightface 68-point 3-D + 106 2-D, FAN 2-D or
+    ``face_backend`` picks the landmarker (dlib 68-point, insightface 68-point 3-D + 106 2-D, FAN 2-D or
     3-D, MediaPipe Face Mesh 468-point 3-D); ``detector`` the boxes (None = the backend's default:
     hog for dlib and fan, scrfd for insightface, cnn for mediapipe). ``detect_max_side`` shrinks larger frames before detection (landmarks are still
-    found at full resolution); ``min_face`` drops boxes with a shorter side, in original pixels.
+    found at full resolution); ``min_face_size`` drops boxes with a shorter side, in original pixels.
     The detectors' own minimum sizes apply to the shrunk copy (~40 px for HOG with one upsampling,
     ~80 px without; 20 px for MTCNN), so a 1080p frame shrunk 3× loses faces under ~120 px unless
     ``detect_max_side`` is raised. ``smallest_face`` (original pixels, 0 = off) instead sizes the
@@ -70,21 +70,21 @@ class FaceConfig:
     missed (None: it finds nothing). ``landmark_flip`` averages FAN over the mirrored crop too (face-alignment's default; 2× cost).
     """
 
-    backend: str = "dlib"
+    face_backend: str = "dlib"
     detector: str | None = None
-    upsample: int = 1
-    min_face: int = 20
+    detect_upsample: int = 1
+    min_face_size: int = 20
     detect_max_side: int = 640
     smallest_face: int = 0
     second_detector: str | None = None
     detect_threshold: float | None = None
-    models_dir: Path | None = None
+    face_models: Path | None = None
     fan_landmarks: str = "2d"
     landmark_flip: bool = True
     device: str = "cpu"
 
     def resolved_detector(self) -> str:
-        return self.detector or _DEFAULT_DETECTOR.get(self.backend, "hog")
+        return self.detector or _DEFAULT_DETECTOR.get(self.face_backend, "hog")
 
     def resolved_threshold(self) -> float:
         if self.detect_threshold is not None:
@@ -95,7 +95,7 @@ class FaceConfig:
         """Factor the frame is resized by before detection (below 1 shrinks, above 1 enlarges)."""
         scale = 1.0
         if self.smallest_face:
-            upsample = self.upsample if self.resolved_detector() in ("hog", "cnn") else 0
+            upsample = self.detect_upsample if self.resolved_detector() in ("hog", "cnn") else 0
             native = NATIVE_MIN_FACE.get(self.resolved_detector(), 20) / 2**upsample
             scale = native / self.smallest_face
         if self.detect_max_side:
@@ -117,47 +117,49 @@ def build_detector(cfg: FaceConfig) -> Detector:
     if name == "hog":
         from magicmask.face.dlib_backend import HogDetector
 
-        return HogDetector(cfg.upsample, cfg.resolved_threshold())
+        return HogDetector(cfg.detect_upsample, cfg.resolved_threshold())
     if name == "cnn":
         from magicmask.face.dlib_backend import MmodDetector
 
-        return MmodDetector(cfg.upsample, cfg.resolved_threshold())
+        return MmodDetector(cfg.detect_upsample, cfg.resolved_threshold())
     if name == "mtcnn":
         from magicmask.face.mtcnn_backend import MtcnnDetector
 
-        return MtcnnDetector(cfg.min_face, cfg.resolved_threshold())
+        return MtcnnDetector(cfg.min_face_size, cfg.resolved_threshold())
     if name == "scrfd":
         from magicmask.face.insightface_backend import ScrfdDetector
 
-        return ScrfdDetector(cfg.models_dir, cfg.resolved_threshold(), cfg.device)
+        return ScrfdDetector(cfg.face_models, cfg.resolved_threshold(), cfg.device)
     raise InvalidInput(f"face detector {name!r}: unknown (choose from {', '.join(DETECTORS)})")
 
 
 def build_landmarker(cfg: FaceConfig) -> Landmarker:
-    """The landmarker of ``cfg.backend``."""
-    if cfg.backend == "dlib":
+    """The landmarker of ``cfg.face_backend``."""
+    if cfg.face_backend == "dlib":
         from magicmask.face.dlib_backend import DlibLandmarker
 
         return DlibLandmarker()
-    if cfg.backend == "insightface":
+    if cfg.face_backend == "insightface":
         from magicmask.face.insightface_backend import InsightfaceLandmarker
 
-        return InsightfaceLandmarker(cfg.models_dir, cfg.device)
-    if cfg.backend == "fan":
+        return InsightfaceLandmarker(cfg.face_models, cfg.device)
+    if cfg.face_backend == "fan":
         from magicmask.face.fan_backend import FanLandmarker
 
         return FanLandmarker(
             cfg.fan_landmarks,
-            cfg.models_dir,
+            cfg.face_models,
             cfg.device,
             flip=cfg.landmark_flip,
             tight_boxes=cfg.resolved_detector() == "scrfd",
         )
-    if cfg.backend == "mediapipe":
+    if cfg.face_backend == "mediapipe":
         from magicmask.face.mediapipe_backend import MeshLandmarker
 
-        return MeshLandmarker(cfg.models_dir)
-    raise InvalidInput(f"face backend {cfg.backend!r}: unknown (choose from {', '.join(BACKENDS)})")
+        return MeshLandmarker(cfg.face_models)
+    raise InvalidInput(
+        f"face backend {cfg.face_backend!r}: unknown (choose from {', '.join(BACKENDS)})"
+    )
 
 
 class FaceAnalyzer:
@@ -190,15 +192,15 @@ class FaceAnalyzer:
         boxes, scores, points5 = self._detector(small)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / scale
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        keep = sides >= self.cfg.min_face
+        keep = sides >= self.cfg.min_face_size
         if (~keep).any():
             log.debug(
                 "dropped %d faces smaller than %d px",
                 int((~keep).sum()),
-                self.cfg.min_face,
+                self.cfg.min_face_size,
             )
         boxes, scores = boxes[keep], np.asarray(scores, dtype=np.float32)[keep]
-        if self.cfg.backend == "dlib" and self.cfg.resolved_detector() == "mtcnn":
+        if self.cfg.face_backend == "dlib" and self.cfg.resolved_detector() == "mtcnn":
             from magicmask.face.dlib_backend import mtcnn_to_dlib_boxes
 
             # Faces carry the predictor's box convention, so tracked boxes fed back to
@@ -221,7 +223,7 @@ class FaceAnalyzer:
             return []
         if self._second is None:
             self._second = build_detector(
-                replace(self.cfg, detector=self.cfg.second_detector, upsample=0)
+                replace(self.cfg, detector=self.cfg.second_detector, detect_upsample=0)
             )
         rgb = as_rgb8(image)
         h, w = rgb.shape[:2]

@@ -45,18 +45,18 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
     canvas = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     thick = max(1, round(max(image.shape[:2]) / 600))
     for i, face in enumerate(faces):
-        colour = (0, 200, 0) if i == chosen else (0, 160, 255)
+        color = (0, 200, 0) if i == chosen else (0, 160, 255)
         x0, y0, x1, y1 = (round(float(v)) for v in face.box)
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thick)
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), color, thick)
         for x, y in face.landmarks:
-            cv2.circle(canvas, (round(float(x)), round(float(y))), thick, colour, -1)
+            cv2.circle(canvas, (round(float(x)), round(float(y))), thick, color, -1)
         cv2.putText(
             canvas,
             str(i),
             (x0, max(0, y0 - 4 * thick)),
             cv2.FONT_HERSHEY_SIMPLEX,
             thick * 0.8,
-            colour,
+            color,
             thick,
         )
     with atomic_output(out, suffix=out.suffix or ".png") as tmp:
@@ -66,19 +66,19 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
 
 @click.command("faces")
 @click.argument("image", type=click.Path(path_type=Path))
-@click.option("--backend", type=click.Choice(BACKENDS), default="dlib", show_default=True)
+@click.option("--face-backend", type=click.Choice(BACKENDS), default="dlib", show_default=True)
 @click.option(
     "--detector",
     type=click.Choice(DETECTORS),
     default=None,
     help="Default: the backend's own.",
 )
-@click.option("--face-models", "models_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--face-models", type=click.Path(path_type=Path), default=None,
               help="Folder of insightface / FAN / Face Mesh model files.")  # fmt: skip
 @click.option("--fan-landmarks", type=click.Choice(("2d", "3d")), default="2d", show_default=True)
-@click.option("--upsample", default=1, show_default=True, help="HOG/MMOD upsampling steps.")
+@click.option("--detect-upsample", default=1, show_default=True, help="HOG/MMOD upsampling steps.")
 @click.option(
-    "--min-face",
+    "--min-face-size",
     default=20,
     show_default=True,
     help="Ignore faces smaller than this (px).",
@@ -100,12 +100,12 @@ def _draw(image: np.ndarray, faces: list[Face], chosen: int, out: Path) -> None:
 @overwrite_options
 def faces(
     image: Path,
-    backend: str,
+    face_backend: str,
     detector: str | None,
-    models_dir: Path | None,
+    face_models: Path | None,
     fan_landmarks: str,
-    upsample: int,
-    min_face: int,
+    detect_upsample: int,
+    min_face_size: int,
     source_face_index: int | None,
     draw: Path | None,
     as_json: bool,
@@ -116,13 +116,13 @@ def faces(
 
     Exits with an error when IMAGE has no face, as a swap with it as the source would.
     """
-    cfg = FaceConfig(backend=backend, detector=detector, upsample=upsample, min_face=min_face,
-                     detect_max_side=1024, models_dir=models_dir, fan_landmarks=fan_landmarks,
-                     device=device)  # fmt: skip
+    cfg = FaceConfig(face_backend=face_backend, detector=detector, detect_upsample=detect_upsample,
+                     min_face_size=min_face_size, detect_max_side=1024, face_models=face_models,
+                     fan_landmarks=fan_landmarks, device=device)  # fmt: skip
     rgb = load_image(image)
     if draw is not None:
         check_output(draw, image, overwrite=overwrite)  # before the models load
-    check_backend_installed(backend)
+    check_backend_installed(face_backend)
     analyzer = FaceAnalyzer(cfg)
     found = analyzer.detect(rgb)
     chosen = pick_face(found, source_face_index, name=str(image))  # no face: NoFaceFound, exit 3

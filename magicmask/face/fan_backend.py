@@ -32,17 +32,17 @@ def weight_name(key: str) -> str:
     return os.path.basename(urlparse(models_urls[key]).path)
 
 
-def weight_path(key: str, models_dir: Path | None) -> Path:
+def weight_path(key: str, face_models: Path | None) -> Path:
     """Where the weights of ``key`` are read from; never downloads."""
     name = weight_name(key)
     folder = (
-        Path(models_dir) if models_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
+        Path(face_models) if face_models is not None else Path(torch.hub.get_dir()) / "checkpoints"
     )
     path = folder / name
     if not path.is_file():
         where = (
             "--face-models DIR"
-            if models_dir is not None
+            if face_models is not None
             else "face-alignment's cache (or pass --face-models DIR)"
         )
         raise ModelError(f"{path}: FAN weights not found; put {name} in {folder} ({where})")
@@ -64,7 +64,7 @@ class FanLandmarker:
     def __init__(
         self,
         kind: str = "2d",
-        models_dir: Path | None = None,
+        face_models: Path | None = None,
         device: str = "cpu",
         flip: bool = True,
         tight_boxes: bool = False,
@@ -79,9 +79,9 @@ class FanLandmarker:
         self._flip = flip
         self._reference_scale = _TIGHT_BOX_SCALE if tight_boxes else float(REFERENCE_SCALE)
         key = "3DFAN-4" if self.has_3d else "2DFAN-4"
-        self._fan = _load(FAN(4), weight_path(key, models_dir), device)
+        self._fan = _load(FAN(4), weight_path(key, face_models), device)
         self._depth = (
-            _load(ResNetDepth(), weight_path("depth", models_dir), device) if self.has_3d else None
+            _load(ResNetDepth(), weight_path("depth", face_models), device) if self.has_3d else None
         )
 
     @torch.no_grad()

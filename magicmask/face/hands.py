@@ -165,14 +165,14 @@ class HandDetector:
 
     def __init__(
         self,
-        models_dir: Path | None = None,
+        face_models: Path | None = None,
         region: float = 2.5,
         min_palm: float = 0.5,
         min_presence: float = 0.7,
         threads: int = 1,
     ):
-        palm_path = wheel_model(models_dir, "palm_detection", PALM_MODEL, "palm detector")
-        hand_path = wheel_model(models_dir, "hand_landmark", HAND_MODEL, "hand landmarker")
+        palm_path = wheel_model(face_models, "palm_detection", PALM_MODEL, "palm detector")
+        hand_path = wheel_model(face_models, "hand_landmark", HAND_MODEL, "hand landmarker")
         self._palm = tflite_interpreter(palm_path, threads, PALM_SIZE, "palm detector")
         self._hand = tflite_interpreter(hand_path, threads, HAND_SIZE, "hand landmarker")
         self._palm_in = self._palm.get_input_details()[0]["index"]

@@ -68,14 +68,14 @@ class ScrfdDetector:
 
     def __init__(
         self,
-        models_dir: Path | None,
+        face_models: Path | None,
         threshold: float = 0.5,
         device: str = "cpu",
         input_size: int = 640,
     ):
         from insightface.model_zoo.scrfd import SCRFD
 
-        path = _first_present(models_dir, DETECTOR_FILES, "insightface SCRFD detector")
+        path = _first_present(face_models, DETECTOR_FILES, "insightface SCRFD detector")
         self._model = _load(path, device, SCRFD, "SCRFD detector")
         self._model.prepare(
             ctx_id=0 if device.startswith("cuda") else -1,
@@ -95,11 +95,11 @@ class ScrfdDetector:
 class InsightfaceLandmarker:
     """68 iBUG points with depth from ``1k3d68``; ``2d106det``'s 106 points in ``extra`` when present."""
 
-    def __init__(self, models_dir: Path | None, device: str = "cpu"):
+    def __init__(self, face_models: Path | None, device: str = "cpu"):
         from insightface.model_zoo.landmark import Landmark
 
         path3d = user_file(
-            models_dir, LANDMARK_3D_FILE, "insightface 68-point 3-D landmark", _OPTION
+            face_models, LANDMARK_3D_FILE, "insightface 68-point 3-D landmark", _OPTION
         )
         self._model3d = _load(path3d, device, Landmark, "68-point 3-D landmark")
         if self._model3d.lmk_num != 68 or self._model3d.lmk_dim != 3:
@@ -107,7 +107,7 @@ class InsightfaceLandmarker:
                 f"{path3d}: expected 68 3-D landmarks, model gives {self._model3d.taskname}"
             )
         self._model2d = None
-        path2d = Path(models_dir) / LANDMARK_2D_FILE
+        path2d = Path(face_models) / LANDMARK_2D_FILE
         if path2d.is_file():
             self._model2d = _load(path2d, device, Landmark, "106-point landmark")
         else:

@@ -34,22 +34,22 @@ def face_outline(landmarks: np.ndarray, forehead: float = 0.3) -> np.ndarray:
 def face_mask(
     landmarks_crop: np.ndarray,
     size: int = 224,
-    erode: float = 0.0,
+    erosion: float = 0.0,
     feather: float = 4.0,
     forehead: float = 0.3,
 ) -> np.ndarray:
     """(size, size) float32 mask in [0, 1]: 1 on the face, 0 off it, ``feather``-px soft edge.
 
-    ``erode`` shrinks the hard mask by that many pixels before feathering (negative grows it),
+    ``erosion`` shrinks the hard mask by that many pixels before feathering (negative grows it),
     so a blend can keep the target's own jaw line or reach past it.
     """
     hull = np.round(face_outline(landmarks_crop, forehead) * 16.0).astype(np.int32)
     hard = np.zeros((size, size), dtype=np.uint8)
     cv2.fillConvexPoly(hard, hull, 255, cv2.LINE_8, 4)
-    radius = round(abs(erode))
+    radius = round(abs(erosion))
     if radius:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        hard = cv2.erode(hard, kernel) if erode > 0 else cv2.dilate(hard, kernel)
+        hard = cv2.erode(hard, kernel) if erosion > 0 else cv2.dilate(hard, kernel)
     mask = hard.astype(np.float32) * (1.0 / 255.0)
     if feather > 0:
         mask = cv2.GaussianBlur(mask, (0, 0), feather)

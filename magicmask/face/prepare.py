@@ -27,7 +27,7 @@ class PrepareConfig:
 
     size: int = 224
     heatmap_sigma: float = 2.0
-    mask_erode: float = 0.0
+    mask_erosion: float = 0.0
     mask_feather: float = 4.0
     mask_forehead: float = 0.3
     box_margin: float = 6.0
@@ -52,7 +52,7 @@ class TargetInputs:
 def _mask(
     crop: np.ndarray, pts: np.ndarray, cfg: PrepareConfig, parser: FaceParser | None
 ) -> np.ndarray:
-    hull = face_mask(pts, cfg.size, cfg.mask_erode, cfg.mask_feather, cfg.mask_forehead)
+    hull = face_mask(pts, cfg.size, cfg.mask_erosion, cfg.mask_feather, cfg.mask_forehead)
     if parser is None:
         return hull
     # The hull bounds the region (a hand or neck far off is not face); parsing cuts it inside.

@@ -21,7 +21,7 @@ def _describe(info: MediaInfo) -> list[str]:
         if v.header_frames and v.header_frames != v.frames
         else ""
     )
-    colour = ", ".join(f"{k} {n}" for k, n in v.colour.names().items())
+    color = ", ".join(f"{k} {n}" for k, n in v.color.names().items())
     lines = [
         f"{info.path}: {info.container}, {info.duration:.3f} s, {info.bit_rate // 1000} kb/s",
         (
@@ -30,7 +30,7 @@ def _describe(info: MediaInfo) -> list[str]:
         ),
         (
             f"    rotation {v.rotation:g}° ({v.transform} on decode), "
-            f"{f'interlaced ({v.field_order})' if v.interlaced else 'progressive'}, {colour}"
+            f"{f'interlaced ({v.field_order})' if v.interlaced else 'progressive'}, {color}"
         ),
     ]
     for s in info.streams:
@@ -50,7 +50,7 @@ def _describe(info: MediaInfo) -> list[str]:
 @click.argument("file", type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def probe_command(file: str, as_json: bool) -> None:
-    """Describe FILE: container, streams, fps/VFR, frame count, rotation, colour, bit depth, audio."""
+    """Describe FILE: container, streams, fps/VFR, frame count, rotation, color, bit depth, audio."""
     from mmvideo.io.media import probe_media
     from mmvideo.provenance import post_lines, post_summary
 

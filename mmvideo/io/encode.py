@@ -404,10 +404,10 @@ class VideoWriter(AtomicWriter):
         stream.codec_context.thread_count = options.threads
         stream.thread_type = "AUTO"
         self._rgb = s.pix_fmt in RGB_PIX_FMTS
-        cc, colour = stream.codec_context, video.colour
-        cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
-        cc.colorspace = 0 if self._rgb else colour.matrix
-        cc.color_range = 2 if self._rgb else colour.range
+        cc, color = stream.codec_context, video.color
+        cc.color_primaries, cc.color_trc = color.primaries, color.transfer
+        cc.colorspace = 0 if self._rgb else color.matrix
+        cc.color_range = 2 if self._rgb else color.range
         self._flag_fields = self._field_flagger(cc)
         self._stream = stream
         if copy_streams:
@@ -472,7 +472,7 @@ class VideoWriter(AtomicWriter):
         if vf is None:
             vf = self._convert(frame)
         # Encoders such as prores_ks take primaries/transfer from each frame, not the context.
-        vf.color_primaries, vf.color_trc = video.colour.primaries, video.colour.transfer
+        vf.color_primaries, vf.color_trc = video.color.primaries, video.color.transfer
         vf.pts = output_pts(frame, video)
         vf.time_base = video.time_base
         return self._flag_fields(vf) if self._flag_fields else vf
@@ -486,17 +486,17 @@ class VideoWriter(AtomicWriter):
                 f"differs from the stream's {video.width}x{video.height}"
             )
         fmt = "rgb24" if image.dtype == np.uint8 else "rgb48le"
-        # wraps the array without a copy (at 1080p a copy costs about half a colour conversion)
+        # wraps the array without a copy (at 1080p a copy costs about half a color conversion)
         vf = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(image), format=fmt)
         if self._rgb:
             vf = vf.reformat(format=self.settings.pix_fmt)
         else:
-            colour = video.colour
+            color = video.color
             # the source's matrix and range, so RGB->YUV inverts the decoder's YUV->RGB
             vf = vf.reformat(
                 format=self.settings.pix_fmt,
-                dst_colorspace=colour.matrix if colour.matrix != 2 else None,
-                dst_color_range=colour.range or 1,
+                dst_colorspace=color.matrix if color.matrix != 2 else None,
+                dst_color_range=color.range or 1,
             )
         return vf
 

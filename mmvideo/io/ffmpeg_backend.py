@@ -89,14 +89,14 @@ def ffmpeg_command(
         kwargs["scodec"] = "copy"
         kwargs["dcodec"] = "copy"
     kwargs.update(s.container_options)
-    colour = source.video.colour
-    kwargs.update({"color_primaries": str(colour.primaries), "color_trc": str(colour.transfer)})
+    color = source.video.color
+    kwargs.update({"color_primaries": str(color.primaries), "color_trc": str(color.transfer)})
     if s.pix_fmt not in RGB_PIX_FMTS:
-        kwargs.update({"colorspace": str(colour.matrix), "color_range": str(colour.range)})
+        kwargs.update({"colorspace": str(color.matrix), "color_range": str(color.range)})
         # the tags alone do not steer ffmpeg's RGB->YUV conversion: name the matrix and range
         # the decoder used, so pixels round-trip as in the PyAV writer
-        matrix = SCALE_MATRICES.get(colour.matrix, "bt601")
-        out_range = "pc" if colour.range == 2 else "tv"
+        matrix = SCALE_MATRICES.get(color.matrix, "bt601")
+        out_range = "pc" if color.range == 2 else "tv"
         kwargs["vf"] = f"scale=out_color_matrix={matrix}:out_range={out_range}"
     if s.field_order != "progressive":
         # the NUT pipe carries no field flags: mark the frames again for the encoder

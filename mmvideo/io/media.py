@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
-from mmvideo.io.probe import Colour, MediaInfo, StreamInfo, VideoInfo, probe
+from mmvideo.io.probe import Color, MediaInfo, StreamInfo, VideoInfo, probe
 from mmvideo.io.sequence import (
     SequenceInfo,
     SequenceReader,
@@ -36,8 +36,8 @@ from mmvideo.io.writer import AtomicWriter
 log = logging.getLogger(__name__)
 
 # AVColor* values: BT.709 primaries/matrix, sRGB (IEC 61966-2-1) transfer, limited range.
-_SRGB = Colour(primaries=1, transfer=13, matrix=1, range=1)
-_UNSPECIFIED = Colour(primaries=2, transfer=2, matrix=2, range=1)
+_SRGB = Color(primaries=1, transfer=13, matrix=1, range=1)
+_UNSPECIFIED = Color(primaries=2, transfer=2, matrix=2, range=1)
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def _media_info(seq: SequenceInfo) -> SequenceMediaInfo:
         rotation=0.0,
         transform="none",
         # EXR is converted to display space with the sRGB curve; other kinds are as stored.
-        colour=_SRGB if seq.scene_linear else _UNSPECIFIED,
+        color=_SRGB if seq.scene_linear else _UNSPECIFIED,
         interlaced=False,
         bit_rate=0,
         frame_pts=tuple(range(n)),

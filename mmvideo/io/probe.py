@@ -1,4 +1,4 @@
-"""Probe a media file: container, streams, timing, orientation and colour, as typed records.
+"""Probe a media file: container, streams, timing, orientation and color, as typed records.
 
 Also the input checks every reader shares, so a missing, empty, truncated or non-video file gets
 the same one-line error wherever it is opened.
@@ -69,8 +69,8 @@ RANGES = {0: "unknown", 1: "tv", 2: "pc"}
 
 
 @dataclass(frozen=True)
-class Colour:
-    """Colour description of a video stream (AVColor* enum values; ``names()`` for display)."""
+class Color:
+    """Color description of a video stream (AVColor* enum values; ``names()`` for display)."""
 
     primaries: int = 2
     transfer: int = 2
@@ -107,7 +107,7 @@ class VideoInfo:
     time_base: Fraction
     rotation: float
     transform: str
-    colour: Colour
+    color: Color
     interlaced: bool
     bit_rate: int
     frame_pts: tuple[int, ...] = field(repr=False)
@@ -149,7 +149,7 @@ class MediaInfo:
         """A JSON-ready dict (fractions as strings, the per-frame pts list left out)."""
         data = asdict(self)
         data["video"].pop("frame_pts")
-        data["video"]["colour"] = self.video.colour.names()
+        data["video"]["color"] = self.video.color.names()
         return _stringify_fractions(data)
 
 
@@ -345,7 +345,7 @@ def probe(path: str | Path) -> MediaInfo:
             time_base=tb,
             rotation=round(display_rotation(matrix), 2) if matrix else 0.0,
             transform=transform,
-            colour=Colour(
+            color=Color(
                 primaries=int(first.color_primaries),
                 transfer=int(first.color_trc),
                 matrix=int(first.colorspace),

@@ -135,7 +135,7 @@ class OnnxGraph(nn.Module):
         return values[self._output]
 
 
-def _normalises_itself(model: onnx.ModelProto) -> bool:
+def _normalizes_itself(model: onnx.ModelProto) -> bool:
     """insightface's rule: MXNet-converted models begin with their own Sub and Mul nodes."""
     first = [node.op_type for node in model.graph.node[:8]]
     return "Sub" in first and "Mul" in first
@@ -159,7 +159,7 @@ class ArcFaceBackbone(nn.Module):
                 f"{path}: input shape {shape}, expected [N,3,112,112] (an ArcFace ONNX model)"
             )
         self.graph = OnnxGraph(model, path)
-        self.raw_pixels = _normalises_itself(model)
+        self.raw_pixels = _normalizes_itself(model)
         out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
         self.dim = out_dims[-1] if out_dims and out_dims[-1] > 0 else self._probe_dim()
         log.debug(

@@ -15,7 +15,7 @@ from torch import nn
 IDENTITY_SIZE = 112
 
 
-def _pixel_to_normalised(size: int) -> np.ndarray:
+def _pixel_to_normalized(size: int) -> np.ndarray:
     """3×3 map from pixel coordinates (centres at integers) to grid_sample's [-1, 1]
     (align_corners=False)."""
     return np.array(
@@ -33,9 +33,9 @@ def sampling_theta(matrix: np.ndarray, src_size: int, dst_size: int) -> torch.Te
     forward = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
     # grid_sample asks, for every output pixel, where to read in the input: dst → src.
     theta = (
-        _pixel_to_normalised(src_size)
+        _pixel_to_normalized(src_size)
         @ np.linalg.inv(forward)
-        @ np.linalg.inv(_pixel_to_normalised(dst_size))
+        @ np.linalg.inv(_pixel_to_normalized(dst_size))
     )
     return torch.tensor(theta[:2], dtype=torch.float32).unsqueeze(0)
 
