@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from magicmask.face.backends import BACKENDS, DETECTORS
 from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS
 
@@ -71,6 +72,14 @@ def one_of(choices: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return {"choices": choices}
 
 
+def flag(help: str, name: str | None = None) -> dict[str, str | None]:
+    """A key's ``--help`` text and, where a command keeps an older spelling, its flag name."""
+    return {"help": help, "flag": name}
+
+
+NO_FLAG = {"flag": ""}  # a field no command-line flag sets (``dataclass_keys`` leaves it out)
+
+
 @dataclass
 class DetectConfig:
     # run the detector every N frames; landmarks only in between
@@ -85,13 +94,14 @@ class DetectConfig:
     detect_upsample: int = field(default=0, metadata=between(0, 4))
     # faces smaller than this (box side, source pixels) are ignored
     min_face_size: int = field(default=24, metadata=at_least(0))
-    # landmarker family (magicmask.face.analyzer): dlib 68-point, insightface 3-D, or FAN
-    face_backend: Literal["dlib", "insightface", "fan", "mediapipe"] = "dlib"
+    # landmarker family (magicmask.face.analyzer): dlib 68-point, insightface 3-D, FAN or
+    # MediaPipe Face Mesh
+    face_backend: str = field(default="dlib", metadata=one_of(BACKENDS))
     # boxes; None = the backend's default (hog for dlib and fan, scrfd for insightface)
-    detector: Literal["hog", "cnn", "mtcnn", "scrfd"] | None = None
+    detector: str | None = field(default=None, metadata=one_of(DETECTORS))
     # run around a live track's predicted box where the detector found no face for it (MMOD
     # finds turned and tilted heads that HOG misses); "none": no second detector
-    second_detector: Literal["none", "hog", "cnn", "mtcnn", "scrfd"] = "cnn"
+    second_detector: str = field(default="cnn", metadata=one_of(("none", *DETECTORS)))
     face_models: str | None = None  # folder of the insightface / FAN / Face Mesh model files
     # which face of a --source still with several, largest first (0 = largest); None = the
     # largest, with a warning that there were several
@@ -214,10 +224,14 @@ class ConfigKey:
     optional: bool
     range: Range | None = None
     multiple: bool = False  # a list of strings (a flag given any number of times)
+    default: Any = None
+    help: str = ""  # ``--help`` text (field metadata, see ``flag``)
+    flag_name: str | None = None  # the flag where it is not the name's (field metadata ``flag``)
+    path: dict[str, bool] | None = None  # a file the flag names must pass these click.Path checks
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.flag_name or "--" + self.name.replace("_", "-")
 
     def allowed(self) -> str:
         """The values this key takes, in words (what a refusal and ``--help`` say)."""
@@ -225,18 +239,22 @@ class ConfigKey:
             return "a string, any number of times"
         if self.choices is not None:
             return f"one of {', '.join(self.choices)}"
-        kind = {int: "an integer", float: "a number", str: "a string"}[self.type]
+        kind = {int: "an integer", float: "a number", str: "a string", bool: "a switch"}[self.type]
         return f"{kind} {self.range}" if self.range else kind
 
 
 def config_keys() -> list[ConfigKey]:
     """Every key of every slice, in declaration order (also the CLI flags)."""
-    keys = []
-    for section, cls in _SLICE_TYPES.items():
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            keys.append(_describe(section, f, hints[f.name]))
-    return keys
+    return [key for section, cls in _SLICE_TYPES.items() for key in dataclass_keys(section, cls)]
+
+
+def dataclass_keys(section: str, cls: type) -> list[ConfigKey]:
+    """The keys of one config dataclass, in declaration order, but for ``NO_FLAG`` fields: what
+    a command generates its flags from (``mmvideo.swap_cli.key_options``)."""
+    hints = typing.get_type_hints(cls)
+    return [
+        _describe(section, f, hints[f.name]) for f in fields(cls) if f.metadata.get("flag") != ""
+    ]
 
 
 def _describe(section: str, f: dataclasses.Field, hint: Any) -> ConfigKey:
@@ -244,13 +262,26 @@ def _describe(section: str, f: dataclasses.Field, hint: Any) -> ConfigKey:
     optional = type(None) in args
     if optional:
         hint = next(a for a in args if a is not type(None))
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    cli = {
+        "default": default,
+        "help": f.metadata.get("help", ""),
+        "flag_name": f.metadata.get("flag"),
+        "path": f.metadata.get("path"),
+    }
     if typing.get_origin(hint) is tuple:
         # a list key (``map``): strings, none by default, so presets need not set it
-        return ConfigKey(section, f.name, str, None, True, multiple=True)
+        return ConfigKey(section, f.name, str, None, True, multiple=True, **cli)
     if typing.get_origin(hint) is Literal:
-        return ConfigKey(section, f.name, str, tuple(typing.get_args(hint)), optional)
+        return ConfigKey(section, f.name, str, tuple(typing.get_args(hint)), optional, **cli)
     return ConfigKey(
-        section, f.name, hint, f.metadata.get("choices"), optional, f.metadata.get("range")
+        section,
+        f.name,
+        hint,
+        f.metadata.get("choices"),
+        optional,
+        f.metadata.get("range"),
+        **cli,
     )
 
 

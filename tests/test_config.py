@@ -134,7 +134,21 @@ OUT_OF_RANGE = [
 NOT_A_CHOICE = [
     ("encode", "encoder_preset", "turbo", "one of ultrafast, superfast"),
     ("encode", "codec", "mpeg4", "one of libx264, libx265"),
+    ("detect", "face_backend", "deca", "one of dlib, insightface, fan, mediapipe"),
+    ("detect", "second_detector", "yolo", "one of none, hog, cnn, mtcnn, scrfd"),
 ]
+
+
+def test_choices_are_the_lists_the_libraries_use_not_copies():
+    from magicmask.face.backends import BACKENDS, DETECTORS
+    from mmvideo.io.codecs import VIDEO_CODECS, X264_PRESETS
+
+    keys = {k.name: k for k in config_keys()}
+    assert keys["face_backend"].choices is BACKENDS
+    assert keys["detector"].choices is DETECTORS and keys["detector"].optional
+    assert keys["second_detector"].choices == ("none", *DETECTORS)
+    assert keys["codec"].choices is VIDEO_CODECS
+    assert keys["encoder_preset"].choices is X264_PRESETS
 
 
 @pytest.mark.parametrize(("section", "name", "value", "allowed"), OUT_OF_RANGE + NOT_A_CHOICE)

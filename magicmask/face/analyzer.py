@@ -15,20 +15,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from magicmask.face.backends import BACKEND_PACKAGES, BACKENDS, DETECTORS
 from magicmask.face.image import as_rgb8
 from magicmask.face.pose import estimate_pose
 from magicmask.face.types import Face, Landmarks
 from mmcore.errors import InvalidInput, NoFaceFound
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("dlib", "insightface", "fan", "mediapipe")
-# backend -> (the optional package it imports, what installs it)
-BACKEND_PACKAGES = {
-    "insightface": ("insightface", "'mmvideo[insightface]'"),
-    "fan": ("face_alignment", "'mmvideo[fan]'"),
-    "mediapipe": ("ai_edge_litert", "'mmvideo[mediapipe]'"),
-}
 
 
 def check_backend_installed(backend: str) -> None:
@@ -40,7 +33,6 @@ def check_backend_installed(backend: str) -> None:
         package_dir(*BACKEND_PACKAGES[backend])
 
 
-DETECTORS = ("hog", "cnn", "mtcnn", "scrfd")
 # mediapipe's Face Mesh reads turned heads, so it gets the detector that finds them (MMOD)
 _DEFAULT_DETECTOR = {"dlib": "hog", "fan": "hog", "insightface": "scrfd", "mediapipe": "cnn"}
 # Score thresholds where each detector's false positives stop on the test photos: HOG's SVM

@@ -12,14 +12,8 @@ import click
 import cv2
 import numpy as np
 
-from magicmask.face.analyzer import (
-    BACKENDS,
-    DETECTORS,
-    FaceAnalyzer,
-    FaceConfig,
-    check_backend_installed,
-    pick_face,
-)
+from magicmask.face.analyzer import FaceAnalyzer, FaceConfig, check_backend_installed, pick_face
+from magicmask.face.backends import BACKENDS, DETECTORS
 from magicmask.face.image import load_image
 from magicmask.face.types import Face
 from mmcore.atomic import atomic_output, check_output
