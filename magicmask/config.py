@@ -1,8 +1,9 @@
 """Typed MagicMask configurations and their registry (timm-style).
 
-A config is one flat, frozen dataclass covering the generator, the discriminators and the loss
-weights, so a checkpoint can carry it as a plain dict and ``create_config(name, **overrides)``
-can change any field. Each registered variant only fills in sizes. Every choice the paper
+A config is one flat, frozen dataclass covering the generator and the discriminators (the
+architecture; the loss weights are a training setting, ``magicmask.losses.LossConfig``), so a
+checkpoint can carry it as a plain dict and ``create_config(name, **overrides)`` can change any
+field. Each registered variant only fills in sizes. Every choice the paper
 leaves open (marked **[ours]** in ``docs/magicmask-spec.md``) is a field whose default is the
 spec's choice.
 """
@@ -17,11 +18,20 @@ from mmcore.errors import ModelError
 
 ADVERSARIAL_KINDS = ("afsa", "global")
 COMPONENTS = ("eyes", "nose", "mouth", "jaw")
+# Config fields of checkpoints written before the loss settings moved to the training config
+LOSS_KEYS_OF_OLDER_CHECKPOINTS = (
+    "lambda_id",
+    "lambda_recon",
+    "lambda_afsa",
+    "lambda_weight_l1",
+    "recon_stop_gradient",
+    "gan_generator_loss",
+)
 
 
 @dataclass(frozen=True)
 class MagicMaskConfig:
-    """Every size and switch of the generator, discriminators and losses."""
+    """Every size and switch of the generator and discriminators."""
 
     name: str = "custom"
     # -- interface (docs/design.md) --
@@ -85,17 +95,6 @@ class MagicMaskConfig:
         (96, 160),
     )
 
-    # -- losses (eq. 12) --
-    lambda_id: float = 5.0
-    lambda_recon: float = 2.0
-    lambda_afsa: float = 1.0
-    # optional L1 penalty on the generator's weights
-    lambda_weight_l1: float = 0.0
-    # [ours] stop-gradient on the self-swap features z_t^i of eq. 8
-    recon_stop_gradient: bool = True
-    # [ours] "non-saturating": -log D(fake) for G; "minimax": eq. 10's log(1 - D(fake))
-    gan_generator_loss: str = "non-saturating"
-
     @property
     def latent_size(self) -> int:
         """Side of the latent map z_t."""
@@ -116,9 +115,10 @@ class MagicMaskConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> MagicMaskConfig:
-        """Inverse of ``to_dict``; unknown keys are an error (a checkpoint from another version)."""
+        """Inverse of ``to_dict``; unknown keys are an error (a checkpoint from another version),
+        except the loss settings that older checkpoints (the embedded one) carry: dropped."""
         valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
+        unknown = sorted(set(data) - valid - set(LOSS_KEYS_OF_OLDER_CHECKPOINTS))
         if unknown:
             raise ModelError(f"config: unknown fields {unknown} (valid: {sorted(valid)})")
         values = {}
@@ -135,7 +135,6 @@ class MagicMaskConfig:
 _CHOICES = {
     "attention_scale": ("uniform-one", "none"),
     "geo_identity_tokens": ("broadcast+pos", "broadcast"),
-    "gan_generator_loss": ("non-saturating", "minimax"),
     "pad_mode": ("reflect", "zeros"),
     "upsample_mode": ("nearest", "bilinear"),
 }

@@ -11,7 +11,7 @@ loss on early layers of a frozen face network, each on the self-swap (``DetailTe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,43 @@ class GeneratorLosses:
     weight_l1: Tensor
     feature_match: Tensor  # [ours] DetailTerms, 0 when off
     perceptual: Tensor  # [ours] DetailTerms, 0 when off
+
+
+GAN_GENERATOR_LOSSES = ("non-saturating", "minimax")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The weights and switches of eq. 12. They decide how a model is trained, not what it is:
+    a training setting (``train.config.TrainConfig.loss``), so a fine-tune may change them and a
+    checkpoint does not carry them."""
+
+    # metadata: the --help text and choices of train-fit's flags (mmvideo.config.dataclass_keys)
+    lambda_id: float = field(default=5.0, metadata={"help": "λ_IS (paper: 5)."})
+    lambda_recon: float = field(default=2.0, metadata={"help": "λ_Recon (paper: 2)."})
+    lambda_afsa: float = field(default=1.0, metadata={"help": "λ_AFSA (paper: 1)."})
+    lambda_weight_l1: float = field(
+        default=0.0, metadata={"help": "Optional L1 penalty on the generator's weights."}
+    )
+    recon_stop_gradient: bool = field(
+        default=True,
+        metadata={"help": "[ours] Stop-gradient on the self-swap features z_t^i of eq. 8."},
+    )
+    gan_generator_loss: str = field(
+        default="non-saturating",
+        metadata={
+            "choices": GAN_GENERATOR_LOSSES,
+            "help": "[ours] non-saturating: -log D(fake) for G; minimax: eq. 10's "
+            "log(1 - D(fake)).",
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.gan_generator_loss not in GAN_GENERATOR_LOSSES:
+            raise ModelError(
+                f"gan_generator_loss must be one of {GAN_GENERATOR_LOSSES}, "
+                f"not {self.gan_generator_loss!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -181,11 +218,13 @@ def adversarial_loss(
     fake: Tensor,
     boxes: Tensor,
     side: str,
+    mode: str = "non-saturating",
 ) -> Tensor:
-    """The config's adversarial term: AFSA (eq. 11) or the global baseline (eq. 10), Table 1."""
+    """The config's adversarial term: AFSA (eq. 11) or the global baseline (eq. 10), Table 1;
+    ``mode`` is the generator side's form (``LossConfig.gan_generator_loss``)."""
     if cfg.adversarial == "afsa":
-        return afsa_loss(discriminator, real, fake, boxes, side, cfg.gan_generator_loss)
-    return global_adversarial_loss(discriminator, real, fake, side, cfg.gan_generator_loss)
+        return afsa_loss(discriminator, real, fake, boxes, side, mode)
+    return global_adversarial_loss(discriminator, real, fake, side, mode)
 
 
 def feature_matching_loss(
@@ -265,9 +304,10 @@ def generator_losses(
     a: FaceBatch,
     b: FaceBatch,
     extra: DetailTerms = DetailTerms(),
+    loss: LossConfig = LossConfig(),
 ) -> tuple[GeneratorLosses, SwapOutputs]:
-    """Eq. 12: ``λ_IS·L_IS + λ_Recon·(L_Recon + L_Cycle) + λ_AFSA·L_AFSA (+ λ_L1·Σ|w|)``, plus the
-    ``extra`` terms (none by default).
+    """Eq. 12: ``λ_IS·L_IS + λ_Recon·(L_Recon + L_Cycle) + λ_AFSA·L_AFSA (+ λ_L1·Σ|w|)`` with the
+    weights of ``loss``, plus the ``extra`` terms (none by default).
 
     Every term is the mean of the forward (a with b's identity) and the reverse swap (the extra
     terms: of both self-swaps).
@@ -279,15 +319,16 @@ def generator_losses(
         + identity_loss(identity_encoder, out.swap_ba, a.identity)
     ) / 2
     l_rec = (
-        reconstruction_loss(out.swap_ab, a.image, a.mask, f_ab, f_aa, cfg.recon_stop_gradient)
-        + reconstruction_loss(out.swap_ba, b.image, b.mask, f_ba, f_bb, cfg.recon_stop_gradient)
+        reconstruction_loss(out.swap_ab, a.image, a.mask, f_ab, f_aa, loss.recon_stop_gradient)
+        + reconstruction_loss(out.swap_ba, b.image, b.mask, f_ba, f_bb, loss.recon_stop_gradient)
     ) / 2
     l_cyc = (cycle_loss(out.self_a, a.image) + cycle_loss(out.self_b, b.image)) / 2
+    mode = loss.gan_generator_loss
     l_adv = (
-        adversarial_loss(cfg, discriminator, a.image, out.swap_ab, a.boxes, "g")
-        + adversarial_loss(cfg, discriminator, b.image, out.swap_ba, b.boxes, "g")
+        adversarial_loss(cfg, discriminator, a.image, out.swap_ab, a.boxes, "g", mode)
+        + adversarial_loss(cfg, discriminator, b.image, out.swap_ba, b.boxes, "g", mode)
     ) / 2
-    l_l1 = weight_l1_penalty(generator) if cfg.lambda_weight_l1 else l_id.new_zeros(())
+    l_l1 = weight_l1_penalty(generator) if loss.lambda_weight_l1 else l_id.new_zeros(())
     l_fm = l_id.new_zeros(())
     if extra.feature_match:
         l_fm = (
@@ -302,10 +343,10 @@ def generator_losses(
             extra.perceptual_net, torch.cat([out.self_a, out.self_b]), torch.cat([a.image, b.image])
         )
     total = (
-        cfg.lambda_id * l_id
-        + cfg.lambda_recon * (l_rec + l_cyc)
-        + cfg.lambda_afsa * l_adv
-        + cfg.lambda_weight_l1 * l_l1
+        loss.lambda_id * l_id
+        + loss.lambda_recon * (l_rec + l_cyc)
+        + loss.lambda_afsa * l_adv
+        + loss.lambda_weight_l1 * l_l1
         + extra.feature_match * l_fm
         + extra.perceptual * l_per
     )

@@ -16,6 +16,7 @@ from magicmask.losses import (
     DetailTerms,
     DlibFeatures,
     FaceBatch,
+    LossConfig,
     afsa_loss,
     cycle_loss,
     discriminator_loss,
@@ -200,15 +201,16 @@ def _batch(cfg, seed: int, enc: nn.Module) -> FaceBatch:
 
 def test_total_loss_weights_and_reverse_swap():
     torch.manual_seed(0)
-    cfg = create_config("tiny", identity_dim=32, lambda_weight_l1=1e-6)
+    cfg = create_config("tiny", identity_dim=32)
+    weights = LossConfig(lambda_weight_l1=1e-6)
     gen, disc, enc = (
         create_generator(cfg).eval(),
         create_discriminator(cfg),
         StandInEncoder(),
     )
     a, b = _batch(cfg, 0, enc), _batch(cfg, 1, enc)
-    losses, out = generator_losses(cfg, gen, disc, enc, a, b)
-    assert (cfg.lambda_id, cfg.lambda_recon, cfg.lambda_afsa) == (5.0, 2.0, 1.0)
+    losses, out = generator_losses(cfg, gen, disc, enc, a, b, loss=weights)
+    assert (weights.lambda_id, weights.lambda_recon, weights.lambda_afsa) == (5.0, 2.0, 1.0)
     expected = (
         5 * losses.identity
         + 2 * (losses.reconstruction + losses.cycle)

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -24,10 +24,13 @@ import torch.distributed as dist
 from magicmask.checkpoint import default_checkpoint_path, save_checkpoint
 from magicmask.face.heatmaps import landmark_heatmaps
 from magicmask.face.identity import build_identity_encoder
+from magicmask.losses import LossConfig
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, OutputError
 from mmcore.options import overwrite_options
-from train.config import TrainConfig, encoder_paths, load_train_config
+from mmvideo.config import NO_FLAG, dataclass_keys, flag, one_of
+from mmvideo.swap_cli import given_keys, key_options
+from train.config import ModelSwitches, TrainConfig, encoder_paths, load_train_config
 from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
 from train.shards import list_shards
 from train.trainer import (
@@ -56,14 +59,18 @@ class FitReport:
     exported: Path | None
 
 
+EXPORT_DTYPES = ("float16", "float32")
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Where and how a process runs (not part of what the run computes)."""
 
-    device: str = "cpu"
-    threads: int = 1
-    workers: int = 0
-    export_dtype: str = "float16"
+    # train-fit's --device defaults to cuda where there is one, so it is not generated
+    device: str = field(default="cpu", metadata=NO_FLAG)
+    threads: int = field(default=1, metadata=flag("torch CPU threads per process."))
+    workers: int = field(default=0, metadata=flag("Data-loader worker processes."))
+    export_dtype: str = field(default="float16", metadata=one_of(EXPORT_DTYPES))
 
 
 def data_fingerprint(data: Path, exclude: tuple[str, ...]) -> str:
@@ -293,7 +300,7 @@ def export_training_state(
 )
 @click.option(
     "--export-dtype",
-    type=click.Choice(["float16", "float32"]),
+    type=click.Choice(EXPORT_DTYPES),
     default="float16",
     show_default=True,
 )
@@ -343,14 +350,13 @@ def export_main(
     click.echo(f"{out}: exported from {state}")
 
 
+TRAIN_KEYS = dataclass_keys("train", TrainConfig)
+SWITCH_KEYS = dataclass_keys("model", ModelSwitches)
+LOSS_KEYS = dataclass_keys("loss", LossConfig)
+RUNTIME_KEYS = dataclass_keys("runtime", Runtime)
+
+
 @click.command("train-fit")
-@click.option(
-    "--config",
-    "model",
-    default="tiny",
-    show_default=True,
-    help="Model config: tiny | base | paper | paper-fv-global ...",
-)
 @click.option(
     "--data",
     required=True,
@@ -363,122 +369,22 @@ def export_main(
     is_flag=True,
     help="Continue the run in --out from its latest checkpoint.",
 )
-@click.option(
-    "--init-from",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    default=None,
-    help="Fine-tune: start from the weights of another run's checkpoints/step-*.pt, or of an exported "
-    "model (fresh discriminators); new data, loss weights and --detail-path allowed.",
-)
-@click.option("--steps", default=10_000, show_default=True)
-@click.option("--batch-size", default=4, show_default=True, help="Pairs per step per process.")
-@click.option("--lr", default=1e-4, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option(
-    "--identity-encoder",
-    default="dlib-resnet",
-    show_default=True,
-    help="dlib-resnet | facenet-vggface2 | arcface-onnx (with --identity-weights FILE.onnx).",
-)
-@click.option(
-    "--identity-weights",
-    default="",
-    help="Weights file of the identity encoder (default: the packaged one).",
-)
-@click.option(
-    "--geometric/--no-geometric",
-    default=None,
-    help="Table 1 ablation: with or without f_G (default: the config's).",
-)
-@click.option(
-    "--adversarial",
-    type=click.Choice(["afsa", "global"]),
-    default=None,
-    help="Table 1 ablation (default: the config's).",
-)
-@click.option("--lambda-id", type=float, default=None, help="Override λ_IS (paper: 5).")
-@click.option("--lambda-recon", type=float, default=None, help="Override λ_Recon (paper: 2).")
-@click.option("--lambda-afsa", type=float, default=None, help="Override λ_AFSA (paper: 1).")
-@click.option(
-    "--mask-forehead",
-    type=float,
-    default=None,
-    help="Redraw the eq. 8 face mask with this forehead extension (default: the shard's, 0.3); "
-    "0 keeps the forehead under the reconstruction loss.",
-)
-@click.option(
-    "--detail-path/--no-detail-path",
-    default=None,
-    help="[ours] Target detail path into the decoder (zero-initialised; default: the config's, off).",
-)
-@click.option(
-    "--lambda-fm",
-    default=0.0,
-    show_default=True,
-    help="[ours] Feature matching on the discriminators' features of the self-swap (0 = off, the paper).",
-)
-@click.option(
-    "--lambda-perceptual",
-    default=0.0,
-    show_default=True,
-    help="[ours] Perceptual L1 on early dlib-ResNet features of the self-swap (0 = off, the paper).",
-)
-@click.option("--same-identity-prob", default=0.2, show_default=True)
-@click.option("--ema-decay", default=0.999, show_default=True)
-@click.option("--grad-clip", default=1.0, show_default=True)
-@click.option("--exclude", multiple=True, help="Identity held out of training; repeatable.")
-@click.option("--checkpoint-every", default=500, show_default=True)
-@click.option("--log-every", default=20, show_default=True)
-@click.option("--image-every", default=250, show_default=True)
-@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@key_options(TRAIN_KEYS + SWITCH_KEYS + LOSS_KEYS)
 @click.option(
     "--device",
     default="cuda" if torch.cuda.is_available() else "cpu",
     show_default=True,
 )
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads per process.")
-@click.option("--workers", default=0, show_default=True, help="Data-loader worker processes.")
-@click.option(
-    "--export-dtype",
-    type=click.Choice(["float16", "float32"]),
-    default="float16",
-    show_default=True,
-)
-def main(model, data, run, resume, init_from, steps, batch_size, lr, seed, identity_encoder, identity_weights, geometric, adversarial,
-         lambda_id, lambda_recon, lambda_afsa, mask_forehead, detail_path, lambda_fm, lambda_perceptual, same_identity_prob, ema_decay, grad_clip, exclude,
-         checkpoint_every, log_every, image_every, no_amp, device, threads, workers, export_dtype) -> None:  # fmt: skip
+@key_options(RUNTIME_KEYS)
+def main(data: Path, run: Path, resume: bool, device: str, **params) -> None:
     """Train MagicMask (generator + discriminators, eq. 7-12) on preprocessed shards."""
-    overrides = {
-        "use_geometric": geometric,
-        "adversarial": adversarial,
-        "lambda_id": lambda_id,
-        "lambda_recon": lambda_recon,
-        "lambda_afsa": lambda_afsa,
-        "detail_path": detail_path,
-    }
     tcfg = TrainConfig(
-        model=model,
-        model_overrides=tuple((k, v) for k, v in overrides.items() if v is not None),
-        identity_encoder=identity_encoder,
-        identity_weights=identity_weights,
-        batch_size=batch_size,
-        steps=steps,
-        lr=lr,
-        grad_clip=grad_clip,
-        ema_decay=ema_decay,
-        same_identity_prob=same_identity_prob,
-        seed=seed,
-        amp=not no_amp,
-        checkpoint_every=checkpoint_every,
-        log_every=log_every,
-        image_every=image_every,
-        exclude_identities=tuple(exclude),
-        init_from=str(init_from.resolve()) if init_from else "",
-        mask_forehead=mask_forehead,
-        lambda_feature_match=lambda_fm,
-        lambda_perceptual=lambda_perceptual,
+        **given_keys(TRAIN_KEYS, params),
+        model_overrides=ModelSwitches(**given_keys(SWITCH_KEYS, params)).overrides(),
+        loss=LossConfig(**given_keys(LOSS_KEYS, params)),
     )
-    report = fit(tcfg, data, run, resume, Runtime(device, threads, workers, export_dtype))
+    rt = Runtime(device, **given_keys(RUNTIME_KEYS, params))
+    report = fit(tcfg, data, run, resume, rt)
     if int(os.environ.get("RANK", "0")) == 0:
         per = report.seconds / max(1, report.end_step - report.start_step)
         click.echo(

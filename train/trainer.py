@@ -195,6 +195,7 @@ def generator_backward(
                 a,
                 b,
                 m.extra,
+                tcfg.loss,
             )
     finally:
         m.discriminator.requires_grad_(True)
@@ -330,21 +331,16 @@ def _load_networks(path: Path, state: dict, m: Models) -> None:
     m.ema.load_state_dict(state["ema"])
 
 
-# Config fields a fine-tune may change: loss weights and switches act only in training, and the
-# detail path's modules start at zero (``_load_generator`` allows exactly those keys to be absent).
-TRAINING_ONLY_FIELDS = (
-    "lambda_id",
-    "lambda_recon",
-    "lambda_afsa",
-    "lambda_weight_l1",
-    "recon_stop_gradient",
-    "gan_generator_loss",
-    "detail_path",
-)
+# The config field a fine-tune may change: the detail path's modules start at zero
+# (``_load_generator`` allows exactly those keys to be absent).
+FINE_TUNE_FIELDS = ("detail_path",)
 
 
 def _architecture(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in TRAINING_ONLY_FIELDS}
+    """The fields that must match for weights to carry over; read through ``from_dict``, which
+    drops the loss weights older checkpoints carry in their config."""
+    arch = MagicMaskConfig.from_dict(cfg).to_dict()
+    return {k: v for k, v in arch.items() if k not in FINE_TUNE_FIELDS}
 
 
 def _load_generator(path: Path, module: nn.Module, state: dict) -> None:
@@ -380,8 +376,9 @@ def _read_init_state(path: Path) -> dict:
 def init_weights_from(path: Path, m: Models) -> int:
     """Fine-tuning: the generator, discriminator and EMA weights of another run's checkpoint (its
     optimisers, step and data are not carried over), or the generator of an exported model for
-    both generator and EMA, with the discriminators freshly initialised. Loss weights and the
-    detail path may differ (``TRAINING_ONLY_FIELDS``). Returns the steps the source had trained."""
+    both generator and EMA, with the discriminators freshly initialised. Loss weights (a
+    training setting) and the detail path (``FINE_TUNE_FIELDS``) may differ. Returns the steps
+    the source had trained."""
     state = _read_init_state(path)
     if _architecture(state["model_config"]) != _architecture(m.cfg.to_dict()):
         raise InvalidInput(f"{path}: --init-from needs a checkpoint of the same model config")
