@@ -1,7 +1,7 @@
 """Output files: checked before any work, written to a temp file and renamed, so a failure never
 leaves a half-written file, and an existing file is replaced only when the user said so.
 
-``check_output`` (with ``mmcore.options.overwrite_options``) is the one place the ``-y`` / ``-n``
+``check_output`` (with ``mmvideo.commands.options.overwrite_options``) is the one place the ``-y`` / ``-n``
 policy lives: every command that writes a file checks its outputs with it before it loads a
 model or decodes a frame. ``temp_beside`` is the one way a temp file is made: every writer, the
 encoders included, gets the mode a plain ``open`` would give under the umask.

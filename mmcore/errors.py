@@ -2,7 +2,7 @@
 
 Each error subclasses both MMVideoError and the matching built-in, so callers can catch either.
 The message is one line that names the file and the reason, with a hint where one helps.
-Exit codes are chosen only in ``mmvideo/cli.py``.
+Exit codes are chosen only in ``mmvideo/commands/__init__.py``.
 """
 
 from __future__ import annotations

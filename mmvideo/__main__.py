@@ -1,3 +1,3 @@
-from mmvideo.cli import run
+from mmvideo.commands import run
 
 run()

@@ -250,7 +250,7 @@ def config_keys() -> list[ConfigKey]:
 
 def dataclass_keys(section: str, cls: type) -> list[ConfigKey]:
     """The keys of one config dataclass, in declaration order, but for ``NO_FLAG`` fields: what
-    a command generates its flags from (``mmvideo.swap_cli.key_options``)."""
+    a command generates its flags from (``mmvideo.commands.options.key_options``)."""
     hints = typing.get_type_hints(cls)
     return [
         _describe(section, f, hints[f.name]) for f in fields(cls) if f.metadata.get("flag") != ""

@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 
 from mmcore.errors import OutputError
-from mmcore.options import overwrite_options
+from mmvideo.commands.options import config_options, merged_config, overwrite_options
+from mmvideo.commands.swap import check_paths, require_input
 from mmvideo.io.sequence import oiio_module
 from mmvideo.io.timecode import FrameRange
-from mmvideo.swap_cli import _require, check_paths, config_options, merged_config
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def preview_command(
         raise OutputError(f"{out}: the contact sheet is a .png file")
     cfg = merged_config(preset, params)
     oiio_module(PREVIEW_USERS)
-    _require(input_path, "--in")
+    require_input(input_path, "--in")
     check_paths(
         out,
         overwrite,

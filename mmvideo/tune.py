@@ -45,9 +45,8 @@ from mmcore.errors import (
     OutputError,
 )
 from mmcore.hashing import file_sha256
-from mmcore.options import overwrite_options
+from mmvideo.commands.options import config_options, overwrite_options
 from mmvideo.config import DEFAULT_PRESET, SwapConfig
-from mmvideo.swap_cli import config_options
 
 log = logging.getLogger(__name__)
 
@@ -717,7 +716,8 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
     from magicmask.checkpoint import default_checkpoint_path
-    from mmvideo.swap_cli import check_paths, merged_config
+    from mmvideo.commands.options import merged_config
+    from mmvideo.commands.swap import check_paths
 
     cfg = merged_config(preset, params)
     if steps is not None and minutes is not None:
@@ -906,6 +906,6 @@ def _resumed_faces(
 
 
 if __name__ == "__main__":
-    from mmvideo.cli import main as cli_main
+    from mmvideo.commands import main as cli_main
 
     raise SystemExit(cli_main(["tune", *sys.argv[1:]]))

@@ -21,7 +21,7 @@ import numpy as np
 import OpenImageIO as oiio
 import scipy.io as sio
 
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.farm.plan import JobPlan, make_plan, save_plan
 from mmvideo.farm.swap import resolve_settings
 from mmvideo.io.codecs import EncodeOptions

@@ -11,7 +11,7 @@ import pytest
 
 from magicmask.quality import grey, seam_ratio, sharpness
 from mmcore.errors import InvalidInput
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.compose import (
     feather_mask,
     invert_affine,

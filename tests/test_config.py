@@ -9,7 +9,7 @@ import tomllib
 import pytest
 
 from mmcore.errors import InvalidInput, MissingInput
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.config import (
     PRESET_NAMES,
     Range,

@@ -7,7 +7,7 @@ import json
 import cv2
 from media import blank_image
 
-from mmvideo.cli import main
+from mmvideo.commands import main
 
 
 def test_json_lists_every_face_largest_first(data_dir, capsys):

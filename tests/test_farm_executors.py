@@ -84,7 +84,7 @@ sys.path.insert(0, {tests!r})
 from mmcore.errors import Terminated, raise_terminated
 from mmvideo.farm.executors import LocalExecutor, Task
 from test_farm_executors import _hold
-signal.signal(signal.SIGTERM, raise_terminated)  # as mmvideo.cli.main does
+signal.signal(signal.SIGTERM, raise_terminated)  # as mmvideo.commands.main does
 try:
     LocalExecutor(workers=2, threads_per_worker=1).run(
         [Task(_hold, ({folder!r}, i), str(i)) for i in range(2)])

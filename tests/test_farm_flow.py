@@ -25,7 +25,7 @@ from magicmask.checkpoint import save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
 from mmcore.errors import InvalidInput, MissingInput, ModelError
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.farm.chunk import read_status, run_chunk, status_path
 from mmvideo.farm.executors import RayExecutor, Task
 from mmvideo.farm.merge import merge

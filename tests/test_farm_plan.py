@@ -15,7 +15,7 @@ import pytest
 from magicmask.checkpoint import load_checkpoint
 from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmcore.hashing import file_sha256
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.config import config_to_dict, load_config
 from mmvideo.farm.batch import ClipOutcome, format_summary, load_batch
 from mmvideo.farm.chunk import read_status, run_chunk

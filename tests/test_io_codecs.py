@@ -348,7 +348,7 @@ def test_concat_command_table(chunks, listing, offset, metadata, timecode, args)
 def test_transcode_flags_are_range_checked_before_any_file_is_read(
     tmp_path, capsys, flags, message
 ):
-    from mmvideo.cli import main
+    from mmvideo.commands import main
 
     rc = main(["transcode", str(tmp_path / "missing.mp4"), str(tmp_path / "o.mp4"), *flags])
     assert rc == 2 and message in capsys.readouterr().err

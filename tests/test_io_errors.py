@@ -12,7 +12,7 @@ import pytest
 from media import ffmpeg, make_clip, run_cli
 
 from mmcore.errors import DecodeError
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.io.decode import VideoReader
 
 

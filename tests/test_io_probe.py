@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from media import ffmpeg, make_clip
 
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.io.decode import VideoReader
 from mmvideo.io.orientation import apply_transform, upright_transform
 from mmvideo.io.probe import probe

@@ -12,7 +12,7 @@ from magicmask.model import create_generator
 from magicmask.model.generator import example_inputs
 from magicmask.model.summary import generator_summary
 from mmcore.errors import ModelError
-from mmvideo.cli import main
+from mmvideo.commands import main
 
 torch.set_num_threads(2)
 

@@ -16,10 +16,10 @@ from magicmask.checkpoint import save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
 from mmcore.atomic import atomic_output
+from mmvideo.commands.swap import write_contact_sheet
 from mmvideo.farm import chunk as chunk_module
 from mmvideo.farm.chunk import read_status
 from mmvideo.farm.merge import merge
-from mmvideo.swap_cli import write_contact_sheet
 from train.shards import write_shard
 
 
@@ -48,17 +48,17 @@ def no_models(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the paths were checked")
 
-    import magicmask.cli_models
-    import magicmask.face.cli
-    import mmvideo.farm.commands
+    import mmvideo.commands.faces
+    import mmvideo.commands.farm
+    import mmvideo.commands.models
     import mmvideo.generate
     import train.fit
 
     monkeypatch.setattr(mmvideo.generate, "load_models", refuse)
-    monkeypatch.setattr(magicmask.face.cli, "FaceAnalyzer", refuse)
-    monkeypatch.setattr(magicmask.cli_models, "_resolve", refuse)
+    monkeypatch.setattr(mmvideo.commands.faces, "FaceAnalyzer", refuse)
+    monkeypatch.setattr(mmvideo.commands.models, "_resolve", refuse)
     monkeypatch.setattr(train.fit, "export_training_state", refuse)
-    monkeypatch.setattr(mmvideo.farm.commands, "resolve_settings", refuse)
+    monkeypatch.setattr(mmvideo.commands.farm, "resolve_settings", refuse)
 
 
 # ---- item 11: -y / -n, refuse by default, before any model loads ----------------------------

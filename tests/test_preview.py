@@ -8,7 +8,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from magicmask.face.image import load_image
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.config import load_config
 from mmvideo.generate import load_models
 from mmvideo.preview import PreviewFace, PreviewRow, contact_sheet, render_rows

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from media import decoded_frames, first_frames, read_image, swap_cli, write_image
 
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.config import SwapJob
 from mmvideo.io.probe import probe
 from mmvideo.io.sequence import display_to_linear, probe_sequence

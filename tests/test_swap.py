@@ -23,7 +23,7 @@ from magicmask.face.prepare import prepare_target
 from magicmask.model import create_generator
 from mmcore.errors import NoFaceFound
 from mmvideo import pipeline
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.config import SwapJob, load_config
 from mmvideo.generate import load_models
 from mmvideo.io.codecs import EncodeOptions

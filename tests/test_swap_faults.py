@@ -48,7 +48,7 @@ def _mmvideo(*args: str) -> list[str]:
     # Ctrl-C raises KeyboardInterrupt even where the test runs as a shell's background job
     # (which starts its children with SIGINT ignored, and Python then keeps it ignored)
     start = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    return [sys.executable, "-c", start + "from mmvideo.cli import run; run()", *args]
+    return [sys.executable, "-c", start + "from mmvideo.commands import run; run()", *args]
 
 
 def _signal_mid_render(cmd: list[str], sig: int) -> subprocess.CompletedProcess:

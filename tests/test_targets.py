@@ -28,7 +28,7 @@ from magicmask.model.generator import MagicMaskGenerator
 from magicmask.quality import face_chip
 from mmcore.errors import InvalidInput, NoFaceFound
 from mmvideo import pipeline
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.config import SwapJob, TrackConfig, load_config
 from mmvideo.farm.chunk import run_chunk
 from mmvideo.farm.merge import merge

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmcore.errors import InvalidInput, MissingInput
-from mmvideo.cli import main as cli_main
+from mmvideo.commands import main as cli_main
 from train.preprocess import PreprocessConfig, preprocess
 from train.shards import list_shards, read_shard
 

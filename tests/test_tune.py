@@ -19,7 +19,7 @@ import torch
 from magicmask.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from magicmask.config import create_config
 from magicmask.model.generator import MagicMaskGenerator
-from mmvideo.cli import main
+from mmvideo.commands import main
 
 CLIP = "talking_head_turn_03.mp4"  # 224 px, 108 frames: the cheapest real clip
 SOURCE = "id_biden_01.jpg"

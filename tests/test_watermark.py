@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from media import decoded_frames, encode_images
 
-from mmvideo.cli import main
+from mmvideo.commands import main
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
 from mmvideo.provenance import make_tag, provenance_metadata, verify

@@ -455,6 +455,6 @@ def main(
 
 
 if __name__ == "__main__":
-    from mmvideo.cli import main as cli_main
+    from mmvideo.commands import main as cli_main
 
     raise SystemExit(cli_main(["-v", "train-evaluate", *sys.argv[1:]]))

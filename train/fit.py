@@ -27,9 +27,8 @@ from magicmask.face.identity import build_identity_encoder
 from magicmask.losses import LossConfig
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, OutputError
-from mmcore.options import overwrite_options
+from mmvideo.commands.options import given_keys, key_options, overwrite_options
 from mmvideo.config import NO_FLAG, dataclass_keys, flag, one_of
-from mmvideo.swap_cli import given_keys, key_options
 from train.config import ModelSwitches, TrainConfig, encoder_paths, load_train_config
 from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
 from train.shards import list_shards
@@ -394,6 +393,6 @@ def main(data: Path, run: Path, resume: bool, device: str, **params) -> None:
 
 
 if __name__ == "__main__":
-    from mmvideo.cli import main as cli_main
+    from mmvideo.commands import main as cli_main
 
     raise SystemExit(cli_main(["-v", "train-fit", *sys.argv[1:]]))

@@ -396,6 +396,6 @@ def main(sources, out, image_size, detector, detect_upsample, stride, max_frames
 
 
 if __name__ == "__main__":
-    from mmvideo.cli import main as cli_main
+    from mmvideo.commands import main as cli_main
 
     raise SystemExit(cli_main(["-v", "train-preprocess", *sys.argv[1:]]))

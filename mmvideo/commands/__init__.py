@@ -1,6 +1,7 @@
 """The ``mmvideo`` command line: one click group, sub-commands loaded lazily.
 
-Sub-commands live beside the stage they drive and are imported only when invoked, so
+Every click command lives in this package, one module per command group; the library modules
+they call know nothing of click. A sub-command's module is imported only when invoked, so
 ``mmvideo probe`` does not pay for importing torch. This is the only place that maps
 errors to exit codes.
 """
@@ -21,22 +22,22 @@ log = logging.getLogger("mmvideo")
 
 # name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
-    "swap": "mmvideo.swap_cli:swap",
-    "tracks": "mmvideo.swap_cli:tracks",
-    "plan": "mmvideo.farm.commands:plan_command",
-    "run-chunk": "mmvideo.farm.commands:run_chunk_command",
-    "merge": "mmvideo.farm.commands:merge_command",
-    "batch": "mmvideo.farm.commands:batch_command",
-    "probe": "mmvideo.io.cli:probe_command",
-    "transcode": "mmvideo.io.cli:transcode_command",
-    "models": "magicmask.cli_models:models",
+    "swap": "mmvideo.commands.swap:swap",
+    "tracks": "mmvideo.commands.swap:tracks",
+    "plan": "mmvideo.commands.farm:plan_command",
+    "run-chunk": "mmvideo.commands.farm:run_chunk_command",
+    "merge": "mmvideo.commands.farm:merge_command",
+    "batch": "mmvideo.commands.farm:batch_command",
+    "probe": "mmvideo.commands.io:probe_command",
+    "transcode": "mmvideo.commands.io:transcode_command",
+    "models": "mmvideo.commands.models:models",
     "train-preprocess": "train.preprocess:main",
     "train-fit": "train.fit:main",
     "train-export": "train.fit:export_main",
     "train-evaluate": "train.evaluate:main",
     "verify": "mmvideo.provenance:verify_command",
     "preview": "mmvideo.preview:preview_command",
-    "faces": "magicmask.face.cli:faces",
+    "faces": "mmvideo.commands.faces:faces",
     "tune": "mmvideo.tune:tune_command",
 }
 
@@ -98,7 +99,3 @@ def _interrupted(exc: BaseException | None) -> int:
 
 def run() -> None:
     sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

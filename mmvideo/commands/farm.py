@@ -8,7 +8,8 @@ import click
 
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MMVideoError
-from mmcore.options import overwrite_options
+from mmvideo.commands.options import config_options, overwrite_options
+from mmvideo.commands.swap import check_map
 from mmvideo.config import config_keys, load_config
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
 from mmvideo.farm.chunk import chunk_is_done, run_chunk
@@ -16,7 +17,6 @@ from mmvideo.farm.executors import Task, make_executor
 from mmvideo.farm.merge import merge, merged_is_current
 from mmvideo.farm.plan import load_plan, make_plan, save_plan
 from mmvideo.farm.swap import resolve_settings
-from mmvideo.swap_cli import check_map, config_options
 
 
 class ChunksFailed(MMVideoError):

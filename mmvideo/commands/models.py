@@ -11,7 +11,7 @@ from magicmask.config import list_configs
 from magicmask.model.generator import MagicMaskGenerator, create_generator
 from mmcore.atomic import check_output
 from mmcore.errors import ModelError
-from mmcore.options import overwrite_options
+from mmvideo.commands.options import overwrite_options
 
 
 def _resolve(spec: str) -> tuple[MagicMaskGenerator, str]:

@@ -16,16 +16,8 @@ import numpy as np
 
 from mmcore.atomic import atomic_output, check_output
 from mmcore.errors import MissingInput, MMVideoError, OutputError
-from mmcore.options import overwrite_options
-from mmvideo.config import (
-    DEFAULT_PRESET,
-    ConfigKey,
-    SwapConfig,
-    SwapJob,
-    config_keys,
-    config_to_toml,
-    load_config,
-)
+from mmvideo.commands.options import config_options, merged_config, overwrite_options
+from mmvideo.config import DEFAULT_PRESET, SwapJob, config_to_toml
 
 log = logging.getLogger(__name__)
 
@@ -49,57 +41,6 @@ def check_map(entries: tuple[str, ...]) -> None:
         load_image(e.source)
         if e.reference is not None:
             load_image(e.reference)
-
-
-def key_options(keys: list[ConfigKey], preset: bool = False):
-    """A decorator adding one ``--key`` option per key. ``preset``: every option defaults to
-    None, "the preset's value", which the config merges them onto; otherwise the key's own
-    default, which ``--help`` shows."""
-
-    def add(fn):
-        for key in reversed(keys):
-            decls, kind = [key.flag, key.name], key.type
-            if key.choices:
-                kind = click.Choice(key.choices)
-            elif key.path is not None:
-                kind = click.Path(resolve_path=True, **key.path)
-            extra: dict = {}
-            if key.type is bool and key.flag.startswith("--no-"):
-                # a switch that turns a default off: given or not, nothing to show
-                extra = {"is_flag": True, "flag_value": False, "show_default": False}
-            elif key.type is bool:
-                decls[0] = f"{key.flag}/--no-{key.flag[2:]}"
-            if preset:
-                text = f"[{key.section}] {key.allowed()}; overrides the preset's {key.name}."
-                default = None
-            else:
-                # an empty default is "not given" (a path flag would check it as a file)
-                text, default = key.help, key.default if key.default not in ("", ()) else None
-                extra.setdefault("show_default", default is not None)
-            fn = click.option(
-                *decls, type=kind, default=default, multiple=key.multiple, help=text, **extra
-            )(fn)
-        return fn
-
-    return add
-
-
-def config_options(fn):
-    """Add one ``--key`` option per config key (all default to None = "the preset's value")."""
-    return key_options(config_keys(), preset=True)(fn)
-
-
-def given_keys(keys: list[ConfigKey], params: dict) -> dict:
-    """The values of ``keys`` that the command line set (None: not given), popped from
-    ``params``."""
-    values = {k.name: params.pop(k.name) for k in keys}
-    return {name: v for name, v in values.items() if v is not None and v != ()}
-
-
-def merged_config(preset: str, params: dict) -> SwapConfig:
-    """The preset with the config flags given on the command line (popped from ``params``)."""
-    overrides = {k.name: params.pop(k.name) for k in config_keys()}
-    return load_config(preset, overrides)
 
 
 def check_paths(
@@ -136,7 +77,8 @@ def check_paths(
         )
 
 
-def _require(path: str | None, flag: str) -> str:
+def require_input(path: str | None, flag: str) -> str:
+    """``path`` given and present (a file, or a frame pattern), else the usage error."""
     from mmvideo.io.sequence import parse_pattern
 
     if not path:
@@ -222,12 +164,12 @@ def swap(
     # with a map, --source is optional: the face for the tracks the map leaves
     source = params["source"]
     if source is not None or not cfg.track.map:
-        source = _require(source, "--source (or --map)")
-    input_path = _require(params["input_path"], "--in")
+        source = require_input(source, "--source (or --map)")
+    input_path = require_input(params["input_path"], "--in")
     if not params["output"]:
         raise click.UsageError("--out is required")
     if cfg.track.target_face:
-        _require(cfg.track.target_face, "--target-face")
+        require_input(cfg.track.target_face, "--target-face")
     from mmvideo.targets import map_files
 
     check_paths(
@@ -326,7 +268,7 @@ def tracks(
     """List the face tracks of CLIP (ids for `swap --track-id` and `--map`) and write a contact
     sheet."""
     cfg = merged_config(preset, params)
-    _require(clip, "CLIP")
+    require_input(clip, "CLIP")
     out = Path(sheet) if sheet else Path(clip).with_suffix(".tracks.png")
     check_paths(out, overwrite, clip, checkpoint, backend=cfg.detect.face_backend)
     from magicmask.face.analyzer import FaceAnalyzer
