@@ -422,16 +422,17 @@ class _GapFiller:
         if not (0 <= cx < w and 0 <= cy < h):
             self.tracker.leave(track)
             return None
-        if (
-            confirmable
-            and not detect_round
-            and self._confirm(track, frame, image, box, points, anchor)
-        ):
-            return points
+        if confirmable and not detect_round:
+            if self._confirm(track, frame, image, box, points, anchor):
+                return points
         if self._second_detector(track, frame, image, box):
             return None  # a detection: its own points from here
-        if confirmable and detect_round:
-            self._confirm(track, frame, image, box, points, anchor)
+        if confirmable:
+            if detect_round and self._confirm(track, frame, image, box, points, anchor):
+                return points
+            # the landmarker refused the predicted face: the report says "rejected", not
+            # "no detection" (the two-pass smoother may still fill the frame)
+            track.rejected.add(frame)
         return points
 
     def _confirm(self, track, frame, image, box, points, anchor) -> bool:

@@ -98,3 +98,20 @@ def test_balanced_finds_every_60px_face_of_the_1080p_crowd(data_dir):
     for b in truth:
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         assert any(g.box[0] <= cx <= g.box[2] and g.box[1] <= cy <= g.box[3] for g in found), b
+
+
+def test_gap_frames_the_landmarker_refuses_are_reported_as_rejected(data_dir):
+    """A confirmation the landmarker refuses (here every one: a residual limit no fit meets)
+    leaves the frame unswapped with the reason "rejected", not "no detection"."""
+    clip = data_dir / "talking_head_jackie_chan_01.mp4"
+    cfg = load_config(
+        "balanced",
+        {"detect_interval": 1, "second_detector": "none", "gap_max_residual": 1e-6},
+    )
+    gap = range(10, 13)
+    analysis, plan = _plan(
+        clip, cfg, 0, 16, _DropDetections(pipeline.face_config(cfg.detect), set(gap))
+    )
+    (track,) = analysis.tracks
+    report = pipeline.unswapped_frames(analysis.tracks, plan, 0, 16)
+    assert report == {track.id: [{"first": 10, "last": 12, "reason": "rejected"}]}
