@@ -359,7 +359,7 @@ class _GapFiller:
     3. Where that fails, or on a detection round (the first detector found no face for the
        track), the second detector (``second_detector``) looks around the predicted box; a face
        it finds there (overlapping the box, IoU >= 0.3) counts as a detection, its landmarks
-       fitted on the predicted box.
+       fitted on the last detection's box moved to where the second detector put the face.
 
     Unconfirmed frames are left unswapped (the two-pass smoother interpolates the short ones).
     A predicted box whose centre leaves the frame loses the track.
@@ -425,7 +425,7 @@ class _GapFiller:
         if confirmable and not detect_round:
             if self._confirm(track, frame, image, box, points, anchor):
                 return points
-        if self._second_detector(track, frame, image, box):
+        if self._second_detector(track, frame, image, box, anchor):
             return None  # a detection: its own points from here
         if confirmable:
             if detect_round and self._confirm(track, frame, image, box, points, anchor):
@@ -452,20 +452,25 @@ class _GapFiller:
         track.filled.add(frame)
         return True
 
-    def _second_detector(self, track, frame, image, box) -> bool:
+    def _second_detector(self, track, frame, image, box, anchor) -> bool:
         faces = self.analyzer.detect_near(image, box)
         if not faces:
             return False
         overlap = iou_matrix(box[None], np.stack([f.box for f in faces]))[0]
         if overlap.max() < 0.3:
             return False
-        # The second detector confirms the face where the track predicts it; the landmarks are
-        # fitted on the predicted box, which keeps the first detector's box convention (MMOD's
-        # boxes sit differently on the face, and the landmarker follows its box: fed one, the
-        # points jump by a few pixels, and the next anchors inherit it).
-        (face,) = self.analyzer.landmarks(image, box[None])
+        # The landmarker follows the box it is given, and MMOD's boxes sit differently on the
+        # face than the first detector's (fed one, the points jump by a few pixels and the next
+        # anchors inherit it). So its find only says where the face is: the anchor's box is
+        # moved onto the points fitted in MMOD's box, and the landmarks fitted again in that.
+        # The predicted box is not used: it carries whatever the landmark updates before the gap
+        # drifted (on the Jackie Chan clip, points slid to the chin were "confirmed" there).
+        found = faces[int(np.argmax(overlap))]
+        face_box = propagate_box(anchor.box, anchor.landmarks[17:], found.landmarks[17:])
+        (face,) = self.analyzer.landmarks(image, face_box[None])
+        face.box = face_box
         track.add(frame, face, detected=True)
-        track.filled.add(frame)  # points on a predicted box all the same: trusted less
+        track.filled.add(frame)  # one landmarker fit on a derived box: trusted less
         return True
 
 

@@ -8,13 +8,17 @@ filter at a few microseconds per frame instead of inverting 136×136 matrices.
 
 ``smoothing = "rts"`` runs the forward filter over the whole track, then filterpy's
 Rauch–Tung–Striebel smoother backwards (two-pass, offline); it also fills the track's gaps of up
-to ``Track.max_gap`` frames (frames gap filling could not confirm) from both sides. Noise levels
-are fractions of the face size so one preset fits small and large faces. A track taken up again
-after a shot cut is smoothed per segment (``Track.breaks``): no filter runs across a cut.
+to ``Track.max_gap`` frames (frames gap filling could not confirm) from both sides, and
+interpolates the frames gap filling did confirm the same way (they say the face is there; their
+points do not steer the filter). The one-pass filter trusts gap-filled frames ``LOOSE``× less.
+Noise levels are fractions of the face size so one preset fits small and large faces. A track
+taken up again after a shot cut is smoothed per segment (``Track.breaks``): no filter runs
+across a cut.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -154,10 +158,19 @@ def _smooth_segment(track: Track, frames: list[int], cfg: SmoothConfig) -> dict[
     if cfg.smoothing == "none" or len(frames) < 2:
         return {f: track.faces[f] for f in frames}
     span, present, scale, xy = _landmark_series(track, frames, frames[-1])
-    loose = np.isin(span, sorted(track.filled))
+    if cfg.smoothing == "rts":
+        # Both sides are known: the stretch the first detector lost is interpolated across, its
+        # frames only saying that the face is there. Their landmarker fits err together (closed
+        # eyes, a head going down: a bias over several frames, not noise a weight averages out)
+        # and, measured, they bend the track on the good frames either side.
+        observed, loose = present & ~np.isin(span, sorted(_gap_stretch(track))), None
+    else:
+        # One pass: a frame trusted less makes the filter lag behind the face, and catch up with
+        # a jump at the next detection; only the gap-filled frames themselves are down-weighted.
+        observed, loose = present, np.isin(span, sorted(track.filled))
     sm_xy = smooth_series(
         xy,
-        present,
+        observed,
         cfg.process_noise * scale,
         cfg.measurement_noise * scale,
         cfg.smoothing,
@@ -170,7 +183,7 @@ def _smooth_segment(track: Track, frames: list[int], cfg: SmoothConfig) -> dict[
         z[~present] = _hold(z, present)
         sm_z = smooth_series(
             z,
-            present,
+            observed,
             cfg.depth_process_noise * scale,
             cfg.depth_measurement_noise * scale,
             cfg.smoothing,
@@ -184,10 +197,23 @@ def _smooth_segment(track: Track, frames: list[int], cfg: SmoothConfig) -> dict[
             continue
         lm = sm_xy[i].reshape(68, 2).astype(np.float32)
         lm3 = np.concatenate([lm, sm_z[i][:, None]], 1).astype(np.float32) if has_depth else None
-        # a filled frame borrows the last face's box (moved with the points) and pose
+        # a filled frame borrows the last face's box (moved with the points) and pose; an
+        # interpolated one moves its own box with the points
         base = track.faces[int(span[held[i]])]
-        box = base.box if present[i] else propagate_box(base.box, base.landmarks[17:], lm[17:])
+        box = base.box if observed[i] else propagate_box(base.box, base.landmarks[17:], lm[17:])
         out[int(f)] = replace(base, box=box, landmarks=lm, landmarks_3d=lm3)
+    return out
+
+
+def _gap_stretch(track: Track) -> set[int]:
+    """The frames of ``track`` held through a detection gap: the gap-filled ones and the
+    landmark updates that follow a second-detector find (their box comes from it)."""
+    found = sorted(track.detected)
+    out = set(track.filled)
+    for f in track.faces:
+        i = bisect.bisect_right(found, f) - 1
+        if f not in track.detected and i >= 0 and found[i] in track.filled:
+            out.add(f)
     return out
 
 

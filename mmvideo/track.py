@@ -28,6 +28,11 @@ from mmvideo.config import TrackConfig
 log = logging.getLogger(__name__)
 
 TrackState = Literal["active", "lost", "ended"]
+# in-frame face pairs needed before re-identification trusts their mean cosine
+MIN_IMPOSTORS = 10
+# how far (face sizes per frame) a face may move while its track is not seen, within a shot:
+# twice the fastest walker of the crowd clip (0.25)
+REID_SPEED = 0.5
 
 
 @dataclass
@@ -203,6 +208,9 @@ class Tracker:
         self.max_gap = max_gap
         self.tracks: list[Track] = []
         self.shot = 0
+        # identity cosines of faces found together in one frame: two people for certain, so
+        # they show how alike this encoder makes different people on this footage
+        self.impostors: list[float] = []
 
     def live(self) -> list[Track]:
         return [t for t in self.tracks if t.state == "active"]
@@ -238,6 +246,7 @@ class Tracker:
             [f.embedding for f in faces],
             self.cfg,
         )
+        self._note_impostors(faces)
         owner: list[Track | None] = [None] * len(faces)
         for r, c in assign(cost, self.cfg.max_match_cost):
             owner[c] = live[r]
@@ -266,15 +275,35 @@ class Tracker:
             if t.state == "lost" and frame - t.last_seen > self.cfg.reid_max_gap:
                 t.state = "ended"
 
+    def _note_impostors(self, faces: list[Face]) -> None:
+        codes = [f.embedding for f in faces if f.embedding is not None]
+        for i, a in enumerate(codes):
+            self.impostors.extend(float(np.dot(a, b)) for b in codes[i + 1 :])
+
+    def reid_threshold(self) -> float:
+        """The identity cosine a face needs to join a lost track: ``reid_min_similarity`` on
+        the scale from how alike two different people of this footage are (the mean cosine of
+        faces seen together in one frame; 0 until ``MIN_IMPOSTORS`` such pairs) to 1.
+
+        An encoder that puts everyone at cosine 0.8-0.9 (the embedded model's does on the crowd
+        clip; same person 0.92-0.99) would otherwise join any face to any lost track at 0.6.
+        """
+        if len(self.impostors) < MIN_IMPOSTORS:
+            return self.cfg.reid_min_similarity
+        floor = max(0.0, float(np.mean(self.impostors)))
+        return floor + self.cfg.reid_min_similarity * (1.0 - floor)
+
     def _reidentify(self, frame: int, face: Face, unmatched: list[Track]) -> Track | None:
         """The lost (or this round unmatched, still live) track most like ``face``, if any is
-        at least ``reid_min_similarity``; one taken up again after a cut starts a new segment."""
+        at least ``reid_threshold()`` alike and, in the same shot, could have moved there;
+        one taken up again after a cut starts a new segment."""
         if face.embedding is None:
             return None
-        best, best_sim = None, self.cfg.reid_min_similarity
+        best, best_sim = None, self.reid_threshold()
         for t in self.tracks:
             # an unmatched track that another face of this round already joined is taken
             candidate = t.state == "lost" or (t in unmatched and t.last_seen != frame)
+            candidate = candidate and (t.shot != self.shot or _reachable(t, frame, face))
             if candidate and t.embedding is not None:
                 sim = float(np.dot(t.embedding, face.embedding))
                 if sim >= best_sim:
@@ -290,6 +319,16 @@ class Tracker:
         track = Track(id=len(self.tracks) + 1, shot=self.shot, max_gap=self.max_gap)
         self.tracks.append(track)
         return track
+
+
+def _reachable(track: Track, frame: int, face: Face) -> bool:
+    """Whether ``face`` is where ``track``'s face could be by ``frame`` in the same shot: its
+    centre within a face size of the last one plus ``REID_SPEED`` face sizes per frame since.
+    Within a shot a face does not teleport; across a cut position means nothing."""
+    last = track.faces[track.last_seen].box
+    side = max(float(last[2] - last[0]), float(last[3] - last[1]), 1.0)
+    moved = np.hypot(*((face.box[:2] + face.box[2:]) / 2 - (last[:2] + last[2:]) / 2))
+    return bool(moved <= side * (1.0 + REID_SPEED * (frame - track.last_seen)))
 
 
 def select_tracks(

@@ -119,3 +119,26 @@ def test_a_track_is_smoothed_per_segment_across_a_cut():
     track.breaks.add(20)
     out = smooth_track(track, SmoothConfig(smoothing="rts"))
     assert np.abs(out[20].landmarks - jumped[20]).max() < 3.0
+
+
+def test_rts_interpolates_the_stretch_gap_filling_held_and_keeps_its_frames():
+    """Gap-filled frames (and the landmark updates after a second-detector find) carry a common
+    bias (the landmarker on a head going down): the two-pass smoother interpolates across them,
+    so the good frames either side are exactly what they are without those points, and the
+    held frames are still planned (swapped)."""
+    truth, noisy = noisy_path(60)
+    biased = noisy.copy()
+    biased[20:28] += (0.0, 12.0)  # 8 frames whose points all slid down
+    cfg = SmoothConfig(smoothing="rts")
+    track = _track(biased, list(range(60)), max_gap=25)
+    track.filled |= {20, 22, 24, 26}  # second-detector finds, each followed by an update
+    track.detected -= {21, 23, 25, 27}
+    clean = _track(noisy, list(range(60)), max_gap=25)
+    clean.filled, clean.detected = set(track.filled), set(track.detected)
+    out, ref = smooth_track(track, cfg), smooth_track(clean, cfg)
+    assert sorted(out) == list(range(60))
+    for f in [*range(20), *range(28, 60)]:
+        np.testing.assert_allclose(out[f].landmarks, ref[f].landmarks, atol=1e-4)
+    # the one-pass filter only down-weights the filled frames themselves
+    kal = smooth_track(track, SmoothConfig(smoothing="kalman"))
+    assert np.mean(kal[21].landmarks[:, 1] - noisy[21][:, 1]) > 5.0  # follows the slide

@@ -112,6 +112,46 @@ def test_a_shot_cut_joins_a_track_again_only_by_identity():
     assert u.id == 2 and u.shot == 2
 
 
+def test_within_a_shot_a_face_too_far_to_have_moved_there_is_not_reidentified():
+    """An identity code at cosine 0.96 600 px away four frames later (40 px faces): within a
+    shot a face does not teleport, so it is another person (an encoder can make two people
+    that alike); one near enough for the frames since is re-identified."""
+    tr = Tracker(TrackConfig(track_patience=0))
+    e = unit(8)
+    alike = e + 0.3 * unit(13)
+    alike /= np.linalg.norm(alike)
+    assert float(np.dot(e, alike)) > 0.9
+    tr.update_detections(0, [face(0, 0, emb=e)])
+    (t,) = tr.update_detections(4, [face(600, 0, emb=alike)])
+    assert t.id == 2 and len(tr.tracks) == 2
+    tr.update_detections(5, [])
+    (u,) = tr.update_detections(7, [face(680, 0, emb=alike)])
+    assert u.id == 2
+
+
+def test_reidentification_is_calibrated_on_faces_seen_together():
+    """An encoder that puts different people at cosine ~0.8: two faces in one frame are two
+    people for certain, so their cosines raise the bar; a stranger at ~0.8 does not take a lost
+    track (at the fixed 0.6 it did), the person themself still does."""
+    common = unit(9)
+
+    def person(seed: int) -> np.ndarray:
+        v = common + 0.5 * unit(seed)
+        return v / np.linalg.norm(v)
+
+    a, b, stranger = person(10), person(11), person(12)
+    assert 0.7 < float(np.dot(a, stranger)) < 0.9
+    tr = Tracker(TrackConfig(track_patience=0, reid_max_gap=30))
+    for i in range(12):
+        tr.update_detections(i, [face(0, 0, emb=a), face(300, 0, emb=b)])
+    tr.update_detections(12, [face(300, 0, emb=b)])  # a is gone: lost
+    assert tr.reid_threshold() > 0.9
+    owners = tr.update_detections(
+        14, [face(300, 0, emb=b), face(0, 0, emb=stranger), face(80, 0, emb=a)]
+    )
+    assert [t.id for t in owners] == [2, 3, 1]
+
+
 def test_gap_filling_holds_a_track_for_max_gap_frames_after_its_last_detection():
     tr = Tracker(TrackConfig(track_patience=0), max_gap=6)
     tr.update_detections(0, [face(0, 0)])
