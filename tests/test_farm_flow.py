@@ -285,6 +285,30 @@ def test_job_killed_mid_run_resumes_to_identical_output(media, finished, tmp_pat
     _assert_same_video(tmp_path / "resumed.mkv", finished["merged"])
 
 
+def test_require_all_fails_run_chunk_and_merge_like_swap(media, finished, tmp_path, capsys):
+    """A chunk's status records the written frames of swapped tracks it left unswapped (as the
+    swap summary does); with --require-all, run-chunk and merge exit 6 naming them, after doing
+    their work (the merged file is kept), as `swap --require-all` does."""
+    job = finished["job"]
+    path = status_path(job, 1)
+    original = path.read_text()
+    assert isinstance(read_status(job, 1).unswapped, dict)  # recorded by the real run
+    data = json.loads(original)
+    data["unswapped"] = {"1": [{"first": 9, "last": 10, "reason": "no detection"}]}
+    try:
+        path.write_text(json.dumps(data))  # what a chunk with a 2-frame hole records
+        assert main(["run-chunk", str(job), "--index", "1", "--require-all"]) == 6
+        err = capsys.readouterr().err
+        assert "2 frames of swapped tracks not swapped (chunk 1: track 1: 9-10 no detection)" in err
+        out = tmp_path / "merged.mkv"
+        assert main(["merge", str(job), "--out", str(out), "--require-all"]) == 6
+        assert out.is_file() and "chunk 1: track 1: 9-10" in capsys.readouterr().err
+        assert main(["merge", str(job), "--out", str(out)]) == 0  # without the flag: fine
+        assert main(["run-chunk", str(job), "--index", "0", "--require-all"]) == 0
+    finally:
+        path.write_text(original)
+
+
 def test_batch_finishes_good_clips_and_fails_for_the_broken_one(media, finished, tmp_path, capsys):
     (tmp_path / "broken.mp4").write_bytes(b"\x00not a video" * 100)
     batch = tmp_path / "jobs.toml"

@@ -9,10 +9,10 @@ import click
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MMVideoError
 from mmvideo.commands.options import config_options, overwrite_options
-from mmvideo.commands.swap import check_map
+from mmvideo.commands.swap import UnswappedFaces, check_map
 from mmvideo.config import config_keys, load_config
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
-from mmvideo.farm.chunk import chunk_is_done, run_chunk
+from mmvideo.farm.chunk import chunk_is_done, read_status, run_chunk
 from mmvideo.farm.executors import Task, make_executor
 from mmvideo.farm.merge import merge, merged_is_current
 from mmvideo.farm.plan import load_plan, make_plan, save_plan
@@ -21,6 +21,35 @@ from mmvideo.farm.swap import resolve_settings
 
 class ChunksFailed(MMVideoError):
     """Some chunks of a job failed (the others were finished)."""
+
+
+def require_all_option(fn):
+    return click.option(
+        "--require-all",
+        is_flag=True,
+        help="Exit 6 (as swap --require-all) when a chunk left a swapped track's face "
+        "unswapped in a written frame; the chunks and the merge are kept.",
+    )(fn)
+
+
+def check_all_swapped(job_path: Path, indices: list[int]) -> None:
+    """``--require-all``: refuse (exit 6) when the status of any of these chunks records
+    written frames of swapped tracks that were not swapped; the error names them."""
+    from mmvideo.pipeline import format_ranges
+
+    missed = {}
+    for i in indices:
+        status = read_status(job_path, i)
+        if status is not None and status.unswapped:
+            missed[i] = {int(track): ranges for track, ranges in status.unswapped.items()}
+    if missed:
+        frames = sum(
+            r["last"] - r["first"] + 1 for m in missed.values() for v in m.values() for r in v
+        )
+        where = "; ".join(f"chunk {i}: {format_ranges(m)}" for i, m in sorted(missed.items()))
+        raise UnswappedFaces(
+            f"{job_path}: {frames} frames of swapped tracks not swapped ({where}) (--require-all)"
+        )
 
 
 def executor_options(fn):
@@ -168,10 +197,11 @@ def plan_command(
     help="Chunk to run (repeatable); default: every unfinished chunk.",
 )
 @click.option("--force", is_flag=True, help="Rerun even if the chunk is already finished (as -y).")
+@require_all_option
 @overwrite_options
 @executor_options
 def run_chunk_command(
-    job_path, indices, force, overwrite, executor, workers, ray_address, gpus_per_task
+    job_path, indices, force, require_all, overwrite, executor, workers, ray_address, gpus_per_task
 ):
     """Run chunks of a job plan; finished chunks are skipped, partial ones redone.
 
@@ -186,6 +216,8 @@ def run_chunk_command(
         click.echo(
             f"chunk {result.index}: {'already done' if result.skipped else f'{result.frames} frames in {result.seconds:.1f} s'}"
         )
+        if require_all:
+            check_all_swapped(job_path, [result.index])
         return
     plan = load_plan(job_path)
     chosen = indices or [
@@ -213,6 +245,8 @@ def run_chunk_command(
     failed = [o for o in outcomes if not o.ok]
     if failed:
         raise ChunksFailed(f"{job_path}: {len(failed)} of {len(outcomes)} chunks failed")
+    if require_all:
+        check_all_swapped(job_path, list(chosen))
 
 
 @click.command("merge")
@@ -223,8 +257,9 @@ def run_chunk_command(
     type=click.Path(path_type=Path),
     help="Merged video to write.",
 )
+@require_all_option
 @overwrite_options
-def merge_command(job_path, out, overwrite):
+def merge_command(job_path, out, require_all, overwrite):
     """Concatenate a job's chunks without re-encoding and add the source's audio.
 
     An output that is already the merge of the current chunks is kept (a requeued merge task
@@ -235,9 +270,11 @@ def merge_command(job_path, out, overwrite):
         and merged_is_current(load_plan(job_path), job_path, out)
     ):
         click.echo(f"{Path(out).resolve()}: already merged from the current chunks")
-        return
-    record = merge(job_path, out, overwrite=overwrite)
-    click.echo(f"{record.output}: {record.frames} frames, merged in {record.seconds:.1f} s")
+    else:
+        record = merge(job_path, out, overwrite=overwrite)
+        click.echo(f"{record.output}: {record.frames} frames, merged in {record.seconds:.1f} s")
+    if require_all:
+        check_all_swapped(job_path, list(range(len(load_plan(job_path).chunks))))
 
 
 @click.command("batch")

@@ -16,6 +16,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from mmcore.atomic import remove_stale_partials, write_json_atomic
 from mmcore.errors import InvalidInput, OutputError
@@ -50,6 +51,9 @@ class ChunkStatus:
     frames: int | None = None
     sha256: str | None = None
     error: str | None = None
+    # written frames of swapped tracks left unswapped: track id → [{first, last, reason}]
+    # (what `--require-all` refuses; None in statuses written before it was recorded)
+    unswapped: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def run_chunk(job_path: str | Path, index: int, force: bool = False) -> ChunkRes
     status = _new_status(plan, index)
     write_json_atomic(status_path(job_path, index), asdict(status))
     try:
-        run_job(plan.jobs[index], plan.settings.config)
+        missed = run_job(plan.jobs[index], plan.settings.config)
         frames = _check_output(plan, index)
     except BaseException as exc:
         # Also on KeyboardInterrupt: the status must not claim "running" for a dead process.
@@ -117,6 +121,7 @@ def run_chunk(job_path: str | Path, index: int, force: bool = False) -> ChunkRes
         write_json_atomic(status_path(job_path, index), asdict(status))
         raise
     status.state, status.frames, status.finished = "done", frames, time.time()
+    status.unswapped = {str(track): ranges for track, ranges in missed.items()}
     status.sha256 = file_sha256(span.output)
     write_json_atomic(status_path(job_path, index), asdict(status))
     seconds = status.finished - status.started

@@ -218,8 +218,9 @@ def check_checkpoint(settings: SwapSettings) -> None:
         )
 
 
-def run_job(job: dict[str, Any], config: dict[str, Any]) -> None:
-    """Run one chunk's swap; the pipeline writes ``job['output']`` atomically."""
+def run_job(job: dict[str, Any], config: dict[str, Any]) -> dict[int, list[dict]]:
+    """Run one chunk's swap; the pipeline writes ``job['output']`` atomically. Returns the
+    written frames of swapped tracks left unswapped (``SwapSummary.missed``)."""
     # Imported late so planning and merging never import torch and the models.
     from mmvideo.generate import load_models
     from mmvideo.pipeline import run_swap
@@ -227,8 +228,9 @@ def run_job(job: dict[str, Any], config: dict[str, Any]) -> None:
     swap_job = SwapJob(**job)
     # run_swap pins BLAS to one thread, so a chunk's bytes are the same whichever node (local
     # pool, Ray worker, farm blade) runs it, and the same as a single `mmvideo swap`.
-    run_swap(
+    summary = run_swap(
         swap_job,
         config_from_dict(config),
         load_models(swap_job.checkpoint, swap_job.device),
     )
+    return summary.missed()
