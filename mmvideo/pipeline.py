@@ -40,7 +40,7 @@ from magicmask.face.analyzer import (
     build_landmarker,
     pick_face,
 )
-from magicmask.face.hands import HandDetector, hand_mask, without_hands
+from magicmask.face.hands import HandDetector, HandTracker, hand_mask, without_hands
 from magicmask.face.image import as_rgb8, load_image
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
@@ -672,11 +672,15 @@ def render(
         cv2.ipp.setUseIPP(False)
         inputs = target_inputs_config(cfg.compose)
         group, n_faces = _Group([], []), 0
+        trackers: dict[int, HandTracker] = {}  # per track: its hands from frame to frame
         for frame in drain(q_frames, run):
             t = time.perf_counter()
             items = []
             for tid, face in plan.get(frame.index, []):
-                items.append((tid, prepare_face(frame.image, face, inputs, hands)))
+                if hands is not None and tid not in trackers:
+                    trackers[tid] = HandTracker(hands)
+                ti = prepare_face(frame.image, face, inputs, trackers.get(tid), frame.index)
+                items.append((tid, ti))
             group.frames.append(frame)
             group.faces.append(items)
             n_faces += len(items)
@@ -763,14 +767,19 @@ def hand_detector(cfg: SwapConfig) -> HandDetector | None:
 
 
 def prepare_face(
-    image: np.ndarray, face: Face, inputs: PrepareConfig, hands: HandDetector | None
+    image: np.ndarray,
+    face: Face,
+    inputs: PrepareConfig,
+    hands: HandTracker | None = None,
+    index: int = 0,
 ) -> TargetInputs:
-    """One face's generator inputs and paste mask, with the hands in front of it cut out."""
+    """One face's generator inputs and paste mask, with the hands in front of it cut out;
+    ``hands`` is the face's track's tracker and ``index`` the frame's number."""
     ti = prepare_target(image, face.landmarks, face.landmarks_3d, inputs)
     if hands is not None:
         # cut before compose erodes and feathers the mask: the erosion keeps the feathered
         # edge off the hand itself
-        found = hands(to_uint8(image), face.box[None])[0]
+        found = hands(to_uint8(image), face.box, index)
         ti.mask = without_hands(ti.mask, hand_mask(found, ti.mask.shape, ti.matrix))
     return ti
 
@@ -785,9 +794,10 @@ def swap_frame(
 ) -> np.ndarray:
     """One frame with its planned ``faces`` swapped, outside the threaded render (preview sheets,
     ``mmvideo tune``'s previews): the same prepare → generate → paste as ``render``; ``hands``
-    is ``hand_detector(cfg)``, built once by the caller."""
+    is ``hand_detector(cfg)``, built once by the caller (one frame: each face's hands are found
+    afresh)."""
     inputs = target_inputs_config(cfg.compose)
-    items = [prepare_face(image, f, inputs, hands) for f in faces]
+    items = [prepare_face(image, f, inputs, HandTracker(hands) if hands else None) for f in faces]
     swapped = image.copy()
     if items:
         for out, ti in zip(generate_faces(models, e_s, items, cfg.generate), items):

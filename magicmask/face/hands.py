@@ -16,6 +16,11 @@ rest of the frame is never looked at, which keeps the cost to one palm pass per 
 3. hand landmarks on that region at 224×224: 21 points (x, y, z) and a presence score, kept
    above ``min_presence``.
 
+Over a clip, ``HandTracker`` (one per face track) runs steps 1-2 only to find new hands: a hand
+already found is looked for again in the region its previous landmarks give (MediaPipe's own
+tracking), which skips the palm pass, the costlier half; and it smooths each hand's points in time
+(a 1€ filter) so the mask does not flicker.
+
 ``hand_mask`` draws the silhouette (fingers as capsules along the bone chains, palm as a filled
 polygon, widths proportional to the palm length) and ``without_hands`` takes it out of a face mask.
 """
@@ -37,7 +42,7 @@ from magicmask.face.mediapipe_backend import (
     tflite_interpreter,
     wheel_model,
 )
-from mmcore.errors import InvalidInput
+from mmcore.errors import InvalidInput, ModelError
 
 PALM_MODEL = "palm_detection_full.tflite"
 HAND_MODEL = "hand_landmark_full.tflite"
@@ -53,6 +58,10 @@ NMS_IOU = 0.3
 # to point up; the region is shifted half a box toward the fingers and scaled 2.6.
 _PALM_WRIST, _PALM_MIDDLE = 0, 2
 ROI_SHIFT, ROI_SCALE = -0.5, 2.6
+# hand_landmark_landmarks_to_roi.pbtxt: the region tracked from the previous frame's wrist and
+# finger roots/first joints, shifted a tenth toward the fingers and scaled 2.
+_TRACK_POINTS = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
+TRACK_SHIFT, TRACK_SCALE = -0.1, 2.0
 
 # The 21 hand landmarks: 0 wrist, then 4 per finger from knuckle to tip (thumb 1-4, index 5-8,
 # middle 9-12, ring 13-16, little 17-20).
@@ -140,16 +149,47 @@ def weighted_nms(
     return out
 
 
+def _upright(tail: np.ndarray, head: np.ndarray) -> float:
+    """MediaPipe's rotation (radians) that turns ``tail`` → ``head`` to point up."""
+    d = head - tail
+    return float(np.pi / 2 - np.arctan2(-d[1], d[0]))
+
+
+def _region(
+    centre: np.ndarray, size: np.ndarray, rotation: float, shift: float, scale: float
+) -> tuple[np.ndarray, float, float]:
+    """MediaPipe's RectTransformation: a box of ``size`` (w, h) at ``centre`` turned by
+    ``rotation``, shifted ``shift`` × its height along its own y axis, squared to its longer side
+    and scaled; as centre, side and angle (degrees, ``roi_matrix``'s convention)."""
+    c, s = np.cos(rotation), np.sin(rotation)
+    centre = centre + shift * size[1] * np.array([-s, c])
+    return centre, scale * float(size.max()), float(np.degrees(rotation))
+
+
 def hand_roi(box: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Centre, side and angle (degrees, ``roi_matrix``'s convention) of the hand region of a
     palm given in image pixels."""
-    d = keypoints[_PALM_MIDDLE] - keypoints[_PALM_WRIST]
-    rotation = np.pi / 2 - np.arctan2(-d[1], d[0])
-    size = box[2:] - box[:2]
+    rotation = _upright(keypoints[_PALM_WRIST], keypoints[_PALM_MIDDLE])
+    return _region((box[:2] + box[2:]) / 2, box[2:] - box[:2], rotation, ROI_SHIFT, ROI_SCALE)
+
+
+def landmark_roi(points: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The next frame's hand region from this frame's 21 points, as MediaPipe's tracking does
+    (hand_landmark_landmarks_to_roi.pbtxt): the box of the wrist and the lower finger joints
+    (steadier than the tips) in the hand's own upright frame, shifted and scaled to hold the hand.
+    """
+    p = np.asarray(points, dtype=np.float64)[:, :2]
+    knuckles = ((p[5] + p[13]) / 2 + p[9]) / 2
+    rotation = _upright(p[0], knuckles)
     c, s = np.cos(rotation), np.sin(rotation)
-    shift = ROI_SHIFT * size[1]
-    centre = (box[:2] + box[2:]) / 2 + np.array([-s * shift, c * shift])
-    return centre, ROI_SCALE * float(size.max()), float(np.degrees(rotation))
+    stable = p[list(_TRACK_POINTS)]
+    middle = (stable.min(axis=0) + stable.max(axis=0)) / 2
+    # the points turned by -rotation about the box middle: their box there is the hand's own
+    upright = (stable - middle) @ np.array([[c, -s], [s, c]])
+    lo, hi = upright.min(axis=0), upright.max(axis=0)
+    mid = (lo + hi) / 2
+    centre = middle + np.array([c * mid[0] - s * mid[1], s * mid[0] + c * mid[1]])
+    return _region(centre, hi - lo, rotation, TRACK_SHIFT, TRACK_SCALE)
 
 
 class HandDetector:
@@ -171,10 +211,14 @@ class HandDetector:
         min_presence: float = 0.7,
         threads: int = 1,
     ):
-        palm_path = wheel_model(face_models, "palm_detection", PALM_MODEL, "palm detector")
-        hand_path = wheel_model(face_models, "hand_landmark", HAND_MODEL, "hand landmarker")
-        self._palm = tflite_interpreter(palm_path, threads, PALM_SIZE, "palm detector")
-        self._hand = tflite_interpreter(hand_path, threads, HAND_SIZE, "hand landmarker")
+        try:
+            palm_path = wheel_model(face_models, "palm_detection", PALM_MODEL, "palm detector")
+            hand_path = wheel_model(face_models, "hand_landmark", HAND_MODEL, "hand landmarker")
+            self._palm = tflite_interpreter(palm_path, threads, PALM_SIZE, "palm detector")
+            self._hand = tflite_interpreter(hand_path, threads, HAND_SIZE, "hand landmarker")
+        except ModelError as exc:
+            # the quality preset asks for hands: say how to go on without them
+            raise ModelError(f"{exc}; or --mask hull to leave hands out") from exc
         self._palm_in = self._palm.get_input_details()[0]["index"]
         self._palm_out = [d["index"] for d in self._palm.get_output_details()]
         self._hand_in = self._hand.get_input_details()[0]["index"]
@@ -226,6 +270,113 @@ class HandDetector:
         return out
 
 
+class OneEuro:
+    """Casiez et al.'s 1€ filter on one hand's points, in frames and palm lengths: a low-pass
+    whose cutoff rises with the speed, so a still hand's points stop shaking (``min_cutoff``,
+    cycles per frame) while a moving hand is followed with little lag (``beta`` per palm length
+    per frame): a lagging mask would uncover the leading edge of a hand moving into the face.
+    (The wheel's own hand tracking graph does not smooth; its lag-free output shakes.)"""
+
+    def __init__(self, min_cutoff: float = 0.05, beta: float = 5.0, d_cutoff: float = 1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float) -> np.ndarray | float:
+        return 1.0 / (1.0 + 1.0 / (2.0 * np.pi * cutoff))
+
+    def __call__(self, points: np.ndarray, scale: float) -> np.ndarray:
+        x = np.asarray(points, dtype=np.float64)
+        if self._x is None:
+            self._x, self._dx = x, np.zeros_like(x)
+            return x
+        a = self._alpha(self.d_cutoff)
+        self._dx = a * (x - self._x) + (1 - a) * self._dx
+        # one cutoff per point, from its speed in palm lengths per frame
+        speed = np.linalg.norm(self._dx, axis=-1, keepdims=True) / max(scale, 1e-6)
+        a = self._alpha(self.min_cutoff + self.beta * speed)
+        self._x = a * x + (1 - a) * self._x
+        return self._x
+
+
+class HandTracker:
+    """One face track's hands, frame after frame, as MediaPipe's hand tracking graph finds them:
+    a hand found in one frame is looked for in the next in the region its landmarks give (one
+    landmark pass, no palm pass). The palm detector only looks for new hands: on the first frame,
+    after a gap in ``index``, on a frame where a tracked hand was lost, on the frame after a palm
+    the landmarker turned down (a hand coming in from the edge is often such a palm for a frame
+    or two before it is a hand), and otherwise every ``palm_every`` frames while no hand is
+    tracked and every ``recheck_every`` frames while one is. Each hand's points are smoothed in
+    time (``OneEuro``) unless ``smooth`` is False.
+
+    The caller owns one per face track and gives it that track's frames in order; a new tracker
+    (a farm chunk, a preview frame) starts cold, which only costs its first frame a palm pass.
+    ``tracker(image, box, index)`` → the hands near the face ``box`` of frame ``index``.
+    """
+
+    def __init__(
+        self,
+        detector: HandDetector,
+        palm_every: int = 3,
+        recheck_every: int = 12,
+        smooth: bool = True,
+    ):
+        self.detector, self.smooth = detector, smooth
+        self.palm_every, self.recheck_every = max(1, palm_every), max(1, recheck_every)
+        self._index: int | None = None
+        self._since_palm = 0
+        self._turned_down = False  # the last palm pass found a palm that was not a hand
+        # per tracked hand: its raw points (the next region comes from them) and its filter
+        self._hands: list[tuple[Hand, OneEuro]] = []
+
+    def __call__(self, image: np.ndarray, box: np.ndarray, index: int) -> list[Hand]:
+        det = self.detector
+        cold = self._index is None or index != self._index + 1
+        self._index = index
+        near = _near(box, det.region)
+        kept = []
+        for hand, filt in [] if cold else self._hands:
+            points, presence = det.landmarks(image, *landmark_roi(hand.points))
+            if presence > det.min_presence and near(points):
+                kept.append((Hand(points.astype(np.float32), presence, hand.palm_score), filt))
+        self._since_palm += 1
+        every = self.recheck_every if kept else 1 if self._turned_down else self.palm_every
+        if cold or len(kept) < len(self._hands) or self._since_palm >= every:
+            self._since_palm, self._turned_down = 0, False
+            for palm_box, keypoints, palm_score in det.palms(image, box):
+                # a palm on a hand already tracked is that hand
+                centre = (palm_box[:2] + palm_box[2:]) / 2
+                if any(_inside(centre, h.points) for h, _ in kept):
+                    continue
+                points, presence = det.landmarks(image, *hand_roi(palm_box, keypoints))
+                if presence > det.min_presence:
+                    kept.append((Hand(points.astype(np.float32), presence, palm_score), OneEuro()))
+                else:
+                    self._turned_down = True
+        self._hands = kept
+        if not self.smooth:
+            return [h for h, _ in kept]
+        return [
+            Hand(filt(h.points, h.palm_length()).astype(np.float32), h.score, h.palm_score)
+            for h, filt in kept
+        ]
+
+
+def _near(box: np.ndarray, region: float):
+    """Whether a hand's points reach into the square ``region`` × the face box searched for
+    palms: a tracked hand that leaves it is dropped, as the detector would not find it there."""
+    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64).reshape(4)
+    half = region * max(x1 - x0, y1 - y0, 1.0) / 2
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    return lambda points: bool((np.abs(points[:, :2] - centre).max(axis=1) < half).any())
+
+
+def _inside(point: np.ndarray, points: np.ndarray) -> bool:
+    lo, hi = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+    return bool((point >= lo).all() and (point <= hi).all())
+
+
 def hand_silhouette(
     hand: Hand, shape: tuple[int, int], matrix: np.ndarray | None = None
 ) -> np.ndarray:
@@ -267,12 +418,14 @@ def hand_mask(
     hands: Sequence[Hand],
     shape: tuple[int, int],
     matrix: np.ndarray | None = None,
-    grow: float = 3.0,
+    grow: float = 4.0,
     feather: float = 1.0,
 ) -> np.ndarray:
     """(H, W) float32 in [0, 1]: 1 on every hand, grown by ``grow`` px and then softened by a
     ``feather``-px Gaussian, so the soft edge lies outside the hand: with ``grow`` ≥ 3 ×
-    ``feather`` the hand itself stays above 0.996 (a face pasted through it moves < 1 grey level)."""
+    ``feather`` the hand itself stays above 0.996 (a face pasted through it moves < 1 grey level).
+    The default has one more pixel for the lag of ``HandTracker``'s smoothing (~1 px behind a
+    hand sweeping a fifth of its palm length per frame)."""
     hard = np.zeros(shape, np.uint8)
     for hand in hands:
         np.maximum(hard, hand_silhouette(hand, shape, matrix), out=hard)
@@ -283,6 +436,21 @@ def hand_mask(
     if feather > 0 and hard.any():
         mask = cv2.GaussianBlur(mask, (0, 0), feather)
     return mask
+
+
+def edge_flicker(masks: Sequence[np.ndarray], band: int = 3) -> float:
+    """Mean frame-to-frame change of a mask sequence (each (H, W) in [0, 1]) at its edges: over
+    consecutive pairs, the mean |m_t - m_t-1| within ``band`` px of either mask's edge, in grey
+    levels (0-255). A mask that follows a moving hand changes there too; one that shakes changes
+    more. Pairs where neither mask has an edge are skipped; 0 when none is left."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1,) * 2)
+    changes = []
+    for a, b in itertools.pairwise(masks):
+        hard = ((a > 0.5) | (b > 0.5)).astype(np.uint8), ((a > 0.5) & (b > 0.5)).astype(np.uint8)
+        edge = (cv2.dilate(hard[0], kernel) > 0) & ~(cv2.erode(hard[1], kernel) > 0)
+        if edge.any():
+            changes.append(float(np.abs(a - b)[edge].mean()) * 255.0)
+    return float(np.mean(changes)) if changes else 0.0
 
 
 def without_hands(face: np.ndarray, hands: np.ndarray) -> np.ndarray:
