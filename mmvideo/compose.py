@@ -42,9 +42,9 @@ DETAIL_SIGMA_CROP = 1.0
 # Lighting scale of the gradient color match, crop pixels (a face is ~150 wide): coarse enough to
 # leave the generated features alone, fine enough to keep a side light's falloff across the face.
 GRADIENT_SIGMA_CROP = 16.0
-# Multiband transition radii (crop pixels) beyond the feather, one per coarser band: an octave
-# apart and at most 32, since each also moves inside the mask by that much and the face (brows to
-# chin) is only ~120 crop pixels tall.
+# Multiband transition radii (crop pixels), one per coarser band; those not wider than the
+# feather are skipped. An octave apart and at most 32, since each band's transition also moves
+# inside the mask by that much and the face (brows to chin) is only ~120 crop pixels tall.
 MULTIBAND_RADII = (8, 16, 32)
 # The Poisson membrane is solved on a grid 4 crop pixels apart: it is smooth by construction
 # (finer edge detail is the feather's to cross-fade), and 1/16 of the unknowns keeps the sparse
