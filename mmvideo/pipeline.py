@@ -44,6 +44,7 @@ from magicmask.face.hands import HandDetector, HandTracker, hand_mask, without_h
 from magicmask.face.image import as_rgb8, load_image
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
+from magicmask.inference import Swapper
 from mmcore.atomic import check_output, remove_stale_partials
 from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.compose import paste
@@ -54,7 +55,7 @@ from mmvideo.config import (
     SwapConfig,
     SwapJob,
 )
-from mmvideo.generate import SwapModels, embed_crops, generate_faces
+from mmvideo.generate import generate_faces
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.frame import Frame
 from mmvideo.io.media import (
@@ -278,7 +279,7 @@ def analyze(
     info: MediaInfo,
     cfg: SwapConfig,
     analyzer: FaceAnalyzer,
-    models: SwapModels | None,
+    models: Swapper | None,
     start: int = 0,
     stop: int | None = None,
     progress: Progress | None = None,
@@ -515,9 +516,9 @@ def _spread(landmarks: np.ndarray) -> float:
     return float(np.sqrt(max(np.prod(np.ptp(inner, axis=0)), 1e-6)))
 
 
-def _embed(image: np.ndarray, faces: list[Face], models: SwapModels) -> None:
+def _embed(image: np.ndarray, faces: list[Face], models: Swapper) -> None:
     crops = np.stack([align_identity(image, f.landmarks)[0] for f in faces])
-    for face, e in zip(faces, embed_crops(models, crops)):
+    for face, e in zip(faces, models.embed(crops)):
         face.embedding = e
 
 
@@ -603,7 +604,8 @@ class _Group:
     """Consecutive frames travelling together through generate/compose (one generator batch)."""
 
     frames: list[Frame]
-    faces: list[list[tuple[int, TargetInputs]]]  # per frame: (track id, model inputs)
+    tracks: list[list[int]]  # per frame: the track of each of its faces
+    faces: list[list[TargetInputs]]  # per frame: each face's model inputs
     outputs: np.ndarray | None = None  # [n faces, 224, 224, 3] float32
 
 
@@ -618,7 +620,7 @@ def group_ends(index: int, faces: int, batch: int) -> bool:
     return faces >= batch or (index + 1) % batch == 0
 
 
-def post_options(job: SwapJob, info: MediaInfo, models: SwapModels) -> PostOptions:
+def post_options(job: SwapJob, info: MediaInfo, models: Swapper) -> PostOptions:
     """The hand-offs every output gets: the provenance tag (it holds replaced faces), the
     timecode of its first frame, and on request the watermark and C2PA credentials."""
     return PostOptions(
@@ -634,7 +636,7 @@ def render(
     info: MediaInfo,
     cfg: SwapConfig,
     plan: dict[int, list[tuple[int, Face]]],
-    models: SwapModels,
+    models: Swapper,
     identities: dict[int, torch.Tensor],
     start: int,
     stop: int,
@@ -671,54 +673,50 @@ def render(
         # bits with memory alignment; without IPP the same input gives the same output. Per thread.
         cv2.ipp.setUseIPP(False)
         inputs = target_inputs_config(cfg.compose)
-        group, n_faces = _Group([], []), 0
+        group, n_faces = _Group([], [], []), 0
         trackers: dict[int, HandTracker] = {}  # per track: its hands from frame to frame
         for frame in drain(q_frames, run):
             t = time.perf_counter()
-            items = []
-            for tid, face in plan.get(frame.index, []):
-                if hands is not None and tid not in trackers:
-                    trackers[tid] = HandTracker(hands)
-                ti = prepare_face(frame.image, face, inputs, trackers.get(tid), frame.index)
-                items.append((tid, ti))
+            planned = plan.get(frame.index, [])
+            if hands is not None:
+                for tid, _ in planned:
+                    if tid not in trackers:
+                        trackers[tid] = HandTracker(hands)
+            faces = [face for _, face in planned]
+            tracked = [trackers.get(tid) for tid, _ in planned]
             group.frames.append(frame)
-            group.faces.append(items)
-            n_faces += len(items)
+            group.tracks.append([tid for tid, _ in planned])
+            group.faces.append(prepare_faces(frame.image, faces, inputs, tracked, frame.index))
+            n_faces += len(planned)
             run.add_time("prepare", time.perf_counter() - t)
             if progress:
                 progress.advance("prepare")
             if group_ends(frame.index, n_faces, batch):
                 if not put(q_groups, group, run.stop):
                     return
-                group, n_faces = _Group([], []), 0
+                group, n_faces = _Group([], [], []), 0
         if group.frames:
             put(q_groups, group, run.stop)
 
     def generate(group: _Group) -> _Group:
-        faces = [(tid, ti) for items in group.faces for tid, ti in items]
+        faces = [ti for items in group.faces for ti in items]
         if faces:
-            e_s = one if one is not None else torch.cat([identities[t] for t, _ in faces])
-            group.outputs = generate_faces(models, e_s, [ti for _, ti in faces], cfg.generate)
+            tracks = [tid for tids in group.tracks for tid in tids]
+            e_s = one if one is not None else torch.cat([identities[t] for t in tracks])
+            group.outputs = generate_faces(models, e_s, faces, cfg.generate)
         if progress:
             progress.advance("generate", len(group.frames))
         return group
 
     def compose(group: _Group) -> _Group:
         k = 0
-        for frame, items in zip(group.frames, group.faces):
+        for frame, tids, items in zip(group.frames, group.tracks, group.faces):
             if items:
-                frame.image = frame.image.copy()  # the decoder's buffer may be shared
-            for tid, ti in items:
-                paste(
-                    frame.image,
-                    group.outputs[k],
-                    ti.crop,
-                    ti.matrix,
-                    ti.mask,
-                    cfg.compose,
-                )
+                outputs = group.outputs[k : k + len(items)]
+                frame.image = compose_faces(frame.image, items, outputs, cfg.compose)
+                k += len(items)
+            for tid in tids:
                 swapped[tid] = swapped.get(tid, 0) + 1
-                k += 1
         if progress:
             progress.advance("compose", len(group.frames))
         return group
@@ -784,32 +782,66 @@ def prepare_face(
     return ti
 
 
+# One frame's swap is three steps: prepare its faces, generate them, compose them into the
+# frame. ``swap_frame`` runs them on one frame; ``render`` runs the same three in its stage
+# threads, generating the faces of several frames in one batch.
+
+
+def prepare_faces(
+    image: np.ndarray,
+    faces: list[Face],
+    inputs: PrepareConfig,
+    hands: list[HandTracker | None],
+    index: int = 0,
+) -> list[TargetInputs]:
+    """Step 1: the generator inputs and paste masks of a frame's planned ``faces``; ``hands``
+    holds each face's hand tracker (None: no hands cut out), ``index`` is the frame's number."""
+    return [
+        prepare_face(image, face, inputs, tracker, index)
+        for face, tracker in zip(faces, hands, strict=True)
+    ]
+
+
+def compose_faces(
+    image: np.ndarray, faces: list[TargetInputs], outputs: np.ndarray, cfg: ComposeConfig
+) -> np.ndarray:
+    """Step 3: ``image`` with the generated ``outputs`` (one per face, step 2's
+    ``generate_faces``) pasted in; a copy, the decoder's buffer may be shared. Without faces the
+    image itself."""
+    if not faces:
+        return image
+    image = image.copy()
+    for ti, out in zip(faces, outputs, strict=True):
+        paste(image, out, ti.crop, ti.matrix, ti.mask, cfg)
+    return image
+
+
 def swap_frame(
     image: np.ndarray,
     faces: list[Face],
-    models: SwapModels,
+    models: Swapper,
     e_s: torch.Tensor,
     cfg: SwapConfig,
     hands: HandDetector | None = None,
 ) -> np.ndarray:
     """One frame with its planned ``faces`` swapped, outside the threaded render (preview sheets,
-    ``mmvideo tune``'s previews): the same prepare → generate → paste as ``render``; ``hands``
-    is ``hand_detector(cfg)``, built once by the caller (one frame: each face's hands are found
-    afresh)."""
-    inputs = target_inputs_config(cfg.compose)
-    items = [prepare_face(image, f, inputs, HandTracker(hands) if hands else None) for f in faces]
-    swapped = image.copy()
-    if items:
-        for out, ti in zip(generate_faces(models, e_s, items, cfg.generate), items):
-            paste(swapped, out, ti.crop, ti.matrix, ti.mask, cfg.compose)
-    return swapped
+    ``mmvideo tune``'s previews): the three steps ``render`` runs. ``e_s`` is one identity
+    [1, D] for every face or one per face; ``hands`` is ``hand_detector(cfg)``, built once by
+    the caller (one frame: each face's hands are found afresh). Always a new image."""
+    trackers = [HandTracker(hands) if hands else None for _ in faces]
+    items = prepare_faces(image, faces, target_inputs_config(cfg.compose), trackers)
+    if not items:
+        return image.copy()
+    return compose_faces(
+        image, items, generate_faces(models, e_s, items, cfg.generate), cfg.compose
+    )
 
 
 # -- the whole job -------------------------------------------------------------------------------
 
 
 def source_identity(
-    path: str, analyzer: FaceAnalyzer, models: SwapModels, index: int | None = None
+    path: str, analyzer: FaceAnalyzer, models: Swapper, index: int | None = None
 ) -> torch.Tensor:
     """The identity code ``e_s`` [1, D] of face ``index`` (largest first; None = the largest)
     in the still at ``path``, computed once per job.
@@ -833,13 +865,13 @@ def source_identity(
             y1,
         )
     crop, _ = align_identity(image, face.landmarks)
-    return torch.from_numpy(embed_crops(models, crop[None]))
+    return torch.from_numpy(models.embed(crop[None]))
 
 
 def run_swap(
     job: SwapJob,
     cfg: SwapConfig,
-    models: SwapModels,
+    models: Swapper,
     analyzer: FaceAnalyzer | None = None,
     progress: Progress | None = None,
     source_analyzer: FaceAnalyzer | None = None,
@@ -864,7 +896,7 @@ def run_swap(
 def _run_swap(
     job: SwapJob,
     cfg: SwapConfig,
-    models: SwapModels,
+    models: Swapper,
     analyzer: FaceAnalyzer | None,
     progress: Progress | None,
     source_analyzer: FaceAnalyzer | None,
@@ -883,7 +915,7 @@ def _run_swap(
         remove_stale_partials(Path(job.output))
     first, start, stop, last = _frame_range(job, info)
     post = post_options(job, info, models)  # a bad --timecode fails here, before any decoding
-    analyzer, source_analyzer = _analyzers(cfg, job.device, analyzer, source_analyzer)
+    analyzer, source_analyzer = analyzers(cfg, job.device, analyzer, source_analyzer)
     t0 = time.perf_counter()
     if job.targets is not None:  # a farm chunk: the plan chose the tracks and their sources
         paths = [t["source"] for t in job.targets]
@@ -947,7 +979,7 @@ def _run_swap(
     )
 
 
-def _analyzers(
+def analyzers(
     cfg: SwapConfig,
     device: str,
     analyzer: FaceAnalyzer | None = None,
@@ -965,7 +997,7 @@ def _analyzers(
 
 
 def _references(
-    cfg: SwapConfig, stills: FaceAnalyzer, models: SwapModels
+    cfg: SwapConfig, stills: FaceAnalyzer, models: Swapper
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Identity embeddings of the map's reference photos (by path) and of ``target_face``."""
     refs = {
@@ -980,7 +1012,7 @@ def _references(
 
 
 def plan_targets(
-    path: str, source: str | None, cfg: SwapConfig, models: SwapModels, device: str = "cpu"
+    path: str, source: str | None, cfg: SwapConfig, models: Swapper, device: str = "cpu"
 ) -> list[dict]:
     """The tracks a single run of the whole clip swaps and their sources, decided once for a
     farm plan (``mmvideo.targets.anchor_targets``): the same analysis as that run's, so the
@@ -989,7 +1021,7 @@ def plan_targets(
         if device == "cpu":
             torch.set_num_threads(max(1, cfg.generate.threads))
         info = probe_media(path)
-        analyzer, stills = _analyzers(cfg, device)
+        analyzer, stills = analyzers(cfg, device)
         references, reference = _references(cfg, stills, models)
         analysis = analyze(path, info, cfg, analyzer, models, 0, info.video.frames)
         assignment = assign_sources(analysis.tracks, cfg.track, source, references, reference)

@@ -152,7 +152,6 @@ def render_rows(
     analyzer=None,
 ) -> list[PreviewRow]:
     """Analyse ``[A - warmup, B]``, then swap and keep ``count`` frames spread over A-B."""
-    from magicmask.face.analyzer import FaceAnalyzer
     from mmvideo import pipeline
     from mmvideo.io.media import (
         frame_range,
@@ -165,10 +164,10 @@ def render_rows(
     info = probe_media(input_path, fill_missing=fill_missing)
     start, stop = frame_range(frames, info)
     first = max(0, start - warmup)
-    analyzer = analyzer or FaceAnalyzer(pipeline.face_config(cfg.detect, models.device))
-    # the source is a still: searched harder than frames, as ``run_swap`` does
-    stills = FaceAnalyzer(pipeline.source_face_config(models.device, cfg.detect))
-    e_s = pipeline.source_identity(source, stills, models)
+    # the source is a still: searched harder than frames, with the frames' landmarker, as
+    # ``run_swap`` does
+    analyzer, stills = pipeline.analyzers(cfg, models.device, analyzer)
+    e_s = pipeline.source_identity(source, stills, models, cfg.detect.source_face_index)
     analysis = pipeline.analyze(input_path, info, cfg, analyzer, models, first, stop)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, None, start, stop)
     shown = set(FrameRange(start, stop - 1).spread(count))

@@ -216,7 +216,6 @@ def prepare_faces(
     min_frames: int = 8,
 ) -> FaceData:
     """Find, select and crop the shot's faces; write them as two shards into ``folder/data``."""
-    from magicmask.face.analyzer import FaceAnalyzer, build_landmarker
     from mmvideo import pipeline
     from mmvideo.generate import load_models
     from train.preprocess import rows_to_shard
@@ -226,9 +225,7 @@ def prepare_faces(
     swap_models = load_models(
         base, device
     )  # identity codes for tracking and --target-face, as swap
-    landmarker = build_landmarker(pipeline.face_config(cfg.detect, device))
-    frames_analyzer = FaceAnalyzer(pipeline.face_config(cfg.detect, device), landmarker=landmarker)
-    stills = FaceAnalyzer(pipeline.source_face_config(device, cfg.detect), landmarker=landmarker)
+    frames_analyzer, stills = pipeline.analyzers(cfg, device)
     source_rows, source_records = _source_faces(
         sources, source_video, cfg, stills, frames_analyzer, settings.source_stride
     )
@@ -556,14 +553,14 @@ def write_preview(
 ):
     """original | current swap for a few frames of the shot, through the pipeline's ``swap_frame``
     with the EMA weights as they are now."""
-    from mmvideo.generate import SwapModels, embed_crops
+    from magicmask.inference import Swapper
     from mmvideo.pipeline import hand_detector, swap_frame
     from mmvideo.preview import PreviewRow, contact_sheet, write_sheet
     from mmvideo.provenance import make_tag
 
     generator = copy.deepcopy(models.ema).eval()
-    swap_models = SwapModels(generator, encoder.eval(), None, "cpu")
-    e_s = torch.from_numpy(embed_crops(swap_models, source_crop[None]))
+    swap_models = Swapper(generator, encoder)
+    e_s = torch.from_numpy(swap_models.embed(source_crop[None]))
     hands = hand_detector(cfg)
     rows = [
         PreviewRow(k, None, image, swap_frame(image, faces, swap_models, e_s, cfg, hands))
