@@ -1,4 +1,4 @@
-"""Blending side by side: alpha, multiband and Poisson (each with LAB or gradient colour match)
+"""Blending side by side: alpha, multiband and Poisson (each with LAB or gradient color match)
 pasting the same generated faces into real clips, frontal and three-quarter (docs/quality.md).
 
 Per clip, frames 0, 2, 4, … of the first ``--max-frames``: faces found by the preset's detector
@@ -64,12 +64,12 @@ class Result:
 
 def edge_zoom(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """A TILE×TILE 2× zoom on the visible jaw (the side farther from the nose tip, where a
-    three-quarter face shows its edge), centred on the lower cheek."""
+    three-quarter face shows its edge), centered on the lower cheek."""
     left, right = landmarks[4], landmarks[12]
     nose = landmarks[30]
     side = left if np.linalg.norm(left - nose) > np.linalg.norm(right - nose) else right
-    centre = 0.7 * side + 0.3 * nose  # inside the jaw, where the eroded mask edge runs
-    m = np.float64([[2, 0, TILE / 2 - 2 * centre[0]], [0, 2, TILE / 2 - 2 * centre[1]]])
+    center = 0.7 * side + 0.3 * nose  # inside the jaw, where the eroded mask edge runs
+    m = np.float64([[2, 0, TILE / 2 - 2 * center[0]], [0, 2, TILE / 2 - 2 * center[1]]])
     return cv2.warpAffine(
         image, m, (TILE, TILE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
     )
@@ -148,13 +148,13 @@ def main(argv: list[str] | None = None) -> None:
                 tiles[0].insert(0, face_tile(image, lm))
                 tiles[1].insert(0, edge_zoom(edge, lm))
         name = Path(clip).stem.replace("talking_head_", "")
-        for (blend, colour), r in zip(MODES, results):
+        for (blend, color), r in zip(MODES, results):
             seam = np.array(r.seam)
             rows.append(
                 (
                     name,
                     view,
-                    f"{blend} + {colour}",
+                    f"{blend} + {color}",
                     len(seam),
                     float(np.nanmean(seam)),
                     float(np.mean(np.abs(seam - 1) <= SEAM_GOAL)),
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{(time.perf_counter() - t0) / 60:.1f} min; contact sheets: original | "
         + " | ".join(f"{b} + {c}" for b, c in MODES)
     )
-    heads = ["clip", "view", "blend + colour", "frames", "seam", "within 15 %"]
+    heads = ["clip", "view", "blend + color", "frames", "seam", "within 15 %"]
     heads += ["chip SSIM", "sharpness", "band", "ms / face"]
     print("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads))
     for name, view, mode, n, seam, share, ssim, sharp, band, ms in rows:

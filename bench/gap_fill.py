@@ -15,7 +15,7 @@ quality); "after" is the preset as shipped. For every clip and preset it prints:
 
 ``--crowd`` adds the 1080p crowd clip: per sampled frame, faces with a box side >= 60 px the
 ``quality`` detector finds in the full frame, and how many of them the balanced analysis
-has a face for (box centre inside), before and after, and the tracks after;
+has a face for (box center inside), before and after, and the tracks after;
 ``--crowd-sheet PNG`` draws them (one row per track) for the one-track-per-person check by eye.
 ``--e2e`` runs bench/swap_e2e.py's
 measure (embedded model, balanced) before and after in the same run.

@@ -109,7 +109,7 @@ def to_identity_frame(x224: Tensor, out_size: int = 112) -> Tensor:
     """Map the 224 target crop to the 112 ArcFace frame, differentiably (docs/design.md).
 
     The fixed similarity is ``p112 = (p224 + 16) * 112/256``; ``affine_grid`` wants, for every
-    output pixel, where to sample in the input, in normalised coordinates with pixel centres at
+    output pixel, where to sample in the input, in normalised coordinates with pixel centers at
     ``(2p + 1)/size - 1`` (align_corners=False). Pixels outside the 224 crop read as zero.
     """
     size_in = x224.shape[-1]

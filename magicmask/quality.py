@@ -2,7 +2,7 @@
 
 Realism is measured on one **face chip** per frame: 150×150, aligned with dlib's
 ``get_face_chip`` (padding 0.1) on the landmarks of the **original** frame and cut from the
-original and from the swap at the same place, in grey. On the chip pair:
+original and from the swap at the same place, in gray. On the chip pair:
 
 - ``chip_ssim``: SSIM, Gaussian window σ 1.5 (11×11), C1 = (0.01·255)², C2 = (0.03·255)², an 8 px
   border dropped. Near 1 on a faithful same-person swap.
@@ -12,7 +12,7 @@ original and from the swap at the same place, in grey. On the chip pair:
 
 ``seam_ratio``: gradient energy (squared RGB gradients) of the swap over the original's in a
 6 px band along the blend mask's edge (3 px either side of its one-half contour in the frame):
-1 when the paste leaves no step there, above 1 for a seam or colour band, below for a smear.
+1 when the paste leaves no step there, above 1 for a seam or color band, below for a smear.
 
 ``pose_abs_error`` (mean |Δyaw, Δpitch, Δroll|) and ``jitter_ratio`` (RMS second difference of
 landmarks normalised by the original's eye distance, swap over original) take landmarks the
@@ -77,8 +77,8 @@ def face_chip(
     )
 
 
-def grey(image: np.ndarray) -> np.ndarray:
-    """float64 grey levels (0–255) of a uint8 RGB image (a 2-D image is returned as float64)."""
+def gray(image: np.ndarray) -> np.ndarray:
+    """float64 gray levels (0–255) of a uint8 RGB image (a 2-D image is returned as float64)."""
     if image.ndim == 2:
         return image.astype(np.float64)
     return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float64)
@@ -88,7 +88,7 @@ def chip_pair(
     original: np.ndarray, swap: np.ndarray, landmarks68: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grey chips of the original and of the swap, both cut where the original's face is."""
-    return grey(face_chip(original, landmarks68)), grey(face_chip(swap, landmarks68))
+    return gray(face_chip(original, landmarks68)), gray(face_chip(swap, landmarks68))
 
 
 def _blur(x: np.ndarray, sigma: float, ksize: int = 0) -> np.ndarray:
@@ -96,7 +96,7 @@ def _blur(x: np.ndarray, sigma: float, ksize: int = 0) -> np.ndarray:
 
 
 def ssim(a: np.ndarray, b: np.ndarray, border: int = SSIM_BORDER) -> float:
-    """Mean SSIM of two grey images (0–255 scale), Gaussian window σ 1.5 (11×11), ``border``
+    """Mean SSIM of two gray images (0–255 scale), Gaussian window σ 1.5 (11×11), ``border``
     pixels dropped on every side (the window never reaches past the image there)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mu_a, mu_b = _blur(a, 1.5, 11), _blur(b, 1.5, 11)
@@ -112,12 +112,12 @@ def ssim(a: np.ndarray, b: np.ndarray, border: int = SSIM_BORDER) -> float:
 
 
 def sharpness(image: np.ndarray) -> float:
-    """Variance of the (3×3) Laplacian of a grey image."""
+    """Variance of the (3×3) Laplacian of a gray image."""
     return float(cv2.Laplacian(np.asarray(image, np.float64), cv2.CV_64F).var())
 
 
 def band_energy(image: np.ndarray) -> float:
-    """Variance of G(σ 1.5) − G(σ 6) of a grey image: the energy of 4–16 px structures."""
+    """Variance of G(σ 1.5) − G(σ 6) of a gray image: the energy of 4–16 px structures."""
     x = np.asarray(image, np.float64)
     return float((_blur(x, 1.5) - _blur(x, 6.0)).var())
 
@@ -146,8 +146,8 @@ def edge_band(mask: np.ndarray, width: int = SEAM_BAND) -> np.ndarray:
 
 
 def gradient_energy(image: np.ndarray, where: np.ndarray) -> float:
-    """Mean over ``where`` of the squared gradient (3×3 Sobel / 8, per grey level and pixel)
-    summed over the channels of a uint8 image: a colour step counts as well as a luminance one."""
+    """Mean over ``where`` of the squared gradient (3×3 Sobel / 8, per gray level and pixel)
+    summed over the channels of a uint8 image: a color step counts as well as a luminance one."""
     x = np.asarray(image, np.float32)
     gx = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3) / 8
     gy = cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3) / 8
@@ -162,7 +162,7 @@ def seam_ratio(
 ) -> float:
     """Gradient energy of ``swap`` over that of ``original`` in the ``width``-px band along the
     edge of ``mask`` (the blend weight in the frame, [0, 1]; its one-half contour is the edge).
-    The goal is within 15 % of 1: a visible seam or colour band raises it, a smeared edge lowers
+    The goal is within 15 % of 1: a visible seam or color band raises it, a smeared edge lowers
     it."""
     band = edge_band(mask, width)
     return ratio(gradient_energy(swap, band), gradient_energy(original, band))
@@ -177,7 +177,7 @@ def pose_abs_error(pose_swap, pose_original) -> np.ndarray:
 
 
 def eye_distance(landmarks68: np.ndarray) -> np.ndarray:
-    """Distance between the eye centres of [..., 68, 2] landmarks (the normalising length)."""
+    """Distance between the eye centers of [..., 68, 2] landmarks (the normalising length)."""
     pts = np.asarray(landmarks68, np.float64)
     return np.linalg.norm(pts[..., 36:42, :2].mean(-2) - pts[..., 42:48, :2].mean(-2), axis=-1)
 

@@ -255,7 +255,7 @@ def encode_options(cfg: EncodeConfig) -> EncodeOptions:
     return EncodeOptions(
         codec=cfg.codec,
         crf=cfg.crf if x26x else None,
-        preset=cfg.encoder_preset if x26x else None,
+        encoder_preset=cfg.encoder_preset if x26x else None,
     )
 
 
@@ -363,7 +363,7 @@ class _GapFiller:
        fitted on the last detection's box moved to where the second detector put the face.
 
     Unconfirmed frames are left unswapped (the two-pass smoother interpolates the short ones).
-    A predicted box whose centre leaves the frame loses the track.
+    A predicted box whose center leaves the frame loses the track.
     """
 
     def __init__(self, tracker: Tracker, analyzer: FaceAnalyzer, cfg: SwapConfig):

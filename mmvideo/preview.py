@@ -212,7 +212,7 @@ def render_rows(
     help="MagicMask checkpoint (default: the embedded one).",
 )
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--warmup", default=25, show_default=True, help="Frames analysed before A.")
+@click.option("--warmup", default=25, show_default=True, help="Frames analyzed before A.")
 @click.option("--fill-missing", is_flag=True, help="Repeat the previous frame over sequence gaps.")
 @click.option("--height", default=200, show_default=True, help="Thumbnail height in pixels.")
 @overwrite_options
@@ -251,7 +251,7 @@ def preview_command(
         input_path,
         checkpoint,
         source=source,
-        backend=cfg.detect.face_backend,
+        face_backend=cfg.detect.face_backend,
     )
     models = load_models(checkpoint, device)
     rows = render_rows(

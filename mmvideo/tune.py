@@ -739,7 +739,13 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
     base_path = Path(base) if base else default_checkpoint_path()
     # every output before any work: the checkpoint, its state folder, the preview sheet
     check_paths(
-        output, overwrite, *clips, base_path, *files, source_video, backend=cfg.detect.face_backend
+        output,
+        overwrite,
+        *clips,
+        base_path,
+        *files,
+        source_video,
+        face_backend=cfg.detect.face_backend,
     )
     run = state_folder(output)
     preview_path = output.with_name(output.name + ".preview.png")

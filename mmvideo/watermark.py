@@ -9,7 +9,7 @@ Choices, each for robustness to lossy re-encoding (H.264 CRF 23 is the target):
 
 * the carrier is the *difference* between the DCs of two horizontally neighbouring 4×4 DCT
   blocks of the LL band (each DC is 8 × the mean of an 8×8 pixel area, the quantity a block
-  codec preserves best). A plain DC would be moved by the codec's colour-conversion bias (about
+  codec preserves best). A plain DC would be moved by the codec's color-conversion bias (about
   -1.25 levels through libx264/yuv420p here), which flips every QIM bit; the difference cancels
   it. Each block takes half of the move, so a pixel changes by at most ``step / 32`` levels,
   1.5 at the default (PSNR about 50 dB);

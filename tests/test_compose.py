@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from magicmask.quality import grey, seam_ratio, sharpness
+from magicmask.quality import gray, seam_ratio, sharpness
 from mmcore.errors import InvalidInput
 from mmvideo.commands import main
 from mmvideo.compose import (
@@ -149,7 +149,7 @@ def test_detail_transfer_puts_the_frames_fine_detail_back_on_a_large_face(streng
     )
     paste(frame, smooth, crop, matrix, np.ones((224, 224), np.float32), cfg)
     inner = (slice(180, 420), slice(200, 460))  # inside the pasted square, off its edges
-    ratio = sharpness(grey(frame[inner])) / sharpness(grey(original[inner]))
+    ratio = sharpness(gray(frame[inner])) / sharpness(gray(original[inner]))
     if strength == 0:
         assert ratio < 0.05  # the upsampled render alone is smooth
     else:

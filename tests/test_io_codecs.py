@@ -45,7 +45,7 @@ CASES = [
         ),
     ),
     (
-        EncodeOptions(crf=28, preset="veryfast"),
+        EncodeOptions(crf=28, encoder_preset="veryfast"),
         8,
         "o.mov",
         (64, 48),
@@ -129,7 +129,7 @@ CASES = [
         ),
     ),
     (
-        EncodeOptions(codec="h264_nvenc", preset="slow"),
+        EncodeOptions(codec="h264_nvenc", encoder_preset="slow"),
         10,
         "o.mp4",
         (64, 48),
@@ -199,7 +199,7 @@ def test_encoder_settings_table(options, depth, out, size, expected):
     [
         (EncodeOptions(codec="mpeg2video"), "o.mp4", "--codec mpeg2video: unsupported"),
         (EncodeOptions(codec="prores_ks"), "o.mp4", "ProRes needs a .mov or .mkv"),
-        (EncodeOptions(preset="warp"), "o.mp4", "--preset warp"),
+        (EncodeOptions(encoder_preset="warp"), "o.mp4", "--encoder-preset warp"),
         (EncodeOptions(crf=18, bitrate="1M"), "o.mp4", "one or the other"),
         (EncodeOptions(codec="ffv1", crf=0), "o.mkv", "has no --crf"),
         (EncodeOptions(bitrate="fast"), "o.mp4", "--bitrate 'fast'"),

@@ -18,7 +18,7 @@ from mmvideo.io.encode import VideoWriter
 from mmvideo.io.probe import probe
 from mmvideo.io.transcode import transcode
 
-FAST = EncodeOptions(preset="ultrafast")
+FAST = EncodeOptions(encoder_preset="ultrafast")
 
 
 def seconds(fs):
@@ -82,7 +82,7 @@ def test_vfr_stays_variable(tmp_path):
 def test_colour_tags_and_10bit_depth_preserved(tmp_path, codec, suffix):
     src, out = tmp_path / "hdr.mkv", tmp_path / f"out{suffix}"
     make_clip(src, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1))
-    transcode(src, out, EncodeOptions(codec=codec, preset="ultrafast"))
+    transcode(src, out, EncodeOptions(codec=codec, encoder_preset="ultrafast"))
     v_in, v_out = probe(src).video, probe(out).video
     assert v_out.color == v_in.color
     assert (v_out.bit_depth, v_out.pix_fmt) == (10, "yuv420p10le")
@@ -105,7 +105,7 @@ def test_rotation_is_baked_and_no_tag_written(tmp_path):
     transcode(
         src,
         out,
-        EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p"),
+        EncodeOptions(codec="libx264", crf=0, encoder_preset="ultrafast", pix_fmt="yuv444p"),
     )
     v = probe(out).video
     assert (v.rotation, v.transform, v.width, v.height) == (0.0, "none", 48, 64)
@@ -155,7 +155,7 @@ def test_audio_the_container_cannot_hold(data_dir, tmp_path):
     ):
         transcode(src, out, FAST)
     assert list(tmp_path.iterdir()) == [src]
-    transcode(src, out, EncodeOptions(preset="ultrafast", audio_codec="aac"))
+    transcode(src, out, EncodeOptions(encoder_preset="ultrafast", audio_codec="aac"))
     (audio,) = probe(out).audio
     assert audio.codec == "aac" and audio.sample_rate == 16000
     assert abs(probe(out).duration - probe(src).duration) < 0.1
@@ -237,7 +237,7 @@ def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, colour):
     src = tmp_path / "src.mkv"
     make_clip(src, frames=3, colour=colour, pix_fmt="yuv444p", codec="ffv1")
     out_pipe, out_pyav = tmp_path / "pipe.mkv", tmp_path / "pyav.mkv"
-    lossless = EncodeOptions(codec="libx264", crf=0, preset="ultrafast", pix_fmt="yuv444p")
+    lossless = EncodeOptions(codec="libx264", crf=0, encoder_preset="ultrafast", pix_fmt="yuv444p")
     transcode(src, out_pipe, replace(lossless, ffmpeg_args=("-qp", "0")))
     transcode(src, out_pyav, lossless)
     assert probe(out_pipe).video.color == probe(src).video.color

@@ -36,7 +36,7 @@ def test_the_chip_is_150_px_and_follows_the_face(face):
     moved[40:, 60:] = image
     # the same face elsewhere in a bigger frame gives the same chip
     again = quality.face_chip(moved, landmarks + np.float32([60, 40]))
-    assert quality.ssim(quality.grey(chip), quality.grey(again)) > 0.999
+    assert quality.ssim(quality.gray(chip), quality.gray(again)) > 0.999
 
 
 def test_a_blurred_copy_loses_sharpness_and_band_energy(face):

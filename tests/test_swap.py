@@ -155,7 +155,9 @@ def test_faceless_frames_keep_the_source_yuv_bit_for_bit(
     ]
     clip = tmp_path / "clip.mp4"
     info = probe(data_dir / "talking_head_outdoor_01.mp4")
-    with VideoWriter(clip, info, EncodeOptions(crf=0, preset="ultrafast"), copy_streams=False) as w:
+    with VideoWriter(
+        clip, info, EncodeOptions(crf=0, encoder_preset="ultrafast"), copy_streams=False
+    ) as w:
         for i, img in enumerate(faces + noise):
             w.write(Frame(i, info.video.frame_pts[i], info.video.time_base, img))
     cfg = load_config("balanced", {"crf": 0, "encoder_preset": "ultrafast"})

@@ -77,7 +77,7 @@ def test_device_names():
 )
 def test_encode_options_table(cfg, crf, preset):
     opts = encode_options(cfg)
-    assert (opts.codec, opts.crf, opts.preset) == (cfg.codec, crf, preset)
+    assert (opts.codec, opts.crf, opts.encoder_preset) == (cfg.codec, crf, preset)
 
 
 def test_summary_lines():

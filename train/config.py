@@ -32,7 +32,7 @@ class ModelSwitches:
     detail_path: bool | None = field(
         default=None,
         metadata=flag(
-            "[ours] Target detail path into the decoder (zero-initialised; default: the config's, off)."
+            "[ours] Target detail path into the decoder (zero-initialized; default: the config's, off)."
         ),
     )
 

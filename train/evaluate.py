@@ -16,7 +16,7 @@ the model with its own identity, as blurry as the swap but with no identity chan
 - realism (``magicmask.quality``, docs/quality.md) of each output against the target crop: chip
   SSIM (on the self-swap row, the same-person fidelity test), sharpness ratio and band-energy
   ratio (both want 1: blur < 1, noise and blotches > 1),
-- temporal jitter on clips (grey levels of flicker the swap adds, see ``train.metrics``),
+- temporal jitter on clips (gray levels of flicker the swap adds, see ``train.metrics``),
 - FD: the Fréchet distance (FID's formula) between the judge encoder's embeddings of the
   method's outputs and of the real target crops. Not FID: Inception-v3 is not available
   offline, and identity features also move with the identity change, so read it against the
@@ -340,7 +340,7 @@ def run_evaluation(
     analyzer = FaceAnalyzer(FaceConfig(face_backend="dlib", detector="hog", detect_upsample=1))
     stills: dict[str, Still] = {}
     names = sorted({n for p in pairs for n in p} | set(identities))
-    for name in tqdm(names, desc="analyse stills", unit="image"):
+    for name in tqdm(names, desc="analyze stills", unit="image"):
         try:
             stills[name] = analyze_still(
                 Path(images) / name, identities.get(name, Path(name).stem), analyzer

@@ -165,7 +165,7 @@ def fit(
     elif tcfg.init_from:
         parent_steps = init_weights_from(Path(tcfg.init_from), models)
         log.info(
-            "weights from %s (%d steps); optimisers and step count start afresh",
+            "weights from %s (%d steps); optimizers and step count start afresh",
             tcfg.init_from,
             parent_steps,
         )

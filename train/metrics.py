@@ -100,7 +100,7 @@ def expression_error(landmarks_a: np.ndarray, landmarks_b: np.ndarray) -> np.nda
 
 def temporal_jitter(swaps: np.ndarray, targets: np.ndarray, masks: np.ndarray) -> float:
     """Flicker the swap adds to a clip: mean |frame-to-frame change| inside the face mask of the
-    swapped crops minus that of the original crops, in 0–255 grey levels (0 = no added flicker).
+    swapped crops minus that of the original crops, in 0–255 gray levels (0 = no added flicker).
 
     Both sequences share the same per-frame crop, so crop motion cancels out; ``swaps`` and
     ``targets`` are [T, H, W, 3] uint8, ``masks`` [T, H, W] in [0, 1].

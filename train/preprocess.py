@@ -162,14 +162,14 @@ def _analyzer(detector: str, detect_upsample: int, min_face_size: int):
 
 
 def pick_face(boxes: np.ndarray, shape: tuple[int, int], min_face_size: int) -> int | None:
-    """Index of the face to keep: the largest usable one, penalised by distance from the centre
-    (LFW and the clips centre their subject; bystanders are small and off-centre)."""
+    """Index of the face to keep: the largest usable one, penalised by distance from the center
+    (LFW and the clips center their subject; bystanders are small and off-center)."""
     if not len(boxes):
         return None
     h, w = shape
     side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2.0
-    off = np.linalg.norm((centre - [w / 2.0, h / 2.0]) / [w, h], axis=1)
+    center = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    off = np.linalg.norm((center - [w / 2.0, h / 2.0]) / [w, h], axis=1)
     score = np.where(side >= min_face_size, side * (1.0 - off), -1.0)
     best = int(np.argmax(score))
     return best if score[best] > 0 else None

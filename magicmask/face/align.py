@@ -21,7 +21,7 @@ ARCFACE_112 = np.array(
     ],
     dtype=np.float32,
 )
-# The paper resizes the aligned face to 256 and centre-crops 224 (docs/design.md).
+# The paper resizes the aligned face to 256 and center-crops 224 (docs/design.md).
 TEMPLATE_224 = (ARCFACE_112 * (256.0 / 112.0) - 16.0).astype(np.float32)
 
 _LEFT_EYE = slice(36, 42)
@@ -32,7 +32,7 @@ _MOUTH_RIGHT = 54
 
 
 def five_points(landmarks68: np.ndarray) -> np.ndarray:
-    """The 5 ArcFace anchor points (eye centres, nose tip, mouth corners) from 68 iBUG points."""
+    """The 5 ArcFace anchor points (eye centers, nose tip, mouth corners) from 68 iBUG points."""
     pts = np.asarray(landmarks68, dtype=np.float32)[:, :2]
     return np.stack(
         [

@@ -99,7 +99,7 @@ def mtcnn_to_dlib_boxes(boxes: np.ndarray) -> np.ndarray:
     """MTCNN boxes → the square, lower boxes dlib's HOG gives, which its shape predictor expects.
 
     Fitted on the 28 faces both detectors find in the test stills (HOG side = 1.11 × MTCNN width
-    ≈ 0.83 × its height, centre 0.06 × height lower); it halves the landmark disagreement with
+    ≈ 0.83 × its height, center 0.06 × height lower); it halves the landmark disagreement with
     HOG-box landmarks (mean error 3.1% → 1.4% of the eye distance).
     """
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

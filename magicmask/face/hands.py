@@ -6,7 +6,7 @@ same ``mediapipe`` 0.10.14 wheel as Face Mesh (``mediapipe/modules/palm_detectio
 ``hand_landmark/``), or from ``--face-models DIR``; run on the same TFLite runtime.
 
 Per face, as MediaPipe's hand graph does per frame, but only inside a square region
-``region``× the face box around its centre (a hand that occludes the face has its palm there; the
+``region``× the face box around its center (a hand that occludes the face has its palm there; the
 rest of the frame is never looked at, which keeps the cost to one palm pass per face):
 
 1. palm detection on that region resized to 192×192: 2016 SSD anchors, each a box and 7 palm
@@ -54,7 +54,7 @@ HAND_SIZE = 224
 # stride-16 layers share their grid).
 _ANCHOR_GRIDS = ((PALM_SIZE // 8, 2), (PALM_SIZE // 16, 6))
 NMS_IOU = 0.3
-# palm_detection_detection_to_roi.pbtxt: wrist centre (0) → middle-finger knuckle (2) is turned
+# palm_detection_detection_to_roi.pbtxt: wrist center (0) → middle-finger knuckle (2) is turned
 # to point up; the region is shifted half a box toward the fingers and scaled 2.6.
 _PALM_WRIST, _PALM_MIDDLE = 0, 2
 ROI_SHIFT, ROI_SCALE = -0.5, 2.6
@@ -74,7 +74,7 @@ FINGERS = (
 )
 PALM = (0, 1, 2, 5, 9, 13, 17)
 # Half-widths as fractions of the palm length (wrist → middle knuckle, ~8.5 cm on an adult hand):
-# a finger is ~2 cm wide, the thumb ~2.3 cm, the wrist ~6 cm. The points are joint centres, so
+# a finger is ~2 cm wide, the thumb ~2.3 cm, the wrist ~6 cm. The points are joint centers, so
 # the palm polygon is also stroked with the finger width to reach the hand's outer edge.
 FINGER_RADIUS, THUMB_RADIUS, WRIST_RADIUS = 0.13, 0.15, 0.33
 # The forearm continues past the wrist point: a stub of this length (× palm length) covers the
@@ -97,12 +97,12 @@ class Hand:
 
 
 def ssd_anchors() -> np.ndarray:
-    """(2016, 2) anchor centres in [0, 1], in the order of the palm detector's outputs."""
+    """(2016, 2) anchor centers in [0, 1], in the order of the palm detector's outputs."""
     out = []
     for n, per_cell in _ANCHOR_GRIDS:
         y, x = np.mgrid[0:n, 0:n]
-        centres = np.stack([(x + 0.5) / n, (y + 0.5) / n], axis=-1).reshape(-1, 1, 2)
-        out.append(np.repeat(centres, per_cell, axis=1).reshape(-1, 2))
+        centers = np.stack([(x + 0.5) / n, (y + 0.5) / n], axis=-1).reshape(-1, 1, 2)
+        out.append(np.repeat(centers, per_cell, axis=1).reshape(-1, 2))
     return np.concatenate(out)
 
 
@@ -110,12 +110,12 @@ def decode_palms(
     raw: np.ndarray, logits: np.ndarray, anchors: np.ndarray, min_score: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (N, 4) x0 y0 x1 y1, keypoints (N, 7, 2) and scores (N,) in [0, 1] input units, of
-    the anchors scoring above ``min_score``: offsets are in input pixels from the anchor centre."""
+    the anchors scoring above ``min_score``: offsets are in input pixels from the anchor center."""
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1), -100.0, 100.0)))
     keep = scores > min_score
     raw, anchors = raw.reshape(-1, 18)[keep] / PALM_SIZE, anchors[keep]
-    centre, half = raw[:, :2] + anchors, raw[:, 2:4] / 2
-    boxes = np.concatenate([centre - half, centre + half], axis=1)
+    center, half = raw[:, :2] + anchors, raw[:, 2:4] / 2
+    boxes = np.concatenate([center - half, center + half], axis=1)
     keypoints = raw[:, 4:].reshape(-1, 7, 2) + anchors[:, None]
     return boxes, keypoints, scores[keep]
 
@@ -156,14 +156,14 @@ def _upright(tail: np.ndarray, head: np.ndarray) -> float:
 
 
 def _region(
-    centre: np.ndarray, size: np.ndarray, rotation: float, shift: float, scale: float
+    center: np.ndarray, size: np.ndarray, rotation: float, shift: float, scale: float
 ) -> tuple[np.ndarray, float, float]:
-    """MediaPipe's RectTransformation: a box of ``size`` (w, h) at ``centre`` turned by
+    """MediaPipe's RectTransformation: a box of ``size`` (w, h) at ``center`` turned by
     ``rotation``, shifted ``shift`` × its height along its own y axis, squared to its longer side
-    and scaled; as centre, side and angle (degrees, ``roi_matrix``'s convention)."""
+    and scaled; as center, side and angle (degrees, ``roi_matrix``'s convention)."""
     c, s = np.cos(rotation), np.sin(rotation)
-    centre = centre + shift * size[1] * np.array([-s, c])
-    return centre, scale * float(size.max()), float(np.degrees(rotation))
+    center = center + shift * size[1] * np.array([-s, c])
+    return center, scale * float(size.max()), float(np.degrees(rotation))
 
 
 def hand_roi(box: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -188,8 +188,8 @@ def landmark_roi(points: np.ndarray) -> tuple[np.ndarray, float, float]:
     upright = (stable - middle) @ np.array([[c, -s], [s, c]])
     lo, hi = upright.min(axis=0), upright.max(axis=0)
     mid = (lo + hi) / 2
-    centre = middle + np.array([c * mid[0] - s * mid[1], s * mid[0] + c * mid[1]])
-    return _region(centre, hi - lo, rotation, TRACK_SHIFT, TRACK_SCALE)
+    center = middle + np.array([c * mid[0] - s * mid[1], s * mid[0] + c * mid[1]])
+    return _region(center, hi - lo, rotation, TRACK_SHIFT, TRACK_SCALE)
 
 
 class HandDetector:
@@ -246,11 +246,11 @@ class HandDetector:
         return out
 
     def landmarks(
-        self, image: np.ndarray, centre: np.ndarray, side: float, angle: float
+        self, image: np.ndarray, center: np.ndarray, side: float, angle: float
     ) -> tuple[np.ndarray, float]:
         """21 points (x, y, z toward the camera) in image pixels and the presence score, of the
-        hand region ``centre``/``side``/``angle``."""
-        m = roi_matrix(centre, max(side, 1.0), angle, HAND_SIZE)
+        hand region ``center``/``side``/``angle``."""
+        m = roi_matrix(center, max(side, 1.0), angle, HAND_SIZE)
         self._hand.set_tensor(self._hand_in, roi_input(image, m, HAND_SIZE))
         self._hand.invoke()
         pts = self._hand.get_tensor(self._hand_out[0]).reshape(21, 3).astype(np.float64)
@@ -346,8 +346,8 @@ class HandTracker:
             self._since_palm, self._turned_down = 0, False
             for palm_box, keypoints, palm_score in det.palms(image, box):
                 # a palm on a hand already tracked is that hand
-                centre = (palm_box[:2] + palm_box[2:]) / 2
-                if any(_inside(centre, h.points) for h, _ in kept):
+                center = (palm_box[:2] + palm_box[2:]) / 2
+                if any(_inside(center, h.points) for h, _ in kept):
                     continue
                 points, presence = det.landmarks(image, *hand_roi(palm_box, keypoints))
                 if presence > det.min_presence:
@@ -368,8 +368,8 @@ def _near(box: np.ndarray, region: float):
     palms: a tracked hand that leaves it is dropped, as the detector would not find it there."""
     x0, y0, x1, y1 = np.asarray(box, dtype=np.float64).reshape(4)
     half = region * max(x1 - x0, y1 - y0, 1.0) / 2
-    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
-    return lambda points: bool((np.abs(points[:, :2] - centre).max(axis=1) < half).any())
+    center = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    return lambda points: bool((np.abs(points[:, :2] - center).max(axis=1) < half).any())
 
 
 def _inside(point: np.ndarray, points: np.ndarray) -> bool:
@@ -423,7 +423,7 @@ def hand_mask(
 ) -> np.ndarray:
     """(H, W) float32 in [0, 1]: 1 on every hand, grown by ``grow`` px and then softened by a
     ``feather``-px Gaussian, so the soft edge lies outside the hand: with ``grow`` ≥ 3 ×
-    ``feather`` the hand itself stays above 0.996 (a face pasted through it moves < 1 grey level).
+    ``feather`` the hand itself stays above 0.996 (a face pasted through it moves < 1 gray level).
     The default has one more pixel for the lag of ``HandTracker``'s smoothing (~1 px behind a
     hand sweeping a fifth of its palm length per frame)."""
     hard = np.zeros(shape, np.uint8)
@@ -440,7 +440,7 @@ def hand_mask(
 
 def edge_flicker(masks: Sequence[np.ndarray], band: int = 3) -> float:
     """Mean frame-to-frame change of a mask sequence (each (H, W) in [0, 1]) at its edges: over
-    consecutive pairs, the mean |m_t - m_t-1| within ``band`` px of either mask's edge, in grey
+    consecutive pairs, the mean |m_t - m_t-1| within ``band`` px of either mask's edge, in gray
     levels (0-255). A mask that follows a moving hand changes there too; one that shakes changes
     more. Pairs where neither mask has an edge are skipped; 0 when none is left."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1,) * 2)

@@ -21,7 +21,7 @@ MAX_PIXELS = 178_956_970
 def load_image(path: str | Path, max_side: int | None = 4096) -> np.ndarray:
     """Read an image file as upright H×W×3 RGB uint8.
 
-    EXIF orientation is applied; greyscale, palette, alpha, CMYK and 16-bit files are converted;
+    EXIF orientation is applied; grayscale, palette, alpha, CMYK and 16-bit files are converted;
     images longer than ``max_side`` pixels are shrunk (JPEG decodes at reduced size directly).
     """
     path = Path(path)
@@ -57,16 +57,16 @@ def load_image(path: str | Path, max_side: int | None = 4096) -> np.ndarray:
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit (or 32-bit integer) greyscale: Pillow's convert("RGB") would clip, not rescale.
+        # 16-bit (or 32-bit integer) grayscale: Pillow's convert("RGB") would clip, not rescale.
         a = np.asarray(img).astype(np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        grey = np.clip(a * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+        gray = np.clip(a * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
     if img.mode == "F":
-        grey = np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+        gray = np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Transparent pixels become white, not whatever colour they happen to store.
+        # Transparent pixels become white, not whatever color they happen to store.
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)

@@ -72,6 +72,6 @@ def component_boxes(
     for i, idx in enumerate(COMPONENTS.values()):
         p = pts[list(idx)]
         lo, hi = p.min(axis=0) - margin, p.max(axis=0) + margin
-        centre, half = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, min_side / 2.0)
-        boxes[i, :2], boxes[i, 2:] = centre - half, centre + half
+        center, half = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, min_side / 2.0)
+        boxes[i, :2], boxes[i, 2:] = center - half, center + half
     return np.clip(boxes, 0.0, float(size))

@@ -12,7 +12,7 @@ Weights: ``face_landmark.tflite`` (Apache 2.0) as the ``mediapipe`` 0.10.14 whee
 read, never imported. Or put ``face_landmark.tflite`` in ``--face-models DIR``. The network runs
 on the TFLite runtime of ``ai-edge-litert`` (the ``mediapipe`` extra).
 
-Per box, as MediaPipe's own graph does: a square region 1.5× the box around its centre, resized
+Per box, as MediaPipe's own graph does: a square region 1.5× the box around its center, resized
 to 192×192 (RGB in [0, 1]); then a second pass on the region the first pass's points give
 (their bounding box ×1.5, turned so the eye corners are level), which recentres the crop on
 the face whatever the detector's box convention.

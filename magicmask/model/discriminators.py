@@ -75,7 +75,7 @@ def boxes_from_landmarks(landmarks: Tensor) -> Tensor:
 def box_theta(boxes: Tensor, margin: float, image_size: tuple[int, int]) -> Tensor:
     """``affine_grid`` matrices [B*K, 2, 3] whose output spans each box grown by ``margin`` per side.
 
-    Boxes are in pixel coordinates with pixel centres at integers, so pixel i covers
+    Boxes are in pixel coordinates with pixel centers at integers, so pixel i covers
     [i - 0.5, i + 0.5]; the normalised coordinate of x is (2x + 1) / W - 1 (align_corners=False).
     """
     h, w = image_size

@@ -120,7 +120,7 @@ def executor_options(fn):
     "warmup_seconds",
     type=float,
     default=None,
-    help="Seconds analysed before each chunk (default: as many frames as the preset's "
+    help="Seconds analyzed before each chunk (default: as many frames as the preset's "
     "smoothing filters need to settle).",
 )
 @click.option(
@@ -180,7 +180,7 @@ def plan_command(
     )
     for span in plan.chunks:
         click.echo(
-            f"  chunk {span.index}: frames {span.start}-{span.end - 1} (analysed from {span.decode_start})"
+            f"  chunk {span.index}: frames {span.start}-{span.end - 1} (analyzed from {span.decode_start})"
         )
     for t in plan.targets or ():
         # decided once over the whole clip; every chunk swaps these

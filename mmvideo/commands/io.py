@@ -73,7 +73,7 @@ def probe_command(file: str, as_json: bool) -> None:
     help="Quality (x264/x265/NVENC cq), 0 to 51; lower is better.",
 )
 @click.option(
-    "--preset",
+    "--encoder-preset",
     type=click.Choice(X264_PRESETS),
     help="Speed preset (x264 names; mapped for NVENC).",
 )
@@ -114,7 +114,7 @@ def transcode_command(
     output: str,
     codec: str,
     crf: int | None,
-    preset: str | None,
+    encoder_preset: str | None,
     bitrate: str | None,
     bit_depth: str | None,
     pix_fmt: str | None,
@@ -134,7 +134,7 @@ def transcode_command(
     options = EncodeOptions(
         codec=codec,
         crf=crf,
-        preset=preset,
+        encoder_preset=encoder_preset,
         bitrate=bitrate,
         bit_depth=int(bit_depth) if bit_depth else None,
         pix_fmt=pix_fmt,

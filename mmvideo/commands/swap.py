@@ -48,7 +48,7 @@ def check_paths(
     overwrite: bool | None,
     *inputs: str | Path | None,
     source: str | Path | None = None,
-    backend: str = "dlib",
+    face_backend: str = "dlib",
 ) -> None:
     """Everything a render command can check in a second, before it spends seconds loading
     models: the source image decodes, the face backend's package and, for image sequences in
@@ -60,7 +60,7 @@ def check_paths(
 
     if source is not None:
         load_image(source)
-    check_backend_installed(backend)
+    check_backend_installed(face_backend)
     if any(i is not None and parse_pattern(i) for i in inputs):
         oiio_module()
     pattern = parse_pattern(output)
@@ -114,13 +114,13 @@ def require_input(path: str | None, flag: str) -> str:
     "--warmup",
     default=25,
     show_default=True,
-    help="Frames before --start analysed to settle the tracker and filters.",
+    help="Frames before --start analyzed to settle the tracker and filters.",
 )
 @click.option(
     "--lookahead",
     default=0,
     show_default=True,
-    help="Frames from --stop on analysed (not written), as RTS smoothing of a longer run sees them.",
+    help="Frames from --stop on analyzed (not written), as RTS smoothing of a longer run sees them.",
 )
 @click.option(
     "--frames",
@@ -179,7 +179,7 @@ def swap(
         params["checkpoint"],
         *map_files(cfg.track.map),
         source=source,
-        backend=cfg.detect.face_backend,
+        face_backend=cfg.detect.face_backend,
     )
     if params["sign"]:
         from mmvideo.provenance import c2pa_module
@@ -270,7 +270,7 @@ def tracks(
     cfg = merged_config(preset, params)
     require_input(clip, "CLIP")
     out = Path(sheet) if sheet else Path(clip).with_suffix(".tracks.png")
-    check_paths(out, overwrite, clip, checkpoint, backend=cfg.detect.face_backend)
+    check_paths(out, overwrite, clip, checkpoint, face_backend=cfg.detect.face_backend)
     from magicmask.face.analyzer import FaceAnalyzer
     from mmvideo.generate import load_models
     from mmvideo.io.media import probe_media

@@ -78,7 +78,7 @@ class EncodeOptions:
 
     codec: str = "libx264"
     crf: int | None = None
-    preset: str | None = None
+    encoder_preset: str | None = None
     bitrate: str | None = None
     bit_depth: int | None = None
     pix_fmt: str | None = None
@@ -155,8 +155,10 @@ def encoder_settings(
     muxer = muxer_for(out_path)
     if codec == "prores_ks" and muxer not in ("mov", "matroska", "nut"):
         raise InvalidInput(f"{out_path}: ProRes needs a .mov or .mkv file")
-    if options.preset is not None and options.preset not in X264_PRESETS:
-        raise InvalidInput(f"--preset {options.preset}: choose one of {', '.join(X264_PRESETS)}")
+    if options.encoder_preset is not None and options.encoder_preset not in X264_PRESETS:
+        raise InvalidInput(
+            f"--encoder-preset {options.encoder_preset}: choose one of {', '.join(X264_PRESETS)}"
+        )
     if options.crf is not None and not CRF_RANGE[0] <= options.crf <= CRF_RANGE[1]:
         raise InvalidInput(f"--crf {options.crf}: must be from {CRF_RANGE[0]} to {CRF_RANGE[1]}")
     if options.crf is not None and options.bitrate is not None:
@@ -170,7 +172,7 @@ def encoder_settings(
         pix_fmt = FULL_CHROMA.get(pix_fmt, pix_fmt)
     bit_rate = parse_bitrate(options.bitrate) if options.bitrate else None
     crf = options.crf if options.crf is not None else DEFAULT_CRF.get(codec)
-    preset = options.preset or "medium"
+    preset = options.encoder_preset or "medium"
     opts: dict[str, str] = {}
     if codec in ("libx264", "libx265"):
         opts["preset"] = preset

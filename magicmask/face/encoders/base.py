@@ -16,7 +16,7 @@ IDENTITY_SIZE = 112
 
 
 def _pixel_to_normalized(size: int) -> np.ndarray:
-    """3×3 map from pixel coordinates (centres at integers) to grid_sample's [-1, 1]
+    """3×3 map from pixel coordinates (centers at integers) to grid_sample's [-1, 1]
     (align_corners=False)."""
     return np.array(
         [
