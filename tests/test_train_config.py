@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmvideo.cli import main
 
 from magicmask.checkpoint import default_checkpoint_path, load_checkpoint
 from magicmask.config import LOSS_KEYS_OF_OLDER_CHECKPOINTS, MagicMaskConfig, create_config
 from magicmask.losses import LossConfig
+from mmvideo.commands import main
 from mmvideo.config import dataclass_keys
 from mmvideo.io.probe import probe
 from train import fit as fit_module
