@@ -126,7 +126,8 @@ class TrackConfig:
     # a filled frame is confirmed when the landmarker's inner points (brows to mouth) lie within
     # this mean distance of the flow-tracked ones, as a fraction of the inner face's size
     gap_max_residual: float = field(default=0.15, metadata=between(0, 1))
-    # identity cosine needed to re-identify
+    # identity cosine needed to re-identify, on the scale from how alike different people of
+    # the clip are (faces seen together in one frame) to 1 (``Tracker.reid_threshold``)
     reid_min_similarity: float = field(default=0.6, metadata=between(-1, 1))
     # histogram correlation below this is a cut
     shot_cut_threshold: float = field(default=0.5, metadata=between(-1, 1))
