@@ -229,12 +229,15 @@ def paste(
     matrix: np.ndarray,
     mask: np.ndarray,
     cfg: ComposeConfig,
+    matte: np.ndarray | None = None,
 ) -> np.ndarray:
     """Blend one generated face into ``image`` **in place** and return it.
 
     ``generated``: 224×224×3 float32 RGB in [0, 1]; ``target_crop``: the aligned input crop
     (uint8, uint16, or float32 in [0, 1]) for color matching; ``matrix``: the 2×3 frame → crop alignment;
-    ``mask``: 224×224 face mask in [0, 1]. ``image`` is uint8 or uint16 RGB.
+    ``mask``: 224×224 face mask in [0, 1]. ``image`` is uint8 or uint16 RGB. ``matte`` (H×W
+    float32, optional) gathers the blend weight in place, as ``over`` does: ``m + a·(1 − m)``,
+    exactly ``a`` where it was 0 (``mmvideo.matte``).
     """
     alpha = feather_mask(mask, cfg)
     if not alpha.any():
@@ -282,6 +285,9 @@ def paste(
         borderMode=cv2.BORDER_REPLICATE,
     )
     a = cv2.warpAffine(alpha, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if matte is not None:
+        m = matte[y0:y1, x0:x1]
+        m += a * (1 - m)
     roi = image[y0:y1, x0:x1]
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
     original = roi.astype(np.float32)

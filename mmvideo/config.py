@@ -191,6 +191,11 @@ class EncodeConfig:
     # x264/x265 CRF, NVENC cq (ProRes and FFV1 have none)
     crf: int = field(default=18, metadata=between(*CRF_RANGE))
     encoder_preset: str = field(default="medium", metadata=one_of(X264_PRESETS))
+    # beside the output: the blend matte of every written frame (mmvideo.matte)
+    matte_out: str | None = field(
+        default=None,
+        metadata=flag("PNG (16-bit) or EXR frame pattern for the blend matte, e.g. matte.%06d.png"),
+    )
 
 
 @dataclass

@@ -60,6 +60,7 @@ from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.frame import Frame
 from mmvideo.io.media import (
     PostOptions,
+    is_sequence_info,
     open_reader,
     open_writer,
     probe_media,
@@ -67,6 +68,7 @@ from mmvideo.io.media import (
 )
 from mmvideo.io.probe import MediaInfo
 from mmvideo.io.sequence import parse_pattern
+from mmvideo.matte import MatteWriter
 from mmvideo.progress import Progress
 from mmvideo.provenance import make_tag
 from mmvideo.queues import (
@@ -607,6 +609,7 @@ class _Group:
     tracks: list[list[int]]  # per frame: the track of each of its faces
     faces: list[list[TargetInputs]]  # per frame: each face's model inputs
     outputs: np.ndarray | None = None  # [n faces, 224, 224, 3] float32
+    mattes: list[np.ndarray] | None = None  # per frame: its blend matte (``--matte-out``)
 
 
 def group_ends(index: int, faces: int, batch: int) -> bool:
@@ -659,6 +662,7 @@ def render(
     swapped: dict[int, int] = {}
     # built before the stages start: a missing hand model is refused before a frame is written
     hands = hand_detector(cfg)
+    mattes = matte_writer(cfg, info)
 
     def decode() -> None:
         with open_reader(job.input, info, start=start, stop=stop) as reader:
@@ -710,10 +714,13 @@ def render(
 
     def compose(group: _Group) -> _Group:
         k = 0
-        for frame, tids, items in zip(group.frames, group.tracks, group.faces):
+        if mattes is not None:
+            group.mattes = [np.zeros(f.image.shape[:2], np.float32) for f in group.frames]
+        for i, (frame, tids, items) in enumerate(zip(group.frames, group.tracks, group.faces)):
             if items:
                 outputs = group.outputs[k : k + len(items)]
-                frame.image = compose_faces(frame.image, items, outputs, cfg.compose)
+                matte = group.mattes[i] if group.mattes else None
+                frame.image = compose_faces(frame.image, items, outputs, cfg.compose, matte)
                 k += len(items)
             for tid in tids:
                 swapped[tid] = swapped.get(tid, 0) + 1
@@ -742,8 +749,10 @@ def render(
                 th.start()
             for group in drain(q_done, run):
                 t = time.perf_counter()
-                for frame in group.frames:
+                for i, frame in enumerate(group.frames):
                     writer.write(frame)
+                    if mattes is not None:
+                        mattes.write(frame.index, group.mattes[i])
                     written += 1
                 run.add_time("encode", time.perf_counter() - t)
                 if progress:
@@ -757,6 +766,14 @@ def render(
     finally:
         stop_and_join(run, threads)
     return swapped, written, run.seconds
+
+
+def matte_writer(cfg: SwapConfig, info: MediaInfo) -> MatteWriter | None:
+    """The ``--matte-out`` stage, numbering files as a sequence output of this input is."""
+    if not cfg.encode.matte_out:
+        return None
+    first = info.sequence.first if is_sequence_info(info) else 0
+    return MatteWriter(cfg.encode.matte_out, first)
 
 
 def hand_detector(cfg: SwapConfig) -> HandDetector | None:
@@ -803,16 +820,20 @@ def prepare_faces(
 
 
 def compose_faces(
-    image: np.ndarray, faces: list[TargetInputs], outputs: np.ndarray, cfg: ComposeConfig
+    image: np.ndarray,
+    faces: list[TargetInputs],
+    outputs: np.ndarray,
+    cfg: ComposeConfig,
+    matte: np.ndarray | None = None,
 ) -> np.ndarray:
     """Step 3: ``image`` with the generated ``outputs`` (one per face, step 2's
     ``generate_faces``) pasted in; a copy, the decoder's buffer may be shared. Without faces the
-    image itself."""
+    image itself. ``matte`` (H×W float32) gathers the blend weights (``compose.paste``)."""
     if not faces:
         return image
     image = image.copy()
     for ti, out in zip(faces, outputs, strict=True):
-        paste(image, out, ti.crop, ti.matrix, ti.mask, cfg)
+        paste(image, out, ti.crop, ti.matrix, ti.mask, cfg, matte)
     return image
 
 

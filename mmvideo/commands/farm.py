@@ -161,7 +161,12 @@ def plan_command(
     # the same --key flags as `mmvideo swap`, each overriding the preset
     overrides = {k.name: params.pop(k.name) for k in config_keys()}
     # a bad --map is refused before the checkpoint loads
-    check_map(load_config(preset, overrides).track.map)
+    cfg = load_config(preset, overrides)
+    check_map(cfg.track.map)
+    if cfg.encode.matte_out:
+        from mmvideo.matte import matte_pattern
+
+        matte_pattern(cfg.encode.matte_out, overwrite)
     settings = resolve_settings(preset, checkpoint, overrides, device)
     plan = make_plan(
         job_path,

@@ -181,6 +181,10 @@ def swap(
         source=source,
         face_backend=cfg.detect.face_backend,
     )
+    if cfg.encode.matte_out:
+        from mmvideo.matte import matte_pattern
+
+        matte_pattern(cfg.encode.matte_out, overwrite)
     if params["sign"]:
         from mmvideo.provenance import c2pa_module
 

@@ -1,0 +1,116 @@
+"""``--matte-out``: the blend matte of every written frame, equal bit for bit (16-bit PNG) to the
+weight ``compose.paste`` blended with, numbered like the output's frames, refused early when
+its folder is missing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from media import decoded_frames, swap_cli
+
+import mmvideo.generate
+from mmvideo.compose import paste
+from mmvideo.config import ComposeConfig
+from mmvideo.matte import MatteWriter, to_png16
+
+CLIP = "talking_head_turn_01.mp4"
+
+
+def face_paste(frame: np.ndarray):
+    """A face-sized ellipse mask on the face of the real frame (the crop sees it 1.6x larger)."""
+    m = cv2.getRotationMatrix2D((0, 0), 8, 1.6)
+    h, w = frame.shape[:2]
+    m[:, 2] = (-(w / 2 - 70) * 1.6, -(h / 3 - 75) * 1.6)
+    mask = np.zeros((224, 224), np.float32)
+    cv2.ellipse(mask, (112, 120), (70, 90), 0, 0, 360, 1.0, -1)
+    return m, mask, cv2.warpAffine(frame, m, (224, 224))
+
+
+@pytest.mark.parametrize("blend", ["alpha", "multiband", "poisson"])
+def test_matte_is_the_compose_alpha_bit_exact_through_png16(data_dir, tmp_path, blend):
+    frame = decoded_frames(data_dir / CLIP, 1, "rgb48le")[0]
+    matrix, mask, crop = face_paste(frame)
+    cfg = ComposeConfig(color_match="lab", blend=blend, mask_erosion=4, mask_feather=8)
+    rng = np.random.default_rng(0)
+    matte = np.zeros(frame.shape[:2], np.float32)
+    paste(frame.copy(), rng.random((224, 224, 3), np.float32), crop, matrix, mask, cfg, matte)
+    written = MatteWriter(str(tmp_path / "matte.%04d.png")).write(7, matte)
+    assert written.name == "matte.0007.png"
+    png = cv2.imread(str(written), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.shape == frame.shape[:2]
+    # a white face over a black frame, plain alpha blend: the output is 65535·alpha itself
+    black = np.zeros_like(frame)
+    plain = ComposeConfig(color_match="none", blend="alpha", mask_erosion=4, mask_feather=8)
+    white = np.ones((224, 224, 3), np.float32)
+    paste(black, white, crop, matrix, mask, plain)
+    np.testing.assert_array_equal(png, black[..., 0])
+    assert 0 < (png > 0).mean() < 0.5 and png.max() == 65535
+
+
+def test_two_faces_combine_as_over():
+    frame = np.zeros((240, 400, 3), np.uint8)
+    mask = np.zeros((224, 224), np.float32)
+    cv2.ellipse(mask, (112, 112), (80, 100), 0, 0, 360, 1.0, -1)
+    cfg = ComposeConfig(color_match="none", mask_erosion=2, mask_feather=12)
+    gen = np.zeros((224, 224, 3), np.float32)
+    alone = []
+    both = np.zeros(frame.shape[:2], np.float32)
+    for tx in (0.0, -120.0):  # two faces whose feathered edges overlap
+        matrix = np.array([[1, 0, tx], [0, 1, 0]], np.float64)
+        alone.append(np.zeros_like(both))
+        paste(frame, gen, gen, matrix, mask, cfg, alone[-1])
+        paste(frame, gen, gen, matrix, mask, cfg, both)
+    a, b = alone
+    assert ((a > 0) & (a < 1) & (b > 0) & (b < 1)).any()
+    np.testing.assert_allclose(both, a + b * (1 - a), atol=1e-6)
+
+
+def test_swap_writes_a_matte_per_output_frame(tiny_checkpoint, data_dir, tmp_path):
+    out = tmp_path / "swap.%03d.png"
+    matte = tmp_path / "m" / "matte.%06d.png"
+    matte.parent.mkdir()
+    args = ["--preset", "fast", "--warmup", "2", "--frames", "3-5", "--matte-out", str(matte)]
+    assert swap_cli(data_dir, data_dir / CLIP, out, tiny_checkpoint, *args) == 0
+    assert sorted(p.name for p in matte.parent.iterdir()) == [
+        f"matte.{n:06d}.png" for n in (3, 4, 5)
+    ]
+    originals = decoded_frames(data_dir / CLIP, 6)
+    for n in (3, 4, 5):
+        m = cv2.imread(str(matte.parent / f"matte.{n:06d}.png"), cv2.IMREAD_UNCHANGED)
+        image = cv2.imread(str(tmp_path / f"swap.{n:03d}.png"))[..., ::-1]
+        assert m.dtype == np.uint16 and m.shape == image.shape[:2]
+        changed = np.any(image != originals[n], axis=-1)
+        assert changed.any() and not changed[m == 0].any()  # the matte covers every change
+    # -n: existing matte frames are refused
+    assert swap_cli(data_dir, data_dir / CLIP, out, tiny_checkpoint, "-y", *args, "-n") != 0
+
+
+def test_exr_matte_holds_the_float_coverage(tmp_path):
+    import OpenImageIO as oiio
+
+    writer = MatteWriter(str(tmp_path / "matte.%04d.exr"), first=1001)
+    coverage = np.random.default_rng(1).random((5, 7)).astype(np.float32)
+    path = writer.write(2, coverage)
+    image = oiio.ImageInput.open(str(path))
+    assert path.name == "matte.1003.exr" and image.spec().channelnames == ("A",)
+    np.testing.assert_array_equal(image.read_image("float")[..., 0], coverage)
+    image.close()
+    assert to_png16(np.array([0.0, 0.5, 1.0])).tolist() == [0, 32768, 65535]
+
+
+def test_a_matte_folder_missing_is_refused_before_models_load(
+    tiny_checkpoint, data_dir, tmp_path, monkeypatch, capsys
+):
+    def refuse(*args, **kwargs):
+        raise AssertionError("models loaded before the matte pattern was checked")
+
+    monkeypatch.setattr(mmvideo.generate, "load_models", refuse)
+    missing = tmp_path / "nowhere" / "matte.%04d.png"
+    args = ["--matte-out", str(missing)]
+    code = swap_cli(data_dir, data_dir / CLIP, tmp_path / "o.mp4", tiny_checkpoint, *args)
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "does not exist" in err and len(err.splitlines()) == 1
+    args = ["--matte-out", str(tmp_path / "matte.mov")]
+    assert swap_cli(data_dir, data_dir / CLIP, tmp_path / "o.mp4", tiny_checkpoint, *args) != 0
+    assert "PNG or EXR frame pattern" in capsys.readouterr().err
