@@ -844,18 +844,19 @@ def swap_frame(
     e_s: torch.Tensor,
     cfg: SwapConfig,
     hands: HandDetector | None = None,
+    matte: np.ndarray | None = None,
 ) -> np.ndarray:
     """One frame with its planned ``faces`` swapped, outside the threaded render (preview sheets,
     ``mmvideo tune``'s previews): the three steps ``render`` runs. ``e_s`` is one identity
     [1, D] for every face or one per face; ``hands`` is ``hand_detector(cfg)``, built once by
-    the caller (one frame: each face's hands are found afresh). Always a new image."""
+    the caller (one frame: each face's hands are found afresh); ``matte`` gathers the blend
+    weights as ``--matte-out`` does. Always a new image."""
     trackers = [HandTracker(hands) if hands else None for _ in faces]
     items = prepare_faces(image, faces, target_inputs_config(cfg.compose), trackers)
     if not items:
         return image.copy()
-    return compose_faces(
-        image, items, generate_faces(models, e_s, items, cfg.generate), cfg.compose
-    )
+    outputs = generate_faces(models, e_s, items, cfg.generate)
+    return compose_faces(image, items, outputs, cfg.compose, matte)
 
 
 # -- the whole job -------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """``mmvideo preview``: a contact sheet to check a shot before spending a render on it.
 
-For a spread of frames in ``--frames A-B`` the sheet shows the original next to the swap, the
-track ids on each face (selected tracks, the ones that get swapped, in green and starred) and
-whether any face was found in that frame. It runs the same analysis, smoothing and generation as
+For a spread of frames in ``--frames A-B`` the sheet shows the original next to the swap and
+the blend matte tinted over the original (what ``--matte-out`` writes: where the face goes and
+where it fades out, hands cut out), the track ids on each face (selected tracks, the ones that
+get swapped, in green and starred) and whether any face was found in that frame. It runs the same analysis, smoothing and generation as
 ``mmvideo swap`` (with the same warm-up before ``A``), but renders only the frames it shows.
 
 The sheet itself contains synthetic faces, so it carries the provenance tag like any output, and
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 GREEN = (40, 200, 60)
 GREY = (170, 170, 170)
 RED = (220, 60, 50)
+MATTE_TINT = np.array((255, 40, 200), np.float32)  # magenta: far from any skin tone
+MATTE_OPACITY = 0.6  # of the tint where the matte is 1; the original shows through
 TEXT_WIDTH = 230
 PREVIEW_USERS = "preview sheets (PNG with the provenance tag)"
 
@@ -53,6 +56,7 @@ class PreviewRow:
     original: np.ndarray  # RGB uint8/uint16
     swapped: np.ndarray
     faces: list[PreviewFace] = field(default_factory=list)
+    matte: np.ndarray | None = None  # H×W float32 blend matte (a mask column when given)
 
     @property
     def face_found(self) -> bool:
@@ -72,6 +76,14 @@ def _thumb(image: np.ndarray, height: int) -> tuple[np.ndarray, float]:
     return cv2.resize(_to8(image), (width, height), interpolation=interp), scale
 
 
+def matte_overlay(image: np.ndarray, matte: np.ndarray, height: int) -> np.ndarray:
+    """A thumbnail of ``image`` with ``matte`` (0–1, the image's size) tinted over it."""
+    thumb, _ = _thumb(image, height)
+    m = cv2.resize(matte, thumb.shape[1::-1], interpolation=cv2.INTER_AREA)[..., None]
+    tinted = thumb * (1 - MATTE_OPACITY * m) + MATTE_TINT * (MATTE_OPACITY * m)
+    return np.clip(np.rint(tinted), 0, 255).astype(np.uint8)
+
+
 def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color=(235, 235, 235)) -> None:
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
 
@@ -89,20 +101,24 @@ def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.n
             cv2.rectangle(original, (x0, y0), (x1, y1), color, 2)
             tag = f"#{face.track}{'*' if face.selected else ''}"
             _text(original, tag, (x0 + 2, max(12, y0 - 4)), color)
-        thumbs.append((original, swapped))
-    panel = max(o.shape[1] for o, _ in thumbs)
-    width = TEXT_WIDTH + 2 * panel + 30
+        panels = [original, swapped]
+        if row.matte is not None:
+            panels.append(matte_overlay(row.original, row.matte, height))
+        thumbs.append(panels)
+    names = ["original", "swap", "mask"][: max(len(t) for t in thumbs)]
+    panel = max(p.shape[1] for t in thumbs for p in t)
+    width = TEXT_WIDTH + len(names) * (panel + 10) + 10
     header = 50
     sheet = np.full((header + len(rows) * (height + 10), width, 3), 24, np.uint8)
     _text(sheet, title, (10, 20))
     _text(sheet, "#id = track, * = swapped", (10, 42), GREY)
-    _text(sheet, "original", (TEXT_WIDTH + 10, 42))
-    _text(sheet, "swap", (TEXT_WIDTH + panel + 20, 42))
-    for i, (row, (original, swapped)) in enumerate(zip(rows, thumbs)):
+    for k, name in enumerate(names):
+        _text(sheet, name, (TEXT_WIDTH + 10 + k * (panel + 10), 42))
+    for i, (row, panels) in enumerate(zip(rows, thumbs)):
         y = header + i * (height + 10)
-        sheet[y : y + height, TEXT_WIDTH + 10 : TEXT_WIDTH + 10 + original.shape[1]] = original
-        x = TEXT_WIDTH + panel + 20
-        sheet[y : y + height, x : x + swapped.shape[1]] = swapped
+        for k, image in enumerate(panels):
+            x = TEXT_WIDTH + 10 + k * (panel + 10)
+            sheet[y : y + height, x : x + image.shape[1]] = image
         _text(sheet, f"frame {row.label}", (10, y + 20))
         if row.timecode:
             _text(sheet, f"tc {row.timecode}", (10, y + 42))
@@ -180,7 +196,8 @@ def render_rows(
             if frame.index not in shown:
                 continue
             planned = [f for _, f in plan.get(frame.index, [])]
-            swapped = pipeline.swap_frame(frame.image, planned, models, e_s, cfg, hands)
+            matte = np.zeros(frame.image.shape[:2], np.float32)
+            swapped = pipeline.swap_frame(frame.image, planned, models, e_s, cfg, hands, matte)
             faces = [
                 PreviewFace(
                     t.id,
@@ -191,7 +208,7 @@ def render_rows(
                 if frame.index in t.faces
             ]
             tc = str(timecode + frame.index) if timecode is not None else None
-            rows.append(PreviewRow(offset + frame.index, tc, frame.image, swapped, faces))
+            rows.append(PreviewRow(offset + frame.index, tc, frame.image, swapped, faces, matte))
     return rows
 
 
@@ -232,7 +249,7 @@ def preview_command(
     overwrite: bool | None,
     **params,
 ) -> None:
-    """Contact sheet of original | swap for a spread of frames in --frames A-B.
+    """Contact sheet of original | swap | mask for a spread of frames in --frames A-B.
 
     Takes the swap's config flags (``--face-backend``, ``--detector``, ``--mask-feather`` ...),
     so the sheet shows what ``mmvideo swap`` with the same flags renders."""

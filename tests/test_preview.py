@@ -11,7 +11,7 @@ from magicmask.face.image import load_image
 from mmvideo.commands import main
 from mmvideo.config import load_config
 from mmvideo.generate import load_models
-from mmvideo.preview import PreviewFace, PreviewRow, contact_sheet, render_rows
+from mmvideo.preview import MATTE_TINT, PreviewFace, PreviewRow, contact_sheet, render_rows
 from mmvideo.provenance import read_provenance
 
 CLIP = "talking_head_turn_01.mp4"
@@ -42,6 +42,21 @@ def test_contact_sheet_layout_is_pure_and_sized():
     assert (panel == (40, 200, 60)).all(axis=-1).any()
 
 
+def test_mask_column_tints_the_matte_over_the_original():
+    image = np.full((100, 150, 3), 100, np.uint8)
+    matte = np.zeros((100, 150), np.float32)
+    matte[20:80, 40:100] = 1.0
+    rows = [PreviewRow(3, None, image, image + 50, [], matte)]
+    sheet = contact_sheet(rows, "title", height=100)
+    # three columns: original | swap | mask, each 150 wide plus a 10 px gap
+    assert sheet.shape == (50 + 110, 230 + 3 * 160 + 10, 3)
+    mask = sheet[50:150, 240 + 2 * 160 : 240 + 2 * 160 + 150].astype(int)
+    tint = np.rint(100 * 0.4 + np.array(MATTE_TINT) * 0.6)
+    assert (mask[50, 70] == tint).all()  # inside the matte: the tint over the original
+    assert (mask[5, 5] == 100).all()  # outside: the original as it is
+    assert np.array_equal(sheet[50:150, 240:390], image)  # the original column stays plain
+
+
 def test_rows_cover_the_range_with_tracks_and_flags(tiny_checkpoint, data_dir):
     models = load_models(str(tiny_checkpoint))
     cfg = load_config("fast")
@@ -60,6 +75,10 @@ def test_rows_cover_the_range_with_tracks_and_flags(tiny_checkpoint, data_dir):
     for r in rows:
         assert r.original.shape == r.swapped.shape == (224, 224, 3)
         assert not np.array_equal(r.original, r.swapped)  # the face was replaced
+        # the matte shows the swap's reach: every changed pixel lies inside it
+        changed = np.any(r.original != r.swapped, axis=-1)
+        assert r.matte.shape == (224, 224) and r.matte.max() > 0.9
+        assert not changed[r.matte == 0].any()
 
 
 def test_preview_command_writes_a_tagged_sheet(tiny_checkpoint, data_dir, tmp_path, capsys):
@@ -71,6 +90,7 @@ def test_preview_command_writes_a_tagged_sheet(tiny_checkpoint, data_dir, tmp_pa
     assert f"{out}: 2 frames" in capsys.readouterr().out
     spec = oiio.ImageInput.open(str(out)).spec()
     assert spec.height == 50 + 2 * 210
+    assert spec.width == 230 + 3 * (200 + 10) + 10  # original | swap | mask, 200 px each
     tag = read_provenance(out)
     assert tag is not None and tag.synthetic_faces and tag.checkpoint_sha256
     assert [p.name for p in tmp_path.iterdir()] == ["sheet.png"]
