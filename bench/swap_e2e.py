@@ -100,7 +100,7 @@ def bench(
             str(tmp / "transcoded.mp4"),
             "--crf",
             str(enc.crf),
-            "--preset",
+            "--encoder-preset",
             enc.encoder_preset,
             "--no-progress",
         ]
