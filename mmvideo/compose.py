@@ -230,6 +230,7 @@ def paste(
     mask: np.ndarray,
     cfg: ComposeConfig,
     matte: np.ndarray | None = None,
+    face_out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Blend one generated face into ``image`` **in place** and return it.
 
@@ -237,7 +238,9 @@ def paste(
     (uint8, uint16, or float32 in [0, 1]) for color matching; ``matrix``: the 2×3 frame → crop alignment;
     ``mask``: 224×224 face mask in [0, 1]. ``image`` is uint8 or uint16 RGB. ``matte`` (H×W
     float32, optional) gathers the blend weight in place, as ``over`` does: ``m + a·(1 − m)``,
-    exactly ``a`` where it was 0 (``mmvideo.matte``).
+    exactly ``a`` where it was 0 (``mmvideo.matte``). ``face_out`` (224×224×4 float32, optional)
+    receives the face as it is blended, in the crop: RGB after the colour match and the Poisson
+    offset, and the blend weight as the 4th channel (``--crop-out``).
     """
     alpha = feather_mask(mask, cfg)
     if not alpha.any():
@@ -254,6 +257,8 @@ def paste(
     correction = None
     if cfg.blend == "poisson":
         generated = generated + poisson_offset(generated, tgt, alpha)
+    if face_out is not None:
+        face_out[..., :3], face_out[..., 3] = generated, alpha
     elif cfg.blend == "multiband":
         correction = multiband_correction(generated, tgt, mask, alpha, cfg)
     inv = invert_affine(matrix)

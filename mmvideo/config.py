@@ -196,6 +196,11 @@ class EncodeConfig:
         default=None,
         metadata=flag("PNG (16-bit) or EXR frame pattern for the blend matte, e.g. matte.%06d.png"),
     )
+    # beside the output: each frame's faces as blended, with their transforms (mmvideo.matte)
+    crop_out: str | None = field(
+        default=None,
+        metadata=flag("Folder for the blended face crops (RGBA PNG) and a JSON sidecar per frame"),
+    )
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""The matte output stage (``--matte-out``): the blend matte of every written frame, for a
-compositor to redo or adjust the comp.
+"""The compositor hand-offs: the blend matte of every written frame (``--matte-out``) and the
+faces as blended, with their transforms (``--crop-out``), to redo or adjust the comp.
 
 A matte is the coverage ``compose.paste`` blended each frame with: straight (not
 premultiplied), linear 0–1, one channel, the output frame's size; several faces in one frame
@@ -9,6 +9,14 @@ swapped, so the sequence has no holes. Files are numbered like a sequence output
 run: the input sequence's first number (0 for a video) plus the frame's position, so a range
 or a farm chunk writes its own frames' numbers into one shared sequence. Each file is written
 to a temporary name and renamed.
+
+``--crop-out FOLDER`` writes, per written frame ``N`` (numbered as the matte),
+``crop.N.tT.png`` for the face of track ``T``: 224×224 16-bit RGBA, the face as it was blended
+(generator output after the colour match and the Poisson offset; sRGB-encoded like the frame)
+with the crop-space blend weight as straight alpha; and ``crop.N.json``: the frame number and,
+per face, its track, image, crop size and the 2×3 affine from crop to frame pixels
+(``crop_to_frame``; its inverse, ``frame_to_crop``, made the crop). A frame without faces gets a
+sidecar with no faces.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mmcore.atomic import atomic_output, check_output
+from mmcore.atomic import atomic_output, check_output, write_json_atomic
 from mmcore.errors import OutputError
+from mmvideo.compose import invert_affine
 from mmvideo.io.sequence import SequencePattern, first_line, oiio_module, parse_pattern
 
 MATTE_KINDS = ("png", "exr")
@@ -85,3 +94,47 @@ class MatteWriter:
         out.close()
         if not ok:
             raise OutputError(f"{path}: cannot write: {first_line(error)}")
+
+
+def crop_folder(text: str, overwrite: bool | None = True) -> Path:
+    """``text`` as a ``--crop-out`` folder that exists and holds no sidecars unless
+    ``overwrite``, else a one-line error; commands call it before any model loads."""
+    folder = Path(text)
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: --crop-out folder does not exist")
+    if overwrite is not True and any(folder.glob("crop.*.json")):
+        raise OutputError(
+            f"{folder}: holds face crops already; pass -y/--overwrite to replace them"
+        )
+    return folder
+
+
+class CropWriter:
+    """Writes each frame's blended faces and its JSON sidecar: frame number ``first + position``."""
+
+    def __init__(self, folder: str, first: int = 0):
+        self.folder = crop_folder(folder)
+        self.first = first
+
+    def write(self, index: int, faces: list[tuple[int, np.ndarray, np.ndarray]]) -> Path:
+        """``faces``: (track id, 2×3 frame → crop alignment, 224×224×4 face and weight)."""
+        number = self.first + index
+        entries = []
+        for track, matrix, face in faces:
+            name = f"crop.{number:06d}.t{track}.png"
+            with atomic_output(self.folder / name, ".png") as tmp:
+                bgra = to_png16(face[..., [2, 1, 0, 3]])
+                if not cv2.imwrite(str(tmp), bgra):
+                    raise OutputError(f"{self.folder / name}: cannot write")
+            entries.append(
+                {
+                    "track": int(track),
+                    "image": name,
+                    "size": [face.shape[1], face.shape[0]],
+                    "crop_to_frame": invert_affine(matrix).tolist(),
+                    "frame_to_crop": np.asarray(matrix, np.float64).tolist(),
+                }
+            )
+        path = self.folder / f"crop.{number:06d}.json"
+        write_json_atomic(path, {"frame": number, "faces": entries})
+        return path

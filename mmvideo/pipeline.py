@@ -47,7 +47,7 @@ from magicmask.face.types import Face
 from magicmask.inference import Swapper
 from mmcore.atomic import check_output, remove_stale_partials
 from mmcore.errors import InvalidInput, MissingInput
-from mmvideo.compose import paste
+from mmvideo.compose import CROP, paste
 from mmvideo.config import (
     ComposeConfig,
     DetectConfig,
@@ -68,7 +68,7 @@ from mmvideo.io.media import (
 )
 from mmvideo.io.probe import MediaInfo
 from mmvideo.io.sequence import parse_pattern
-from mmvideo.matte import MatteWriter
+from mmvideo.matte import CropWriter, MatteWriter
 from mmvideo.progress import Progress
 from mmvideo.provenance import make_tag
 from mmvideo.queues import (
@@ -610,6 +610,7 @@ class _Group:
     faces: list[list[TargetInputs]]  # per frame: each face's model inputs
     outputs: np.ndarray | None = None  # [n faces, 224, 224, 3] float32
     mattes: list[np.ndarray] | None = None  # per frame: its blend matte (``--matte-out``)
+    crops: list[list[np.ndarray]] | None = None  # per frame: its faces as blended (``--crop-out``)
 
 
 def group_ends(index: int, faces: int, batch: int) -> bool:
@@ -663,6 +664,9 @@ def render(
     # built before the stages start: a missing hand model is refused before a frame is written
     hands = hand_detector(cfg)
     mattes = matte_writer(cfg, info)
+    crop_writer = (
+        CropWriter(cfg.encode.crop_out, sequence_first(info)) if cfg.encode.crop_out else None
+    )
 
     def decode() -> None:
         with open_reader(job.input, info, start=start, stop=stop) as reader:
@@ -716,11 +720,14 @@ def render(
         k = 0
         if mattes is not None:
             group.mattes = [np.zeros(f.image.shape[:2], np.float32) for f in group.frames]
+        if crop_writer is not None:
+            group.crops = [[np.zeros((CROP, CROP, 4), np.float32) for _ in f] for f in group.faces]
         for i, (frame, tids, items) in enumerate(zip(group.frames, group.tracks, group.faces)):
             if items:
                 outputs = group.outputs[k : k + len(items)]
                 matte = group.mattes[i] if group.mattes else None
-                frame.image = compose_faces(frame.image, items, outputs, cfg.compose, matte)
+                crops = group.crops[i] if group.crops else None
+                frame.image = compose_faces(frame.image, items, outputs, cfg.compose, matte, crops)
                 k += len(items)
             for tid in tids:
                 swapped[tid] = swapped.get(tid, 0) + 1
@@ -753,6 +760,9 @@ def render(
                     writer.write(frame)
                     if mattes is not None:
                         mattes.write(frame.index, group.mattes[i])
+                    if crop_writer is not None:
+                        faces = zip(group.tracks[i], group.faces[i], group.crops[i])
+                        crop_writer.write(frame.index, [(t, ti.matrix, c) for t, ti, c in faces])
                     written += 1
                 run.add_time("encode", time.perf_counter() - t)
                 if progress:
@@ -770,10 +780,12 @@ def render(
 
 def matte_writer(cfg: SwapConfig, info: MediaInfo) -> MatteWriter | None:
     """The ``--matte-out`` stage, numbering files as a sequence output of this input is."""
-    if not cfg.encode.matte_out:
-        return None
-    first = info.sequence.first if is_sequence_info(info) else 0
-    return MatteWriter(cfg.encode.matte_out, first)
+    return MatteWriter(cfg.encode.matte_out, sequence_first(info)) if cfg.encode.matte_out else None
+
+
+def sequence_first(info: MediaInfo) -> int:
+    """The file number of position 0 in a sequence output of this input (0 for a video)."""
+    return info.sequence.first if is_sequence_info(info) else 0
 
 
 def hand_detector(cfg: SwapConfig) -> HandDetector | None:
@@ -825,15 +837,18 @@ def compose_faces(
     outputs: np.ndarray,
     cfg: ComposeConfig,
     matte: np.ndarray | None = None,
+    crops: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Step 3: ``image`` with the generated ``outputs`` (one per face, step 2's
     ``generate_faces``) pasted in; a copy, the decoder's buffer may be shared. Without faces the
-    image itself. ``matte`` (H×W float32) gathers the blend weights (``compose.paste``)."""
+    image itself. ``matte`` (H×W float32) gathers the blend weights, ``crops`` (one 224×224×4
+    buffer per face) receive the faces as blended (``compose.paste``)."""
     if not faces:
         return image
     image = image.copy()
-    for ti, out in zip(faces, outputs, strict=True):
-        paste(image, out, ti.crop, ti.matrix, ti.mask, cfg, matte)
+    for k, (ti, out) in enumerate(zip(faces, outputs, strict=True)):
+        face_out = crops[k] if crops is not None else None
+        paste(image, out, ti.crop, ti.matrix, ti.mask, cfg, matte, face_out)
     return image
 
 

@@ -1,8 +1,10 @@
 """``--matte-out``: the blend matte of every written frame, equal bit for bit (16-bit PNG) to the
 weight ``compose.paste`` blended with, numbered like the output's frames, refused early when
-its folder is missing."""
+its folder is missing; ``--crop-out``: the faces as blended and their transforms redo the comp."""
 
 from __future__ import annotations
+
+import json
 
 import cv2
 import numpy as np
@@ -10,9 +12,10 @@ import pytest
 from media import decoded_frames, swap_cli
 
 import mmvideo.generate
+from mmcore.errors import OutputError
 from mmvideo.compose import paste
 from mmvideo.config import ComposeConfig
-from mmvideo.matte import MatteWriter, to_png16
+from mmvideo.matte import MatteWriter, crop_folder, to_png16
 
 CLIP = "talking_head_turn_01.mp4"
 
@@ -66,11 +69,14 @@ def test_two_faces_combine_as_over():
     np.testing.assert_allclose(both, a + b * (1 - a), atol=1e-6)
 
 
-def test_swap_writes_a_matte_per_output_frame(tiny_checkpoint, data_dir, tmp_path):
+def test_swap_writes_a_matte_and_crops_per_output_frame(tiny_checkpoint, data_dir, tmp_path):
     out = tmp_path / "swap.%03d.png"
     matte = tmp_path / "m" / "matte.%06d.png"
+    crops = tmp_path / "c"
     matte.parent.mkdir()
+    crops.mkdir()
     args = ["--preset", "fast", "--warmup", "2", "--frames", "3-5", "--matte-out", str(matte)]
+    args += ["--crop-out", str(crops)]
     assert swap_cli(data_dir, data_dir / CLIP, out, tiny_checkpoint, *args) == 0
     assert sorted(p.name for p in matte.parent.iterdir()) == [
         f"matte.{n:06d}.png" for n in (3, 4, 5)
@@ -82,7 +88,22 @@ def test_swap_writes_a_matte_per_output_frame(tiny_checkpoint, data_dir, tmp_pat
         assert m.dtype == np.uint16 and m.shape == image.shape[:2]
         changed = np.any(image != originals[n], axis=-1)
         assert changed.any() and not changed[m == 0].any()  # the matte covers every change
-    # -n: existing matte frames are refused
+        # the comp redone from the crops and their transforms, as a compositor would
+        sidecar = json.loads((crops / f"crop.{n:06d}.json").read_text())
+        assert sidecar["frame"] == n and len(sidecar["faces"]) == 1
+        face = sidecar["faces"][0]
+        assert face["size"] == [224, 224] and face["image"] == f"crop.{n:06d}.t{face['track']}.png"
+        rgba = cv2.imread(str(crops / face["image"]), cv2.IMREAD_UNCHANGED)
+        assert rgba.dtype == np.uint16 and rgba.shape == (224, 224, 4)
+        rgba = rgba[..., [2, 1, 0, 3]].astype(np.float32) / 65535
+        size = image.shape[1::-1]
+        to_frame = np.array(face["crop_to_frame"])
+        rgb = cv2.warpAffine(rgba[..., :3], to_frame, size, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(rgba[..., 3], to_frame, size)[..., None]
+        redone = originals[n] * (1 - alpha) + rgb * 255 * alpha
+        assert np.abs(redone - image).max() <= 2
+        np.testing.assert_allclose(alpha[..., 0], m / 65535, atol=2e-4)
+    # -n: existing matte frames and crops are refused
     assert swap_cli(data_dir, data_dir / CLIP, out, tiny_checkpoint, "-y", *args, "-n") != 0
 
 
@@ -114,3 +135,12 @@ def test_a_matte_folder_missing_is_refused_before_models_load(
     args = ["--matte-out", str(tmp_path / "matte.mov")]
     assert swap_cli(data_dir, data_dir / CLIP, tmp_path / "o.mp4", tiny_checkpoint, *args) != 0
     assert "PNG or EXR frame pattern" in capsys.readouterr().err
+
+
+def test_crop_folder_must_exist_and_is_not_overwritten_without_y(tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        crop_folder(str(tmp_path / "nowhere"))
+    (tmp_path / "crop.000003.json").write_text("{}")
+    with pytest.raises(OutputError, match="overwrite"):
+        crop_folder(str(tmp_path), overwrite=None)
+    assert crop_folder(str(tmp_path), overwrite=True) == tmp_path

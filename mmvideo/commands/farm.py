@@ -9,7 +9,7 @@ import click
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MMVideoError
 from mmvideo.commands.options import config_options, overwrite_options
-from mmvideo.commands.swap import UnswappedFaces, check_map
+from mmvideo.commands.swap import UnswappedFaces, check_handoffs, check_map
 from mmvideo.config import config_keys, load_config
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
 from mmvideo.farm.chunk import chunk_is_done, read_status, run_chunk
@@ -163,10 +163,7 @@ def plan_command(
     # a bad --map is refused before the checkpoint loads
     cfg = load_config(preset, overrides)
     check_map(cfg.track.map)
-    if cfg.encode.matte_out:
-        from mmvideo.matte import matte_pattern
-
-        matte_pattern(cfg.encode.matte_out, overwrite)
+    check_handoffs(cfg, overwrite)
     settings = resolve_settings(preset, checkpoint, overrides, device)
     plan = make_plan(
         job_path,

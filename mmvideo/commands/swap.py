@@ -77,6 +77,16 @@ def check_paths(
         )
 
 
+def check_handoffs(cfg, overwrite: bool | None) -> None:
+    """``--matte-out`` and ``--crop-out`` can be written (under -y/-n), before models load."""
+    from mmvideo.matte import crop_folder, matte_pattern
+
+    if cfg.encode.matte_out:
+        matte_pattern(cfg.encode.matte_out, overwrite)
+    if cfg.encode.crop_out:
+        crop_folder(cfg.encode.crop_out, overwrite)
+
+
 def require_input(path: str | None, flag: str) -> str:
     """``path`` given and present (a file, or a frame pattern), else the usage error."""
     from mmvideo.io.sequence import parse_pattern
@@ -181,10 +191,7 @@ def swap(
         source=source,
         face_backend=cfg.detect.face_backend,
     )
-    if cfg.encode.matte_out:
-        from mmvideo.matte import matte_pattern
-
-        matte_pattern(cfg.encode.matte_out, overwrite)
+    check_handoffs(cfg, overwrite)
     if params["sign"]:
         from mmvideo.provenance import c2pa_module
 
