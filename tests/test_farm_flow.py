@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -393,3 +394,27 @@ def test_ray_executor_keeps_order_and_survives_a_failing_task(local_ray):
     assert [o.label for o in outcomes] == ["t0", "t1", "t2", "t3"]
     assert [o.value for o in outcomes if o.ok] == [0, 20, 30]
     assert outcomes[1].error == "clip 1: broken on purpose"
+
+
+def test_chunks_write_the_matte_of_a_single_run_with_its_frame_numbers(media, tmp_path):
+    """``--matte-out`` in a farm job: each chunk writes its own frames into one sequence, numbered
+    as the clip's frames, equal to what a single run writes."""
+    (tmp_path / "chunks").mkdir()
+    (tmp_path / "single").mkdir()
+    matte = {"matte_out": str(tmp_path / "chunks" / "matte.%04d.png")}
+    settings = resolve_settings("fast", media["model"], {**SETS, **matte})
+    job = tmp_path / "job.json"
+    plan = make_plan(job, media["clip"], media["source"], settings, chunks=2, created=CREATED)
+    save_plan(plan, job)
+    for i in range(2):
+        run_chunk(job, i)
+    config = dict(plan.settings.config)
+    config["encode"] = dict(config["encode"], matte_out=str(tmp_path / "single" / "m.%04d.png"))
+    single = dict(plan.jobs[0], start=0, stop=None, warmup=0, output=str(tmp_path / "s.mkv"))
+    run_job(single, config)
+    names = sorted(p.name for p in (tmp_path / "chunks").iterdir())
+    assert names == [f"matte.{n:04d}.png" for n in range(12)]
+    for n in range(12):
+        a = cv2.imread(str(tmp_path / "chunks" / f"matte.{n:04d}.png"), cv2.IMREAD_UNCHANGED)
+        b = cv2.imread(str(tmp_path / "single" / f"m.{n:04d}.png"), cv2.IMREAD_UNCHANGED)
+        assert a.max() > 0 and np.array_equal(a, b), f"frame {n}"
