@@ -757,9 +757,10 @@ def render(
             for group in drain(q_done, run):
                 t = time.perf_counter()
                 for i, frame in enumerate(group.frames):
-                    writer.write(frame)
                     if mattes is not None:
-                        mattes.write(frame.index, group.mattes[i])
+                        frame.matte = group.mattes[i]  # an EXR output holds it too
+                        mattes.write(frame.index, frame.matte)
+                    writer.write(frame)
                     if crop_writer is not None:
                         faces = zip(group.tracks[i], group.faces[i], group.crops[i])
                         crop_writer.write(frame.index, [(t, ti.matrix, c) for t, ti, c in faces])

@@ -9,15 +9,17 @@ import json
 import cv2
 import numpy as np
 import pytest
-from media import decoded_frames, swap_cli
+from media import decoded_frames, read_image, swap_cli, write_image
 
 import mmvideo.generate
 from mmcore.errors import OutputError
 from mmvideo.compose import paste
 from mmvideo.config import ComposeConfig
+from mmvideo.io.sequence import display_to_linear
 from mmvideo.matte import MatteWriter, crop_folder, to_png16
 
 CLIP = "talking_head_turn_01.mp4"
+RGBA = ("R", "G", "B", "A")
 
 
 def face_paste(frame: np.ndarray):
@@ -144,3 +146,36 @@ def test_crop_folder_must_exist_and_is_not_overwritten_without_y(tmp_path):
     with pytest.raises(OutputError, match="overwrite"):
         crop_folder(str(tmp_path), overwrite=None)
     assert crop_folder(str(tmp_path), overwrite=True) == tmp_path
+
+
+@pytest.mark.parametrize("plate", [False, True])
+def test_an_exr_output_holds_the_matte_as_a_channel(tiny_checkpoint, data_dir, tmp_path, plate):
+    """From a video, and from an EXR plate with an alpha (kept bit for bit beside the matte)."""
+    import OpenImageIO as oiio
+
+    clip = data_dir / CLIP
+    if plate:
+        for n, image in enumerate(decoded_frames(clip, 3, "rgb48le")):
+            rgba = np.concatenate(
+                [display_to_linear(image), np.full((*image.shape[:2], 1), 0.5)], -1
+            )
+            write_image(tmp_path / f"plate.{n + 11:04d}.exr", rgba, "half", channels=RGBA)
+        clip = tmp_path / "plate.%04d.exr"
+    out, matte = tmp_path / "o" / "swap.%04d.exr", tmp_path / "m" / "matte.%04d.exr"
+    out.parent.mkdir()
+    matte.parent.mkdir()
+    args = ["--preset", "fast", "--warmup", "0", "--matte-out", str(matte)]
+    assert swap_cli(data_dir, clip, out, tiny_checkpoint, *args) == 0
+    first = 11 if plate else 0
+    for n in range(first, first + 3):
+        image = oiio.ImageInput.open(str(out.parent / f"swap.{n:04d}.exr"))
+        names = image.spec().channelnames
+        assert names == ((*RGBA, "matte.A") if plate else ("R", "G", "B", "matte.A"))
+        pixels = image.read_image("float")
+        image.close()
+        coverage = read_image(matte.parent / f"matte.{n:04d}.exr")[..., 0]
+        assert coverage.max() > 0.9
+        # the output's pixel type (half) holds the float matte
+        np.testing.assert_array_equal(pixels[..., -1], coverage.astype(np.float16))
+        if plate:
+            assert (pixels[..., 3] == 0.5).all()

@@ -61,6 +61,8 @@ class Frame:
     image: np.ndarray = _Image()  # type: ignore[assignment]
     key_frame: bool = False
     interlaced: bool = False
+    # H×W float32 0–1 blend matte of the swap (``--matte-out``): an EXR output adds it as a channel
+    matte: np.ndarray | None = None
 
     @property
     def decoded(self) -> av.VideoFrame | None:

@@ -39,6 +39,10 @@ from mmvideo.io.writer import AtomicWriter
 
 log = logging.getLogger(__name__)
 
+# The swap's blend matte in an EXR output: a layer's alpha, not the image's, since the RGB is the
+# whole comp and not premultiplied by it (Nuke shows it as matte.alpha).
+MATTE_CHANNEL = "matte.A"
+
 
 @dataclass
 class SequenceWriterOptions:
@@ -204,6 +208,8 @@ class SequenceWriter(AtomicWriter):
         else:
             pixels = frame.image
         spec = self._spec(frame, template)
+        if self.pattern.kind == "exr" and frame.matte is not None:
+            pixels = _with_matte(pixels, spec, frame.matte)
         number = self._start + frame.index
         target = self._tmp / self.pattern.path(number).name
         out = oiio.ImageOutput.create(str(target))
@@ -232,6 +238,21 @@ class SequenceWriter(AtomicWriter):
         """Drop everything written so far."""
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._written.clear()
+
+
+def _with_matte(pixels: np.ndarray, spec, matte: np.ndarray) -> np.ndarray:
+    """``pixels`` with ``matte`` as the channel ``MATTE_CHANNEL``, added to ``spec`` (or
+    replaced, in a plate an earlier swap wrote)."""
+    names = tuple(spec.channelnames)
+    if MATTE_CHANNEL in names:
+        pixels = pixels.copy()
+        pixels[..., names.index(MATTE_CHANNEL)] = matte
+        return pixels
+    if len(spec.channelformats):
+        raise OutputError(f"{MATTE_CHANNEL}: cannot add a channel to a plate of mixed pixel types")
+    spec.nchannels += 1
+    spec.channelnames = (*names, MATTE_CHANNEL)
+    return np.concatenate([pixels, matte[..., None].astype(pixels.dtype)], axis=-1)
 
 
 def writer_options_like(source: SequenceInfo, **overrides) -> SequenceWriterOptions:
