@@ -336,9 +336,10 @@ def held_out_set(
     return folder
 
 
-def transcode_chunk(job: dict, config: dict) -> None:
+def transcode_chunk(job: dict, config: dict) -> dict:
     """A stand-in for a farm chunk's swap (``chunk.run_job``) that does to timing what the swap
-    does, without the swap: frames [start, stop) re-encoded losslessly."""
+    does, without the swap: frames [start, stop) re-encoded losslessly; like run_job it returns
+    the tracks left unswapped (none)."""
     info = probe(job["input"])
     whole = job["start"] == 0 and job["stop"] >= info.video.frames
     with (
@@ -352,6 +353,7 @@ def transcode_chunk(job: dict, config: dict) -> None:
     ):
         for frame in reader:
             writer.write(frame)
+    return {}
 
 
 def farm_job(folder: Path, clip: Path, chunks: int, checkpoint: Path) -> tuple[Path, JobPlan]:

@@ -59,7 +59,7 @@ def test_chunk_with_missing_frames_is_failed_not_done(
     tmp_path, vfr_clip, monkeypatch, tiny_checkpoint
 ):
     def short(job, config):
-        transcode_chunk(dict(job, stop=job["stop"] - 1), config)
+        return transcode_chunk(dict(job, stop=job["stop"] - 1), config)
 
     monkeypatch.setattr(chunk_module, "run_job", short)
     job, _plan = farm_job(tmp_path, vfr_clip, 2, tiny_checkpoint)
@@ -78,6 +78,7 @@ def test_merge_refuses_when_timestamps_do_not_match_the_source(
         fixed = job["output"] + ".cfr.mp4"
         ffmpeg("-i", job["output"], "-vf", "setpts=N/25/TB", "-c:v", "libx264", "-crf", "0", fixed)
         os.replace(fixed, job["output"])
+        return {}
 
     monkeypatch.setattr(chunk_module, "run_job", shifted)
     job, _plan = farm_job(tmp_path, vfr_clip, 1, tiny_checkpoint)

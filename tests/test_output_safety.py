@@ -235,7 +235,7 @@ def test_batch_fails_a_clip_whose_output_exists_before_its_chunks_run(
     tmp_path, capsys, clip, face, monkeypatch, tiny_checkpoint
 ):
     ran = []
-    monkeypatch.setattr(chunk_module, "run_job", lambda job, cfg: ran.append(job))
+    monkeypatch.setattr(chunk_module, "run_job", lambda job, cfg: ran.append(job) or {})
     out = _existing(tmp_path, "shot.mp4")
     batch = tmp_path / "batch.toml"
     batch.write_text(
