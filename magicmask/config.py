@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 from mmcore.errors import ModelError
 
+# generator precisions by name: autocast on CUDA (magicmask.inference), a preset/flag choice in mmvideo
+PRECISIONS = ("fp32", "fp16", "bf16")
+
 ADVERSARIAL_KINDS = ("afsa", "global")
 COMPONENTS = ("eyes", "nose", "mouth", "jaw")
 # Config fields of checkpoints written before the loss settings moved to the training config

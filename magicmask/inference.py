@@ -26,14 +26,15 @@ import torch
 from torch import Tensor, nn
 
 from magicmask.checkpoint import default_checkpoint_path, load_checkpoint
+from magicmask.config import PRECISIONS
 from magicmask.face.identity import build_identity_encoder
 from magicmask.face.prepare import TargetInputs
 from mmcore.errors import InvalidInput, ModelError
 
 log = logging.getLogger(__name__)
 
-# autocast dtypes by name (CUDA only)
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# autocast dtype of each precision (CUDA only)
+AUTOCAST = dict(zip(PRECISIONS, (None, torch.float16, torch.bfloat16), strict=True))
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ class Swapper:
         if len(e_s) == 1 and len(x_t) > 1:
             e_s = e_s.expand(len(x_t), -1)  # one source identity for the whole batch
         # autocast only where it pays: CPU half-precision convolutions are slower than fp32
-        dtype = PRECISIONS[precision] if self.device.startswith("cuda") else None
+        dtype = AUTOCAST[precision] if self.device.startswith("cuda") else None
         autocast = (
             torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
         )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from magicmask.config import PRECISIONS
 from magicmask.face.backends import BACKENDS, DETECTORS
 from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS
@@ -154,7 +155,7 @@ class SmoothConfig:
 @dataclass
 class GenerateConfig:
     batch_size: int = field(default=8, metadata=at_least(1))
-    precision: Literal["fp32", "fp16"] = "fp32"
+    precision: str = field(default="fp32", metadata=one_of(PRECISIONS))
     # torch intra-op threads on CPU
     threads: int = field(default=2, metadata=at_least(1))
 

@@ -136,11 +136,14 @@ NOT_A_CHOICE = [
     ("encode", "codec", "mpeg4", "one of libx264, libx265"),
     ("detect", "face_backend", "deca", "one of dlib, insightface, fan, mediapipe"),
     ("detect", "second_detector", "yolo", "one of none, hog, cnn, mtcnn, scrfd"),
+    ("generate", "precision", "int8", "one of fp32, fp16, bf16"),
 ]
 
 
 def test_choices_are_the_lists_the_libraries_use_not_copies():
+    from magicmask.config import PRECISIONS
     from magicmask.face.backends import BACKENDS, DETECTORS
+    from magicmask.inference import AUTOCAST
     from mmvideo.io.codecs import VIDEO_CODECS, X264_PRESETS
 
     keys = {k.name: k for k in config_keys()}
@@ -149,6 +152,7 @@ def test_choices_are_the_lists_the_libraries_use_not_copies():
     assert keys["second_detector"].choices == ("none", *DETECTORS)
     assert keys["codec"].choices is VIDEO_CODECS
     assert keys["encoder_preset"].choices is X264_PRESETS
+    assert keys["precision"].choices is PRECISIONS and tuple(AUTOCAST) == PRECISIONS
 
 
 @pytest.mark.parametrize(("section", "name", "value", "allowed"), OUT_OF_RANGE + NOT_A_CHOICE)
