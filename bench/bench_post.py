@@ -23,7 +23,7 @@ import numpy as np
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence import SequenceReader
 from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
-from mmvideo.watermark import detect, embed
+from mmvideo.post.watermark import detect, embed
 
 DEFAULT_CLIP = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "multi_face_crowd_walk_01.mp4"

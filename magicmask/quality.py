@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from magicmask.face.align import align_identity
+from magicmask.face.identity import build_identity_encoder
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.1
@@ -233,8 +234,6 @@ class IdentityJudge:
     """dlib's descriptor and the FaceNet judge of faces given by their 68 landmarks."""
 
     def __init__(self):
-        from magicmask.face.identity import build_identity_encoder
-
         self.dlib = build_identity_encoder("dlib-resnet")
         self.facenet = build_identity_encoder("facenet-vggface2")
 

@@ -13,72 +13,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import tomllib
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from magicmask.config import PRECISIONS
 from magicmask.face.backends import BACKENDS, DETECTORS
+from mmcore.config_keys import (
+    ConfigKey,
+    above,
+    at_least,
+    between,
+    dataclass_keys,
+    flag,
+    one_of,
+)
 from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS
 
 PRESET_NAMES = ("fast", "balanced", "quality")
 DEFAULT_PRESET = "balanced"
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric key allows: ``low`` to ``high`` inclusive (None: unbounded);
-    ``open_low`` excludes ``low`` itself (a noise level must be above 0)."""
-
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        if math.isnan(value):
-            return False  # TOML has nan; it compares false with every bound
-        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
-            return False
-        return self.high is None or value <= self.high
-
-    def __str__(self) -> str:
-        if self.low is not None and self.high is not None:
-            return f"from {self.low} to {self.high}"
-        if self.low is not None:
-            return f"{'>' if self.open_low else '>='} {self.low}"
-        return f"<= {self.high}"
-
-
-# Field metadata: each key's allowed values, declared beside it and checked by ``load_config``.
-def between(low: float, high: float) -> dict[str, Range]:
-    return {"range": Range(low, high)}
-
-
-def at_least(low: float) -> dict[str, Range]:
-    return {"range": Range(low)}
-
-
-def above(low: float) -> dict[str, Range]:
-    return {"range": Range(low, open_low=True)}
-
-
-def one_of(choices: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """Choices of a ``str`` key whose names live in a tuple elsewhere (a Literal lists its own)."""
-    return {"choices": choices}
-
-
-def flag(help: str, name: str | None = None) -> dict[str, str | None]:
-    """A key's ``--help`` text and, where a command keeps an older spelling, its flag name."""
-    return {"help": help, "flag": name}
-
-
-NO_FLAG = {"flag": ""}  # a field no command-line flag sets (``dataclass_keys`` leaves it out)
 
 
 @dataclass
@@ -224,77 +181,9 @@ _SLICE_TYPES = {
 }
 
 
-@dataclass(frozen=True)
-class ConfigKey:
-    """One configurable key: its slice, name, Python type and allowed values (choices for
-    strings, a :class:`Range` for numbers)."""
-
-    section: str
-    name: str
-    type: type
-    choices: tuple[str, ...] | None
-    optional: bool
-    range: Range | None = None
-    multiple: bool = False  # a list of strings (a flag given any number of times)
-    default: Any = None
-    help: str = ""  # ``--help`` text (field metadata, see ``flag``)
-    flag_name: str | None = None  # the flag where it is not the name's (field metadata ``flag``)
-    path: dict[str, bool] | None = None  # a file the flag names must pass these click.Path checks
-
-    @property
-    def flag(self) -> str:
-        return self.flag_name or "--" + self.name.replace("_", "-")
-
-    def allowed(self) -> str:
-        """The values this key takes, in words (what a refusal and ``--help`` say)."""
-        if self.multiple:
-            return "a string, any number of times"
-        if self.choices is not None:
-            return f"one of {', '.join(self.choices)}"
-        kind = {int: "an integer", float: "a number", str: "a string", bool: "a switch"}[self.type]
-        return f"{kind} {self.range}" if self.range else kind
-
-
 def config_keys() -> list[ConfigKey]:
     """Every key of every slice, in declaration order (also the CLI flags)."""
     return [key for section, cls in _SLICE_TYPES.items() for key in dataclass_keys(section, cls)]
-
-
-def dataclass_keys(section: str, cls: type) -> list[ConfigKey]:
-    """The keys of one config dataclass, in declaration order, but for ``NO_FLAG`` fields: what
-    a command generates its flags from (``mmvideo.commands.options.key_options``)."""
-    hints = typing.get_type_hints(cls)
-    return [
-        _describe(section, f, hints[f.name]) for f in fields(cls) if f.metadata.get("flag") != ""
-    ]
-
-
-def _describe(section: str, f: dataclasses.Field, hint: Any) -> ConfigKey:
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if optional:
-        hint = next(a for a in args if a is not type(None))
-    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-    cli = {
-        "default": default,
-        "help": f.metadata.get("help", ""),
-        "flag_name": f.metadata.get("flag"),
-        "path": f.metadata.get("path"),
-    }
-    if typing.get_origin(hint) is tuple:
-        # a list key (``map``): strings, none by default, so presets need not set it
-        return ConfigKey(section, f.name, str, None, True, multiple=True, **cli)
-    if typing.get_origin(hint) is Literal:
-        return ConfigKey(section, f.name, str, tuple(typing.get_args(hint)), optional, **cli)
-    return ConfigKey(
-        section,
-        f.name,
-        hint,
-        f.metadata.get("choices"),
-        optional,
-        f.metadata.get("range"),
-        **cli,
-    )
 
 
 def preset_dirs() -> list[Path]:
@@ -432,7 +321,7 @@ class SwapJob:
     seed: int = 0
     # ISO 8601 time for the output's provenance tag (None: now); a farm pins it per plan
     created: str | None = None
-    # post hand-offs (mmvideo.io.media.PostOptions)
+    # post hand-offs (mmvideo.post.writer.PostOptions)
     timecode: str | None = None  # overrides the input's start timecode (HH:MM:SS:FF)
     fill_missing: bool = False  # repeat the previous frame over gaps in an input sequence
     watermark: bool = False

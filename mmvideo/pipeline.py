@@ -58,19 +58,13 @@ from mmvideo.config import (
 from mmvideo.generate import generate_faces
 from mmvideo.io.codecs import EncodeOptions
 from mmvideo.io.frame import Frame
-from mmvideo.io.media import (
-    PostOptions,
-    is_sequence_info,
-    open_reader,
-    open_writer,
-    probe_media,
-    source_timecode,
-)
+from mmvideo.io.media import is_sequence_info, open_reader, probe_media, source_timecode
 from mmvideo.io.probe import MediaInfo
 from mmvideo.io.sequence import parse_pattern
 from mmvideo.matte import CropWriter, MatteWriter
+from mmvideo.post.tag import make_tag
+from mmvideo.post.writer import PostOptions, open_writer
 from mmvideo.progress import Progress
-from mmvideo.provenance import make_tag
 from mmvideo.queues import (
     StageRun,
     drain,

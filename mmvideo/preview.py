@@ -21,11 +21,21 @@ import click
 import cv2
 import numpy as np
 
+from mmcore.atomic import atomic_output
 from mmcore.errors import OutputError
-from mmvideo.commands.options import config_options, merged_config, overwrite_options
+from mmcore.options import overwrite_options
+from mmvideo.commands.options import config_options, merged_config
 from mmvideo.commands.swap import check_paths, require_input
-from mmvideo.io.sequence import oiio_module
+from mmvideo.io.media import (
+    frame_range,
+    is_sequence_info,
+    open_reader,
+    probe_media,
+    source_timecode,
+)
+from mmvideo.io.sequence import PROVENANCE_ATTRIBUTE, oiio_module
 from mmvideo.io.timecode import FrameRange
+from mmvideo.post.tag import make_tag
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +141,6 @@ def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.n
 
 def write_sheet(path: str | os.PathLike, sheet: np.ndarray, provenance: str | None) -> Path:
     """Write the sheet as PNG (with the provenance tag) via a temporary file and a rename."""
-    from mmvideo.io.sequence import PROVENANCE_ATTRIBUTE
-
     oiio = oiio_module(PREVIEW_USERS)
 
     out = Path(path)
@@ -140,18 +148,16 @@ def write_sheet(path: str | os.PathLike, sheet: np.ndarray, provenance: str | No
         raise OutputError(f"{out}: the contact sheet is a .png file")
     if not out.parent.is_dir():
         raise OutputError(f"{out}: folder {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.partial.png")
     spec = oiio.ImageSpec(sheet.shape[1], sheet.shape[0], 3, "uint8")
     if provenance:
         spec.attribute(PROVENANCE_ATTRIBUTE, provenance)
-    writer = oiio.ImageOutput.create(str(tmp))
-    ok = writer is not None and writer.open(str(tmp), spec) and writer.write_image(sheet)
-    if writer is not None:
-        writer.close()
-    if not ok:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{out}: cannot write ({oiio.geterror() or 'unknown error'})")
-    os.replace(tmp, out)
+    with atomic_output(out, suffix=".png") as tmp:
+        writer = oiio.ImageOutput.create(str(tmp))
+        ok = writer is not None and writer.open(str(tmp), spec) and writer.write_image(sheet)
+        if writer is not None:
+            writer.close()
+        if not ok:
+            raise OutputError(f"{out}: cannot write ({oiio.geterror() or 'unknown error'})")
     return out
 
 
@@ -168,14 +174,7 @@ def render_rows(
     analyzer=None,
 ) -> list[PreviewRow]:
     """Analyse ``[A - warmup, B]``, then swap and keep ``count`` frames spread over A-B."""
-    from mmvideo import pipeline
-    from mmvideo.io.media import (
-        frame_range,
-        is_sequence_info,
-        open_reader,
-        probe_media,
-        source_timecode,
-    )
+    from mmvideo import pipeline  # deferred: the pipeline imports torch; --help does not need it
 
     info = probe_media(input_path, fill_missing=fill_missing)
     start, stop = frame_range(frames, info)
@@ -253,8 +252,7 @@ def preview_command(
 
     Takes the swap's config flags (``--face-backend``, ``--detector``, ``--mask-feather`` ...),
     so the sheet shows what ``mmvideo swap`` with the same flags renders."""
-    from mmvideo.generate import load_models
-    from mmvideo.provenance import make_tag
+    from mmvideo.generate import load_models  # deferred: torch, only once the paths are checked
 
     out = Path(output)
     if out.suffix.lower() != ".png":

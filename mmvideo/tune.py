@@ -27,15 +27,24 @@ import functools
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
 
+from magicmask import checkpoint
+from magicmask.config import create_config, list_configs
+from magicmask.face.analyzer import pick_face
+from magicmask.face.heatmaps import landmark_heatmaps
+from magicmask.face.identity import build_identity_encoder
+from magicmask.face.image import load_image
+from magicmask.face.types import Face
+from magicmask.inference import Swapper
 from mmcore.atomic import atomic_output, check_output
 from mmcore.errors import (
     InvalidInput,
@@ -45,8 +54,34 @@ from mmcore.errors import (
     OutputError,
 )
 from mmcore.hashing import file_sha256
-from mmvideo.commands.options import config_options, overwrite_options
+from mmcore.options import overwrite_options
+from mmvideo import pipeline
+from mmvideo.commands.options import config_options, merged_config
+from mmvideo.commands.swap import check_paths
 from mmvideo.config import DEFAULT_PRESET, SwapConfig
+from mmvideo.generate import load_models
+from mmvideo.io.media import open_reader, probe_media
+from mmvideo.io.sequence import oiio_module
+from mmvideo.post.tag import make_tag
+from mmvideo.preview import PREVIEW_USERS, PreviewRow, contact_sheet, write_sheet
+from mmvideo.progress import bar
+from train import preprocess
+from train.config import TrainConfig
+from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
+from train.fit import data_fingerprint
+from train.preprocess import face_fields, rows_to_shard
+from train.shards import read_shard, write_shard
+from train.trainer import (
+    _architecture,
+    build_models,
+    checkpoint_path,
+    init_weights_from,
+    latest_checkpoint,
+    load_training_state,
+    prune_checkpoints,
+    save_training_state,
+    train_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +156,6 @@ def _clip_faces(
 ):
     """Training rows of the faces ``swap`` would replace in ``clip`` (its analysis and target
     selection, called, not copied), at most ``max_frames`` frames spread over the clip."""
-    from mmvideo import pipeline
-    from mmvideo.io.media import open_reader, probe_media
-    from train.preprocess import face_fields
-
     info = probe_media(clip)
     analysis = pipeline.analyze(clip, info, cfg, analyzer, swap_models, 0, info.video.frames)
     plan, selected, _ = pipeline.plan_faces(analysis, cfg, reference, 0, info.video.frames)
@@ -171,10 +202,6 @@ def _source_faces(
     """Training rows of the actor: each photo's face as ``swap`` picks its ``--source`` face
     (no face is an error naming the photo), and the largest face of every ``stride``-th frame
     of ``--source-video`` (frames without one are skipped)."""
-    from magicmask.face.analyzer import pick_face
-    from magicmask.face.image import load_image
-    from train import preprocess
-
     rows, records = [], []
     for path in files:
         image = load_image(path)
@@ -216,11 +243,6 @@ def prepare_faces(
     min_frames: int = 8,
 ) -> FaceData:
     """Find, select and crop the shot's faces; write them as two shards into ``folder/data``."""
-    from mmvideo import pipeline
-    from mmvideo.generate import load_models
-    from train.preprocess import rows_to_shard
-    from train.shards import write_shard
-
     t0 = time.perf_counter()
     swap_models = load_models(
         base, device
@@ -280,8 +302,6 @@ def save_previews(path: Path, previews: list) -> None:
 
 
 def load_previews(path: Path) -> list:
-    from magicmask.face.types import Face
-
     with np.load(path) as z:
         out = []
         for k in range(PREVIEW_ROWS):
@@ -301,11 +321,7 @@ def load_previews(path: Path) -> list:
 def check_base(path: Path):
     """The base checkpoint, refused in one line if the tune cannot train it: a config that is
     not a registered one, or an identity encoder other than dlib's (FaceNet is the judge)."""
-    from magicmask.checkpoint import load_checkpoint
-    from magicmask.config import create_config, list_configs
-    from train.trainer import _architecture
-
-    base = load_checkpoint(path)
+    base = checkpoint.load_checkpoint(path)
     if base.identity_encoder != "dlib-resnet":
         raise ModelError(
             f"{path}: trained with identity encoder {base.identity_encoder}; tune trains with dlib-resnet"
@@ -327,8 +343,6 @@ def check_base(path: Path):
 
 
 def train_config(settings: TuneSettings, base_cfg, base_path: Path, steps: int):
-    from train.config import TrainConfig
-
     return TrainConfig(
         model=base_cfg.name,
         model_overrides=(("detail_path", settings.detail_path or base_cfg.detail_path),),
@@ -374,8 +388,6 @@ def _elapsed_path(state: Path) -> Path:
 def save_state(path: Path, models, tcfg, step: int, fingerprint: str, elapsed: float) -> None:
     """A state checkpoint and its sidecar (training seconds so far); a full disk is one line and
     leaves the previous checkpoint as it was (both files are written to a temp name first)."""
-    from train.trainer import save_training_state
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(_elapsed_path(path)) as tmp:
@@ -392,8 +404,6 @@ def save_state(path: Path, models, tcfg, step: int, fingerprint: str, elapsed: f
 
 
 def _prune(run: Path, keep: int) -> None:
-    from train.trainer import prune_checkpoints
-
     prune_checkpoints(run, keep)
     for side in (run / "checkpoints").glob("step-*.json"):
         if not side.with_suffix(".pt").exists():
@@ -415,25 +425,6 @@ def train(
     """Train the run in ``run`` until ``steps`` or ``seconds`` of training (all sessions) are
     done. ``on_start(step, elapsed)`` is called once where training starts (0, or the resumed
     state's), ``on_step(step, elapsed, losses, models)`` after every step."""
-    from magicmask.face.heatmaps import landmark_heatmaps
-    from magicmask.face.identity import build_identity_encoder
-    from train.data import (
-        PairSampler,
-        StepDataset,
-        load_faces,
-        redraw_masks,
-        step_loader,
-    )
-    from train.fit import data_fingerprint
-    from train.trainer import (
-        build_models,
-        checkpoint_path,
-        init_weights_from,
-        latest_checkpoint,
-        load_training_state,
-        train_step,
-    )
-
     torch.set_num_threads(threads)
     device = torch.device("cpu")
     encoder = build_identity_encoder(tcfg.identity_encoder, device="cpu")
@@ -497,8 +488,6 @@ class TuneProgress:
 
     def start(self, step: int, elapsed: float) -> None:
         """The bar counts this session's work only, so a resumed tune's rate and ETA are right."""
-        from mmvideo.progress import bar
-
         self._step0, self._elapsed0 = step, elapsed
         if self.steps is not None:
             total, unit = self.steps - step, "step"
@@ -553,17 +542,12 @@ def write_preview(
 ):
     """original | current swap for a few frames of the shot, through the pipeline's ``swap_frame``
     with the EMA weights as they are now."""
-    from magicmask.inference import Swapper
-    from mmvideo.pipeline import hand_detector, swap_frame
-    from mmvideo.preview import PreviewRow, contact_sheet, write_sheet
-    from mmvideo.provenance import make_tag
-
     generator = copy.deepcopy(models.ema).eval()
     swap_models = Swapper(generator, encoder)
     e_s = torch.from_numpy(swap_models.embed(source_crop[None]))
-    hands = hand_detector(cfg)
+    hands = pipeline.hand_detector(cfg)
     rows = [
-        PreviewRow(k, None, image, swap_frame(image, faces, swap_models, e_s, cfg, hands))
+        PreviewRow(k, None, image, pipeline.swap_frame(image, faces, swap_models, e_s, cfg, hands))
         for k, (image, faces) in enumerate(previews)
     ]
     write_sheet(path, contact_sheet(rows, title), make_tag(None).to_text())
@@ -574,11 +558,9 @@ def write_preview(
 
 def export(out: Path, models, record: dict) -> str:
     """The EMA generator with the tune's record, written atomically; returns its SHA-256."""
-    from magicmask.checkpoint import save_checkpoint
-
     meta = {"steps": record["steps"], "weights": "ema", "tune": record}
     try:
-        return save_checkpoint(out, models.ema, models.cfg, models.encoder.name, meta)
+        return checkpoint.save_checkpoint(out, models.ema, models.cfg, models.encoder.name, meta)
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, OutputError):
             raise
@@ -712,10 +694,6 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
-    from magicmask.checkpoint import default_checkpoint_path
-    from mmvideo.commands.options import merged_config
-    from mmvideo.commands.swap import check_paths
-
     cfg = merged_config(preset, params)
     if steps is not None and minutes is not None:
         raise click.UsageError("give --minutes or --steps, not both")
@@ -736,7 +714,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
     files = source_files(sources, source_dir)
     if cfg.track.target_face and not Path(cfg.track.target_face).is_file():
         raise MissingInput(f"{cfg.track.target_face}: file not found (--target-face)")
-    base_path = Path(base) if base else default_checkpoint_path()
+    base_path = Path(base) if base else checkpoint.default_checkpoint_path()
     # every output before any work: the checkpoint, its state folder, the preview sheet
     check_paths(
         output,
@@ -750,9 +728,6 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
     run = state_folder(output)
     preview_path = output.with_name(output.name + ".preview.png")
     if preview_every is not None:
-        from mmvideo.io.sequence import oiio_module
-        from mmvideo.preview import PREVIEW_USERS
-
         oiio_module(PREVIEW_USERS)
         check_output(preview_path, overwrite=True)
     settings = TuneSettings(
@@ -760,8 +735,6 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         lambda_fm, detail_path, tuple(f for f in freeze.split(",") if f), max_frames, source_stride, checkpoint_every,
     )  # fmt: skip
     record_path = run / "record.json"
-    from train.trainer import latest_checkpoint
-
     if resume:
         if latest_checkpoint(run) is None:
             raise InvalidInput(f"{run}: nothing to resume (no state checkpoints)")
@@ -808,8 +781,6 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         f"(prepared in {record['data_seconds']:.0f} s)",
         err=True,
     )
-    from magicmask.face.identity import build_identity_encoder
-
     progress = TuneProgress(steps, seconds, json_progress, not no_progress)
     preview_state = {"next": preview_every * 60.0 if preview_every else None}
     encoder = build_identity_encoder("dlib-resnet") if preview_every else None
@@ -849,8 +820,6 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
 
 
 def _settings_dict(settings: TuneSettings) -> dict:
-    from dataclasses import asdict
-
     return json.loads(json.dumps(asdict(settings)))
 
 
@@ -860,14 +829,10 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def _remove_tree(folder: Path) -> None:
-    import shutil
-
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def _first_source_crop(run: Path) -> np.ndarray:
-    from train.shards import read_shard
-
     shard = read_shard(next((run / "data").glob(f"shard-*-{SOURCE}.npz")))
     return shard.source[0]
 

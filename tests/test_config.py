@@ -8,11 +8,11 @@ import tomllib
 
 import pytest
 
+from mmcore.config_keys import Range
 from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.commands import main
 from mmvideo.config import (
     PRESET_NAMES,
-    Range,
     SwapConfig,
     SwapJob,
     config_keys,

@@ -14,12 +14,16 @@ from media import SINE, TESTSRC, farm_job, ffmpeg, random_shard, run_cli, transc
 
 from magicmask.checkpoint import save_checkpoint
 from magicmask.config import create_config
+from magicmask.export import export_onnx
 from magicmask.model.generator import MagicMaskGenerator
-from mmcore.atomic import atomic_output
+from mmcore.atomic import atomic_output, write_json_atomic
 from mmvideo.commands.swap import write_contact_sheet
 from mmvideo.farm import chunk as chunk_module
 from mmvideo.farm.chunk import read_status
 from mmvideo.farm.merge import merge
+from mmvideo.io.codecs import EncodeOptions
+from mmvideo.io.transcode import transcode
+from mmvideo.preview import write_sheet
 from train.shards import write_shard
 
 
@@ -275,6 +279,20 @@ def test_sheets_checkpoints_and_shards_get_the_umask_mode(tmp_path, umask):
     write_shard(tmp_path / "shard-1.npz", random_shard())
     for name in ("sheet.png", "g.pt", "shard-1.npz"):
         assert _mode(tmp_path / name) == 0o666 & ~umask, name
+
+
+def test_onnx_videos_json_and_preview_sheets_get_the_umask_mode(tmp_path, clip, umask):
+    # the writers that create their temp file through mmcore.atomic.temp_beside since the leaf
+    # package: the ONNX export, the PyAV and ffmpeg encoders, farm JSON, the preview sheet
+    cfg = create_config("tiny", identity_dim=128)
+    export_onnx(MagicMaskGenerator(cfg), tmp_path / "g.onnx")
+    transcode(clip, tmp_path / "pyav.mp4", EncodeOptions())
+    transcode(clip, tmp_path / "ffmpeg.mp4", EncodeOptions(ffmpeg_args=("-g", "5")))
+    write_json_atomic(tmp_path / "status.json", {"state": "done"})
+    write_sheet(tmp_path / "preview.png", np.zeros((16, 16, 3), np.uint8), None)
+    for name in ("g.onnx", "pyav.mp4", "ffmpeg.mp4", "status.json", "preview.png"):
+        assert _mode(tmp_path / name) == 0o666 & ~umask, name
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_farm_merge_gets_the_umask_mode(tmp_path, clip, monkeypatch, umask, tiny_checkpoint):

@@ -11,8 +11,8 @@ from magicmask.face.image import load_image
 from mmvideo.commands import main
 from mmvideo.config import load_config
 from mmvideo.generate import load_models
+from mmvideo.post.read_tag import read_provenance
 from mmvideo.preview import MATTE_TINT, PreviewFace, PreviewRow, contact_sheet, render_rows
-from mmvideo.provenance import read_provenance
 
 CLIP = "talking_head_turn_01.mp4"
 SOURCE = "id_obama_01.jpg"

@@ -19,15 +19,9 @@ from mmvideo import __version__
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
 from mmvideo.io.timecode import read_video_timecode
-from mmvideo.provenance import (
-    SCHEMA,
-    make_tag,
-    parse_tag,
-    provenance_metadata,
-    read_c2pa,
-    read_provenance,
-    sign_c2pa,
-)
+from mmvideo.post.credentials import read_c2pa, sign_c2pa
+from mmvideo.post.read_tag import read_provenance
+from mmvideo.post.tag import SCHEMA, make_tag, parse_tag, provenance_metadata
 
 SHA = "ab" * 32
 NOW = datetime.datetime(2026, 11, 26, 1, 2, 3, tzinfo=datetime.UTC)
@@ -245,7 +239,8 @@ def test_signing_refuses_what_it_cannot_sign(tmp_path, credentials):
 
 def test_open_writer_signs_each_output_it_can(tmp_path, credentials, data_dir, caplog):
     from mmvideo.io.codecs import EncodeOptions
-    from mmvideo.io.media import PostOptions, open_reader, open_writer, probe_media
+    from mmvideo.io.media import open_reader, probe_media
+    from mmvideo.post.writer import PostOptions, open_writer
 
     clip = data_dir / "talking_head_turn_01.mp4"
     info = probe_media(clip)

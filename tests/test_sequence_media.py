@@ -11,18 +11,14 @@ import pytest
 
 from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
-from mmvideo.io.media import (
-    PostOptions,
-    frame_range,
-    open_reader,
-    open_writer,
-    probe_media,
-    source_timecode,
-)
+from mmvideo.io.media import frame_range, open_reader, probe_media, source_timecode
 from mmvideo.io.probe import probe
 from mmvideo.io.sequence import probe_sequence
 from mmvideo.io.timecode import InvalidTimecode, parse_timecode, read_video_timecode
-from mmvideo.provenance import make_tag, read_provenance, verify
+from mmvideo.post.read_tag import read_provenance
+from mmvideo.post.tag import make_tag
+from mmvideo.post.verify import verify
+from mmvideo.post.writer import PostOptions, open_writer
 
 H, W = 128, 192  # big enough for the watermark's 64 bits (3 carriers each)
 TAG = make_tag("ef" * 32)

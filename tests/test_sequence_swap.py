@@ -17,7 +17,8 @@ from mmvideo.config import SwapJob
 from mmvideo.io.probe import probe
 from mmvideo.io.sequence import display_to_linear, probe_sequence
 from mmvideo.io.timecode import parse_timecode, read_video_timecode
-from mmvideo.provenance import read_provenance, verify
+from mmvideo.post.read_tag import read_provenance
+from mmvideo.post.verify import verify
 
 # Tests marked ``needs_hooks`` run once the swap pipeline takes the rest of the post hooks
 # (docs/post_hooks.patch: the --frames/--timecode/--fill-missing/--watermark/--sign flags,

@@ -31,7 +31,7 @@ from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import probe
-from mmvideo.provenance import read_provenance
+from mmvideo.post.read_tag import read_provenance
 
 
 @pytest.fixture(scope="session")

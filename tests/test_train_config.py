@@ -12,8 +12,8 @@ import torch
 from magicmask.checkpoint import default_checkpoint_path, load_checkpoint
 from magicmask.config import LOSS_KEYS_OF_OLDER_CHECKPOINTS, MagicMaskConfig, create_config
 from magicmask.losses import LossConfig
+from mmcore.config_keys import dataclass_keys
 from mmvideo.commands import main
-from mmvideo.config import dataclass_keys
 from mmvideo.io.probe import probe
 from train import fit as fit_module
 from train.config import ModelSwitches, TrainConfig, load_train_config

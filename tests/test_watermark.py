@@ -15,8 +15,9 @@ from media import decoded_frames, encode_images
 from mmvideo.commands import main
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence_write import SequenceWriter, SequenceWriterOptions
-from mmvideo.provenance import make_tag, provenance_metadata, verify
-from mmvideo.watermark import (
+from mmvideo.post.tag import make_tag, provenance_metadata
+from mmvideo.post.verify import verify
+from mmvideo.post.watermark import (
     LUMA,
     PAYLOAD_BITS,
     WatermarkConfig,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from magicmask.config import ADVERSARIAL_KINDS, LOSS_KEYS_OF_OLDER_CHECKPOINTS
 from magicmask.losses import LossConfig
-from mmvideo.config import NO_FLAG, flag, one_of
+from mmcore.config_keys import NO_FLAG, flag, one_of
 
 
 @dataclass(frozen=True)

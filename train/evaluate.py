@@ -36,6 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import av
 import click
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ from magicmask.face.pose import estimate_pose
 from magicmask.face.prepare import TargetInputs, prepare_target
 from magicmask.losses import to_identity_frame
 from mmcore.errors import InvalidInput, MissingInput, NoFaceFound, OutputError
+from mmcore.runner import configure_logging, run_command
 from train import metrics
 from train.config import encoder_paths
 
@@ -254,8 +256,6 @@ def clip_jitter(
 ) -> float:
     """Flicker the model adds on the first ``frames`` frames of ``clip`` (frames without a face
     are left out)."""
-    import av
-
     targets = []
     with av.open(str(clip)) as container:
         for k, frame in enumerate(container.decode(video=0)):
@@ -455,6 +455,6 @@ def main(
 
 
 if __name__ == "__main__":
-    from mmvideo.commands import main as cli_main
-
-    raise SystemExit(cli_main(["-v", "train-evaluate", *sys.argv[1:]]))
+    # the same log level, error lines and exit codes as `mmvideo -v train-evaluate`
+    configure_logging(verbose=1)
+    raise SystemExit(run_command(main, sys.argv[1:], prog_name="mmvideo train-evaluate"))

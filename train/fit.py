@@ -22,13 +22,18 @@ import torch
 import torch.distributed as dist
 
 from magicmask.checkpoint import default_checkpoint_path, save_checkpoint
+from magicmask.checkpoint import load_training_state as read_state
+from magicmask.config import MagicMaskConfig
 from magicmask.face.heatmaps import landmark_heatmaps
 from magicmask.face.identity import build_identity_encoder
 from magicmask.losses import LossConfig
+from magicmask.model.generator import MagicMaskGenerator
 from mmcore.atomic import check_output
+from mmcore.config_keys import NO_FLAG, dataclass_keys, flag, one_of
 from mmcore.errors import InvalidInput, OutputError
-from mmvideo.commands.options import given_keys, key_options, overwrite_options
-from mmvideo.config import NO_FLAG, dataclass_keys, flag, one_of
+from mmcore.options import given_keys, key_options, overwrite_options
+from mmcore.runner import configure_logging, run_command
+from train import gate
 from train.config import ModelSwitches, TrainConfig, encoder_paths, load_train_config
 from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
 from train.shards import list_shards
@@ -233,7 +238,7 @@ def _checkpoint(
 
 
 def _writer(run: Path):
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # deferred: tensorboard is the train extra
 
     return SummaryWriter(str(run / "tb"))
 
@@ -266,10 +271,6 @@ def export_training_state(
 ) -> Path:
     """The EMA (or the raw, ``weights="generator"``) generator of a run-folder checkpoint, e.g. of
     a run that is still going, as a shippable ``magicmask.checkpoint`` file."""
-    from magicmask.checkpoint import load_training_state as read_state
-    from magicmask.config import MagicMaskConfig
-    from magicmask.model.generator import MagicMaskGenerator
-
     state = read_state(state_path)
     cfg = MagicMaskConfig.from_dict(state["model_config"])
     generator = MagicMaskGenerator(cfg)
@@ -336,8 +337,6 @@ def export_main(
     target = out if gate_data is None else out.with_name(f".{out.name}.gate")
     export_training_state(state, target, export_dtype, weights)
     if gate_data is not None:
-        from train import gate
-
         try:
             measured = gate.check(target, embedded, gate_data)
         except BaseException:
@@ -393,6 +392,6 @@ def main(data: Path, run: Path, resume: bool, device: str, **params) -> None:
 
 
 if __name__ == "__main__":
-    from mmvideo.commands import main as cli_main
-
-    raise SystemExit(cli_main(["-v", "train-fit", *sys.argv[1:]]))
+    # the same log level, error lines and exit codes as `mmvideo -v train-fit`
+    configure_logging(verbose=1)
+    raise SystemExit(run_command(main, sys.argv[1:], prog_name="mmvideo train-fit"))

@@ -21,7 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from magicmask.checkpoint import load_checkpoint
+from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
+from magicmask.face.identity import build_identity_encoder
 from mmcore.errors import InvalidInput, MissingInput, ModelError, NoFaceFound
+from train.evaluate import analyze_still, evaluate_pairs, read_identities, read_pairs
 
 GATE_ENCODER = "dlib-resnet"
 
@@ -82,16 +86,6 @@ def measure_checkpoints(
     paths: list[Path], data: Path, max_pairs: int = 24
 ) -> list[dict[str, float]]:
     """Gated measures of each checkpoint on ``data``'s pairs.csv (analysed once for all)."""
-    from magicmask.checkpoint import load_checkpoint
-    from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
-    from magicmask.face.identity import build_identity_encoder
-    from train.evaluate import (
-        analyze_still,
-        evaluate_pairs,
-        read_identities,
-        read_pairs,
-    )
-
     pairs = read_pairs(Path(data) / "pairs.csv")
     if max_pairs and len(pairs) > max_pairs:
         pick = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)

@@ -21,13 +21,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import av
 import click
 import numpy as np
 from tqdm import tqdm
 
 from magicmask.face.align import align_identity
+from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
+from magicmask.face.image import load_image
 from magicmask.face.prepare import PrepareConfig, prepare_target
 from mmcore.errors import InvalidInput, MissingInput, OutputError
+from mmcore.runner import configure_logging, run_command
 from train.shards import ShardData, ShardHeader, empty_shard, write_shard
 
 log = logging.getLogger(__name__)
@@ -149,8 +153,6 @@ def plan_chunks(items: list[Item], cfg: PreprocessConfig, chunk_size: int) -> li
 @functools.lru_cache(maxsize=2)
 def _analyzer(detector: str, detect_upsample: int, min_face_size: int):
     """The face analyzer, built once per worker process (dlib models are not picklable)."""
-    from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
-
     return FaceAnalyzer(
         FaceConfig(
             face_backend="dlib",
@@ -204,8 +206,6 @@ def face_fields(
 
 
 def _frames(path: Path, stride: int, max_frames: int) -> Iterator[tuple[int, np.ndarray]]:
-    import av
-
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         kept = 0
@@ -220,8 +220,6 @@ def _frames(path: Path, stride: int, max_frames: int) -> Iterator[tuple[int, np.
 
 def process_chunk(chunk: Chunk, cfg: PreprocessConfig) -> ShardData:
     """Analyse every image / sampled frame of a chunk; unusable ones are listed as skipped."""
-    from magicmask.face.image import load_image
-
     rows, skipped, identities = [], [], []
     for item in chunk.items:
         path = Path(item.root) / item.rel
@@ -396,6 +394,6 @@ def main(sources, out, image_size, detector, detect_upsample, stride, max_frames
 
 
 if __name__ == "__main__":
-    from mmvideo.commands import main as cli_main
-
-    raise SystemExit(cli_main(["-v", "train-preprocess", *sys.argv[1:]]))
+    # the same log level, error lines and exit codes as `mmvideo -v train-preprocess`
+    configure_logging(verbose=1)
+    raise SystemExit(run_command(main, sys.argv[1:], prog_name="mmvideo train-preprocess"))

@@ -17,6 +17,7 @@ import numpy as np
 
 from magicmask.face.backends import BACKEND_PACKAGES, BACKENDS, DETECTORS
 from magicmask.face.image import as_rgb8
+from magicmask.face.model_files import package_dir
 from magicmask.face.pose import estimate_pose
 from magicmask.face.types import Face, Landmarks
 from mmcore.errors import InvalidInput, NoFaceFound
@@ -27,8 +28,6 @@ log = logging.getLogger(__name__)
 def check_backend_installed(backend: str) -> None:
     """A one-line error when ``backend``'s optional package is missing, found without importing
     it, so commands can say so before they load models."""
-    from magicmask.face.model_files import package_dir
-
     if backend in BACKEND_PACKAGES:
         package_dir(*BACKEND_PACKAGES[backend])
 
@@ -126,7 +125,8 @@ def build_detector(cfg: FaceConfig) -> Detector:
 
 
 def build_landmarker(cfg: FaceConfig) -> Landmarker:
-    """The landmarker of ``cfg.face_backend``."""
+    """The landmarker of ``cfg.face_backend``; imported only when chosen, like the detectors
+    (FAN's module pulls torch, the others their optional packages or dlib's models)."""
     if cfg.face_backend == "dlib":
         from magicmask.face.dlib_backend import DlibLandmarker
 

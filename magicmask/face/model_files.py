@@ -51,7 +51,7 @@ def read_state_dict(path: Path, what: str, device: str = "cpu") -> dict:
     """A torch ``state_dict`` a user gave us (``weights_only``: nothing in the file runs), as
     research code saves them: possibly wrapped in ``{"state_dict": ...}`` and with DataParallel's
     ``module.`` prefixes, both removed. An unreadable file is a ``ModelError`` naming ``what``."""
-    import torch
+    import torch  # deferred: finding and checking model files needs no torch, only this reader
 
     try:
         data = torch.load(path, map_location=device, weights_only=True)

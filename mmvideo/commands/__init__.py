@@ -1,21 +1,21 @@
 """The ``mmvideo`` command line: one click group, sub-commands loaded lazily.
 
-Every click command lives in this package, one module per command group; the library modules
+Every click command of mmvideo lives in this package, one module per command group (the training
+commands stay in ``train``, which imports nothing of mmvideo); the library modules
 they call know nothing of click. A sub-command's module is imported only when invoked, so
 ``mmvideo probe`` does not pay for importing torch. This is the only place that maps
-errors to exit codes.
+errors to exit codes (through ``mmcore.runner``).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import signal
 import sys
 
 import click
 
-from mmcore.errors import MMVideoError, Terminated, raise_terminated
+from mmcore.runner import configure_logging, run_command
 from mmvideo import __version__
 
 log = logging.getLogger("mmvideo")
@@ -35,7 +35,7 @@ COMMANDS: dict[str, str] = {
     "train-fit": "train.fit:main",
     "train-export": "train.fit:export_main",
     "train-evaluate": "train.evaluate:main",
-    "verify": "mmvideo.provenance:verify_command",
+    "verify": "mmvideo.commands.verify:verify_command",
     "preview": "mmvideo.preview:preview_command",
     "faces": "mmvideo.commands.faces:faces",
     "tune": "mmvideo.tune:tune_command",
@@ -60,41 +60,12 @@ class LazyGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """Swap a source actor's face into video with MagicMask, offline."""
-    level = (
-        logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    )
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(verbose, quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the group and turn our errors into one-line messages."""
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
-    try:
-        cli.main(args=argv, prog_name="mmvideo", standalone_mode=False)
-    except MMVideoError as exc:
-        click.echo(f"mmvideo: error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort as exc:
-        return _interrupted(exc.__cause__)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt as exc:
-        return _interrupted(exc)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return 0
-
-
-def _interrupted(exc: BaseException | None) -> int:
-    """The shell's codes: 128 + the signal (130 Ctrl-C, 143 SIGTERM)."""
-    if isinstance(exc, Terminated):
-        click.echo("mmvideo: terminated", err=True)
-        return 128 + signal.SIGTERM
-    click.echo("mmvideo: interrupted", err=True)
-    return 128 + signal.SIGINT
+    return run_command(cli, argv)
 
 
 def run() -> None:

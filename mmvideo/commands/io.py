@@ -8,9 +8,12 @@ import shlex
 import click
 
 from mmcore.atomic import check_output
-from mmvideo.commands.options import overwrite_options
+from mmcore.options import overwrite_options
 from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS, EncodeOptions
+from mmvideo.io.media import probe_media
 from mmvideo.io.probe import MediaInfo
+from mmvideo.io.transcode import transcode
+from mmvideo.post.probe_report import post_lines, post_summary
 
 
 def _describe(info: MediaInfo) -> list[str]:
@@ -51,9 +54,6 @@ def _describe(info: MediaInfo) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def probe_command(file: str, as_json: bool) -> None:
     """Describe FILE: container, streams, fps/VFR, frame count, rotation, color, bit depth, audio."""
-    from mmvideo.io.media import probe_media
-    from mmvideo.provenance import post_lines, post_summary
-
     info = probe_media(file)
     if as_json:
         data = info.to_dict()
@@ -127,8 +127,6 @@ def transcode_command(
     overwrite: bool | None,
 ) -> None:
     """Decode INPUT and re-encode it to OUTPUT with no face work (the swap's I/O path)."""
-    from mmvideo.io.transcode import transcode
-
     check_output(output, input, overwrite=overwrite)
 
     options = EncodeOptions(

@@ -8,10 +8,13 @@ import click
 
 from magicmask.checkpoint import load_checkpoint
 from magicmask.config import list_configs
+from magicmask.export import check_onnx, export_onnx
 from magicmask.model.generator import MagicMaskGenerator, create_generator
+from magicmask.model.summary import generator_summary
 from mmcore.atomic import check_output
 from mmcore.errors import ModelError
-from mmvideo.commands.options import overwrite_options
+from mmcore.options import overwrite_options
+from mmvideo.tune import describe_record
 
 
 def _resolve(spec: str) -> tuple[MagicMaskGenerator, str]:
@@ -40,13 +43,9 @@ def models() -> None:
 @click.option("--depth", default=2, show_default=True, help="Module nesting depth to list.")
 def describe(spec: str, depth: int) -> None:
     """Parameters and GMACs per module of a config name or checkpoint (SPEC, default tiny)."""
-    from magicmask.model.summary import generator_summary
-
     generator, what = _resolve(spec)
     click.echo(what)
     if spec not in list_configs():
-        from mmvideo.tune import describe_record
-
         for line in describe_record(load_checkpoint(Path(spec)).meta):
             click.echo(line)
     cfg = generator.cfg
@@ -80,8 +79,6 @@ def list_cmd() -> None:
 @overwrite_options
 def export_onnx_cmd(spec: str, out: Path, opset: int, check: bool, overwrite: bool | None) -> None:
     """Export the generator of SPEC (config name or checkpoint) to OUT as ONNX (dynamic batch)."""
-    from magicmask.export import check_onnx, export_onnx
-
     check_output(out, spec, overwrite=overwrite)  # before the checkpoint loads
     generator, what = _resolve(spec)
     export_onnx(generator, out, opset)

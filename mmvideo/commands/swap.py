@@ -12,12 +12,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+import cv2
 import numpy as np
 
+from magicmask.face.analyzer import FaceAnalyzer, check_backend_installed
+from magicmask.face.image import load_image
 from mmcore.atomic import atomic_output, check_output
 from mmcore.errors import MissingInput, MMVideoError, OutputError
-from mmvideo.commands.options import config_options, merged_config, overwrite_options
+from mmcore.options import overwrite_options
+from mmvideo.commands.options import config_options, merged_config
 from mmvideo.config import DEFAULT_PRESET, SwapJob, config_to_toml
+from mmvideo.io.media import frame_range, probe_media
+from mmvideo.io.sequence import oiio_module, parse_pattern
+from mmvideo.post.credentials import c2pa_module
+from mmvideo.progress import Progress
+from mmvideo.targets import check_map_files, map_files, parse_map
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +41,6 @@ class UnswappedFaces(MMVideoError):
 def check_map(entries: tuple[str, ...]) -> None:
     """A ``--map`` (flag or preset key) that can run: well-formed pairs and every photo
     readable, checked before any model loads."""
-    from magicmask.face.image import load_image
-    from mmvideo.targets import check_map_files, parse_map
-
     parsed = parse_map(entries)
     check_map_files(parsed)
     for e in parsed:
@@ -54,10 +60,6 @@ def check_paths(
     models: the source image decodes, the face backend's package and, for image sequences in
     or out, OpenImageIO are installed, and the output (a file, or a sequence's frames) may be
     written under the -y/-n choice."""
-    from magicmask.face.analyzer import check_backend_installed
-    from magicmask.face.image import load_image
-    from mmvideo.io.sequence import oiio_module, parse_pattern
-
     if source is not None:
         load_image(source)
     check_backend_installed(face_backend)
@@ -89,8 +91,6 @@ def check_handoffs(cfg, overwrite: bool | None) -> None:
 
 def require_input(path: str | None, flag: str) -> str:
     """``path`` given and present (a file, or a frame pattern), else the usage error."""
-    from mmvideo.io.sequence import parse_pattern
-
     if not path:
         raise click.UsageError(f"{flag} is required")
     if parse_pattern(path) is None and not Path(path).is_file():
@@ -180,8 +180,6 @@ def swap(
         raise click.UsageError("--out is required")
     if cfg.track.target_face:
         require_input(cfg.track.target_face, "--target-face")
-    from mmvideo.targets import map_files
-
     check_paths(
         params["output"],
         overwrite,
@@ -193,19 +191,15 @@ def swap(
     )
     check_handoffs(cfg, overwrite)
     if params["sign"]:
-        from mmvideo.provenance import c2pa_module
-
         c2pa_module()
 
+    # deferred: the models and the pipeline import torch, which the checks above do without
     from mmvideo.generate import load_models
-    from mmvideo.pipeline import run_swap
-    from mmvideo.progress import Progress
+    from mmvideo.pipeline import format_ranges, run_swap
 
     models = load_models(params["checkpoint"], params["device"])
     start, stop = params["start"], params["stop"]
     if params["frames"]:
-        from mmvideo.io.media import frame_range, probe_media
-
         info = probe_media(input_path, fill_missing=params["fill_missing"])
         start, stop = frame_range(params["frames"], info)
     sign = params["sign"] or (None, None)
@@ -242,8 +236,6 @@ def swap(
         for line in summary.lines():
             click.echo(line)
     if require_all and summary.missed():
-        from mmvideo.pipeline import format_ranges
-
         frames = sum(r["last"] - r["first"] + 1 for v in summary.missed().values() for r in v)
         raise UnswappedFaces(
             f"{params['output']}: {frames} frames of swapped tracks not swapped "
@@ -282,9 +274,8 @@ def tracks(
     require_input(clip, "CLIP")
     out = Path(sheet) if sheet else Path(clip).with_suffix(".tracks.png")
     check_paths(out, overwrite, clip, checkpoint, face_backend=cfg.detect.face_backend)
-    from magicmask.face.analyzer import FaceAnalyzer
+    # deferred: the models and the pipeline import torch, which the checks above do without
     from mmvideo.generate import load_models
-    from mmvideo.io.media import probe_media
     from mmvideo.pipeline import analyze, face_config
 
     models = load_models(checkpoint, device)
@@ -305,8 +296,6 @@ def tracks(
 
 def write_contact_sheet(path: Path, thumbnails: dict[int, np.ndarray], columns: int = 6) -> None:
     """A grid of thumbnails labelled with their track ids, written atomically as PNG."""
-    import cv2
-
     ids = sorted(thumbnails)
     side = next(iter(thumbnails.values())).shape[0]
     rows = (len(ids) + columns - 1) // columns

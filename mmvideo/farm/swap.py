@@ -18,6 +18,7 @@ from mmcore.errors import MissingInput, ModelError
 from mmcore.hashing import file_sha256
 from mmvideo.config import SwapConfig, SwapJob, config_to_dict, load_config
 from mmvideo.farm.typed import load_dataclass
+from mmvideo.smooth import smooth_series
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def _default_checkpoint() -> Path:
 
 
 def _weights_sha256(path: Path) -> str:
-    # Loading also refuses a broken or tampered checkpoint at plan time, not on every node.
+    # Loading also refuses a broken or tampered checkpoint at plan time, not on every node
+    # (imported late, as above: torch).
     from magicmask.checkpoint import load_checkpoint
 
     return load_checkpoint(path, map_location="cpu").sha256
@@ -183,8 +185,6 @@ def lookahead_frames(config: dict[str, Any]) -> int:
 
 
 def _reach_back(process: float, measurement: float) -> int:
-    from mmvideo.smooth import smooth_series
-
     impulse = np.zeros((SETTLE_LIMIT, 1))
     impulse[-1] = 1.0
     response = smooth_series(impulse, np.ones(SETTLE_LIMIT, bool), process, measurement, "rts")
@@ -193,9 +193,6 @@ def _reach_back(process: float, measurement: float) -> int:
 
 
 def _settle(process: float, measurement: float) -> int:
-    # Imported late: the filters pull in the tracking stage, which planning needs only here.
-    from mmvideo.smooth import smooth_series
-
     impulse = np.zeros((SETTLE_LIMIT, 1))
     impulse[0] = 1.0
     response = smooth_series(impulse, np.ones(SETTLE_LIMIT, bool), process, measurement, "kalman")

@@ -1,22 +1,23 @@
-"""One way to open any input or output: a video file or an image sequence, plus post hand-offs.
+"""One way to open any input or output: a video file or an image sequence.
 
 The swap pipeline reads ``MediaInfo`` and iterates ``Frame``s; these functions let an image
 sequence stand where a video does (``probe_media`` describes it as a ``MediaInfo`` whose
-``sequence`` field holds the :class:`SequenceInfo`), and put the post-production hand-offs on
-every output in one place (:func:`open_writer`): the provenance tag, the timecode of the first
-written frame, the optional watermark, and C2PA signing once the output is complete.
+``sequence`` field holds the :class:`SequenceInfo`). The post-production hand-offs (provenance
+tag, watermark, C2PA) are ``mmvideo.post``'s, wrapped around :func:`open_writer`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
+from mmvideo.io.decode import VideoReader
 from mmvideo.io.probe import Color, MediaInfo, StreamInfo, VideoInfo, probe
 from mmvideo.io.sequence import (
     SequenceInfo,
@@ -31,9 +32,8 @@ from mmvideo.io.timecode import (
     parse_timecode,
     read_video_timecode,
 )
+from mmvideo.io.transcode import open_writer as open_video_writer
 from mmvideo.io.writer import AtomicWriter
-
-log = logging.getLogger(__name__)
 
 # AVColor* values: BT.709 primaries/matrix, sRGB (IEC 61966-2-1) transfer, limited range.
 _SRGB = Color(primaries=1, transfer=13, matrix=1, range=1)
@@ -111,8 +111,6 @@ def open_reader(
     """A frame reader for ``path``: ``VideoReader`` or ``SequenceReader`` (same iteration)."""
     if is_sequence_info(info):
         return SequenceReader(info.sequence.pattern, start=start, stop=stop, info=info.sequence)
-    from mmvideo.io.decode import VideoReader
-
     return VideoReader(
         path,
         threads=threads,
@@ -148,50 +146,6 @@ def source_timecode(info: MediaInfo, *, override: str | None = None) -> Timecode
     return parse_timecode(label, rate, source=info.path) if label else None
 
 
-@dataclass(frozen=True)
-class PostOptions:
-    """The hand-offs every output gets (see ``mmvideo.provenance`` and ``mmvideo.watermark``)."""
-
-    provenance: str | None = None  # ProvenanceTag.to_text()
-    timecode: Timecode | None = None  # of the input's first frame (position 0)
-    watermark: bool = False
-    sign: tuple[str, str] | None = None  # (certificate chain PEM, private key PEM)
-    sequence_options: dict = field(default_factory=dict)  # extra SequenceWriterOptions fields
-
-
-class _PostWriter(AtomicWriter):
-    """Finishes an output: closes the inner writer, then signs what it wrote (if asked)."""
-
-    def __init__(self, inner, post: PostOptions):
-        self.inner = inner
-        self.post = post
-
-    def write(self, frame) -> None:
-        self.inner.write(frame)
-
-    def close(self):
-        result = self.inner.close()
-        if self.post.sign:
-            from mmvideo.provenance import can_sign, parse_tag, sign_c2pa
-
-            tag = parse_tag(self.post.provenance)
-            if tag is None:
-                raise InvalidInput("--sign needs the provenance tag of the output")
-            paths = result if isinstance(result, list) else [result]
-            signable = [p for p in paths if can_sign(p)]
-            if not signable:
-                log.warning("%s: C2PA cannot be embedded in this format; not signed", paths[0])
-            for path in signable:
-                sign_c2pa(path, *self.post.sign, tag)
-        return result
-
-    def abort(self) -> None:
-        self.inner.abort()
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
-
-
 def open_writer(
     out_path: str | os.PathLike,
     info: MediaInfo,
@@ -200,49 +154,36 @@ def open_writer(
     copy_streams: bool = True,
     start: int = 0,
     stop: int | None = None,
-    post: PostOptions | None = None,
-):
-    """A writer for ``out_path`` (video file or frame pattern) with the post hand-offs applied.
+    timecode: Timecode | None = None,
+    metadata: Mapping[str, str] | None = None,
+    sequence_options: Mapping[str, Any] | None = None,
+) -> AtomicWriter:
+    """A plain writer for ``out_path``: ``SequenceWriter`` for a frame pattern, else the video
+    writer of ``mmvideo.io.transcode``. ``mmvideo.post.writer`` wraps it with the hand-offs.
 
-    ``start`` is the position of the first frame to be written: the output's timecode is the
-    input's plus ``start``, so a range or a farm chunk carries the timecode of its own first
-    frame. Frames keep their positions, so a sequence written from frames ``start..`` gets the
-    input's frame numbers back. The audio, subtitles and data copied into a video file are
-    those of frames ``[start, stop)`` (``stop=None``: to the end).
+    ``start`` is the position of the first frame to be written: the output's ``timecode`` (that
+    of the input's first frame) is advanced by ``start``, so a range or a farm chunk carries the
+    timecode of its own first frame. Frames keep their positions, so a sequence written from
+    frames ``start..`` gets the input's frame numbers back. The audio, subtitles and data copied
+    into a video file are those of frames ``[start, stop)`` (``stop=None``: to the end).
+    ``metadata`` is added to a video's container tags; ``sequence_options`` are extra
+    ``SequenceWriterOptions`` fields.
     """
-    post = post or PostOptions()
     if parse_pattern(out_path) is not None:
         seq = info.sequence if is_sequence_info(info) else None
         opts = SequenceWriterOptions(
-            fps=info.video.fps or None,
-            timecode=post.timecode,
-            provenance=post.provenance,
-            **post.sequence_options,
+            fps=info.video.fps or None, timecode=timecode, **(sequence_options or {})
         )
-        writer = SequenceWriter(str(out_path), source=seq, options=opts)
-    else:
-        from mmvideo.io.transcode import open_writer as open_video_writer
-
-        metadata = dict(info.metadata)
-        if post.provenance:
-            from mmvideo.provenance import parse_tag, provenance_metadata
-
-            tag = parse_tag(post.provenance)
-            metadata.update(provenance_metadata(tag) if tag else {})
-        if post.timecode is not None:
-            metadata["timecode"] = str(post.timecode + start)
-        source = replace(info, metadata=metadata)
-        if is_sequence_info(info):
-            copy_streams = False  # a sequence has no audio or subtitles to carry over
-        writer = open_video_writer(
-            Path(out_path),
-            source,
-            options,
-            copy_streams=copy_streams,
-            copy_range=(start, info.video.frames if stop is None else stop),
-        )
-    if post.watermark:
-        from mmvideo.watermark import WatermarkWriter
-
-        writer = WatermarkWriter(writer)
-    return _PostWriter(writer, post)
+        return SequenceWriter(str(out_path), source=seq, options=opts)
+    tags = {**info.metadata, **(metadata or {})}
+    if timecode is not None:
+        tags["timecode"] = str(timecode + start)
+    if is_sequence_info(info):
+        copy_streams = False  # a sequence has no audio or subtitles to carry over
+    return open_video_writer(
+        Path(out_path),
+        replace(info, metadata=tags),
+        options,
+        copy_streams=copy_streams,
+        copy_range=(start, info.video.frames if stop is None else stop),
+    )
