@@ -7,8 +7,6 @@ no fetch was attempted.
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -24,7 +22,7 @@ BOX = np.array([[357.0, 144.0, 634.0, 421.0]], np.float32)  # dlib's box of the 
 
 
 @pytest.fixture(autouse=True)
-def no_downloads(monkeypatch):
+def no_downloads(monkeypatch, offline):
     def refuse(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
@@ -32,7 +30,6 @@ def no_downloads(monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(face_alignment.utils, "download_url_to_file", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 @pytest.fixture(scope="module")

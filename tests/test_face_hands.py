@@ -12,11 +12,10 @@ from __future__ import annotations
 import builtins
 import shutil
 
-import av
 import cv2
 import numpy as np
 import pytest
-from test_swap import _swap_cli, frames_of, tiny_checkpoint  # noqa: F401 - its fixture, shared
+from media import decoded_frames, frames_of, swap_cli
 
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 from magicmask.face.hands import (
@@ -46,13 +45,7 @@ HANDLESS = [*range(15), *range(30, 126, 3)]
 
 
 def _frames(path, step: int = 1, count: int | None = None) -> list[tuple[int, np.ndarray]]:
-    with av.open(str(path)) as container:
-        out = [
-            (i, f.to_ndarray(format="rgb24"))
-            for i, f in enumerate(container.decode(video=0))
-            if i % step == 0
-        ]
-    return out[:count]
+    return [(i, f) for i, f in enumerate(decoded_frames(path)) if i % step == 0][:count]
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +333,7 @@ def test_mask_key_takes_hull_and_hands():
 def test_swap_leaves_the_hand_over_the_face_unchanged(
     data_dir,
     tmp_path,
-    tiny_checkpoint,  # noqa: F811 - the fixture imported from test_swap
+    tiny_checkpoint,
 ):
     """``--mask hull,hands`` on the frames where the hand covers the face: the hand (its
     silhouette found on the input frames, eroded 2 px) moves by at most 2 grey levels in the
@@ -358,7 +351,7 @@ def test_swap_leaves_the_hand_over_the_face_unchanged(
         "--frames",
         "19-23",
     ]
-    assert _swap_cli(data_dir, clip, out, tiny_checkpoint, *extra) == 0
+    assert swap_cli(data_dir, clip, out, tiny_checkpoint, *extra) == 0
     # both read by the same decoder, so the comparison sees only the swap
     inputs, outputs = frames_of(clip)[OCCLUDED.start : OCCLUDED.stop], frames_of(out)
     assert len(outputs) == len(inputs) == 5

@@ -20,11 +20,8 @@ import av
 import cv2
 import numpy as np
 import pytest
-import torch
+from media import first_frames, packets
 
-from magicmask.checkpoint import save_checkpoint
-from magicmask.config import create_config
-from magicmask.model.generator import MagicMaskGenerator
 from mmcore.errors import InvalidInput, MissingInput, ModelError
 from mmvideo.commands import main
 from mmvideo.farm.chunk import read_status, run_chunk, status_path
@@ -38,30 +35,15 @@ SETS = {"threads": 1, "codec": "ffv1", "batch_size": 4}
 CREATED = "2026-11-26T00:00:00Z"
 
 
-def _checkpoint(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    cfg = create_config("tiny", identity_dim=128)  # dlib-resnet gives 128-d identities
-    save_checkpoint(
-        path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random, for tests"}
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
-def media(tmp_path_factory, data_dir):
+def media(tmp_path_factory, data_dir, tiny_checkpoint, other_tiny_checkpoint):
     root = tmp_path_factory.mktemp("farm")
-    clip = root / "clip.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(data_dir / "talking_head_turn_01.mp4"), "-frames:v", "12",
-         "-t", "0.48", "-c:v", "libx264", "-g", "5", "-c:a", "aac", str(clip)],
-        check=True,
-    )  # fmt: skip
     return {
         "root": root,
-        "clip": clip,
+        "clip": first_frames(data_dir / "talking_head_turn_01.mp4", root / "clip.mp4"),
         "source": data_dir / "id_obama_01.jpg",
-        "model": _checkpoint(root / "model.pt", 0),
-        "other_model": _checkpoint(root / "other.pt", 1),
+        "model": tiny_checkpoint,
+        "other_model": other_tiny_checkpoint,
     }
 
 
@@ -81,10 +63,8 @@ def _frames(path: Path) -> list[tuple[int, np.ndarray]]:
 def _audio(path: Path) -> tuple[list[float], list[bytes]]:
     """Audio packet times from the file's origin (Matroska shifts negative priming) and payloads."""
     origin = scan_video(path).origin
-    with av.open(str(path)) as c:
-        stream = c.streams.audio[0]
-        packets = [p for p in c.demux(stream) if p.size]
-        return [float(p.pts * p.time_base) - origin for p in packets], [bytes(p) for p in packets]
+    audio = packets(path, "audio")
+    return [float(t) - origin for _, t in audio], [payload for payload, _ in audio]
 
 
 def _tags(path: Path) -> dict[str, str]:

@@ -7,11 +7,10 @@ cues before, across, inside and after the range. Frames 30-69 are 1.2 s to 2.8 s
 
 from __future__ import annotations
 
-import subprocess
-
 import av
 import numpy as np
 import pytest
+from media import TONE_RATE, decoded_audio, stepped_tone_clip
 
 from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
@@ -20,29 +19,7 @@ from mmvideo.io.media import open_writer
 from mmvideo.io.probe import probe
 from mmvideo.io.transcode import open_writer as open_video_writer
 
-RATE = 48000
 START, STOP = 30, 70  # 1.2 s to 2.8 s
-TONE = "0.5*sin(2*PI*t*(300+200*floor(t*4)))"  # 300 Hz, then +200 Hz every 0.25 s
-CUES = [(0.2, 0.6, "before"), (1.0, 1.5, "across the start"), (2.0, 2.4, "inside"),
-        (2.7, 3.2, "across the end"), (3.3, 3.8, "after")]  # fmt: skip
-
-
-def _srt_time(t: float) -> str:
-    return f"00:00:{int(t):02d},{round(t % 1 * 1000):03d}"
-
-
-def make_clip(path, audio_codec: str, tmp_path, subtitles: bool = False) -> None:
-    args = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",
-            "-f", "lavfi", "-i", f"aevalsrc='{TONE}':s={RATE}:c=stereo"]  # fmt: skip
-    if subtitles:
-        srt = tmp_path / "cues.srt"
-        srt.write_text("".join(
-            f"{i + 1}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n\n"
-            for i, (a, b, text) in enumerate(CUES)
-        ))  # fmt: skip
-        args += ["-i", str(srt), "-map", "0", "-map", "1", "-map", "2", "-c:s", "srt"]
-    args += ["-t", "4", "-c:v", "libx264", "-g", "10", "-c:a", audio_codec, str(path)]
-    subprocess.run(args, check=True)
 
 
 def write_range(clip, out, start=START, stop=STOP, **options) -> None:
@@ -56,17 +33,6 @@ def write_range(clip, out, start=START, stop=STOP, **options) -> None:
             writer.write(frame)
 
 
-def decoded_audio(path) -> tuple[float, np.ndarray]:
-    """The first decoded sample's time and all samples as [n, channels] float."""
-    with av.open(str(path)) as c:
-        frames = list(c.decode(c.streams.audio[0]))
-    first = frames[0]
-    data = [
-        f.to_ndarray().T if f.format.is_planar else f.to_ndarray().reshape(-1, 2) for f in frames
-    ]
-    return float(first.pts * first.time_base), np.concatenate(data).astype(np.float64)
-
-
 def video_span(path) -> tuple[float, float]:
     v = probe(path).video
     return float(v.frame_pts[0] * v.time_base), v.frames / float(v.fps)
@@ -75,38 +41,38 @@ def video_span(path) -> tuple[float, float]:
 @pytest.mark.parametrize("suffix", [".mkv", ".mov"])
 def test_lossless_range_audio_is_the_sources_samples_at_the_same_time(tmp_path, suffix):
     clip, out = tmp_path / f"clip{suffix}", tmp_path / f"range{suffix}"
-    make_clip(clip, "pcm_s16le", tmp_path)
+    stepped_tone_clip(clip, "pcm_s16le")
     write_range(clip, out)
     begin, seconds = video_span(out)
     assert (begin, seconds) == (1.2, 1.6)
     t0, samples = decoded_audio(out)
     s0, source = decoded_audio(clip)
     assert t0 == begin and s0 == 0.0
-    assert len(samples) == round(seconds * RATE)  # to the sample
-    at = round(begin * RATE)
+    assert len(samples) == round(seconds * TONE_RATE)  # to the sample
+    at = round(begin * TONE_RATE)
     assert np.array_equal(samples, source[at : at + len(samples)])
 
 
 def dominant_hz(samples: np.ndarray) -> float:
     spectrum = np.abs(np.fft.rfft(samples[:, 0] * np.hanning(len(samples))))
-    return float(np.argmax(spectrum) * RATE / len(samples))
+    return float(np.argmax(spectrum) * TONE_RATE / len(samples))
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_aac_range_audio_covers_the_range_in_sync(tmp_path, suffix):
     clip, out = tmp_path / "clip.mp4", tmp_path / f"range{suffix}"
-    make_clip(clip, "aac", tmp_path)
+    stepped_tone_clip(clip, "aac")
     write_range(clip, out)
     begin, seconds = video_span(out)
     t0, samples = decoded_audio(out)
     s0, source = decoded_audio(clip)
     # within one AAC frame (MP4 shows the encoder's delay before the first frame, MKV trims it)
-    assert abs(len(samples) / RATE - seconds) <= 1024 / RATE
-    assert begin - 1024 / RATE - 0.001 <= t0 <= begin
+    assert abs(len(samples) / TONE_RATE - seconds) <= 1024 / TONE_RATE
+    assert begin - 1024 / TONE_RATE - 0.001 <= t0 <= begin
     # the pitch heard at each moment is the source's pitch at that moment
     window = 2400  # 50 ms, centred away from the quarter-second steps
     for t in np.arange(1.25 + 0.1, 2.8, 0.25):
-        i, j = round((t - t0) * RATE), round((t - s0) * RATE)
+        i, j = round((t - t0) * TONE_RATE), round((t - s0) * TONE_RATE)
         heard = dominant_hz(samples[i - window // 2 : i + window // 2])
         expected = dominant_hz(source[j - window // 2 : j + window // 2])
         assert abs(heard - expected) <= 20, t
@@ -114,7 +80,7 @@ def test_aac_range_audio_covers_the_range_in_sync(tmp_path, suffix):
 
 def test_range_keeps_the_subtitles_shown_within_it(tmp_path):
     clip, out = tmp_path / "clip.mkv", tmp_path / "range.mkv"
-    make_clip(clip, "pcm_s16le", tmp_path, subtitles=True)
+    stepped_tone_clip(clip, "pcm_s16le", subtitles=True)
     write_range(clip, out)
     with av.open(str(out)) as c:
         texts = [bytes(p).decode() for p in c.demux(c.streams.subtitles[0]) if p.size]
@@ -126,15 +92,15 @@ def test_range_keeps_the_subtitles_shown_within_it(tmp_path):
 )
 def test_a_range_at_either_end_of_the_clip(tmp_path, start, stop, begin, end):
     clip, out = tmp_path / "clip.mkv", tmp_path / "range.mkv"
-    make_clip(clip, "pcm_s16le", tmp_path)
+    stepped_tone_clip(clip, "pcm_s16le")
     write_range(clip, out, start, stop)
     t0, samples = decoded_audio(out)
-    assert t0 == begin and len(samples) == round((end - begin) * RATE)
+    assert t0 == begin and len(samples) == round((end - begin) * TONE_RATE)
 
 
 def test_ffmpeg_pipe_refuses_a_range_it_cannot_cut(tmp_path):
     clip = tmp_path / "clip.mkv"
-    make_clip(clip, "pcm_s16le", tmp_path)
+    stepped_tone_clip(clip, "pcm_s16le")
     info = probe(clip)
     options = EncodeOptions(ffmpeg_args=("-g", "5"))
     with pytest.raises(InvalidInput, match="--ffmpeg-args writes whole clips only"):
@@ -145,12 +111,12 @@ def test_audio_whose_encoder_is_unusable_is_cut_into_the_containers_default(tmp_
     """FFmpeg's Vorbis encoder is experimental: a range of a Vorbis clip gets the muxer's
     default codec (AC-3 in Matroska) instead of an error after the render."""
     clip, out = tmp_path / "clip.mkv", tmp_path / "range.mkv"
-    make_clip(clip, "libvorbis", tmp_path)
+    stepped_tone_clip(clip, "libvorbis")
     with caplog.at_level("INFO", logger="mmvideo.io.encode"):
         write_range(clip, out)
     with av.open(str(out)) as c:
         assert c.streams.audio[0].codec_context.name == "ac3"
     _, samples = decoded_audio(out)
     _, seconds = video_span(out)
-    assert abs(len(samples) / RATE - seconds) <= 1536 / RATE  # one AC-3 frame
+    assert abs(len(samples) / TONE_RATE - seconds) <= 1536 / TONE_RATE  # one AC-3 frame
     assert "re-encoded (ac3)" in caplog.text

@@ -6,13 +6,13 @@ import datetime
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from media import encode_images
 
 from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmvideo import __version__
@@ -47,16 +47,8 @@ def test_tag_text_round_trips_and_names_everything():
 
 
 def write_video(path: Path, metadata: dict[str, str], frames: int = 3) -> None:
-    with av.open(str(path), "w") as out:
-        out.metadata.update(metadata)
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(frames):
-            image = np.full((48, 64, 3), 30 * i, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    images = [np.full((48, 64, 3), 30 * i, np.uint8) for i in range(frames)]
+    encode_images(path, images, metadata=metadata)
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mov", "mkv"])

@@ -14,6 +14,7 @@ import av
 import numpy as np
 import OpenImageIO as oiio
 import pytest
+from media import read_image, write_image
 
 from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.io.frame import Frame
@@ -35,27 +36,6 @@ from mmvideo.io.sequence_write import (
 from mmvideo.io.timecode import FrameRange, parse_timecode
 
 H, W = 24, 32
-
-
-def write_image(path: Path, pixels: np.ndarray, fmt: str, *, channels=None, bits=None, tc=None):
-    spec = oiio.ImageSpec(pixels.shape[1], pixels.shape[0], pixels.shape[2], fmt)
-    if channels:
-        spec.channelnames = channels
-    if bits:
-        spec.attribute("oiio:BitsPerSample", bits)
-    if tc is not None:
-        spec.attribute("smpte:TimeCode", oiio.TypeDesc("timecode"), list(tc.to_smpte_words()))
-    out = oiio.ImageOutput.create(str(path))
-    assert out.open(str(path), spec), oiio.geterror()
-    assert out.write_image(pixels)
-    out.close()
-
-
-def read_image(path: Path, fmt: str = "float") -> np.ndarray:
-    inp = oiio.ImageInput.open(str(path))
-    pixels = inp.read_image(fmt)
-    inp.close()
-    return pixels
 
 
 def make_exr_sequence(folder: Path, numbers, fmt="half", tc_text="01:00:00:00", seed=0):

@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import OpenImageIO as oiio
 import pytest
+from media import read_image, write_image
 
 from mmcore.errors import InvalidInput
 from mmvideo.io.codecs import EncodeOptions
@@ -32,17 +33,9 @@ def exr_plate(folder, numbers, tc="01:00:00:00"):
     )
     base = (ramp + rng.normal(0, 0.02, (H, W, 3))).astype(np.float16).astype(np.float32)
     for n in numbers:
-        spec = oiio.ImageSpec(W, H, 3, "half")
-        spec.attribute(
-            "smpte:TimeCode",
-            oiio.TypeDesc("timecode"),
-            list((start + (n - numbers[0])).to_smpte_words()),
-        )
-        spec.attribute("FramesPerSecond", oiio.TypeDesc("rational"), [24, 1])
-        out = oiio.ImageOutput.create(str(folder / f"plate.{n:04d}.exr"))
-        out.open(str(folder / f"plate.{n:04d}.exr"), spec)
-        out.write_image(np.clip(base * (1 + 0.01 * (n - numbers[0])), 0, None))
-        out.close()
+        pixels = np.clip(base * (1 + 0.01 * (n - numbers[0])), 0, None)
+        tc = start + (n - numbers[0])
+        write_image(folder / f"plate.{n:04d}.exr", pixels, "half", tc=tc, rate=24)
     return folder / "plate.####.exr"
 
 
@@ -85,8 +78,8 @@ def test_exr_range_to_exr_keeps_numbers_timecode_and_tag(tmp_path):
     assert str(result.timecode) == "01:00:00:01"
     assert read_provenance(out) == TAG
     for n in (1002, 1003):  # nothing was changed, so every float comes back bit for bit
-        a = oiio.ImageInput.open(str(tmp_path / f"plate.{n:04d}.exr")).read_image("float")
-        b = oiio.ImageInput.open(str(tmp_path / f"out.{n:04d}.exr")).read_image("float")
+        a = read_image(tmp_path / f"plate.{n:04d}.exr")
+        b = read_image(tmp_path / f"out.{n:04d}.exr")
         assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 

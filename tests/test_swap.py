@@ -16,31 +16,20 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from media import TONE_RATE, blank_image, decoded_audio, frames_of, stepped_tone_clip, swap_cli
 
-from magicmask.checkpoint import save_checkpoint
 from magicmask.face.analyzer import FaceAnalyzer
 from magicmask.face.prepare import prepare_target
-from magicmask.model import create_generator
 from mmcore.errors import NoFaceFound
 from mmvideo import pipeline
 from mmvideo.commands import main
 from mmvideo.config import SwapJob, load_config
 from mmvideo.generate import load_models
 from mmvideo.io.codecs import EncodeOptions
-from mmvideo.io.decode import VideoReader
 from mmvideo.io.encode import VideoWriter
 from mmvideo.io.frame import Frame
 from mmvideo.io.probe import probe
 from mmvideo.post.read_tag import read_provenance
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    gen = create_generator("tiny", identity_dim=128)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, gen, gen.cfg, "dlib-resnet")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -58,11 +47,6 @@ def stills():
     return FaceAnalyzer(pipeline.source_face_config())
 
 
-def frames_of(path, stop=None):
-    with VideoReader(path, stop=stop) as reader:
-        return [f.image for f in reader]
-
-
 def audio_packets(path):
     with av.open(str(path)) as c:
         return [(p.pts, hashlib.sha1(bytes(p)).hexdigest()) for p in c.demux(audio=0) if p.size]
@@ -73,17 +57,7 @@ def cli_run(tiny_checkpoint, data_dir, tmp_path_factory):
     """One full `mmvideo swap` of a real clip with audio, through the command line."""
     out = tmp_path_factory.mktemp("cli") / "swapped.mp4"
     clip = data_dir / "talking_head_turn_03.mp4"
-    rc = main(
-        [
-            "swap",
-            "--source", str(data_dir / "id_obama_01.jpg"),
-            "--in", str(clip),
-            "--out", str(out),
-            "--checkpoint", str(tiny_checkpoint),
-            "--no-progress",
-        ]
-    )  # fmt: skip
-    return rc, clip, out
+    return swap_cli(data_dir, clip, out, tiny_checkpoint), clip, out
 
 
 def test_cli_swap_keeps_frames_timestamps_and_audio(cli_run):
@@ -237,8 +211,7 @@ def test_kalman_and_rts_lower_jitter_on_a_real_clip(analyzer, data_dir):
 def test_source_without_a_face_fails_before_decoding(
     models, analyzer, stills, data_dir, tmp_path, monkeypatch
 ):
-    blank = tmp_path / "blank.png"
-    cv2.imwrite(str(blank), np.full((200, 200, 3), 90, np.uint8))
+    blank = blank_image(tmp_path / "blank.png", 90)
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the video was opened for decoding")
@@ -441,20 +414,6 @@ def test_source_face_index_out_of_range_is_a_one_line_error(
     assert list(tmp_path.iterdir()) == []
 
 
-def _swap_cli(data_dir, clip, out, checkpoint, *extra):
-    """``mmvideo swap`` of Obama's still into ``clip`` with ``checkpoint``; its exit code."""
-    args = [
-        "swap",
-        "--source",
-        str(data_dir / "id_obama_01.jpg"),
-        "--in",
-        str(clip),
-        "--out",
-        str(out),
-    ]
-    return main(args + ["--checkpoint", str(checkpoint), "--no-progress", *extra])
-
-
 def test_swap_with_the_mtcnn_detector(tiny_checkpoint, data_dir, tmp_path, monkeypatch):
     """``--detector mtcnn`` reaches the analysers: MTCNN finds the faces of the source and
     of the frames, and the swap runs end to end."""
@@ -470,7 +429,7 @@ def test_swap_with_the_mtcnn_detector(tiny_checkpoint, data_dir, tmp_path, monke
     monkeypatch.setattr(mtcnn_backend.MtcnnDetector, "__call__", counted)
     clip = data_dir / "talking_head_turn_01.mp4"
     out = tmp_path / "swapped.mp4"
-    rc = _swap_cli(
+    rc = swap_cli(
         data_dir,
         clip,
         out,
@@ -522,9 +481,7 @@ def test_swap_of_a_near_profile_clip_with_the_mediapipe_backend(
     clip = data_dir / "talking_head_profile_occlusion_01.mp4"
     out = tmp_path / "swapped.mp4"
     assert (
-        _swap_cli(
-            data_dir, clip, out, tiny_checkpoint, "--face-backend", "mediapipe", "--stop", "8"
-        )
+        swap_cli(data_dir, clip, out, tiny_checkpoint, "--face-backend", "mediapipe", "--stop", "8")
         == 0
     )
     a, b = frames_of(clip, 8), frames_of(out)
@@ -559,10 +516,8 @@ def test_a_swapped_range_carries_the_audio_of_that_range(
     models, analyzer, stills, data_dir, tmp_path
 ):
     """`--frames 30-69`: the output's audio is the input's 1.2 s to 2.8 s, to the sample (PCM)."""
-    from test_io_range_streams import RATE, decoded_audio, make_clip
-
     clip, out = tmp_path / "clip.mkv", tmp_path / "range.mkv"
-    make_clip(clip, "pcm_s16le", tmp_path)
+    stepped_tone_clip(clip, "pcm_s16le")
     job = SwapJob(
         source=str(data_dir / "id_obama_01.jpg"),
         input=str(clip),
@@ -573,4 +528,6 @@ def test_a_swapped_range_carries_the_audio_of_that_range(
     pipeline.run_swap(job, load_config("fast"), models, analyzer, source_analyzer=stills)
     t0, samples = decoded_audio(out)
     _, source = decoded_audio(clip)
-    assert t0 == 1.2 and np.array_equal(samples, source[round(1.2 * RATE) : round(2.8 * RATE)])
+    assert t0 == 1.2 and np.array_equal(
+        samples, source[round(1.2 * TONE_RATE) : round(2.8 * TONE_RATE)]
+    )

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_swap import _swap_cli, tiny_checkpoint  # noqa: F401 - its fixture, shared
+from media import swap_args, swap_cli
 
 from mmcore.errors import OutputError
 from mmvideo.io.codecs import EncodeOptions
@@ -32,16 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 LONG_CLIP = "talking_head_obama_address_01.mp4"  # 259 frames: the render lasts a few seconds
 SHORT_CLIP = "talking_head_turn_03.mp4"  # 108 frames
 PARTIAL = re.compile(r"\.out\.mp4\.[0-9a-f]{8}\.partial")
-
-
-def _swap_args(data_dir: Path, clip: str, out: Path, checkpoint: Path) -> list[str]:
-    return [
-        "swap",
-        "--source", str(data_dir / "id_obama_01.jpg"),
-        "--in", str(data_dir / clip),
-        "--out", str(out),
-        "--checkpoint", str(checkpoint),
-    ]  # fmt: skip
 
 
 def _mmvideo(*args: str) -> list[str]:
@@ -85,12 +75,14 @@ def test_signal_mid_render_exits_with_its_code_and_leaves_nothing(
     sig,
     code,
     message,
-    tiny_checkpoint,  # noqa: F811 - the fixture imported from test_swap
+    tiny_checkpoint,
     data_dir,
     tmp_path,
 ):
     out = tmp_path / "out.mp4"
-    cmd = _mmvideo(*_swap_args(data_dir, LONG_CLIP, out, tiny_checkpoint), "--json-progress")
+    cmd = _mmvideo(
+        *swap_args(data_dir, data_dir / LONG_CLIP, out, tiny_checkpoint), "--json-progress"
+    )
     result = _signal_mid_render(cmd, sig)
     assert "terminate called" not in result.stderr
     assert "Traceback" not in result.stderr
@@ -101,12 +93,14 @@ def test_signal_mid_render_exits_with_its_code_and_leaves_nothing(
 
 @pytest.mark.slow
 def test_next_swap_removes_the_partial_a_killed_run_left(
-    tiny_checkpoint,  # noqa: F811 - the fixture imported from test_swap
+    tiny_checkpoint,
     data_dir,
     tmp_path,
 ):
     out = tmp_path / "out.mp4"
-    cmd = _mmvideo(*_swap_args(data_dir, LONG_CLIP, out, tiny_checkpoint), "--json-progress")
+    cmd = _mmvideo(
+        *swap_args(data_dir, data_dir / LONG_CLIP, out, tiny_checkpoint), "--json-progress"
+    )
     killed = _signal_mid_render(cmd, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     stale = [p.name for p in tmp_path.iterdir() if PARTIAL.fullmatch(p.name)]
@@ -116,7 +110,7 @@ def test_next_swap_removes_the_partial_a_killed_run_left(
     for name in keep:
         (tmp_path / name).write_bytes(b"keep")
 
-    assert _swap_cli(data_dir, data_dir / SHORT_CLIP, out, tiny_checkpoint, "--stop", "5") == 0
+    assert swap_cli(data_dir, data_dir / SHORT_CLIP, out, tiny_checkpoint, "--stop", "5") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep + ["out.mp4"])
 
 
@@ -133,14 +127,14 @@ def _small_tmpfs_works() -> bool:
     reason="cannot mount a small tmpfs here (needs unshare -m and the right to mount)",
 )
 def test_disk_full_on_a_small_tmpfs_is_one_line_and_leaves_nothing(
-    tiny_checkpoint,  # noqa: F811 - the fixture imported from test_swap
+    tiny_checkpoint,
     data_dir,
     tmp_path,
 ):
     disk = tmp_path / "disk"
     disk.mkdir()
     out = disk / "out.mp4"
-    swap = shlex.join(_mmvideo(*_swap_args(data_dir, SHORT_CLIP, out, tiny_checkpoint)))
+    swap = shlex.join(_mmvideo(*swap_args(data_dir, data_dir / SHORT_CLIP, out, tiny_checkpoint)))
     # the tmpfs lives as long as the mount namespace: list what is left before leaving it
     script = (
         f"mount -t tmpfs -o size=150k tmpfs {disk} && {{ {swap}; echo rc=$? >&2; "
@@ -198,9 +192,9 @@ def test_injected_enospc_is_one_line_naming_the_folder(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_swap_to_a_log_prints_plain_progress_lines(tiny_checkpoint, data_dir, tmp_path):  # noqa: F811
+def test_swap_to_a_log_prints_plain_progress_lines(tiny_checkpoint, data_dir, tmp_path):
     """stderr a pipe (a farm's log): a few plain lines, no cursor escapes."""
-    args = _swap_args(data_dir, SHORT_CLIP, tmp_path / "out.mp4", tiny_checkpoint)
+    args = swap_args(data_dir, data_dir / SHORT_CLIP, tmp_path / "out.mp4", tiny_checkpoint)
     shown = subprocess.run(_mmvideo(*args), check=False, cwd=REPO, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "\r" not in shown.stderr and "\x1b" not in shown.stderr

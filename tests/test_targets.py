@@ -9,22 +9,18 @@ has two people in one shot): Chris Christie (``talking_head_vox_01``) on the lef
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 import torch
+from media import blank_image, decoded_frames, ffmpeg
 
-from magicmask.checkpoint import save_checkpoint
-from magicmask.config import create_config
 from magicmask.face.analyzer import FaceAnalyzer
 from magicmask.face.identity import build_identity_encoder
 from magicmask.face.image import load_image
 from magicmask.face.types import Face
-from magicmask.model.generator import MagicMaskGenerator
 from magicmask.quality import face_chip
 from mmcore.errors import InvalidInput, NoFaceFound
 from mmvideo import pipeline
@@ -42,20 +38,11 @@ from mmvideo.track import Track
 FRAMES = 16
 
 
-def _ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("targets")
     duo = root / "duo.mp4"
-    _ffmpeg(
+    ffmpeg(
         "-i", str(data_dir / "talking_head_vox_01.mp4"), "-i", str(data_dir / "talking_head_turn_01.mp4"),
         "-filter_complex", "[0:v][1:v]hstack=inputs=2[v]", "-map", "[v]",
         "-frames:v", str(FRAMES), "-c:v", "libx264", "-crf", "16", "-g", "8", str(duo),
@@ -63,25 +50,24 @@ def clips(tmp_path_factory, data_dir):
     # the left actor enters at frame 8 (the left half is black before): the whole clip numbers
     # the right actor's track 1, a chunk starting at frame 8 numbers the left one 1
     enter = root / "enter.mp4"
-    _ffmpeg(
+    ffmpeg(
         "-i", str(duo), "-vf", "drawbox=x=0:y=0:w=224:h=224:color=black:t=fill:enable='lt(n,8)'",
         "-c:v", "libx264", "-crf", "16", "-g", "8", str(enter),
     )  # fmt: skip
     # a deliberate gap: frames 5-44 of a real talking head with its face covered, longer than
     # any gap a tracker may bridge (gap filling holds a track about a second)
     gap = root / "gap.mp4"
-    _ffmpeg(
+    ffmpeg(
         "-i", str(data_dir / "talking_head_turn_01.mp4"), "-frames:v", "56",
         "-vf", "drawbox=x=30:y=20:w=164:h=190:color=gray:t=fill:enable='between(n,5,44)'",
         "-c:v", "libx264", "-crf", "16", "-g", "8", str(gap),
     )  # fmt: skip
     # reference photos of the two actors: halves of the clip's first frame
-    first = _frames(duo)[0]
+    first = decoded_frames(duo)[0]
     left, right = root / "left.png", root / "right.png"
     cv2.imwrite(str(left), np.ascontiguousarray(first[:, :224, ::-1]))
     cv2.imwrite(str(right), np.ascontiguousarray(first[:, 224:, ::-1]))
-    blank = root / "blank.png"
-    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    blank = blank_image(root / "blank.png", 128)
     return {
         "root": root,
         "duo": duo,
@@ -262,7 +248,7 @@ def test_two_sources_map_onto_the_two_actors(clips, analysers, sides, tmp_path, 
     _, stills = analysers
     a, b = (_descriptor(encoder, stills, load_image(clips[k])) for k in "ab")
     dist = {"left": [], "right": []}
-    for image in _frames(out)[::3]:
+    for image in decoded_frames(out)[::3]:
         for face in stills.detect(image):
             side = "left" if (face.box[0] + face.box[2]) / 2 < image.shape[1] / 2 else "right"
             d = _descriptor(encoder, stills, image, face)
@@ -330,19 +316,8 @@ def test_unswapped_report_and_require_all(clips, tmp_path, capsys):
 # -- farm ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny(clips):
-    torch.manual_seed(0)
-    cfg = create_config("tiny", identity_dim=128)
-    path = clips["root"] / "tiny.pt"
-    save_checkpoint(
-        path, MagicMaskGenerator(cfg), cfg, "dlib-resnet", {"note": "random, for tests"}
-    )
-    return path
-
-
 @pytest.mark.parametrize("choice", ["map", "largest"])
-def test_target_choice_is_chunk_safe(clips, tiny, choice):
+def test_target_choice_is_chunk_safe(clips, tiny_checkpoint, choice):
     """The left actor enters at frame 8, where the second chunk starts: that chunk alone numbers
     its tracks the other way round and finds the left face the largest. Decided in `plan`, the
     2 chunks merged equal a single run of the whole clip, pixel for pixel (FFV1)."""
@@ -357,7 +332,7 @@ def test_target_choice_is_chunk_safe(clips, tiny, choice):
         sets["map"] = (f"1={clips['a']}", f"2={clips['b']}")
     else:
         sets["target"], source = "largest", clips["a"]
-    settings = resolve_settings("fast", tiny, sets)
+    settings = resolve_settings("fast", tiny_checkpoint, sets)
     plan = make_plan(
         job, clips["enter"], source, settings, chunks=2, warmup_seconds=0,
         created="2026-12-07T00:00:00Z",
@@ -376,7 +351,7 @@ def test_target_choice_is_chunk_safe(clips, tiny, choice):
     whole = dict(plan.jobs[0], start=0, stop=None, output=str(single), copy_streams=True,
                  targets=None, source=None if source is None else str(source))  # fmt: skip
     run_job(whole, plan.settings.config)
-    a, b = _frames(Path(merged.output)), _frames(single)
+    a, b = decoded_frames(Path(merged.output)), decoded_frames(single)
     assert len(a) == len(b) == FRAMES
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert np.array_equal(x, y), f"frame {i} differs by up to {np.abs(x.astype(int) - y).max()}"

@@ -7,6 +7,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from media import encode_images
 
 from mmcore.errors import InvalidInput
 from mmvideo.io.timecode import (
@@ -107,16 +108,8 @@ def test_frame_range_parse_spread_and_warmup():
 
 def test_read_video_timecode_from_tmcd_track(tmp_path):
     path = tmp_path / "tc.mov"
-    with av.open(str(path), "w") as out:
-        out.metadata["timecode"] = "10:00:00:00"
-        stream = out.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 40, np.uint8), "rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    images = [np.full((48, 64, 3), i * 40, np.uint8) for i in range(3)]
+    encode_images(path, images, "mpeg4", metadata={"timecode": "10:00:00:00"})
     with av.open(str(path)) as check:
         assert any(s.type == "data" for s in check.streams), "mov muxer wrote no tmcd track"
     assert read_video_timecode(path) == "10:00:00:00"

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from media import identity_folders
 
 from train.config import TrainConfig
 from train.data import PairSampler, StepDataset, load_faces, reproducible_opencv
@@ -75,11 +76,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def data(data_dir: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faces")
-    for identity, files in STILLS.items():
-        (root / identity).mkdir()
-        for f in files:
-            (root / identity / f).symlink_to(data_dir / f)
+    root = identity_folders(tmp_path_factory.mktemp("faces"), data_dir, STILLS)
     out = tmp_path_factory.mktemp("shards")
     preprocess([root], out, PreprocessConfig(), workers=1)
     return out

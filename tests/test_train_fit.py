@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from media import identity_folders
 
 from magicmask import losses
 from magicmask.checkpoint import load_checkpoint
@@ -37,11 +38,7 @@ STILLS = {
 
 @pytest.fixture(scope="module")
 def data(data_dir: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faces")
-    for identity, files in STILLS.items():
-        (root / identity).mkdir()
-        for f in files:
-            (root / identity / f).symlink_to(data_dir / f)
+    root = identity_folders(tmp_path_factory.mktemp("faces"), data_dir, STILLS)
     out = tmp_path_factory.mktemp("shards")
     preprocess([root], out, PreprocessConfig(), workers=1)
     return out

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from media import held_out_set
 
 from magicmask.checkpoint import (
     default_checkpoint_path,
@@ -54,14 +55,7 @@ def _state(path: Path, noise: float) -> Path:
 
 @pytest.fixture
 def setup(data_dir, tmp_path, monkeypatch):
-    held_out = tmp_path / "held-out"
-    held_out.mkdir()
-    for f in STILLS:
-        (held_out / f).symlink_to(data_dir / f)
-    (held_out / "identities.csv").write_text(
-        "file,identity\n" + "".join(f"{f},{i}\n" for f, i in STILLS.items())
-    )
-    (held_out / "pairs.csv").write_text("source,target\n" + "".join(f"{s},{t}\n" for s, t in PAIRS))
+    held_out = held_out_set(tmp_path / "held-out", data_dir, STILLS, PAIRS)
     embedded = tmp_path / "weights" / "magicmask-tiny.pt"
     embedded.parent.mkdir()
     embedded.write_bytes(default_checkpoint_path().read_bytes())

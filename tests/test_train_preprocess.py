@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from media import identity_folders
 
 from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.commands import main as cli_main
@@ -21,11 +22,7 @@ STRIDE = 32
 @pytest.fixture(scope="module")
 def sources(data_dir: Path, tmp_path_factory) -> list[Path]:
     """Identity sub-folders of real stills (+ an unreadable file and a face-less image) and a clip."""
-    root = tmp_path_factory.mktemp("src") / "people"
-    for identity, files in STILLS.items():
-        (root / identity).mkdir(parents=True)
-        for f in files:
-            (root / identity / f).symlink_to(data_dir / f)
+    root = identity_folders(tmp_path_factory.mktemp("src") / "people", data_dir, STILLS)
     (root / "obama" / "broken.jpg").write_bytes(b"not a jpeg at all")
     rng = np.random.default_rng(0)
     cv2.imwrite(

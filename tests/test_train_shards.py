@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from media import random_shard
 
 from mmcore.errors import InvalidInput, MissingInput
 from train.shards import (
-    ShardData,
-    ShardHeader,
     list_shards,
     read_header,
     read_shard,
@@ -18,25 +17,8 @@ from train.shards import (
 )
 
 
-def _shard(n: int = 3, size: int = 224) -> ShardData:
-    rng = np.random.default_rng(0)
-    return ShardData(
-        header=ShardHeader(size, 112, ["a", "b"], n, [("x.jpg", "no face")], "test"),
-        target=rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
-        source=rng.integers(0, 255, (n, 112, 112, 3), dtype=np.uint8),
-        landmarks=rng.uniform(0, size, (n, 68, 2)).astype(np.float32),
-        depth=rng.integers(0, 255, (n, size, size), dtype=np.uint8),
-        mask=rng.integers(0, 255, (n, size, size), dtype=np.uint8),
-        boxes=rng.uniform(0, size, (n, 4, 4)).astype(np.float32),
-        pose=rng.uniform(-30, 30, (n, 3)).astype(np.float32),
-        label=np.array([0, 1, 1][:n], np.int64),
-        frame=np.full(n, -1, np.int64),
-        origin=np.array([f"img{i}.jpg" for i in range(n)]),
-    )
-
-
 def test_round_trip_keeps_every_array_and_the_header(tmp_path):
-    shard = _shard()
+    shard = random_shard()
     write_shard(tmp_path / "shard-1.npz", shard)
     back = read_shard(tmp_path / "shard-1.npz")
     for key in (
@@ -67,15 +49,15 @@ def test_bad_shards_are_clear_errors(tmp_path):
     np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
     with pytest.raises(InvalidInput, match="not a training shard"):
         read_shard(tmp_path / "foreign.npz")
-    header = json.dumps({**_shard().header.__dict__, "version": 99})
+    header = json.dumps({**random_shard().header.__dict__, "version": 99})
     np.savez(tmp_path / "future.npz", header=np.array(header))
     with pytest.raises(InvalidInput, match="v99"):
         read_header(tmp_path / "future.npz")
-    bad = _shard()
+    bad = random_shard()
     bad.label = np.array([0, 1, 5])
     with pytest.raises(InvalidInput, match="labels out of range"):
         write_shard(tmp_path / "shard-bad.npz", bad)
-    bad = _shard()
+    bad = random_shard()
     bad.depth = bad.depth[:, :100]
     with pytest.raises(InvalidInput, match="depth has shape"):
         write_shard(tmp_path / "shard-bad.npz", bad)

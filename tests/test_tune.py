@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from media import blank_image
 
 from magicmask.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from magicmask.config import create_config
@@ -134,8 +135,7 @@ def _noise_clip(path: Path, frames: int = 12) -> Path:
 
 
 def test_no_face_in_a_source_photo(data_dir, tmp_path, capsys):
-    blank = tmp_path / "wall.png"
-    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    blank = blank_image(tmp_path / "wall.png", 128)
     out = tmp_path / "shot.pt"
     args = _args(data_dir, out, "--steps", 1)
     args[args.index("--source") + 1] = str(blank)
