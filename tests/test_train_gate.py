@@ -16,6 +16,7 @@ from magicmask.checkpoint import (
     save_training_state,
 )
 from mmcore.errors import InvalidInput
+from mmvideo.commands.train import export_command
 from train import fit, gate
 from train.config import TrainConfig
 
@@ -66,7 +67,7 @@ def setup(data_dir, tmp_path, monkeypatch):
 def _export(state: Path, out: Path, held_out: Path | None):
     args = [str(state), "--to", str(out), "--export-dtype", "float16"]
     args += ["--gate-data", str(held_out)] if held_out else []
-    return CliRunner().invoke(fit.export_main, args)
+    return CliRunner().invoke(export_command, args)
 
 
 @pytest.mark.slow

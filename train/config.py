@@ -45,8 +45,8 @@ class ModelSwitches:
 class TrainConfig:
     """Everything that decides what a run computes (saved in the run folder, checked on resume).
 
-    Every field but the ``NO_FLAG`` ones is a ``train-fit`` flag (``train.fit.main``), with the
-    field's default and help."""
+    Every field but the ``NO_FLAG`` ones is a ``train-fit`` flag
+    (``mmvideo.commands.train.fit_command``), with the field's default and help."""
 
     # registered MagicMask config
     model: str = field(

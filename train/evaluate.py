@@ -31,13 +31,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import av
-import click
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -52,7 +50,6 @@ from magicmask.face.pose import estimate_pose
 from magicmask.face.prepare import TargetInputs, prepare_target
 from magicmask.losses import to_identity_frame
 from mmcore.errors import InvalidInput, MissingInput, NoFaceFound, OutputError
-from mmcore.runner import configure_logging, run_command
 from train import metrics
 from train.config import encoder_paths
 
@@ -382,79 +379,3 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
-
-
-@click.command("train-evaluate")
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
-@click.option("--pairs", "pairs_csv", required=True, type=click.Path(path_type=Path),
-              help="CSV of source,target (or file_a,file_b,same) image names.")  # fmt: skip
-@click.option(
-    "--images",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder of the images (and identities.csv).",
-)
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder for eval.json and eval.md.",
-)
-@click.option(
-    "--judge", default="facenet-vggface2", show_default=True, help="Independent identity encoder."
-)
-@click.option(
-    "--judge-weights",
-    default="",
-    help="Weights file of the judge encoder (arcface-onnx needs one).",
-)
-@click.option(
-    "--train-weights",
-    default="",
-    help="Weights file of the checkpoint's own encoder, if not packaged.",
-)
-@click.option(
-    "--max-pairs", default=100, show_default=True, help="Evaluate a fixed random subset (0 = all)."
-)
-@click.option(
-    "--clip",
-    "clips",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Clip for temporal jitter; repeatable.",
-)
-@click.option("--clip-frames", default=24, show_default=True)
-def main(
-    checkpoint,
-    pairs_csv,
-    images,
-    out,
-    judge,
-    judge_weights,
-    train_weights,
-    max_pairs,
-    clips,
-    clip_frames,
-) -> None:
-    """Evaluate a MagicMask checkpoint on held-out pairs (and clips)."""
-    torch.set_num_threads(1)
-    rows = run_evaluation(
-        checkpoint,
-        pairs_csv,
-        images,
-        out,
-        judge,
-        max_pairs,
-        list(clips),
-        clip_frames,
-        train_weights,
-        judge_weights,
-    )
-    loaded_train = json.loads((out / "eval.json").read_text())["train_encoder"]
-    click.echo(markdown_table(rows, loaded_train, judge))
-
-
-if __name__ == "__main__":
-    # the same log level, error lines and exit codes as `mmvideo -v train-evaluate`
-    configure_logging(verbose=1)
-    raise SystemExit(run_command(main, sys.argv[1:], prog_name="mmvideo train-evaluate"))

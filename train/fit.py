@@ -12,12 +12,10 @@ import functools
 import hashlib
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import torch
 import torch.distributed as dist
 
@@ -26,15 +24,12 @@ from magicmask.checkpoint import load_training_state as read_state
 from magicmask.config import MagicMaskConfig
 from magicmask.face.heatmaps import landmark_heatmaps
 from magicmask.face.identity import build_identity_encoder
-from magicmask.losses import LossConfig
 from magicmask.model.generator import MagicMaskGenerator
 from mmcore.atomic import check_output
-from mmcore.config_keys import NO_FLAG, dataclass_keys, flag, one_of
+from mmcore.config_keys import NO_FLAG, flag, one_of
 from mmcore.errors import InvalidInput, OutputError
-from mmcore.options import given_keys, key_options, overwrite_options
-from mmcore.runner import configure_logging, run_command
 from train import gate
-from train.config import ModelSwitches, TrainConfig, encoder_paths, load_train_config
+from train.config import TrainConfig, encoder_paths, load_train_config
 from train.data import PairSampler, StepDataset, load_faces, redraw_masks, step_loader
 from train.shards import list_shards
 from train.trainer import (
@@ -293,41 +288,17 @@ def export_training_state(
     return Path(out)
 
 
-@click.command("train-export")
-@click.argument("state", type=click.Path(path_type=Path))
-@click.option(
-    "--to", "out", required=True, type=click.Path(path_type=Path), help="Checkpoint file to write."
-)
-@click.option(
-    "--export-dtype",
-    type=click.Choice(EXPORT_DTYPES),
-    default="float16",
-    show_default=True,
-)
-@click.option(
-    "--weights",
-    type=click.Choice(["ema", "generator"]),
-    default="ema",
-    show_default=True,
-    help="The EMA of the generator's weights, or the raw weights of the last step.",
-)
-@click.option(
-    "--gate-data",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Held-out stills with pairs.csv: refuse a model worse than the embedded one on realism or "
-    "identity (train.gate). Required when --to is the embedded checkpoint.",
-)
-@overwrite_options
-def export_main(
+def export_checkpoint(
     state: Path,
     out: Path,
     export_dtype: str,
     weights: str,
     gate_data: Path | None,
     overwrite: bool | None,
-) -> None:
-    """Write the generator of a training checkpoint (checkpoints/step-*.pt) as a model file."""
+) -> dict[str, tuple[float, float]]:
+    """``export_training_state`` to ``out`` after the output checks; with ``gate_data``, only a
+    model that passes ``train.gate`` against the embedded one replaces ``out``. Returns the gate's
+    measures, ``{name: (new, embedded)}`` (empty without ``gate_data``)."""
     embedded = default_checkpoint_path()
     if gate_data is None and out.resolve() == embedded.resolve():
         raise InvalidInput(
@@ -343,55 +314,5 @@ def export_main(
             target.unlink(missing_ok=True)
             raise
         target.replace(out)
-        for name, (new, old) in measured.items():
-            click.echo(f"gate: {name} {new:.3f} (embedded {old:.3f})")
-    click.echo(f"{out}: exported from {state}")
-
-
-TRAIN_KEYS = dataclass_keys("train", TrainConfig)
-SWITCH_KEYS = dataclass_keys("model", ModelSwitches)
-LOSS_KEYS = dataclass_keys("loss", LossConfig)
-RUNTIME_KEYS = dataclass_keys("runtime", Runtime)
-
-
-@click.command("train-fit")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder of shards from train.preprocess.",
-)
-@click.option("--out", "run", required=True, type=click.Path(path_type=Path), help="Run folder.")
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue the run in --out from its latest checkpoint.",
-)
-@key_options(TRAIN_KEYS + SWITCH_KEYS + LOSS_KEYS)
-@click.option(
-    "--device",
-    default="cuda" if torch.cuda.is_available() else "cpu",
-    show_default=True,
-)
-@key_options(RUNTIME_KEYS)
-def main(data: Path, run: Path, resume: bool, device: str, **params) -> None:
-    """Train MagicMask (generator + discriminators, eq. 7-12) on preprocessed shards."""
-    tcfg = TrainConfig(
-        **given_keys(TRAIN_KEYS, params),
-        model_overrides=ModelSwitches(**given_keys(SWITCH_KEYS, params)).overrides(),
-        loss=LossConfig(**given_keys(LOSS_KEYS, params)),
-    )
-    rt = Runtime(device, **given_keys(RUNTIME_KEYS, params))
-    report = fit(tcfg, data, run, resume, rt)
-    if int(os.environ.get("RANK", "0")) == 0:
-        per = report.seconds / max(1, report.end_step - report.start_step)
-        click.echo(
-            f"{run}: steps {report.start_step}->{report.end_step} in {report.seconds:.0f} s "
-            f"({per:.2f} s/step, data {report.data_seconds:.0f} s); exported {report.exported}"
-        )
-
-
-if __name__ == "__main__":
-    # the same log level, error lines and exit codes as `mmvideo -v train-fit`
-    configure_logging(verbose=1)
-    raise SystemExit(run_command(main, sys.argv[1:], prog_name="mmvideo train-fit"))
+        return measured
+    return {}

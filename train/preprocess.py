@@ -15,14 +15,11 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
-import click
 import numpy as np
 from tqdm import tqdm
 
@@ -31,7 +28,6 @@ from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 from magicmask.face.image import load_image
 from magicmask.face.prepare import PrepareConfig, prepare_target
 from mmcore.errors import InvalidInput, MissingInput, OutputError
-from mmcore.runner import configure_logging, run_command
 from train.shards import ShardData, ShardHeader, empty_shard, write_shard
 
 log = logging.getLogger(__name__)
@@ -323,77 +319,3 @@ def preprocess(
             if pool is not None:
                 pool.terminate()
     return PreprocessReport(len(chunks), len(chunks) - len(todo), faces, skipped)
-
-
-@click.command("train-preprocess")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder for the shards.",
-)
-@click.option("--image-size", default=224, show_default=True, help="Target crop side.")
-@click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True)
-@click.option(
-    "--detect-upsample",
-    default=1,
-    show_default=True,
-    help="Detector upsampling (finds smaller faces).",
-)
-@click.option("--stride", default=5, show_default=True, help="Keep every N-th video frame.")
-@click.option(
-    "--max-frames",
-    default=0,
-    show_default=True,
-    help="Frames kept per video (0 = all).",
-)
-@click.option(
-    "--min-face-size",
-    default=48,
-    show_default=True,
-    help="Smallest usable face side in pixels.",
-)
-@click.option("--chunk-size", default=200, show_default=True, help="Images per shard.")
-@click.option("--workers", default=max(1, min(4, (os.cpu_count() or 2) - 1)), show_default=True)
-@click.option(
-    "--min-per-identity",
-    default=1,
-    show_default=True,
-    help="Drop image identities with fewer images.",
-)
-@click.option(
-    "--max-per-identity",
-    default=0,
-    show_default=True,
-    help="Images kept per identity (0 = all).",
-)
-@click.option(
-    "--limit",
-    default=0,
-    show_default=True,
-    help="Images kept in all (0 = all; stable pseudo-random pick).",
-)
-@click.option(
-    "--exclude",
-    multiple=True,
-    help="Identity to leave out (held out for evaluation); repeatable.",
-)
-def main(sources, out, image_size, detector, detect_upsample, stride, max_frames, min_face_size, chunk_size, workers,
-         min_per_identity, max_per_identity, limit, exclude) -> None:  # fmt: skip
-    """Detect, align and analyse faces in SOURCES and write training shards to --out."""
-    cfg = PreprocessConfig(image_size, detector, detect_upsample, stride, max_frames, min_face_size)
-    report = preprocess(
-        list(sources), out, cfg, chunk_size, workers,
-        min_per_identity=min_per_identity, max_per_identity=max_per_identity, limit=limit, exclude=set(exclude),
-    )  # fmt: skip
-    click.echo(
-        f"{out}: {report.chunks_total} shards ({report.chunks_done_before} already done); "
-        f"this run: {report.faces} faces written, {report.skipped} images/frames skipped (no usable face)"
-    )
-
-
-if __name__ == "__main__":
-    # the same log level, error lines and exit codes as `mmvideo -v train-preprocess`
-    configure_logging(verbose=1)
-    raise SystemExit(run_command(main, sys.argv[1:], prog_name="mmvideo train-preprocess"))

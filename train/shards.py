@@ -161,7 +161,7 @@ def list_shards(folder: Path) -> list[Path]:
         raise MissingInput(f"{folder}: data folder does not exist")
     paths = sorted(folder.glob("shard-*.npz"))
     if not paths:
-        raise InvalidInput(f"{folder}: no shard-*.npz files (run python -m train.preprocess first)")
+        raise InvalidInput(f"{folder}: no shard-*.npz files (run mmvideo train-preprocess first)")
     return paths
 
 

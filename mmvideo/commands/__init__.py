@@ -1,7 +1,6 @@
 """The ``mmvideo`` command line: one click group, sub-commands loaded lazily.
 
-Every click command of mmvideo lives in this package, one module per command group (the training
-commands stay in ``train``, which imports nothing of mmvideo); the library modules
+Every click command lives in this package, one module per command group; the library modules
 they call know nothing of click. A sub-command's module is imported only when invoked, so
 ``mmvideo probe`` does not pay for importing torch. This is the only place that maps
 errors to exit codes (through ``mmcore.runner``).
@@ -31,10 +30,10 @@ COMMANDS: dict[str, str] = {
     "probe": "mmvideo.commands.io:probe_command",
     "transcode": "mmvideo.commands.io:transcode_command",
     "models": "mmvideo.commands.models:models",
-    "train-preprocess": "train.preprocess:main",
-    "train-fit": "train.fit:main",
-    "train-export": "train.fit:export_main",
-    "train-evaluate": "train.evaluate:main",
+    "train-preprocess": "mmvideo.commands.train:preprocess_command",
+    "train-fit": "mmvideo.commands.train:fit_command",
+    "train-export": "mmvideo.commands.train:export_command",
+    "train-evaluate": "mmvideo.commands.train:evaluate_command",
     "verify": "mmvideo.commands.verify:verify_command",
     "preview": "mmvideo.preview:preview_command",
     "faces": "mmvideo.commands.faces:faces",
