@@ -35,9 +35,9 @@ COMMANDS: dict[str, str] = {
     "train-export": "mmvideo.commands.train:export_command",
     "train-evaluate": "mmvideo.commands.train:evaluate_command",
     "verify": "mmvideo.commands.verify:verify_command",
-    "preview": "mmvideo.preview:preview_command",
+    "preview": "mmvideo.commands.preview:preview_command",
     "faces": "mmvideo.commands.faces:faces",
-    "tune": "mmvideo.tune:tune_command",
+    "tune": "mmvideo.commands.tune:tune_command",
 }
 
 
