@@ -1,21 +1,61 @@
-"""The swap's config flags: one ``--key`` per key of ``mmvideo.config``, merged onto the preset.
-
-``-y/-n`` and the generic flags-from-a-dataclass helpers are ``mmcore.options``', shared with the
-training commands (``train`` imports nothing of ``mmvideo``).
-"""
+"""Click options the commands of all three packages share: ``-y/-n`` for every command that
+writes a file, and one flag per config key (``mmcore.config_keys``)."""
 
 from __future__ import annotations
 
-from mmcore.options import key_options
-from mmvideo.config import SwapConfig, config_keys, load_config
+import click
+
+from mmcore.config_keys import ConfigKey
 
 
-def config_options(fn):
-    """Add one ``--key`` option per config key (all default to None = "the preset's value")."""
-    return key_options(config_keys(), preset=True)(fn)
+def overwrite_options(fn):
+    """``-y/--overwrite`` and ``-n/--no-overwrite`` (ffmpeg's letters) as one ``overwrite``
+    parameter: True, False, or None when neither was given (commands treat None as -n); the
+    commands pass it to ``mmcore.atomic.check_output`` before any model loads."""
+    return click.option(
+        "--overwrite/--no-overwrite",
+        "-y/-n",
+        "overwrite",
+        default=None,
+        help="Replace existing output files (-y), or refuse to (-n, the default).",
+    )(fn)
 
 
-def merged_config(preset: str, params: dict) -> SwapConfig:
-    """The preset with the config flags given on the command line (popped from ``params``)."""
-    overrides = {k.name: params.pop(k.name) for k in config_keys()}
-    return load_config(preset, overrides)
+def key_options(keys: list[ConfigKey], preset: bool = False):
+    """A decorator adding one ``--key`` option per key. ``preset``: every option defaults to
+    None, "the preset's value", which the config merges them onto; otherwise the key's own
+    default, which ``--help`` shows."""
+
+    def add(fn):
+        for key in reversed(keys):
+            decls, kind = [key.flag, key.name], key.type
+            if key.choices:
+                kind = click.Choice(key.choices)
+            elif key.path is not None:
+                kind = click.Path(resolve_path=True, **key.path)
+            extra: dict = {}
+            if key.type is bool and key.flag.startswith("--no-"):
+                # a switch that turns a default off: given or not, nothing to show
+                extra = {"is_flag": True, "flag_value": False, "show_default": False}
+            elif key.type is bool:
+                decls[0] = f"{key.flag}/--no-{key.flag[2:]}"
+            if preset:
+                text = f"[{key.section}] {key.allowed()}; overrides the preset's {key.name}."
+                default = None
+            else:
+                # an empty default is "not given" (a path flag would check it as a file)
+                text, default = key.help, key.default if key.default not in ("", ()) else None
+                extra.setdefault("show_default", default is not None)
+            fn = click.option(
+                *decls, type=kind, default=default, multiple=key.multiple, help=text, **extra
+            )(fn)
+        return fn
+
+    return add
+
+
+def given_keys(keys: list[ConfigKey], params: dict) -> dict:
+    """The values of ``keys`` that the command line set (None: not given), popped from
+    ``params``."""
+    values = {k.name: params.pop(k.name) for k in keys}
+    return {name: v for name, v in values.items() if v is not None and v != ()}
