@@ -2,7 +2,7 @@
 
 A config dataclass declares each field's allowed values and ``--help`` text in its metadata
 (``between``, ``one_of``, ``flag`` ...); ``dataclass_keys`` turns its fields into
-:class:`ConfigKey` records, from which ``mmcore.options.key_options`` makes the flags. The swap's
+:class:`ConfigKey` records, from which ``mmvideo.commands.options.key_options`` makes the flags. The swap's
 config (``mmvideo.config``) and the training config (``train.config``) are both declared so.
 """
 
@@ -98,7 +98,7 @@ class ConfigKey:
 
 def dataclass_keys(section: str, cls: type) -> list[ConfigKey]:
     """The keys of one config dataclass, in declaration order, but for ``NO_FLAG`` fields: what
-    a command generates its flags from (``mmcore.options.key_options``)."""
+    a command generates its flags from (``mmvideo.commands.options.key_options``)."""
     hints = typing.get_type_hints(cls)
     return [
         _describe(section, f, hints[f.name]) for f in fields(cls) if f.metadata.get("flag") != ""

@@ -1,4 +1,4 @@
-"""``python -m train.evaluate --checkpoint CKPT --pairs pairs.csv --images DIR --out DIR``.
+"""``mmvideo -v train-evaluate --checkpoint CKPT --pairs pairs.csv --images DIR --out DIR``.
 
 Swaps each (source, target) pair of held-out stills and reports, for the model and for two
 reference rows that make the numbers readable ("target unchanged": the swap is the target crop;

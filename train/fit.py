@@ -1,4 +1,4 @@
-"""``python -m train.fit --config tiny --data DIR --out RUN`` (or under ``torchrun``): train MagicMask.
+"""``mmvideo -v train-fit --config tiny --data DIR --out RUN`` (or under ``torchrun``): train MagicMask.
 
 The run folder holds ``train-config.json``, ``checkpoints/step-*.pt`` (full state, for
 ``--resume``), ``tb/`` (TensorBoard: every loss term, data vs compute time, image grids of

@@ -1,4 +1,4 @@
-"""``python -m train.preprocess SRC... --out DIR``: faces in images and videos → training shards.
+"""``mmvideo -v train-preprocess SRC... --out DIR``: faces in images and videos → training shards.
 
 Inputs: folders of images (identity = the image's sub-folder name; images directly in SRC take
 SRC's name) and video files (identity = the file's stem; every ``--stride``-th frame). Each face

@@ -3,7 +3,7 @@
 Every click command lives in this package, one module per command group; the library modules
 they call know nothing of click. A sub-command's module is imported only when invoked, so
 ``mmvideo probe`` does not pay for importing torch. This is the only place that maps
-errors to exit codes (through ``mmcore.runner``).
+errors to exit codes (through ``runner``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 
 import click
 
-from mmcore.runner import configure_logging, run_command
 from mmvideo import __version__
+from mmvideo.commands.runner import configure_logging, run_command
 
 log = logging.getLogger("mmvideo")
 

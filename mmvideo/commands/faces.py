@@ -18,7 +18,7 @@ from magicmask.face.image import load_image
 from magicmask.face.types import Face
 from mmcore.atomic import atomic_output, check_output
 from mmcore.errors import OutputError
-from mmcore.options import overwrite_options
+from mmvideo.commands.options import overwrite_options
 
 
 def _face_record(index: int, face: Face) -> dict:

@@ -8,8 +8,7 @@ import click
 
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MMVideoError
-from mmcore.options import overwrite_options
-from mmvideo.commands.options import config_options
+from mmvideo.commands.options import config_options, overwrite_options
 from mmvideo.commands.swap import UnswappedFaces, check_handoffs, check_map
 from mmvideo.config import config_keys, load_config
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch

@@ -8,7 +8,7 @@ import shlex
 import click
 
 from mmcore.atomic import check_output
-from mmcore.options import overwrite_options
+from mmvideo.commands.options import overwrite_options
 from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS, EncodeOptions
 from mmvideo.io.media import probe_media
 from mmvideo.io.probe import MediaInfo

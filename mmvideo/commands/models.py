@@ -13,7 +13,7 @@ from magicmask.model.generator import MagicMaskGenerator, create_generator
 from magicmask.model.summary import generator_summary
 from mmcore.atomic import check_output
 from mmcore.errors import ModelError
-from mmcore.options import overwrite_options
+from mmvideo.commands.options import overwrite_options
 from mmvideo.tune import describe_record
 
 

@@ -1,11 +1,12 @@
-"""Click options the commands of all three packages share: ``-y/-n`` for every command that
-writes a file, and one flag per config key (``mmcore.config_keys``)."""
+"""Click options several commands share: ``-y/-n`` for every command that writes a file, one flag
+per config key (``mmcore.config_keys``), and the swap's config flags merged onto the preset."""
 
 from __future__ import annotations
 
 import click
 
 from mmcore.config_keys import ConfigKey
+from mmvideo.config import SwapConfig, config_keys, load_config
 
 
 def overwrite_options(fn):
@@ -59,3 +60,14 @@ def given_keys(keys: list[ConfigKey], params: dict) -> dict:
     ``params``."""
     values = {k.name: params.pop(k.name) for k in keys}
     return {name: v for name, v in values.items() if v is not None and v != ()}
+
+
+def config_options(fn):
+    """Add one ``--key`` option per config key (all default to None = "the preset's value")."""
+    return key_options(config_keys(), preset=True)(fn)
+
+
+def merged_config(preset: str, params: dict) -> SwapConfig:
+    """The preset with the config flags given on the command line (popped from ``params``)."""
+    overrides = {k.name: params.pop(k.name) for k in config_keys()}
+    return load_config(preset, overrides)

@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from mmcore.errors import OutputError
-from mmcore.options import overwrite_options
-from mmvideo.commands.options import config_options, merged_config
+from mmvideo.commands.options import config_options, merged_config, overwrite_options
 from mmvideo.commands.swap import check_paths, require_input
 from mmvideo.io.sequence import oiio_module
 from mmvideo.post.tag import make_tag

@@ -1,9 +1,7 @@
 """Running a click command as a process: the log level, SIGTERM, one-line errors, exit codes.
 
-``mmvideo``'s command group runs through :func:`run_command`, and so do ``python -m train.fit``,
-``train.preprocess`` and ``train.evaluate`` with their own command, so both report errors alike
-without the training package importing the video tool. This is the only place errors become
-exit codes.
+``mmvideo``'s command group runs through :func:`run_command`. This is the only place errors
+become exit codes.
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ from magicmask.face.analyzer import FaceAnalyzer, check_backend_installed
 from magicmask.face.image import load_image
 from mmcore.atomic import atomic_output, check_output
 from mmcore.errors import MissingInput, MMVideoError, OutputError
-from mmcore.options import overwrite_options
-from mmvideo.commands.options import config_options, merged_config
+from mmvideo.commands.options import config_options, merged_config, overwrite_options
 from mmvideo.config import DEFAULT_PRESET, SwapJob, config_to_toml
 from mmvideo.io.media import frame_range, probe_media
 from mmvideo.io.sequence import oiio_module, parse_pattern

@@ -16,7 +16,7 @@ import torch
 import train.fit
 from magicmask.losses import LossConfig
 from mmcore.config_keys import dataclass_keys
-from mmcore.options import given_keys, key_options, overwrite_options
+from mmvideo.commands.options import given_keys, key_options, overwrite_options
 from train.config import ModelSwitches, TrainConfig
 from train.evaluate import markdown_table, run_evaluation
 from train.fit import EXPORT_DTYPES, Runtime

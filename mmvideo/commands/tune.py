@@ -11,8 +11,7 @@ from magicmask import checkpoint
 from magicmask.face.identity import build_identity_encoder
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MissingInput, OutputError
-from mmcore.options import overwrite_options
-from mmvideo.commands.options import config_options, merged_config
+from mmvideo.commands.options import config_options, merged_config, overwrite_options
 from mmvideo.commands.swap import check_paths
 from mmvideo.config import DEFAULT_PRESET
 from mmvideo.io.sequence import oiio_module
