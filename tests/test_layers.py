@@ -24,6 +24,8 @@ FORBIDDEN = {
 # mmvideo.io sits under everything else in mmvideo: it may import only these of the project
 IO_ALLOWED = ("mmcore", "mmvideo.io", "mmvideo.queues", "mmvideo.progress")
 # the post-production layer wraps io's writers and is used by the pipeline, never the reverse
+# the click commands are the top layer: only the entry point imports them
+COMMANDS, ENTRY = "mmvideo.commands", "mmvideo.__main__"
 POST_ALLOWED = ("mmcore", "mmvideo.io", "mmvideo.post", "mmvideo.queues", "mmvideo.progress")
 
 
@@ -90,6 +92,8 @@ def upward_imports(root: Path = REPO) -> list[str]:
                     and not any(_under(target, a) for a in allowed)
                 ):
                     bad.append(where)
+            if _under(target, COMMANDS) and not (_under(module, COMMANDS) or module == ENTRY):
+                bad.append(where)
     return sorted(set(bad))
 
 
@@ -152,6 +156,8 @@ def test_no_circular_imports_between_project_modules():
             "upward",
         ),
         ({"mmvideo/io/media.py": "from ..post import tag\n"}, "upward"),
+        ({"mmvideo/tune.py": "from mmvideo.commands import options\n"}, "upward"),
+        ({"mmvideo/__main__.py": "from mmvideo.commands import run\n"}, None),
         (
             {"mmvideo/a.py": "from mmvideo import b\n", "mmvideo/b.py": "import mmvideo.a\n"},
             "cycle",
@@ -175,6 +181,9 @@ def test_the_checks_catch_what_they_are_for(tmp_path, files, expected):
     (tmp_path / "mmvideo" / "post" / "__init__.py").write_text("")
     (tmp_path / "mmvideo" / "post" / "tag.py").write_text("")
     (tmp_path / "mmvideo" / "cli.py").write_text("")
+    (tmp_path / "mmvideo" / "commands").mkdir()
+    (tmp_path / "mmvideo" / "commands" / "__init__.py").write_text("")
+    (tmp_path / "mmvideo" / "commands" / "options.py").write_text("")
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     found = {"upward": bool(upward_imports(tmp_path)), "cycle": bool(import_cycles(tmp_path))}
