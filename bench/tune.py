@@ -6,7 +6,7 @@ then trains a few steps per setting from the embedded checkpoint, so a user can 
 
     .venv/bin/python bench/tune.py                                 # turn_03 <- biden_01, defaults
     .venv/bin/python bench/tune.py --clip talking_head_obama_address_01.mp4 --steps 10 \\
-        --variant "pairs=2" --variant "lambda_perceptual=0,lambda_fm=0"
+        --variant "pairs=2" --variant "lambda_perceptual=0,lambda_feature_match=0"
 
 Each variant overrides fields of `mmvideo.tune.TuneSettings`. Steps/s counts the whole step
 (data, generator, discriminators, EMA) and the one state checkpoint at the end.

@@ -95,7 +95,7 @@ class TuneSettings:
     same_identity_prob: float = 0.2
     mask_forehead: float = 0.0  # as the embedded model's stage 3: forehead under L_Recon
     lambda_perceptual: float = 1.0
-    lambda_fm: float = 1.0
+    lambda_feature_match: float = 1.0
     detail_path: bool = True  # [ours] target detail path into the decoder (zero-initialised)
     freeze: tuple[str, ...] = ()  # generator sub-modules kept at the base's weights
     max_frames: int = 200  # target faces sampled per clip (evenly over the frames with a face)
@@ -351,7 +351,7 @@ def train_config(settings: TuneSettings, base_cfg, base_path: Path, steps: int):
         keep_checkpoints=2,
         mask_forehead=settings.mask_forehead,
         init_from=str(base_path.resolve()),
-        lambda_feature_match=settings.lambda_fm,
+        lambda_feature_match=settings.lambda_feature_match,
         lambda_perceptual=settings.lambda_perceptual,
     )
 

@@ -101,7 +101,7 @@ def test_train_fit_flags_come_from_the_config_dataclasses(monkeypatch, tmp_path)
     parent = tmp_path / "parent.pt"
     parent.write_bytes(b"")
     rc = main(["train-fit", "--data", "d", "--out", "r", "--config", "base", "--no-amp",
-               "--exclude", "a", "--exclude", "b", "--lambda-fm", "0.5", "--lambda-recon", "3",
+               "--exclude", "a", "--exclude", "b", "--lambda-feature-match", "0.5", "--lambda-recon", "3",
                "--no-geometric", "--adversarial", "global", "--init-from", str(parent),
                "--threads", "2", "--export-dtype", "float32", "--device", "cpu"])  # fmt: skip
     assert rc == 0
@@ -119,4 +119,4 @@ def test_train_fit_flags_come_from_the_config_dataclasses(monkeypatch, tmp_path)
     assert seen["tcfg"] == TrainConfig() and seen["rt"] == Runtime()
     flags = {k.flag for cls in (TrainConfig, ModelSwitches, LossConfig, Runtime)
              for k in dataclass_keys("", cls)}  # fmt: skip
-    assert {"--config", "--exclude", "--lambda-fm", "--no-amp", "--geometric"} <= flags
+    assert {"--config", "--exclude", "--lambda-feature-match", "--no-amp", "--geometric"} <= flags

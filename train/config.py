@@ -117,7 +117,6 @@ class TrainConfig:
         metadata=flag(
             "[ours] Feature matching on the discriminators' features of the self-swap (0 = off, "
             "the paper).",
-            "--lambda-fm",
         ),
     )
     # L1 on early dlib-ResNet features (never FaceNet: the judge)

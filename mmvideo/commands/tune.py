@@ -83,7 +83,9 @@ from train.trainer import (
     help="Pairs per training step.",
 )
 @click.option("--lambda-perceptual", default=TuneSettings.lambda_perceptual, show_default=True)
-@click.option("--lambda-fm", default=TuneSettings.lambda_fm, show_default=True)
+@click.option(
+    "--lambda-feature-match", default=TuneSettings.lambda_feature_match, show_default=True
+)
 @click.option(
     "--detail-path/--no-detail-path",
     default=TuneSettings.detail_path,
@@ -131,7 +133,7 @@ from train.trainer import (
 @overwrite_options
 @config_options
 def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
-                 pairs, lambda_perceptual, lambda_fm, detail_path, freeze, max_frames, min_frames, source_stride,
+                 pairs, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
@@ -173,7 +175,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         check_output(preview_path, overwrite=True)
     settings = TuneSettings(
         lr, pairs, seed, TuneSettings.same_identity_prob, TuneSettings.mask_forehead, lambda_perceptual,
-        lambda_fm, detail_path, tuple(f for f in freeze.split(",") if f), max_frames, source_stride, checkpoint_every,
+        lambda_feature_match, detail_path, tuple(f for f in freeze.split(",") if f), max_frames, source_stride, checkpoint_every,
     )  # fmt: skip
     if resume:
         if latest_checkpoint(run) is None:
