@@ -35,7 +35,7 @@ from mmvideo.io.timecode import FrameRange
 log = logging.getLogger(__name__)
 
 GREEN = (40, 200, 60)
-GREY = (170, 170, 170)
+GRAY = (170, 170, 170)
 RED = (220, 60, 50)
 MATTE_TINT = np.array((255, 40, 200), np.float32)  # magenta: far from any skin tone
 MATTE_OPACITY = 0.6  # of the tint where the matte is 1; the original shows through
@@ -102,7 +102,7 @@ def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.n
         original = np.ascontiguousarray(original)
         for face in row.faces:
             x0, y0, x1, y1 = (round(v * scale) for v in face.box)
-            color = GREEN if face.selected else GREY
+            color = GREEN if face.selected else GRAY
             cv2.rectangle(original, (x0, y0), (x1, y1), color, 2)
             tag = f"#{face.track}{'*' if face.selected else ''}"
             _text(original, tag, (x0 + 2, max(12, y0 - 4)), color)
@@ -116,7 +116,7 @@ def contact_sheet(rows: list[PreviewRow], title: str, height: int = 200) -> np.n
     header = 50
     sheet = np.full((header + len(rows) * (height + 10), width, 3), 24, np.uint8)
     _text(sheet, title, (10, 20))
-    _text(sheet, "#id = track, * = swapped", (10, 42), GREY)
+    _text(sheet, "#id = track, * = swapped", (10, 42), GRAY)
     for k, name in enumerate(names):
         _text(sheet, name, (TEXT_WIDTH + 10 + k * (panel + 10), 42))
     for i, (row, panels) in enumerate(zip(rows, thumbs)):

@@ -72,7 +72,7 @@ def make_clip(
     rotation: int | None = None,
     hflip: bool = False,
     audio: bool = False,
-    colour: tuple[int, int, int, int] | None = None,
+    color: tuple[int, int, int, int] | None = None,
     options: dict[str, str] | None = None,
     container_options: dict[str, str] | None = None,
 ) -> list[np.ndarray]:
@@ -88,9 +88,9 @@ def make_clip(
         video.codec_context.time_base = tb
         video.time_base = tb
         video.options = options or {}
-        if colour is not None:
+        if color is not None:
             cc = video.codec_context
-            cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = colour
+            cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = color
         if rotation is not None:
             video.set_display_rotation(rotation, hflip=hflip)
         sound = None
@@ -100,8 +100,8 @@ def make_clip(
         for img, t in zip(images, pts):
             vf = av.VideoFrame.from_ndarray(img, format="rgb48le" if deep else "rgb24")
             kwargs = {}
-            if colour is not None:
-                kwargs = {"dst_colorspace": colour[2], "dst_color_range": colour[3]}
+            if color is not None:
+                kwargs = {"dst_colorspace": color[2], "dst_color_range": color[3]}
             vf = vf.reformat(format=pix_fmt, **kwargs)
             vf.pts, vf.time_base = t, tb
             for packet in video.encode(vf):
@@ -184,9 +184,9 @@ def read_image(path: Path, fmt: str = "float") -> np.ndarray:
     return pixels
 
 
-def blank_image(path: Path, grey: int = 128) -> Path:
+def blank_image(path: Path, gray: int = 128) -> Path:
     """A flat grey 200x200 photo: an image in which no detector finds a face."""
-    assert cv2.imwrite(str(path), np.full((200, 200, 3), grey, np.uint8))
+    assert cv2.imwrite(str(path), np.full((200, 200, 3), gray, np.uint8))
     return path
 
 

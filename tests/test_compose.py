@@ -113,7 +113,7 @@ def test_feather_reach_is_bounded():
     assert alpha.max() == pytest.approx(1.0) and 0 < alpha[120, 112 + 70] < 1
 
 
-def test_lab_colour_match_moves_statistics_to_the_target():
+def test_lab_color_match_moves_statistics_to_the_target():
     rng = np.random.default_rng(1)
     target = np.clip(rng.normal([0.7, 0.5, 0.4], 0.05, (224, 224, 3)), 0, 1).astype(np.float32)
     gen = np.clip(rng.normal([0.3, 0.4, 0.6], 0.1, (224, 224, 3)), 0, 1).astype(np.float32)
@@ -204,8 +204,8 @@ def test_every_blend_changes_only_the_feathered_reach(blend, dtype, erosion, fea
     assert not np.any(changed & ~allowed)
 
 
-@pytest.mark.parametrize("colour", ["none", "lab"])
-def test_alpha_blend_is_todays_feathered_blend_bit_for_bit(colour):
+@pytest.mark.parametrize("color", ["none", "lab"])
+def test_alpha_blend_is_todays_feathered_blend_bit_for_bit(color):
     """The alpha mode (the default) is the weighted sum it always was: warp face and weight back,
     ``frame·(1 − a) + face·a``, rounded, only where a > 0."""
     rng = np.random.default_rng(4)
@@ -213,12 +213,12 @@ def test_alpha_blend_is_todays_feathered_blend_bit_for_bit(colour):
     matrix = similarity(1.2, 5, 100, 40)
     crop = cv2.warpAffine(frame, matrix, (224, 224))
     gen = rng.random((224, 224, 3), np.float32)
-    cfg = ComposeConfig(color_match=colour)
+    cfg = ComposeConfig(color_match=color)
     assert cfg.blend == "alpha"
     out = paste(frame.copy(), gen, crop, matrix, ellipse_mask(), cfg)
 
     alpha = feather_mask(ellipse_mask(), cfg)
-    if colour == "lab":
+    if color == "lab":
         gen = match_color_lab(gen, crop.astype(np.float32) / 255.0, alpha)
     inv = invert_affine(matrix)
     face = cv2.warpAffine(gen, inv, (400, 300), borderMode=cv2.BORDER_REPLICATE) * 255.0
@@ -269,7 +269,7 @@ def test_multiband_and_poisson_leave_no_step_where_alpha_does():
     assert 0.5 < seam["poisson"] < 1.5
 
 
-def test_poisson_takes_the_frames_colour_at_the_edge_and_the_face_inside():
+def test_poisson_takes_the_frames_color_at_the_edge_and_the_face_inside():
     original, out, _ = _patch_on_a_ramp("poisson")
     # a flat face has no gradients of its own: Poisson fills it with the ramp it sits in
     inside = (slice(160, 280), slice(260, 340))
@@ -309,7 +309,7 @@ def _left_right_lightness(image: np.ndarray, weight: np.ndarray) -> tuple[float,
     return float(lab[left].mean()), float(lab[right].mean())
 
 
-def test_gradient_colour_match_follows_a_side_light_where_lab_cannot():
+def test_gradient_color_match_follows_a_side_light_where_lab_cannot():
     gen, target, w = _side_lit_target()
     t_left, t_right = _left_right_lightness(target, w)
     assert t_right - t_left > 10  # the light's falloff, in L units
@@ -334,7 +334,7 @@ def test_gradient_colour_match_follows_a_side_light_where_lab_cannot():
     assert match_color_gradient(gen, target, np.zeros_like(w)) is gen
 
 
-def test_gradient_colour_match_pastes_through_every_blend():
+def test_gradient_color_match_pastes_through_every_blend():
     rng = np.random.default_rng(6)
     frame = rng.integers(0, 255, (300, 400, 3), dtype=np.int64).astype(np.uint8)
     matrix = similarity(1.2, 0, 100, 40)
@@ -347,7 +347,7 @@ def test_gradient_colour_match_pastes_through_every_blend():
     assert not np.array_equal(*outs)
 
 
-def test_blend_and_colour_keys_are_validated_and_are_flags(tmp_path, capsys):
+def test_blend_and_color_keys_are_validated_and_are_flags(tmp_path, capsys):
     keys = {k.name: k for k in config_keys()}
     assert keys["blend"].choices == BLENDS and keys["blend"].flag == "--blend"
     assert "gradient" in keys["color_match"].choices

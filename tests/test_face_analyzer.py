@@ -86,11 +86,11 @@ def test_batches_match_single_calls(data_dir, hog):
     assert [len(b) for b in again] == [1, 2]
 
 
-def test_greyscale_and_16_bit_frames(data_dir, hog):
+def test_grayscale_and_16_bit_frames(data_dir, hog):
     image = load_image(data_dir / "id_bbt_amy_01.png")  # a greyscale 150 px crop
     assert len(hog.detect(image)) == 1
-    grey = cv2.cvtColor(load_image(data_dir / "id_obama_01.jpg"), cv2.COLOR_RGB2GRAY)
-    assert len(hog.detect(grey)) == 1
+    gray = cv2.cvtColor(load_image(data_dir / "id_obama_01.jpg"), cv2.COLOR_RGB2GRAY)
+    assert len(hog.detect(gray)) == 1
     deep = load_image(data_dir / "id_obama_01.jpg").astype(np.uint16) * 257
     assert len(hog.detect(deep)) == 1
     with pytest.raises(InvalidInput):

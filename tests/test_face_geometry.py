@@ -65,7 +65,7 @@ def test_similarity_matrix_never_reflects():
     assert np.linalg.det(m[:, :2]) > 0
 
 
-def test_five_points_take_eye_centres_nose_tip_and_mouth_corners():
+def test_five_points_take_eye_centers_nose_tip_and_mouth_corners():
     pts = np.arange(136, dtype=np.float32).reshape(68, 2)
     five = five_points(pts)
     assert np.allclose(five[0], pts[36:42].mean(0)) and np.allclose(five[1], pts[42:48].mean(0))

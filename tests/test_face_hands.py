@@ -155,9 +155,9 @@ def test_tracked_region_holds_the_hand(occlusion_hands, detector):
         assert error < 0.1 * hand.palm_length(), (i, error)
     # an upright hand: its wrist and lower finger joints span 43 x 52 px around (-4.5, 14) from
     # the middle knuckle; the region is twice the longer side, shifted up a tenth of the height
-    centre, side, angle = landmark_roi(_upright_hand(offset=(100.0, 120.0)).points)
+    center, side, angle = landmark_roi(_upright_hand(offset=(100.0, 120.0)).points)
     assert abs(angle) < 0.5 and side == pytest.approx(104.0, abs=0.5)
-    assert np.allclose(centre, [100.0 - 4.5, 120.0 + 14.0 - 5.2], atol=0.5)
+    assert np.allclose(center, [100.0 - 4.5, 120.0 + 14.0 - 5.2], atol=0.5)
 
 
 def test_smoothing_steadies_a_still_hand(occlusion_clip, detector):
@@ -361,7 +361,7 @@ def test_swap_leaves_the_hand_over_the_face_unchanged(
     for before, after in zip(inputs, outputs):
         (hand,) = detector(before, face.box[None])[0]
         kept = cv2.erode(hand_silhouette(hand, before.shape[:2]), erode) > 0
-        change = np.abs(_grey(after) - _grey(before))
+        change = np.abs(_gray(after) - _gray(before))
         # the goal (issue 15): <= 2 levels on average; and hardly a pixel moves by more. The hull
         # alone here: 1.6-2.5 on average, 6-7 % of the hand's pixels beyond 2 levels (frames
         # 19-22); with the hands cut out: <= 0.04, <= 0.6 % (a few edge pixels, where the
@@ -371,5 +371,5 @@ def test_swap_leaves_the_hand_over_the_face_unchanged(
         assert (change > 10).sum() > 1000  # the face itself was swapped
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
+def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)

@@ -58,11 +58,11 @@ def dlib_chip_matrix(details: dlib.chip_details) -> np.ndarray:
     """dlib's chip transform as a 2×3 image → chip matrix (chip pixel (cols-1)/2 at the rect
     centre, scale = rect width / (cols-1), rotation = details.angle)."""
     rect = details.rect
-    centre = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
+    center = np.array([(rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2])
     scale = (rect.right() - rect.left()) / (details.cols - 1)
     c, s = np.cos(details.angle) * scale, np.sin(details.angle) * scale
     chip_to_image = np.array([[c, -s, 0.0], [s, c, 0.0]])
-    chip_to_image[:, 2] = centre - chip_to_image[:, :2] @ [
+    chip_to_image[:, 2] = center - chip_to_image[:, :2] @ [
         (details.cols - 1) / 2,
         (details.rows - 1) / 2,
     ]
@@ -386,9 +386,9 @@ def box_chip(image: np.ndarray, box: list[int]) -> np.ndarray:
     """FaceNet's native 160 crop of an MTCNN box (the box spans the central 138 px), sampled at
     the nearest pixel: integer indexing only, so the chip is bit-exact on any platform."""
     x, y, w, h = box
-    centres = np.arange(FACENET_SIZE) + 0.5 - 11
-    xs = np.clip(np.floor(x + centres * w / 138), 0, image.shape[1] - 1).astype(int)
-    ys = np.clip(np.floor(y + centres * h / 138), 0, image.shape[0] - 1).astype(int)
+    centers = np.arange(FACENET_SIZE) + 0.5 - 11
+    xs = np.clip(np.floor(x + centers * w / 138), 0, image.shape[1] - 1).astype(int)
+    ys = np.clip(np.floor(y + centers * h / 138), 0, image.shape[0] - 1).astype(int)
     return np.ascontiguousarray(image[ys[:, None], xs[None, :]])
 
 

@@ -21,7 +21,7 @@ def test_real_jpeg_loads_as_rgb8(portrait):
     assert portrait.flags["C_CONTIGUOUS"]
 
 
-def test_greyscale_png_becomes_three_equal_channels(data_dir):
+def test_grayscale_png_becomes_three_equal_channels(data_dir):
     image = load_image(data_dir / "id_bbt_amy_01.png")
     assert image.shape == (150, 150, 3)
     assert np.array_equal(image[..., 0], image[..., 2])
@@ -35,7 +35,7 @@ def test_cmyk_jpeg_converts(tmp_path, portrait):
     assert np.abs(image.astype(int) - portrait).mean() < 12
 
 
-def test_16_bit_greyscale_png_is_rescaled_not_clipped(tmp_path):
+def test_16_bit_grayscale_png_is_rescaled_not_clipped(tmp_path):
     ramp = (np.linspace(0, 65535, 256, dtype=np.uint32)[None, :].repeat(16, 0)).astype(np.uint16)
     path = tmp_path / "deep.png"
     Image.fromarray(ramp).save(path)

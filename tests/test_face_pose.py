@@ -95,7 +95,7 @@ def test_near_profile_video_reads_as_profile(data_dir, analyzer):
     assert np.median(yaws) > 40 and max(yaws) > 45
 
 
-def test_fit_depth_is_in_image_pixels_and_centred():
+def test_fit_depth_is_in_image_pixels_and_centered():
     pts = mean_face()[:, :2] * 100.0 + 320.0
     fit = fit_shape(pts, (640, 640))
     assert abs(float(fit.depth.mean())) < 1e-3

@@ -105,7 +105,7 @@ def test_vfr_timestamps_are_reported_and_kept(tmp_path):
 
 def test_10bit_decodes_to_uint16(tmp_path):
     clip = tmp_path / "deep.mkv"
-    source = make_clip(clip, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1), codec="ffv1")
+    source = make_clip(clip, frames=3, pix_fmt="yuv420p10le", color=(9, 16, 9, 1), codec="ffv1")
     info = probe(clip)
     assert info.video.bit_depth == 10 and info.video.pix_fmt == "yuv420p10le"
     assert info.video.color.names()["transfer"] == "smpte2084"

@@ -79,9 +79,9 @@ def test_vfr_stays_variable(tmp_path):
 
 
 @pytest.mark.parametrize(("codec", "suffix"), [("libx264", ".mp4"), ("libx265", ".mkv")])
-def test_colour_tags_and_10bit_depth_preserved(tmp_path, codec, suffix):
+def test_color_tags_and_10bit_depth_preserved(tmp_path, codec, suffix):
     src, out = tmp_path / "hdr.mkv", tmp_path / f"out{suffix}"
-    make_clip(src, frames=3, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1))
+    make_clip(src, frames=3, pix_fmt="yuv420p10le", color=(9, 16, 9, 1))
     transcode(src, out, EncodeOptions(codec=codec, encoder_preset="ultrafast"))
     v_in, v_out = probe(src).video, probe(out).video
     assert v_out.color == v_in.color
@@ -91,9 +91,9 @@ def test_colour_tags_and_10bit_depth_preserved(tmp_path, codec, suffix):
     assert np.abs(a[1].image.astype(int) - b[1].image).mean() < 0.02 * 65535
 
 
-def test_8bit_colour_tags_preserved(tmp_path):
+def test_8bit_color_tags_preserved(tmp_path):
     src, out = tmp_path / "bt709.mp4", tmp_path / "out.mov"
-    make_clip(src, frames=3, colour=(1, 1, 1, 1))
+    make_clip(src, frames=3, color=(1, 1, 1, 1))
     transcode(src, out, FAST)
     assert probe(out).video.color == probe(src).video.color
     assert probe(out).video.color.names()["matrix"] == "bt709"
@@ -229,13 +229,13 @@ def test_unknown_audio_encoder(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "colour",
+    "color",
     [(1, 1, 1, 1), (2, 2, 2, 0), (9, 16, 9, 2)],
     ids=["bt709", "unknown", "bt2020-pc"],
 )
-def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, colour):
+def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, color):
     src = tmp_path / "src.mkv"
-    make_clip(src, frames=3, colour=colour, pix_fmt="yuv444p", codec="ffv1")
+    make_clip(src, frames=3, color=color, pix_fmt="yuv444p", codec="ffv1")
     out_pipe, out_pyav = tmp_path / "pipe.mkv", tmp_path / "pyav.mkv"
     lossless = EncodeOptions(codec="libx264", crf=0, encoder_preset="ultrafast", pix_fmt="yuv444p")
     transcode(src, out_pipe, replace(lossless, ffmpeg_args=("-qp", "0")))
@@ -248,10 +248,10 @@ def test_ffmpeg_backend_converts_with_the_source_matrix(tmp_path, colour):
         assert np.abs(x.image.astype(int) - z.image).mean() < 1.5
 
 
-def test_prores_keeps_hdr_colour_tags(tmp_path):
+def test_prores_keeps_hdr_color_tags(tmp_path):
     """prores_ks reads primaries/transfer from each frame, not the codec context."""
     src, out = tmp_path / "hdr.mkv", tmp_path / "out.mov"
-    make_clip(src, frames=2, pix_fmt="yuv420p10le", colour=(9, 16, 9, 1))
+    make_clip(src, frames=2, pix_fmt="yuv420p10le", color=(9, 16, 9, 1))
     transcode(src, out, EncodeOptions(codec="prores_ks"))
     names = probe(out).video.color.names()
     assert (names["primaries"], names["transfer"], names["matrix"]) == (

@@ -20,7 +20,7 @@ RECTS = {
     "mouth": (80, 150, 144, 176),
     "jaw": (30, 40, 194, 210),
 }
-COLOURS = {"eyes": (1.0, 0.0, 0.0), "nose": (0.0, 1.0, 0.0), "mouth": (0.0, 0.0, 1.0)}
+COLORS = {"eyes": (1.0, 0.0, 0.0), "nose": (0.0, 1.0, 0.0), "mouth": (0.0, 0.0, 1.0)}
 
 
 def _layout_landmarks() -> torch.Tensor:
@@ -46,9 +46,9 @@ def test_boxes_from_landmarks_known_layout():
 def _painted_image() -> torch.Tensor:
     """Grey image with each of eyes/nose/mouth boxes painted a pure colour (pixel-inclusive)."""
     img = torch.full((1, 3, 224, 224), 0.5)
-    for name, colour in COLOURS.items():
+    for name, color in COLORS.items():
         x0, y0, x1, y1 = RECTS[name]
-        img[0, :, y0 : y1 + 1, x0 : x1 + 1] = torch.tensor(colour)[:, None, None]
+        img[0, :, y0 : y1 + 1, x0 : x1 + 1] = torch.tensor(color)[:, None, None]
     return img
 
 
@@ -59,13 +59,13 @@ def test_crops_land_on_their_components():
     crops = crop_components(img, boxes, sizes, margin=0.0)
     for k, name in enumerate(COMPONENTS):
         assert crops[k].shape == (1, 3, *sizes[k])
-        if name in COLOURS:
-            expected = torch.tensor(COLOURS[name])[None, :, None, None].expand_as(crops[k])
+        if name in COLORS:
+            expected = torch.tensor(COLORS[name])[None, :, None, None].expand_as(crops[k])
             assert torch.allclose(crops[k], expected, atol=1e-5), name
     # the jaw box holds everything: all three colours and the grey background appear in its crop
     jaw = crops[3][0].reshape(3, -1).T
-    for colour in (*COLOURS.values(), (0.5, 0.5, 0.5)):
-        assert (jaw - torch.tensor(colour)).abs().sum(dim=1).min() < 1e-4
+    for color in (*COLORS.values(), (0.5, 0.5, 0.5)):
+        assert (jaw - torch.tensor(color)).abs().sum(dim=1).min() < 1e-4
 
 
 def test_margin_grows_the_crop_around_the_box():

@@ -131,7 +131,7 @@ def test_seam_ratio_is_1_without_a_seam_above_with_a_step_below_with_a_smear():
     assert band[80, 50] and band[80, 52] and band[80, 48] and not band[80, 100]
 
 
-def test_a_colour_step_counts_in_the_seam_ratio():
+def test_a_color_step_counts_in_the_seam_ratio():
     image, mask = _ramp_with_disc(0)
     tinted = image.astype(np.int16)
     tinted[mask > 0.5] += np.int16([20, -10, -10])  # the grey level barely moves

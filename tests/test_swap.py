@@ -87,9 +87,9 @@ def test_only_masked_pixels_change_and_faceless_frames_pass_through(
 ):
     """Lossless RGB (FFV1) on both sides, so any pixel difference comes from the swap."""
     faces = frames_of(data_dir / "talking_head_outdoor_01.mp4", 12)
-    grey = [np.full_like(faces[0], 128) for _ in range(6)]
+    gray = [np.full_like(faces[0], 128) for _ in range(6)]
     clip = tmp_path / "clip.mkv"
-    _write_lossless(clip, faces + grey + faces[:6], data_dir / "talking_head_outdoor_01.mp4")
+    _write_lossless(clip, faces + gray + faces[:6], data_dir / "talking_head_outdoor_01.mp4")
     cfg = load_config("balanced", {"codec": "ffv1", "batch_size": 4})
     out = tmp_path / "out.mkv"
     job = SwapJob(source=str(data_dir / "id_biden_01.jpg"), input=str(clip), output=str(out))

@@ -203,7 +203,7 @@ def embedded():
 
 
 @pytest.fixture(scope="module")
-def analysers():
+def analyzers():
     cfg = load_config("balanced")
     frames = FaceAnalyzer(pipeline.face_config(cfg.detect))
     return frames, FaceAnalyzer(pipeline.source_face_config(cfg=cfg.detect))
@@ -218,17 +218,17 @@ def _descriptor(encoder, stills: FaceAnalyzer, image: np.ndarray, face=None) -> 
 
 
 @pytest.fixture(scope="module")
-def sides(clips, embedded, analysers):
+def sides(clips, embedded, analyzers):
     """The duo clip's track ids, as `mmvideo tracks` lists them, by the side of their face."""
     info = probe_media(clips["duo"])
     analysis = pipeline.analyze(
-        str(clips["duo"]), info, load_config("balanced"), analysers[0], embedded
+        str(clips["duo"]), info, load_config("balanced"), analyzers[0], embedded
     )
     assert len(analysis.tracks) == 2
     return {"left" if t.faces[t.first].box[0] < 224 else "right": t.id for t in analysis.tracks}
 
 
-def test_two_sources_map_onto_the_two_actors(clips, analysers, sides, tmp_path, capsys):
+def test_two_sources_map_onto_the_two_actors(clips, analyzers, sides, tmp_path, capsys):
     """`--map LEFT=A --map RIGHT=B` on a real two-person clip with the embedded model: each
     actor's output face is clearly nearer its own source than the other (dlib distance)."""
     out = tmp_path / "duo.mkv"
@@ -245,7 +245,7 @@ def test_two_sources_map_onto_the_two_actors(clips, analysers, sides, tmp_path, 
     assert summary["faces_per_track"] == {str(left): FRAMES, str(right): FRAMES}
     assert summary["unswapped"] == {str(left): [], str(right): []}
     encoder = build_identity_encoder("dlib-resnet")
-    _, stills = analysers
+    _, stills = analyzers
     a, b = (_descriptor(encoder, stills, load_image(clips[k])) for k in "ab")
     dist = {"left": [], "right": []}
     for image in decoded_frames(out)[::3]:
@@ -261,9 +261,9 @@ def test_two_sources_map_onto_the_two_actors(clips, analysers, sides, tmp_path, 
 
 
 def test_reference_photos_pick_the_tracks_and_bad_ones_are_refused(
-    clips, embedded, analysers, sides, tmp_path, monkeypatch
+    clips, embedded, analyzers, sides, tmp_path, monkeypatch
 ):
-    frames, stills = analysers
+    frames, stills = analyzers
 
     def run(*entries, source=None):
         cfg = load_config("balanced", {"map": entries, "codec": "ffv1"})
