@@ -13,7 +13,6 @@ import torch
 
 from magicmask.face.prepare import TargetInputs
 from magicmask.inference import InferenceConfig, Swapper
-from magicmask.inference import resolve_device as resolve_device  # the --device check
 from mmvideo.config import GenerateConfig
 
 

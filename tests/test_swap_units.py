@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from magicmask.checkpoint import default_checkpoint_path
+from magicmask.inference import resolve_device
 from mmcore.errors import InvalidInput, MMVideoError
 from mmvideo.config import EncodeConfig
-from mmvideo.generate import load_models, resolve_device
+from mmvideo.generate import load_models
 from mmvideo.pipeline import SwapSummary, encode_options
 from mmvideo.progress import Progress
 
