@@ -603,7 +603,8 @@ def test_a_status_file_of_wrong_types_means_redo_not_a_traceback(job):
     status.parent.mkdir()
     good = {"index": 0, "state": "done", "fingerprint": "f" * 64, "host": "h", "pid": 1,
             "checkpoint_sha256": "0" * 64, "config_sha256": "1" * 64, "started": 1.0,
-            "finished": 2.0, "frames": 64, "sha256": "2" * 64, "error": None}  # fmt: skip
+            "finished": 2.0, "frames": 64, "sha256": "2" * 64, "error": None,
+            "unswapped": {"1": [{"first": 3, "last": 5, "reason": "rejected"}]}}  # fmt: skip
     status.write_text(json.dumps(good))
     assert read_status(job, 0).checkpoint_sha256 == "0" * 64
     status.write_text(json.dumps(dict(good, checkpoint_sha256=5)))
