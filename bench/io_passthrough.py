@@ -39,7 +39,7 @@ def ffmpeg_cmd(clip: Path, out: Path, preset: str, crf: int) -> list[str]:
 
 def ours_cmd(clip: Path, out: Path, preset: str, crf: int) -> list[str]:
     return [
-        sys.executable, "-m", "mmvideo", "transcode", "--no-progress", "--codec", "libx264",
+        sys.executable, "-m", "mmvideo", "transcode", "-y", "--no-progress", "--codec", "libx264",
         "--encoder-preset", preset, "--crf", str(crf), str(clip), str(out),
     ]  # fmt: skip
 
