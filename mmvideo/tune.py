@@ -67,7 +67,7 @@ from train.fit import data_fingerprint
 from train.preprocess import face_fields, rows_to_shard
 from train.shards import read_shard, write_shard
 from train.trainer import (
-    _architecture,
+    architecture,
     build_models,
     checkpoint_path,
     init_weights_from,
@@ -330,7 +330,7 @@ def check_base(path: Path):
     own = create_config(
         name, identity_dim=base.config.identity_dim, detail_path=base.config.detail_path
     )
-    if _architecture(own.to_dict()) != _architecture(base.config.to_dict()):
+    if architecture(own.to_dict()) != architecture(base.config.to_dict()):
         raise ModelError(
             f"{path}: model config differs from the registered {name!r}; tune cannot rebuild it"
         )

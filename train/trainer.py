@@ -336,9 +336,10 @@ def _load_networks(path: Path, state: dict, m: Models) -> None:
 FINE_TUNE_FIELDS = ("detail_path",)
 
 
-def _architecture(cfg: dict) -> dict:
-    """The fields that must match for weights to carry over; read through ``from_dict``, which
-    drops the loss weights older checkpoints carry in their config."""
+def architecture(cfg: dict) -> dict:
+    """The fields that must match for weights to carry over (``init_weights_from``, and
+    ``mmvideo tune``'s check of its base); read through ``from_dict``, which drops the loss
+    weights older checkpoints carry in their config."""
     arch = MagicMaskConfig.from_dict(cfg).to_dict()
     return {k: v for k, v in arch.items() if k not in FINE_TUNE_FIELDS}
 
@@ -380,7 +381,7 @@ def init_weights_from(path: Path, m: Models) -> int:
     training setting) and the detail path (``FINE_TUNE_FIELDS``) may differ. Returns the steps
     the source had trained."""
     state = _read_init_state(path)
-    if _architecture(state["model_config"]) != _architecture(m.cfg.to_dict()):
+    if architecture(state["model_config"]) != architecture(m.cfg.to_dict()):
         raise InvalidInput(f"{path}: --init-from needs a checkpoint of the same model config")
     _check_encoder(path, state, m)
     _load_generator(path, m.generator, state["generator"])

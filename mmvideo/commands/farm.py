@@ -137,7 +137,7 @@ def executor_options(fn):
     help="Device the nodes run on (cpu, cuda, cuda:1).",
 )
 @overwrite_options
-@config_options
+@config_options()
 def plan_command(
     input_path,
     source,

@@ -62,12 +62,29 @@ def given_keys(keys: list[ConfigKey], params: dict) -> dict:
     return {name: v for name, v in values.items() if v is not None and v != ()}
 
 
-def config_options(fn):
-    """Add one ``--key`` option per config key (all default to None = "the preset's value")."""
-    return key_options(config_keys(), preset=True)(fn)
+# The sections that find, track and smooth the faces of a clip (``pipeline.analyze``,
+# ``plan_faces``): what every command that looks at a clip's faces uses.
+FACE_SECTIONS = ("detect", "track", "smooth")
+# Keys of those sections that choose the source still's face, and which faces are swapped.
+SOURCE_KEYS = ("source_face_index",)
+TARGET_KEYS = ("target", "target_face", "track_id", "map")
+
+
+def config_options(sections: tuple[str, ...] | None = None, without: tuple[str, ...] = ()):
+    """A decorator adding one ``--key`` option per config key of ``sections`` (None: every
+    section), less the keys named in ``without``; all default to None = "the preset's value".
+    A command offers only the keys it uses, so a flag it would ignore is click's "No such
+    option" instead of silently doing nothing."""
+    keys = [
+        k
+        for k in config_keys()
+        if (sections is None or k.section in sections) and k.name not in without
+    ]
+    return key_options(keys, preset=True)
 
 
 def merged_config(preset: str, params: dict) -> SwapConfig:
-    """The preset with the config flags given on the command line (popped from ``params``)."""
-    overrides = {k.name: params.pop(k.name) for k in config_keys()}
+    """The preset with the config flags the command offers (``config_options``) and the command
+    line gave, popped from ``params``."""
+    overrides = {k.name: params.pop(k.name) for k in config_keys() if k.name in params}
     return load_config(preset, overrides)

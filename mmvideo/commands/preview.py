@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from mmcore.errors import OutputError
-from mmvideo.commands.options import config_options, merged_config, overwrite_options
+from mmvideo.commands.options import (
+    FACE_SECTIONS,
+    config_options,
+    merged_config,
+    overwrite_options,
+)
 from mmvideo.commands.swap import check_paths, require_input
 from mmvideo.io.sequence import oiio_module
 from mmvideo.post.tag import make_tag
@@ -40,7 +45,9 @@ from mmvideo.preview import (
 @click.option("--fill-missing", is_flag=True, help="Repeat the previous frame over sequence gaps.")
 @click.option("--height", default=200, show_default=True, help="Thumbnail height in pixels.")
 @overwrite_options
-@config_options
+# all but the encoder's: the sheet selects faces without a reference photo or a map (one
+# source), and leaves torch's thread count as it is
+@config_options((*FACE_SECTIONS, "generate", "compose"), without=("target_face", "map", "threads"))
 def preview_command(
     source: str,
     input_path: str,
@@ -58,7 +65,7 @@ def preview_command(
 ) -> None:
     """Contact sheet of original | swap | mask for a spread of frames in --frames A-B.
 
-    Takes the swap's config flags (``--face-backend``, ``--detector``, ``--mask-feather`` ...),
+    Takes the swap's face and blend flags (``--face-backend``, ``--detector``, ``--mask-feather`` ...),
     so the sheet shows what ``mmvideo swap`` with the same flags renders."""
     from mmvideo.generate import load_models  # deferred: torch, only once the paths are checked
 

@@ -19,7 +19,14 @@ from magicmask.face.analyzer import FaceAnalyzer, check_backend_installed
 from magicmask.face.image import load_image
 from mmcore.atomic import atomic_output, check_output
 from mmcore.errors import MissingInput, MMVideoError, OutputError
-from mmvideo.commands.options import config_options, merged_config, overwrite_options
+from mmvideo.commands.options import (
+    FACE_SECTIONS,
+    SOURCE_KEYS,
+    TARGET_KEYS,
+    config_options,
+    merged_config,
+    overwrite_options,
+)
 from mmvideo.config import DEFAULT_PRESET, SwapJob, config_to_toml
 from mmvideo.io.media import frame_range, probe_media
 from mmvideo.io.sequence import oiio_module, parse_pattern
@@ -160,7 +167,7 @@ def require_input(path: str | None, flag: str) -> str:
     help="Exit 6 when a swapped track's face went unswapped in any written frame.",
 )
 @overwrite_options
-@config_options
+@config_options()
 def swap(
     preset: str, print_config: bool, overwrite: bool | None, require_all: bool, **params
 ) -> None:
@@ -257,7 +264,7 @@ def swap(
 )
 @click.option("--device", default="cpu", show_default=True)
 @overwrite_options
-@config_options
+@config_options(FACE_SECTIONS, without=SOURCE_KEYS + TARGET_KEYS)  # no source, every track
 def tracks(
     clip: str,
     sheet: str | None,

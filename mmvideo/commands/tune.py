@@ -11,7 +11,12 @@ from magicmask import checkpoint
 from magicmask.face.identity import build_identity_encoder
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MissingInput, OutputError
-from mmvideo.commands.options import config_options, merged_config, overwrite_options
+from mmvideo.commands.options import (
+    FACE_SECTIONS,
+    config_options,
+    merged_config,
+    overwrite_options,
+)
 from mmvideo.commands.swap import check_paths
 from mmvideo.config import DEFAULT_PRESET
 from mmvideo.io.sequence import oiio_module
@@ -131,7 +136,9 @@ from train.trainer import (
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @overwrite_options
-@config_options
+# the faces it trains on are swap's (--map is refused below with the reason); the preview
+# sheet renders with the preset's generate and compose settings
+@config_options(FACE_SECTIONS)
 def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
                  pairs, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
