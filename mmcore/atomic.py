@@ -48,7 +48,8 @@ def check_output(
         raise OutputError(f"{out}: is a directory; give a file name")
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
-        raise OutputError(f"{out}: folder {folder} does not exist")
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputError(f"{out}: folder {folder} {what}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{out}: folder {folder} is not writable")
     if out.exists():

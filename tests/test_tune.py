@@ -3,8 +3,10 @@ a tune killed mid-run resumes bit-exactly, and each bad input is a one-line erro
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,7 +94,8 @@ def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert first.exists() and not out.exists()
+    # killed during step 2 (a step takes seconds, the poll 0.1 s): the resumed run trains it
+    assert first.exists() and not first.with_name("step-00000002.pt").exists() and not out.exists()
     assert main(_args(data_dir, out, "--steps", 2, "--resume")) == 0
     assert load_checkpoint(out).sha256 == load_checkpoint(tuned).sha256
     # resuming with other settings is not the same tune
@@ -123,6 +126,32 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(
     assert load_training_state(folder / "step-00000001.pt")["step"] == 1
     assert sorted(p.name for p in folder.iterdir()) == ["step-00000001.json", "step-00000001.pt"]
     assert not out.exists()
+
+
+def test_disk_full_while_writing_the_tuned_checkpoint_keeps_the_previous_one(
+    tuned, data_dir, tmp_path, monkeypatch, capsys
+):
+    """A finished tune resumed to export again (as ``--resume --minutes 40 -y`` does once it has
+    trained): the disk fills while the tuned checkpoint is written."""
+    import magicmask.checkpoint as ckpt_module
+
+    shutil.copytree(tuned.parent, tmp_path / "t")
+    out = tmp_path / "t" / tuned.name
+    before = out.read_bytes()
+    real_save = torch.save
+
+    def save(obj, path, *a, **k):
+        if obj.get("format") == ckpt_module.FORMAT:
+            Path(path).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, path, *a, **k)
+
+    monkeypatch.setattr(ckpt_module.torch, "save", save)
+    assert main(_args(data_dir, out, "--steps", 2, "--resume", "-y")) != 0
+    line = _error(capsys)
+    assert "cannot write the tuned checkpoint (No space left on device)" in line
+    assert out.read_bytes() == before
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left
 
 
 def _noise_clip(path: Path, frames: int = 12) -> Path:
@@ -168,12 +197,13 @@ def test_too_few_usable_frames(data_dir, tmp_path, capsys):
             "trained with identity encoder facenet-vggface2; tune trains with dlib-resnet",
         ),
         ("dlib-resnet", {"latent_channels": 32}, "model config differs from the registered 'tiny'"),
+        ("dlib-resnet", {"name": "custom"}, "model config 'custom' is not a registered one"),
     ],
 )
 def test_a_base_of_another_encoder_or_config_is_refused(
     data_dir, tmp_path, capsys, encoder, overrides, message
 ):
-    cfg = create_config("tiny", identity_dim=128, **overrides)
+    cfg = dataclasses.replace(create_config("tiny", identity_dim=128), **overrides)
     base = tmp_path / "base.pt"
     save_checkpoint(base, MagicMaskGenerator(cfg), cfg, encoder)
     assert main(_args(data_dir, tmp_path / "shot.pt", "--steps", 1, "--checkpoint", base)) != 0
@@ -194,3 +224,35 @@ def test_a_missing_output_folder_is_refused_before_any_work(
     assert f"folder {tmp_path / 'missing'} does not exist" in _error(capsys)
     assert main(_args(data_dir, tmp_path / "shot.pt", "--steps", 1, "--resume")) != 0
     assert "nothing to resume" in _error(capsys)
+
+
+@pytest.mark.parametrize(
+    "case, message", [("a file", "is not a folder"), ("read-only", "is not writable")]
+)
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
+    data_dir, tmp_path, capsys, monkeypatch, case, message
+):
+    import magicmask.checkpoint as ckpt_module
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded before the output was checked")
+
+    monkeypatch.setattr(ckpt_module, "load_checkpoint", no_load)
+    folder = tmp_path / "out"
+    if case == "a file":
+        folder.write_text(
+            "a file where the output's folder should be"
+        )  # root cannot write in it either
+    else:
+        folder.mkdir()
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):
+            # root: mode bits do not stop it, so the check is shown what they say to other users
+            real_access = os.access
+            monkeypatch.setattr(
+                os, "access", lambda p, mode: False if Path(p) == folder else real_access(p, mode)
+            )
+    assert main(_args(data_dir, folder / "shot.pt", "--steps", 1)) != 0
+    assert f"folder {folder} {message}" in _error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert folder.is_file() or not any(folder.iterdir())
