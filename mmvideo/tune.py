@@ -29,7 +29,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,19 @@ class FaceData:
     source_faces: int
     seconds: float
     previews: list[tuple[np.ndarray, list]] = field(default_factory=list)  # (frame, planned faces)
+
+
+@contextmanager
+def writing(path: Path, what: str, kept: str = "") -> Iterator[None]:
+    """An OS error while writing ``what`` to ``path`` (a full disk, a folder gone) as one
+    ``OutputError`` line; torch's writer reports a full disk as a RuntimeError."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise OutputError(f"{path}: cannot write {what} ({reason}){kept}") from exc
 
 
 def state_folder(out: Path) -> Path:
@@ -261,17 +275,19 @@ def prepare_faces(
             f"{', '.join(clips)}: only {len(target_rows)} usable target faces (at least {min_frames} needed)"
         )
     data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
     key = json.dumps(
         [source_records, clip_records, settings.max_frames, settings.source_stride], sort_keys=True
     )
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    for name, rows in ((TARGET, target_rows), (SOURCE, source_rows)):
-        write_shard(
-            data / f"shard-{digest}-{name}.npz",
-            rows_to_shard(rows, [name], [], 224, "mmvideo-tune"),
-        )
-    save_previews(folder / "previews.npz", previews)
+    shards = {
+        name: rows_to_shard(rows, [name], [], 224, "mmvideo-tune")
+        for name, rows in ((TARGET, target_rows), (SOURCE, source_rows))
+    }
+    with writing(folder, "the tune's faces"):
+        data.mkdir(parents=True, exist_ok=True)
+        for name, shard in shards.items():
+            write_shard(data / f"shard-{digest}-{name}.npz", shard)
+        save_previews(folder / "previews.npz", previews)
     return FaceData(
         data,
         source_records,
@@ -384,18 +400,14 @@ def save_state(path: Path, models, tcfg, step: int, fingerprint: str, elapsed: f
     """A state checkpoint and its sidecar (training seconds so far); a full disk is one line and
     leaves the previous checkpoint as it was (both files are written to a temp name first)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(_elapsed_path(path)) as tmp:
-            tmp.write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
-        save_training_state(path, models, tcfg, step, fingerprint)
-    except (OSError, RuntimeError) as exc:
+        with writing(path, "the tune's state", "; the previous checkpoint is kept"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(_elapsed_path(path)) as tmp:
+                tmp.write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
+            save_training_state(path, models, tcfg, step, fingerprint)
+    except OutputError:
         _elapsed_path(path).unlink(missing_ok=True)
-        if isinstance(exc, OutputError):
-            raise
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise OutputError(
-            f"{path}: cannot save the tune's state ({reason}); the previous checkpoint is kept"
-        ) from exc
+        raise
 
 
 def _prune(run: Path, keep: int) -> None:
@@ -561,13 +573,8 @@ def write_preview(
 def export(out: Path, models, record: dict) -> str:
     """The EMA generator with the tune's record, written atomically; returns its SHA-256."""
     meta = {"steps": record["steps"], "weights": "ema", "tune": record}
-    try:
+    with writing(out, "the tuned checkpoint"):
         return checkpoint.save_checkpoint(out, models.ema, models.cfg, models.encoder.name, meta)
-    except (OSError, RuntimeError) as exc:
-        if isinstance(exc, OutputError):
-            raise
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise OutputError(f"{out}: cannot write the tuned checkpoint ({reason})") from exc
 
 
 def describe_record(meta: dict) -> list[str]:
@@ -630,15 +637,17 @@ def open_run(
                 str(base_path),
                 min_frames=min_frames,
             )
+            with writing(record_path, "the tune's record"):
+                _write_json(record_path, {
+                    "sources": faces.sources, "clips": faces.clips,
+                    "target_faces": faces.target_faces, "source_faces": faces.source_faces,
+                    "data_seconds": faces.seconds,
+                    "base": {"path": str(base_path.resolve()), "sha256": base_sha},
+                    "settings": _settings_dict(settings),
+                })  # fmt: skip
         except BaseException:
             _remove_tree(run)  # nothing trained yet: leave no half-made state folder behind
             raise
-        _write_json(record_path, {
-            "sources": faces.sources, "clips": faces.clips, "target_faces": faces.target_faces,
-            "source_faces": faces.source_faces, "data_seconds": faces.seconds,
-            "base": {"path": str(base_path.resolve()), "sha256": base_sha},
-            "settings": _settings_dict(settings),
-        })  # fmt: skip
     return faces, json.loads(record_path.read_text())
 
 

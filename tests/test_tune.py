@@ -128,6 +128,19 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(
     assert not out.exists()
 
 
+def test_disk_full_while_writing_the_faces_leaves_no_state_folder(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez_compressed", full)  # how train.shards writes a shard
+    out = tmp_path / "shot.pt"
+    assert main(_args(data_dir, out, "--steps", 1)) != 0
+    assert "cannot write the tune's faces (No space left on device)" in _error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_disk_full_while_writing_the_tuned_checkpoint_keeps_the_previous_one(
     tuned, data_dir, tmp_path, monkeypatch, capsys
 ):
