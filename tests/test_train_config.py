@@ -46,12 +46,15 @@ def test_loss_weights_are_not_model_config_fields():
     assert TrainConfig(loss=LossConfig(lambda_id=8.0)).resume_key() != TrainConfig().resume_key()
 
 
-def test_the_embedded_checkpoint_and_its_loss_keys_still_load():
+def test_a_checkpoint_written_when_loss_weights_were_model_config_fields_still_loads(tmp_path):
+    # the embedded checkpoint until 2026-12-07 (732de80) carried λ in its model config
     raw = torch.load(default_checkpoint_path(), map_location="cpu", weights_only=True)
-    assert raw["config"]["lambda_id"] == 5.0  # written when λ was a model config field
-    loaded = load_checkpoint(default_checkpoint_path())
+    raw["config"].update({"lambda_id": 5.0, "lambda_recon": 2.0, "lambda_afsa": 1.0})
+    older = tmp_path / "older.pt"
+    torch.save(raw, older)
+    loaded = load_checkpoint(older)
     assert "lambda_id" not in loaded.config.to_dict()
-    assert loaded.config == MagicMaskConfig.from_dict(raw["config"])
+    assert loaded.config == load_checkpoint(default_checkpoint_path()).config
 
 
 def test_swap_with_the_embedded_checkpoint(data_dir, tmp_path):
@@ -82,12 +85,21 @@ def test_fine_tune_with_another_lambda_id_is_accepted(data, tmp_path):
     torch.save(raw, parent)
     run = tmp_path / "child"
     rc = main(["train-fit", "--data", str(data), "--out", str(run), "--init-from", str(parent),
-               "--lambda-id", "5", "--steps", "1", "--batch-size", "2", "--seed", "1",
-               "--device", "cpu"])  # fmt: skip
+               "--lambda-id", "5", "--detail-path", "--steps", "1", "--batch-size", "2",
+               "--seed", "1", "--device", "cpu"])  # fmt: skip
     assert rc == 0
     assert load_train_config(run / "train-config.json").loss.lambda_id == 5.0
     child = torch.load(run / "magicmask-tiny.pt", map_location="cpu", weights_only=True)
     assert not set(child["config"]) & set(LOSS_KEYS_OF_OLDER_CHECKPOINTS)
+
+
+def test_fine_tune_of_a_detail_path_model_without_the_flag_says_so(data, tmp_path, capsys):
+    # the embedded model has the detail path since 2026-12-07
+    rc = main(["train-fit", "--data", str(data), "--out", str(tmp_path / "run"),
+               "--init-from", str(default_checkpoint_path()), "--steps", "1",
+               "--batch-size", "2", "--device", "cpu"])  # fmt: skip
+    assert rc != 0
+    assert "has the detail path: train it with --detail-path" in capsys.readouterr().err
 
 
 def test_train_fit_flags_come_from_the_config_dataclasses(monkeypatch, tmp_path):

@@ -348,6 +348,8 @@ def _load_generator(path: Path, module: nn.Module, state: dict) -> None:
     """Strict, except that a detail path the checkpoint lacks keeps its zero initialisation."""
     result = module.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("detail.")]
+    if result.unexpected_keys and all(k.startswith("detail.") for k in result.unexpected_keys):
+        raise InvalidInput(f"{path}: the model has the detail path: train it with --detail-path")
     if missing or result.unexpected_keys:
         raise InvalidInput(
             f"{path}: weights do not fit the model (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})"
