@@ -1,7 +1,7 @@
 """Face-analysis stage timings per frame at 360p, 720p and 1080p, ours beside a baseline.
 
     .venv/bin/python bench/face_analysis.py [--clip CLIP] [--frames 8] [--fan] [--threads 2]
-        [--hand-frames 30] [--hands-only]
+        [--hand-frames 30] [--hands-only] [--parser-only]
 
 For each resolution (frames of a real talking-head clip, resized) it prints the median ms per
 frame of each stage, and for the stages where we chose a faster path, the straightforward
@@ -25,6 +25,10 @@ baseline measured in the same run with the ratio baseline/ours:
   hand in; then the flicker of the
   hand mask at its edge (``edge_flicker``) on a still hand (frame 21 sixteen times with fresh
   noise, σ 3 grey levels): a palm pass every frame, tracked, tracked and smoothed.
+- face parser (``--mask hull,parser``): after the tables, per face per frame on the aligned 224
+  crops of the clip's frames, wall and CPU ms of ``ParseTracker`` (BiSeNet's face probability at
+  its 512 px input, as the swap runs it, then the temporal filter), and at a 256 px input for
+  comparison. Random weights: the cost does not depend on them (we ship none).
 
 It ends with the pose error against the AFLW2000-3D ground truth of the four sample stills, from
 dlib's landmarks (where HOG, or else MTCNN, finds the face), from the mediapipe backend (MMOD
@@ -54,6 +58,7 @@ from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 from magicmask.face.depth import depth_map
 from magicmask.face.hands import HandDetector, HandTracker, edge_flicker, hand_mask
 from magicmask.face.heatmaps import landmark_heatmaps
+from magicmask.face.parsing import BiSeNet, FaceParser, ParseTracker
 from magicmask.face.pose import fit_shape
 from magicmask.face.prepare import prepare_target
 
@@ -160,6 +165,34 @@ def still_hand_flicker(detector: HandDetector, frame: np.ndarray, box: np.ndarra
     }
 
 
+def parser_costs(crops: list[np.ndarray], sizes=(512, 256), repeat: int = 3) -> None:
+    """Wall and CPU ms per face per frame of ``ParseTracker`` on the aligned ``crops`` in
+    order, at each BiSeNet input size, with random weights; the sizes run crop by crop in turn,
+    so both see the same load. Median and best, since a loaded box spreads them widely."""
+    folder = Path(tempfile.mkdtemp(prefix="parser_bench_"))
+    torch.manual_seed(0)
+    torch.save(BiSeNet().state_dict(), folder / "79999_iter.pth")
+    trackers = {n: ParseTracker(FaceParser(folder / "79999_iter.pth", input_size=n)) for n in sizes}
+    wall = {n: [] for n in sizes}
+    cpu = {n: [] for n in sizes}
+    for tracker in trackers.values():
+        tracker(crops[0], 0)  # the first pass allocates
+    for k in range(repeat):
+        for i, crop in enumerate(crops):
+            for n, tracker in trackers.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                tracker(crop, k * len(crops) + i + 1)
+                wall[n].append((time.perf_counter() - start) * 1000.0)
+                cpu[n].append((time.process_time() - start_cpu) * 1000.0)
+    for n in sizes:
+        print(
+            f"face parser (BiSeNet, {n} px input, random weights), 1 face, {len(wall[n])} crops "
+            f"in order, ms per face per frame: wall median {statistics.median(wall[n]):.0f} "
+            f"(best {min(wall[n]):.0f}), CPU median {statistics.median(cpu[n]):.0f} "
+            f"(best {min(cpu[n]):.0f})"
+        )
+
+
 def stage_rows(frames, pairs, hog, hog_full, hog_fast, mtcnn, mesh, fan) -> None:
     """The table rows of every stage but hands, for one resolution."""
     crops = []
@@ -234,9 +267,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hand-frames", type=int, default=30, help="frames in order for hands")
     parser.add_argument("--hands-only", action="store_true", help="only the hands rows")
+    parser.add_argument("--parser-only", action="store_true", help="only the face parser line")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    if args.parser_only:
+        frames = frames_of(args.clip, args.frames)
+        analyzer = FaceAnalyzer(FaceConfig())
+        faces = [(f, analyzer.detect(f)) for f in frames]
+        print(f"clip {args.clip.name}, torch threads {args.threads}, {sys.platform}")
+        parser_costs([align_target(f, fs[0].landmarks)[0] for f, fs in faces if fs])
+        return
 
     source = frames_of(args.clip, 1 if args.hands_only else args.frames)
     hand_source = frames_of(args.clip, args.hand_frames)
@@ -293,6 +334,8 @@ def main() -> None:
         + ", ".join(f"{name} {value:.1f}" for name, value in flicker.items())
     )
     if not args.hands_only:
+        crops = [align_target(f, face.landmarks)[0] for f, face in pairs]
+        parser_costs(crops)
         pose_accuracy(args.clip.parent)
 
 

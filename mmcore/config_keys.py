@@ -39,6 +39,31 @@ class Range:
         return f"<= {self.high}"
 
 
+@dataclass(frozen=True)
+class CommaList:
+    """The values a comma-list key allows (``mask = "hull,hands"``): names from ``items``, each
+    at most once, ``required`` among them."""
+
+    items: tuple[str, ...]
+    required: str
+
+    def problem(self, value: str) -> str | None:
+        """What is wrong with ``value``, naming the bad item; None when it is allowed."""
+        names = value.split(",")
+        for name in names:
+            if name not in self.items:
+                return f"{name!r} is not one of them"
+            if names.count(name) > 1:
+                return f"{name!r} is given twice"
+        return None if self.required in names else f"{self.required} is missing"
+
+    def __contains__(self, value: str) -> bool:
+        return self.problem(value) is None
+
+    def __str__(self) -> str:
+        return f"a comma list of {', '.join(self.items)} that includes {self.required}"
+
+
 # Field metadata: each key's allowed values, declared beside it and checked by ``load_config``.
 def between(low: float, high: float) -> dict[str, Range]:
     return {"range": Range(low, high)}
@@ -55,6 +80,11 @@ def above(low: float) -> dict[str, Range]:
 def one_of(choices: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     """Choices of a ``str`` key whose names live in a tuple elsewhere (a Literal lists its own)."""
     return {"choices": choices}
+
+
+def comma_list(items: tuple[str, ...], required: str) -> dict[str, CommaList]:
+    """A ``str`` key holding a comma list of names from ``items`` that includes ``required``."""
+    return {"items": CommaList(items, required)}
 
 
 def flag(help: str, name: str | None = None) -> dict[str, str | None]:
@@ -81,6 +111,7 @@ class ConfigKey:
     help: str = ""  # ``--help`` text (field metadata, see ``flag``)
     flag_name: str | None = None  # the flag where it is not the name's (field metadata ``flag``)
     path: dict[str, bool] | None = None  # a file the flag names must pass these click.Path checks
+    items: CommaList | None = None  # a comma list of names (field metadata ``comma_list``)
 
     @property
     def flag(self) -> str:
@@ -92,6 +123,8 @@ class ConfigKey:
             return "a string, any number of times"
         if self.choices is not None:
             return f"one of {', '.join(self.choices)}"
+        if self.items is not None:
+            return str(self.items)
         kind = {int: "an integer", float: "a number", str: "a string", bool: "a switch"}[self.type]
         return f"{kind} {self.range}" if self.range else kind
 
@@ -116,6 +149,7 @@ def _describe(section: str, f: dataclasses.Field, hint: Any) -> ConfigKey:
         "help": f.metadata.get("help", ""),
         "flag_name": f.metadata.get("flag"),
         "path": f.metadata.get("path"),
+        "items": f.metadata.get("items"),
     }
     if typing.get_origin(hint) is tuple:
         # a list key (``map``): strings, none by default, so presets need not set it

@@ -27,6 +27,7 @@ from mmcore.config_keys import (
     above,
     at_least,
     between,
+    comma_list,
     dataclass_keys,
     flag,
     one_of,
@@ -36,6 +37,10 @@ from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS
 
 PRESET_NAMES = ("fast", "balanced", "quality")
 DEFAULT_PRESET = "balanced"
+# what the face mask can be made of (``compose.mask``, a comma list): the landmark hull, the
+# hands in front of the face cut out (magicmask.face.hands), the hull cut to the face a BiSeNet
+# parser finds (magicmask.face.parsing: no hair, glasses, hats or occluders)
+MASK_TYPES = ("hull", "hands", "parser")
 
 
 @dataclass
@@ -134,13 +139,18 @@ class ComposeConfig:
     # (alpha), coarser bands through wider transitions (multiband), or the face's colour offset
     # from the frame at the edge filled across the face (poisson)
     blend: Literal["alpha", "multiband", "poisson"] = "alpha"
-    # what the face mask is made of, a comma list: the landmark hull, then types cut out of it
-    # (hands: the hands in front of the face, magicmask.face.hands)
-    mask: Literal["hull", "hull,hands"] = "hull"
+    # what the face mask is made of, a comma list of MASK_TYPES: the landmark hull, then types
+    # that cut into it (hands: the hands in front of the face; parser: only the parsed face's
+    # pixels, with the user's BiSeNet weights in --face-models)
+    mask: str = field(default="hull", metadata=comma_list(MASK_TYPES, "hull"))
     # [ours] share (0-1) of the target frame's own detail finer than the generator can render at
     # this face's scale, added back inside the mask (mmvideo.compose.target_detail); nothing is
     # added to faces under about half the crop's scale, where the crop is finer than the frame
     detail_transfer: float = field(default=0.0, metadata=between(0, 1))
+
+    def mask_types(self) -> tuple[str, ...]:
+        """The types ``mask`` lists (``hull,hands`` → ``("hull", "hands")``)."""
+        return tuple(self.mask.split(","))
 
 
 @dataclass
@@ -265,6 +275,10 @@ def _set(cfg: SwapConfig, key: ConfigKey, value: Any, label: str) -> None:
         or (key.range is not None and value not in key.range)
     ):
         raise InvalidInput(f"{label} must be {key.allowed()}, not {given!r}")
+    if key.items is not None and value not in key.items:
+        raise InvalidInput(
+            f"{label} must be {key.allowed()}, not {given!r}: {key.items.problem(value)}"
+        )
     setattr(getattr(cfg, key.section), key.name, value)
 
 

@@ -42,11 +42,12 @@ from magicmask.face.analyzer import (
 )
 from magicmask.face.hands import HandDetector, HandTracker, hand_mask, without_hands
 from magicmask.face.image import as_rgb8, load_image
+from magicmask.face.parsing import FaceParser, ParseTracker, parser_model
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
 from magicmask.face.types import Face
 from magicmask.inference import Swapper
 from mmcore.atomic import check_output, remove_stale_partials
-from mmcore.errors import InvalidInput, MissingInput
+from mmcore.errors import InvalidInput, MissingInput, ModelError
 from mmvideo.compose import CROP, paste
 from mmvideo.config import (
     ComposeConfig,
@@ -638,11 +639,13 @@ def render(
     identities: dict[int, torch.Tensor],
     start: int,
     stop: int,
+    masks: MaskModels,
     progress: Progress | None = None,
     post: PostOptions | None = None,
 ) -> tuple[dict[int, int], int, dict[str, float]]:
     """Pass 2: write frames ``[start, stop)`` of the input with the planned faces swapped,
-    each track's with its identity code ``identities[track]`` [1, D].
+    each track's with its identity code ``identities[track]`` [1, D] and the mask types'
+    models ``masks`` (``mask_models``).
 
     Returns faces swapped per track, frames written and seconds per stage.
     """
@@ -655,8 +658,6 @@ def render(
     q_frames = queue.Queue(maxsize=QUEUE_SIZE)
     q_groups, q_generated, q_done = (queue.Queue(maxsize=GROUP_QUEUE_SIZE) for _ in range(3))
     swapped: dict[int, int] = {}
-    # built before the stages start: a missing hand model is refused before a frame is written
-    hands = hand_detector(cfg)
     mattes = matte_writer(cfg, info)
     crop_writer = (
         CropWriter(cfg.encode.crop_out, sequence_first(info)) if cfg.encode.crop_out else None
@@ -676,16 +677,16 @@ def render(
         cv2.ipp.setUseIPP(False)
         inputs = target_inputs_config(cfg.compose)
         group, n_faces = _Group([], [], []), 0
-        trackers: dict[int, HandTracker] = {}  # per track: its hands from frame to frame
+        # per track: its hands and parsed face from frame to frame
+        trackers: dict[int, TrackMasks] = {}
         for frame in drain(q_frames, run):
             t = time.perf_counter()
             planned = plan.get(frame.index, [])
-            if hands is not None:
-                for tid, _ in planned:
-                    if tid not in trackers:
-                        trackers[tid] = HandTracker(hands)
+            for tid, _ in planned:
+                if tid not in trackers:
+                    trackers[tid] = masks.track()
             faces = [face for _, face in planned]
-            tracked = [trackers.get(tid) for tid, _ in planned]
+            tracked = [trackers[tid] for tid, _ in planned]
             group.frames.append(frame)
             group.tracks.append([tid for tid, _ in planned])
             group.faces.append(prepare_faces(frame.image, faces, inputs, tracked, frame.index))
@@ -783,25 +784,63 @@ def sequence_first(info: MediaInfo) -> int:
     return info.sequence.first if is_sequence_info(info) else 0
 
 
-def hand_detector(cfg: SwapConfig) -> HandDetector | None:
-    """The hand finder when the mask cuts hands out (``--mask hull,hands``), else None."""
-    return HandDetector(_models_dir(cfg.detect)) if "hands" in cfg.compose.mask.split(",") else None
+@dataclass
+class TrackMasks:
+    """One face track's mask state from frame to frame (None: that type is off)."""
+
+    hands: HandTracker | None = None
+    parsed: ParseTracker | None = None
+
+
+@dataclass
+class MaskModels:
+    """The models of the mask types beyond the hull (``compose.mask``), built once per run."""
+
+    hands: HandDetector | None = None
+    parser: FaceParser | None = None
+
+    def track(self) -> TrackMasks:
+        """A new face track's mask state (a tracker starts cold at its first frame)."""
+        return TrackMasks(
+            HandTracker(self.hands) if self.hands is not None else None,
+            ParseTracker(self.parser) if self.parser is not None else None,
+        )
+
+
+def mask_models(cfg: SwapConfig, device: str = "cpu") -> MaskModels:
+    """The hand finder (``hands``) and the user's face parser (``parser``, its BiSeNet weights
+    from ``--face-models``) that ``cfg.compose.mask`` asks for. Loading them is also their
+    check: a missing or foreign file is a one-line ``ModelError``, so commands build them
+    before anything else loads or decodes."""
+    types = cfg.compose.mask_types()
+    folder = _models_dir(cfg.detect)
+    parser = None
+    if "parser" in types:
+        try:
+            parser = FaceParser(parser_model(folder), device)
+        except ModelError as exc:
+            raise ModelError(f"{exc}; or leave parser out of --mask") from exc
+    return MaskModels(HandDetector(folder) if "hands" in types else None, parser)
 
 
 def prepare_face(
     image: np.ndarray,
     face: Face,
     inputs: PrepareConfig,
-    hands: HandTracker | None = None,
+    masks: TrackMasks | None = None,
     index: int = 0,
 ) -> TargetInputs:
-    """One face's generator inputs and paste mask, with the hands in front of it cut out;
-    ``hands`` is the face's track's tracker and ``index`` the frame's number."""
+    """One face's generator inputs and paste mask: the hull, cut to the parsed face and with
+    the hands in front of it taken out where ``masks`` (the face's track's) has them on;
+    ``index`` is the frame's number."""
     ti = prepare_target(image, face.landmarks, face.landmarks_3d, inputs)
-    if hands is not None:
+    if masks is not None and masks.parsed is not None:
+        # hull ∩ parsed face: hair, glasses, hats and whatever else covers it stay the target's
+        ti.mask = np.minimum(ti.mask, masks.parsed(to_uint8(ti.crop), index))
+    if masks is not None and masks.hands is not None:
         # cut before compose erodes and feathers the mask: the erosion keeps the feathered
         # edge off the hand itself
-        found = hands(to_uint8(image), face.box, index)
+        found = masks.hands(to_uint8(image), face.box, index)
         ti.mask = without_hands(ti.mask, hand_mask(found, ti.mask.shape, ti.matrix))
     return ti
 
@@ -815,14 +854,15 @@ def prepare_faces(
     image: np.ndarray,
     faces: list[Face],
     inputs: PrepareConfig,
-    hands: list[HandTracker | None],
+    masks: list[TrackMasks | None],
     index: int = 0,
 ) -> list[TargetInputs]:
-    """Step 1: the generator inputs and paste masks of a frame's planned ``faces``; ``hands``
-    holds each face's hand tracker (None: no hands cut out), ``index`` is the frame's number."""
+    """Step 1: the generator inputs and paste masks of a frame's planned ``faces``; ``masks``
+    holds each face's track's mask state (None: the hull alone), ``index`` is the frame's
+    number."""
     return [
-        prepare_face(image, face, inputs, tracker, index)
-        for face, tracker in zip(faces, hands, strict=True)
+        prepare_face(image, face, inputs, tracked, index)
+        for face, tracked in zip(faces, masks, strict=True)
     ]
 
 
@@ -853,15 +893,15 @@ def swap_frame(
     models: Swapper,
     e_s: torch.Tensor,
     cfg: SwapConfig,
-    hands: HandDetector | None = None,
+    masks: MaskModels | None = None,
     matte: np.ndarray | None = None,
 ) -> np.ndarray:
     """One frame with its planned ``faces`` swapped, outside the threaded render (preview sheets,
     ``mmvideo tune``'s previews): the three steps ``render`` runs. ``e_s`` is one identity
-    [1, D] for every face or one per face; ``hands`` is ``hand_detector(cfg)``, built once by
-    the caller (one frame: each face's hands are found afresh); ``matte`` gathers the blend
-    weights as ``--matte-out`` does. Always a new image."""
-    trackers = [HandTracker(hands) if hands else None for _ in faces]
+    [1, D] for every face or one per face; ``masks`` is ``mask_models(cfg)``, built once by
+    the caller (one frame: each face's hands and parsed face are found afresh; None: the hull
+    alone); ``matte`` gathers the blend weights as ``--matte-out`` does. Always a new image."""
+    trackers = [masks.track() if masks is not None else None for _ in faces]
     items = prepare_faces(image, faces, target_inputs_config(cfg.compose), trackers)
     if not items:
         return image.copy()
@@ -907,11 +947,13 @@ def run_swap(
     analyzer: FaceAnalyzer | None = None,
     progress: Progress | None = None,
     source_analyzer: FaceAnalyzer | None = None,
+    masks: MaskModels | None = None,
 ) -> SwapSummary:
     """Swap ``job.source``'s face into ``job.input`` frames ``[start, stop)`` → ``job.output``.
 
     ``analyzer`` (frames) and ``source_analyzer`` (stills) default to the backend and detector
-    ``cfg.detect`` names; tests pass them in to load the models once.
+    ``cfg.detect`` names; tests pass them in to load the models once. ``masks`` (the mask
+    types' models) default to ``mask_models(cfg)``, built before anything is decoded.
     """
     # BLAS sums (the face fits, the filters) in an order that depends on its thread count, and
     # the generator turns last-bit differences into pixel changes: one BLAS thread makes the
@@ -919,7 +961,7 @@ def run_swap(
     # Process-wide, so it covers the stage threads too.
     with threadpool_limits(limits=1, user_api="blas"):
         try:
-            return _run_swap(job, cfg, models, analyzer, progress, source_analyzer)
+            return _run_swap(job, cfg, models, analyzer, progress, source_analyzer, masks)
         finally:
             if progress:
                 progress.close()
@@ -932,6 +974,7 @@ def _run_swap(
     analyzer: FaceAnalyzer | None,
     progress: Progress | None,
     source_analyzer: FaceAnalyzer | None,
+    masks: MaskModels | None,
 ) -> SwapSummary:
     if job.batch_size:
         # the job's own batch size (a farm may tune it per node) wins over the preset's
@@ -939,6 +982,8 @@ def _run_swap(
     torch.manual_seed(job.seed)
     if job.device == "cpu":
         torch.set_num_threads(max(1, cfg.generate.threads))
+    if masks is None:
+        masks = mask_models(cfg, job.device)  # a missing mask model fails before any decoding
     info = probe_media(job.input, fill_missing=job.fill_missing)
     if parse_pattern(job.output) is None:
         # before any work, not after the analysis; replacing an existing output is the
@@ -989,6 +1034,7 @@ def _run_swap(
         {tid: identities[path] for tid, path in assignment.items()},
         start,
         stop,
+        masks,
         progress,
         post,
     )

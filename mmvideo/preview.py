@@ -167,10 +167,14 @@ def render_rows(
     warmup: int = 25,
     fill_missing: bool = False,
     analyzer=None,
+    masks=None,
 ) -> list[PreviewRow]:
-    """Analyse ``[A - warmup, B]``, then swap and keep ``count`` frames spread over A-B."""
+    """Analyse ``[A - warmup, B]``, then swap and keep ``count`` frames spread over A-B;
+    ``masks``: the mask types' models (``pipeline.mask_models``, None: built here)."""
     from mmvideo import pipeline  # deferred: the pipeline imports torch; --help does not need it
 
+    if masks is None:
+        masks = pipeline.mask_models(cfg, models.device)  # a missing model fails before decoding
     info = probe_media(input_path, fill_missing=fill_missing)
     start, stop = frame_range(frames, info)
     first = max(0, start - warmup)
@@ -183,7 +187,6 @@ def render_rows(
     shown = set(FrameRange(start, stop - 1).spread(count))
     offset = info.sequence.first if is_sequence_info(info) else 0
     timecode = source_timecode(info)
-    hands = pipeline.hand_detector(cfg)
     rows = []
     with open_reader(input_path, info, start=min(shown), stop=max(shown) + 1) as reader:
         for frame in reader:
@@ -191,7 +194,7 @@ def render_rows(
                 continue
             planned = [f for _, f in plan.get(frame.index, [])]
             matte = np.zeros(frame.image.shape[:2], np.float32)
-            swapped = pipeline.swap_frame(frame.image, planned, models, e_s, cfg, hands, matte)
+            swapped = pipeline.swap_frame(frame.image, planned, models, e_s, cfg, masks, matte)
             faces = [
                 PreviewFace(
                     t.id,

@@ -559,9 +559,9 @@ def write_preview(
     generator = copy.deepcopy(models.ema).eval()
     swap_models = Swapper(generator, encoder)
     e_s = torch.from_numpy(swap_models.embed(source_crop[None]))
-    hands = pipeline.hand_detector(cfg)
+    masks = pipeline.mask_models(cfg, swap_models.device)
     rows = [
-        PreviewRow(k, None, image, pipeline.swap_frame(image, faces, swap_models, e_s, cfg, hands))
+        PreviewRow(k, None, image, pipeline.swap_frame(image, faces, swap_models, e_s, cfg, masks))
         for k, (image, faces) in enumerate(previews)
     ]
     write_sheet(path, contact_sheet(rows, title), make_tag(None).to_text())

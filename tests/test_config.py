@@ -188,7 +188,10 @@ def test_out_of_range_flags_are_refused_before_any_model_loads(
 def test_every_number_key_declares_its_range_and_defaults_and_presets_keep_to_it():
     keys = config_keys()
     assert all(k.range is not None for k in keys if k.type in (int, float))
-    assert all(k.choices is not None or k.optional for k in keys if k.type is str)
+    # a comma list (mask) declares its items instead of choices
+    assert all(
+        k.choices is not None or k.items is not None or k.optional for k in keys if k.type is str
+    )
     defaults = config_to_dict(SwapConfig())
     for cfg in [defaults] + [config_to_dict(load_config(n)) for n in PRESET_NAMES]:
         for k in keys:
@@ -197,6 +200,7 @@ def test_every_number_key_declares_its_range_and_defaults_and_presets_keep_to_it
                 continue
             assert k.range is None or value in k.range, (k.name, value)
             assert k.choices is None or value in k.choices, (k.name, value)
+            assert k.items is None or value in k.items, (k.name, value)
 
 
 def test_range_edges():
@@ -212,6 +216,12 @@ def test_range_edges():
         ("detect", "detect_interval", 0, "expected >= 1, got 0"),
         ("encode", "crf", 99, "expected from 0 to 51, got 99"),
         ("encode", "codec", "mpeg4", "expected one of libx264, libx265"),
+        (
+            "compose",
+            "mask",
+            "hull,mouth",
+            "expected a comma list of hull, hands, parser that includes hull, got 'hull,mouth'",
+        ),
     ],
 )
 def test_a_farm_plans_config_is_range_checked_like_a_preset(section, name, value, message):
@@ -221,3 +231,54 @@ def test_a_farm_plans_config_is_range_checked_like_a_preset(section, name, value
     data[section][name] = value
     with pytest.raises(InvalidInput, match=f"settings.config.{section}.{name}: {message}"):
         config_from_dict(data)
+
+
+MASK_ALLOWED = "a comma list of hull, hands, parser that includes hull"
+
+
+def test_mask_is_a_comma_list_of_the_mask_types():
+    from mmvideo.config import MASK_TYPES
+    from mmvideo.farm.swap import config_from_dict
+
+    keys = {k.name: k for k in config_keys()}
+    assert keys["mask"].items.items is MASK_TYPES and keys["mask"].allowed() == MASK_ALLOWED
+    for value in ("hull", "hull,hands", "hull,parser", "hull,hands,parser", "parser,hull"):
+        cfg = load_config(overrides={"mask": value})
+        assert cfg.compose.mask == value and cfg.compose.mask_types() == tuple(value.split(","))
+        # what a farm plan carries reads back on the nodes
+        assert config_from_dict(config_to_dict(cfg)).compose.mask == value
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("hull,occlusion", "'occlusion' is not one of them"),
+        ("hull, parser", "' parser' is not one of them"),
+        ("hull,parser,parser", "'parser' is given twice"),
+        ("parser", "hull is missing"),
+    ],
+)
+def test_a_bad_mask_item_is_named_in_one_line(tmp_path, capsys, monkeypatch, value, problem):
+    import mmvideo.generate
+
+    preset = tmp_path / "bad.toml"
+    preset.write_text(f"[compose]\nmask = {json.dumps(value)}\n")
+    with pytest.raises(InvalidInput) as err:
+        load_config(str(preset))
+    assert (
+        str(err.value)
+        == f"{preset}: [compose] mask must be {MASK_ALLOWED}, not {value!r}: {problem}"
+    )
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models loaded before the config was checked")
+
+    monkeypatch.setattr(mmvideo.generate, "load_models", no_models)
+    out = tmp_path / "c.mp4"
+    rc = main(["swap", "--source", "a.jpg", "--in", "b.mp4", "--out", str(out), "--mask", value])
+    err = capsys.readouterr().err
+    assert (
+        rc == 3
+        and err == f"mmvideo: error: --mask must be {MASK_ALLOWED}, not {value!r}: {problem}\n"
+    )
+    assert not out.exists()

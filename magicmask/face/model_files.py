@@ -7,6 +7,7 @@ Nothing here downloads. Package files are located with ``importlib.util.find_spe
 from __future__ import annotations
 
 import importlib.util
+import pickle
 from pathlib import Path
 
 from mmcore.errors import ModelError
@@ -55,6 +56,10 @@ def read_state_dict(path: Path, what: str, device: str = "cpu") -> dict:
 
     try:
         data = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message runs over several lines and advises weights_only=False: not ours to
+        # pass on, since a file that needs it would run code as it loads
+        raise ModelError(f"{path}: cannot read {what} (not a file of plain torch weights)") from exc
     except Exception as exc:  # torch raises several types for a truncated or foreign file
         raise ModelError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
     if isinstance(data, dict) and "state_dict" in data:

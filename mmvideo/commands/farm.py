@@ -9,7 +9,7 @@ import click
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MMVideoError
 from mmvideo.commands.options import config_options, overwrite_options
-from mmvideo.commands.swap import UnswappedFaces, check_handoffs, check_map
+from mmvideo.commands.swap import UnswappedFaces, check_handoffs, check_map, load_mask_models
 from mmvideo.config import config_keys, load_config
 from mmvideo.farm.batch import BatchFailed, format_summary, run_batch
 from mmvideo.farm.chunk import chunk_is_done, read_status, run_chunk
@@ -164,6 +164,8 @@ def plan_command(
     cfg = load_config(preset, overrides)
     check_map(cfg.track.map)
     check_handoffs(cfg, overwrite)
+    # the mask's model files (nodes read them from the same paths) before the checkpoint loads
+    load_mask_models(cfg)
     settings = resolve_settings(preset, checkpoint, overrides, device)
     plan = make_plan(
         job_path,

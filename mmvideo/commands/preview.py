@@ -13,7 +13,7 @@ from mmvideo.commands.options import (
     merged_config,
     overwrite_options,
 )
-from mmvideo.commands.swap import check_paths, require_input
+from mmvideo.commands.swap import check_paths, load_mask_models, require_input
 from mmvideo.io.sequence import oiio_module
 from mmvideo.post.tag import make_tag
 from mmvideo.preview import (
@@ -83,6 +83,7 @@ def preview_command(
         source=source,
         face_backend=cfg.detect.face_backend,
     )
+    masks = load_mask_models(cfg, device)
     models = load_models(checkpoint, device)
     rows = render_rows(
         source,
@@ -93,6 +94,7 @@ def preview_command(
         count=count,
         warmup=warmup,
         fill_missing=fill_missing,
+        masks=masks,
     )
     title = f"{Path(source).name} -> {Path(input_path).name}, frames {frames}"
     sheet = contact_sheet(rows, title, height)

@@ -95,6 +95,18 @@ def check_handoffs(cfg, overwrite: bool | None) -> None:
         crop_folder(cfg.encode.crop_out, overwrite)
 
 
+def load_mask_models(cfg, device: str = "cpu"):
+    """The models of ``--mask``'s types beyond the hull (the hand models; the user's BiSeNet
+    ``79999_iter.pth`` in ``--face-models``), loaded now: a missing file, or one that is not
+    those weights, is refused in one line before the generator loads or a frame is decoded.
+    None with the hull alone (nothing to load, no torch import)."""
+    if cfg.compose.mask_types() == ("hull",):
+        return None
+    from mmvideo.pipeline import mask_models  # deferred: torch, as the models below
+
+    return mask_models(cfg, device)
+
+
 def require_input(path: str | None, flag: str) -> str:
     """``path`` given and present (a file, or a frame pattern), else the usage error."""
     if not path:
@@ -198,6 +210,7 @@ def swap(
     check_handoffs(cfg, overwrite)
     if params["sign"]:
         c2pa_module()
+    masks = load_mask_models(cfg, params["device"])
 
     # deferred: the models and the pipeline import torch, which the checks above do without
     from mmvideo.generate import load_models
@@ -235,7 +248,7 @@ def swap(
         bars=not (json_progress or params["no_progress"]),
         json_sink=click.echo if json_progress else None,
     )
-    summary = run_swap(job, cfg, models, progress=progress)
+    summary = run_swap(job, cfg, models, progress=progress, masks=masks)
     if json_progress:
         click.echo(json.dumps({"summary": asdict(summary)}))
     else:

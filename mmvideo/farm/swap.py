@@ -220,14 +220,15 @@ def run_job(job: dict[str, Any], config: dict[str, Any]) -> dict[int, list[dict]
     written frames of swapped tracks left unswapped (``SwapSummary.missed``)."""
     # Imported late so planning and merging never import torch and the models.
     from mmvideo.generate import load_models
-    from mmvideo.pipeline import run_swap
+    from mmvideo.pipeline import mask_models, run_swap
 
     swap_job = SwapJob(**job)
+    cfg = config_from_dict(config)
+    # a node without the mask's model files fails before the generator loads
+    masks = mask_models(cfg, swap_job.device)
     # run_swap pins BLAS to one thread, so a chunk's bytes are the same whichever node (local
     # pool, Ray worker, farm blade) runs it, and the same as a single `mmvideo swap`.
     summary = run_swap(
-        swap_job,
-        config_from_dict(config),
-        load_models(swap_job.checkpoint, swap_job.device),
+        swap_job, cfg, load_models(swap_job.checkpoint, swap_job.device), masks=masks
     )
     return summary.missed()

@@ -39,8 +39,8 @@ def load_dataclass(cls: type, data: Any, key: str, ignore: tuple[str, ...] = ())
         if f.name not in data:
             raise InvalidInput(f"{_join(key, f.name)}: missing")
         value = typed(hints[f.name], data[f.name], _join(key, f.name))
-        # the allowed values a field declares (mmvideo.config: a Range, or choices)
-        allowed = f.metadata.get("range") or f.metadata.get("choices")
+        # the allowed values a field declares (mmvideo.config: a Range, choices or a CommaList)
+        allowed = f.metadata.get("range") or f.metadata.get("choices") or f.metadata.get("items")
         if value is not None and allowed is not None and value not in allowed:
             what = f"one of {', '.join(allowed)}" if isinstance(allowed, tuple) else allowed
             raise InvalidInput(f"{_join(key, f.name)}: expected {what}, got {_shown(value)}")
