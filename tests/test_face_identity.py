@@ -289,7 +289,6 @@ def test_gradients_reach_input_not_weights(still_faces, name):
 
 def test_registry_names_and_dimensions():
     assert set(available_identity_encoders()) == {
-        "arcface-mobilefacenet",
         "arcface-onnx",
         "dlib-resnet",
         "facenet-vggface2",

@@ -59,8 +59,7 @@ class TrainConfig:
     identity_encoder: str = field(
         default="dlib-resnet",
         metadata=flag(
-            "dlib-resnet | facenet-vggface2 | arcface-onnx (with --identity-weights FILE.onnx) | "
-            "arcface-mobilefacenet (with --identity-weights mobilefacenet.json)."
+            "dlib-resnet | facenet-vggface2 | arcface-onnx (with --identity-weights FILE.onnx)."
         ),
     )
     identity_weights: str = field(
@@ -163,7 +162,6 @@ ENCODER_WEIGHTS_ARG = {
     "dlib-resnet": "dlib_path",
     "facenet-vggface2": "graph_path",
     "arcface-onnx": "onnx_path",
-    "arcface-mobilefacenet": "json_path",
 }
 
 

