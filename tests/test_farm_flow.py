@@ -325,6 +325,40 @@ output = "out/broken.mkv"
     assert rows["good"][1] == "skipped" and rows["broken"][1] == "failed"
 
 
+def test_batch_require_all_exits_6_when_a_merged_clip_left_faces_unswapped(media, tmp_path, capsys):
+    """`batch --require-all` means what it means for swap, run-chunk and merge: the clip is
+    finished and merged, then exit 6 naming clip, chunk, track and ranges; without the flag, or
+    with nothing unswapped, exit 0."""
+    batch = tmp_path / "jobs.toml"
+    batch.write_text(
+        f"""
+[[clip]]
+name = "good"
+preset = "fast"
+checkpoint = "{media["model"]}"
+source = "{media["source"]}"
+input = "{media["clip"]}"
+output = "out/good.mkv"
+chunks = 2
+overrides = {{ threads = 1, codec = "ffv1", batch_size = 4 }}
+"""
+    )
+    assert main(["batch", str(batch), "--workers", "1", "--require-all"]) == 0  # all swapped
+    path = status_path(tmp_path / "jobs.farm" / "good.json", 1)
+    data = json.loads(path.read_text())
+    data["unswapped"] = {"1": [{"first": 9, "last": 10, "reason": "no detection"}]}
+    path.write_text(json.dumps(data))  # what a chunk with a 2-frame hole records
+    capsys.readouterr()
+    assert main(["batch", str(batch), "--workers", "1", "--require-all"]) == 6
+    out = capsys.readouterr()
+    assert "good" in out.out and "skipped" in out.out  # the merged clip is kept
+    assert (
+        "2 frames of swapped tracks not swapped (good: chunk 1: track 1: 9-10 no detection)"
+        in out.err
+    )
+    assert main(["batch", str(batch), "--workers", "1"]) == 0
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")

@@ -35,21 +35,24 @@ def require_all_option(fn):
 def check_all_swapped(job_path: Path, indices: list[int]) -> None:
     """``--require-all``: refuse (exit 6) when the status of any of these chunks records
     written frames of swapped tracks that were not swapped; the error names them."""
-    from mmvideo.pipeline import format_ranges
-
     missed = {}
     for i in indices:
         status = read_status(job_path, i)
         if status is not None and status.unswapped:
             missed[i] = {int(track): ranges for track, ranges in status.unswapped.items()}
     if missed:
-        frames = sum(
-            r["last"] - r["first"] + 1 for m in missed.values() for v in m.values() for r in v
-        )
-        where = "; ".join(f"chunk {i}: {format_ranges(m)}" for i, m in sorted(missed.items()))
+        frames, where = describe_unswapped(missed)
         raise UnswappedFaces(
             f"{job_path}: {frames} frames of swapped tracks not swapped ({where}) (--require-all)"
         )
+
+
+def describe_unswapped(missed: dict[int, dict[int, list[dict]]]) -> tuple[int, str]:
+    """Chunk -> track -> unswapped ranges as (frames, "chunk 1: track 1: 9-10 no detection")."""
+    from mmvideo.pipeline import format_ranges  # deferred: the pipeline imports torch
+
+    frames = sum(r["last"] - r["first"] + 1 for m in missed.values() for v in m.values() for r in v)
+    return frames, "; ".join(f"chunk {i}: {format_ranges(m)}" for i, m in sorted(missed.items()))
 
 
 def executor_options(fn):
@@ -283,9 +286,17 @@ def merge_command(job_path, out, require_all, overwrite):
 
 @click.command("batch")
 @click.argument("batch_file", type=click.Path(path_type=Path))
+@click.option(
+    "--require-all",
+    is_flag=True,
+    help="Exit 6 (as swap --require-all) when a merged clip left a swapped track's face "
+    "unswapped in a written frame; the outputs are kept. A failed clip still exits 1.",
+)
 @overwrite_options
 @executor_options
-def batch_command(batch_file, overwrite, executor, workers, ray_address, gpus_per_task):
+def batch_command(
+    batch_file, require_all, overwrite, executor, workers, ray_address, gpus_per_task
+):
     """Swap many clips listed in a TOML file, then print a summary table.
 
     A clip whose output is already its current merge is skipped; any other existing output
@@ -299,4 +310,11 @@ def batch_command(batch_file, overwrite, executor, workers, ray_address, gpus_pe
     if failed:
         raise BatchFailed(
             f"{batch_file}: {len(failed)} of {len(outcomes)} clips failed: {', '.join(failed)}"
+        )
+    missed = {o.name: describe_unswapped(o.unswapped) for o in outcomes if o.unswapped}
+    if require_all and missed:
+        frames = sum(n for n, _ in missed.values())
+        where = "; ".join(f"{name}: {text}" for name, (_, text) in missed.items())
+        raise UnswappedFaces(
+            f"{batch_file}: {frames} frames of swapped tracks not swapped ({where}) (--require-all)"
         )

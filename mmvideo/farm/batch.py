@@ -16,7 +16,7 @@ from typing import Any
 
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MissingInput, MMVideoError
-from mmvideo.farm.chunk import chunk_is_done, run_chunk
+from mmvideo.farm.chunk import chunk_is_done, read_status, run_chunk
 from mmvideo.farm.executors import Executor, Outcome, Task, one_line
 from mmvideo.farm.merge import merge, merged_is_current
 from mmvideo.farm.plan import JobPlan, load_plan, make_plan, save_plan
@@ -55,6 +55,9 @@ class ClipOutcome:
     chunks: int = 0
     seconds: float = 0.0
     error: str | None = None
+    # merged (done or skipped) clips: chunk index -> {track: [{first, last, reason}]}, the
+    # written frames of swapped tracks its status records as unswapped (`--require-all`)
+    unswapped: dict[int, dict[int, list[dict]]] = field(default_factory=dict)
 
 
 _PATH_KEYS = ("input", "source", "output", "checkpoint")
@@ -196,6 +199,7 @@ def _plan_clip(clip: _Clip, overwrite: bool | None) -> None:
     outcome.frames, outcome.chunks = plan.frames, len(plan.chunks)
     if current:
         outcome.state = "skipped"
+        outcome.unswapped = _unswapped(clip)
 
 
 def _planned_at(job: Path) -> str | None:
@@ -229,6 +233,16 @@ def _merge_clip(clip: _Clip, results: dict[str, Outcome]) -> None:
         return
     outcome.seconds += record.seconds
     outcome.state = "done"
+    outcome.unswapped = _unswapped(clip)
+
+
+def _unswapped(clip: _Clip) -> dict[int, dict[int, list[dict]]]:
+    out = {}
+    for span in clip.plan.chunks:
+        status = read_status(clip.job, span.index)
+        if status is not None and status.unswapped:
+            out[span.index] = {int(t): ranges for t, ranges in status.unswapped.items()}
+    return out
 
 
 def format_summary(outcomes: list[ClipOutcome]) -> str:
