@@ -355,9 +355,10 @@ class _GapFiller:
        lie close to a near-frontal prediction. The residual rejects a landmarker that had to bend
        far from the face that moved as the flow says (an occluder, a turn it cannot fit).
     3. Where that fails, or on a detection round (the first detector found no face for the
-       track), the second detector (``second_detector``) looks around the predicted box; a face
-       it finds there (overlapping the box, IoU >= 0.3) counts as a detection, its landmarks
-       fitted on the last detection's box moved to where the second detector put the face.
+       track), the first detector and then the second (``second_detector``) look in the region
+       around the predicted box (``FaceAnalyzer.detect_near``); a face found there
+       (overlapping the box, IoU >= 0.3) counts as a detection, its landmarks fitted on the
+       last detection's box moved to where that detector put the face.
 
     Unconfirmed frames are left unswapped (the two-pass smoother interpolates the short ones).
     A predicted box whose center leaves the frame loses the track.
@@ -420,56 +421,75 @@ class _GapFiller:
         if not (0 <= cx < w and 0 <= cy < h):
             self.tracker.leave(track)
             return None
-        if confirmable and not detect_round:
-            if self._confirm(track, frame, image, box, points, anchor):
-                return points
-        if self._second_detector(track, frame, image, box, anchor):
+        held = self._held_face(image, box, points) if confirmable else None
+        if held is not None and not detect_round:
+            self.tracker.update_landmarks(frame, track, held)
+            track.filled.add(frame)
+            return points
+        if self._second_detector(track, frame, image, box, anchor, held):
             return None  # a detection: its own points from here
+        if held is not None:
+            self.tracker.update_landmarks(frame, track, held)
+            track.filled.add(frame)
+            return points
         if confirmable:
-            if detect_round and self._confirm(track, frame, image, box, points, anchor):
-                return points
             # the landmarker refused the predicted face: the report says "rejected", not
             # "no detection" (the two-pass smoother may still fill the frame)
             track.rejected.add(frame)
         return points
 
-    def _confirm(self, track, frame, image, box, points, anchor) -> bool:
+    def _held_face(self, image, box, points) -> Face | None:
+        """The landmarker's face on the flow-predicted ``box`` when it confirms the flowed
+        ``points`` (step 2 of the class notes); None when it does not."""
         face = self.analyzer.landmarks(image, box[None])[0]
         size = _spread(points)
-        residual = float(np.linalg.norm(face.landmarks[17:] - points[17:], axis=1).mean()) / size
+        residual = _residual(face.landmarks, points)
         if residual > self.cfg.track.gap_max_residual:
-            return False
+            return None
         if not 0.75 < _spread(face.landmarks) / size < 1.33:
-            return False
+            return None
         # the box follows the prediction, not these points: a landmarker fed back its own
         # stretched box drifts and balloons over a few frames
         face.box = box
         face.embedding = None
         face.extra["gap_residual"] = residual
-        self.tracker.update_landmarks(frame, track, face)
-        track.filled.add(frame)
-        return True
+        return face
 
-    def _second_detector(self, track, frame, image, box, anchor) -> bool:
-        faces = self.analyzer.detect_near(image, box)
+    def _second_detector(self, track, frame, image, box, anchor, held) -> bool:
+        faces = self.analyzer.detect_near(image, box, min_iou=0.3)
         if not faces:
             return False
         overlap = iou_matrix(box[None], np.stack([f.box for f in faces]))[0]
-        if overlap.max() < 0.3:
-            return False
         # The landmarker follows the box it is given, and MMOD's boxes sit differently on the
         # face than the first detector's (fed one, the points jump by a few pixels and the next
-        # anchors inherit it). So its find only says where the face is: the anchor's box is
+        # anchors inherit it). So a find only says where the face is: the anchor's box is
         # moved onto the points fitted in MMOD's box, and the landmarks fitted again in that.
-        # The predicted box is not used: it carries whatever the landmark updates before the gap
-        # drifted (on the Jackie Chan clip, points slid to the chin were "confirmed" there).
+        # The predicted box alone is not trusted: it carries whatever the landmark updates
+        # before the gap drifted (on the Jackie Chan clip, points slid to the chin were
+        # "confirmed" there).
         found = faces[int(np.argmax(overlap))]
         face_box = propagate_box(anchor.box, anchor.landmarks[17:], found.landmarks[17:])
         (face,) = self.analyzer.landmarks(image, face_box[None])
         face.box = face_box
+        # But where the flow-held face (``held``) lies within the confirmation tolerance of
+        # that fit, it is kept: on a turned head the landmarker's fit swings with the box it is
+        # given (frontal mean shape on the cheek one frame, on the profile the next: 15-29
+        # px/frame^2 on the profile clip), and the held face follows the previous frames.
+        # The find still counts as a detection; a drift beyond the tolerance is corrected.
+        if held is not None and _residual(face.landmarks, held.landmarks) <= (
+            self.cfg.track.gap_max_residual
+        ):
+            face = held
         track.add(frame, face, detected=True)
         track.filled.add(frame)  # one landmarker fit on a derived box: trusted less
         return True
+
+
+def _residual(landmarks: np.ndarray, reference: np.ndarray) -> float:
+    """Mean distance of the inner points (brows to mouth) of ``landmarks`` from those of
+    ``reference``, in units of the reference's inner-face size (``_spread``)."""
+    d = np.linalg.norm(landmarks[17:] - reference[17:], axis=1).mean()
+    return float(d) / _spread(reference)
 
 
 def _identity_needed(tracker: Tracker, faces: list[Face]) -> bool:

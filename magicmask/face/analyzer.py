@@ -19,7 +19,7 @@ from magicmask.face.backends import BACKEND_PACKAGES, BACKENDS, DETECTORS
 from magicmask.face.image import as_rgb8
 from magicmask.face.model_files import package_dir
 from magicmask.face.pose import estimate_pose
-from magicmask.face.types import Face, Landmarks
+from magicmask.face.types import Face, Landmarks, iou_matrix
 from mmcore.errors import InvalidInput, NoFaceFound
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ _DEFAULT_THRESHOLD = {"hog": 0.0, "cnn": 0.0, "mtcnn": 0.9, "scrfd": 0.5}
 # finding faces: HOG's 80×80 window, MMOD's ~40 px (dlib's documentation), MTCNN's 12 px
 # P-Net window with margin, SCRFD's smallest anchors. Each upsampling step halves HOG's and MMOD's.
 NATIVE_MIN_FACE = {"hog": 80, "cnn": 40, "mtcnn": 20, "scrfd": 16}
+# Face side (px) a detector is given around a tracked face it looks for (``detect_near``;
+# others: twice their native minimum). Measured on the 116 such searches of the 1080p crowd
+# clip with ``balanced`` (bench/gap_fill.py --crowd): MMOD found 18 faces at 80 px, 38 at
+# 120; HOG 27 at 160, 22 at 200. On the profile clip MMOD found all 7 at both sizes.
+NEAR_FACE = {"hog": 160, "cnn": 120}
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,8 @@ class FaceConfig:
     detection copy so that a face of that side reaches the detector's own minimum
     (``NATIVE_MIN_FACE``): 1080p with HOG and 60 px is detected at 1.33× (larger frames are not
     shrunk below what that face needs; ``detect_max_side``, if set, still caps the side).
-    ``second_detector`` is what ``detect_near`` runs around a tracked face the first detector
-    missed (None: it finds nothing). ``landmark_flip`` averages FAN over the mirrored crop too (face-alignment's default; 2× cost).
+    ``second_detector`` is what ``detect_near`` runs, after the first detector, around a tracked
+    face the first detector missed in the whole frame (None: ``detect_near`` finds nothing). ``landmark_flip`` averages FAN over the mirrored crop too (face-alignment's default; 2× cost).
     """
 
     face_backend: str = "dlib"
@@ -168,6 +173,7 @@ class FaceAnalyzer:
         self._landmarker = landmarker or build_landmarker(cfg)
         self._descriptor = None  # dlib's recognition network, loaded by the first describe()
         self._second: Detector | None = None  # built by the first detect_near()
+        self._first_near: Detector | None = None  # the first detector without upsampling
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in an RGB image (uint8/uint16), largest first; an empty list if none."""
@@ -204,12 +210,15 @@ class FaceAnalyzer:
                 face.extra["points5"] = p
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
-    def detect_near(self, image: np.ndarray, box: np.ndarray) -> list[Face]:
-        """Faces the second detector finds around ``box`` (a tracked face the first one
-        missed); empty without a second detector.
+    def detect_near(self, image: np.ndarray, box: np.ndarray, min_iou: float = 0.3) -> list[Face]:
+        """Faces overlapping ``box`` (a tracked face the first detector missed in the whole
+        frame) by at least ``min_iou``, found in a square region twice the box's side; empty
+        without a second detector.
 
-        It runs on a square region twice the box's side, resized so the face is twice that
-        detector's minimum size: a small, fixed cost whatever the frame size.
+        The first detector looks there first, at the face size it finds best
+        (``NEAR_FACE``): cheap, and a face it finds at that size can be lost in the whole
+        frame's pyramid (a fast-moving, blurred head on the crowd clip); then the second
+        detector, at its own. A small, fixed cost whatever the frame size.
         """
         if not self.cfg.second_detector:
             return []
@@ -218,23 +227,22 @@ class FaceAnalyzer:
                 replace(self.cfg, detector=self.cfg.second_detector, detect_upsample=0)
             )
         rgb = as_rgb8(image)
-        h, w = rgb.shape[:2]
         box = np.asarray(box, np.float32).reshape(4)
-        side = float(max(box[2] - box[0], box[3] - box[1], 1.0))
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        x0, y0 = int(max(0, cx - side)), int(max(0, cy - side))
-        x1, y1 = int(min(w, cx + side)), int(min(h, cy + side))
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            return []
-        scale = 2 * NATIVE_MIN_FACE.get(self.cfg.second_detector, 40) / side
-        region = cv2.resize(
-            rgb[y0:y1, x0:x1],
-            (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
-            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-        )
-        boxes, scores, _ = self._second(region)
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4) / scale + (x0, y0, x0, y0)
-        return self._faces(rgb, boxes, np.asarray(scores, np.float32))
+        first, first_detector = self.cfg.resolved_detector(), self._detector
+        if self.cfg.detect_upsample and first in ("hog", "cnn"):
+            # the region is already sized for the detector: no upsampling on top
+            if self._first_near is None:
+                self._first_near = build_detector(replace(self.cfg, detect_upsample=0))
+            first_detector = self._first_near
+        searches = [(first, first_detector)]
+        if self.cfg.second_detector != first:
+            searches.append((self.cfg.second_detector, self._second))
+        for name, detector in searches:
+            boxes, scores = _detect_region(rgb, box, detector, name)
+            keep = iou_matrix(box[None], boxes)[0] >= min_iou
+            if keep.any():
+                return self._faces(rgb, boxes[keep], scores[keep])
+        return []
 
     def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> list[Face]:
         """Landmarks (and pose) for known boxes, e.g. tracked ones between detections; score 1.0."""
@@ -288,6 +296,29 @@ class FaceAnalyzer:
                 )
             )
         return faces
+
+
+def _detect_region(
+    rgb: np.ndarray, box: np.ndarray, detector: Detector, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``detector`` (called ``name``) on the square region twice ``box``'s side around its
+    center, resized so a face of the box's side is ``NEAR_FACE`` px; boxes in frame pixels."""
+    h, w = rgb.shape[:2]
+    side = float(max(box[2] - box[0], box[3] - box[1], 1.0))
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0, y0 = int(max(0, cx - side)), int(max(0, cy - side))
+    x1, y1 = int(min(w, cx + side)), int(min(h, cy + side))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    scale = NEAR_FACE.get(name, 2 * NATIVE_MIN_FACE.get(name, 40)) / side
+    region = cv2.resize(
+        rgb[y0:y1, x0:x1],
+        (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+    )
+    boxes, scores, _ = detector(region)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4) / scale + (x0, y0, x0, y0)
+    return boxes, np.asarray(scores, np.float32).reshape(-1)
 
 
 def source_face(
