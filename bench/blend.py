@@ -18,6 +18,7 @@ only): original | one tile per mode.
 
     .venv/bin/python bench/blend.py                      # balanced preset, 6 clips, 20 frames
     .venv/bin/python bench/blend.py --preset quality --max-frames 20 --clips turn_02
+    .venv/bin/python bench/blend.py --modes alpha+lab,multiband+lab   # only these columns
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-frames", type=int, default=40, help="First N frames (every 2nd used).")
     p.add_argument("--clips", default="", help="Comma list of clip name parts (default: all).")
     p.add_argument(
+        "--modes", default="", help="Comma list of blend+color (e.g. alpha+lab; default: all)."
+    )
+    p.add_argument(
         "--sheets", type=Path, default=REPO / "docs" / "quality" / "blend", help="'' = none."
     )
     args = p.parse_args(argv)
@@ -101,13 +105,17 @@ def main(argv: list[str] | None = None) -> None:
     stills = FaceAnalyzer(pipeline.source_face_config("cpu", cfg.detect))
     inputs = pipeline.target_inputs_config(cfg.compose)
     cases = [c for c in CASES if not args.clips or any(k in c[0] for k in args.clips.split(","))]
-    composes = [replace(cfg.compose, blend=b, color_match=c) for b, c in MODES]
+    modes = [tuple(m.split("+")) for m in args.modes.split(",")] if args.modes else list(MODES)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        p.error(f"unknown --modes {unknown}; choose from " + ", ".join(map("+".join, MODES)))
+    composes = [replace(cfg.compose, blend=b, color_match=c) for b, c in modes]
     rows = []
     t0 = time.perf_counter()
     for clip, source, view in cases:
         e_s = pipeline.source_identity(str(DATA / source), stills, models)
         frames = read_frames(DATA / clip, args.max_frames)[::2]
-        results = [Result([], [], [], [], []) for _ in MODES]
+        results = [Result([], [], [], [], []) for _ in modes]
         sheet_frame = len(frames) // 2
         tiles: list[list[np.ndarray]] = [[], []]
         for k, image in enumerate(frames):
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                 tiles[0].insert(0, face_tile(image, lm))
                 tiles[1].insert(0, edge_zoom(edge, lm))
         name = Path(clip).stem.replace("talking_head_", "")
-        for (blend, color), r in zip(MODES, results):
+        for (blend, color), r in zip(modes, results):
             seam = np.array(r.seam)
             rows.append(
                 (
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
                     float(np.median(r.ms)),
                 )
             )
-        if str(args.sheets) not in ("", ".") and len(tiles[0]) == len(MODES) + 1:
+        if str(args.sheets) not in ("", ".") and len(tiles[0]) == len(modes) + 1:
             args.sheets.mkdir(parents=True, exist_ok=True)
             sheet = np.concatenate([np.concatenate(t, axis=1) for t in tiles], axis=0)
             write_sheet(args.sheets / f"{name}.png", [sheet])
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\n{platform.node()} ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}, preset "
         f"{args.preset}, frames 0, 2, … < {args.max_frames}, "
         f"{(time.perf_counter() - t0) / 60:.1f} min; contact sheets: original | "
-        + " | ".join(f"{b} + {c}" for b, c in MODES)
+        + " | ".join(f"{b} + {c}" for b, c in modes)
     )
     heads = ["clip", "view", "blend + color", "frames", "seam", "within 15 %"]
     heads += ["chip SSIM", "sharpness", "band", "ms / face"]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from magicmask.face.align import align_identity, to_uint8
+from magicmask.face.align import align_identity, flow_landmarks, to_uint8
 from magicmask.face.analyzer import (
     FaceAnalyzer,
     FaceConfig,
@@ -80,7 +80,6 @@ from mmvideo.targets import anchor_targets, assign_sources, match_anchors, parse
 from mmvideo.track import (
     Track,
     Tracker,
-    flow_landmarks,
     frame_signature,
     iou_matrix,
     is_shot_cut,

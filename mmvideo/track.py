@@ -2,8 +2,8 @@
 
 A track is born from an unmatched detection. With gap filling (``max_gap`` frames, from the
 ``gap_seconds`` key) it stays live for ``max_gap`` frames after its last detection, the pipeline
-following it meanwhile with optical flow (``flow_landmarks``) and the landmarker; without it, it
-survives ``track_patience`` detection rounds without a match. It is then *lost* and can be
+following it meanwhile with optical flow (``magicmask.face.align.flow_landmarks``) and the
+landmarker; without it, it survives ``track_patience`` detection rounds without a match. It is then *lost* and can be
 re-identified by its identity embedding for ``reid_max_gap`` frames, after which it ends; a face
 that leaves the frame is lost at once. Within a shot the face must be reachable from the track's
 last box, and where it reappears in place of the hidden face (an occlusion) a lower identity bar
@@ -157,38 +157,6 @@ def is_shot_cut(previous: np.ndarray | None, current: np.ndarray, threshold: flo
     if previous is None:
         return False
     return float(cv2.compareHist(previous, current, cv2.HISTCMP_CORREL)) < threshold
-
-
-def flow_landmarks(
-    prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, fb_max: float
-) -> np.ndarray | None:
-    """``points`` (N×2, in ``prev_gray``) tracked into ``gray`` by pyramidal Lucas–Kanade flow.
-
-    Each point is tracked forwards and back; those that return within ``fb_max`` pixels are
-    trusted, and the similarity transform (shift, rotation, scale) they agree on (RANSAC) moves
-    every point: one rigid motion of the face, which a single point on a blurred or occluded
-    patch cannot drag. None when under half the points (or under 8) can be trusted.
-    """
-    p0 = np.ascontiguousarray(points, np.float32).reshape(-1, 1, 2)
-    lk = {
-        "winSize": (21, 21),
-        "maxLevel": 3,
-        "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
-    }
-    p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, p0, None, **lk)
-    if p1 is None:
-        return None
-    back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, p1, None, **lk)
-    fb = np.linalg.norm((back - p0).reshape(-1, 2), axis=1)
-    good = (st1.reshape(-1) == 1) & (st2.reshape(-1) == 1) & (fb < fb_max)
-    if good.sum() < max(8, len(p0) // 2):
-        return None
-    m, _ = cv2.estimateAffinePartial2D(
-        p0[good], p1[good], method=cv2.RANSAC, ransacReprojThreshold=2 * fb_max
-    )
-    if m is None:
-        return None
-    return (points.reshape(-1, 2) @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
 class Tracker:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from media import decoded_frames
 
+from magicmask.face.align import flow_landmarks
 from magicmask.face.types import Face
 from mmcore.errors import InvalidInput
 from mmvideo.config import TrackConfig
@@ -14,7 +15,6 @@ from mmvideo.track import (
     Tracker,
     assign,
     association_cost,
-    flow_landmarks,
     frame_signature,
     iou_matrix,
     is_shot_cut,

@@ -85,6 +85,38 @@ def affine_scale(m: np.ndarray) -> float:
     return float(np.sqrt(abs(np.linalg.det(np.asarray(m, dtype=np.float64)[:, :2]))))
 
 
+def flow_landmarks(
+    prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, fb_max: float
+) -> np.ndarray | None:
+    """``points`` (N×2, in ``prev_gray``) tracked into ``gray`` by pyramidal Lucas–Kanade flow.
+
+    Each point is tracked forwards and back; those that return within ``fb_max`` pixels are
+    trusted, and the similarity transform (shift, rotation, scale) they agree on (RANSAC) moves
+    every point: one rigid motion of the face, which a single point on a blurred or occluded
+    patch cannot drag. None when under half the points (or under 8) can be trusted.
+    """
+    p0 = np.ascontiguousarray(points, np.float32).reshape(-1, 1, 2)
+    lk = {
+        "winSize": (21, 21),
+        "maxLevel": 3,
+        "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
+    }
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, p0, None, **lk)
+    if p1 is None:
+        return None
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, p1, None, **lk)
+    fb = np.linalg.norm((back - p0).reshape(-1, 2), axis=1)
+    good = (st1.reshape(-1) == 1) & (st2.reshape(-1) == 1) & (fb < fb_max)
+    if good.sum() < max(8, len(p0) // 2):
+        return None
+    m, _ = cv2.estimateAffinePartial2D(
+        p0[good], p1[good], method=cv2.RANSAC, ransacReprojThreshold=2 * fb_max
+    )
+    if m is None:
+        return None
+    return (points.reshape(-1, 2) @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """uint8 view of an image at the project's boundary depths (uint8 or full-scale uint16)."""
     if image.dtype == np.uint8:

@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from magicmask.face.align import affine_scale, invert_affine, transform_points
+from magicmask.face.align import affine_scale, flow_landmarks, invert_affine, transform_points
 from magicmask.face.mediapipe_backend import (
     roi_input,
     roi_matrix,
@@ -62,6 +62,19 @@ ROI_SHIFT, ROI_SCALE = -0.5, 2.6
 # finger roots/first joints, shifted a tenth toward the fingers and scaled 2.
 _TRACK_POINTS = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
 TRACK_SHIFT, TRACK_SCALE = -0.1, 2.0
+
+# HandTracker's savings. Optical flow carries a slow hand's points from frame to frame in a patch
+# of its tracking region this size (flow's cost does not grow with the frame), trusting the
+# points that come back within FLOW_FB_MAX patch pixels; a hand is slow below CARRY_MOTION palm
+# lengths per frame between its last two landmark passes. A palm within SAME_PALM_SHIFT face
+# sides of one turned down before, and within a factor SAME_PALM_SIZE of its size, is that palm.
+# The search region, shrunk to CHANGE_GRID² cell means of its gray levels, has changed when a
+# cell moved by more than REGION_CHANGE levels since the previous frame: a hand coming in moves
+# cells by 44-87 on the occlusion clip, a talking head by at most 21-34 (bench/face_analysis.py).
+FLOW_SIZE, FLOW_FB_MAX = 128, 1.0
+CARRY_MOTION = 0.1
+SAME_PALM_SHIFT, SAME_PALM_SIZE = 0.15, 1.33
+CHANGE_GRID, REGION_CHANGE = 8, 24.0
 
 # The 21 hand landmarks: 0 wrist, then 4 per finger from knuckle to tip (thumb 1-4, index 5-8,
 # middle 9-12, ring 13-16, little 17-20).
@@ -300,18 +313,41 @@ class OneEuro:
         return self._x
 
 
+@dataclass
+class _Track:
+    """One tracked hand: its raw points in the last frame (the next region comes from them), its
+    filter, how fast it moved between its last two landmark passes (palm lengths per frame), the
+    frames flow has carried it since the last one, and, when flow may carry it into the next
+    frame, this frame's gray patch of its next region with that region's matrix."""
+
+    hand: Hand
+    filt: OneEuro
+    motion: float = np.inf
+    carried: int = 0
+    patch: np.ndarray | None = None
+    matrix: np.ndarray | None = None
+
+
 class HandTracker:
     """One face track's hands, frame after frame, as MediaPipe's hand tracking graph finds them:
     a hand found in one frame is looked for in the next in the region its landmarks give (one
     landmark pass, no palm pass). The palm detector only looks for new hands: on the first frame,
-    after a gap in ``index``, on a frame where a tracked hand was lost, on the frame after a palm
-    the landmarker turned down (a hand coming in from the edge is often such a palm for a frame
-    or two before it is a hand), and otherwise every ``palm_every`` frames while no hand is
-    tracked and every ``recheck_every`` frames while one is. Each hand's points are smoothed in
-    time (``OneEuro``) unless ``smooth`` is False.
+    after a gap in ``index``, on a frame where a tracked hand was lost, every ``palm_every``
+    frames while no hand is tracked and every ``recheck_every`` frames while one is, and, while
+    none is, on every frame where the region it searches has changed (``REGION_CHANGE``): a hand
+    coming in, often a palm the landmarker turns down for a frame or two before it is a hand.
 
-    The caller owns one per face track and gives it that track's frames in order; a new tracker
-    (a farm chunk, a preview frame) starts cold, which only costs its first frame a palm pass.
+    Two savings on top (issue 15: ≤ 8 ms per face and frame). A palm the landmarker turned down
+    (the detector fires on jaws and noses) is remembered where it lay relative to the face box,
+    and the same palm in a later pass goes to the landmarker again only after ``recheck_every``
+    frames. A hand that moved less than ``carry_motion`` palm lengths per frame between its last
+    two landmark passes is carried into the next frame by optical flow (``flow_landmarks`` on a
+    ``FLOW_SIZE`` patch of its region) for up to ``carry`` frames in a row; where the flow fails
+    its forward-backward check the landmarker runs at once.
+
+    Each hand's points are smoothed in time (``OneEuro``) unless ``smooth`` is False. The caller
+    owns one per face track and gives it that track's frames in order; a new tracker (a farm
+    chunk, a preview frame) starts cold, which only costs its first frame a palm pass.
     ``tracker(image, box, index)`` → the hands near the face ``box`` of frame ``index``.
     """
 
@@ -321,46 +357,104 @@ class HandTracker:
         palm_every: int = 3,
         recheck_every: int = 12,
         smooth: bool = True,
+        carry: int = 1,
+        carry_motion: float = CARRY_MOTION,
     ):
         self.detector, self.smooth = detector, smooth
         self.palm_every, self.recheck_every = max(1, palm_every), max(1, recheck_every)
+        self.carry, self.carry_motion = max(0, carry), carry_motion
         self._index: int | None = None
         self._since_palm = 0
-        self._turned_down = False  # the last palm pass found a palm that was not a hand
-        # per tracked hand: its raw points (the next region comes from them) and its filter
-        self._hands: list[tuple[Hand, OneEuro]] = []
+        self._cells: np.ndarray | None = None  # the search region's gray cell means
+        self._hands: list[_Track] = []
+        # palms turned down: center and side over the face box's side, relative to its center,
+        # and the frame the landmarker last saw them
+        self._rejected: list[tuple[np.ndarray, int]] = []
 
     def __call__(self, image: np.ndarray, box: np.ndarray, index: int) -> list[Hand]:
-        det = self.detector
         cold = self._index is None or index != self._index + 1
         self._index = index
-        near = _near(box, det.region)
-        kept = []
-        for hand, filt in [] if cold else self._hands:
-            points, presence = det.landmarks(image, *landmark_roi(hand.points))
-            if presence > det.min_presence and near(points):
-                kept.append((Hand(points.astype(np.float32), presence, hand.palm_score), filt))
+        near = _near(box, self.detector.region)
+        followed = [self._follow(image, t, near) for t in ([] if cold else self._hands)]
+        kept = [t for t in followed if t is not None]
+        lost = len(kept) < len(self._hands)
+        cells, previous = _region_cells(image, box, self.detector.region), self._cells
+        self._cells = cells
+        changed = previous is not None and np.abs(cells - previous).max() > REGION_CHANGE
         self._since_palm += 1
-        every = self.recheck_every if kept else 1 if self._turned_down else self.palm_every
-        if cold or len(kept) < len(self._hands) or self._since_palm >= every:
-            self._since_palm, self._turned_down = 0, False
-            for palm_box, keypoints, palm_score in det.palms(image, box):
-                # a palm on a hand already tracked is that hand
-                center = (palm_box[:2] + palm_box[2:]) / 2
-                if any(_inside(center, h.points) for h, _ in kept):
-                    continue
-                points, presence = det.landmarks(image, *hand_roi(palm_box, keypoints))
-                if presence > det.min_presence:
-                    kept.append((Hand(points.astype(np.float32), presence, palm_score), OneEuro()))
-                else:
-                    self._turned_down = True
+        every = self.recheck_every if kept else 1 if changed else self.palm_every
+        if cold or lost or self._since_palm >= every:
+            self._since_palm = 0
+            self._find(image, box, index, kept)
         self._hands = kept
         if not self.smooth:
-            return [h for h, _ in kept]
+            return [t.hand for t in kept]
         return [
-            Hand(filt(h.points, h.palm_length()).astype(np.float32), h.score, h.palm_score)
-            for h, filt in kept
+            Hand(
+                t.filt(t.hand.points, t.hand.palm_length()).astype(np.float32),
+                t.hand.score,
+                t.hand.palm_score,
+            )
+            for t in kept
         ]
+
+    def _follow(self, image: np.ndarray, track: _Track, near) -> _Track | None:
+        """A tracked hand in this frame (carried by flow or from a landmark pass on its region),
+        or None where it is gone."""
+        hand = track.hand
+        if track.patch is not None:
+            moved = flow_landmarks(
+                track.patch,
+                _gray_patch(image, track.matrix),
+                transform_points(hand.points, track.matrix),
+                FLOW_FB_MAX,
+            )
+            if moved is not None:
+                xy = transform_points(moved, invert_affine(track.matrix))
+                points = np.column_stack([xy, hand.points[:, 2]]).astype(np.float32)
+                if near(points):
+                    carried = Hand(points, hand.score, hand.palm_score)
+                    return self._carriable(
+                        image, _Track(carried, track.filt, track.motion, track.carried + 1)
+                    )
+        points, presence = self.detector.landmarks(image, *landmark_roi(hand.points))
+        if presence <= self.detector.min_presence or not near(points):
+            return None
+        found = Hand(points.astype(np.float32), presence, hand.palm_score)
+        motion = float(
+            np.linalg.norm(points[:, :2] - hand.points[:, :2], axis=1).mean()
+            / max(found.palm_length(), 1e-6)
+        )
+        return self._carriable(image, _Track(found, track.filt, motion))
+
+    def _carriable(self, image: np.ndarray, track: _Track) -> _Track:
+        """``track`` with the patch flow needs to carry it into the next frame, when it may."""
+        if track.carried < self.carry and track.motion < self.carry_motion:
+            track.matrix = roi_matrix(*landmark_roi(track.hand.points), FLOW_SIZE)
+            track.patch = _gray_patch(image, track.matrix)
+        return track
+
+    def _find(self, image: np.ndarray, box: np.ndarray, index: int, kept: list[_Track]) -> None:
+        """One palm pass: the new hands are added to ``kept``."""
+        det, rejected = self.detector, []
+        for palm_box, keypoints, palm_score in det.palms(image, box):
+            # a palm on a hand already tracked is that hand
+            center = (palm_box[:2] + palm_box[2:]) / 2
+            if any(_inside(center, t.hand.points) for t in kept):
+                continue
+            where = _relative_palm(palm_box, box)
+            seen = [i for p, i in self._rejected if _same_palm(p, where)]
+            if seen and index - max(seen) < self.recheck_every:
+                rejected.append((where, max(seen)))
+                continue
+            points, presence = det.landmarks(image, *hand_roi(palm_box, keypoints))
+            if presence > det.min_presence:
+                kept.append(
+                    _Track(Hand(points.astype(np.float32), presence, palm_score), OneEuro())
+                )
+            else:
+                rejected.append((where, index))
+        self._rejected = rejected
 
 
 def _near(box: np.ndarray, region: float):
@@ -370,6 +464,47 @@ def _near(box: np.ndarray, region: float):
     half = region * max(x1 - x0, y1 - y0, 1.0) / 2
     center = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     return lambda points: bool((np.abs(points[:, :2] - center).max(axis=1) < half).any())
+
+
+def _region_cells(image: np.ndarray, box: np.ndarray, region: float) -> np.ndarray:
+    """The square ``region`` × the face box searched for palms, as ``CHANGE_GRID``² means of its
+    gray levels (float32): what tells a hand coming in from a still frame."""
+    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64).reshape(4)
+    side = region * max(x1 - x0, y1 - y0, 1.0)
+    size = 8 * CHANGE_GRID  # 8×8 samples per cell
+    m = roi_matrix(np.array([(x0 + x1) / 2, (y0 + y1) / 2]), side, 0.0, size)
+    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR)
+    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (CHANGE_GRID,) * 2, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _gray_patch(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The ``FLOW_SIZE`` gray patch of ``image`` that ``matrix`` maps out (flow's input)."""
+    patch = cv2.warpAffine(
+        image,
+        matrix,
+        (FLOW_SIZE, FLOW_SIZE),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
+
+
+def _relative_palm(palm_box: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """A palm's center (from the face box's center) and side, over the face box's side: where a
+    palm the detector finds on a jaw lies, whichever way the head moves in the frame."""
+    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64).reshape(4)
+    side = max(x1 - x0, y1 - y0, 1.0)
+    center = (palm_box[:2] + palm_box[2:]) / 2 - ((x0 + x1) / 2, (y0 + y1) / 2)
+    return np.array([*center, max(palm_box[2:] - palm_box[:2])]) / side
+
+
+def _same_palm(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two palms (``_relative_palm``) at the same place on the face, of about the same size."""
+    return bool(
+        np.linalg.norm(a[:2] - b[:2]) < SAME_PALM_SHIFT
+        and abs(np.log(max(a[2], 1e-6) / max(b[2], 1e-6))) < np.log(SAME_PALM_SIZE)
+    )
 
 
 def _inside(point: np.ndarray, points: np.ndarray) -> bool:
