@@ -12,13 +12,16 @@ means over frames:
 - **chip SSIM**, **sharpness** and **band** ratio of the swapped face (``quality.realism``);
 - **ms**: ``paste`` time per face.
 
+Every mode runs with the preset's other compose keys (``detail_transfer``) and ``seam_match`` 0,
+except ``+ seam`` (``seam_match`` 1).
+
 A contact sheet per clip under ``docs/quality/blend/``: for one frame, row 1 the whole face and
 row 2 a 2× zoom on the mask edge along the visible jaw (blend mask's edge drawn on the original
 only): original | one tile per mode.
 
     .venv/bin/python bench/blend.py                      # balanced preset, 6 clips, 20 frames
     .venv/bin/python bench/blend.py --preset quality --max-frames 20 --clips turn_02
-    .venv/bin/python bench/blend.py --modes alpha+lab,multiband+lab   # only these columns
+    .venv/bin/python bench/blend.py --modes alpha+lab,alpha+lab+seam   # only these columns
 """
 
 from __future__ import annotations
@@ -43,13 +46,14 @@ CASES = (  # clip, source still, view
     ("talking_head_turn_02.mp4", "id_rose_leslie_01.jpg", "three-quarter"),
     ("talking_head_turn_03.mp4", "id_kit_harington_01.jpeg", "three-quarter"),
 )
-MODES = (  # (blend, color_match)
+MODES = (  # (blend, color_match[, "seam": seam_match 1])
     ("alpha", "lab"),
     ("multiband", "lab"),
     ("poisson", "lab"),
     ("alpha", "gradient"),
     ("multiband", "gradient"),
     ("poisson", "gradient"),
+    ("alpha", "lab", "seam"),
 )
 SEAM_GOAL = 0.15
 
@@ -82,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-frames", type=int, default=40, help="First N frames (every 2nd used).")
     p.add_argument("--clips", default="", help="Comma list of clip name parts (default: all).")
     p.add_argument(
-        "--modes", default="", help="Comma list of blend+color (e.g. alpha+lab; default: all)."
+        "--modes",
+        default="",
+        help="Comma list of blend+color[+seam] (e.g. alpha+lab+seam; default: all).",
     )
     p.add_argument(
         "--sheets", type=Path, default=REPO / "docs" / "quality" / "blend", help="'' = none."
@@ -109,7 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         p.error(f"unknown --modes {unknown}; choose from " + ", ".join(map("+".join, MODES)))
-    composes = [replace(cfg.compose, blend=b, color_match=c) for b, c in modes]
+    composes = [
+        replace(cfg.compose, blend=m[0], color_match=m[1], seam_match=1.0 if m[2:] else 0.0)
+        for m in modes
+    ]
     rows = []
     t0 = time.perf_counter()
     for clip, source, view in cases:
@@ -156,13 +165,13 @@ def main(argv: list[str] | None = None) -> None:
                 tiles[0].insert(0, face_tile(image, lm))
                 tiles[1].insert(0, edge_zoom(edge, lm))
         name = Path(clip).stem.replace("talking_head_", "")
-        for (blend, color), r in zip(modes, results):
+        for mode, r in zip(modes, results):
             seam = np.array(r.seam)
             rows.append(
                 (
                     name,
                     view,
-                    f"{blend} + {color}",
+                    " + ".join(mode),
                     len(seam),
                     float(np.nanmean(seam)),
                     float(np.mean(np.abs(seam - 1) <= SEAM_GOAL)),
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\n{platform.node()} ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}, preset "
         f"{args.preset}, frames 0, 2, … < {args.max_frames}, "
         f"{(time.perf_counter() - t0) / 60:.1f} min; contact sheets: original | "
-        + " | ".join(f"{b} + {c}" for b, c in modes)
+        + " | ".join(" + ".join(m) for m in modes)
     )
     heads = ["clip", "view", "blend + color", "frames", "seam", "within 15 %"]
     heads += ["chip SSIM", "sharpness", "band", "ms / face"]

@@ -20,6 +20,15 @@ membrane (Laplace's equation: seamless cloning with the face's own gradients ins
 feathered blend (``poisson_offset``). Every mode reaches no further out than the feathered
 weight, so the pixels outside it keep the decoded frame's values.
 
+``seam_match`` works on a ring along the mask edge only: the feather and ``SEAM_RING`` crop
+pixels inside it, fading to nothing further in. There the face takes the frame's low frequencies
+(its shading, coarser than ``SEAM_LOW_SIGMA_CROP``: no color step where a side light falls off)
+and the frame's texture just coarser than detail transfer's band (where the generator is
+blurrier than the frame: no smooth band along the edge) (``seam_ring``, ``seam_texture``). The
+face inside the ring is untouched, yet the ring holds the jaw and cheek outline: on the shared
+clips it brings the seam measure within 15 % everywhere and costs identity (bench/blend.py,
+bench/quality.py; docs/benchmarks.md), so the presets leave it off.
+
 ``color_match = "gradient"`` follows the target's lighting across the face: after the global LAB
 match, the low-frequency LAB difference of target and face, measured inside the mask only, is
 added to the face, so a side-lit target keeps its shading (``match_color_gradient``).
@@ -50,6 +59,13 @@ MULTIBAND_RADII = (8, 16, 32)
 # (finer edge detail is the feather's to cross-fade), and 1/16 of the unknowns keeps the sparse
 # solve to a few milliseconds (about 50 ms at full size).
 POISSON_STEP = 4
+# Seam match: the ring reaches this many crop pixels inside the feather; the shading it takes from
+# the frame is coarser than SEAM_LOW_SIGMA_CROP crop pixels, the texture lies between
+# DETAIL_SIGMA_CROP and SEAM_TEXTURE_RATIO times that. Chosen on bench/blend.py's six clips
+# (2026-12-07): rings of 16, or shading at 4 px, moved the face inside more for no better seam.
+SEAM_RING = 8
+SEAM_LOW_SIGMA_CROP = 8.0
+SEAM_TEXTURE_RATIO = 3.0
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
@@ -179,6 +195,25 @@ def multiband_correction(
     return total
 
 
+def seam_ring(mask: np.ndarray, cfg: ComposeConfig) -> np.ndarray:
+    """The seam match's weight in the crop (float32, [0, 1]): 1 across the feather and out,
+    falling to 0 ``SEAM_RING`` pixels inside it, as a feather of the mask eroded that much more."""
+    hard = (np.asarray(mask, np.float32) > 0.5).astype(np.float32)
+    return 1.0 - _erode_blur(hard, cfg.mask_erosion + SEAM_RING, cfg.mask_feather)
+
+
+def seam_texture(roi: np.ndarray, frame_per_crop: float) -> np.ndarray:
+    """The band of ``roi`` (float32 frame pixels) between ``DETAIL_SIGMA_CROP`` and
+    ``SEAM_TEXTURE_RATIO`` × that, in crop pixels: texture just coarser than detail transfer's
+    (``target_detail``), which a generator rendering at half the crop's resolution smooths."""
+    sigma = max(DETAIL_SIGMA_CROP * frame_per_crop, 0.5)
+    fine = cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    coarse = cv2.GaussianBlur(
+        roi, (0, 0), SEAM_TEXTURE_RATIO * sigma, borderType=cv2.BORDER_REFLECT
+    )
+    return fine - coarse
+
+
 def membrane(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """``values`` (H×W×C float) kept outside ``inside`` (H×W bool) and replaced inside it by the
     solution of Laplace's equation that meets them at its edge: the smoothest fill (a harmonic
@@ -246,7 +281,7 @@ def paste(
     if not alpha.any():
         return image
     generated = generated.astype(np.float32)
-    if cfg.color_match != "none" or cfg.blend != "alpha":
+    if cfg.color_match != "none" or cfg.blend != "alpha" or cfg.seam_match > 0:
         tgt = target_crop.astype(np.float32)
         if target_crop.dtype != np.float32:
             tgt /= 65535.0 if target_crop.dtype == np.uint16 else 255.0
@@ -254,6 +289,16 @@ def paste(
         generated = match_color_lab(generated, tgt, alpha)
     elif cfg.color_match == "gradient":
         generated = match_color_gradient(generated, tgt, alpha)
+    ring = None
+    if cfg.seam_match > 0:
+        ring = cfg.seam_match * seam_ring(mask, cfg)
+        inside = _erode_blur(
+            (np.asarray(mask, np.float32) > 0.5).astype(np.float32), cfg.mask_erosion, 0
+        )
+        # the frame's shading, measured on the face only (not hair or background)
+        generated = generated + ring[..., None] * masked_blur(
+            tgt - generated, inside, SEAM_LOW_SIGMA_CROP
+        )
     correction = None
     if cfg.blend == "poisson":
         generated = generated + poisson_offset(generated, tgt, alpha)
@@ -299,6 +344,13 @@ def paste(
     face = face * scale
     if cfg.detail_transfer > 0:
         face += cfg.detail_transfer * target_detail(original, affine_scale(inv))
+    if ring is not None:
+        r = cv2.warpAffine(
+            ring, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        # the face's own band of that texture is replaced, not added to
+        texture = seam_texture(original, affine_scale(inv)) - seam_texture(face, affine_scale(inv))
+        face += r[..., None] * texture
     blended = original * (1 - a[..., None]) + face * a[..., None]
     touched = a > 0
     if correction is not None:

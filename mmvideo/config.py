@@ -147,6 +147,10 @@ class ComposeConfig:
     # this face's scale, added back inside the mask (mmvideo.compose.target_detail); nothing is
     # added to faces under about half the crop's scale, where the crop is finer than the frame
     detail_transfer: float = field(default=0.0, metadata=between(0, 1))
+    # [ours] share (0-1) of the frame's shading and texture the face takes in a ring along the mask
+    # edge (the feather and 8 crop pixels inside it; mmvideo.compose.seam_ring): no color step
+    # or smooth band at the edge, at some cost in identity (off in every preset)
+    seam_match: float = field(default=0.0, metadata=between(0, 1))
 
     def mask_types(self) -> tuple[str, ...]:
         """The types ``mask`` lists (``hull,hands`` → ``("hull", "hands")``)."""

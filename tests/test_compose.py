@@ -19,6 +19,7 @@ from mmvideo.compose import (
     match_color_lab,
     membrane,
     paste,
+    seam_ring,
     target_detail,
 )
 from mmvideo.config import ComposeConfig, config_keys, load_config
@@ -267,6 +268,56 @@ def test_multiband_and_poisson_leave_no_step_where_alpha_does():
     assert seam["alpha"] > 10  # a hard-looking seam: many times the ramp's gradient
     assert seam["multiband"] < seam["alpha"] / 4
     assert 0.5 < seam["poisson"] < 1.5
+
+
+def _seam_match_pair(frame: np.ndarray, gen: np.ndarray, scale: float, color: str):
+    """``gen`` pasted into ``frame`` without and with ``seam_match``: (original, [out 0, out 1],
+    matte, ring weight in the frame)."""
+    matrix = similarity(scale, 0, 200, 110)
+    crop = cv2.warpAffine(frame, matrix, (224, 224), borderMode=cv2.BORDER_REPLICATE)
+    outs = []
+    for strength in (0.0, 1.0):
+        cfg = ComposeConfig(color_match=color, detail_transfer=1.0, seam_match=strength)
+        outs.append(paste(frame.copy(), gen, crop, matrix, ellipse_mask(), cfg))
+    h, w = frame.shape[:2]
+    inv = invert_affine(matrix)
+    matte = cv2.warpAffine(feather_mask(ellipse_mask(), cfg), inv, (w, h))
+    ring = cv2.warpAffine(seam_ring(ellipse_mask(), cfg), inv, (w, h), borderValue=1.0)
+    return frame, outs, matte, ring
+
+
+def test_seam_match_takes_away_the_step_of_a_side_light_and_leaves_the_face_inside():
+    """A flat face on a steep side light (the ramp): the alpha blend steps at the edge (seam ratio
+    417 against a ramp of 0.3 levels per pixel); with the seam match the ring takes the frame's
+    shading and the step all but goes (6.7). Inside the ring the face is the same as without it
+    (to a level: the ring's Gaussian tail)."""
+    ramp = np.linspace(30, 220, 640, dtype=np.float32)[None, :, None]
+    frame = np.repeat(np.repeat(ramp, 480, axis=0), 3, axis=2).astype(np.uint8)
+    gen = np.full((224, 224, 3), 0.8, np.float32)
+    original, (before, after), matte, ring = _seam_match_pair(frame, gen, 1.0, "none")
+    seams = [seam_ratio(original, out, matte) for out in (before, after)]
+    assert seams[0] > 100 and seams[1] < seams[0] / 30, seams
+    inner = ring < 1e-3
+    change = np.abs(before.astype(int) - after.astype(int))[inner]
+    assert inner.sum() > 5000 and change.max() <= 1 and (change > 0).mean() < 0.01
+
+
+def test_seam_match_brings_the_frames_texture_to_a_smooth_face_at_the_edge():
+    """A face blurrier than the frame on a large face (the crop is half the frame's scale), the
+    frame's texture 2 crop pixels wide: detail transfer gives back only what is finer than one
+    crop pixel, so the edge band is smoother than the frame's (seam ratio 0.48); the seam match
+    brings the frame's band up to 3 crop pixels into the ring (0.76)."""
+    noise = np.random.default_rng(0).normal(0, 40, (480, 640, 3)).astype(np.float32)
+    frame = np.clip(128 + 4 * cv2.GaussianBlur(noise, (0, 0), 4), 0, 255).astype(np.uint8)
+    matrix = similarity(0.5, 0, 200, 110)
+    crop = cv2.warpAffine(frame, matrix, (224, 224), flags=cv2.INTER_AREA)
+    gen = cv2.GaussianBlur(crop, (0, 0), 6).astype(np.float32) / 255.0
+    original, (before, after), matte, ring = _seam_match_pair(frame, gen, 0.5, "lab")
+    seams = [seam_ratio(original, out, matte) for out in (before, after)]
+    assert seams[0] < 0.6 and seams[1] > seams[0] + 0.2, seams
+    inner = ring < 1e-3
+    change = np.abs(before.astype(int) - after.astype(int))[inner]
+    assert inner.sum() > 5000 and change.max() <= 1 and (change > 0).mean() < 0.01
 
 
 def test_poisson_takes_the_frames_color_at_the_edge_and_the_face_inside():
