@@ -859,7 +859,8 @@ def prepare_face(
     if masks is not None and masks.hands is not None:
         # cut before compose erodes and feathers the mask: the erosion keeps the feathered
         # edge off the hand itself
-        found = masks.hands(to_uint8(image), face.box, index)
+        # the landmarks let it turn down the face itself taken for a hand (a blurred profile)
+        found = masks.hands(to_uint8(image), face.box, index, face.landmarks)
         ti.mask = without_hands(ti.mask, hand_mask(found, ti.mask.shape, ti.matrix))
     return ti
 

@@ -30,6 +30,7 @@ from magicmask.face.hands import (
     hand_mask,
     hand_silhouette,
     landmark_roi,
+    on_face,
     ssd_anchors,
     weighted_nms,
     without_hands,
@@ -224,6 +225,53 @@ def test_flow_carries_a_slow_hand_between_landmark_passes(occlusion_clip, detect
             carried.append(i)
     # only after 22, where the hand stops for a frame (0.03 palm lengths)
     assert carried == [23], carried
+
+
+# Frames 27-28 of the occlusion clip, with the face boxes the swap's face track gives them
+# (``--face-backend mediapipe``, smoothed): the palm detector fires on the turning, blurred face
+# and the landmarker accepts a "hand" over its nose and cheek (presence 0.87-0.88), which cut
+# nearly the whole face out of the mask before ``on_face``.
+FACE_AS_HAND = {27: [20.0, 8.0, 167.0, 155.0], 28: [14.0, -1.0, 169.0, 154.0]}
+
+
+@pytest.fixture(scope="module")
+def face_mesh():
+    return FaceAnalyzer(FaceConfig(face_backend="mediapipe"))
+
+
+def test_face_taken_for_a_hand_is_turned_down(occlusion_clip, detector, face_mesh):
+    frames, box = occlusion_clip
+    for i, track_box in FACE_AS_HAND.items():
+        (face,) = face_mesh.detect(frames[i])
+        track_box = np.array(track_box)
+        assert len(detector(frames[i], track_box[None])[0]) == 1, i  # the false hand
+        assert HandTracker(detector)(frames[i], track_box, i) != [], i
+        assert HandTracker(detector)(frames[i], track_box, i, face.landmarks) == [], i
+    # the real hand over the face is still found, through one tracker as in a swap
+    tracker = HandTracker(detector)
+    found = set()
+    for i in range(15, 29):
+        (face,) = face_mesh.detect(frames[i])
+        if tracker(frames[i], np.array(FACE_AS_HAND.get(i, box)), i, face.landmarks):
+            found.add(i)
+    assert set(OCCLUDED) <= found and not found & set(FACE_AS_HAND), sorted(found)
+
+
+def test_on_face_needs_the_hand_inside_the_face():
+    # a 100 px square face; a hand of palm length 40, wrist at the bottom, fingertips 67 px up
+    face = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]])
+
+    def wrist_at(x: float, y: float) -> np.ndarray:
+        return _upright_hand(offset=(x, y - 40.0)).points
+
+    inside = wrist_at(60.0, 90.0)
+    assert inside[:, :2].min() > 0 and inside[:, :2].max() < 100 and on_face(inside, face)
+    assert not on_face(wrist_at(60.0, 105.0), face)  # the wrist below the chin
+    past = inside.copy()
+    past[12, 1] = -12.0  # the middle fingertip past the brows, 12 % of the face size
+    assert not on_face(past, face)
+    past[12, 1] = -8.0  # within 10 %: landmark noise, still the face
+    assert on_face(past, face)
 
 
 def test_tracked_region_holds_the_hand(occlusion_hands, detector):

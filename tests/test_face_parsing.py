@@ -251,7 +251,7 @@ def test_prepare_face_is_the_hull_cut_to_the_parsed_face_minus_the_hands(data_di
         assert np.array_equal(crop, hull.crop)  # parsed in the aligned crop
         return parsed
 
-    masks = TrackMasks(hands=lambda img, box, index: [hand], parsed=parse)
+    masks = TrackMasks(hands=lambda img, box, index, face: [hand], parsed=parse)
     ti = prepare_face(image, face, PrepareConfig(), masks, index=7)
     hands = hand_mask([hand], (224, 224), hull.matrix)
     expected = without_hands(np.minimum(hull.mask, parsed), hands)

@@ -75,6 +75,13 @@ FLOW_SIZE, FLOW_FB_MAX = 128, 1.0
 CARRY_MOTION = 0.1
 SAME_PALM_SHIFT, SAME_PALM_SIZE = 0.15, 1.33
 CHANGE_GRID, REGION_CHANGE = 8, 24.0
+# A hand in front of a face hangs on an arm, so part of it lies off the face: a "hand" whose
+# wrist lies inside the face's landmark hull and whose 21 points all lie within FACE_MARGIN face
+# sizes (the square root of the hull's area) of it is the face itself, which the palm detector
+# and the landmarker take for a hand on a turning, blurred profile (the occlusion clip's frames
+# 27-28: wrist 5-12 px inside, every point within 4-5 px of the hull of a ~100 px face, while
+# the real hand's wrist lies 50-60 px outside it in frames 19-24).
+FACE_MARGIN = 0.1
 
 # The 21 hand landmarks: 0 wrist, then 4 per finger from knuckle to tip (thumb 1-4, index 5-8,
 # middle 9-12, ring 13-16, little 17-20).
@@ -348,7 +355,9 @@ class HandTracker:
     Each hand's points are smoothed in time (``OneEuro``) unless ``smooth`` is False. The caller
     owns one per face track and gives it that track's frames in order; a new tracker (a farm
     chunk, a preview frame) starts cold, which only costs its first frame a palm pass.
-    ``tracker(image, box, index)`` → the hands near the face ``box`` of frame ``index``.
+    ``tracker(image, box, index, face)`` → the hands near the face ``box`` of frame ``index``;
+    with the face's landmarks ``face`` (N, 2+, image pixels) a "hand" lying on the face itself
+    (``on_face``) is turned down like a palm the landmarker turns down.
     """
 
     def __init__(
@@ -367,14 +376,18 @@ class HandTracker:
         self._since_palm = 0
         self._cells: np.ndarray | None = None  # the search region's gray cell means
         self._hands: list[_Track] = []
+        self._face: np.ndarray | None = None  # this frame's face landmarks, when given
         # palms turned down: center and side over the face box's side, relative to its center,
         # and the frame the landmarker last saw them
         self._rejected: list[tuple[np.ndarray, int]] = []
 
-    def __call__(self, image: np.ndarray, box: np.ndarray, index: int) -> list[Hand]:
+    def __call__(
+        self, image: np.ndarray, box: np.ndarray, index: int, face: np.ndarray | None = None
+    ) -> list[Hand]:
         cold = self._index is None or index != self._index + 1
         self._index = index
         near = _near(box, self.detector.region)
+        self._face = face
         followed = [self._follow(image, t, near) for t in ([] if cold else self._hands)]
         kept = [t for t in followed if t is not None]
         lost = len(kept) < len(self._hands)
@@ -412,13 +425,13 @@ class HandTracker:
             if moved is not None:
                 xy = transform_points(moved, invert_affine(track.matrix))
                 points = np.column_stack([xy, hand.points[:, 2]]).astype(np.float32)
-                if near(points):
+                if near(points) and self._off_face(points):
                     carried = Hand(points, hand.score, hand.palm_score)
                     return self._carriable(
                         image, _Track(carried, track.filt, track.motion, track.carried + 1)
                     )
         points, presence = self.detector.landmarks(image, *landmark_roi(hand.points))
-        if presence <= self.detector.min_presence or not near(points):
+        if presence <= self.detector.min_presence or not near(points) or not self._off_face(points):
             return None
         found = Hand(points.astype(np.float32), presence, hand.palm_score)
         motion = float(
@@ -434,8 +447,13 @@ class HandTracker:
             track.patch = _gray_patch(image, track.matrix)
         return track
 
+    def _off_face(self, points: np.ndarray) -> bool:
+        """Whether a hand's points are not the face itself (``on_face``) of this frame's face."""
+        return self._face is None or not on_face(points, self._face)
+
     def _find(self, image: np.ndarray, box: np.ndarray, index: int, kept: list[_Track]) -> None:
-        """One palm pass: the new hands are added to ``kept``."""
+        """One palm pass: the new hands are added to ``kept``; a palm the landmarker turns down,
+        or whose hand lies on the face itself, is remembered."""
         det, rejected = self.detector, []
         for palm_box, keypoints, palm_score in det.palms(image, box):
             # a palm on a hand already tracked is that hand
@@ -448,7 +466,7 @@ class HandTracker:
                 rejected.append((where, max(seen)))
                 continue
             points, presence = det.landmarks(image, *hand_roi(palm_box, keypoints))
-            if presence > det.min_presence:
+            if presence > det.min_presence and self._off_face(points):
                 kept.append(
                     _Track(Hand(points.astype(np.float32), presence, palm_score), OneEuro())
                 )
@@ -464,6 +482,21 @@ def _near(box: np.ndarray, region: float):
     half = region * max(x1 - x0, y1 - y0, 1.0) / 2
     center = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     return lambda points: bool((np.abs(points[:, :2] - center).max(axis=1) < half).any())
+
+
+def on_face(points: np.ndarray, face: np.ndarray, margin: float = FACE_MARGIN) -> bool:
+    """Whether a hand's points (21, 2+) lie on the face itself, i.e. are no hand in front of it:
+    its wrist inside the hull of the face's landmarks ``face`` (N, 2+) and every point within
+    ``margin`` face sizes of that hull (all in image pixels). A real hand over a face reaches
+    off it: its wrist below the chin or beside the cheek, or its fingers past the brows."""
+    hull = cv2.convexHull(np.asarray(face, dtype=np.float32)[:, :2])
+    size = np.sqrt(cv2.contourArea(hull))
+
+    def inside(p) -> float:
+        return cv2.pointPolygonTest(hull, (float(p[0]), float(p[1])), True)
+
+    pts = np.asarray(points, dtype=np.float64)
+    return inside(pts[0]) > 0 and all(inside(p) > -margin * size for p in pts)
 
 
 def _region_cells(image: np.ndarray, box: np.ndarray, region: float) -> np.ndarray:
