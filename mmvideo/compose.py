@@ -62,7 +62,8 @@ POISSON_STEP = 4
 # Seam match: the ring reaches this many crop pixels inside the feather; the shading it takes from
 # the frame is coarser than SEAM_LOW_SIGMA_CROP crop pixels, the texture lies between
 # DETAIL_SIGMA_CROP and SEAM_TEXTURE_RATIO times that. Chosen on bench/blend.py's six clips
-# (2026-12-07): rings of 16, or shading at 4 px, moved the face inside more for no better seam.
+# (2026-12-07): rings of 16, or shading at 4 px, moved the face inside more for no better seam;
+# rings of 4 or 2 still cost identity, 0 misses the side-lit clip (docs/benchmarks.md).
 SEAM_RING = 8
 SEAM_LOW_SIGMA_CROP = 8.0
 SEAM_TEXTURE_RATIO = 3.0
