@@ -45,6 +45,7 @@ from magicmask.face.identity import build_identity_encoder
 from magicmask.face.image import load_image
 from magicmask.face.types import Face
 from magicmask.inference import Swapper
+from magicmask.losses import LossConfig
 from mmcore.atomic import atomic_output
 from mmcore.errors import (
     InvalidInput,
@@ -98,10 +99,13 @@ class TuneSettings:
     lambda_perceptual: float = 1.0
     lambda_feature_match: float = 1.0
     detail_path: bool = True  # [ours] target detail path into the decoder (zero-initialised)
-    freeze: tuple[str, ...] = ()  # generator sub-modules kept at the base's weights
+    # generator sub-modules kept at the base's weights; the base's detail path by default: trained
+    # on one shot it carries the target's own identity back (docs/training.md §6)
+    freeze: tuple[str, ...] = ("detail",)
     max_frames: int = 200  # target faces sampled per clip (evenly over the frames with a face)
     source_stride: int = 5  # --source-video: every N-th frame
     checkpoint_every: int = 25
+    lambda_id: float = 10.0  # eq. 7's λ_IS (the paper's 5; 10 as the embedded model's fine-tune)
 
 
 @dataclass
@@ -369,6 +373,7 @@ def train_config(settings: TuneSettings, base_cfg, base_path: Path, steps: int):
         init_from=str(base_path.resolve()),
         lambda_feature_match=settings.lambda_feature_match,
         lambda_perceptual=settings.lambda_perceptual,
+        loss=LossConfig(lambda_id=settings.lambda_id),
     )
 
 
@@ -377,6 +382,8 @@ def freeze(models, names: tuple[str, ...]) -> None:
     at the base's weights: AdamW skips parameters without gradients."""
     modules = dict(models.generator.named_modules())
     for name in names:
+        if name == "detail" and models.generator.detail is None:
+            continue  # --no-detail-path on a base without one: no detail path to keep
         if name not in modules or not name:
             raise InvalidInput(
                 f"--freeze {name}: no such generator module ({', '.join(n for n, _ in models.generator.named_children())})"

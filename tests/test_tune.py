@@ -83,6 +83,16 @@ def test_two_step_tune_writes_a_checkpoint_that_swap_loads_and_describe_shows(
     assert sheet is not None and sheet.shape[0] > 4 * 200  # original | swap, four rows
 
 
+def test_by_default_the_tune_keeps_the_base_detail_path_and_doubles_the_identity_weight(tuned):
+    base = load_checkpoint(REPO / "magicmask/weights/magicmask-tiny.pt").generator.state_dict()
+    after = load_checkpoint(tuned).generator.state_dict()
+    detail = [k for k in base if k.startswith("detail.")]
+    assert detail and all(torch.equal(base[k], after[k]) for k in detail)
+    assert not all(torch.equal(base[k], after[k]) for k in base if k.startswith("decoder."))
+    settings = load_checkpoint(tuned).meta["tune"]["settings"]
+    assert settings["freeze"] == ["detail"] and settings["lambda_id"] == 10.0
+
+
 def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
     out = tmp_path / "shot.pt"
     cmd = [sys.executable, "-m", "mmvideo", *_args(data_dir, out, "--steps", 2)]
