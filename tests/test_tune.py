@@ -93,6 +93,20 @@ def test_by_default_the_tune_keeps_the_base_detail_path_and_doubles_the_identity
     assert settings["freeze"] == ["detail"] and settings["lambda_id"] == 10.0
 
 
+def test_without_a_budget_the_tune_trains_the_default_steps(data_dir, tmp_path, monkeypatch):
+    import mmvideo.commands.tune as tune_command
+
+    seen = {}
+
+    def fake_train(run, tcfg, base, resume, steps, seconds, *rest, **kw):
+        seen.update(steps=steps, seconds=seconds, tcfg_steps=tcfg.steps)
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(tune_command, "train", fake_train)
+    assert main(_args(data_dir, tmp_path / "shot.pt")) != 0
+    assert seen == {"steps": 250, "seconds": None, "tcfg_steps": 250}
+
+
 def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
     out = tmp_path / "shot.pt"
     cmd = [sys.executable, "-m", "mmvideo", *_args(data_dir, out, "--steps", 2)]

@@ -22,6 +22,7 @@ from mmvideo.config import DEFAULT_PRESET
 from mmvideo.io.sequence import oiio_module
 from mmvideo.preview import PREVIEW_USERS
 from mmvideo.tune import (
+    DEFAULT_STEPS,
     TuneProgress,
     TuneSettings,
     check_base,
@@ -57,13 +58,13 @@ from train.trainer import (
     "--minutes",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Training time budget (default 20).",
+    help=f"Training time budget (default: {DEFAULT_STEPS} steps, no time budget).",
 )
 @click.option(
     "--steps",
     type=click.IntRange(min=1),
     default=None,
-    help="Train this many steps instead of --minutes.",
+    help=f"Train this many steps instead of --minutes (default {DEFAULT_STEPS}).",
 )
 @click.option(
     "--checkpoint", "base", default=None, help="Base checkpoint (default: the embedded one)."
@@ -161,7 +162,9 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         )
     if not (sources or source_dir or source_video):
         raise click.UsageError("--source, --source-dir or --source-video is required")
-    seconds = None if steps is not None else 60.0 * (minutes or 20.0)
+    if steps is None and minutes is None:
+        steps = DEFAULT_STEPS
+    seconds = None if steps is not None else 60.0 * minutes
     for clip in clips:
         if not Path(clip).is_file():
             raise MissingInput(f"{clip}: file not found (--in)")
