@@ -46,7 +46,7 @@ from magicmask.face.image import load_image
 from magicmask.face.types import Face
 from magicmask.inference import Swapper
 from magicmask.losses import LossConfig
-from mmcore.atomic import atomic_output
+from mmcore.atomic import atomic_output, write_json_atomic
 from mmcore.errors import (
     InvalidInput,
     MissingInput,
@@ -649,7 +649,7 @@ def open_run(
                 min_frames=min_frames,
             )
             with writing(record_path, "the tune's record"):
-                _write_json(record_path, {
+                write_json_atomic(record_path, {
                     "sources": faces.sources, "clips": faces.clips,
                     "target_faces": faces.target_faces, "source_faces": faces.source_faces,
                     "data_seconds": faces.seconds,
@@ -664,11 +664,6 @@ def open_run(
 
 def _settings_dict(settings: TuneSettings) -> dict:
     return json.loads(json.dumps(asdict(settings)))
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
 
 
 def _remove_tree(folder: Path) -> None:
