@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from magicmask.face.types import Face, iou_matrix
+from magicmask.face.types import Face, box_side, iou_matrix
 from mmcore.errors import InvalidInput
 from mmvideo.config import TrackConfig
 
@@ -336,7 +336,7 @@ def _reachable(track: Track, frame: int, face: Face) -> bool:
     centre within a face size of the last one plus ``REID_SPEED`` face sizes per frame since.
     Within a shot a face does not teleport; across a cut position means nothing."""
     last = track.faces[track.last_seen].box
-    side = max(float(last[2] - last[0]), float(last[3] - last[1]), 1.0)
+    side = box_side(last)
     moved = np.hypot(*(_center(face.box) - _center(last)))
     return bool(moved <= side * (1.0 + REID_SPEED * (frame - track.last_seen)))
 
@@ -351,8 +351,8 @@ def _in_place(track: Track, frame: int, face: Face) -> bool:
     where the track's last motion carries it by ``frame`` (a hidden person may stop or walk
     on). The motion is the mean velocity over the track's last ``MOTION_FRAMES`` frames."""
     last = track.faces[track.last_seen].box
-    side = max(float(last[2] - last[0]), float(last[3] - last[1]), 1.0)
-    face_side = max(float(face.box[2] - face.box[0]), float(face.box[3] - face.box[1]), 1.0)
+    side = box_side(last)
+    face_side = box_side(face.box)
     if not 1 / 1.5 <= face_side / side <= 1.5:
         return False
     a = _center(last)

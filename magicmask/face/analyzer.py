@@ -19,7 +19,7 @@ from magicmask.face.backends import BACKEND_PACKAGES, BACKENDS, DETECTORS
 from magicmask.face.image import as_rgb8
 from magicmask.face.model_files import package_dir
 from magicmask.face.pose import estimate_pose
-from magicmask.face.types import Face, Landmarks, iou_matrix
+from magicmask.face.types import Face, Landmarks, box_side, iou_matrix
 from mmcore.errors import InvalidInput, NoFaceFound
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ def _detect_region(
     """``detector`` (called ``name``) on the square region twice ``box``'s side around its
     center, resized so a face of the box's side is ``NEAR_FACE`` px; boxes in frame pixels."""
     h, w = rgb.shape[:2]
-    side = float(max(box[2] - box[0], box[3] - box[1], 1.0))
+    side = box_side(box)
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     x0, y0 = int(max(0, cx - side)), int(max(0, cy - side))
     x1, y1 = int(min(w, cx + side)), int(min(h, cy + side))

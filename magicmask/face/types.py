@@ -40,6 +40,11 @@ class Landmarks:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def box_side(box: np.ndarray) -> float:
+    """The longer side of a box (x0, y0, x1, y1), at least 1 px: a face's size."""
+    return float(max(box[2] - box[0], box[3] - box[1], 1.0))
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in ``a`` (N×4 x0,y0,x1,y1) with every box in ``b`` (M×4) → N×M."""
     a = np.asarray(a, np.float64).reshape(-1, 4)[:, None]
