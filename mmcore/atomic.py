@@ -4,7 +4,9 @@ leaves a half-written file, and an existing file is replaced only when the user 
 ``check_output`` (with ``mmvideo.commands.options.overwrite_options``) is the one place the ``-y`` / ``-n``
 policy lives: every command that writes a file checks its outputs with it before it loads a
 model or decodes a frame. ``temp_beside`` is the one way a temp file is made: every writer, the
-encoders included, gets the mode a plain ``open`` would give under the umask.
+encoders included, gets the mode a plain ``open`` would give under the umask. ``write_errors``
+turns an OS error while writing (a full disk, a folder gone) into the one-line
+``OutputError``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mmcore.errors import OutputError
+from mmcore.errors import MMVideoError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,30 @@ OVERWRITE_HINT = "pass -y/--overwrite to replace it"
 
 # The suffix of the video encoders' temp files, which ``remove_stale_partials`` looks for.
 PARTIAL = ".partial"
+
+
+@contextmanager
+def write_errors(
+    path: str | os.PathLike,
+    action: str = "write",
+    kept: str = "",
+    errors: tuple[type[Exception], ...] = (OSError,),
+) -> Iterator[None]:
+    """The one way an error while making an output (a full disk, a folder gone, no permission)
+    becomes the project's one line, an ``OutputError``: ``PATH: cannot ACTION (REASON)KEPT``.
+
+    ``errors`` widens what is caught: torch's writer reports a full disk as a RuntimeError. The
+    project's own errors from inside the block pass through as they are (``OutputError`` is an
+    OSError, ``ModelError`` a RuntimeError)."""
+    try:
+        yield
+    except MMVideoError:
+        raise
+    except errors as exc:
+        reason = getattr(exc, "strerror", None) or next(
+            iter(str(exc).splitlines()), type(exc).__name__
+        )
+        raise OutputError(f"{path}: cannot {action} ({reason}){kept}") from exc
 
 
 def check_output(
@@ -72,13 +98,12 @@ def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
     path = Path(path)
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
-        try:
-            os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot write: {exc.strerror}") from exc
+        with write_errors(path):
+            try:
+                os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666))
+                return tmp
+            except FileExistsError:
+                continue
 
 
 def remove_stale_partials(out: Path) -> None:
@@ -113,14 +138,10 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write JSON beside ``path``, flushed to disk, and rename, so readers (other farm nodes)
     never see a half-written file; the folder is created if needed."""
     path = Path(path)
-    try:
+    with write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(path) as tmp, open(tmp, "w") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
-    except OutputError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from exc

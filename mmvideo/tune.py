@@ -29,8 +29,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from magicmask.face.image import load_image
 from magicmask.face.types import Face
 from magicmask.inference import Swapper
 from magicmask.losses import LossConfig
-from mmcore.atomic import atomic_output, write_json_atomic
+from mmcore.atomic import atomic_output, write_errors, write_json_atomic
 from mmcore.errors import (
     InvalidInput,
     MissingInput,
@@ -89,6 +88,8 @@ PREVIEW_ROWS = 4
 # (frontal cross case: +0.261 at 251 steps, +0.250 at 408, +0.211 at 829; docs/benchmarks.md),
 # while the same-person fidelity goals were met by then; about 5 minutes on an idle 2-core CPU
 DEFAULT_STEPS = 250
+# what a failed write raises: torch's writer reports a full disk as a RuntimeError
+WRITE_ERRORS = (OSError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -123,19 +124,6 @@ class FaceData:
     source_faces: int
     seconds: float
     previews: list[tuple[np.ndarray, list]] = field(default_factory=list)  # (frame, planned faces)
-
-
-@contextmanager
-def writing(path: Path, what: str, kept: str = "") -> Iterator[None]:
-    """An OS error while writing ``what`` to ``path`` (a full disk, a folder gone) as one
-    ``OutputError`` line; torch's writer reports a full disk as a RuntimeError."""
-    try:
-        yield
-    except OutputError:
-        raise
-    except (OSError, RuntimeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise OutputError(f"{path}: cannot write {what} ({reason}){kept}") from exc
 
 
 def state_folder(out: Path) -> Path:
@@ -291,7 +279,7 @@ def prepare_faces(
         name: rows_to_shard(rows, [name], [], 224, "mmvideo-tune")
         for name, rows in ((TARGET, target_rows), (SOURCE, source_rows))
     }
-    with writing(folder, "the tune's faces"):
+    with write_errors(folder, "write the tune's faces", errors=WRITE_ERRORS):
         data.mkdir(parents=True, exist_ok=True)
         for name, shard in shards.items():
             write_shard(data / f"shard-{digest}-{name}.npz", shard)
@@ -411,7 +399,9 @@ def save_state(path: Path, models, tcfg, step: int, fingerprint: str, elapsed: f
     """A state checkpoint and its sidecar (training seconds so far); a full disk is one line and
     leaves the previous checkpoint as it was (both files are written to a temp name first)."""
     try:
-        with writing(path, "the tune's state", "; the previous checkpoint is kept"):
+        with write_errors(
+            path, "write the tune's state", "; the previous checkpoint is kept", WRITE_ERRORS
+        ):
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(_elapsed_path(path)) as tmp:
                 tmp.write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
@@ -584,7 +574,7 @@ def write_preview(
 def export(out: Path, models, record: dict) -> str:
     """The EMA generator with the tune's record, written atomically; returns its SHA-256."""
     meta = {"steps": record["steps"], "weights": "ema", "tune": record}
-    with writing(out, "the tuned checkpoint"):
+    with write_errors(out, "write the tuned checkpoint", errors=WRITE_ERRORS):
         return checkpoint.save_checkpoint(out, models.ema, models.cfg, models.encoder.name, meta)
 
 
@@ -631,12 +621,8 @@ def open_run(
     if resume:
         faces = _resumed_faces(run, record_path, clips, files, source_video, settings, base_sha)
     else:
-        try:
+        with write_errors(run, "create the tune's state folder"):
             run.mkdir()
-        except OSError as exc:
-            raise OutputError(
-                f"{run}: cannot create the tune's state folder ({exc.strerror})"
-            ) from exc
         try:
             faces = prepare_faces(
                 run,
@@ -648,14 +634,13 @@ def open_run(
                 str(base_path),
                 min_frames=min_frames,
             )
-            with writing(record_path, "the tune's record"):
-                write_json_atomic(record_path, {
-                    "sources": faces.sources, "clips": faces.clips,
-                    "target_faces": faces.target_faces, "source_faces": faces.source_faces,
-                    "data_seconds": faces.seconds,
-                    "base": {"path": str(base_path.resolve()), "sha256": base_sha},
-                    "settings": _settings_dict(settings),
-                })  # fmt: skip
+            write_json_atomic(record_path, {
+                "sources": faces.sources, "clips": faces.clips,
+                "target_faces": faces.target_faces, "source_faces": faces.source_faces,
+                "data_seconds": faces.seconds,
+                "base": {"path": str(base_path.resolve()), "sha256": base_sha},
+                "settings": _settings_dict(settings),
+            })  # fmt: skip
         except BaseException:
             _remove_tree(run)  # nothing trained yet: leave no half-made state folder behind
             raise

@@ -5,6 +5,7 @@ mp4 and a bad --ffmpeg-args option end with one line, not a traceback."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -16,7 +17,8 @@ from magicmask.checkpoint import save_checkpoint
 from magicmask.config import create_config
 from magicmask.export import export_onnx
 from magicmask.model.generator import MagicMaskGenerator
-from mmcore.atomic import atomic_output, write_json_atomic
+from mmcore.atomic import atomic_output, write_errors, write_json_atomic
+from mmcore.errors import ModelError, OutputError
 from mmvideo.commands.swap import write_contact_sheet
 from mmvideo.farm import chunk as chunk_module
 from mmvideo.farm.chunk import read_status
@@ -352,3 +354,27 @@ def test_bad_ffmpeg_args_show_ffmpegs_own_message(tmp_path, capsys, clip):
     assert code == 4
     assert "ffmpeg encode failed (Unrecognized option 'no-such-option'" in one_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_write_errors_is_one_line_and_lets_the_projects_own_errors_through(tmp_path):
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(OutputError, match=r"^x: cannot write \(No space left on device\)$"):
+        with write_errors("x"):
+            raise full
+    # a widened catch (torch's full disk), its message's first line; an empty one: its type
+    with pytest.raises(OutputError, match=r"^x: cannot save it \(disk full\); kept$"):
+        with write_errors("x", "save it", "; kept", (OSError, RuntimeError)):
+            raise RuntimeError("disk full\nC++ trace")
+    with pytest.raises(OutputError, match=r"\(RuntimeError\)$"):
+        with write_errors("x", errors=(RuntimeError,)):
+            raise RuntimeError()
+    with pytest.raises(ModelError, match="^bad$"):
+        with write_errors("x", errors=(RuntimeError,)):
+            raise ModelError("bad")
+    with pytest.raises(ValueError):  # not a write error: not caught
+        with write_errors("x"):
+            raise ValueError("no")
+    # a folder that cannot be made: write_json_atomic says so in the same line
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match=r"sub/a\.json: cannot write \(Not a directory\)$"):
+        write_json_atomic(tmp_path / "file" / "sub" / "a.json", {})

@@ -49,7 +49,8 @@ from magicmask.face.image import load_image
 from magicmask.face.pose import estimate_pose
 from magicmask.face.prepare import TargetInputs, prepare_target
 from magicmask.losses import to_identity_frame
-from mmcore.errors import InvalidInput, MissingInput, NoFaceFound, OutputError
+from mmcore.atomic import write_errors
+from mmcore.errors import InvalidInput, MissingInput, NoFaceFound
 from train import metrics
 from train.config import encoder_paths
 
@@ -355,10 +356,8 @@ def run_evaluation(
             for c in clips
         ]
         rows[0].jitter, rows[-1].jitter = 0.0, float(np.mean(jit))
-    try:
+    with write_errors(out, "create output folder"):
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from exc
     result = {
         "checkpoint": str(checkpoint),
         "sha256": loaded.sha256,

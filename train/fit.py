@@ -25,7 +25,7 @@ from magicmask.config import MagicMaskConfig
 from magicmask.face.heatmaps import landmark_heatmaps
 from magicmask.face.identity import build_identity_encoder
 from magicmask.model.generator import MagicMaskGenerator
-from mmcore.atomic import check_output
+from mmcore.atomic import check_output, write_errors
 from mmcore.config_keys import NO_FLAG, flag, one_of
 from mmcore.errors import InvalidInput, OutputError
 from train import gate
@@ -108,10 +108,8 @@ def _prepare_run(run: Path, tcfg: TrainConfig, resume: bool) -> Path | None:
         raise OutputError(
             f"{run}: already holds checkpoints (pass --resume, or choose another --out)"
         )
-    try:
+    with write_errors(run, "create run folder"):
         run.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{run}: cannot create run folder ({exc.strerror})") from exc
     cfg_file.write_text(tcfg.to_json())
     return None
 

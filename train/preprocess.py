@@ -27,7 +27,8 @@ from magicmask.face.align import align_identity
 from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 from magicmask.face.image import load_image
 from magicmask.face.prepare import PrepareConfig, prepare_target
-from mmcore.errors import InvalidInput, MissingInput, OutputError
+from mmcore.atomic import write_errors
+from mmcore.errors import InvalidInput, MissingInput
 from train.shards import ShardData, ShardHeader, empty_shard, write_shard
 
 log = logging.getLogger(__name__)
@@ -292,10 +293,8 @@ def preprocess(
 ) -> PreprocessReport:
     """Write the shards of every chunk not already in ``out``; returns counts of this run."""
     out = Path(out)
-    try:
+    with write_errors(out, "create output folder"):
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from exc
     items = select_items(scan_sources(sources), **select) if select else scan_sources(sources)
     chunks = plan_chunks(items, cfg, chunk_size)
     todo = [c for c in chunks if not (out / c.name).exists()]

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mmcore.atomic import remove_stale_partials, write_json_atomic
+from mmcore.atomic import remove_stale_partials, write_errors, write_json_atomic
 from mmcore.errors import InvalidInput, OutputError
 from mmcore.hashing import file_sha256
 from mmvideo.farm.executors import one_line
@@ -146,10 +146,8 @@ def _new_status(plan: JobPlan, index: int) -> ChunkStatus:
 def _remove_leftovers(output: Path, status: Path) -> None:
     """Delete this chunk's output and the temp files a killed writer left beside it."""
     if not output.parent.is_dir():
-        try:
+        with write_errors(output.parent, "create"):
             output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{output.parent}: cannot create: {exc.strerror}") from exc
         return
     output.unlink(missing_ok=True)
     remove_stale_partials(output)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import av
 
-from mmcore.atomic import atomic_output, check_output, write_json_atomic
+from mmcore.atomic import atomic_output, check_output, write_errors, write_json_atomic
 from mmcore.errors import InvalidInput, MissingInput, ModelError, OutputError
 from mmcore.hashing import file_sha256
 from mmvideo.farm.chunk import read_status
@@ -100,10 +100,8 @@ def merge(job_path: str | Path, out: str | Path, overwrite: bool | None = True) 
     started = time.perf_counter()
     job_path, out = Path(job_path).resolve(), Path(out).resolve()
     plan = load_plan(job_path)
-    try:
+    with write_errors(out):
         out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write: {exc.strerror}") from exc
     check_output(
         out,
         plan.input,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcore.atomic import write_errors
 from mmcore.errors import OutputError
 from mmvideo.io.frame import Frame
 from mmvideo.io.sequence import (
@@ -111,12 +112,10 @@ class SequenceWriter(AtomicWriter):
         folder = Path(pat.prefix).parent
         if not folder.is_dir():
             raise OutputError(f"{folder}: output folder does not exist")
-        try:
+        with write_errors(folder, "write here"):
             self._tmp = Path(
                 tempfile.mkdtemp(prefix=f".{Path(pat.prefix).name}mmvideo-", dir=folder)
             )
-        except OSError as exc:
-            raise OutputError(f"{folder}: cannot write here: {exc.strerror}") from None
         self._written: list[int] = []
         self._restore = source is not None and source.scene_linear and pat.kind == "exr"
         if self.options.start_number is not None:
