@@ -44,7 +44,7 @@ from magicmask.face.hands import HandDetector, HandTracker, hand_mask, without_h
 from magicmask.face.image import as_rgb8, load_image
 from magicmask.face.parsing import FaceParser, ParseTracker, parser_model
 from magicmask.face.prepare import PrepareConfig, TargetInputs, prepare_target
-from magicmask.face.types import Face
+from magicmask.face.types import Face, iou_matrix
 from magicmask.inference import Swapper
 from mmcore.atomic import check_output, remove_stale_partials
 from mmcore.errors import InvalidInput, MissingInput, ModelError
@@ -81,7 +81,6 @@ from mmvideo.track import (
     Track,
     Tracker,
     frame_signature,
-    iou_matrix,
     is_shot_cut,
     propagate_box,
     select_tracks,

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from magicmask.face.types import iou_matrix
 from mmcore.errors import InvalidInput, MissingInput
 from mmvideo.config import TrackConfig
-from mmvideo.track import Track, iou_matrix, select_tracks
+from mmvideo.track import Track, select_tracks
 
 log = logging.getLogger(__name__)
 

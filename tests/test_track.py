@@ -8,7 +8,7 @@ import pytest
 from media import decoded_frames
 
 from magicmask.face.align import flow_landmarks
-from magicmask.face.types import Face
+from magicmask.face.types import Face, iou_matrix
 from mmcore.errors import InvalidInput
 from mmvideo.config import TrackConfig
 from mmvideo.track import (
@@ -16,7 +16,6 @@ from mmvideo.track import (
     assign,
     association_cost,
     frame_signature,
-    iou_matrix,
     is_shot_cut,
     propagate_box,
     select_tracks,
