@@ -376,7 +376,6 @@ class HandTracker:
         self._since_palm = 0
         self._cells: np.ndarray | None = None  # the search region's gray cell means
         self._hands: list[_Track] = []
-        self._face: np.ndarray | None = None  # this frame's face landmarks, when given
         # palms turned down: center and side over the face box's side, relative to its center,
         # and the frame the landmarker last saw them
         self._rejected: list[tuple[np.ndarray, int]] = []
@@ -387,8 +386,7 @@ class HandTracker:
         cold = self._index is None or index != self._index + 1
         self._index = index
         near = _near(box, self.detector.region)
-        self._face = face
-        followed = [self._follow(image, t, near) for t in ([] if cold else self._hands)]
+        followed = [self._follow(image, t, near, face) for t in ([] if cold else self._hands)]
         kept = [t for t in followed if t is not None]
         lost = len(kept) < len(self._hands)
         cells, previous = _region_cells(image, box, self.detector.region), self._cells
@@ -398,7 +396,7 @@ class HandTracker:
         every = self.recheck_every if kept else 1 if changed else self.palm_every
         if cold or lost or self._since_palm >= every:
             self._since_palm = 0
-            self._find(image, box, index, kept)
+            self._find(image, box, index, kept, face)
         self._hands = kept
         if not self.smooth:
             return [t.hand for t in kept]
@@ -411,9 +409,11 @@ class HandTracker:
             for t in kept
         ]
 
-    def _follow(self, image: np.ndarray, track: _Track, near) -> _Track | None:
+    def _follow(
+        self, image: np.ndarray, track: _Track, near, face: np.ndarray | None
+    ) -> _Track | None:
         """A tracked hand in this frame (carried by flow or from a landmark pass on its region),
-        or None where it is gone."""
+        or None where it is gone (or is the face ``face`` itself)."""
         hand = track.hand
         if track.patch is not None:
             moved = flow_landmarks(
@@ -425,13 +425,17 @@ class HandTracker:
             if moved is not None:
                 xy = transform_points(moved, invert_affine(track.matrix))
                 points = np.column_stack([xy, hand.points[:, 2]]).astype(np.float32)
-                if near(points) and self._off_face(points):
+                if near(points) and _off_face(points, face):
                     carried = Hand(points, hand.score, hand.palm_score)
                     return self._carriable(
                         image, _Track(carried, track.filt, track.motion, track.carried + 1)
                     )
         points, presence = self.detector.landmarks(image, *landmark_roi(hand.points))
-        if presence <= self.detector.min_presence or not near(points) or not self._off_face(points):
+        if (
+            presence <= self.detector.min_presence
+            or not near(points)
+            or not _off_face(points, face)
+        ):
             return None
         found = Hand(points.astype(np.float32), presence, hand.palm_score)
         motion = float(
@@ -447,13 +451,16 @@ class HandTracker:
             track.patch = _gray_patch(image, track.matrix)
         return track
 
-    def _off_face(self, points: np.ndarray) -> bool:
-        """Whether a hand's points are not the face itself (``on_face``) of this frame's face."""
-        return self._face is None or not on_face(points, self._face)
-
-    def _find(self, image: np.ndarray, box: np.ndarray, index: int, kept: list[_Track]) -> None:
+    def _find(
+        self,
+        image: np.ndarray,
+        box: np.ndarray,
+        index: int,
+        kept: list[_Track],
+        face: np.ndarray | None,
+    ) -> None:
         """One palm pass: the new hands are added to ``kept``; a palm the landmarker turns down,
-        or whose hand lies on the face itself, is remembered."""
+        or whose hand lies on the face ``face`` itself, is remembered."""
         det, rejected = self.detector, []
         for palm_box, keypoints, palm_score in det.palms(image, box):
             # a palm on a hand already tracked is that hand
@@ -466,7 +473,7 @@ class HandTracker:
                 rejected.append((where, max(seen)))
                 continue
             points, presence = det.landmarks(image, *hand_roi(palm_box, keypoints))
-            if presence > det.min_presence and self._off_face(points):
+            if presence > det.min_presence and _off_face(points, face):
                 kept.append(
                     _Track(Hand(points.astype(np.float32), presence, palm_score), OneEuro())
                 )
@@ -482,6 +489,12 @@ def _near(box: np.ndarray, region: float):
     half = region * max(x1 - x0, y1 - y0, 1.0) / 2
     center = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     return lambda points: bool((np.abs(points[:, :2] - center).max(axis=1) < half).any())
+
+
+def _off_face(points: np.ndarray, face: np.ndarray | None) -> bool:
+    """Whether a hand's points are not the face itself (``on_face``); with no face landmarks
+    given, every hand is."""
+    return face is None or not on_face(points, face)
 
 
 def on_face(points: np.ndarray, face: np.ndarray, margin: float = FACE_MARGIN) -> bool:
