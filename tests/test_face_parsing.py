@@ -51,6 +51,12 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def random_parser(checkpoint):
+    """A tracker needs its parser; the tracker tests feed ``update`` probabilities directly."""
+    return FaceParser(checkpoint, input_size=64)
+
+
 def test_module_names_and_shapes_match_the_public_checkpoint():
     state = BiSeNet().state_dict()
     for key in CHECKPOINT_KEYS:
@@ -184,8 +190,8 @@ def test_face_probability_keeps_the_face_classes_and_drops_the_rest(checkpoint):
     assert {"hair", "eye_g", "hat", "neck", "cloth", "background", "l_ear"}.isdisjoint(kept)
 
 
-def test_parse_tracker_falls_at_once_rises_gradually_and_restarts_after_a_gap():
-    tracker = ParseTracker(parser=None)
+def test_parse_tracker_falls_at_once_rises_gradually_and_restarts_after_a_gap(random_parser):
+    tracker = ParseTracker(random_parser)
     one, zero = np.ones((2, 2), np.float32), np.zeros((2, 2), np.float32)
     assert np.array_equal(tracker.update(one, 10), one)
     assert np.array_equal(tracker.update(zero, 11), zero)  # an occluder: cut in its first frame
@@ -209,15 +215,15 @@ def flips(masks: list[np.ndarray]) -> float:
     return float(np.mean([(a ^ b).sum() for a, b in zip(hard, hard[1:])]))
 
 
-def test_parse_tracker_steadies_a_jittering_edge_without_lagging_an_occluder():
+def test_parse_tracker_steadies_a_jittering_edge_without_lagging_an_occluder(random_parser):
     rng = np.random.default_rng(0)
     # an edge the parser places within about a pixel from frame to frame
     raw = [_edge(100 + rng.normal(0, 1.0)) for _ in range(300)]
-    tracker = ParseTracker(parser=None)
+    tracker = ParseTracker(random_parser)
     smooth = [tracker.update(p, i) for i, p in enumerate(raw)]
     assert flips(raw) > 0.9 and flips(smooth) < 0.65 * flips(raw)  # measured: 1.18 and 0.64
     # an occluder sliding in from the right, 5 px a frame: no covered pixel is ever kept
-    tracker = ParseTracker(parser=None)
+    tracker = ParseTracker(random_parser)
     for t in range(20):
         covering = _edge(150 - 5 * t)
         kept = tracker.update(covering, t) > 0.5

@@ -278,7 +278,7 @@ class ParseTracker:
     chunk, a preview frame) it starts cold from the frame's own probability.
     """
 
-    def __init__(self, parser: FaceParser | None, rise: float = 0.4):
+    def __init__(self, parser: FaceParser, rise: float = 0.4):
         self.parser, self.rise = parser, rise
         self._index: int | None = None
         self._state: np.ndarray | None = None
