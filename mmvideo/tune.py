@@ -370,17 +370,24 @@ def train_config(settings: TuneSettings, base_cfg, base_path: Path, steps: int):
 
 
 def freeze(models, names: tuple[str, ...]) -> None:
-    """Keep generator sub-modules (``visual``, ``geometric``, ``decoder`` or deeper dotted names)
-    at the base's weights: AdamW skips parameters without gradients."""
+    """Keep generator sub-modules (``visual``, ``geometric``, ``decoder``, ``detail`` or deeper
+    dotted names) at the base's weights: AdamW skips parameters without gradients. A part this
+    architecture leaves out (set to None, as ``detail`` with ``--no-detail-path`` on a base
+    without one) has no weights to keep, so naming it is no error: the default stays valid."""
     modules = dict(models.generator.named_modules())
     for name in names:
-        if name == "detail" and models.generator.detail is None:
-            continue  # --no-detail-path on a base without one: no detail path to keep
-        if name not in modules or not name:
+        if name and name in modules:
+            modules[name].requires_grad_(False)
+        elif not _left_out(modules, name):
             raise InvalidInput(
                 f"--freeze {name}: no such generator module ({', '.join(n for n, _ in models.generator.named_children())})"
             )
-        modules[name].requires_grad_(False)
+
+
+def _left_out(modules: dict, name: str) -> bool:
+    """Whether ``name`` is a sub-module slot that its parent module holds as None."""
+    parent, _, leaf = name.rpartition(".")
+    return bool(leaf) and parent in modules and getattr(modules[parent], leaf, False) is None
 
 
 @dataclass

@@ -93,6 +93,29 @@ def test_by_default_the_tune_keeps_the_base_detail_path_and_doubles_the_identity
     assert settings["freeze"] == ["detail"] and settings["lambda_id"] == 10.0
 
 
+def test_freeze_keeps_named_parts_and_passes_over_a_part_the_architecture_leaves_out():
+    from types import SimpleNamespace
+
+    from mmcore.errors import InvalidInput
+    from mmvideo.tune import freeze
+
+    def models(detail_path: bool) -> SimpleNamespace:
+        cfg = create_config("tiny", detail_path=detail_path)
+        return SimpleNamespace(generator=MagicMaskGenerator(cfg))
+
+    plain = models(False)  # the paper's architecture: no detail path, nothing of it to keep
+    freeze(plain, ("detail", "decoder"))
+    assert not any(p.requires_grad for p in plain.generator.decoder.parameters())
+    assert all(p.requires_grad for p in plain.generator.visual.parameters())
+    for bad in ("detial", "", "decoder.nope"):
+        with pytest.raises(InvalidInput, match=f"--freeze {bad}: no such generator module"):
+            freeze(plain, (bad,))
+    ours = models(True)
+    freeze(ours, ("detail",))
+    assert not any(p.requires_grad for p in ours.generator.detail.parameters())
+    assert all(p.requires_grad for p in ours.generator.decoder.parameters())
+
+
 def test_without_a_budget_the_tune_trains_the_default_steps(data_dir, tmp_path, monkeypatch):
     import mmvideo.commands.tune as tune_command
 
