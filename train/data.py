@@ -20,6 +20,7 @@ from magicmask.face.mask import face_mask
 from magicmask.face.prepare import PrepareConfig
 from mmcore.errors import InvalidInput
 from train.shards import (
+    ARRAY_KEYS,
     ShardData,
     check_compatible,
     list_shards,
@@ -111,20 +112,8 @@ def load_faces(
     shards: list[ShardData] = [read_shard(p) for p in paths]
     names = sorted({n for s in shards for n in s.header.identities} - set(exclude))
     index = {n: i for i, n in enumerate(names)}
-    parts: dict[str, list[np.ndarray]] = {
-        k: []
-        for k in (
-            "target",
-            "source",
-            "landmarks",
-            "depth",
-            "mask",
-            "boxes",
-            "pose",
-            "label",
-            "origin",
-        )
-    }
+    # a FaceSet keeps every array of its shards but their frame numbers
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ARRAY_KEYS if k != "frame"}
     for s in shards:
         remap = np.array([index.get(n, -1) for n in s.header.identities] + [-1], np.int64)
         label = remap[s.label] if len(s) else s.label
