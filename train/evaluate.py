@@ -124,6 +124,22 @@ def read_identities(path: Path) -> dict[str, str]:
         return {r["file"]: r["identity"] for r in csv.DictReader(fh)}
 
 
+def held_out(
+    pairs_csv: Path, images: Path, max_pairs: int
+) -> tuple[list[tuple[str, str]], dict[str, str], FaceAnalyzer]:
+    """The pairs of ``pairs_csv`` (at most ``max_pairs``, the same ones on every run), the
+    identities of ``images``' identities.csv (none without one) and the stills' analyzer: one
+    place, so that the gate and ``mmvideo train evaluate`` measure the same pairs and faces."""
+    pairs = read_pairs(pairs_csv)
+    if max_pairs and len(pairs) > max_pairs:
+        pick = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
+        pairs = [pairs[i] for i in sorted(pick)]
+    ids_file = Path(images) / "identities.csv"
+    identities = read_identities(ids_file) if ids_file.is_file() else {}
+    analyzer = FaceAnalyzer(FaceConfig(face_backend="dlib", detector="hog", detect_upsample=1))
+    return pairs, identities, analyzer
+
+
 def analyze_still(path: Path, identity: str, analyzer: FaceAnalyzer) -> Still:
     image = load_image(path, max_side=1600)
     faces = analyzer.detect(image)
@@ -329,13 +345,7 @@ def run_evaluation(
         loaded.identity_encoder, **encoder_paths(loaded.identity_encoder, train_weights)
     )
     judge_enc = build_identity_encoder(judge, **encoder_paths(judge, judge_weights))
-    pairs = read_pairs(pairs_csv)
-    if max_pairs and len(pairs) > max_pairs:
-        pick = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
-        pairs = [pairs[i] for i in sorted(pick)]
-    ids_file = Path(images) / "identities.csv"
-    identities = read_identities(ids_file) if ids_file.is_file() else {}
-    analyzer = FaceAnalyzer(FaceConfig(face_backend="dlib", detector="hog", detect_upsample=1))
+    pairs, identities, analyzer = held_out(pairs_csv, images, max_pairs)
     stills: dict[str, Still] = {}
     names = sorted({n for p in pairs for n in p} | set(identities))
     for name in tqdm(names, desc="analyze stills", unit="image"):

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from magicmask.checkpoint import load_checkpoint
-from magicmask.face.analyzer import FaceAnalyzer, FaceConfig
 from magicmask.face.identity import build_identity_encoder
 from mmcore.errors import InvalidInput, MissingInput, ModelError, NoFaceFound
-from train.evaluate import analyze_still, evaluate_pairs, read_identities, read_pairs
+from train.evaluate import analyze_still, evaluate_pairs, held_out
 
 GATE_ENCODER = "dlib-resnet"
 
@@ -86,13 +85,7 @@ def measure_checkpoints(
     paths: list[Path], data: Path, max_pairs: int = 24
 ) -> list[dict[str, float]]:
     """Gated measures of each checkpoint on ``data``'s pairs.csv (analysed once for all)."""
-    pairs = read_pairs(Path(data) / "pairs.csv")
-    if max_pairs and len(pairs) > max_pairs:
-        pick = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
-        pairs = [pairs[i] for i in sorted(pick)]
-    ids_file = Path(data) / "identities.csv"
-    identities = read_identities(ids_file) if ids_file.is_file() else {}
-    analyzer = FaceAnalyzer(FaceConfig(face_backend="dlib", detector="hog", detect_upsample=1))
+    pairs, identities, analyzer = held_out(Path(data) / "pairs.csv", data, max_pairs)
     stills = {}
     for name in sorted({n for p in pairs for n in p}):
         try:
