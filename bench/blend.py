@@ -12,8 +12,11 @@ means over frames:
 - **chip SSIM**, **sharpness** and **band** ratio of the swapped face (``quality.realism``);
 - **ms**: ``paste`` time per face.
 
-Every mode runs with the preset's other compose keys (``detail_transfer``) and ``seam_match`` 0,
-except ``+ seam`` (``seam_match`` 1).
+Every mode runs with the preset's other compose keys (``detail_transfer``) and the seam match
+off, except ``+ seam`` (``seam_match`` 1) and ``+ auto`` (the adaptive seam match,
+``seam_tolerance`` = ``--seam-tolerance``; one ``SeamTracker`` per face of the clip, fed the
+frame numbers, so its strength moves as in a render of every frame). **strength**: the seam
+match's mean strength over faces (1 for ``+ seam``).
 
 A contact sheet per clip under ``docs/quality/blend/``: for one frame, row 1 the whole face and
 row 2 a 2× zoom on the mask edge along the visible jaw (blend mask's edge drawn on the original
@@ -22,6 +25,7 @@ only): original | one tile per mode.
     .venv/bin/python bench/blend.py                      # balanced preset, 6 clips, 20 frames
     .venv/bin/python bench/blend.py --preset quality --max-frames 20 --clips turn_02
     .venv/bin/python bench/blend.py --modes alpha+lab,alpha+lab+seam   # only these columns
+    .venv/bin/python bench/blend.py --modes alpha+lab,alpha+lab+auto --seam-tolerance 0.12
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ CASES = (  # clip, source still, view
     ("talking_head_turn_02.mp4", "id_rose_leslie_01.jpg", "three-quarter"),
     ("talking_head_turn_03.mp4", "id_kit_harington_01.jpeg", "three-quarter"),
 )
-MODES = (  # (blend, color_match[, "seam": seam_match 1])
+MODES = (  # (blend, color_match[, "seam": seam_match 1 | "auto": seam_tolerance])
     ("alpha", "lab"),
     ("multiband", "lab"),
     ("poisson", "lab"),
@@ -54,6 +58,7 @@ MODES = (  # (blend, color_match[, "seam": seam_match 1])
     ("multiband", "gradient"),
     ("poisson", "gradient"),
     ("alpha", "lab", "seam"),
+    ("alpha", "lab", "auto"),
 )
 SEAM_GOAL = 0.15
 
@@ -65,6 +70,22 @@ class Result:
     sharp: list[float]
     band: list[float]
     ms: list[float]
+    strength: list[float]
+
+
+def compose_strength(mode: tuple[str, ...]) -> float:
+    """The seam match's strength of a mode that does not choose it per face."""
+    return 1.0 if mode[2:] == ("seam",) else 0.0
+
+
+def recorded(tracker, index: int, strengths: list[float]):
+    """``tracker.update`` at frame ``index`` that also appends the strength it applies."""
+
+    def seam(needed: float) -> float:
+        strengths.append(tracker.update(needed, index))
+        return strengths[-1]
+
+    return seam
 
 
 def edge_zoom(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -88,7 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--modes",
         default="",
-        help="Comma list of blend+color[+seam] (e.g. alpha+lab+seam; default: all).",
+        help="Comma list of blend+color[+seam|+auto] (e.g. alpha+lab+seam; default: all).",
+    )
+    p.add_argument(
+        "--seam-tolerance",
+        type=float,
+        default=0.15,
+        help="seam_tolerance of the +auto modes (default 0.15, the seam goal).",
     )
     p.add_argument(
         "--sheets", type=Path, default=REPO / "docs" / "quality" / "blend", help="'' = none."
@@ -100,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     from magicmask import quality
     from magicmask.face.analyzer import FaceAnalyzer
     from mmvideo import pipeline
-    from mmvideo.compose import feather_mask, invert_affine, paste
+    from mmvideo.compose import SeamTracker, feather_mask, invert_affine, paste
     from mmvideo.config import load_config
     from mmvideo.generate import generate_faces, load_models
 
@@ -116,7 +143,13 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"unknown --modes {unknown}; choose from " + ", ".join(map("+".join, MODES)))
     composes = [
-        replace(cfg.compose, blend=m[0], color_match=m[1], seam_match=1.0 if m[2:] else 0.0)
+        replace(
+            cfg.compose,
+            blend=m[0],
+            color_match=m[1],
+            seam_match=1.0 if m[2:] == ("seam",) else 0.0,
+            seam_tolerance=args.seam_tolerance if m[2:] == ("auto",) else 0.0,
+        )
         for m in modes
     ]
     rows = []
@@ -124,10 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     for clip, source, view in cases:
         e_s = pipeline.source_identity(str(DATA / source), stills, models)
         frames = read_frames(DATA / clip, args.max_frames)[::2]
-        results = [Result([], [], [], [], []) for _ in modes]
+        results = [Result([], [], [], [], [], []) for _ in modes]
+        trackers: list[dict[int, SeamTracker]] = [{} for _ in modes]
         sheet_frame = len(frames) // 2
         tiles: list[list[np.ndarray]] = [[], []]
         for k, image in enumerate(frames):
+            index = 2 * k
             faces = analyzer.detect(image)
             if not faces:
                 continue
@@ -142,11 +177,12 @@ def main(argv: list[str] | None = None) -> None:
                 matte = np.maximum(matte, a)
             lm = faces[0].landmarks
             take = not tiles[0] and k >= sheet_frame  # the sheet's frame (or the next with a face)
-            for r, compose in zip(results, composes):
+            for r, compose, seams in zip(results, composes, trackers):
                 out = image.copy()
                 t = time.perf_counter()
-                for g, ti in zip(generated, items):
-                    paste(out, g, ti.crop, ti.matrix, ti.mask, compose)
+                for n, (g, ti) in enumerate(zip(generated, items)):
+                    seam = recorded(seams.setdefault(n, SeamTracker()), index, r.strength)
+                    paste(out, g, ti.crop, ti.matrix, ti.mask, compose, seam=seam)
                 r.ms.append((time.perf_counter() - t) * 1000 / len(items))
                 r.seam.append(quality.seam_ratio(image, out, matte))
                 real = quality.realism(image, out, lm)
@@ -179,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
                     float(np.nanmean(r.sharp)),
                     float(np.nanmean(r.band)),
                     float(np.median(r.ms)),
+                    float(np.mean(r.strength)) if r.strength else compose_strength(mode),
                 )
             )
         if str(args.sheets) not in ("", ".") and len(tiles[0]) == len(modes) + 1:
@@ -194,12 +231,12 @@ def main(argv: list[str] | None = None) -> None:
         + " | ".join(" + ".join(m) for m in modes)
     )
     heads = ["clip", "view", "blend + color", "frames", "seam", "within 15 %"]
-    heads += ["chip SSIM", "sharpness", "band", "ms / face"]
+    heads += ["chip SSIM", "sharpness", "band", "ms / face", "strength"]
     print("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads))
-    for name, view, mode, n, seam, share, ssim, sharp, band, ms in rows:
+    for name, view, mode, n, seam, share, ssim, sharp, band, ms, strength in rows:
         print(
             f"| {name} | {view} | {mode} | {n} | {seam:.2f} | {share:.0%} | {ssim:.3f} | "
-            f"{sharp:.2f} | {band:.2f} | {ms:.1f} |"
+            f"{sharp:.2f} | {band:.2f} | {ms:.1f} | {strength:.2f} |"
         )
     print(
         "\nseam: gradient energy of the output over the original's in the 6 px band along the"

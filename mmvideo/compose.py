@@ -27,7 +27,16 @@ and the frame's texture just coarser than detail transfer's band (where the gene
 blurrier than the frame: no smooth band along the edge) (``seam_ring``, ``seam_texture``). The
 face inside the ring is untouched, yet the ring holds the jaw and cheek outline: on the shared
 clips it brings the seam measure within 15 % everywhere and costs identity (bench/blend.py,
-bench/quality.py; docs/benchmarks.md), so the presets leave it off.
+bench/quality.py; docs/benchmarks.md), so the presets do not apply it at a fixed strength.
+
+``seam_tolerance`` makes the seam match adaptive. The seam measure of the benchmark
+(``magicmask.quality.seam_ratio``) is computed on the face as pasted without it; where it lies
+within ``1 ± seam_tolerance`` nothing is added (the face is the one without a seam match, bit
+for bit), elsewhere the smallest strength that brings it within ``SEAM_AIM`` of that is solved
+for (``seam_strength``: what the seam match adds is linear in its strength, so the ratio is a
+quadratic in it). A face track's
+strength then moves by at most ``SEAM_STEP`` per frame (``SeamTracker``), so a seam that comes
+and goes does not make the ring pop. ``seam_match`` stays a floor under the adaptive strength.
 
 ``color_match = "gradient"`` follows the target's lighting across the face: after the global LAB
 match, the low-frequency LAB difference of target and face, measured inside the mask only, is
@@ -36,12 +45,15 @@ added to the face, so a side-lit target keeps its shading (``match_color_gradien
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import spsolve
 
 from magicmask.face.align import affine_scale
+from magicmask.quality import seam_ratio
 from mmvideo.config import ComposeConfig
 
 CROP = 224
@@ -67,6 +79,14 @@ POISSON_STEP = 4
 SEAM_RING = 8
 SEAM_LOW_SIGMA_CROP = 8.0
 SEAM_TEXTURE_RATIO = 3.0
+# Adaptive seam match: the most a track's strength moves per frame, 0 to 1 in 10 frames; the full
+# seam match moves the face in the ring by about a grey level on average (docs/benchmarks.md), so
+# a frame-to-frame change stays far under one level.
+SEAM_STEP = 0.1
+# A face outside the tolerance is brought to this share of it: the output's rounding and the
+# track's smoothing leave a face up to about 0.01 past the strength's aim, and at 0.15 aimed at
+# the bound itself half the frames of the side-lit clip ended at 1.15–1.16 (bench/blend.py).
+SEAM_AIM = 0.8
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
@@ -215,6 +235,62 @@ def seam_texture(roi: np.ndarray, frame_per_crop: float) -> np.ndarray:
     return fine - coarse
 
 
+def seam_strength(
+    original: np.ndarray,
+    blended: np.ndarray,
+    change: np.ndarray,
+    weight: np.ndarray,
+    tolerance: float,
+    aim: float = SEAM_AIM,
+) -> float:
+    """0 when ``blended`` (float frame pixels) has a seam ratio (``seam_ratio`` against
+    ``original`` along the edge of ``weight``) within ``1 ± tolerance`` (or the band holds no
+    gradient to compare); else the smallest strength s in [0, 1] for which ``blended +
+    s·change`` (``change``: what the full seam match adds) has one within ``1 ± aim·tolerance``,
+    and where no s reaches that, the s whose ratio comes closest to 1.
+
+    The ratio is a quadratic in s (a mean of squared gradients, each linear in s), so three
+    measures (s = 0, ½, 1) give it exactly and the crossing is solved in closed form."""
+    r0 = seam_ratio(original, blended, weight)
+    if not abs(r0 - 1) > tolerance:  # NaN: nothing to measure, nothing to fix
+        return 0.0
+    r_half = seam_ratio(original, blended + 0.5 * change, weight)
+    r1 = seam_ratio(original, blended + change, weight)
+    # r(s) = r0 + b·s + c·s²
+    c = 2 * (r1 - 2 * r_half + r0)
+    b = r1 - r0 - c
+    goal = 1 + aim * tolerance if r0 > 1 else 1 - aim * tolerance  # on the side it starts from
+    roots = np.roots([c, b, r0 - goal]) if abs(c) > 1e-12 else np.roots([b, r0 - goal])
+    inside = [float(x.real) for x in roots if abs(x.imag) < 1e-9 and 0 <= x.real <= 1]
+    if inside:
+        return min(inside)
+    # it stays beyond the bound all the way: the nearest it comes is at s = 1 or at the vertex
+    candidates = [0.0, 1.0] + ([-b / (2 * c)] if c != 0 and 0 < -b / (2 * c) < 1 else [])
+    return min(candidates, key=lambda s: abs(r0 + b * s + c * s * s - 1))
+
+
+class SeamTracker:
+    """One face track's seam-match strength, frame after frame: ``update(needed, index)`` → the
+    strength applied in frame ``index``, the ``needed`` one (``seam_strength``) moved to by at
+    most ``step`` per frame since the track's last frame. A new tracker (a new track, a farm
+    chunk, a preview frame) applies the first frame's need at once: there is nothing to pop
+    from. The caller owns one per face track and gives it the track's frames in order."""
+
+    def __init__(self, step: float = SEAM_STEP):
+        self.step = step
+        self._index: int | None = None
+        self._strength = 0.0
+
+    def update(self, needed: float, index: int) -> float:
+        if self._index is None or index <= self._index:
+            strength = needed
+        else:
+            reach = self.step * (index - self._index)
+            strength = min(max(needed, self._strength - reach), self._strength + reach)
+        self._index, self._strength = index, float(strength)
+        return self._strength
+
+
 def membrane(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """``values`` (H×W×C float) kept outside ``inside`` (H×W bool) and replaced inside it by the
     solution of Laplace's equation that meets them at its edge: the smoothest fill (a harmonic
@@ -267,6 +343,7 @@ def paste(
     cfg: ComposeConfig,
     matte: np.ndarray | None = None,
     face_out: np.ndarray | None = None,
+    seam: Callable[[float], float] | None = None,
 ) -> np.ndarray:
     """Blend one generated face into ``image`` **in place** and return it.
 
@@ -275,14 +352,17 @@ def paste(
     ``mask``: 224×224 face mask in [0, 1]. ``image`` is uint8 or uint16 RGB. ``matte`` (H×W
     float32, optional) gathers the blend weight in place, as ``over`` does: ``m + a·(1 − m)``,
     exactly ``a`` where it was 0 (``mmvideo.matte``). ``face_out`` (224×224×4 float32, optional)
-    receives the face as it is blended, in the crop: RGB after the colour match and the Poisson
-    offset, and the blend weight as the 4th channel (``--crop-out``).
+    receives the face as it is blended, in the crop: RGB after the colour match, the Poisson
+    offset and the seam match's shading, and the blend weight as the 4th channel (``--crop-out``).
+    ``seam`` maps the seam-match strength this face needs (``seam_tolerance``) to the one
+    applied: its track's ``SeamTracker.update`` at this frame; None applies the need as it is.
     """
     alpha = feather_mask(mask, cfg)
     if not alpha.any():
         return image
     generated = generated.astype(np.float32)
-    if cfg.color_match != "none" or cfg.blend != "alpha" or cfg.seam_match > 0:
+    seam_on = cfg.seam_match > 0 or cfg.seam_tolerance > 0
+    if cfg.color_match != "none" or cfg.blend != "alpha" or seam_on:
         tgt = target_crop.astype(np.float32)
         if target_crop.dtype != np.float32:
             tgt /= 65535.0 if target_crop.dtype == np.uint16 else 255.0
@@ -290,16 +370,6 @@ def paste(
         generated = match_color_lab(generated, tgt, alpha)
     elif cfg.color_match == "gradient":
         generated = match_color_gradient(generated, tgt, alpha)
-    ring = None
-    if cfg.seam_match > 0:
-        ring = cfg.seam_match * seam_ring(mask, cfg)
-        inside = _erode_blur(
-            (np.asarray(mask, np.float32) > 0.5).astype(np.float32), cfg.mask_erosion, 0
-        )
-        # the frame's shading, measured on the face only (not hair or background)
-        generated = generated + ring[..., None] * masked_blur(
-            tgt - generated, inside, SEAM_LOW_SIGMA_CROP
-        )
     correction = None
     if cfg.blend == "poisson":
         generated = generated + poisson_offset(generated, tgt, alpha)
@@ -328,14 +398,12 @@ def paste(
     roi_inv = inv.copy()
     roi_inv[:, 2] -= (x0, y0)
     size = (x1 - x0, y1 - y0)
-    face = cv2.warpAffine(
-        generated,
-        roi_inv,
-        size,
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    a = cv2.warpAffine(alpha, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+    def warp(crop: np.ndarray, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+        return cv2.warpAffine(crop, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=border)
+
+    face = warp(generated, cv2.BORDER_REPLICATE)
+    a = warp(alpha)
     if matte is not None:
         m = matte[y0:y1, x0:x1]
         m += a * (1 - m)
@@ -345,20 +413,44 @@ def paste(
     face = face * scale
     if cfg.detail_transfer > 0:
         face += cfg.detail_transfer * target_detail(original, affine_scale(inv))
-    if ring is not None:
-        r = cv2.warpAffine(
-            ring, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        # the face's own band of that texture is replaced, not added to
-        texture = seam_texture(original, affine_scale(inv)) - seam_texture(face, affine_scale(inv))
-        face += r[..., None] * texture
     blended = original * (1 - a[..., None]) + face * a[..., None]
     touched = a > 0
     if correction is not None:
-        c = cv2.warpAffine(
-            correction, roi_inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-        )
+        c = warp(correction)
         blended += c * scale
         touched |= np.any(c != 0, axis=-1)
+    if seam_on:
+        shading = None
+
+        def seam_change() -> np.ndarray:
+            """What the full seam match adds to ``blended``: in the ring, the frame's shading
+            (measured on the face only, not hair or background) and the frame's texture band in
+            place of the face's own (replaced, not added to)."""
+            nonlocal shading
+            ring = seam_ring(mask, cfg)
+            inside = _erode_blur(
+                (np.asarray(mask, np.float32) > 0.5).astype(np.float32), cfg.mask_erosion, 0
+            )
+            shading = ring[..., None] * masked_blur(tgt - generated, inside, SEAM_LOW_SIGMA_CROP)
+            shaded = face + warp(shading, cv2.BORDER_REPLICATE) * scale
+            r = warp(ring, cv2.BORDER_REPLICATE)
+            per_crop = affine_scale(inv)
+            texture = seam_texture(original, per_crop) - seam_texture(shaded, per_crop)
+            return a[..., None] * (shaded - face + r[..., None] * texture)
+
+        change = None
+        strength = cfg.seam_match
+        if cfg.seam_tolerance > 0:
+            needed = 0.0
+            # a face whose seam is fine costs one measure and gets nothing added
+            if not abs(seam_ratio(original, blended, a) - 1) <= cfg.seam_tolerance:
+                change = seam_change()
+                needed = seam_strength(original, blended, change, a, cfg.seam_tolerance)
+            strength = max(strength, seam(needed) if seam is not None else needed)
+        if strength > 0:
+            change = seam_change() if change is None else change
+            blended += strength * change
+            if face_out is not None:
+                face_out[..., :3] += strength * shading
     roi[touched] = np.clip(np.rint(blended[touched]), 0, scale).astype(image.dtype)
     return image

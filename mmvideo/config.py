@@ -151,6 +151,11 @@ class ComposeConfig:
     # edge (the feather and 8 crop pixels inside it; mmvideo.compose.seam_ring): no color step
     # or smooth band at the edge, at some cost in identity (off in every preset)
     seam_match: float = field(default=0.0, metadata=between(0, 1))
+    # [ours] 0: off. Above 0: the seam match is adaptive, applied only as strongly as it takes to
+    # bring the face's seam ratio (magicmask.quality.seam_ratio, measured on the face as pasted
+    # without it) within 1 ± this, per face and frame and changing slowly along a track
+    # (mmvideo.compose.seam_strength, SeamTracker); seam_match is then its floor
+    seam_tolerance: float = field(default=0.0, metadata=between(0, 0.5))
 
     def mask_types(self) -> tuple[str, ...]:
         """The types ``mask`` lists (``hull,hands`` → ``("hull", "hands")``)."""

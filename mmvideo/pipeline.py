@@ -24,8 +24,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -48,7 +50,7 @@ from magicmask.face.types import Face, iou_matrix
 from magicmask.inference import Swapper
 from mmcore.atomic import check_output, remove_stale_partials
 from mmcore.errors import InvalidInput, MissingInput, ModelError
-from mmvideo.compose import CROP, paste
+from mmvideo.compose import CROP, SeamTracker, paste
 from mmvideo.config import (
     ComposeConfig,
     DetectConfig,
@@ -729,6 +731,9 @@ def render(
             progress.advance("generate", len(group.frames))
         return group
 
+    # per track: the adaptive seam match's strength from frame to frame (frames come in order)
+    seam_trackers: dict[int, SeamTracker] = {}
+
     def compose(group: _Group) -> _Group:
         k = 0
         if mattes is not None:
@@ -740,7 +745,13 @@ def render(
                 outputs = group.outputs[k : k + len(items)]
                 matte = group.mattes[i] if group.mattes else None
                 crops = group.crops[i] if group.crops else None
-                frame.image = compose_faces(frame.image, items, outputs, cfg.compose, matte, crops)
+                seams = [
+                    partial(seam_trackers.setdefault(tid, SeamTracker()).update, index=frame.index)
+                    for tid in tids
+                ]
+                frame.image = compose_faces(
+                    frame.image, items, outputs, cfg.compose, matte, crops, seams
+                )
                 k += len(items)
             for tid in tids:
                 swapped[tid] = swapped.get(tid, 0) + 1
@@ -892,17 +903,20 @@ def compose_faces(
     cfg: ComposeConfig,
     matte: np.ndarray | None = None,
     crops: list[np.ndarray] | None = None,
+    seams: list[Callable[[float], float]] | None = None,
 ) -> np.ndarray:
     """Step 3: ``image`` with the generated ``outputs`` (one per face, step 2's
     ``generate_faces``) pasted in; a copy, the decoder's buffer may be shared. Without faces the
     image itself. ``matte`` (H×W float32) gathers the blend weights, ``crops`` (one 224×224×4
-    buffer per face) receive the faces as blended (``compose.paste``)."""
+    buffer per face) receive the faces as blended, ``seams`` (one per face) smooth the adaptive
+    seam match along each face's track (``compose.paste``)."""
     if not faces:
         return image
     image = image.copy()
     for k, (ti, out) in enumerate(zip(faces, outputs, strict=True)):
         face_out = crops[k] if crops is not None else None
-        paste(image, out, ti.crop, ti.matrix, ti.mask, cfg, matte, face_out)
+        seam = seams[k] if seams is not None else None
+        paste(image, out, ti.crop, ti.matrix, ti.mask, cfg, matte, face_out, seam)
     return image
 
 

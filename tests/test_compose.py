@@ -13,6 +13,7 @@ from magicmask.quality import gray, seam_ratio, sharpness
 from mmcore.errors import InvalidInput
 from mmvideo.commands import main
 from mmvideo.compose import (
+    SeamTracker,
     feather_mask,
     invert_affine,
     match_color_gradient,
@@ -20,6 +21,7 @@ from mmvideo.compose import (
     membrane,
     paste,
     seam_ring,
+    seam_strength,
     target_detail,
 )
 from mmvideo.config import ComposeConfig, config_keys, load_config
@@ -318,6 +320,110 @@ def test_seam_match_brings_the_frames_texture_to_a_smooth_face_at_the_edge():
     inner = ring < 1e-3
     change = np.abs(before.astype(int) - after.astype(int))[inner]
     assert inner.sum() > 5000 and change.max() <= 1 and (change > 0).mean() < 0.01
+
+
+def _tinted_face_on_a_textured_ramp(tint: float):
+    """A frame with a gentle side light and fine texture, and as the generated face its own crop
+    with red raised and blue lowered by ``tint``: (frame, face, crop, matrix). Tint 0 is the
+    target composited onto itself."""
+    noise = np.random.default_rng(0).normal(0, 40, (480, 640, 3)).astype(np.float32)
+    ramp = np.linspace(90, 170, 640, dtype=np.float32)[None, :, None]
+    frame = np.clip(ramp + 0.4 * cv2.GaussianBlur(noise, (0, 0), 1.5), 0, 255).astype(np.uint8)
+    matrix = similarity(1.0, 0, 200, 110)
+    crop = cv2.warpAffine(frame, matrix, (224, 224), borderMode=cv2.BORDER_REPLICATE)
+    face = crop.astype(np.float32) / 255 + np.float32([tint, 0, -tint])
+    return frame, face, crop, matrix
+
+
+def _adaptive_paste(tint: float, tolerance: float):
+    """The tinted face pasted with ``seam_tolerance``: (original, output, frame-size blend
+    weight, the strengths the paste asked its track for)."""
+    frame, face, crop, matrix = _tinted_face_on_a_textured_ramp(tint)
+    cfg = ComposeConfig(color_match="none", seam_tolerance=tolerance)
+    asked: list[float] = []
+
+    def seam(needed: float) -> float:
+        asked.append(needed)
+        return needed
+
+    out = paste(frame.copy(), face, crop, matrix, ellipse_mask(), cfg, seam=seam)
+    matte = cv2.warpAffine(feather_mask(ellipse_mask(), cfg), invert_affine(matrix), (640, 480))
+    return frame, out, matte, asked
+
+
+@pytest.mark.parametrize("tint", [0.0, 0.02])
+def test_adaptive_seam_match_leaves_a_face_whose_seam_is_fine_bit_for_bit(tint):
+    """The target pasted onto itself (seam ratio 1) and with a slight tint (1.07): within a
+    tolerance of 0.15 the adaptive seam match asks for nothing and the output is the paste
+    without any seam match."""
+    original, out, matte, asked = _adaptive_paste(tint, 0.15)
+    assert asked == [0.0]
+    assert abs(seam_ratio(original, out, matte) - 1) < 0.1
+    frame, face, crop, matrix = _tinted_face_on_a_textured_ramp(tint)
+    plain = paste(frame, face, crop, matrix, ellipse_mask(), ComposeConfig(color_match="none"))
+    assert np.array_equal(out, plain)
+
+
+def test_adaptive_seam_match_takes_only_as_much_as_the_colour_step_needs():
+    """A face tinted 0.08 off its frame steps at the edge (seam ratio 1.86); the full seam match
+    takes it to about 1. The adaptive one (tolerance 0.15) asks for a strength between: the
+    smallest that brings the ratio to 1 + 0.8 × 0.15 = 1.12 (``SEAM_AIM``, to the output's
+    rounding); a strength of 1 by hand moves the face more."""
+    original, before, matte, _ = _adaptive_paste(0.08, 0.0)
+    _, after, _, asked = _adaptive_paste(0.08, 0.15)
+    seams = [seam_ratio(original, out, matte) for out in (before, after)]
+    assert seams[0] > 1.5
+    assert len(asked) == 1 and 0.3 < asked[0] < 0.9
+    assert 1.1 < seams[1] < 1.14, seams
+    frame, face, crop, matrix = _tinted_face_on_a_textured_ramp(0.08)
+    cfg = ComposeConfig(color_match="none", seam_match=1.0)
+    full = paste(frame, face, crop, matrix, ellipse_mask(), cfg)
+    assert abs(seam_ratio(original, full, matte) - 1) < 0.05
+    moved = [np.abs(out.astype(int) - before).sum() for out in (after, full)]
+    assert 0 < moved[0] < moved[1]
+
+
+def test_seam_strength_solves_the_quadratic_exactly():
+    """The seam ratio of ``blended + s·change`` is a quadratic in s: the strength returned
+    lands on the aim's bound (1 + 0.15 × ``aim``), checked by measuring there; a step the full
+    change cannot take within it gets the nearest the change comes (here 1)."""
+    rng = np.random.default_rng(1)
+    weight = np.zeros((120, 160), np.float32)
+    cv2.circle(weight, (80, 60), 40, 1.0, -1)
+    weight = cv2.GaussianBlur(weight, (0, 0), 3)
+    original = rng.normal(128, 6, (120, 160, 3)).astype(np.float32)
+    blended = original + 60 * weight[..., None]  # a bright patch: a step at its edge
+    change = -(blended - original)  # the full change takes the step away entirely
+    for aim in (1.0, 0.8, 0.0):
+        s = seam_strength(original, blended, change, weight, 0.15, aim)
+        assert 0 < s <= 1
+        ratio = seam_ratio(original, blended + s * change, weight)
+        assert ratio == pytest.approx(1 + 0.15 * aim, abs=1e-3)
+    assert seam_strength(original, original.copy(), change, weight, 0.15) == 0.0
+    assert seam_strength(original, blended, 0.1 * change, weight, 0.15) == 1.0
+
+
+def test_a_tracks_seam_strength_moves_at_most_a_step_per_frame():
+    """Needs that jump from frame to frame are followed at most ``step`` per frame (a gap of n
+    frames allows n steps); a new track takes its first need at once."""
+    tracker = SeamTracker(step=0.1)
+    needs = [0.8, 0.0, 0.0, 1.0, 1.0, 0.3, 0.9, 0.0]
+    got = [tracker.update(n, i) for i, n in enumerate(needs)]
+    assert got[0] == 0.8
+    assert all(abs(b - a) <= 0.1 + 1e-9 for a, b in zip(got, got[1:])), got
+    assert got[1:4] == pytest.approx([0.7, 0.6, 0.7])
+    assert tracker.update(0.0, 12) == pytest.approx(got[-1] - 0.5)  # 8-11 unseen: five steps
+    assert SeamTracker().update(0.6, 50) == 0.6
+
+
+def test_seam_tolerance_is_a_validated_key_and_a_flag():
+    keys = {k.name: k for k in config_keys()}
+    assert keys["seam_tolerance"].flag == "--seam-tolerance"
+    assert load_config("balanced", {"seam_tolerance": 0.1}).compose.seam_tolerance == 0.1
+    with pytest.raises(InvalidInput, match="--seam-tolerance must be a number from 0 to 0.5"):
+        load_config("balanced", {"seam_tolerance": 0.6})
+    with pytest.raises(InvalidInput, match="--seam-tolerance must be a number"):
+        load_config("balanced", {"seam_tolerance": "0.1"})
 
 
 def test_poisson_takes_the_frames_color_at_the_edge_and_the_face_inside():

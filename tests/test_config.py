@@ -125,6 +125,7 @@ OUT_OF_RANGE = [
     ("compose", "mask_feather", -8, "an integer from 0 to 112"),
     ("compose", "mask_forehead", -0.5, "a number from 0 to 1"),
     ("compose", "detail_transfer", 1.5, "a number from 0 to 1"),
+    ("compose", "seam_tolerance", 0.6, "a number from 0 to 0.5"),
     ("encode", "crf", 99, "an integer from 0 to 51"),
     ("encode", "crf", -5, "an integer from 0 to 51"),
     ("smooth", "process_noise", 0, "a number > 0"),
