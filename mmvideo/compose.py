@@ -34,9 +34,13 @@ bench/quality.py; docs/benchmarks.md), so the presets do not apply it at a fixed
 within ``1 ± seam_tolerance`` nothing is added (the face is the one without a seam match, bit
 for bit), elsewhere the smallest strength that brings it within ``SEAM_AIM`` of that is solved
 for (``seam_strength``: what the seam match adds is linear in its strength, so the ratio is a
-quadratic in it). A face track's
-strength then moves by at most ``SEAM_STEP`` per frame (``SeamTracker``), so a seam that comes
-and goes does not make the ring pop. ``seam_match`` stays a floor under the adaptive strength.
+quadratic in it). A face track's strength then moves by at most ``SEAM_STEP`` per frame
+(``SeamTracker``): the strength a frame needs jumps by up to 0.9 from one frame to the next on
+the shared clips, and applied as it is the ring would pop. ``seam_match`` stays a floor under
+the adaptive strength. At 0.15 it meets the seam goal on all six clips of bench/blend.py and
+leaves identity as it was where the seam was fine, at an identity cost where it acts; the
+presets leave it off because a farm chunk starts its tracks cold, so the first frames of a
+chunk would differ from a single run (docs/benchmarks.md, Session 6).
 
 ``color_match = "gradient"`` follows the target's lighting across the face: after the global LAB
 match, the low-frequency LAB difference of target and face, measured inside the mask only, is

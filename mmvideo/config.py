@@ -154,7 +154,8 @@ class ComposeConfig:
     # [ours] 0: off. Above 0: the seam match is adaptive, applied only as strongly as it takes to
     # bring the face's seam ratio (magicmask.quality.seam_ratio, measured on the face as pasted
     # without it) within 1 ± this, per face and frame and changing slowly along a track
-    # (mmvideo.compose.seam_strength, SeamTracker); seam_match is then its floor
+    # (mmvideo.compose.seam_strength, SeamTracker); seam_match is then its floor. Off in every
+    # preset: a farm chunk starts its tracks' strengths cold, so it would differ from a single run
     seam_tolerance: float = field(default=0.0, metadata=between(0, 0.5))
 
     def mask_types(self) -> tuple[str, ...]:
