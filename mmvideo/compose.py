@@ -8,7 +8,7 @@ a non-zero weight, so every pixel outside the (dilated) mask keeps the decoded f
 The generator renders detail down to about 2 crop pixels; on a face that is large in the frame
 that is several frame pixels, and the frame's finer detail (skin texture, stubble, sharp lid and
 lip edges) is lost: ``detail_transfer`` adds that band of the target frame back inside the mask
-(``target_detail``).
+(``target_detail``), finer than ``detail_sigma`` crop pixels.
 
 ``blend`` chooses how the face meets the frame at the mask edge. ``alpha``: one feathered weight
 for every frequency. ``multiband``: a Laplacian stack (Burt & Adelson) of the face-minus-frame
@@ -61,9 +61,6 @@ from magicmask.quality import seam_ratio
 from mmvideo.config import ComposeConfig
 
 CROP = 224
-# The generator's finest detail is about 2 crop pixels (its decoder works at 112); structure
-# finer than this Gaussian sigma, in crop pixels, is what it cannot render.
-DETAIL_SIGMA_CROP = 1.0
 # Lighting scale of the gradient color match, crop pixels (a face is ~150 wide): coarse enough to
 # leave the generated features alone, fine enough to keep a side light's falloff across the face.
 GRADIENT_SIGMA_CROP = 16.0
@@ -77,7 +74,7 @@ MULTIBAND_RADII = (8, 16, 32)
 POISSON_STEP = 4
 # Seam match: the ring reaches this many crop pixels inside the feather; the shading it takes from
 # the frame is coarser than SEAM_LOW_SIGMA_CROP crop pixels, the texture lies between
-# DETAIL_SIGMA_CROP and SEAM_TEXTURE_RATIO times that. Chosen on bench/blend.py's six clips
+# detail_sigma and SEAM_TEXTURE_RATIO times that. Chosen on bench/blend.py's six clips
 # (2026-12-07): rings of 16, or shading at 4 px, moved the face inside more for no better seam;
 # rings of 4 or 2 still cost identity, 0 misses the side-lit clip (docs/benchmarks.md).
 SEAM_RING = 8
@@ -164,11 +161,10 @@ def match_color_gradient(
     return np.clip(cv2.cvtColor(g, cv2.COLOR_LAB2RGB), 0.0, 1.0)
 
 
-def target_detail(roi: np.ndarray, frame_per_crop: float) -> np.ndarray:
-    """The band of ``roi`` (float32 frame pixels) finer than ``DETAIL_SIGMA_CROP`` crop pixels:
-    ``roi − G(σ)`` with σ = DETAIL_SIGMA_CROP × frame pixels per crop pixel; zero where the crop
-    is as fine as the frame (σ under half a frame pixel)."""
-    sigma = DETAIL_SIGMA_CROP * frame_per_crop
+def target_detail(roi: np.ndarray, sigma: float) -> np.ndarray:
+    """The band of ``roi`` (float32 frame pixels) finer than ``sigma`` frame pixels (the config's
+    ``detail_sigma`` crop pixels × frame pixels per crop pixel): ``roi − G(σ)``; zero where the
+    crop is as fine as the frame (σ under half a frame pixel)."""
     if sigma < 0.5:
         return np.zeros_like(roi)
     return roi - cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
@@ -227,11 +223,12 @@ def seam_ring(mask: np.ndarray, cfg: ComposeConfig) -> np.ndarray:
     return 1.0 - _erode_blur(hard, cfg.mask_erosion + SEAM_RING, cfg.mask_feather)
 
 
-def seam_texture(roi: np.ndarray, frame_per_crop: float) -> np.ndarray:
-    """The band of ``roi`` (float32 frame pixels) between ``DETAIL_SIGMA_CROP`` and
-    ``SEAM_TEXTURE_RATIO`` × that, in crop pixels: texture just coarser than detail transfer's
-    (``target_detail``), which a generator rendering at half the crop's resolution smooths."""
-    sigma = max(DETAIL_SIGMA_CROP * frame_per_crop, 0.5)
+def seam_texture(roi: np.ndarray, sigma: float) -> np.ndarray:
+    """The band of ``roi`` (float32 frame pixels) between detail transfer's cutoff ``sigma``
+    (frame pixels, as for ``target_detail``) and ``SEAM_TEXTURE_RATIO`` × that: texture just
+    coarser than detail transfer's, which a generator rendering at half the crop's resolution
+    smooths."""
+    sigma = max(sigma, 0.5)
     fine = cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     coarse = cv2.GaussianBlur(
         roi, (0, 0), SEAM_TEXTURE_RATIO * sigma, borderType=cv2.BORDER_REFLECT
@@ -415,8 +412,10 @@ def paste(
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
     original = roi.astype(np.float32)
     face = face * scale
+    # detail transfer's cutoff in frame pixels
+    detail_sigma = cfg.detail_sigma * affine_scale(inv)
     if cfg.detail_transfer > 0:
-        face += cfg.detail_transfer * target_detail(original, affine_scale(inv))
+        face += cfg.detail_transfer * target_detail(original, detail_sigma)
     blended = original * (1 - a[..., None]) + face * a[..., None]
     touched = a > 0
     if correction is not None:
@@ -438,8 +437,7 @@ def paste(
             shading = ring[..., None] * masked_blur(tgt - generated, inside, SEAM_LOW_SIGMA_CROP)
             shaded = face + warp(shading, cv2.BORDER_REPLICATE) * scale
             r = warp(ring, cv2.BORDER_REPLICATE)
-            per_crop = affine_scale(inv)
-            texture = seam_texture(original, per_crop) - seam_texture(shaded, per_crop)
+            texture = seam_texture(original, detail_sigma) - seam_texture(shaded, detail_sigma)
             return a[..., None] * (shaded - face + r[..., None] * texture)
 
         change = None

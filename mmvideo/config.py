@@ -147,6 +147,11 @@ class ComposeConfig:
     # this face's scale, added back inside the mask (mmvideo.compose.target_detail); nothing is
     # added to faces under about half the crop's scale, where the crop is finer than the frame
     detail_transfer: float = field(default=0.0, metadata=between(0, 1))
+    # [ours] detail transfer's cutoff, a Gaussian sigma in crop pixels: the frame's band finer than
+    # this is added. 1 is what the generator cannot render (its decoder works at 112); a wider
+    # band carries more of the target's own skin and edges, so a same-person swap comes closer to
+    # the original but a cross-person swap keeps more of the target's identity (docs/benchmarks.md)
+    detail_sigma: float = field(default=1.0, metadata=between(0.5, 4))
     # [ours] share (0-1) of the frame's shading and texture the face takes in a ring along the mask
     # edge (the feather and 8 crop pixels inside it; mmvideo.compose.seam_ring): no color step
     # or smooth band at the edge, at some cost in identity (off in every preset)

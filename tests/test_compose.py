@@ -178,6 +178,32 @@ def test_detail_transfer_adds_nothing_where_the_crop_is_finer_than_the_frame():
     assert np.array_equal(outs[0], outs[1])
 
 
+def test_detail_sigma_widens_the_band_taken_from_the_frame():
+    """Texture one to two crop pixels wide on a large face (two frame pixels per crop pixel), a
+    smooth render: the default cutoff (1 crop pixel) brings back little of it, a cutoff of 2
+    brings back most, the frame's own texture rather than noise."""
+    noise = np.random.default_rng(2).normal(0, 40, (480, 640, 3)).astype(np.float32)
+    frame = np.clip(128 + 3 * cv2.GaussianBlur(noise, (0, 0), 2.5), 0, 255).astype(np.uint8)
+    matrix = similarity(0.5, 0, 100, 40)
+    crop = cv2.warpAffine(frame, matrix, (224, 224), flags=cv2.INTER_AREA)
+    smooth = cv2.GaussianBlur(crop, (0, 0), 4).astype(np.float32) / 255.0
+    inner = (slice(180, 420), slice(200, 460))
+    texture = frame[inner].astype(np.float32) - cv2.GaussianBlur(frame, (0, 0), 8)[inner]
+    left = {}
+    for sigma in (1.0, 2.0):
+        cfg = ComposeConfig(
+            mask_erosion=0,
+            mask_feather=0,
+            color_match="none",
+            detail_transfer=1.0,
+            detail_sigma=sigma,
+        )
+        out = paste(frame.copy(), smooth, crop, matrix, np.ones((224, 224), np.float32), cfg)
+        left[sigma] = np.abs(out[inner].astype(np.float32) - frame[inner]).mean()
+    assert left[2.0] < 0.6 * left[1.0], left
+    assert left[2.0] < 0.5 * np.abs(texture).mean(), (left, np.abs(texture).mean())
+
+
 def test_target_detail_is_the_band_above_the_crop_resolution():
     rng = np.random.default_rng(1)
     roi = rng.normal(100, 20, (64, 64, 3)).astype(np.float32)
