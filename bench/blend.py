@@ -14,8 +14,8 @@ means over frames:
 
 Every mode runs with the preset's other compose keys (``detail_transfer``) and the seam match
 off, except ``+ seam`` (``seam_match`` 1) and ``+ auto`` (the adaptive seam match,
-``seam_tolerance`` = ``--seam-tolerance``; one ``SeamTracker`` per face of the clip, fed the
-frame numbers, so its strength moves as in a render of every frame). **strength**: the seam
+``seam_tolerance`` = ``--seam-tolerance``; one ``SeamTracker`` per face of the clip, fed one
+step per frame used: its 10-step window spans 20 frames of the clip here). **strength**: the seam
 match's mean strength over faces (1 for ``+ seam``).
 
 A contact sheet per clip under ``docs/quality/blend/``: for one frame, row 1 the whole face and
@@ -162,7 +162,6 @@ def main(argv: list[str] | None = None) -> None:
         sheet_frame = len(frames) // 2
         tiles: list[list[np.ndarray]] = [[], []]
         for k, image in enumerate(frames):
-            index = 2 * k
             faces = analyzer.detect(image)
             if not faces:
                 continue
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                 out = image.copy()
                 t = time.perf_counter()
                 for n, (g, ti) in enumerate(zip(generated, items)):
-                    seam = recorded(seams.setdefault(n, SeamTracker()), index, r.strength)
+                    seam = recorded(seams.setdefault(n, SeamTracker()), k, r.strength)
                     paste(out, g, ti.crop, ti.matrix, ti.mask, compose, seam=seam)
                 r.ms.append((time.perf_counter() - t) * 1000 / len(items))
                 r.seam.append(quality.seam_ratio(image, out, matte))

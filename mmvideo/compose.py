@@ -34,13 +34,14 @@ bench/quality.py; docs/benchmarks.md), so the presets do not apply it at a fixed
 within ``1 ± seam_tolerance`` nothing is added (the face is the one without a seam match, bit
 for bit), elsewhere the smallest strength that brings it within ``SEAM_AIM`` of that is solved
 for (``seam_strength``: what the seam match adds is linear in its strength, so the ratio is a
-quadratic in it). A face track's strength then moves by at most ``SEAM_STEP`` per frame
-(``SeamTracker``): the strength a frame needs jumps by up to 0.9 from one frame to the next on
-the shared clips, and applied as it is the ring would pop. ``seam_match`` stays a floor under
-the adaptive strength. At 0.15 it meets the seam goal on all six clips of bench/blend.py and
-leaves identity as it was where the seam was fine, at an identity cost where it acts; the
-presets leave it off because a farm chunk starts its tracks cold, so the first frames of a
-chunk would differ from a single run (docs/benchmarks.md, Session 6).
+quadratic in it). A face track's strength is then the mean need of its last ``SEAM_WINDOW``
+frames (``SeamTracker``): the strength a frame needs jumps by up to 0.9 from one frame to the
+next on the shared clips, and applied as it is the ring would pop. ``seam_match`` stays a
+floor under the adaptive strength. At 0.15 (``balanced`` and ``quality``) it meets the seam goal on all
+six clips of bench/blend.py and leaves identity as it was where the seam was fine, at an
+identity cost where it acts (docs/benchmarks.md, Session 6). A render that starts inside a
+clip (a farm chunk, ``--frames``) swaps the window's frames before its first without writing
+them (``ComposeConfig.seam_lookback``), so its strengths are those of a run of the whole clip.
 
 ``color_match = "gradient"`` follows the target's lighting across the face: after the global LAB
 match, the low-frequency LAB difference of target and face, measured inside the mask only, is
@@ -58,7 +59,7 @@ from scipy.sparse.linalg import spsolve
 
 from magicmask.face.align import affine_scale
 from magicmask.quality import seam_ratio
-from mmvideo.config import ComposeConfig
+from mmvideo.config import SEAM_WINDOW, ComposeConfig
 
 CROP = 224
 # Lighting scale of the gradient color match, crop pixels (a face is ~150 wide): coarse enough to
@@ -80,10 +81,6 @@ POISSON_STEP = 4
 SEAM_RING = 8
 SEAM_LOW_SIGMA_CROP = 8.0
 SEAM_TEXTURE_RATIO = 3.0
-# Adaptive seam match: the most a track's strength moves per frame, 0 to 1 in 10 frames; the full
-# seam match moves the face in the ring by about a grey level on average (docs/benchmarks.md), so
-# a frame-to-frame change stays far under one level.
-SEAM_STEP = 0.1
 # A face outside the tolerance is brought to this share of it: the output's rounding and the
 # track's smoothing leave a face up to about 0.01 past the strength's aim, and at 0.15 aimed at
 # the bound itself half the frames of the side-lit clip ended at 1.15–1.16 (bench/blend.py).
@@ -272,24 +269,30 @@ def seam_strength(
 
 class SeamTracker:
     """One face track's seam-match strength, frame after frame: ``update(needed, index)`` → the
-    strength applied in frame ``index``, the ``needed`` one (``seam_strength``) moved to by at
-    most ``step`` per frame since the track's last frame. A new tracker (a new track, a farm
-    chunk, a preview frame) applies the first frame's need at once: there is nothing to pop
-    from. The caller owns one per face track and gives it the track's frames in order."""
+    strength applied in frame ``index``, the mean of the needs (``seam_strength``) over the last
+    ``window`` frames ``(index − window, index]``; a frame of the window before the track's
+    first counts with its first need. So a track's first frame takes its need at once (there is
+    nothing to pop from), and the strength moves by at most 1 / ``window`` per frame. After a
+    frame without the track's face (not swapped there: the face itself changed) it starts
+    afresh the same way.
 
-    def __init__(self, step: float = SEAM_STEP):
-        self.step = step
+    The memory is finite on purpose: the strength of frame ``index`` depends only on the needs of
+    the ``window`` − 1 frames before it, so a render that composes those frames first (a farm
+    chunk's look-back, ``ComposeConfig.seam_lookback``) applies what a single run of the clip
+    applies. The caller owns one per face track and gives it the track's frames in order."""
+
+    def __init__(self, window: int = SEAM_WINDOW):
+        self.window = window
+        self._needs: list[float] = []
         self._index: int | None = None
-        self._strength = 0.0
 
     def update(self, needed: float, index: int) -> float:
-        if self._index is None or index <= self._index:
-            strength = needed
-        else:
-            reach = self.step * (index - self._index)
-            strength = min(max(needed, self._strength - reach), self._strength + reach)
-        self._index, self._strength = index, float(strength)
-        return self._strength
+        if self._index is None or index != self._index + 1:
+            self._needs = []
+        self._needs = (self._needs + [float(needed)])[-self.window :]
+        self._index = index
+        padding = (self.window - len(self._needs)) * self._needs[0]
+        return (padding + sum(self._needs)) / self.window
 
 
 def membrane(values: np.ndarray, inside: np.ndarray) -> np.ndarray:

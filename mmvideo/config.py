@@ -37,6 +37,10 @@ from mmvideo.io.codecs import CRF_RANGE, VIDEO_CODECS, X264_PRESETS
 
 PRESET_NAMES = ("fast", "balanced", "quality")
 DEFAULT_PRESET = "balanced"
+# Adaptive seam match (compose.SeamTracker): a track's strength is the mean need of its last
+# SEAM_WINDOW frames, so it moves by at most 1/10 per frame; the full seam match moves the face in
+# the ring by about a grey level on average (docs/benchmarks.md), far under one level per frame.
+SEAM_WINDOW = 10
 # what the face mask can be made of (``compose.mask``, a comma list): the landmark hull, the
 # hands in front of the face cut out (magicmask.face.hands), the hull cut to the face a BiSeNet
 # parser finds (magicmask.face.parsing: no hair, glasses, hats or occluders)
@@ -159,13 +163,18 @@ class ComposeConfig:
     # [ours] 0: off. Above 0: the seam match is adaptive, applied only as strongly as it takes to
     # bring the face's seam ratio (magicmask.quality.seam_ratio, measured on the face as pasted
     # without it) within 1 ± this, per face and frame and changing slowly along a track
-    # (mmvideo.compose.seam_strength, SeamTracker); seam_match is then its floor. Off in every
-    # preset: a farm chunk starts its tracks' strengths cold, so it would differ from a single run
+    # (mmvideo.compose.seam_strength, SeamTracker); seam_match is then its floor
     seam_tolerance: float = field(default=0.0, metadata=between(0, 0.5))
 
     def mask_types(self) -> tuple[str, ...]:
         """The types ``mask`` lists (``hull,hands`` → ``("hull", "hands")``)."""
         return tuple(self.mask.split(","))
+
+    def seam_lookback(self) -> int:
+        """Frames before the first written one that a render swaps (and does not write) so that
+        its tracks' seam strengths (``compose.SeamTracker``) start as in a run that began
+        earlier: the window's memory with the adaptive seam match on, else none."""
+        return SEAM_WINDOW - 1 if self.seam_tolerance > 0 else 0
 
 
 @dataclass

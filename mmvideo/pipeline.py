@@ -662,13 +662,17 @@ def render(
     masks: MaskModels,
     progress: Progress | None = None,
     post: PostOptions | None = None,
+    begin: int | None = None,
 ) -> tuple[dict[int, int], int, dict[str, float]]:
     """Pass 2: write frames ``[start, stop)`` of the input with the planned faces swapped,
     each track's with its identity code ``identities[track]`` [1, D] and the mask types'
-    models ``masks`` (``mask_models``).
+    models ``masks`` (``mask_models``). Frames ``[begin, start)``
+    (``ComposeConfig.seam_lookback``) are swapped too but not written: the tracks' seam
+    strengths start as in a run that began earlier.
 
     Returns faces swapped per track, frames written and seconds per stage.
     """
+    begin = start if begin is None else begin
     # One source for every track keeps the generator's shared-identity batches (and their
     # bits); several are stacked one row per face.
     shared = {id(e): e for e in identities.values()}
@@ -684,7 +688,7 @@ def render(
     )
 
     def decode() -> None:
-        with open_reader(job.input, info, start=start, stop=stop) as reader:
+        with open_reader(job.input, info, start=begin, stop=stop) as reader:
             for frame in reader:
                 if not put(q_frames, frame, run.stop):
                     return
@@ -753,7 +757,7 @@ def render(
                     frame.image, items, outputs, cfg.compose, matte, crops, seams
                 )
                 k += len(items)
-            for tid in tids:
+            for tid in tids if frame.index >= start else ():
                 swapped[tid] = swapped.get(tid, 0) + 1
         if progress:
             progress.advance("compose", len(group.frames))
@@ -781,6 +785,8 @@ def render(
             for group in drain(q_done, run):
                 t = time.perf_counter()
                 for i, frame in enumerate(group.frames):
+                    if frame.index < start:
+                        continue  # the look-back: composed for its seam strengths only
                     if mattes is not None:
                         frame.matte = group.mattes[i]  # an EXR output holds it too
                         mattes.write(frame.index, frame.matte)
@@ -1050,13 +1056,15 @@ def _run_swap(
         assignment = match_anchors(analysis.tracks, job.targets)
     else:
         assignment = assign_sources(analysis.tracks, cfg.track, job.source, references, reference)
-    plan, selected, jit = plan_faces(analysis, cfg, None, start, stop, assignment)
+    # the look-back frames are analysed already (the warm-up): planned, swapped, not written
+    begin = max(first, start - cfg.compose.seam_lookback())
+    plan, selected, jit = plan_faces(analysis, cfg, None, begin, stop, assignment)
     seconds["smooth"] = time.perf_counter() - t0
     if progress:
         progress.begin(
             "render",
             ["decode", "prepare", "generate", "compose", "encode"],
-            stop - start,
+            stop - begin,
         )
     swapped, written, stage_seconds = render(
         job,
@@ -1070,6 +1078,7 @@ def _run_swap(
         masks,
         progress,
         post,
+        begin,
     )
     if progress:
         progress.end()
@@ -1077,7 +1086,7 @@ def _run_swap(
     return SwapSummary(
         frames=written,
         faces_per_track=swapped,
-        frames_without_face=written - len(plan),
+        frames_without_face=written - sum(index >= start for index in plan),
         tracks=len(analysis.tracks),
         selected=selected,
         cuts=analysis.cuts,

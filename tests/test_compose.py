@@ -429,22 +429,38 @@ def test_seam_strength_solves_the_quadratic_exactly():
     assert seam_strength(original, blended, 0.1 * change, weight, 0.15) == 1.0
 
 
-def test_a_tracks_seam_strength_moves_at_most_a_step_per_frame():
-    """Needs that jump from frame to frame are followed at most ``step`` per frame (a gap of n
-    frames allows n steps); a new track takes its first need at once."""
-    tracker = SeamTracker(step=0.1)
-    needs = [0.8, 0.0, 0.0, 1.0, 1.0, 0.3, 0.9, 0.0]
+def test_a_tracks_seam_strength_moves_at_most_a_tenth_per_frame_and_forgets_after_its_window():
+    """Needs that jump between 0 and 1 from frame to frame are followed by at most 1/window per
+    frame; a new track, and a track back after a frame without its face, take their need at
+    once; and two trackers with different pasts agree exactly once they have seen the same last
+    ``window`` frames (what a farm chunk's look-back relies on)."""
+    rng = np.random.default_rng(0)
+    needs = rng.choice([0.0, 1.0], 80) * rng.random(80)
+    tracker = SeamTracker(window=10)
     got = [tracker.update(n, i) for i, n in enumerate(needs)]
-    assert got[0] == 0.8
-    assert all(abs(b - a) <= 0.1 + 1e-9 for a, b in zip(got, got[1:])), got
-    assert got[1:4] == pytest.approx([0.7, 0.6, 0.7])
-    assert tracker.update(0.0, 12) == pytest.approx(got[-1] - 0.5)  # 8-11 unseen: five steps
-    assert SeamTracker().update(0.6, 50) == 0.6
+    assert got[0] == pytest.approx(needs[0])
+    assert max(abs(b - a) for a, b in zip(got, got[1:])) <= 0.1 + 1e-9
+    assert max(abs(b - a) for a, b in zip(needs, needs[1:])) > 0.8
+    other = SeamTracker(window=10)
+    for i in range(10, 40):  # another past: frames that all needed everything
+        other.update(1.0, i)
+    for i in range(40, 49):  # the look-back: the window's 9 frames before frame 49
+        other.update(needs[i], i)
+    assert [other.update(needs[i], i) for i in range(49, 80)] == got[49:]
+    assert tracker.update(0.6, 81) == pytest.approx(0.6)  # frame 80 had no face of the track
+    assert SeamTracker().update(0.6, 50) == pytest.approx(0.6)
 
 
 def test_seam_tolerance_is_a_validated_key_and_a_flag():
     keys = {k.name: k for k in config_keys()}
     assert keys["seam_tolerance"].flag == "--seam-tolerance"
+    presets = {name: load_config(name).compose for name in ("fast", "balanced", "quality")}
+    assert {name: c.seam_tolerance for name, c in presets.items()} == {
+        "fast": 0.0,
+        "balanced": 0.15,
+        "quality": 0.15,
+    }
+    assert [c.seam_lookback() for c in presets.values()] == [0, 9, 9]
     assert load_config("balanced", {"seam_tolerance": 0.1}).compose.seam_tolerance == 0.1
     with pytest.raises(InvalidInput, match="--seam-tolerance must be a number from 0 to 0.5"):
         load_config("balanced", {"seam_tolerance": 0.6})

@@ -156,12 +156,16 @@ def settle_frames(config: dict[str, Any]) -> int:
     """Frames the temporal filters need before their output no longer depends on where they began.
 
     Found numerically from the config's own noise settings: the response of the pipeline's
-    Kalman filter to a unit impulse at its first frame, for landmarks and for depth.
+    Kalman filter to a unit impulse at its first frame, for landmarks and for depth; at least
+    the adaptive seam match's look-back (``ComposeConfig.seam_lookback``), which the render
+    swaps from the warm-up.
     """
     smooth = config["smooth"]
+    seam = config_from_dict(config).compose.seam_lookback()
     if smooth["smoothing"] == "none":
-        return 0
+        return seam
     return max(
+        seam,
         _settle(smooth["process_noise"], smooth["measurement_noise"]),
         _settle(smooth["depth_process_noise"], smooth["depth_measurement_noise"]),
     )
