@@ -379,7 +379,7 @@ def paste(
         generated = generated + poisson_offset(generated, tgt, alpha)
     if face_out is not None:
         face_out[..., :3], face_out[..., 3] = generated, alpha
-    elif cfg.blend == "multiband":
+    if cfg.blend == "multiband":
         correction = multiband_correction(generated, tgt, mask, alpha, cfg)
     inv = invert_affine(matrix)
     h, w = image.shape[:2]

@@ -560,3 +560,20 @@ def test_blend_and_color_keys_are_validated_and_are_flags(tmp_path, capsys):
         load_config(str(preset))
     rc = main(["swap", "--source", "a.jpg", "--in", "b.mp4", "--out", "c.mp4", "--blend", "x"])
     assert rc != 0 and "--blend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+def test_crop_out_does_not_change_the_render(blend):
+    """``face_out`` (``--crop-out``) only reports the face: the frame is the same with it as
+    without, in every blend mode (multiband was once skipped when crops were asked for)."""
+    ramp = np.linspace(30, 220, 640, dtype=np.float32)[None, :, None]
+    plate = np.repeat(np.repeat(ramp, 480, axis=0), 3, axis=2).astype(np.uint8)
+    matrix = similarity(1.0, 0, 200, 110)
+    crop = cv2.warpAffine(plate, matrix, (224, 224), borderMode=cv2.BORDER_REPLICATE)
+    cfg = ComposeConfig(color_match="none", blend=blend)
+    gen = np.full((224, 224, 3), 0.8, np.float32)
+    plain = paste(plate.copy(), gen, crop, matrix, ellipse_mask(), cfg)
+    face_out = np.zeros((224, 224, 4), np.float32)
+    reported = paste(plate.copy(), gen, crop, matrix, ellipse_mask(), cfg, face_out=face_out)
+    assert np.array_equal(plain, reported)
+    assert face_out[..., 3].max() == pytest.approx(1.0)
