@@ -94,6 +94,12 @@ from train.trainer import (
     show_default=True,
     help="Weight of the identity loss (eq. 7's λ_IS).",
 )
+@click.option(
+    "--lambda-afsa",
+    default=TuneSettings.lambda_afsa,
+    show_default=True,
+    help="Weight of the adversarial (AFSA) terms (eq. 12's λ_AFSA).",
+)
 @click.option("--lambda-perceptual", default=TuneSettings.lambda_perceptual, show_default=True)
 @click.option(
     "--lambda-feature-match", default=TuneSettings.lambda_feature_match, show_default=True
@@ -147,7 +153,7 @@ from train.trainer import (
 # sheet renders with the preset's generate and compose settings
 @config_options(FACE_SECTIONS)
 def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
-                 pairs, lambda_id, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
+                 pairs, lambda_id, lambda_afsa, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
@@ -192,7 +198,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
     settings = TuneSettings(
         lr, pairs, seed, TuneSettings.same_identity_prob, TuneSettings.mask_forehead, lambda_perceptual,
         lambda_feature_match, detail_path, tuple(f for f in freeze.split(",") if f), max_frames, source_stride, checkpoint_every,
-        lambda_id,
+        lambda_id, lambda_afsa,
     )  # fmt: skip
     if resume:
         if latest_checkpoint(run) is None:
