@@ -51,6 +51,7 @@ added to the face, so a side-lit target keeps its shading (``match_color_gradien
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 import cv2
 import numpy as np
@@ -106,12 +107,16 @@ def _erode_blur(hard: np.ndarray, erosion: int, radius: int) -> np.ndarray:
     return hard
 
 
+def _hard(mask: np.ndarray) -> np.ndarray:
+    """The face mask as 0/1 float32 (its pixels over one half)."""
+    return (np.asarray(mask, np.float32) > 0.5).astype(np.float32)
+
+
 def feather_mask(mask: np.ndarray, cfg: ComposeConfig) -> np.ndarray:
     """Blend weights (224×224 float32 in [0, 1]): the mask eroded by ``mask_erosion`` pixels,
     then blurred with a kernel of radius ``mask_feather``. The weights reach at most
     ``max(0, mask_feather − mask_erosion)`` pixels outside the given mask."""
-    alpha = (np.asarray(mask, np.float32) > 0.5).astype(np.float32)
-    return _erode_blur(alpha, cfg.mask_erosion, cfg.mask_feather)
+    return _erode_blur(_hard(mask), cfg.mask_erosion, cfg.mask_feather)
 
 
 def _lab_matched(
@@ -201,7 +206,7 @@ def multiband_correction(
     its transition. L_k is measured on the face only (``masked_blur``): what the generator
     painted over hair and background does not enter.
     """
-    hard = (np.asarray(mask, np.float32) > 0.5).astype(np.float32)
+    hard = _hard(mask)
     inside = _erode_blur(hard, cfg.mask_erosion, 0)
     diff = generated - target
     previous = alpha
@@ -216,8 +221,7 @@ def multiband_correction(
 def seam_ring(mask: np.ndarray, cfg: ComposeConfig) -> np.ndarray:
     """The seam match's weight in the crop (float32, [0, 1]): 1 across the feather and out,
     falling to 0 ``SEAM_RING`` pixels inside it, as a feather of the mask eroded that much more."""
-    hard = (np.asarray(mask, np.float32) > 0.5).astype(np.float32)
-    return 1.0 - _erode_blur(hard, cfg.mask_erosion + SEAM_RING, cfg.mask_feather)
+    return 1.0 - _erode_blur(_hard(mask), cfg.mask_erosion + SEAM_RING, cfg.mask_feather)
 
 
 def seam_texture(roi: np.ndarray, sigma: float) -> np.ndarray:
@@ -236,7 +240,7 @@ def seam_texture(roi: np.ndarray, sigma: float) -> np.ndarray:
 def seam_strength(
     original: np.ndarray,
     blended: np.ndarray,
-    change: np.ndarray,
+    change: Callable[[], np.ndarray],
     weight: np.ndarray,
     tolerance: float,
     aim: float = SEAM_AIM,
@@ -244,14 +248,16 @@ def seam_strength(
     """0 when ``blended`` (float frame pixels) has a seam ratio (``seam_ratio`` against
     ``original`` along the edge of ``weight``) within ``1 ± tolerance`` (or the band holds no
     gradient to compare); else the smallest strength s in [0, 1] for which ``blended +
-    s·change`` (``change``: what the full seam match adds) has one within ``1 ± aim·tolerance``,
-    and where no s reaches that, the s whose ratio comes closest to 1.
+    s·change()`` (``change()``: what the full seam match adds, asked for only then) has one
+    within ``1 ± aim·tolerance``, and where no s reaches that, the s whose ratio comes closest
+    to 1.
 
     The ratio is a quadratic in s (a mean of squared gradients, each linear in s), so three
     measures (s = 0, ½, 1) give it exactly and the crossing is solved in closed form."""
     r0 = seam_ratio(original, blended, weight)
     if not abs(r0 - 1) > tolerance:  # NaN: nothing to measure, nothing to fix
         return 0.0
+    change = change()
     r_half = seam_ratio(original, blended + 0.5 * change, weight)
     r1 = seam_ratio(original, blended + change, weight)
     # r(s) = r0 + b·s + c·s²
@@ -428,33 +434,27 @@ def paste(
     if seam_on:
         shading = None
 
+        @cache
         def seam_change() -> np.ndarray:
             """What the full seam match adds to ``blended``: in the ring, the frame's shading
             (measured on the face only, not hair or background) and the frame's texture band in
             place of the face's own (replaced, not added to)."""
             nonlocal shading
             ring = seam_ring(mask, cfg)
-            inside = _erode_blur(
-                (np.asarray(mask, np.float32) > 0.5).astype(np.float32), cfg.mask_erosion, 0
-            )
+            inside = _erode_blur(_hard(mask), cfg.mask_erosion, 0)
             shading = ring[..., None] * masked_blur(tgt - generated, inside, SEAM_LOW_SIGMA_CROP)
             shaded = face + warp(shading, cv2.BORDER_REPLICATE) * scale
             r = warp(ring, cv2.BORDER_REPLICATE)
             texture = seam_texture(original, detail_sigma) - seam_texture(shaded, detail_sigma)
             return a[..., None] * (shaded - face + r[..., None] * texture)
 
-        change = None
         strength = cfg.seam_match
         if cfg.seam_tolerance > 0:
-            needed = 0.0
             # a face whose seam is fine costs one measure and gets nothing added
-            if not abs(seam_ratio(original, blended, a) - 1) <= cfg.seam_tolerance:
-                change = seam_change()
-                needed = seam_strength(original, blended, change, a, cfg.seam_tolerance)
+            needed = seam_strength(original, blended, seam_change, a, cfg.seam_tolerance)
             strength = max(strength, seam(needed) if seam is not None else needed)
         if strength > 0:
-            change = seam_change() if change is None else change
-            blended += strength * change
+            blended += strength * seam_change()
             if face_out is not None:
                 face_out[..., :3] += strength * shading
     roi[touched] = np.clip(np.rint(blended[touched]), 0, scale).astype(image.dtype)

@@ -421,12 +421,12 @@ def test_seam_strength_solves_the_quadratic_exactly():
     blended = original + 60 * weight[..., None]  # a bright patch: a step at its edge
     change = -(blended - original)  # the full change takes the step away entirely
     for aim in (1.0, 0.8, 0.0):
-        s = seam_strength(original, blended, change, weight, 0.15, aim)
+        s = seam_strength(original, blended, lambda: change, weight, 0.15, aim)
         assert 0 < s <= 1
         ratio = seam_ratio(original, blended + s * change, weight)
         assert ratio == pytest.approx(1 + 0.15 * aim, abs=1e-3)
-    assert seam_strength(original, original.copy(), change, weight, 0.15) == 0.0
-    assert seam_strength(original, blended, 0.1 * change, weight, 0.15) == 1.0
+    assert seam_strength(original, original.copy(), lambda: change, weight, 0.15) == 0.0
+    assert seam_strength(original, blended, lambda: 0.1 * change, weight, 0.15) == 1.0
 
 
 def test_a_tracks_seam_strength_moves_at_most_a_tenth_per_frame_and_forgets_after_its_window():
