@@ -84,9 +84,9 @@ log = logging.getLogger(__name__)
 TARGET, SOURCE = "target", "source"
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 PREVIEW_ROWS = 4
-# without --minutes or --steps: the judge's identity gain peaked near 250 steps and fell after
-# (frontal cross case: +0.261 at 251 steps, +0.250 at 408, +0.211 at 829; docs/benchmarks.md),
-# while the same-person fidelity goals were met by then; about 5 minutes on an idle 2-core CPU
+# without --minutes or --steps: the judge's identity gain peaks at 100-250 steps and falls after
+# (frontal cross case at λ_AFSA 0.2: +0.275 at 250 steps; docs/benchmarks.md, session 6), while
+# the same-person fidelity goals are met by then; about 5-9 minutes on a 2-core CPU
 DEFAULT_STEPS = 250
 # what a failed write raises: torch's writer reports a full disk as a RuntimeError
 WRITE_ERRORS = (OSError, RuntimeError)

@@ -196,10 +196,19 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         oiio_module(PREVIEW_USERS)
         check_output(preview_path, overwrite=True)
     settings = TuneSettings(
-        lr, pairs, seed, TuneSettings.same_identity_prob, TuneSettings.mask_forehead, lambda_perceptual,
-        lambda_feature_match, detail_path, tuple(f for f in freeze.split(",") if f), max_frames, source_stride, checkpoint_every,
-        lambda_id, lambda_afsa,
-    )  # fmt: skip
+        lr=lr,
+        batch_size=pairs,
+        seed=seed,
+        lambda_perceptual=lambda_perceptual,
+        lambda_feature_match=lambda_feature_match,
+        detail_path=detail_path,
+        freeze=tuple(f for f in freeze.split(",") if f),
+        max_frames=max_frames,
+        source_stride=source_stride,
+        checkpoint_every=checkpoint_every,
+        lambda_id=lambda_id,
+        lambda_afsa=lambda_afsa,
+    )
     if resume:
         if latest_checkpoint(run) is None:
             raise InvalidInput(f"{run}: nothing to resume (no state checkpoints)")
