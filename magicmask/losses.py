@@ -6,11 +6,14 @@ All four passes run as one concatenated batch.
 
 Beyond eq. 12, two **[ours]** training terms against soft, blotchy output are available, both off
 by default (the paper's loss): feature matching on the discriminators' features and a perceptual
-loss on early layers of a frozen face network, each on the self-swap (``DetailTerms``).
+loss on early layers of a frozen face network, each on the self-swap (``DetailTerms``); and an
+**[ours]** option of eq. 7, the identity encoder reading a randomly jittered, resampled view of the
+swap (``LossConfig.identity_augment``, off by default).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -59,6 +62,8 @@ class GeneratorLosses:
 
 
 GAN_GENERATOR_LOSSES = ("non-saturating", "minimax")
+# beyond 2 the resampling reaches 0 % of the crop's size
+IDENTITY_AUGMENT_MAX = 2.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,13 @@ class LossConfig:
         default=True,
         metadata={"help": "[ours] Stop-gradient on the self-swap features z_t^i of eq. 8."},
     )
+    identity_augment: float = field(
+        default=0.0,
+        metadata={
+            "help": "[ours] Eq. 7 on a random view of the swap: 1 = scale ±5 %, rotation ±5°, "
+            "shift ±3 %, resampled at 50-100 % size (0: the paper's loss)."
+        },
+    )
     gan_generator_loss: str = field(
         default="non-saturating",
         metadata={
@@ -88,6 +100,10 @@ class LossConfig:
     )
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.identity_augment <= IDENTITY_AUGMENT_MAX:
+            raise ModelError(
+                f"identity_augment must be in [0, {IDENTITY_AUGMENT_MAX:g}], not {self.identity_augment!r}"
+            )
         if self.gan_generator_loss not in GAN_GENERATOR_LOSSES:
             raise ModelError(
                 f"gan_generator_loss must be one of {GAN_GENERATOR_LOSSES}, "
@@ -122,8 +138,41 @@ def to_identity_frame(x224: Tensor, out_size: int = 112) -> Tensor:
     return F.grid_sample(x224, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def identity_loss(encoder: nn.Module, swapped: Tensor, e_source: Tensor) -> Tensor:
-    """Eq. 7: ``L_IS = 1 − cos(ε_ID(x_s), ε_ID(x_{t→s}))`` with the frozen encoder ε_ID.
+def identity_view(x224: Tensor, amount: float) -> Tensor:
+    """[ours] A random view of a batch of 224 crops for the identity encoder: per image a
+    similarity jitter (scale ±5 %, rotation ±5°, shift ±3 % at ``amount`` 1) and, per batch, a
+    down- and up-sampling to 50-100 % of the size. Differentiable; the global torch RNG draws it
+    (the trainer seeds it per step, so a resumed run replays the same views).
+
+    Why: a frozen encoder reads pixel-exact patterns as identity, and a generator trained against
+    it alone learns to paint them (blotches that move dlib's code without making the face look
+    like the source). A pattern must survive every view to pay, which leaves shape and tone."""
+    if amount == 0:
+        return x224
+    n = x224.shape[0]
+
+    def uniform() -> Tensor:
+        return (torch.rand(n, device=x224.device) * 2 - 1) * amount
+
+    scale, angle = 1 + 0.05 * uniform(), math.radians(5) * uniform()
+    tx, ty = 0.03 * uniform(), 0.03 * uniform()
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x224.dtype), list(x224.shape), align_corners=False)
+    view = F.grid_sample(x224, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    size = x224.shape[-1]
+    low = max(16, round(size * (1 - 0.5 * amount * float(torch.rand(())))))
+    if low < size:
+        view = F.interpolate(view, size=(low, low), mode="bilinear", antialias=True)
+        view = F.interpolate(view, size=(size, size), mode="bilinear", align_corners=False)
+    return view
+
+
+def identity_loss(
+    encoder: nn.Module, swapped: Tensor, e_source: Tensor, augment: float = 0.0
+) -> Tensor:
+    """Eq. 7: ``L_IS = 1 − cos(ε_ID(x_s), ε_ID(x_{t→s}))`` with the frozen encoder ε_ID; with
+    ``augment`` > 0 the encoder reads ``identity_view(x_{t→s}, augment)`` [ours].
 
     ``e_source`` is ε_ID(x_s), precomputed. The encoder must be frozen: a trainable one would
     silently learn to agree with the generator.
@@ -132,8 +181,8 @@ def identity_loss(encoder: nn.Module, swapped: Tensor, e_source: Tensor) -> Tens
         raise ModelError(
             f"identity loss: encoder {type(encoder).__name__} has trainable parameters (freeze it)"
         )
-    e_swap = encoder(to_identity_frame(swapped))  # [B, D]
-    return (1 - F.cosine_similarity(e_swap, e_source, dim=1)).mean()
+    e_swap = encoder(to_identity_frame(identity_view(swapped, augment)))  # [B, D]
+    return (1 - F.cosine_similarity(e_swap, e_source, dim=1)).mean()  # eq. 7
 
 
 def reconstruction_loss(
@@ -315,8 +364,8 @@ def generator_losses(
     out, feats = run_generator(generator, a, b)
     f_ab, f_ba, f_aa, f_bb = feats
     l_id = (
-        identity_loss(identity_encoder, out.swap_ab, b.identity)
-        + identity_loss(identity_encoder, out.swap_ba, a.identity)
+        identity_loss(identity_encoder, out.swap_ab, b.identity, loss.identity_augment)
+        + identity_loss(identity_encoder, out.swap_ba, a.identity, loss.identity_augment)
     ) / 2
     l_rec = (
         reconstruction_loss(out.swap_ab, a.image, a.mask, f_ab, f_aa, loss.recon_stop_gradient)

@@ -116,6 +116,10 @@ class TuneSettings:
     # toward the target (judge's gain +0.262 at 300 steps, head turn +0.134); at 0.2 +0.272 and
     # +0.174, realism level; at 0.05 or 0 more identity with blotches (docs/benchmarks.md)
     lambda_afsa: float = 0.2
+    # [ours] eq. 7 on a random view of the swap (``magicmask.losses.identity_view``): with 0 the
+    # identity loss pays for pixel patterns that move dlib's code, the blotches; with 1 the
+    # judge's gain rose +0.275 -> +0.316 at 250 steps, realism level (docs/benchmarks.md)
+    identity_augment: float = 1.0
 
 
 @dataclass
@@ -370,7 +374,11 @@ def train_config(settings: TuneSettings, base_cfg, base_path: Path, steps: int):
         init_from=str(base_path.resolve()),
         lambda_feature_match=settings.lambda_feature_match,
         lambda_perceptual=settings.lambda_perceptual,
-        loss=LossConfig(lambda_id=settings.lambda_id, lambda_afsa=settings.lambda_afsa),
+        loss=LossConfig(
+            lambda_id=settings.lambda_id,
+            lambda_afsa=settings.lambda_afsa,
+            identity_augment=settings.identity_augment,
+        ),
     )
 
 

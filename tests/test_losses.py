@@ -24,6 +24,7 @@ from magicmask.losses import (
     generator_losses,
     global_adversarial_loss,
     identity_loss,
+    identity_view,
     perceptual_loss,
     reconstruction_loss,
     run_generator,
@@ -93,6 +94,45 @@ def test_identity_loss_is_one_minus_cosine_and_keeps_the_encoder_frozen():
     enc.fc.weight.requires_grad_(True)
     with pytest.raises(ModelError, match="trainable parameters"):
         identity_loss(enc, swapped, e_other)
+
+
+def test_identity_view_keeps_shape_and_tone_and_breaks_pixel_patterns():
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(224.0), torch.arange(224.0), indexing="ij")
+    smooth = (0.5 + 0.3 * torch.sin(xx / 40) * torch.cos(yy / 50)).expand(4, 3, 224, 224)
+    checker = ((xx + yy) % 2).expand(4, 3, 224, 224) - 0.5  # a one-pixel pattern
+    assert identity_view(smooth, 0.0) is smooth
+    torch.manual_seed(1)
+    view = identity_view(smooth + 0.05 * checker, 1.0)
+    torch.manual_seed(1)
+    assert torch.equal(view, identity_view(smooth + 0.05 * checker, 1.0))  # seeded: replays
+    assert view.shape == smooth.shape and not torch.equal(view, smooth + 0.05 * checker)
+    # the smooth face-scale content survives the view, the pixel pattern does not
+    assert (view - smooth).abs().mean() < 0.03
+    pattern_left = ((view - smooth) * checker).mean() / (0.05 * (checker * checker).mean())
+    assert abs(pattern_left) < 0.05
+    x = torch.rand(2, 3, 224, 224, generator=g, requires_grad=True)
+    identity_view(x, 1.0).sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_identity_loss_reads_the_view_when_augmented():
+    enc = StandInEncoder()
+    swapped = torch.rand(2, 3, 224, 224)
+    e_same = enc(to_identity_frame(swapped)).detach()
+    torch.manual_seed(3)
+    view = identity_view(swapped, 1.0)
+    e_view = enc(to_identity_frame(view)).detach()
+    torch.manual_seed(3)
+    loss = identity_loss(enc, swapped, e_same, augment=1.0)
+    assert loss.item() > 1e-4
+    assert loss.item() == pytest.approx((1 - (e_view * e_same).sum(dim=1)).mean().item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("amount", [-0.1, 2.5, float("nan")])
+def test_identity_augment_is_validated(amount):
+    with pytest.raises(ModelError, match="identity_augment"):
+        LossConfig(identity_augment=amount)
 
 
 def test_reconstruction_loss_only_sees_the_background():

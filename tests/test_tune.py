@@ -91,10 +91,10 @@ def test_by_default_the_tune_keeps_the_base_detail_path_and_doubles_the_identity
     assert not all(torch.equal(base[k], after[k]) for k in base if k.startswith("decoder."))
     settings = load_checkpoint(tuned).meta["tune"]["settings"]
     assert settings["freeze"] == ["detail"] and settings["lambda_id"] == 10.0
-    assert settings["lambda_afsa"] == 0.2
+    assert settings["lambda_afsa"] == 0.2 and settings["identity_augment"] == 1.0
 
 
-def test_the_adversarial_weight_reaches_the_training_losses(tmp_path):
+def test_the_adversarial_weight_and_identity_augment_reach_the_training_losses(tmp_path):
     from mmvideo.tune import TuneSettings, train_config
 
     base = REPO / "magicmask/weights/magicmask-tiny.pt"
@@ -102,6 +102,9 @@ def test_the_adversarial_weight_reaches_the_training_losses(tmp_path):
     for weight in (0.2, 0.0, 1.0):
         tcfg = train_config(TuneSettings(lambda_afsa=weight), cfg, base, steps=3)
         assert tcfg.loss.lambda_afsa == weight and tcfg.loss.lambda_id == 10.0
+    for amount in (0.0, 1.5):
+        tcfg = train_config(TuneSettings(identity_augment=amount), cfg, base, steps=3)
+        assert tcfg.loss.identity_augment == amount
 
 
 def test_freeze_keeps_named_parts_and_passes_over_a_part_the_architecture_leaves_out():

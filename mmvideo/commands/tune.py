@@ -9,6 +9,7 @@ import click
 
 from magicmask import checkpoint
 from magicmask.face.identity import build_identity_encoder
+from magicmask.losses import IDENTITY_AUGMENT_MAX
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.commands.options import (
@@ -100,6 +101,14 @@ from train.trainer import (
     show_default=True,
     help="Weight of the adversarial (AFSA) terms (eq. 12's λ_AFSA).",
 )
+@click.option(
+    "--identity-augment",
+    type=click.FloatRange(0, IDENTITY_AUGMENT_MAX),
+    default=TuneSettings.identity_augment,
+    show_default=True,
+    help="[ours] The identity loss reads a random view of the swap: 1 = scale ±5 %, rotation "
+    "±5°, shift ±3 %, resampled at 50-100 % size; 0 = the paper's loss.",
+)
 @click.option("--lambda-perceptual", default=TuneSettings.lambda_perceptual, show_default=True)
 @click.option(
     "--lambda-feature-match", default=TuneSettings.lambda_feature_match, show_default=True
@@ -153,7 +162,7 @@ from train.trainer import (
 # sheet renders with the preset's generate and compose settings
 @config_options(FACE_SECTIONS)
 def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
-                 pairs, lambda_id, lambda_afsa, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
+                 pairs, lambda_id, lambda_afsa, identity_augment, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
@@ -208,6 +217,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         checkpoint_every=checkpoint_every,
         lambda_id=lambda_id,
         lambda_afsa=lambda_afsa,
+        identity_augment=identity_augment,
     )
     if resume:
         if latest_checkpoint(run) is None:
