@@ -84,10 +84,11 @@ log = logging.getLogger(__name__)
 TARGET, SOURCE = "target", "source"
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 PREVIEW_ROWS = 4
-# without --minutes or --steps: the judge's identity gain peaks at 100-250 steps and falls after
-# (frontal cross case at λ_AFSA 0.2: +0.275 at 250 steps; docs/benchmarks.md, session 6), while
-# the same-person fidelity goals are met by then; about 5-9 minutes on a 2-core CPU
-DEFAULT_STEPS = 250
+# without --minutes or --steps: with the identity view (session 7) the judge's gain peaked near
+# 300 steps on the frontal cross case (+0.317 at 65, +0.334 at 156, +0.361 at 316, +0.330 at 637)
+# and near 150 on the head turn (+0.210; +0.195 at 318), while the same-person fidelity goals are
+# met from about 130 steps; docs/benchmarks.md, session 7
+DEFAULT_STEPS = 300
 # what a failed write raises: torch's writer reports a full disk as a RuntimeError
 WRITE_ERRORS = (OSError, RuntimeError)
 
@@ -116,10 +117,11 @@ class TuneSettings:
     # toward the target (judge's gain +0.262 at 300 steps, head turn +0.134); at 0.2 +0.272 and
     # +0.174, realism level; at 0.05 or 0 more identity with blotches (docs/benchmarks.md)
     lambda_afsa: float = 0.2
-    # [ours] eq. 7 on a random view of the swap (``magicmask.losses.identity_view``): with 0 the
-    # identity loss pays for pixel patterns that move dlib's code, the blotches; with 1 the
-    # judge's gain rose +0.275 -> +0.316 at 250 steps, realism level (docs/benchmarks.md)
-    identity_augment: float = 1.0
+    # [ours] eq. 7 on a random view of the swap (``magicmask.losses.identity_view``): without it
+    # the identity loss pays for pixel patterns that move dlib's code, the blotches. 250 steps,
+    # frontal cross case: judge's gain +0.275 at 0, +0.316 at 1, +0.342 at 2 with the band ratio
+    # 1.11 / 1.13 / 1.17 (docs/benchmarks.md, session 7)
+    identity_augment: float = 2.0
 
 
 @dataclass

@@ -91,7 +91,7 @@ def test_by_default_the_tune_keeps_the_base_detail_path_and_doubles_the_identity
     assert not all(torch.equal(base[k], after[k]) for k in base if k.startswith("decoder."))
     settings = load_checkpoint(tuned).meta["tune"]["settings"]
     assert settings["freeze"] == ["detail"] and settings["lambda_id"] == 10.0
-    assert settings["lambda_afsa"] == 0.2 and settings["identity_augment"] == 1.0
+    assert settings["lambda_afsa"] == 0.2 and settings["identity_augment"] == 2.0
 
 
 def test_the_adversarial_weight_and_identity_augment_reach_the_training_losses(tmp_path):
@@ -141,7 +141,7 @@ def test_without_a_budget_the_tune_trains_the_default_steps(data_dir, tmp_path, 
 
     monkeypatch.setattr(tune_command, "train", fake_train)
     assert main(_args(data_dir, tmp_path / "shot.pt")) != 0
-    assert seen == {"steps": 250, "seconds": None, "tcfg_steps": 250}
+    assert seen == {"steps": 300, "seconds": None, "tcfg_steps": 300}
 
 
 def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
