@@ -89,6 +89,9 @@ PREVIEW_ROWS = 4
 # and near 150 on the head turn (+0.210; +0.195 at 318), while the same-person fidelity goals are
 # met from about 130 steps; docs/benchmarks.md, session 7
 DEFAULT_STEPS = 300
+# settings added after tunes were already on disk, at the value those tunes trained with: their
+# records lack the key, and --resume with this value continues them
+UNRECORDED_SETTINGS = {"identity_augment": 0.0}
 # what a failed write raises: torch's writer reports a full disk as a RuntimeError
 WRITE_ERRORS = (OSError, RuntimeError)
 
@@ -700,7 +703,7 @@ def _resumed_faces(
     diff = sorted(
         k
         for k, v in _settings_dict(settings).items()
-        if rec["settings"].get(k) != v and k != "checkpoint_every"
+        if rec["settings"].get(k, UNRECORDED_SETTINGS.get(k)) != v and k != "checkpoint_every"
     )
     if diff:
         raise InvalidInput(

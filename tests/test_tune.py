@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import shutil
 import signal
@@ -161,6 +162,19 @@ def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
     assert load_checkpoint(out).sha256 == load_checkpoint(tuned).sha256
     # resuming with other settings is not the same tune
     assert main(_args(data_dir, out, "--steps", 3, "--resume", "--lr", 1e-3, "-y")) != 0
+
+
+def test_a_tune_recorded_before_the_identity_view_resumes_with_it_off(data_dir, tmp_path, capsys):
+    out = tmp_path / "shot.pt"
+    assert main(_args(data_dir, out, "--steps", 1, "--identity-augment", 0)) == 0
+    record = out.with_name("shot.pt.tune") / "record.json"
+    rec = json.loads(record.read_text())
+    del rec["settings"]["identity_augment"]  # as written before the setting existed
+    record.write_text(json.dumps(rec))
+    assert main(_args(data_dir, out, "--steps", 2, "--resume", "-y")) != 0
+    assert "differ from the tune's (identity_augment)" in _error(capsys)
+    assert main(_args(data_dir, out, "--steps", 2, "--resume", "--identity-augment", 0, "-y")) == 0
+    assert load_checkpoint(out).meta["tune"]["steps"] == 2
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(
