@@ -62,7 +62,8 @@ class GeneratorLosses:
 
 
 GAN_GENERATOR_LOSSES = ("non-saturating", "minimax")
-# beyond 2 the resampling reaches 0 % of the crop's size
+# at 2 the view's resampling already reaches down to the 16 px floor; beyond it, its size factor
+# would turn negative
 IDENTITY_AUGMENT_MAX = 2.0
 
 

@@ -9,7 +9,7 @@ import click
 
 from magicmask import checkpoint
 from magicmask.face.identity import build_identity_encoder
-from magicmask.losses import IDENTITY_AUGMENT_MAX
+from magicmask.losses import IDENTITY_AUGMENT_MAX, LossConfig
 from mmcore.atomic import check_output
 from mmcore.errors import InvalidInput, MissingInput, OutputError
 from mmvideo.commands.options import (
@@ -106,8 +106,7 @@ from train.trainer import (
     type=click.FloatRange(0, IDENTITY_AUGMENT_MAX),
     default=TuneSettings.identity_augment,
     show_default=True,
-    help="[ours] The identity loss reads a random view of the swap: 1 = scale ±5 %, rotation "
-    "±5°, shift ±3 %, resampled at 50-100 % size; 0 = the paper's loss.",
+    help=LossConfig.__dataclass_fields__["identity_augment"].metadata["help"],
 )
 @click.option("--lambda-perceptual", default=TuneSettings.lambda_perceptual, show_default=True)
 @click.option(
