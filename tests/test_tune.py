@@ -108,6 +108,20 @@ def test_the_adversarial_weight_and_identity_augment_reach_the_training_losses(t
         assert tcfg.loss.identity_augment == amount
 
 
+def test_the_training_mask_reach_is_a_flag_recorded_and_range_checked(data_dir, tmp_path, capsys):
+    from mmvideo.tune import TuneSettings, train_config
+
+    base = REPO / "magicmask/weights/magicmask-tiny.pt"
+    tcfg = train_config(TuneSettings(mask_forehead=0.3), load_checkpoint(base).config, base, 3)
+    assert tcfg.mask_forehead == 0.3
+    out = tmp_path / "shot.pt"
+    assert main(_args(data_dir, out, "--steps", 1, "--mask-forehead", 0.3)) == 0
+    assert load_checkpoint(out).meta["tune"]["settings"]["mask_forehead"] == 0.3
+    assert main(_args(data_dir, tmp_path / "other.pt", "--steps", 1, "--mask-forehead", 1.5)) == 2
+    assert "--mask-forehead" in capsys.readouterr().err
+    assert not (tmp_path / "other.pt.tune").exists()
+
+
 def test_freeze_keeps_named_parts_and_passes_over_a_part_the_architecture_leaves_out():
     from types import SimpleNamespace
 

@@ -108,6 +108,14 @@ from train.trainer import (
     show_default=True,
     help=LossConfig.__dataclass_fields__["identity_augment"].metadata["help"],
 )
+@click.option(
+    "--mask-forehead",
+    "train_mask_forehead",
+    type=click.FloatRange(0, 1),
+    default=TuneSettings.mask_forehead,
+    show_default=True,
+    help="Forehead reach of the training face mask (eq. 8's m_t).",
+)
 @click.option("--lambda-perceptual", default=TuneSettings.lambda_perceptual, show_default=True)
 @click.option(
     "--lambda-feature-match", default=TuneSettings.lambda_feature_match, show_default=True
@@ -161,7 +169,7 @@ from train.trainer import (
 # sheet renders with the preset's generate and compose settings
 @config_options(FACE_SECTIONS)
 def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
-                 pairs, lambda_id, lambda_afsa, identity_augment, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
+                 pairs, lambda_id, lambda_afsa, identity_augment, train_mask_forehead, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
@@ -217,6 +225,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         lambda_id=lambda_id,
         lambda_afsa=lambda_afsa,
         identity_augment=identity_augment,
+        mask_forehead=train_mask_forehead,
     )
     if resume:
         if latest_checkpoint(run) is None:
