@@ -136,6 +136,12 @@ def _read(path: Path, map_location, expected_format: str) -> dict:
     return obj
 
 
+def read_meta(path: str | os.PathLike) -> dict:
+    """A checkpoint's metadata without building its generator (the weights are read, not checked:
+    ``load_checkpoint`` checks them)."""
+    return dict(_read(Path(path), "cpu", FORMAT).get("meta") or {})
+
+
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> LoadedCheckpoint:

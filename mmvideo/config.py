@@ -248,9 +248,12 @@ def preset_path(preset: str) -> Path:
 
 
 def load_config(
-    preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None
+    preset: str = DEFAULT_PRESET,
+    overrides: dict[str, Any] | None = None,
+    model: ModelSettings | None = None,
 ) -> SwapConfig:
-    """Defaults ← preset TOML ← ``overrides`` (flat key → value; ``None`` values are ignored).
+    """Defaults ← preset TOML ← the checkpoint's own settings (``model``) ← ``overrides`` (flat
+    key → value; ``None`` values are ignored).
 
     Every value is checked against its key's type and allowed values as it is read, so a bad
     preset or flag is refused with the allowed range before anything else runs.
@@ -272,6 +275,10 @@ def load_config(
             if key is None or key.section != section:
                 raise InvalidInput(f"{path}: unknown key {name!r} in [{section}]")
             _set(cfg, key, value, f"{path}: [{section}] {name}")
+    for name, value in (model.values if model else {}).items():
+        if name not in keys:
+            raise InvalidInput(f"{model.origin}: unknown swap setting {name!r}")
+        _set(cfg, keys[name], value, f"{model.origin}: swap setting {name}")
     for name, value in (overrides or {}).items():
         if value is None or value == ():
             continue  # not given (a list flag given no times is an empty tuple)
@@ -279,6 +286,24 @@ def load_config(
             raise InvalidInput(f"unknown config key {name!r}")
         _set(cfg, keys[name], value, keys[name].flag)
     return cfg
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Swap settings a checkpoint carries (``meta["swap"]``): what its maker measured it at,
+    e.g. a tuned model's paste mask. They replace the preset's values; a flag replaces them."""
+
+    origin: str  # the checkpoint's path, for messages
+    values: dict[str, Any]
+
+    @classmethod
+    def from_meta(cls, origin: str, meta: dict) -> ModelSettings | None:
+        values = meta.get("swap")
+        if not values:
+            return None
+        if not isinstance(values, dict):
+            raise InvalidInput(f"{origin}: swap settings must be a table, not {values!r}")
+        return cls(origin, dict(values))
 
 
 def _set(cfg: SwapConfig, key: ConfigKey, value: Any, label: str) -> None:

@@ -8,12 +8,18 @@ slice's ``threads`` torch threads (set by ``pipeline.run_swap``) in fp32.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from magicmask.checkpoint import read_meta
 from magicmask.face.prepare import TargetInputs
 from magicmask.inference import InferenceConfig, Swapper
-from mmvideo.config import GenerateConfig
+from mmvideo.config import GenerateConfig, ModelSettings
+
+log = logging.getLogger(__name__)
 
 
 def load_models(checkpoint: str | None, device: str = "cpu") -> Swapper:
@@ -33,3 +39,18 @@ def generate_faces(
     ``e_s`` is one identity [1, D] for every face, or one per face [N, D] (several actors).
     """
     return models.generate(inputs, e_s, cfg.batch_size, cfg.precision)
+
+
+def model_settings(checkpoint: str | Path | None) -> ModelSettings | None:
+    """The swap settings ``checkpoint`` carries (``mmvideo.config.ModelSettings``); None for the
+    embedded model (it carries none) and for a missing file, which the path checks report."""
+    if checkpoint is None or not Path(checkpoint).is_file():
+        return None
+    settings = ModelSettings.from_meta(str(checkpoint), read_meta(checkpoint))
+    if settings is not None:
+        log.info(
+            "%s: swap settings %s (a flag of the same name overrides them)",
+            checkpoint,
+            settings.values,
+        )
+    return settings

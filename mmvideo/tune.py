@@ -92,6 +92,12 @@ DEFAULT_STEPS = 300
 # settings added after tunes were already on disk, at the value those tunes trained with: their
 # records lack the key, and --resume with this value continues them
 UNRECORDED_SETTINGS = {"identity_augment": 0.0}
+# the swap settings a tuned checkpoint carries (``mmvideo.config.ModelSettings``): the paste mask
+# over the brows. The presets' 0 stops at the brow line, so the feathered edge keeps most of the
+# target's brows; with a tuned model's the judge's gain rose by +0.07 and +0.15 on a frontal and a
+# head-turn clip, level on others, while 0.2-0.3 show the forehead's mottling
+# (docs/benchmarks.md, session 8)
+SWAP_SETTINGS = {"mask_forehead": 0.1}
 # what a failed write raises: torch's writer reports a full disk as a RuntimeError
 WRITE_ERRORS = (OSError, RuntimeError)
 
@@ -598,7 +604,7 @@ def write_preview(
 
 def export(out: Path, models, record: dict) -> str:
     """The EMA generator with the tune's record, written atomically; returns its SHA-256."""
-    meta = {"steps": record["steps"], "weights": "ema", "tune": record}
+    meta = {"steps": record["steps"], "weights": "ema", "tune": record, "swap": SWAP_SETTINGS}
     with write_errors(out, "write the tuned checkpoint", errors=WRITE_ERRORS):
         return checkpoint.save_checkpoint(out, models.ema, models.cfg, models.encoder.name, meta)
 

@@ -75,6 +75,7 @@ def test_two_step_tune_writes_a_checkpoint_that_swap_loads_and_describe_shows(
         "tuned: 2 steps" in shown
         and f"clip: {data_dir / CLIP}" in shown
         and "10 of 108 frames" in shown
+        and 'swap settings (a flag overrides them): {"mask_forehead": 0.1}' in shown
     )
     video = tmp_path / "swap.mp4"
     assert _run("swap", "--source", data_dir / SOURCE, "--in", data_dir / CLIP, "--out", video,
@@ -93,6 +94,8 @@ def test_by_default_the_tune_keeps_the_base_detail_path_and_doubles_the_identity
     settings = load_checkpoint(tuned).meta["tune"]["settings"]
     assert settings["freeze"] == ["detail"] and settings["lambda_id"] == 10.0
     assert settings["lambda_afsa"] == 0.2 and settings["identity_augment"] == 2.0
+    # swap pastes it over the brows unless a flag says otherwise (test_model_settings)
+    assert load_checkpoint(tuned).meta["swap"] == {"mask_forehead": 0.1}
 
 
 def test_the_adversarial_weight_and_identity_augment_reach_the_training_losses(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -46,8 +47,13 @@ def describe(spec: str, depth: int) -> None:
     generator, what = _resolve(spec)
     click.echo(what)
     if spec not in list_configs():
-        for line in describe_record(load_checkpoint(Path(spec)).meta):
+        meta = load_checkpoint(Path(spec)).meta
+        for line in describe_record(meta):
             click.echo(line)
+        if meta.get("swap"):
+            click.echo(
+                f"swap settings (a flag overrides them): {json.dumps(meta['swap'], sort_keys=True)}"
+            )
     cfg = generator.cfg
     click.echo(
         f"identity_dim {cfg.identity_dim}, latent {cfg.latent_channels}x{cfg.latent_size}x{cfg.latent_size}, "

@@ -83,8 +83,14 @@ def config_options(sections: tuple[str, ...] | None = None, without: tuple[str, 
     return key_options(keys, preset=True)
 
 
-def merged_config(preset: str, params: dict) -> SwapConfig:
-    """The preset with the config flags the command offers (``config_options``) and the command
-    line gave, popped from ``params``."""
+def merged_config(preset: str, params: dict, checkpoint: str | None = None) -> SwapConfig:
+    """The preset, then the swap settings ``checkpoint`` carries (a tuned model's paste mask),
+    then the config flags the command offers (``config_options``) and the command line gave,
+    popped from ``params``."""
     overrides = {k.name: params.pop(k.name) for k in config_keys() if k.name in params}
-    return load_config(preset, overrides)
+    model = None
+    if checkpoint is not None:
+        from mmvideo.generate import model_settings  # deferred: torch reads the file
+
+        model = model_settings(checkpoint)
+    return load_config(preset, overrides, model)

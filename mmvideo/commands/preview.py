@@ -72,7 +72,7 @@ def preview_command(
     out = Path(output)
     if out.suffix.lower() != ".png":
         raise OutputError(f"{out}: the contact sheet is a .png file")
-    cfg = merged_config(preset, params)
+    cfg = merged_config(preset, params, checkpoint)
     oiio_module(PREVIEW_USERS)
     require_input(input_path, "--in")
     check_paths(

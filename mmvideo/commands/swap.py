@@ -184,7 +184,7 @@ def swap(
     preset: str, print_config: bool, overwrite: bool | None, require_all: bool, **params
 ) -> None:
     """Swap the --source face into every selected face of a video (--map: several actors)."""
-    cfg = merged_config(preset, params)
+    cfg = merged_config(preset, params, params["checkpoint"])
     if print_config:
         click.echo(config_to_toml(cfg), nl=False)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from mmvideo.io.sequence import oiio_module
 from mmvideo.preview import PREVIEW_USERS
 from mmvideo.tune import (
     DEFAULT_STEPS,
+    SWAP_SETTINGS,
     TuneProgress,
     TuneSettings,
     check_base,
@@ -173,7 +175,9 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
+    # the preview sheet renders as swap will with the tuned checkpoint (its swap settings)
     cfg = merged_config(preset, params)
+    cfg.compose = dataclasses.replace(cfg.compose, **SWAP_SETTINGS)
     if steps is not None and minutes is not None:
         raise click.UsageError("give --minutes or --steps, not both")
     if not clips:

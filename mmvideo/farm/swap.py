@@ -58,11 +58,15 @@ def resolve_settings(
     overrides: dict[str, Any] | None = None,
     device: str = "cpu",
 ) -> SwapSettings:
-    """Merge a preset with overrides and pin the checkpoint by its SHA-256."""
-    cfg = load_config(preset, overrides)
+    """Merge a preset, the checkpoint's own swap settings and overrides, and pin the checkpoint
+    by its SHA-256."""
     path = Path(checkpoint) if checkpoint is not None else _default_checkpoint()
     if not path.is_file():
         raise MissingInput(f"{path}: checkpoint not found")
+    # imported late, as below: torch
+    from mmvideo.generate import model_settings
+
+    cfg = load_config(preset, overrides, model_settings(checkpoint))
     return SwapSettings(
         preset=preset,
         config=config_to_dict(cfg),
