@@ -168,14 +168,14 @@ from train.trainer import (
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @overwrite_options
 # the faces it trains on are swap's (--map is refused below with the reason); the preview
-# sheet renders with the preset's generate and compose settings
+# sheet renders with the preset's generate and compose settings and the tuned checkpoint's swap
+# settings
 @config_options(FACE_SECTIONS)
 def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
                  pairs, lambda_id, lambda_afsa, identity_augment, train_mask_forehead, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
-    # the preview sheet renders as swap will with the tuned checkpoint (its swap settings)
     cfg = merged_config(preset, params)
     cfg.compose = dataclasses.replace(cfg.compose, **SWAP_SETTINGS)
     if steps is not None and minutes is not None:
