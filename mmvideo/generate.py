@@ -41,12 +41,15 @@ def generate_faces(
     return models.generate(inputs, e_s, cfg.batch_size, cfg.precision)
 
 
-def model_settings(checkpoint: str | Path | None) -> ModelSettings | None:
-    """The swap settings ``checkpoint`` carries (``mmvideo.config.ModelSettings``); None for the
-    embedded model (it carries none) and for a missing file, which the path checks report."""
-    if checkpoint is None or not Path(checkpoint).is_file():
-        return None
-    settings = ModelSettings.from_meta(str(checkpoint), read_meta(checkpoint))
+def model_settings(checkpoint: str | Path | None, meta: dict | None = None) -> ModelSettings | None:
+    """The swap settings ``checkpoint`` carries (``mmvideo.config.ModelSettings``), from ``meta``
+    when the caller has loaded it; None without a checkpoint (the embedded model carries none)
+    and for a missing file, which the path checks report."""
+    if meta is None:
+        if checkpoint is None or not Path(checkpoint).is_file():
+            return None
+        meta = read_meta(checkpoint)
+    settings = ModelSettings.from_meta(str(checkpoint), meta)
     if settings is not None:
         log.info(
             "%s: swap settings %s (a flag of the same name overrides them)",

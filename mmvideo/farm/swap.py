@@ -63,16 +63,19 @@ def resolve_settings(
     path = Path(checkpoint) if checkpoint is not None else _default_checkpoint()
     if not path.is_file():
         raise MissingInput(f"{path}: checkpoint not found")
-    # imported late, as below: torch
+    # Loading also refuses a broken or tampered checkpoint at plan time, not on every node
+    # (imported late: torch, which planning never needs otherwise).
+    from magicmask.checkpoint import load_checkpoint
     from mmvideo.generate import model_settings
 
-    cfg = load_config(preset, overrides, model_settings(checkpoint))
+    loaded = load_checkpoint(path, map_location="cpu")
+    cfg = load_config(preset, overrides, model_settings(path, loaded.meta))
     return SwapSettings(
         preset=preset,
         config=config_to_dict(cfg),
         checkpoint=str(path.resolve()),
         checkpoint_sha256=file_sha256(path),
-        weights_sha256=_weights_sha256(path),
+        weights_sha256=loaded.sha256,
         device=device,
     )
 
@@ -82,14 +85,6 @@ def _default_checkpoint() -> Path:
     from magicmask.checkpoint import default_checkpoint_path
 
     return Path(default_checkpoint_path())
-
-
-def _weights_sha256(path: Path) -> str:
-    # Loading also refuses a broken or tampered checkpoint at plan time, not on every node
-    # (imported late, as above: torch).
-    from magicmask.checkpoint import load_checkpoint
-
-    return load_checkpoint(path, map_location="cpu").sha256
 
 
 def config_from_dict(data: dict[str, Any]) -> SwapConfig:
