@@ -1,8 +1,8 @@
 """How far can an inner-face swap move the judge? A real face as the swap: another photo of the
 source person warped onto each frame's 68 landmarks (piecewise affine), its LAB mean and spread
-matched to the frame inside the mask, and pasted through the swap's landmark hull (brows and
-below, ``--mask-forehead`` F above them; eroded and feathered at the 224-crop scale as
-``compose`` does). The FaceNet judge's gain to the source photo (``bench/quality.py``'s measure)
+matched to the frame inside the mask and pasted through the swap's landmark hull (brows and
+below, ``--mask-forehead`` F above them) with ``compose``'s own colour match and feather, its
+crop-pixel erosion and feather carried to the face's scale in the frame. The FaceNet judge's gain to the source photo (``bench/quality.py``'s measure)
 is then what a perfect identity gives through that mask: the hair, head outline and everything
 else outside it stay the target's. A crude paste (the photo's expression and light are its own),
 so it is a yardstick for a model's gain on the same clip, not a product.
@@ -35,9 +35,8 @@ CASES = (
     ("talking_head_jackie_chan_01.mp4", "id_biden_02.jpg", "id_biden_01.jpg"),
     ("talking_head_glasses_02.mp4", "id_kit_harington_02.jpeg", "id_kit_harington_01.jpeg"),
 )
-# the swap's mask in 224-crop pixels (the balanced preset): erosion, feather; the crop's eye
-# distance, to carry them to frame pixels
-MASK_EROSION, MASK_FEATHER, CROP_EYE_DISTANCE = 4, 8, 60.0
+# the eye distance in the 224 crop, to carry compose's crop-pixel mask sizes to the frame
+CROP_EYE_DISTANCE = 60.0
 # the warp's anchors reach this far above the brows (as face_outline's forehead), so it covers
 # every mask measured
 ANCHOR_FOREHEAD = 0.4
@@ -49,28 +48,26 @@ def anchors(landmarks: np.ndarray) -> np.ndarray:
     return np.vstack([landmarks, landmarks[17:27] + ANCHOR_FOREHEAD * up])
 
 
-def lab_match(face: np.ndarray, frame: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    a = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
-    b = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
-    a = (a - a[inside].mean(0)) / (a[inside].std(0) + 1e-6) * b[inside].std(0) + b[inside].mean(0)
-    return cv2.cvtColor(np.clip(a, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
-
-
 def paste(frame, landmarks, photo, photo_landmarks, forehead: float) -> np.ndarray:
     from magicmask.face.mask import face_outline
     from magicmask.quality import eye_distance
+    from mmvideo.compose import feather_mask, match_color_lab
+    from mmvideo.config import ComposeConfig
 
     t = PiecewiseAffineTransform.from_estimate(anchors(landmarks), anchors(photo_landmarks))
-    warped = (warp(photo, t, output_shape=frame.shape[:2]) * 255).astype(np.uint8)
-    hard = np.zeros(frame.shape[:2], np.uint8)
-    cv2.fillConvexPoly(hard, np.round(face_outline(landmarks, forehead)).astype(np.int32), 255)
+    face = warp(photo, t, output_shape=frame.shape[:2]).astype(np.float32)
+    hard = np.zeros(frame.shape[:2], np.float32)
+    cv2.fillConvexPoly(hard, np.round(face_outline(landmarks, forehead)).astype(np.int32), 1.0)
+    # compose's own feather and colour match, with its crop-pixel sizes carried to the frame
     scale = float(eye_distance(landmarks)) / CROP_EYE_DISTANCE
-    r = max(1, round(MASK_EROSION * scale))
-    hard = cv2.erode(hard, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    weight = cv2.GaussianBlur(hard.astype(np.float32) / 255.0, (0, 0), MASK_FEATHER * scale)
-    face = lab_match(warped, frame, hard > 0).astype(np.float32)
-    out = weight[..., None] * face + (1 - weight[..., None]) * frame
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    crop = ComposeConfig()
+    frame_px = ComposeConfig(
+        mask_erosion=round(crop.mask_erosion * scale), mask_feather=round(crop.mask_feather * scale)
+    )
+    weight = feather_mask(hard, frame_px)[..., None]
+    plate = frame.astype(np.float32) / 255.0
+    out = weight * match_color_lab(face, plate, weight[..., 0]) + (1 - weight) * plate
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def main(argv: list[str] | None = None) -> None:
