@@ -159,7 +159,7 @@ def test_without_a_budget_the_tune_trains_the_default_steps(data_dir, tmp_path, 
 
     monkeypatch.setattr(tune_command, "train", fake_train)
     assert main(_args(data_dir, tmp_path / "shot.pt")) != 0
-    assert seen == {"steps": 300, "seconds": None, "tcfg_steps": 300}
+    assert seen == {"steps": 200, "seconds": None, "tcfg_steps": 200}
 
 
 def test_a_killed_tune_resumes_bit_exactly(tuned, data_dir, tmp_path):
