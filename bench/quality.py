@@ -1,7 +1,7 @@
 """Swap quality end to end: `mmvideo swap` on real clips, realism beside identity (docs/quality.md).
 
 One row per (clip, source photo) and model: means over the frames where a face is found in the
-original of chip SSIM, sharpness ratio, band-energy ratio, pose error, temporal jitter ratio, and
+original of chip SSIM, sharpness ratio, band-energy ratio (grey and colour), pose error, temporal jitter ratio, and
 the identity of the face to the source photo (FaceNet judge cosine and dlib distance, original →
 swap). Same-person rows put a photo of the clip's own actor in (the fidelity test: a faithful model
 keeps SSIM near 1); cross-person rows another actor. Writes a contact sheet per row
@@ -66,6 +66,7 @@ MEASURES = (  # (field, header, format)
     ("chip_ssim", "chip SSIM", "{:.3f}"),
     ("sharpness_ratio", "sharpness", "{:.2f}"),
     ("band_ratio", "band", "{:.2f}"),
+    ("color_band_ratio", "colour band", "{:.2f}"),
     ("pose_err", "pose err °", "{:.1f}"),
     ("jitter_ratio", "jitter", "{:.2f}"),
     ("facenet_gain", "FaceNet gain", "{:+.3f}"),
@@ -198,6 +199,7 @@ def measure(
         "chip_ssim": float(np.mean([r.chip_ssim for r in real])),
         "sharpness_ratio": float(np.nanmean([r.sharpness_ratio for r in real])),
         "band_ratio": float(np.nanmean([r.band_ratio for r in real])),
+        "color_band_ratio": float(np.nanmean([r.color_band_ratio for r in real])),
         "pose_err": float(np.mean(poses)),
         "jitter_ratio": quality.jitter_ratio(full_s, full_o, valid),
         "facenet_gain": ident.facenet_gain,

@@ -9,6 +9,8 @@ original and from the swap at the same place, in gray. On the chip pair:
 - ``sharpness_ratio``: variance of the Laplacian, swap over original (blur < 1, noise > 1).
 - ``band_ratio``: variance of (G σ1.5 − G σ6), swap over original: the 4–16 px band where
   blotches and block artefacts live.
+- ``color_band_ratio``: the same band of the chip's chroma (CIELAB a and b, from the RGB chips),
+  swap over original: coloured blotches (blue, red) that the gray measures do not see.
 
 ``seam_ratio``: gradient energy (squared RGB gradients) of the swap over the original's in a
 6 px band along the blend mask's edge (3 px either side of its one-half contour in the frame):
@@ -57,6 +59,7 @@ class Realism:
     chip_ssim: float
     sharpness_ratio: float
     band_ratio: float
+    color_band_ratio: float
 
 
 def _shape(landmarks68: np.ndarray) -> dlib.full_object_detection:
@@ -83,13 +86,6 @@ def gray(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image.astype(np.float64)
     return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float64)
-
-
-def chip_pair(
-    original: np.ndarray, swap: np.ndarray, landmarks68: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Grey chips of the original and of the swap, both cut where the original's face is."""
-    return gray(face_chip(original, landmarks68)), gray(face_chip(swap, landmarks68))
 
 
 def _blur(x: np.ndarray, sigma: float, ksize: int = 0) -> np.ndarray:
@@ -123,18 +119,27 @@ def band_energy(image: np.ndarray) -> float:
     return float((_blur(x, 1.5) - _blur(x, 6.0)).var())
 
 
+def color_band_energy(image: np.ndarray) -> float:
+    """``band_energy`` of the chroma of a uint8 RGB image: CIELAB a plus b."""
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB).astype(np.float64)
+    return band_energy(lab[..., 1]) + band_energy(lab[..., 2])
+
+
 def ratio(swap: float, original: float) -> float:
     """swap / original, NaN when the original has no energy at all (a flat chip says nothing)."""
     return float(swap / original) if original > _EPS else float("nan")
 
 
 def realism(original: np.ndarray, swap: np.ndarray, landmarks68: np.ndarray) -> Realism:
-    """Chip SSIM, sharpness ratio and band-energy ratio of one frame (uint8 RGB, same size)."""
-    a, b = chip_pair(original, swap, landmarks68)
+    """Chip SSIM, sharpness ratio, band-energy ratio and chroma band-energy ratio of one frame
+    (uint8 RGB, same size)."""
+    o, s = face_chip(original, landmarks68), face_chip(swap, landmarks68)
+    a, b = gray(o), gray(s)
     return Realism(
         ssim(a, b),
         ratio(sharpness(b), sharpness(a)),
         ratio(band_energy(b), band_energy(a)),
+        ratio(color_band_energy(s), color_band_energy(o)),
     )
 
 

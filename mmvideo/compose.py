@@ -163,6 +163,15 @@ def match_color_gradient(
     return np.clip(cv2.cvtColor(g, cv2.COLOR_LAB2RGB), 0.0, 1.0)
 
 
+def target_chroma(generated: np.ndarray, target: np.ndarray, weight: float) -> np.ndarray:
+    """``generated`` (float32 RGB in [0, 1]) with its CIELAB chroma moved ``weight`` of the way to
+    ``target``'s (the aligned crop, same size and range); its lightness is kept."""
+    g = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB)
+    t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB)
+    g[..., 1:] += weight * (t[..., 1:] - g[..., 1:])
+    return np.clip(cv2.cvtColor(g, cv2.COLOR_LAB2RGB), 0.0, 1.0)
+
+
 def target_detail(roi: np.ndarray, sigma: float) -> np.ndarray:
     """The band of ``roi`` (float32 frame pixels) finer than ``sigma`` frame pixels (the config's
     ``detail_sigma`` crop pixels × frame pixels per crop pixel): ``roi − G(σ)``; zero where the
@@ -372,7 +381,7 @@ def paste(
         return image
     generated = generated.astype(np.float32)
     seam_on = cfg.seam_match > 0 or cfg.seam_tolerance > 0
-    if cfg.color_match != "none" or cfg.blend != "alpha" or seam_on:
+    if cfg.color_match != "none" or cfg.blend != "alpha" or seam_on or cfg.chroma_from_target > 0:
         tgt = target_crop.astype(np.float32)
         if target_crop.dtype != np.float32:
             tgt /= 65535.0 if target_crop.dtype == np.uint16 else 255.0
@@ -380,6 +389,8 @@ def paste(
         generated = match_color_lab(generated, tgt, alpha)
     elif cfg.color_match == "gradient":
         generated = match_color_gradient(generated, tgt, alpha)
+    if cfg.chroma_from_target > 0:
+        generated = target_chroma(generated, tgt, cfg.chroma_from_target)
     correction = None
     if cfg.blend == "poisson":
         generated = generated + poisson_offset(generated, tgt, alpha)

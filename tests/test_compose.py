@@ -22,6 +22,7 @@ from mmvideo.compose import (
     paste,
     seam_ring,
     seam_strength,
+    target_chroma,
     target_detail,
 )
 from mmvideo.config import ComposeConfig, config_keys, load_config
@@ -129,6 +130,47 @@ def test_lab_color_match_moves_statistics_to_the_target():
     np.testing.assert_allclose(lab(out).mean(0), lab(target).mean(0), atol=1.5)
     np.testing.assert_allclose(lab(out).std(0), lab(target).std(0), rtol=0.15, atol=0.5)
     assert match_color_lab(gen, target, np.zeros_like(w)) is gen
+
+
+def test_target_chroma_takes_the_targets_colour_and_keeps_the_faces_lightness():
+    rng = np.random.default_rng(2)
+    target = np.clip(rng.normal([0.7, 0.5, 0.4], 0.05, (224, 224, 3)), 0, 1).astype(np.float32)
+    gen = np.clip(rng.normal([0.3, 0.4, 0.6], 0.1, (224, 224, 3)), 0, 1).astype(np.float32)
+
+    def lab(x):
+        return cv2.cvtColor(x, cv2.COLOR_RGB2LAB)
+
+    full, half = target_chroma(gen, target, 1.0), target_chroma(gen, target, 0.5)
+    inside = (full > 0.001).all(-1) & (full < 0.999).all(-1)  # away from the gamut's clip
+    np.testing.assert_allclose(lab(full)[inside][:, 1:], lab(target)[inside][:, 1:], atol=1.0)
+    np.testing.assert_allclose(lab(full)[inside][:, 0], lab(gen)[inside][:, 0], atol=1.0)
+    mid = (lab(gen)[..., 1:] + lab(target)[..., 1:]) / 2
+    np.testing.assert_allclose(lab(half)[inside][:, 1:], mid[inside], atol=1.5)
+    np.testing.assert_allclose(target_chroma(gen, target, 0.0), gen, atol=5e-3)  # the round trip
+
+
+def test_chroma_from_target_takes_a_blue_blotch_out_of_the_paste():
+    frame = np.full((300, 300, 3), (200, 150, 120), np.uint8)
+    matrix = similarity(1.0, 0.0, 38, 38)
+    crop = cv2.warpAffine(frame, matrix, (224, 224))
+    gen = crop.astype(np.float32) / 255.0
+    gen[100:130, 80:110] = (0.45, 0.5, 0.75)  # a blue blotch on the cheek
+    blotch = (slice(38 + 105, 38 + 125), slice(38 + 85, 38 + 105))
+
+    def pasted(weight: float) -> np.ndarray:
+        cfg = ComposeConfig(color_match="none", chroma_from_target=weight)
+        return paste(frame.copy(), gen, crop, matrix, ellipse_mask(), cfg)[blotch]
+
+    def chroma_error(out: np.ndarray) -> float:
+        lab = cv2.cvtColor(out, cv2.COLOR_RGB2LAB).astype(np.float32)
+        ref = cv2.cvtColor(frame[blotch], cv2.COLOR_RGB2LAB).astype(np.float32)
+        return float(np.abs(lab[..., 1:] - ref[..., 1:]).mean())
+
+    assert chroma_error(pasted(0.0)) > 20
+    assert chroma_error(pasted(1.0)) < 2
+    assert load_config("balanced", {"chroma_from_target": 0.5}).compose.chroma_from_target == 0.5
+    with pytest.raises(InvalidInput, match="--chroma-from-target must be a number from 0 to 1"):
+        load_config("balanced", {"chroma_from_target": 1.5})
 
 
 def _textured_frame(seed: int = 0) -> np.ndarray:

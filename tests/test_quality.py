@@ -23,8 +23,8 @@ def face(data_dir):
 def test_an_image_against_itself_scores_ssim_1_and_ratios_1(face):
     image, landmarks = face
     r = quality.realism(image, image.copy(), landmarks)
-    assert (r.chip_ssim, r.sharpness_ratio, r.band_ratio) == pytest.approx(
-        (1.0, 1.0, 1.0), abs=1e-12
+    assert (r.chip_ssim, r.sharpness_ratio, r.band_ratio, r.color_band_ratio) == pytest.approx(
+        (1.0, 1.0, 1.0, 1.0), abs=1e-12
     )
 
 
@@ -43,6 +43,25 @@ def test_a_blurred_copy_loses_sharpness_and_band_energy(face):
     image, landmarks = face
     r = quality.realism(image, cv2.GaussianBlur(image, (0, 0), 2.0), landmarks)
     assert r.sharpness_ratio < 0.5 and r.band_ratio < 1.0 and r.chip_ssim < 0.95
+
+
+def _patches(image, landmarks, paint):
+    """``image`` with ``paint(roi)`` applied to two 12 px discs on the cheeks (blotch-sized)."""
+    out = image.astype(np.float32)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for k in (2, 14):  # jaw-line points, moved halfway to the nose tip: the cheeks
+        c = (landmarks[k] + landmarks[30]) / 2
+        cv2.circle(mask, (int(c[0]), int(c[1])), 12, 1, -1)
+    m = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 3)[..., None]
+    return np.clip(out * (1 - m) + paint(out) * m, 0, 255).astype(np.uint8)
+
+
+def test_coloured_blotches_raise_the_colour_band_where_the_grey_band_hardly_moves(face):
+    image, landmarks = face
+    blue = _patches(image, landmarks, lambda x: x * [0.55, 0.75, 1.25])  # a blue cast
+    r_blue = quality.realism(image, blue, landmarks)
+    # a blue cast at about the same lightness: the colour band sees it, the grey band hardly
+    assert r_blue.color_band_ratio > 1.2 and r_blue.band_ratio < 1.05
 
 
 def test_noise_raises_the_sharpness_ratio(face):

@@ -57,6 +57,7 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
         "chip SSIM vs target",
         "sharpness ratio",
         "band ratio",
+        "colour band ratio",
         "jitter",
         "ms/face",
     ):
@@ -74,11 +75,14 @@ def test_evaluation_writes_the_paper_columns_and_reference_rows(evaluated):
     assert pasted.pose_err > 1.0  # a different head, a different pose
     # realism against the target crop: 1 for the target itself, below 1 for another face and
     # for an untrained generator's output
-    assert (unchanged.chip_ssim, unchanged.sharpness, unchanged.band) == pytest.approx(
-        (1.0, 1.0, 1.0)
-    )
+    assert (
+        unchanged.chip_ssim,
+        unchanged.sharpness,
+        unchanged.band,
+        unchanged.color_band,
+    ) == pytest.approx((1.0, 1.0, 1.0, 1.0))
     assert pasted.chip_ssim < 0.9 and self_swap.chip_ssim < 0.9 and model.chip_ssim < 0.9
-    assert all(r.sharpness > 0 and r.band > 0 for r in rows)
+    assert all(r.sharpness > 0 and r.band > 0 and r.color_band > 0 for r in rows)
     assert model.jitter is not None and np.isfinite(model.jitter) and pasted.jitter is None
     assert model.ms > 0 and unchanged.ms is None and self_swap.jitter is None
     # the paired identity gain is computed from the per-pair values of the two rows

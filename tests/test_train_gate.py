@@ -96,7 +96,10 @@ def test_replacing_the_embedded_checkpoint_needs_gate_data(setup, tmp_path):
 
 
 def test_failures_compare_each_measure_in_its_direction():
-    base = {m.name: v for m, v in zip(gate.MEASURES, (0.80, 0.70, 1.10, 0.65, 1.20, 7.0, 0.10))}
+    base = {
+        m.name: v
+        for m, v in zip(gate.MEASURES, (0.80, 0.70, 1.10, 1.05, 0.65, 1.20, 1.10, 7.0, 0.10))
+    }
     assert gate.failures(dict(base), base) == []
     better = dict(
         base, **{"self-swap chip SSIM": 0.9, "swap sharpness ratio": 0.95, "swap pose error": 5.0}
@@ -104,11 +107,15 @@ def test_failures_compare_each_measure_in_its_direction():
     assert gate.failures(better, base) == []
     # a ratio past 1 on the other side is judged by its distance from 1 on a log scale
     assert gate.failures(dict(base, **{"self-swap band ratio": 1 / 1.08}), base) == []
-    worse = dict(base, **{"self-swap chip SSIM": 0.75, "swap band ratio": 1.5})
+    worse = dict(
+        base,
+        **{"self-swap chip SSIM": 0.75, "swap band ratio": 1.5, "swap colour band ratio": 1.6},
+    )
     worse[f"identity gain ({gate.GATE_ENCODER} cosine)"] = float("nan")
     bad = gate.failures(worse, base)
     assert [b.split(" 0")[0].split(" 1")[0].split(" nan")[0] for b in bad] == [
         "self-swap chip SSIM",
         "swap band ratio",
+        "swap colour band ratio",
         f"identity gain ({gate.GATE_ENCODER} cosine)",
     ]

@@ -14,8 +14,8 @@ the model with its own identity, as blurry as the swap but with no identity chan
 - landmark expression distance (our proxy for the paper's 3DMM expression error, see
   ``train.metrics.expression_error``),
 - realism (``magicmask.quality``, docs/quality.md) of each output against the target crop: chip
-  SSIM (on the self-swap row, the same-person fidelity test), sharpness ratio and band-energy
-  ratio (both want 1: blur < 1, noise and blotches > 1),
+  SSIM (on the self-swap row, the same-person fidelity test), sharpness ratio, band-energy
+  ratio and its colour twin (all want 1: blur < 1, noise and blotches > 1),
 - temporal jitter on clips (gray levels of flicker the swap adds, see ``train.metrics``),
 - FD: the Fréchet distance (FID's formula) between the judge encoder's embeddings of the
   method's outputs and of the real target crops. Not FID: Inception-v3 is not available
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 METHODS = ("target unchanged", "source pasted", "model self-swap", "model")
 COLUMNS = (
     "id_retrieval", "csim_judge", "csim_train", "pose_err", "expr_err", "fd_judge",
-    "chip_ssim", "sharpness", "band", "jitter", "ms",
+    "chip_ssim", "sharpness", "band", "color_band", "jitter", "ms",
 )  # fmt: skip
 HEADERS = {
     "id_retrieval": "ID retr. % ↑",
@@ -71,6 +71,7 @@ HEADERS = {
     "chip_ssim": "chip SSIM vs target",
     "sharpness": "sharpness ratio (→ 1)",
     "band": "band ratio (→ 1)",
+    "color_band": "colour band ratio (→ 1)",
     "jitter": "jitter ↓",
     "ms": "ms/face ↓",
 }
@@ -98,6 +99,7 @@ class EvalRow:
     chip_ssim: float  # magicmask.quality on the output vs the target crop: the fidelity test on
     sharpness: float  # the self-swap row; sharpness and band ratios want 1 on every row
     band: float
+    color_band: float  # the band ratio of the chroma: coloured blotches the grey ones miss
     jitter: float | None
     ms: float | None  # generator time per face in this process (batches of 8, no I/O)
     pairs: int
@@ -255,6 +257,7 @@ def evaluate_pairs(
                 float(np.mean([r.chip_ssim for r in chips])),
                 float(np.nanmean([r.sharpness_ratio for r in chips])),
                 float(np.nanmean([r.band_ratio for r in chips])),
+                float(np.nanmean([r.color_band_ratio for r in chips])),
                 None,
                 model_ms if method == "model" else None,
                 len(pairs),

@@ -5,8 +5,8 @@ Both checkpoints go through ``train.evaluate.evaluate_pairs`` on the same held-o
 pairs; the gate compares, with a small tolerance for ties:
 
 - realism: chip SSIM of the self-swap (the same-person fidelity test; higher is better) and the
-  sharpness and band-energy ratios of the self-swap and of the swap (closer to 1 is better, on a
-  log scale: 0.5 and 2 are equally far),
+  sharpness, band-energy and colour band-energy ratios of the self-swap and of the swap (closer
+  to 1 is better, on a log scale: 0.5 and 2 are equally far),
 - pose error of the swap (degrees; lower is better),
 - identity: the per-pair cosine gain (swap minus unchanged target) with dlib's descriptor.
 
@@ -42,8 +42,10 @@ MEASURES = (
     Measure("self-swap chip SSIM", "model self-swap", "chip_ssim", "higher", 0.005),
     Measure("self-swap sharpness ratio", "model self-swap", "sharpness", "one", 0.03),
     Measure("self-swap band ratio", "model self-swap", "band", "one", 0.03),
+    Measure("self-swap colour band ratio", "model self-swap", "color_band", "one", 0.03),
     Measure("swap sharpness ratio", "model", "sharpness", "one", 0.03),
     Measure("swap band ratio", "model", "band", "one", 0.03),
+    Measure("swap colour band ratio", "model", "color_band", "one", 0.03),
     Measure("swap pose error", "model", "pose_err", "lower", 0.5),
     Measure(f"identity gain ({GATE_ENCODER} cosine)", "model", "gain", "higher", 0.005),
 )
