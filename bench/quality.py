@@ -1,9 +1,9 @@
 """Swap quality end to end: `mmvideo swap` on real clips, realism beside identity (docs/quality.md).
 
 One row per (clip, source photo) and model: means over the frames where a face is found in the
-original of chip SSIM, sharpness ratio, band-energy ratio (grey and colour), pose error, temporal jitter ratio, and
-the identity of the face to the source photo (FaceNet judge cosine and dlib distance, original →
-swap). Same-person rows put a photo of the clip's own actor in (the fidelity test: a faithful model
+original of chip SSIM, sharpness ratio, band-energy ratio (grey and colour), pose error, temporal
+jitter ratio, and the identity of the face to the source photo (FaceNet judge cosine and dlib
+distance, original → swap). Same-person rows put a photo of the clip's own actor in (the fidelity test: a faithful model
 keeps SSIM near 1); cross-person rows another actor. Writes a contact sheet per row
 (original | swap [| baseline swap] | source), small PNGs under ``docs/quality/``.
 

@@ -158,7 +158,7 @@ class ComposeConfig:
     detail_sigma: float = field(default=1.0, metadata=between(0.5, 4))
     # [ours] how far (0-1) the face's chroma (CIELAB a, b) moves to the target frame's inside the
     # mask (mmvideo.compose.target_chroma): the generator's coloured blotches (blue over the
-    # brows, red on a cheek) go, its lightness, which carries the face's shape, stays
+    # brows, red on a cheek) fade; its lightness, which carries the face's shape, stays
     chroma_from_target: float = field(default=0.0, metadata=between(0, 1))
     # [ours] share (0-1) of the frame's shading and texture the face takes in a ring along the mask
     # edge (the feather and 8 crop pixels inside it; mmvideo.compose.seam_ring): no color step
