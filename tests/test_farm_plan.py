@@ -174,6 +174,19 @@ def test_plan_refuses_missing_files(data_dir, tmp_path, settings):
         resolve_settings("fast", tmp_path / "missing.pt")
 
 
+def test_a_plan_from_before_the_chroma_key_is_refused_as_an_older_version(
+    data_dir, tmp_path, settings
+):
+    job = tmp_path / "job.json"
+    save_plan(make_plan(job, data_dir / CLIP, data_dir / SOURCE, settings, chunks=2), job)
+    data = json.loads(job.read_text())
+    del data["settings"]["config"]["compose"]["chroma_from_target"]
+    data["version"] = 3
+    job.write_text(json.dumps(data))
+    with pytest.raises(InvalidInput, match="version 4 .re-plan it"):
+        load_plan(job)
+
+
 def test_load_plan_errors(tmp_path):
     with pytest.raises(MissingInput, match="mmvideo plan"):
         load_plan(tmp_path / "job.json")

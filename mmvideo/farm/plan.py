@@ -45,7 +45,8 @@ from mmvideo.targets import check_map_files, map_files, needs_decision, parse_ma
 
 # 2: the input's mtime and sampled SHA-256 (checked by every node), typed loading
 # 3: targets (the faces to swap and their sources, decided once for every chunk); source optional
-PLAN_VERSION = 3
+# 4: compose.chroma_from_target (a plan of 3 lacks it: re-plan rather than read it as damaged)
+PLAN_VERSION = 4
 
 # Codecs whose every chunk may start on any frame without changing the keyframe cadence a single
 # run would produce; inter-frame codecs with a fixed GOP get their cuts aligned to the GOP.
