@@ -372,7 +372,8 @@ def paste(
     float32, optional) gathers the blend weight in place, as ``over`` does: ``m + a·(1 − m)``,
     exactly ``a`` where it was 0 (``mmvideo.matte``). ``face_out`` (224×224×4 float32, optional)
     receives the face as it is blended, in the crop: RGB after the colour match, the chroma from
-    the target, the Poisson offset and the seam match's shading, and the blend weight as the 4th channel (``--crop-out``).
+    the target, the Poisson offset and the seam match's shading, and the blend weight as the 4th
+    channel (``--crop-out``).
     ``seam`` maps the seam-match strength this face needs (``seam_tolerance``) to the one
     applied: its track's ``SeamTracker.update`` at this frame; None applies the need as it is.
     """

@@ -13,8 +13,9 @@ to a temporary name and renamed.
 ``--crop-out FOLDER`` writes, per written frame ``N`` (numbered as the matte),
 ``crop.N.tT.png`` for the face of track ``T``: 224×224 16-bit RGBA, the face as it was blended
 (generator output after the colour match, the chroma from the target and the Poisson offset;
-sRGB-encoded like the frame) with the crop-space blend weight as straight alpha; and ``crop.N.json``: the frame number and,
-per face, its track, image, crop size and the 2×3 affine from crop to frame pixels
+sRGB-encoded like the frame) with the crop-space blend weight as straight alpha; and
+``crop.N.json``: the frame number and, per face, its track, image, crop size and the 2×3 affine
+from crop to frame pixels
 (``crop_to_frame``; its inverse, ``frame_to_crop``, made the crop). A frame without faces gets a
 sidecar with no faces.
 """

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from mmcore.config_keys import ConfigKey
-from mmvideo.config import SwapConfig, config_keys, load_config
+from mmvideo.config import ModelSettings, SwapConfig, config_keys, load_config
 
 
 def overwrite_options(fn):
@@ -83,14 +83,18 @@ def config_options(sections: tuple[str, ...] | None = None, without: tuple[str, 
     return key_options(keys, preset=True)
 
 
-def merged_config(preset: str, params: dict, checkpoint: str | None = None) -> SwapConfig:
-    """The preset, then the swap settings ``checkpoint`` carries (a tuned model's paste mask),
-    then the config flags the command offers (``config_options``) and the command line gave,
-    popped from ``params``."""
-    overrides = {k.name: params.pop(k.name) for k in config_keys() if k.name in params}
-    model = None
-    if checkpoint is not None:
-        from mmvideo.generate import model_settings  # deferred: torch reads the file
+def checkpoint_settings(checkpoint: str | None) -> ModelSettings | None:
+    """The swap settings the ``--checkpoint`` file carries (none without one)."""
+    if checkpoint is None:
+        return None
+    from mmvideo.generate import model_settings  # deferred: torch reads the file
 
-        model = model_settings(checkpoint)
+    return model_settings(checkpoint)
+
+
+def merged_config(preset: str, params: dict, model: ModelSettings | None = None) -> SwapConfig:
+    """The preset, then a model's swap settings (``checkpoint_settings``: a tuned model's paste
+    mask), then the config flags the command offers (``config_options``) and the command line
+    gave, popped from ``params``."""
+    overrides = {k.name: params.pop(k.name) for k in config_keys() if k.name in params}
     return load_config(preset, overrides, model)

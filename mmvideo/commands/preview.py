@@ -9,6 +9,7 @@ import click
 from mmcore.errors import OutputError
 from mmvideo.commands.options import (
     FACE_SECTIONS,
+    checkpoint_settings,
     config_options,
     merged_config,
     overwrite_options,
@@ -72,7 +73,7 @@ def preview_command(
     out = Path(output)
     if out.suffix.lower() != ".png":
         raise OutputError(f"{out}: the contact sheet is a .png file")
-    cfg = merged_config(preset, params, checkpoint)
+    cfg = merged_config(preset, params, checkpoint_settings(checkpoint))
     oiio_module(PREVIEW_USERS)
     require_input(input_path, "--in")
     check_paths(

@@ -23,6 +23,7 @@ from mmvideo.commands.options import (
     FACE_SECTIONS,
     SOURCE_KEYS,
     TARGET_KEYS,
+    checkpoint_settings,
     config_options,
     merged_config,
     overwrite_options,
@@ -184,7 +185,7 @@ def swap(
     preset: str, print_config: bool, overwrite: bool | None, require_all: bool, **params
 ) -> None:
     """Swap the --source face into every selected face of a video (--map: several actors)."""
-    cfg = merged_config(preset, params, params["checkpoint"])
+    cfg = merged_config(preset, params, checkpoint_settings(params["checkpoint"]))
     if print_config:
         click.echo(config_to_toml(cfg), nl=False)
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from mmvideo.commands.options import (
     overwrite_options,
 )
 from mmvideo.commands.swap import check_paths
-from mmvideo.config import DEFAULT_PRESET
+from mmvideo.config import DEFAULT_PRESET, ModelSettings
 from mmvideo.io.sequence import oiio_module
 from mmvideo.preview import PREVIEW_USERS
 from mmvideo.tune import (
@@ -176,8 +175,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
-    cfg = merged_config(preset, params)
-    cfg.compose = dataclasses.replace(cfg.compose, **SWAP_SETTINGS)
+    cfg = merged_config(preset, params, ModelSettings("mmvideo tune", SWAP_SETTINGS))
     if steps is not None and minutes is not None:
         raise click.UsageError("give --minutes or --steps, not both")
     if not clips:
