@@ -4,11 +4,11 @@ A training step draws two faces ``a`` and ``b``; the generator is trained on bot
 (``a`` with ``b``'s identity and the reverse swap) plus both self-swaps, which eq. 8 and 9 need.
 All four passes run as one concatenated batch.
 
-Beyond eq. 12, two **[ours]** training terms against soft, blotchy output are available, both off
+Beyond eq. 12, three **[ours]** training terms against soft, blotchy output are available, all off
 by default (the paper's loss): feature matching on the discriminators' features and a perceptual
-loss on early layers of a frozen face network, each on the self-swap (``DetailTerms``); and an
-**[ours]** option of eq. 7, the identity encoder reading a randomly jittered, resampled view of the
-swap (``LossConfig.identity_augment``, off by default).
+loss on early layers of a frozen face network, each on the self-swap, and a texture loss on the
+cross swap (``DetailTerms``); and an **[ours]** option of eq. 7, the identity encoder reading a
+randomly jittered, resampled view of the swap (``LossConfig.identity_augment``, off by default).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class GeneratorLosses:
     weight_l1: Tensor
     feature_match: Tensor  # [ours] DetailTerms, 0 when off
     perceptual: Tensor  # [ours] DetailTerms, 0 when off
+    texture: Tensor  # [ours] DetailTerms, 0 when off
 
 
 GAN_GENERATOR_LOSSES = ("non-saturating", "minimax")
@@ -114,12 +115,17 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class DetailTerms:
-    """[ours] Training terms beyond eq. 12, on the self-swaps (where the target is the right
-    answer, so they cannot pull a cross swap back toward the target's identity). Weight 0 = off."""
+    """[ours] Training terms beyond eq. 12. Feature matching and the perceptual loss compare the
+    self-swaps with their targets (where the target is the right answer, so they cannot pull a
+    cross swap back toward the target's identity); the texture loss compares the cross swaps' skin
+    statistics only, not where anything lies. Weight 0 = off."""
 
     feature_match: float = 0.0  # λ of ``feature_matching_loss``
     perceptual: float = 0.0  # λ of ``perceptual_loss``
-    perceptual_net: nn.Module | None = None  # frozen image → feature maps, e.g. ``DlibFeatures``
+    texture: float = 0.0  # λ of ``texture_loss``
+    # frozen image → feature maps, e.g. ``DlibFeatures``; the texture loss also needs its
+    # ``face_weights``
+    perceptual_net: nn.Module | None = None
 
 
 def to_identity_frame(x224: Tensor, out_size: int = 112) -> Tensor:
@@ -306,9 +312,13 @@ class DlibFeatures(nn.Module):
             )
         self.encoder, self.taps = encoder, taps
 
+    def chip(self, x224: Tensor) -> Tensor:
+        """The encoder's face chip of 224 crops (any channel count, e.g. a mask)."""
+        return self.encoder.to_native(to_identity_frame(x224))
+
     def forward(self, x224: Tensor) -> list[Tensor]:
         net = self.encoder.network
-        chip = self.encoder.to_native(to_identity_frame(x224))  # [B,3,150,150]
+        chip = self.chip(x224)  # [B,3,150,150]
         h = net.stem((chip - net.mean) * (255.0 / DLIB_INPUT_SCALE))  # dlib's input scaling
         out = [h]
         for i, block in enumerate(net.blocks[: max(self.taps) + 1]):
@@ -323,6 +333,38 @@ def perceptual_loss(net: nn.Module, fake: Tensor, real: Tensor) -> Tensor:
     with torch.no_grad():
         real_f = net(real)
     return torch.stack([(f - r).abs().mean() for f, r in zip(net(fake), real_f)]).mean()
+
+
+def gram_matrix(features: Tensor, weight: Tensor) -> Tensor:
+    """Channel co-activations of ``features`` [B,C,H,W] weighted by ``weight`` [B,1,H,W] (the
+    face region), over its area: [B,C,C]. A texture statistic without the layout (Gatys et al.)."""
+    f = (features * weight).flatten(2)
+    area = weight.flatten(1).sum(1).clamp_min(1.0)
+    return f @ f.transpose(1, 2) / area[:, None, None]
+
+
+def texture_loss(
+    net: nn.Module, swapped: Tensor, target: Tensor, mask: Tensor, layers: int = 2
+) -> Tensor:
+    """[ours] L1 between the Gram matrices of the cross swap x_{t→s} and of its target frame x_t,
+    on the perceptual network's first ``layers`` feature maps (``DlibFeatures``: the stem and the
+    first tap), inside the face mask m_t. Mean over layers.
+
+    Why: nothing in eq. 12 asks the cross swap's skin to look like skin. The identity loss pays
+    for fine patterns that move the encoder's code, and the shot's discriminators, kept weak so
+    they do not pull the identity back, let them through: speckles, streaks and the decoder's grid
+    on the tuned faces. A Gram matrix keeps which fine structures occur and drops where, so the
+    swap may move brows, lids and lips (identity) but not paint a texture the target's skin lacks.
+    The target side carries no gradient."""
+    with torch.no_grad():
+        real_f = net(target)[:layers]
+        weight = net.chip(mask)
+    fake_f = net(swapped)[:layers]
+    terms = []
+    for fake, real in zip(fake_f, real_f):
+        w = F.interpolate(weight, size=fake.shape[-2:], mode="area")
+        terms.append((gram_matrix(fake, w) - gram_matrix(real, w)).abs().mean())
+    return torch.stack(terms).mean()
 
 
 def weight_l1_penalty(module: nn.Module) -> Tensor:
@@ -385,12 +427,20 @@ def generator_losses(
             feature_matching_loss(discriminator, a.image, out.self_a, a.boxes)
             + feature_matching_loss(discriminator, b.image, out.self_b, b.boxes)
         ) / 2
+    if (extra.perceptual or extra.texture) and extra.perceptual_net is None:
+        raise ModelError("perceptual loss: weight set but no perceptual network given")
     l_per = l_id.new_zeros(())
     if extra.perceptual:
-        if extra.perceptual_net is None:
-            raise ModelError("perceptual loss: weight set but no perceptual network given")
         l_per = perceptual_loss(
             extra.perceptual_net, torch.cat([out.self_a, out.self_b]), torch.cat([a.image, b.image])
+        )
+    l_tex = l_id.new_zeros(())
+    if extra.texture:
+        l_tex = texture_loss(
+            extra.perceptual_net,
+            torch.cat([out.swap_ab, out.swap_ba]),
+            torch.cat([a.image, b.image]),
+            torch.cat([a.mask, b.mask]),
         )
     total = (
         loss.lambda_id * l_id
@@ -399,8 +449,9 @@ def generator_losses(
         + loss.lambda_weight_l1 * l_l1
         + extra.feature_match * l_fm
         + extra.perceptual * l_per
+        + extra.texture * l_tex
     )
-    return GeneratorLosses(total, l_id, l_rec, l_cyc, l_adv, l_l1, l_fm, l_per), out
+    return GeneratorLosses(total, l_id, l_rec, l_cyc, l_adv, l_l1, l_fm, l_per, l_tex), out
 
 
 def discriminator_loss(

@@ -92,7 +92,7 @@ PREVIEW_ROWS = 4
 DEFAULT_STEPS = 200
 # settings added after tunes were already on disk, at the value those tunes trained with: their
 # records lack the key, and --resume with this value continues them
-UNRECORDED_SETTINGS = {"identity_augment": 0.0}
+UNRECORDED_SETTINGS = {"identity_augment": 0.0, "lambda_texture": 0.0}
 # the swap settings a tuned checkpoint carries (``mmvideo.config.ModelSettings``): the paste mask
 # over the brows. The presets' 0 stops at the brow line, so the feathered edge keeps most of the
 # target's brows; with a tuned model's the judge's gain rose by +0.07 and +0.15 on a frontal and a
@@ -132,6 +132,8 @@ class TuneSettings:
     # frontal cross case: judge's gain +0.275 at 0, +0.316 at 1, +0.342 at 2 with the band ratio
     # 1.11 / 1.13 / 1.17 (docs/benchmarks.md, session 7)
     identity_augment: float = 2.0
+    # [ours] the cross swap's skin statistics against its target's (``magicmask.losses.texture_loss``)
+    lambda_texture: float = 0.0
 
 
 @dataclass
@@ -386,6 +388,7 @@ def train_config(settings: TuneSettings, base_cfg, base_path: Path, steps: int):
         init_from=str(base_path.resolve()),
         lambda_feature_match=settings.lambda_feature_match,
         lambda_perceptual=settings.lambda_perceptual,
+        lambda_texture=settings.lambda_texture,
         loss=LossConfig(
             lambda_id=settings.lambda_id,
             lambda_afsa=settings.lambda_afsa,

@@ -28,6 +28,7 @@ from magicmask.losses import (
     perceptual_loss,
     reconstruction_loss,
     run_generator,
+    texture_loss,
     to_identity_frame,
     weight_l1_penalty,
 )
@@ -310,6 +311,39 @@ def test_perceptual_loss_on_early_dlib_features_sees_blur_and_refuses_other_enco
         DlibFeatures(StandInEncoder())
 
 
+def test_texture_loss_sees_speckles_on_the_skin_not_a_shift_nor_the_background(data_dir):
+    from magicmask.face.identity import build_identity_encoder
+
+    net = DlibFeatures(build_identity_encoder("dlib-resnet"))
+    targets, _ = _real_faces(data_dir)
+    face = torch.tensor(targets[0].crop).permute(2, 0, 1)[None].float() / 255
+    mask = torch.tensor(targets[0].mask)[None, None]
+    g = torch.Generator().manual_seed(0)
+    dots = (torch.rand(1, 1, 224, 224, generator=g) < 0.02).float()
+    speckled = face * (1 - 0.3 * nn.functional.max_pool2d(dots, 3, 1, 1) * (mask > 0.5))
+    shifted = torch.roll(face, 4, dims=3)  # the features moved, the skin the same
+    far = 1 - nn.functional.max_pool2d((mask > 0).float(), 41, 1, 20)  # 20 px clear of the face
+    background = face * (1 - far) + torch.rand(1, 3, 224, 224, generator=g) * far
+    assert texture_loss(net, face.clone(), face, mask).item() == 0
+    assert texture_loss(net, background, face, mask).item() < 1e-6
+    speckles = texture_loss(net, speckled, face, mask).item()
+    assert speckles > 5 * texture_loss(net, shifted, face, mask).item()
+    swapped = speckled.clone().requires_grad_(True)
+    texture_loss(net, swapped, face, mask).backward()
+    assert swapped.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+class _PixelFeatures(nn.Module):
+    """A stand-in perceptual network: frozen pixels at two scales, on the crop itself."""
+
+    def chip(self, x):
+        return x
+
+    def forward(self, x):
+        return [x, nn.functional.avg_pool2d(x, 4)]
+
+
 def test_detail_terms_are_off_by_default_and_weighted_into_the_total():
     torch.manual_seed(0)
     cfg = create_config("tiny", identity_dim=32)
@@ -317,23 +351,29 @@ def test_detail_terms_are_off_by_default_and_weighted_into_the_total():
     a, b = _batch(cfg, 0, enc), _batch(cfg, 1, enc)
     plain, _ = generator_losses(cfg, gen, disc, enc, a, b)
     assert plain.feature_match.item() == 0 and plain.perceptual.item() == 0
+    assert plain.texture.item() == 0
 
-    def features(x):  # a stand-in perceptual network: frozen pixels at two scales
-        return [x, nn.functional.avg_pool2d(x, 4)]
-
-    extra = DetailTerms(feature_match=3.0, perceptual=2.0, perceptual_net=features)
+    features = _PixelFeatures()
+    extra = DetailTerms(feature_match=3.0, perceptual=2.0, texture=4.0, perceptual_net=features)
     more, out = generator_losses(cfg, gen, disc, enc, a, b, extra)
-    assert more.feature_match.item() > 0 and more.perceptual.item() > 0
-    expected = plain.total + 3 * more.feature_match + 2 * more.perceptual
+    assert more.feature_match.item() > 0 and more.perceptual.item() > 0 and more.texture.item() > 0
+    expected = plain.total + 3 * more.feature_match + 2 * more.perceptual + 4 * more.texture
     assert more.total.item() == pytest.approx(expected.item(), rel=1e-5)
-    # both terms compare the self-swaps with their own targets, never the cross swaps
+    # feature matching compares the self-swaps with their own targets, never the cross swaps
     fm = (
         feature_matching_loss(disc, a.image, out.self_a, a.boxes)
         + feature_matching_loss(disc, b.image, out.self_b, b.boxes)
     ) / 2
     assert more.feature_match.item() == pytest.approx(fm.item(), rel=1e-5)
-    with pytest.raises(ModelError, match="no perceptual network"):
-        generator_losses(cfg, gen, disc, enc, a, b, DetailTerms(perceptual=1.0))
+    # the texture loss compares each cross swap with the frame it was painted into
+    tex = (
+        texture_loss(features, out.swap_ab, a.image, a.mask)
+        + texture_loss(features, out.swap_ba, b.image, b.mask)
+    ) / 2
+    assert more.texture.item() == pytest.approx(tex.item(), rel=1e-5)
+    for weights in ({"perceptual": 1.0}, {"texture": 1.0}):
+        with pytest.raises(ModelError, match="no perceptual network"):
+            generator_losses(cfg, gen, disc, enc, a, b, DetailTerms(**weights))
 
 
 def test_global_adversarial_variant_in_total():

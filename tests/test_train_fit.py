@@ -153,9 +153,11 @@ def test_init_from_an_exported_model_adds_a_detail_path_and_new_loss_terms(data,
         model_overrides=(("detail_path", True), ("lambda_id", 8.0)),
         lambda_feature_match=1.0,
         lambda_perceptual=1.0,
+        lambda_texture=1.0,
     )
     child = fit(cfg, data, tmp_path / "child")
     assert child.last_losses["feature_match"] > 0 and child.last_losses["perceptual"] > 0
+    assert child.last_losses["texture"] > 0
     state = _state(checkpoint_path(tmp_path / "child", 1))
     for key in ("generator", "ema"):
         weights = state[key]
@@ -179,6 +181,7 @@ def test_init_from_an_exported_model_adds_a_detail_path_and_new_loss_terms(data,
 
     assert TrainConfig(lambda_feature_match=1.0).resume_key() != TrainConfig().resume_key()
     assert TrainConfig(lambda_perceptual=1.0).resume_key() != TrainConfig().resume_key()
+    assert TrainConfig(lambda_texture=1.0).resume_key() != TrainConfig().resume_key()
     with pytest.raises(InvalidInput, match="same model config"):
         fit(
             _cfg(init_from=str(exported), model_overrides=(("arie_blocks", 3),)),

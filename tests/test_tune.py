@@ -109,6 +109,9 @@ def test_the_adversarial_weight_and_identity_augment_reach_the_training_losses(t
     for amount in (0.0, 1.5):
         tcfg = train_config(TuneSettings(identity_augment=amount), cfg, base, steps=3)
         assert tcfg.loss.identity_augment == amount
+    for weight in (0.0, 2.0):
+        tcfg = train_config(TuneSettings(lambda_texture=weight), cfg, base, steps=3)
+        assert tcfg.lambda_texture == weight
 
 
 def test_the_training_mask_reach_is_a_flag_recorded_and_range_checked(data_dir, tmp_path, capsys):

@@ -127,6 +127,14 @@ class TrainConfig:
             "paper)."
         ),
     )
+    # L1 between Gram matrices of early dlib-ResNet features of the cross swap and its target
+    lambda_texture: float = field(
+        default=0.0,
+        metadata=flag(
+            "[ours] Texture loss: the cross swap's skin statistics (Gram matrices of early "
+            "dlib-ResNet features in the face mask) against its target's (0 = off, the paper)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Loss weights were model config fields, set as model overrides: run folders written
@@ -153,7 +161,7 @@ class TrainConfig:
         """Fields that must match for a resume to be the same run (steps and logging may change)."""
         keep = ("model", "model_overrides", "identity_encoder", "batch_size", "lr", "betas", "weight_decay",
                 "grad_clip", "ema_decay", "same_identity_prob", "seed", "exclude_identities", "mask_forehead",
-                "loss", "lambda_feature_match", "lambda_perceptual")  # fmt: skip
+                "loss", "lambda_feature_match", "lambda_perceptual", "lambda_texture")  # fmt: skip
         return {k: v for k, v in json.loads(self.to_json()).items() if k in keep}
 
 

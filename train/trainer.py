@@ -41,6 +41,7 @@ TERMS = (
     "weight_l1",
     "feature_match",
     "perceptual",
+    "texture",
     "discriminator",
 )
 
@@ -150,14 +151,16 @@ def detail_terms(tcfg: TrainConfig, encoder: nn.Module, device: torch.device) ->
     """The run's [ours] extra loss terms; the perceptual network reuses the training encoder when
     that is dlib's ResNet (frozen either way)."""
     net = None
-    if tcfg.lambda_perceptual:
+    if tcfg.lambda_perceptual or tcfg.lambda_texture:
         dlib = (
             encoder
             if encoder.name == "dlib-resnet"
             else build_identity_encoder("dlib-resnet", device=str(device))
         )
         net = L.DlibFeatures(dlib.to(device))
-    return L.DetailTerms(tcfg.lambda_feature_match, tcfg.lambda_perceptual, net)
+    return L.DetailTerms(
+        tcfg.lambda_feature_match, tcfg.lambda_perceptual, tcfg.lambda_texture, net
+    )
 
 
 def _amp(tcfg: TrainConfig, device: torch.device) -> bool:

@@ -37,6 +37,7 @@ from mmvideo.tune import (
     train_config,
     write_preview,
 )
+from train.config import TrainConfig
 from train.trainer import (
     latest_checkpoint,
 )
@@ -122,6 +123,13 @@ from train.trainer import (
     "--lambda-feature-match", default=TuneSettings.lambda_feature_match, show_default=True
 )
 @click.option(
+    "--lambda-texture",
+    type=click.FloatRange(min=0),
+    default=TuneSettings.lambda_texture,
+    show_default=True,
+    help=TrainConfig.__dataclass_fields__["lambda_texture"].metadata["help"],
+)
+@click.option(
     "--detail-path/--no-detail-path",
     default=TuneSettings.detail_path,
     show_default=True,
@@ -171,7 +179,7 @@ from train.trainer import (
 # settings
 @config_options(FACE_SECTIONS)
 def tune_command(sources, source_dir, source_video, clips, output: Path, minutes, steps, base, resume, preset, lr,
-                 pairs, lambda_id, lambda_afsa, identity_augment, train_mask_forehead, lambda_perceptual, lambda_feature_match, detail_path, freeze, max_frames, min_frames, source_stride,
+                 pairs, lambda_id, lambda_afsa, identity_augment, train_mask_forehead, lambda_perceptual, lambda_feature_match, lambda_texture, detail_path, freeze, max_frames, min_frames, source_stride,
                  checkpoint_every, seed, train_threads, preview_every, json_progress, no_progress, overwrite,
                  **params) -> None:  # fmt: skip
     """Fine-tune a checkpoint on one shot: the actor's photos (or footage) and the target clips."""
@@ -219,6 +227,7 @@ def tune_command(sources, source_dir, source_video, clips, output: Path, minutes
         seed=seed,
         lambda_perceptual=lambda_perceptual,
         lambda_feature_match=lambda_feature_match,
+        lambda_texture=lambda_texture,
         detail_path=detail_path,
         freeze=tuple(f for f in freeze.split(",") if f),
         max_frames=max_frames,
