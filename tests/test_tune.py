@@ -94,6 +94,7 @@ def test_by_default_the_tune_keeps_the_base_detail_path_and_doubles_the_identity
     settings = load_checkpoint(tuned).meta["tune"]["settings"]
     assert settings["freeze"] == ["detail"] and settings["lambda_id"] == 10.0
     assert settings["lambda_afsa"] == 0.2 and settings["identity_augment"] == 2.0
+    assert settings["lambda_texture"] == 1.0
     # swap pastes it over the brows unless a flag says otherwise (test_model_settings)
     assert load_checkpoint(tuned).meta["swap"] == {"mask_forehead": 0.1}
 
