@@ -123,8 +123,8 @@ class DetailTerms:
     feature_match: float = 0.0  # λ of ``feature_matching_loss``
     perceptual: float = 0.0  # λ of ``perceptual_loss``
     texture: float = 0.0  # λ of ``texture_loss``
-    # frozen image → feature maps, e.g. ``DlibFeatures``; the texture loss also needs its
-    # ``face_weights``
+    # frozen image → feature maps, e.g. ``DlibFeatures``; the texture loss also carries the face
+    # mask to its features with its ``chip``
     perceptual_net: nn.Module | None = None
 
 
@@ -347,8 +347,8 @@ def texture_loss(
     net: nn.Module, swapped: Tensor, target: Tensor, mask: Tensor, layers: int = 2
 ) -> Tensor:
     """[ours] L1 between the Gram matrices of the cross swap x_{t→s} and of its target frame x_t,
-    on the perceptual network's first ``layers`` feature maps (``DlibFeatures``: the stem and the
-    first tap), inside the face mask m_t. Mean over layers.
+    on the perceptual network's first ``layers`` feature maps (``DlibFeatures``: the stem and
+    residual block 2, the finest), inside the face mask m_t. Mean over layers.
 
     Why: nothing in eq. 12 asks the cross swap's skin to look like skin. The identity loss pays
     for fine patterns that move the encoder's code, and the shot's discriminators, kept weak so
@@ -428,7 +428,7 @@ def generator_losses(
             + feature_matching_loss(discriminator, b.image, out.self_b, b.boxes)
         ) / 2
     if (extra.perceptual or extra.texture) and extra.perceptual_net is None:
-        raise ModelError("perceptual loss: weight set but no perceptual network given")
+        raise ModelError("perceptual or texture loss: weight set but no perceptual network given")
     l_per = l_id.new_zeros(())
     if extra.perceptual:
         l_per = perceptual_loss(
