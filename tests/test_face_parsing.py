@@ -181,7 +181,8 @@ def test_face_probability_keeps_the_face_classes_and_drops_the_rest(checkpoint):
         p = parser.face_probability(crops)
         assert p.shape == (2, 48, 40) and p.dtype == np.float32
         assert p.min() > 0.999 or p.max() < 1e-3, name
-        assert np.array_equal(parser.face_probability(crops[1]), p[1])
+        # one crop is a batch of one (torch's CPU kernels may round a batch of one differently)
+        np.testing.assert_allclose(parser.face_probability(crops[1]), p[1], rtol=1e-4, atol=1e-6)
         if p.min() > 0.999:
             kept.add(name)
     assert kept == {"skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip"}
