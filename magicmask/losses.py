@@ -316,14 +316,17 @@ class DlibFeatures(nn.Module):
         """The encoder's face chip of 224 crops (any channel count, e.g. a mask)."""
         return self.encoder.to_native(to_identity_frame(x224))
 
-    def forward(self, x224: Tensor) -> list[Tensor]:
+    def forward(self, x224: Tensor, layers: int | None = None) -> list[Tensor]:
+        """The stem's and the taps' feature maps; only the first ``layers`` of them (all by
+        default), the network run no deeper than they need."""
+        taps = self.taps if layers is None else self.taps[: max(0, layers - 1)]
         net = self.encoder.network
         chip = self.chip(x224)  # [B,3,150,150]
         h = net.stem((chip - net.mean) * (255.0 / DLIB_INPUT_SCALE))  # dlib's input scaling
         out = [h]
-        for i, block in enumerate(net.blocks[: max(self.taps) + 1]):
+        for i, block in enumerate(net.blocks[: max(taps, default=-1) + 1]):
             h = block(h)
-            if i in self.taps:
+            if i in taps:
                 out.append(h)
         return out
 
@@ -357,9 +360,9 @@ def texture_loss(
     swap may move brows, lids and lips (identity) but not paint a texture the target's skin lacks.
     The target side carries no gradient."""
     with torch.no_grad():
-        real_f = net(target)[:layers]
+        real_f = net(target, layers)
         weight = net.chip(mask)
-    fake_f = net(swapped)[:layers]
+    fake_f = net(swapped, layers)
     terms = []
     for fake, real in zip(fake_f, real_f):
         w = F.interpolate(weight, size=fake.shape[-2:], mode="area")

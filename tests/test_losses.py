@@ -301,6 +301,8 @@ def test_perceptual_loss_on_early_dlib_features_sees_blur_and_refuses_other_enco
     feats = net(x)
     # the stem (35 px, 32 ch) and blocks 2 (35 px, 32 ch) and 6 (17 px, 64 ch)
     assert [tuple(f.shape[1:]) for f in feats] == [(32, 35, 35), (32, 35, 35), (64, 17, 17)]
+    first = net(x, 2)  # the texture loss's: the network run only as deep as block 2
+    assert len(first) == 2 and all(torch.equal(f, g) for f, g in zip(first, feats))
     assert perceptual_loss(net, x.clone(), x).item() == 0
     fake = _blur(x).requires_grad_(True)
     loss = perceptual_loss(net, fake, x)
@@ -340,8 +342,8 @@ class _PixelFeatures(nn.Module):
     def chip(self, x):
         return x
 
-    def forward(self, x):
-        return [x, nn.functional.avg_pool2d(x, 4)]
+    def forward(self, x, layers=None):
+        return [x, nn.functional.avg_pool2d(x, 4)][:layers]
 
 
 def test_detail_terms_are_off_by_default_and_weighted_into_the_total():
