@@ -331,10 +331,10 @@ class DlibFeatures(nn.Module):
         return out
 
 
-def perceptual_loss(net: nn.Module, fake: Tensor, real: Tensor) -> Tensor:
-    """[ours] L1 between a frozen network's feature maps of ``fake`` and ``real``, mean over layers."""
-    with torch.no_grad():
-        real_f = net(real)
+def perceptual_loss(net: nn.Module, fake: Tensor, real_f: list[Tensor]) -> Tensor:
+    """[ours] L1 between a frozen network's feature maps of ``fake`` and ``real_f``, the maps of
+    the real images (taken once without gradient: the texture loss reads the same), mean over
+    layers."""
     return torch.stack([(f - r).abs().mean() for f, r in zip(net(fake), real_f)]).mean()
 
 
@@ -346,25 +346,31 @@ def gram_matrix(features: Tensor, weight: Tensor) -> Tensor:
     return f @ f.transpose(1, 2) / area[:, None, None]
 
 
+TEXTURE_LAYERS = 2  # the stem and residual block 2 of ``DlibFeatures``: its finest maps
+
+
 def texture_loss(
-    net: nn.Module, swapped: Tensor, target: Tensor, mask: Tensor, layers: int = 2
+    net: nn.Module,
+    swapped: Tensor,
+    target_f: list[Tensor],
+    mask: Tensor,
+    layers: int = TEXTURE_LAYERS,
 ) -> Tensor:
     """[ours] L1 between the Gram matrices of the cross swap x_{t→s} and of its target frame x_t,
     on the perceptual network's first ``layers`` feature maps (``DlibFeatures``: the stem and
-    residual block 2, the finest), inside the face mask m_t. Mean over layers.
+    residual block 2, the finest), inside the face mask m_t. Mean over layers. ``target_f``: the
+    network's maps of x_t (at least ``layers`` of them, taken without gradient).
 
     Why: nothing in eq. 12 asks the cross swap's skin to look like skin. The identity loss pays
     for fine patterns that move the encoder's code, and the shot's discriminators, kept weak so
     they do not pull the identity back, let them through: speckles, streaks and the decoder's grid
     on the tuned faces. A Gram matrix keeps which fine structures occur and drops where, so the
     swap may move brows, lids and lips (identity) but not paint a texture the target's skin lacks.
-    The target side carries no gradient."""
+    """
     with torch.no_grad():
-        real_f = net(target, layers)
         weight = net.chip(mask)
-    fake_f = net(swapped, layers)
     terms = []
-    for fake, real in zip(fake_f, real_f):
+    for fake, real in zip(net(swapped, layers), target_f[:layers]):
         w = F.interpolate(weight, size=fake.shape[-2:], mode="area")
         terms.append((gram_matrix(fake, w) - gram_matrix(real, w)).abs().mean())
     return torch.stack(terms).mean()
@@ -432,19 +438,22 @@ def generator_losses(
         ) / 2
     if (extra.perceptual or extra.texture) and extra.perceptual_net is None:
         raise ModelError("perceptual or texture loss: weight set but no perceptual network given")
-    l_per = l_id.new_zeros(())
-    if extra.perceptual:
-        l_per = perceptual_loss(
-            extra.perceptual_net, torch.cat([out.self_a, out.self_b]), torch.cat([a.image, b.image])
-        )
-    l_tex = l_id.new_zeros(())
-    if extra.texture:
-        l_tex = texture_loss(
-            extra.perceptual_net,
-            torch.cat([out.swap_ab, out.swap_ba]),
-            torch.cat([a.image, b.image]),
-            torch.cat([a.mask, b.mask]),
-        )
+    l_per, l_tex = l_id.new_zeros(()), l_id.new_zeros(())
+    if extra.perceptual or extra.texture:
+        net = extra.perceptual_net
+        with torch.no_grad():  # the targets' maps once for both terms, as deep as they read
+            target_f = net(
+                torch.cat([a.image, b.image]), None if extra.perceptual else TEXTURE_LAYERS
+            )
+        if extra.perceptual:
+            l_per = perceptual_loss(net, torch.cat([out.self_a, out.self_b]), target_f)
+        if extra.texture:
+            l_tex = texture_loss(
+                net,
+                torch.cat([out.swap_ab, out.swap_ba]),
+                target_f,
+                torch.cat([a.mask, b.mask]),
+            )
     total = (
         loss.lambda_id * l_id
         + loss.lambda_recon * (l_rec + l_cyc)
