@@ -60,6 +60,9 @@ CASES = (
     Case("talking_head_jackie_chan_01.mp4", "id_biden_02.jpg", False),
     Case("talking_head_obama_address_01.mp4", "id_biden_02.jpg", False),
     Case("talking_head_glasses_02.mp4", "id_kit_harington_02.jpeg", False),
+    # head turns: where the model's dark patches show most
+    Case("talking_head_turn_01.mp4", "id_biden_02.jpg", False),
+    Case("talking_head_turn_03.mp4", "id_biden_02.jpg", False),
 )
 
 MEASURES = (  # (field, header, format)
